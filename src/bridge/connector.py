@@ -1,0 +1,143 @@
+"""The connector contract: the base class every connector plugin subclasses.
+
+A connector knows its vendor and nothing of rules. The core owns incremental state: it hands ``pull`` the
+last committed cursor and stores the cursor of each page only after that page's changes are committed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
+
+import httpx
+
+from bridge.model import Change, Write, format_time, parse_time, utcnow
+from bridge.settings import ConnectorSettings
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where the last committed pull stopped: a modification time with a record-id tie-break."""
+
+    at: datetime | None = None
+    id: str | None = None
+
+    def dumps(self) -> str:
+        """Serialise for the store."""
+        return json.dumps({"at": format_time(self.at), "id": self.id})
+
+    @classmethod
+    def loads(cls, text: str | None) -> Cursor:
+        """Read a stored cursor (None or empty text is the beginning)."""
+        if not text:
+            return cls()
+        data = json.loads(text)
+        return cls(parse_time(data["at"]) if data.get("at") else None, data.get("id"))
+
+    def since(self, lookback: timedelta) -> datetime | None:
+        """The time to ask the vendor for: the cursor minus the lookback window (late-arriving writes)."""
+        return None if self.at is None else self.at - lookback
+
+    def after(self, at: datetime, record_id: str) -> bool:
+        """Whether a record modified at ``at`` with id ``record_id`` comes after this cursor."""
+        if self.at is None:
+            return True
+        return (at, record_id) > (self.at, self.id or "")
+
+
+@dataclass
+class PullPage:
+    """One page of a pull: the changes and the cursor to store once they are committed."""
+
+    changes: list[Change]
+    cursor: Cursor
+
+
+@dataclass
+class PushResult:
+    """The outcome of one write in a pushed batch."""
+
+    record_id: str
+    ok: bool
+    external_id: str | None = None
+    error: str | None = None
+    retriable: bool = False
+
+
+@dataclass(frozen=True)
+class RemoteField:
+    """A field as the remote system describes it."""
+
+    name: str
+    type: str
+    label: str = ""
+    options: tuple[str, ...] = ()
+    restricted: bool = False
+    kind: str = ""
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """A connector's declared request budget: a token bucket refilled at ``per_second``."""
+
+    per_second: float = 10.0
+    burst: int = 10
+
+
+@dataclass
+class ConnectorContext:
+    """What the host hands a connector: its system name, settings, HTTP client and clock."""
+
+    system: str
+    settings: ConnectorSettings
+    http: httpx.Client | None = None
+    clock: Clock = utcnow
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Connector:
+    """Base class of connectors. Override the methods your system supports.
+
+    Class attributes declare what the core needs to know: ``name`` (the plugin name in config), ``kinds``
+    it can carry, ``batch_max`` writes per push call, ``settings_model`` for its config table, and
+    ``rate_limit``.
+    """
+
+    name: ClassVar[str] = ""
+    kinds: ClassVar[tuple[str, ...]] = ("ticket",)
+    batch_max: ClassVar[int] = 100
+    settings_model: ClassVar[type[ConnectorSettings]] = ConnectorSettings
+    rate_limit: ClassVar[RateLimit] = RateLimit()
+    lookback: ClassVar[timedelta] = timedelta(minutes=2)
+
+    def __init__(self, context: ConnectorContext) -> None:
+        self.context = context
+        self.system = context.system
+        self.settings = context.settings
+
+    def pull(self, kind: str, cursor: Cursor) -> Iterator[PullPage]:
+        """Yield pages of changes to records of ``kind`` modified after ``cursor``, oldest first."""
+        return iter(())
+
+    def push(self, kind: str, writes: list[Write]) -> list[PushResult]:
+        """Send a batch (at most ``batch_max``) of writes; return one result per write, in order."""
+        raise NotImplementedError(f"{self.system}: this connector does not accept writes")
+
+    def describe(self, kind: str) -> list[RemoteField]:
+        """The remote fields of ``kind`` with their types and options."""
+        return []
+
+    def check_connection(self) -> None:
+        """Raise ConnectorAuthError or RetriableConnectorError when the system cannot be used."""
+
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[Change]:
+        """Turn a webhook request into changes; raise ValueError for a malformed or unsigned one."""
+        raise NotImplementedError(f"{self.system}: this connector takes no webhooks")
+
+    def close(self) -> None:
+        """Release what the connector holds (the host closes the shared HTTP client itself)."""

@@ -1,0 +1,123 @@
+"""The few types every module shares: Record, Change, Write, FieldValue, Decision."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+KINDS = ("ticket", "account", "contact")
+BRIDGE = "bridge"  # the owner name of fields the bridge derives itself
+
+
+def utcnow() -> datetime:
+    """The current time, aware and in UTC."""
+    return datetime.now(UTC)
+
+
+def parse_time(value: str | datetime) -> datetime:
+    """Parse an ISO 8601 time (``Z`` allowed) into an aware UTC datetime."""
+    if isinstance(value, datetime):
+        dt = value
+    else:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC)
+
+
+def format_time(value: datetime | None) -> str | None:
+    """Format an aware time as UTC ISO 8601 with ``Z``."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class FieldValue:
+    """A typed field's value with its provenance: which system said it, and when."""
+
+    value: Any
+    system: str
+    at: datetime
+
+
+@dataclass
+class Record:
+    """The canonical, typed copy of one ticket, account or contact."""
+
+    id: str
+    kind: str
+    links: dict[str, str] = field(default_factory=dict)
+    fields: dict[str, FieldValue] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    def value(self, name: str) -> Any:
+        """The value of field ``name``, or None when unset."""
+        fv = self.fields.get(name)
+        return None if fv is None else fv.value
+
+
+@dataclass
+class Change:
+    """What one system says happened to one record.
+
+    ``fields`` holds remote field names as the system spells them; the pipeline maps them to the
+    configured fields. ``attrs`` carries built-in attributes (subject, body, status, priority, email ...).
+    """
+
+    system: str
+    kind: str
+    external_id: str
+    at: datetime
+    fields: dict[str, Any] = field(default_factory=dict)
+    tags: list[str] | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+    deleted: bool = False
+
+    @property
+    def text(self) -> str:
+        """Subject and body, for classification and text conditions."""
+        return " ".join(str(self.attrs.get(k) or "") for k in ("subject", "body")).strip()
+
+
+@dataclass
+class Write:
+    """What a system must be told so that it agrees with the owners; queued in the outbox."""
+
+    system: str
+    kind: str
+    record_id: str
+    external_id: str | None
+    fields: dict[str, Any]
+
+    @property
+    def idempotency_key(self) -> str:
+        """A stable key: the same write to the same record gives the same key."""
+        body = json.dumps([self.system, self.kind, self.record_id, self.fields], sort_keys=True, default=str)
+        return hashlib.sha256(body.encode()).hexdigest()[:32]
+
+
+@dataclass
+class Decision:
+    """One decision the pipeline took (tag, set_field, assign, escalate, ...), for replay and audit."""
+
+    at: datetime | None
+    record_id: str
+    decision: str
+    rule: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The replay.md JSON shape of this decision."""
+        out: dict[str, Any] = {
+            "at": format_time(self.at),
+            "ticket_id": self.record_id,
+            "decision": self.decision,
+            "rule": self.rule,
+        }
+        out.update(self.detail)
+        return out

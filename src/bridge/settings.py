@@ -1,0 +1,436 @@
+"""The config file: TOML read into pydantic models, with environment overrides and secrets.
+
+Environment variables override the file with pydantic-settings' conventions: prefix ``BRIDGE_``, nesting with
+``__`` (``BRIDGE_CONNECTORS__HUBSPOT__TOKEN``). A key ending in ``_env`` names the variable holding a secret, a key
+ending in ``_file`` names a file holding it; the secret is then available under the bare key as a SecretStr.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from bridge.durations import parse_duration
+from bridge.errors import ConfigError
+from bridge.fields import FIELD_TYPES, FieldType
+
+DEFAULT_CONFIG = "config/bridge.toml"
+POLICIES = ("owner_wins", "prefer_owner_unless_blank", "fill_if_empty", "last_writer_wins")
+RULE_SETS = ("routing", "escalation", "triggers")
+STRATEGIES = ("round_robin", "least_loaded", "account_owner", "skills")
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class Strict(BaseModel):
+    """Base of every config table: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def _duration(value: str | None) -> str | None:
+    if value is not None:
+        parse_duration(value)
+    return value
+
+
+def resolve_secrets(table: dict[str, Any], environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """Replace ``KEY_env`` / ``KEY_file`` entries by ``KEY`` holding the secret they point at.
+
+    A variable that is not set or a file that cannot be read leaves ``KEY`` unset and records the reason
+    under ``_missing_secrets`` so that ``bridge check`` can say which one.
+    """
+    env = os.environ if environ is None else environ
+    out = dict(table)
+    missing: dict[str, str] = {}
+    for key, ref in table.items():
+        if not isinstance(ref, str) or key.startswith("_"):
+            continue
+        if key.endswith("_env"):
+            bare = key[: -len("_env")]
+            if bare in table:
+                continue
+            if ref in env:
+                out[bare] = env[ref]
+            else:
+                missing[key] = f"environment variable {ref} is not set"
+        elif key.endswith("_file"):
+            bare = key[: -len("_file")]
+            if bare in table:
+                continue
+            try:
+                out[bare] = Path(ref).read_text().strip()
+            except OSError as exc:
+                missing[key] = f"cannot read secret file {ref}: {exc.strerror}"
+    if missing:
+        out["_missing_secrets"] = missing
+    return out
+
+
+class ConnectorSettings(BaseModel):
+    """Settings every connector takes; a plugin subclasses this for its own keys (secrets as SecretStr)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    plugin: str
+    base_url: str | None = None
+    sync_every: str | None = None
+    kinds: list[str] = Field(default_factory=lambda: ["ticket"])
+    objects: dict[str, str] = Field(default_factory=dict)
+    ca_bundle: str | None = None
+    timeout: float = 30.0
+    enabled: bool = True
+    missing_secrets: dict[str, str] = Field(default_factory=dict, alias="_missing_secrets")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            data = resolve_secrets(data)
+            # the *_env / *_file keys were consumed; keep them only if the model declares them
+            declared = set(cls.model_fields)
+            for key in list(data):
+                if (key.endswith("_env") or key.endswith("_file")) and key not in declared:
+                    bare = key.rsplit("_", 1)[0]
+                    if bare in declared or cls.model_config.get("extra") == "allow":
+                        data.pop(key)
+        return data
+
+    _check_every = field_validator("sync_every")(classmethod(lambda cls, v: _duration(v)))
+
+
+class ConnectorTable(ConnectorSettings):
+    """A ``[connectors.NAME]`` table as the core reads it; the plugin's own model checks the rest."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class BridgeSection(Strict):
+    database: str = "sqlite:///bridge.db"
+    timezone: str = "UTC"
+    plugins_dir: str | None = None
+    log_level: str = "INFO"
+    http_host: str = "127.0.0.1"
+    http_port: int = 8787
+    webhook_secret: SecretStr | None = None
+    webhook_secret_env: str | None = None
+    outbox_max_attempts: int = 5
+    summary: bool = True
+
+
+class FieldConfig(Strict):
+    type: str
+    kind: str = "ticket"
+    options: list[str] = Field(default_factory=list)
+    aliases: dict[str, list[str]] = Field(default_factory=dict)
+    owner: str = "bridge"
+    policy: Literal["owner_wins", "prefer_owner_unless_blank", "fill_if_empty", "last_writer_wins"] = "owner_wins"
+    on_conflict: Literal["revert", "report"] = "revert"
+    sync_to: list[str] = Field(default_factory=list)
+    remote: dict[str, str] = Field(default_factory=dict)
+    description: str = ""
+
+    def field_type(self, name: str = "") -> FieldType:
+        """The coercion view of this field."""
+        return FieldType(self.type, tuple(self.options), self.aliases, name)
+
+    def remote_name(self, system: str, name: str) -> str:
+        """What ``system`` calls this field (the field's own name unless ``remote`` says otherwise)."""
+        return self.remote.get(system, name)
+
+
+class TaxonomyConfig(Strict):
+    pattern: str = r"^[a-z0-9-]+/[a-z0-9-]+$"
+    prefixes: list[str] = Field(default_factory=list)
+    synonyms: dict[str, list[str]] = Field(default_factory=dict)
+
+
+class TagMapping(Strict):
+    match: str
+    set: dict[str, Any] = Field(default_factory=dict)
+
+
+class CalendarConfig(Strict):
+    timezone: str | None = None
+    hours: dict[str, list[str]] = Field(default_factory=dict)
+    holidays: list[str] = Field(default_factory=list)
+    ical: str | None = None
+
+
+class EscalationLevel(Strict):
+    after: str = "0m"
+    to: str
+
+    _d = field_validator("after")(classmethod(lambda cls, v: _duration(v)))
+
+
+class SlaConfig(Strict):
+    name: str
+    calendar: str | None = None
+    when: dict[str, Any] = Field(default_factory=dict)
+    first_response: str | None = None
+    next_response: str | None = None
+    resolution: str | None = None
+    acknowledgement: str | None = None
+    pause_on: list[str] = Field(default_factory=lambda: ["pending", "on_hold"])
+    warn_before: str | None = None
+    escalate: list[EscalationLevel] = Field(default_factory=list)
+
+    _d = field_validator(
+        "first_response", "next_response", "resolution", "acknowledgement", "warn_before"
+    )(classmethod(lambda cls, v: _duration(v)))
+
+
+class RuleConfig(Strict):
+    name: str
+    set: Literal["routing", "escalation", "triggers"] = "triggers"
+    priority: int = 100
+    when: dict[str, Any] = Field(default_factory=dict)
+    then: list[dict[str, Any]] = Field(default_factory=list)
+    enabled: bool = True
+
+
+class RoutingConfig(Strict):
+    strategy: Literal["round_robin", "least_loaded", "account_owner", "skills"] = "round_robin"
+    fallback: Literal["round_robin", "least_loaded", "account_owner", "skills"] | None = None
+    tier_order: list[str] = Field(default_factory=list)
+
+
+class TeamConfig(Strict):
+    members: list[str] = Field(default_factory=list)
+    calendar: str | None = None
+
+
+class AgentConfig(Strict):
+    email: str
+    name: str = ""
+    skills: list[str] = Field(default_factory=list)
+    languages: list[str] = Field(default_factory=list)
+    capacity: int = 10
+    calendar: str | None = None
+    status: Literal["active", "away", "offline"] = "active"
+
+
+class AfterConfig(Strict):
+    after: str
+    message: str = ""
+
+    _d = field_validator("after")(classmethod(lambda cls, v: _duration(v)))
+
+
+class TopicRule(Strict):
+    window: str
+    ratio: float
+
+    _d = field_validator("window")(classmethod(lambda cls, v: _duration(v)))
+
+
+class TopicsConfig(Strict):
+    tracker: str | None = None
+    min_count: int = 5
+    rules: list[TopicRule] = Field(default_factory=list)
+    prefixes: list[str] = Field(default_factory=list)
+
+
+class PluginsConfig(Strict):
+    disabled: list[str] = Field(default_factory=list)
+
+
+class Config(BaseSettings):
+    """The whole config file; environment variables ``BRIDGE_*`` override its values."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BRIDGE_", env_nested_delimiter="__", extra="forbid", case_sensitive=False
+    )
+
+    bridge: BridgeSection = Field(default_factory=BridgeSection)
+    plugins: PluginsConfig = Field(default_factory=PluginsConfig)
+    connectors: dict[str, ConnectorTable] = Field(default_factory=dict)
+    fields: dict[str, FieldConfig] = Field(default_factory=dict)
+    taxonomy: TaxonomyConfig = Field(default_factory=TaxonomyConfig)
+    tags: list[TagMapping] = Field(default_factory=list)
+    calendars: dict[str, CalendarConfig] = Field(default_factory=dict)
+    sla: list[SlaConfig] = Field(default_factory=list)
+    rules: list[RuleConfig] = Field(default_factory=list)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    teams: dict[str, TeamConfig] = Field(default_factory=dict)
+    agents: list[AgentConfig] = Field(default_factory=list)
+    follow_up: AfterConfig | None = None
+    auto_close: AfterConfig | None = None
+    topics: TopicsConfig = Field(default_factory=TopicsConfig)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # the environment wins over the file (the file arrives as init arguments)
+        return env_settings, init_settings
+
+    def field_types(self) -> dict[str, FieldType]:
+        """Every declared field's coercion view, by name."""
+        return {name: f.field_type(name) for name, f in self.fields.items()}
+
+    def remote_to_field(self, system: str, kind: str) -> dict[str, str]:
+        """Remote field name (as ``system`` spells it) -> field name, for fields of ``kind``."""
+        return {f.remote_name(system, n): n for n, f in self.fields.items() if f.kind == kind}
+
+
+# ---------------------------------------------------------------- loading with file and line
+
+
+class LoadedConfig:
+    """A validated config with where it came from (for messages naming file and line)."""
+
+    def __init__(self, config: Config, path: Path, lines: dict[tuple[str, ...], int]) -> None:
+        self.config = config
+        self.path = path
+        self.lines = lines
+
+    def where(self, *key: str | int) -> str:
+        """``FILE:LINE: KEY`` for a key path (the nearest enclosing key that has a line)."""
+        return where(self.path, self.lines, tuple(str(k) for k in key))
+
+
+def where(path: Path, lines: dict[tuple[str, ...], int], key: tuple[str, ...]) -> str:
+    """``FILE:LINE: dotted.key`` for a key path, using the closest enclosing key that has a line."""
+    for n in range(len(key), 0, -1):
+        if key[:n] in lines:
+            return f"{path}:{lines[key[:n]]}: {'.'.join(key)}"
+    return f"{path}:1: {'.'.join(key) or '(top)'}"
+
+
+_HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+_KEY = re.compile(r"""^\s*((?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*'))*)\s*=""")
+_INLINE_KEY = re.compile(r"""[{,]\s*([A-Za-z0-9_-]+|"[^"]*")\s*=""")
+
+
+def _split_key(text: str) -> tuple[str, ...]:
+    parts = re.findall(r"""[A-Za-z0-9_-]+|"[^"]*"|'[^']*'""", text)
+    return tuple(p.strip("\"'") for p in parts)
+
+
+def key_lines(text: str) -> dict[tuple[str, ...], int]:
+    """Map each key path of a TOML document to the line (1-based) where it is written.
+
+    Arrays of tables get their index (``tags.0.match``); keys of an inline table on the same line are mapped to
+    that line. Keys inside multi-line arrays map to the line of the array's key.
+    """
+    lines: dict[tuple[str, ...], int] = {}
+    counts: dict[tuple[str, ...], int] = {}
+    table: tuple[str, ...] = ()
+    depth = 0  # open brackets of a multi-line value
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.split("#", 1)[0] if '"' not in line and "'" not in line else line
+        if depth == 0:
+            header = _HEADER.match(line)
+            if header and not _KEY.match(line):
+                raw = _split_key(header.group(2))
+                if header.group(1) == "[[":
+                    idx = counts.get(raw, -1) + 1
+                    counts[raw] = idx
+                    table = (*raw, str(idx))
+                    lines.setdefault(raw, number)
+                else:
+                    table = _resolve_arrays(raw, counts)
+                lines[table] = number
+                continue
+            key = _KEY.match(line)
+            if key:
+                path = (*table, *_split_key(key.group(1)))
+                lines[path] = number
+                rest = line[key.end():]
+                for inline in _INLINE_KEY.finditer(rest):
+                    lines.setdefault((*path, inline.group(1).strip('"')), number)
+        depth += stripped.count("[") + stripped.count("{") - stripped.count("]") - stripped.count("}")
+        depth = max(depth, 0)
+    return lines
+
+
+def _resolve_arrays(raw: tuple[str, ...], counts: dict[tuple[str, ...], int]) -> tuple[str, ...]:
+    # [a.b] under [[a]] refers to the last element of a
+    out: list[str] = []
+    for part in raw:
+        out.append(part)
+        if tuple(o for o in out if not o.isdigit()) in counts and tuple(out) in counts:
+            out.append(str(counts[tuple(out)]))
+    return tuple(out)
+
+
+def read_toml(path: Path) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
+    """Read a TOML file; a syntax error becomes a ConfigError naming the file and line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}:0: (file): cannot read config: {exc.strerror}"]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = re.search(r"line (\d+)", str(exc))
+        line = match.group(1) if match else "1"
+        raise ConfigError([f"{path}:{line}: (syntax): {exc}"]) from None
+    return data, key_lines(text)
+
+
+def validation_problems(
+    exc: ValidationError, path: Path, lines: dict[tuple[str, ...], int], prefix: tuple[str, ...] = ()
+) -> list[str]:
+    """Turn pydantic errors into ``FILE:LINE: KEY: message`` lines."""
+    out = []
+    for err in exc.errors():
+        loc = (*prefix, *(str(p) for p in err["loc"]))
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "value_error":
+            msg = msg.removeprefix("Value error, ")
+        elif err["type"] == "literal_error":
+            msg = f"{msg}, got {err['input']!r}"
+        out.append(f"{where(path, lines, loc)}: {msg}")
+    return out
+
+
+def resolve_config_path(path: str | os.PathLike[str] | None) -> Path:
+    """``--config`` if given, else ``$BRIDGE_CONFIG``, else ``config/bridge.toml``."""
+    if path:
+        return Path(path)
+    return Path(os.environ.get("BRIDGE_CONFIG") or DEFAULT_CONFIG)
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> LoadedConfig:
+    """Read, override from the environment and validate a config; raises ConfigError with every problem."""
+    file = resolve_config_path(path)
+    data, lines = read_toml(file)
+    try:
+        config = Config(**data)
+    except ValidationError as exc:
+        raise ConfigError(validation_problems(exc, file, lines)) from None
+    return LoadedConfig(config, file, lines)
+
+
+def duration(value: str | None, default: timedelta | None = None) -> timedelta | None:
+    """A config duration as a timedelta (None stays ``default``)."""
+    return default if value is None else parse_duration(value)
+
+
+__all__ = [
+    "DAYS",
+    "FIELD_TYPES",
+    "POLICIES",
+    "RULE_SETS",
+    "STRATEGIES",
+    "Config",
+    "ConnectorSettings",
+    "LoadedConfig",
+    "load_config",
+]
