@@ -1,0 +1,343 @@
+"""The store: engine, migrations, transactions, the outbox's claim/complete/fail, advisory locks."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.pool import StaticPool
+
+from bridge.store import tables as t
+from bridge.store.tx import Tx, lock_key
+from bridge.store.values import jsonable
+
+MIGRATIONS = "bridge.store:migrations"
+
+
+@dataclass
+class OutboxItem:
+    """One queued write as the outbox pusher sees it."""
+
+    id: int
+    system: str
+    kind: str
+    record_id: str
+    external_id: str | None
+    fields: dict[str, Any]
+    key: str
+    status: str
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    not_before: datetime
+    claimed_until: datetime | None = None
+    done_at: datetime | None = None
+    response: Any = None
+
+
+def _item(row: sa.Row[Any]) -> OutboxItem:
+    return OutboxItem(
+        id=row.id,
+        system=row.system,
+        kind=row.kind,
+        record_id=row.record_id,
+        external_id=row.external_id,
+        fields=dict(row.fields),
+        key=row.key,
+        status=row.status,
+        attempts=row.attempts,
+        last_error=row.last_error,
+        created_at=row.created_at,
+        not_before=row.not_before,
+        claimed_until=row.claimed_until,
+        done_at=row.done_at,
+        response=row.response,
+    )
+
+
+def _sqlite_engine(url: sa.URL) -> sa.Engine:
+    memory = url.database in (None, "", ":memory:")
+    engine = sa.create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": 30},
+        # one shared connection, or every thread would see its own empty in-memory database
+        poolclass=StaticPool if memory else None,
+    )
+
+    @sa.event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        # the driver's own transaction handling is off, so BEGIN below is the only one
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA foreign_keys = ON")
+        if not memory:
+            cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin(conn: sa.Connection) -> None:
+        # take the write lock up front: a deferred transaction that reads and then writes fails with
+        # "database is locked" instead of waiting, which would break "find or create" under threads
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+class Store:
+    """bridge's persistence: SQLite by default (``sqlite:///bridge.db``, ``sqlite:///:memory:``),
+    PostgreSQL by URL (``postgresql+psycopg://user@host/db``) for several replicas.
+
+    The constructor builds the engine only (no I/O); :meth:`open` also migrates to the newest schema.
+    """
+
+    def __init__(self, url: str) -> None:
+        parsed = sa.make_url(url)
+        self.dialect = parsed.get_backend_name()
+        if self.dialect == "sqlite":
+            self.engine = _sqlite_engine(parsed)
+        elif self.dialect == "postgresql":
+            self.engine = sa.create_engine(parsed, pool_pre_ping=True)
+        else:
+            raise ValueError(
+                f"unsupported database {parsed.render_as_string()}: use sqlite:/// or postgresql://"
+            )
+        self._pg = self.dialect == "postgresql"
+        # the shared in-memory connection holds one transaction at a time
+        self._serial: threading.RLock | None = None
+        if self.dialect == "sqlite" and parsed.database in (None, "", ":memory:"):
+            self._serial = threading.RLock()
+        self._local_locks: dict[str, threading.Lock] = {}
+        self._local_locks_guard = threading.Lock()
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        """A store on ``url``, migrated to the newest schema."""
+        store = cls(url)
+        try:
+            store.migrate()
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    def __repr__(self) -> str:
+        return f"Store({self.engine.url.render_as_string()!r})"
+
+    def migrate(self) -> None:
+        """Upgrade the schema to the newest revision (Alembic); running it again does nothing."""
+        config = Config()
+        config.set_main_option("script_location", MIGRATIONS)
+        with self._transaction() as conn:
+            if self._pg:
+                # replicas starting together must not race to create the same tables
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key("migrate")})
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+
+    def revision(self) -> str | None:
+        """The schema revision the database is at, or None before the first migration."""
+        from alembic.runtime.migration import MigrationContext
+
+        with self._transaction() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sa.Connection]:
+        with self._serial or nullcontext(), self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def session(self) -> Iterator[Tx]:
+        """One transaction: commits when the block ends, rolls back when it raises."""
+        with self._transaction() as conn:
+            yield Tx(conn)
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+    # ------------------------------------------------------------------ outbox
+    def claim(
+        self, system: str, kind: str | None, limit: int, now: datetime, lease: timedelta
+    ) -> list[OutboxItem]:
+        """Claim up to ``limit`` due writes to ``system`` (of ``kind``, or any), oldest first.
+
+        Due: pending with ``not_before <= now``, or claimed by someone whose lease ran out. A claim holds
+        until ``now + lease`` and counts as an attempt. On PostgreSQL the rows are picked with
+        ``FOR UPDATE SKIP LOCKED``, so replicas claiming at the same moment get disjoint rows.
+        """
+        o = t.outbox
+        due = sa.or_(
+            sa.and_(o.c.status == "pending", o.c.not_before <= now),
+            sa.and_(o.c.status == "claimed", o.c.claimed_until <= now),
+        )
+        q = sa.select(o.c.id).where(o.c.system == system, due).order_by(o.c.id).limit(limit)
+        if kind is not None:
+            q = q.where(o.c.kind == kind)
+        if self._pg:
+            q = q.with_for_update(skip_locked=True)
+        with self._transaction() as conn:
+            ids = list(conn.scalars(q))
+            if not ids:
+                return []
+            conn.execute(
+                o.update()
+                .where(o.c.id.in_(ids))
+                .values(status="claimed", claimed_until=now + lease, attempts=o.c.attempts + 1)
+            )
+            rows = conn.execute(sa.select(o).where(o.c.id.in_(ids)).order_by(o.c.id))
+            return [_item(row) for row in rows]
+
+    def complete(self, results: list[tuple[int, str | None, Any]], now: datetime) -> None:
+        """Mark pushed writes done: ``(outbox id, external id or None, vendor response)`` each.
+
+        An external id the push created is kept on the row and linked to the record when neither the record
+        nor that external id is linked in that system yet (in the same transaction).
+        """
+        o = t.outbox
+        with self._transaction() as conn:
+            tx = Tx(conn)
+            for item_id, external_id, response in results:
+                values: dict[str, Any] = {
+                    "status": "done",
+                    "done_at": now,
+                    "claimed_until": None,
+                    "last_error": None,
+                    "response": jsonable(response),
+                }
+                if external_id is not None:
+                    values["external_id"] = external_id
+                row = conn.execute(
+                    o.update()
+                    .where(o.c.id == item_id)
+                    .values(values)
+                    .returning(o.c.system, o.c.kind, o.c.record_id)
+                ).one_or_none()
+                if row is None:
+                    raise KeyError(f"outbox item {item_id} does not exist")
+                if (
+                    external_id is not None
+                    and row.system not in tx.links_of(row.record_id)
+                    and tx.record_id_for(row.system, row.kind, external_id) is None
+                ):
+                    tx.link(row.record_id, row.system, row.kind, external_id)
+
+    def fail(self, item_id: int, error: str, now: datetime, retry_at: datetime | None) -> None:
+        """Record a failed push: retried at ``retry_at``, or dead-lettered when it is None.
+
+        A retried write whose twin (same key) was queued meanwhile is dropped: the twin carries it.
+        """
+        o = t.outbox
+        with self._transaction() as conn:
+            if retry_at is None:
+                values: dict[str, Any] = {"status": "dead", "claimed_until": None, "last_error": error}
+                conn.execute(o.update().where(o.c.id == item_id).values(values))
+                return
+            if self._twin_pending(conn, item_id):
+                conn.execute(o.delete().where(o.c.id == item_id))
+                return
+            conn.execute(
+                o.update()
+                .where(o.c.id == item_id)
+                .values(status="pending", claimed_until=None, last_error=error, not_before=retry_at)
+            )
+
+    @staticmethod
+    def _twin_pending(conn: sa.Connection, item_id: int) -> bool:
+        o = t.outbox
+        twin = o.alias("twin")
+        q = (
+            sa.select(twin.c.id)
+            .join(o, sa.and_(o.c.key == twin.c.key, o.c.id == item_id))
+            .where(twin.c.status == "pending", twin.c.id != item_id)
+        )
+        return conn.scalar(q) is not None
+
+    def dead_letters(self, system: str | None = None) -> list[OutboxItem]:
+        """Writes that failed for good (of ``system``, or all), oldest first, with their last error."""
+        return self.items(system, status="dead")
+
+    def pending(self, system: str | None = None) -> list[OutboxItem]:
+        """Writes waiting to be claimed (status ``pending``, due or not), oldest first."""
+        return self.items(system, status="pending")
+
+    def items(self, system: str | None = None, status: str | None = None) -> list[OutboxItem]:
+        """Outbox rows of ``system`` and ``status`` (None: any), oldest first."""
+        o = t.outbox
+        q = sa.select(o).order_by(o.c.id)
+        if system is not None:
+            q = q.where(o.c.system == system)
+        if status is not None:
+            q = q.where(o.c.status == status)
+        with self._transaction() as conn:
+            return [_item(row) for row in conn.execute(q)]
+
+    def retry_dead(self, ids: list[int] | None, now: datetime) -> int:
+        """Put dead letters (these ``ids``, or all) back to pending, due now, attempts reset.
+
+        Returns how many dead letters are queued again. One whose twin (same key) is already pending is
+        dropped instead, and counted: its write is queued.
+        """
+        o = t.outbox
+        q = sa.select(o.c.id).where(o.c.status == "dead").order_by(o.c.id)
+        if ids is not None:
+            q = q.where(o.c.id.in_(ids))
+        count = 0
+        with self._transaction() as conn:
+            for item_id in list(conn.scalars(q)):
+                count += 1
+                if self._twin_pending(conn, item_id):
+                    conn.execute(o.delete().where(o.c.id == item_id))
+                    continue
+                conn.execute(
+                    o.update()
+                    .where(o.c.id == item_id)
+                    .values(status="pending", attempts=0, not_before=now, claimed_until=None)
+                )
+        return count
+
+    # ------------------------------------------------------------------- locks
+    def advisory_lock(self, name: str) -> AbstractContextManager[bool]:
+        """Try to take the lock ``name`` without waiting; the context yields whether it was taken.
+
+        PostgreSQL: ``pg_try_advisory_lock`` on a connection held for the block, so one replica at a time
+        runs a scheduled job. SQLite: a lock inside this process (one process serves one SQLite file).
+        """
+        return self._pg_lock(name) if self._pg else self._local_lock(name)
+
+    @contextmanager
+    def _pg_lock(self, name: str) -> Iterator[bool]:
+        key = lock_key(f"lock\0{name}")
+        with self.engine.connect() as conn:
+            got = bool(conn.scalar(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": key}))
+            # a session-level lock outlives the transaction: do not sit idle in one while the job runs
+            conn.commit()
+            try:
+                yield got
+            finally:
+                if got:
+                    try:
+                        conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                        conn.commit()
+                    except sa.exc.DBAPIError:
+                        # never hand a connection that may still hold the lock back to the pool
+                        conn.invalidate()
+                        raise
+
+    @contextmanager
+    def _local_lock(self, name: str) -> Iterator[bool]:
+        with self._local_locks_guard:
+            lock = self._local_locks.setdefault(name, threading.Lock())
+        got = lock.acquire(blocking=False)
+        try:
+            yield got
+        finally:
+            if got:
+                lock.release()

@@ -1,0 +1,388 @@
+"""One transaction on the store: identity, records, changes, shadow, cursors, outbox and audit."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from bridge.errors import IdentityError
+from bridge.model import Change, FieldValue, Record, Write, parse_time, utcnow
+from bridge.store import tables as t
+from bridge.store.values import jsonable
+
+_PAGE = 500
+
+
+def lock_key(name: str) -> int:
+    """A stable signed 64-bit number for ``name``: the key of a PostgreSQL advisory lock."""
+    digest = hashlib.sha256(f"bridge\0{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def upsert(
+    conn: sa.Connection, table: sa.Table, values: dict[str, Any], keys: Sequence[str], update: Sequence[str]
+) -> None:
+    """Insert ``values`` or, when a row with the same ``keys`` exists, update its ``update`` columns."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(table).values(values)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=list(keys), set_={name: stmt.excluded[name] for name in update}
+    )
+    conn.execute(stmt)
+
+
+class Tx:
+    """The store inside one transaction (from :meth:`bridge.store.Store.session`).
+
+    Everything done through one Tx commits together when the ``with`` block ends, or not at all.
+    """
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self.conn = conn
+        self._pg = conn.dialect.name == "postgresql"
+
+    # ---------------------------------------------------------------- identity
+    def record_id_for(self, system: str, kind: str, external_id: str) -> str | None:
+        """The record linked to ``external_id`` of ``kind`` in ``system``, or None."""
+        q = sa.select(t.links.c.record_id).where(
+            t.links.c.system == system, t.links.c.kind == kind, t.links.c.external_id == external_id
+        )
+        return self.conn.scalar(q)
+
+    def links_of(self, record_id: str) -> dict[str, str]:
+        """System -> external id of one record (the latest link where a system has several)."""
+        q = (
+            sa.select(t.links.c.system, t.links.c.external_id)
+            .where(t.links.c.record_id == record_id)
+            .order_by(t.links.c.id)
+        )
+        return {system: external_id for system, external_id in self.conn.execute(q)}
+
+    def link(self, record_id: str, system: str, kind: str, external_id: str) -> None:
+        """Link ``record_id`` to ``external_id`` in ``system``; linking again is a no-op.
+
+        Raises IdentityError when that external id is already linked to another record.
+        """
+        have = self.record_id_for(system, kind, external_id)
+        if have == record_id:
+            return
+        if have is not None:
+            raise IdentityError(
+                f"{system} {kind} {external_id} is already linked to record {have}, not {record_id}",
+                [have, record_id],
+            )
+        self.conn.execute(
+            t.links.insert().values(record_id=record_id, system=system, kind=kind, external_id=external_id)
+        )
+
+    def find_by_key(self, kind: str, key: str, value: str) -> list[str]:
+        """Ids of the records of ``kind`` whose identity ``key`` has ``value`` (normalised by the caller).
+
+        Several ids mean the match is ambiguous; the caller decides (IdentityError).
+        """
+        q = (
+            sa.select(t.record_keys.c.record_id)
+            .where(t.record_keys.c.kind == kind, t.record_keys.c.key == key, t.record_keys.c.value == value)
+            .order_by(t.record_keys.c.record_id)
+        )
+        return list(self.conn.scalars(q))
+
+    def set_keys(self, record_id: str, kind: str, keys: dict[str, str]) -> None:
+        """Set identity keys (``email``, ``domain`` ...) of a record; an empty value removes that key.
+
+        Keys not named in ``keys`` are left as they are.
+        """
+        for key, value in keys.items():
+            self.conn.execute(
+                t.record_keys.delete().where(
+                    t.record_keys.c.record_id == record_id, t.record_keys.c.key == key
+                )
+            )
+            if value:
+                self.conn.execute(
+                    t.record_keys.insert().values(record_id=record_id, kind=kind, key=key, value=value)
+                )
+
+    def keys_of(self, record_id: str) -> dict[str, str]:
+        """The identity keys of one record."""
+        q = sa.select(t.record_keys.c.key, t.record_keys.c.value).where(
+            t.record_keys.c.record_id == record_id
+        )
+        return {key: value for key, value in self.conn.execute(q)}
+
+    def lock_identity(self, kind: str, key: str, value: str) -> None:
+        """Serialise "find or create" of one identity until this transaction ends.
+
+        PostgreSQL: a transaction-level advisory lock, so two replicas that receive the same new contact
+        create one record. SQLite: nothing to do, its write transactions already run one at a time.
+        """
+        if self._pg:
+            self.conn.execute(
+                sa.text("SELECT pg_advisory_xact_lock(:k)"),
+                {"k": lock_key(f"identity\0{kind}\0{key}\0{value}")},
+            )
+
+    # ----------------------------------------------------------------- records
+    def create_record(self, kind: str, record_id: str | None = None, now: datetime | None = None) -> str:
+        """Create an empty record of ``kind`` and return its id (a uuid4 hex unless given)."""
+        rid = record_id or uuid.uuid4().hex
+        at = now or utcnow()
+        self.conn.execute(
+            t.records.insert().values(id=rid, kind=kind, tags=[], attrs={}, created_at=at, updated_at=at)
+        )
+        return rid
+
+    def load(self, record_id: str) -> Record | None:
+        """The record with its links, fields (with provenance), tags and attrs; None when unknown.
+
+        Field values come back as stored JSON: a ``date`` is an ISO string, re-coerce with
+        :func:`bridge.fields.coerce`.
+        """
+        row = self.conn.execute(sa.select(t.records).where(t.records.c.id == record_id)).one_or_none()
+        if row is None:
+            return None
+        return next(iter(self._assemble([row])))
+
+    def records(self, kind: str | None = None) -> Iterator[Record]:
+        """Every record (of ``kind``), in id order, loaded page by page."""
+        after = ""
+        while True:
+            q = sa.select(t.records).where(t.records.c.id > after).order_by(t.records.c.id).limit(_PAGE)
+            if kind is not None:
+                q = q.where(t.records.c.kind == kind)
+            rows = list(self.conn.execute(q))
+            if not rows:
+                return
+            yield from self._assemble(rows)
+            after = rows[-1].id
+
+    def _assemble(self, rows: Sequence[sa.Row[Any]]) -> list[Record]:
+        ids = [row.id for row in rows]
+        out = {
+            row.id: Record(id=row.id, kind=row.kind, tags=list(row.tags), attrs=dict(row.attrs))
+            for row in rows
+        }
+        q_links = sa.select(t.links).where(t.links.c.record_id.in_(ids)).order_by(t.links.c.id)
+        for link in self.conn.execute(q_links):
+            out[link.record_id].links[link.system] = link.external_id
+        q_fields = (
+            sa.select(t.field_values)
+            .where(t.field_values.c.record_id.in_(ids))
+            .order_by(t.field_values.c.record_id, t.field_values.c.field)
+        )
+        for fv in self.conn.execute(q_fields):
+            out[fv.record_id].fields[fv.field] = FieldValue(value=fv.value, system=fv.system, at=fv.at)
+        return [out[i] for i in ids]
+
+    def save(self, record: Record, now: datetime | None = None) -> None:
+        """Write a record's row, tags, attrs and field values (with provenance); fields it lacks are removed.
+
+        Links are not saved here: use :meth:`link`. Dates inside values are stored as ISO strings.
+        """
+        at = now or utcnow()
+        upsert(
+            self.conn,
+            t.records,
+            {
+                "id": record.id,
+                "kind": record.kind,
+                "tags": jsonable(list(record.tags)),
+                "attrs": jsonable(record.attrs),
+                "created_at": at,
+                "updated_at": at,
+            },
+            ["id"],
+            ["tags", "attrs", "updated_at"],
+        )
+        fv_t = t.field_values
+        have = {
+            row.field: (row.value, row.system, row.at)
+            for row in self.conn.execute(sa.select(fv_t).where(fv_t.c.record_id == record.id))
+        }
+        gone = set(have) - set(record.fields)
+        if gone:
+            self.conn.execute(fv_t.delete().where(fv_t.c.record_id == record.id, fv_t.c.field.in_(gone)))
+        for name, fv in record.fields.items():
+            new = (jsonable(fv.value), fv.system, fv.at)
+            if have.get(name) == new:
+                continue
+            upsert(
+                self.conn,
+                fv_t,
+                {"record_id": record.id, "field": name, "value": new[0], "system": fv.system, "at": fv.at},
+                ["record_id", "field"],
+                ["value", "system", "at"],
+            )
+
+    def delete_record(self, record_id: str) -> None:
+        """Delete a record with its links, keys, field values and shadow (changes, outbox and audit stay)."""
+        self.conn.execute(t.records.delete().where(t.records.c.id == record_id))
+
+    # ----------------------------------------------------------------- changes
+    def add_change(self, change: Change, record_id: str | None, received_at: datetime | None = None) -> int:
+        """Keep a change as received (before its cursor advances); returns its id."""
+        payload = {
+            "fields": jsonable(change.fields),
+            "tags": jsonable(change.tags),
+            "attrs": jsonable(change.attrs),
+            "deleted": change.deleted,
+        }
+        result = self.conn.execute(
+            t.changes.insert()
+            .values(
+                system=change.system,
+                kind=change.kind,
+                external_id=change.external_id,
+                record_id=record_id,
+                at=parse_time(change.at),
+                payload=payload,
+                received_at=received_at or utcnow(),
+            )
+            .returning(t.changes.c.id)
+        )
+        return int(result.scalar_one())
+
+    def changes_of(self, record_id: str) -> list[Change]:
+        """The changes kept for one record, oldest first (JSON values as stored)."""
+        q = sa.select(t.changes).where(t.changes.c.record_id == record_id).order_by(t.changes.c.id)
+        return [
+            Change(
+                system=row.system,
+                kind=row.kind,
+                external_id=row.external_id,
+                at=row.at,
+                fields=row.payload["fields"],
+                tags=row.payload["tags"],
+                attrs=row.payload["attrs"],
+                deleted=row.payload["deleted"],
+            )
+            for row in self.conn.execute(q)
+        ]
+
+    # ------------------------------------------------------------------ shadow
+    def shadow(self, record_id: str, field: str, system: str) -> tuple[bool, Any]:
+        """What ``system`` was last told (or last said) of ``field``: ``(known, value)``.
+
+        ``(False, None)`` when nothing is known; ``(True, None)`` when the known value is blank.
+        """
+        q = sa.select(t.shadow.c.value).where(
+            t.shadow.c.record_id == record_id, t.shadow.c.field == field, t.shadow.c.system == system
+        )
+        row = self.conn.execute(q).one_or_none()
+        return (False, None) if row is None else (True, row.value)
+
+    def set_shadow(self, record_id: str, field: str, system: str, value: Any, at: datetime) -> None:
+        """Remember ``value`` as what ``system`` holds in ``field`` (for echo detection)."""
+        upsert(
+            self.conn,
+            t.shadow,
+            {"record_id": record_id, "field": field, "system": system, "value": jsonable(value), "at": at},
+            ["record_id", "field", "system"],
+            ["value", "at"],
+        )
+
+    # ----------------------------------------------------------------- cursors
+    def cursor(self, system: str, kind: str) -> str | None:
+        """Where the last committed pull of ``kind`` from ``system`` ended, or None."""
+        q = sa.select(t.cursors.c.value).where(t.cursors.c.system == system, t.cursors.c.kind == kind)
+        return self.conn.scalar(q)
+
+    def set_cursor(self, system: str, kind: str, value: str) -> None:
+        """Advance the cursor (in the same transaction as the changes it covers)."""
+        upsert(
+            self.conn,
+            t.cursors,
+            {"system": system, "kind": kind, "value": value},
+            ["system", "kind"],
+            ["value"],
+        )
+
+    # ------------------------------------------------------------------ outbox
+    def enqueue(self, write: Write, now: datetime) -> bool:
+        """Queue a write; False when the same write (same idempotency key) is already pending.
+
+        When the pending twin is no longer the last pending write to that record in that system (a
+        different write was queued after it), the twin is dropped and this write is queued at the end, so
+        writes still land in the order they were decided.
+        """
+        o = t.outbox
+        key = write.idempotency_key
+        twin = self.conn.scalar(sa.select(o.c.id).where(o.c.key == key, o.c.status == "pending"))
+        if twin is not None:
+            later = self.conn.scalar(
+                sa.select(o.c.id)
+                .where(
+                    o.c.status == "pending",
+                    o.c.system == write.system,
+                    o.c.kind == write.kind,
+                    o.c.record_id == write.record_id,
+                    o.c.id > twin,
+                )
+                .limit(1)
+            )
+            if later is None:
+                return False
+            self.conn.execute(o.delete().where(o.c.id == twin))
+        dialect = postgresql if self._pg else sqlite
+        stmt = (
+            dialect.insert(o)
+            .values(
+                system=write.system,
+                kind=write.kind,
+                record_id=write.record_id,
+                external_id=write.external_id,
+                fields=jsonable(write.fields),
+                key=key,
+                status="pending",
+                attempts=0,
+                not_before=now,
+                created_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=["key"], index_where=sa.text("status = 'pending'"))
+        )
+        # a concurrent transaction may have queued the twin since the check above
+        return bool(self.conn.execute(stmt).rowcount)
+
+    # ------------------------------------------------------------------- audit
+    def audit(
+        self,
+        *,
+        at: datetime,
+        run: str,
+        record_id: str | None,
+        field: str | None,
+        before: Any,
+        after: Any,
+        origin: str,
+        rule: str,
+        kind: str = "write",
+        response: Any = None,
+    ) -> None:
+        """Append one line to the audit log: a write, conflict, decision or delete, with its reason."""
+        if kind not in t.AUDIT_KINDS:
+            raise ValueError(f"audit kind {kind!r} is not one of {', '.join(t.AUDIT_KINDS)}")
+        self.conn.execute(
+            t.audit.insert().values(
+                at=at,
+                run=run,
+                record_id=record_id,
+                field=field,
+                before=jsonable(before),
+                after=jsonable(after),
+                origin=origin,
+                rule=rule,
+                kind=kind,
+                response=jsonable(response),
+            )
+        )
+
+    def audit_for(self, record_id: str) -> list[dict[str, Any]]:
+        """The audit lines of one record, oldest first, as dicts named like the columns."""
+        q = sa.select(t.audit).where(t.audit.c.record_id == record_id).order_by(t.audit.c.id)
+        return [dict(row._mapping) for row in self.conn.execute(q)]
