@@ -1,0 +1,357 @@
+"""The ``hubspot`` connector: companies, contacts and tickets through ``hubspot-api-client``.
+
+Pull: CRM search on the last-modified property (``hs_lastmodifieddate``; ``lastmodifieddate`` for contacts),
+ascending, paged with ``after``; a search stops at 10,000 results, so a long pull restarts from the last
+modification time seen. Push: ``batch/update`` by record id for writes with an external id, ``batch/upsert``
+on a unique property (``id_property``) for the others, at most 100 inputs per call; a 207 answer is mapped
+back to each write through ``objectWriteTraceId``. Describe: the properties API.
+
+The client's own retries are off (``Retry(0)``): :func:`bridge.http.call_with_policy` is the only retry loop.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from datetime import date, datetime
+from typing import Any, ClassVar
+
+from hubspot import HubSpot
+from hubspot.crm.objects import (
+    BatchInputSimplePublicObjectBatchInput,
+    BatchInputSimplePublicObjectBatchInputUpsert,
+    Filter,
+    FilterGroup,
+    PublicObjectSearchRequest,
+    SimplePublicObjectBatchInput,
+    SimplePublicObjectBatchInputUpsert,
+)
+from pydantic import Field, SecretStr
+from urllib3.util.retry import Retry
+
+from bridge.connector import Connector, ConnectorContext, Cursor, PullPage, PushResult, RateLimit, RemoteField
+from bridge.errors import ConnectorAuthError, FatalConnectorError
+from bridge.http import USER_AGENT, PolicySettings, call_with_policy, chunks, policy_from, vendor_message
+from bridge.model import Change, Write, parse_time
+from bridge.plugins import Register, hookimpl
+
+DEFAULT_OBJECTS = {"account": "companies", "contact": "contacts", "ticket": "tickets"}
+SEARCH_WINDOW = 10_000  # HubSpot's search answers at most this many results per query
+# built-in attributes of the Change, per HubSpot object
+ATTRS: dict[str, dict[str, str]] = {
+    "companies": {"name": "name", "domain": "domain", "hubspot_owner_id": "owner"},
+    "contacts": {"email": "email", "hs_language": "language", "hubspot_owner_id": "owner"},
+    "tickets": {"subject": "subject", "content": "body", "hs_pipeline_stage": "status",
+                "hs_ticket_priority": "priority", "hubspot_owner_id": "assignee"},
+}
+_RETRIABLE_CATEGORIES = {"RATE_LIMITS", "INTERNAL_ERROR", "TIMEOUT", "SERVICE_UNAVAILABLE"}
+
+
+class HubSpotSettings(PolicySettings):
+    """``[connectors.X]`` for ``plugin = "hubspot"``.
+
+    ``access_token`` (or ``access_token_env``/``access_token_file``) is a private app or OAuth token.
+    ``id_property`` names, per kind, the unique property that upserts match on (``domain``, ``email`` or a
+    custom unique property). ``properties`` lists, per kind, what to pull (default: every property).
+    """
+
+    base_url: str | None = "https://api.hubapi.com"
+    kinds: list[str] = Field(default_factory=lambda: ["account", "contact"])
+    access_token: SecretStr | None = None
+    id_property: dict[str, str] = Field(default_factory=dict)
+    properties: dict[str, list[str]] = Field(default_factory=dict)
+    modified_property: dict[str, str] = Field(default_factory=dict)
+    page_size: int = Field(default=100, ge=1, le=200)
+    rate_per_second: float = 10.0
+
+
+def _text(value: Any) -> str:
+    """A value as HubSpot properties take it: ``;``-joined multi-selects, ISO dates, blank for None."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, list | tuple | set):
+        return ";".join(_text(v) for v in value)
+    return str(value)
+
+
+class HubSpotConnector(Connector):
+    """HubSpot CRM objects (companies, contacts, tickets) through the official client library."""
+
+    name = "hubspot"
+    kinds = ("account", "contact", "ticket")
+    batch_max = 100
+    settings_model = HubSpotSettings
+    rate_limit = RateLimit(per_second=10.0, burst=10)
+    type_compat: ClassVar[dict[str, tuple[str, ...]]] = {
+        "select": ("enumeration:select", "enumeration:radio", "enumeration:booleancheckbox", "string:text"),
+        "multi_select": ("enumeration:checkbox", "string:textarea", "string:text"),
+        "text": ("string:text", "string:textarea", "string:html", "string:phonenumber",
+                 "phone_number:phonenumber", "enumeration:select", "enumeration:radio"),
+        "number": ("number:number", "number:calculation_equation", "number:calculation_rollup"),
+        "boolean": ("bool:booleancheckbox", "enumeration:booleancheckbox"),
+        "date": ("date:date", "datetime:date"),
+    }
+
+    def __init__(self, context: ConnectorContext) -> None:
+        super().__init__(context)
+        s = self.hubspot_settings
+        self.policy, self.bucket = policy_from(s, context.extra, s.rate_per_second, self.rate_limit.burst)
+        token = s.access_token.get_secret_value() if s.access_token else None
+        extra: dict[str, Any] = {"host": (s.base_url or "https://api.hubapi.com").rstrip("/")}
+        if s.ca_bundle:
+            extra["ssl_ca_cert"] = s.ca_bundle
+        self._token = token
+        no_retries = Retry(total=0, redirect=0, raise_on_status=False)
+        self.client = HubSpot(access_token=token, retry=no_retries, **extra)
+        self._apis: dict[str, Any] = {}
+        self._described: dict[str, list[RemoteField]] = {}
+        self._labels: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {}
+
+    @property
+    def hubspot_settings(self) -> HubSpotSettings:
+        """The settings, typed."""
+        settings = self.settings
+        assert isinstance(settings, HubSpotSettings)
+        return settings
+
+    # ------------------------------------------------------------ plumbing
+
+    def _api(self, name: str) -> Any:
+        # the discovery properties build a new ApiClient (and connection pool) on every access: keep one
+        if name not in self._apis:
+            if name == "properties":
+                api = self.client.crm.properties.core_api
+            else:
+                api = getattr(self.client.crm.objects, name)
+            api.api_client.user_agent = USER_AGENT
+            self._apis[name] = api
+        return self._apis[name]
+
+    def object_type(self, kind: str) -> str:
+        """The HubSpot object type that carries ``kind`` (``objects`` in settings, else the default)."""
+        found = self.settings.objects.get(kind) or DEFAULT_OBJECTS.get(kind)
+        if not found:
+            raise FatalConnectorError(f"no HubSpot object for kind {kind!r}; set objects.{kind}",
+                                      system=self.system)
+        return found
+
+    def _call(self, fn: Callable[..., Any], *args: Any, record: str | None = None) -> tuple[int, Any]:
+        if not self._token:
+            raise ConnectorAuthError("no access_token configured", system=self.system)
+
+        def run() -> tuple[int, Any]:
+            response = fn(*args, _preload_content=False, _request_timeout=self.settings.timeout)
+            self.bucket.observe(response.headers)
+            raw = response.data
+            return response.status, json.loads(raw) if raw else {}
+
+        return call_with_policy(run, system=self.system, record=record, policy=self.policy,
+                                bucket=self.bucket)
+
+    # ------------------------------------------------------------ pull
+
+    def modified_property(self, object_type: str) -> str:
+        """The property searched and sorted on for incremental pulls."""
+        configured = self.hubspot_settings.modified_property.get(object_type)
+        if configured:
+            return configured
+        return "lastmodifieddate" if object_type == "contacts" else "hs_lastmodifieddate"
+
+    def _properties(self, kind: str) -> list[str]:
+        wanted = self.hubspot_settings.properties.get(kind)
+        names = list(wanted) if wanted else [f.name for f in self.describe(kind)]
+        modified = self.modified_property(self.object_type(kind))
+        for extra in (modified, *ATTRS.get(self.object_type(kind), {})):
+            if extra not in names:
+                names.append(extra)
+        return names
+
+    def pull(self, kind: str, cursor: Cursor) -> Iterator[PullPage]:
+        """Records modified since the cursor (minus the lookback), oldest first, one page per search call."""
+        object_type = self.object_type(kind)
+        modified = self.modified_property(object_type)
+        properties = self._properties(kind)
+        since = cursor.since(self.lookback)
+        last = cursor
+        after: str | None = None
+        size = self.hubspot_settings.page_size
+        search = self._api("search_api")
+        while True:
+            filters = []
+            if since is not None:
+                filters.append(Filter(property_name=modified, operator="GTE",
+                                      value=str(int(since.timestamp() * 1000))))
+            request = PublicObjectSearchRequest(
+                filter_groups=[FilterGroup(filters=filters)] if filters else [],
+                sorts=[f"{modified}"],
+                properties=properties,
+                limit=size,
+                after=after,
+            )
+            _status, data = self._call(search.do_search, object_type, request)
+            changes = [self._change(kind, object_type, modified, item) for item in data.get("results") or []]
+            changes.sort(key=lambda c: (c.at, c.external_id))
+            if changes:
+                tail = changes[-1]
+                if last.at is None or (tail.at, tail.external_id) > (last.at, last.id or ""):
+                    last = Cursor(tail.at, tail.external_id)
+            yield PullPage(changes, last)
+            after = ((data.get("paging") or {}).get("next") or {}).get("after")
+            if not after or not changes:
+                return
+            if int(after) + size > SEARCH_WINDOW:
+                # past the search window: start a new search from the last modification time seen
+                since, after = changes[-1].at, None
+
+    def _change(self, kind: str, object_type: str, modified: str, item: dict[str, Any]) -> Change:
+        props: dict[str, Any] = dict(item.get("properties") or {})
+        stamp = props.get(modified) or item.get("updatedAt") or item.get("createdAt")
+        attrs = {attr: props[prop] for prop, attr in ATTRS.get(object_type, {}).items() if props.get(prop)}
+        if object_type == "contacts":
+            full = " ".join(p for p in (props.get("firstname"), props.get("lastname")) if p)
+            if full:
+                attrs["name"] = full
+        return Change(
+            system=self.system,
+            kind=kind,
+            external_id=str(item["id"]),
+            at=parse_time(stamp) if stamp else parse_time("1970-01-01T00:00:00Z"),
+            fields=props,
+            attrs=attrs,
+            deleted=bool(item.get("archived", False)),
+        )
+
+    # ------------------------------------------------------------ push
+
+    def push(self, kind: str, writes: list[Write]) -> list[PushResult]:
+        """Batch update (writes with an external id) and batch upsert on ``id_property`` (the others)."""
+        object_type = self.object_type(kind)
+        id_property = self.hubspot_settings.id_property.get(kind)
+        options = self._option_values(kind)
+        results: dict[int, PushResult] = {}
+        updates: list[tuple[int, Write]] = []
+        upserts: list[tuple[int, Write]] = []
+        for index, w in enumerate(writes):
+            if w.external_id:
+                updates.append((index, w))
+            elif id_property and w.fields.get(id_property) not in (None, ""):
+                upserts.append((index, w))
+            else:
+                results[index] = PushResult(
+                    w.record_id, False, None,
+                    f"{self.system} record {w.record_id}: no HubSpot id and no "
+                    f"{id_property or 'id_property'} value to upsert on", False)
+        batch = self._api("batch_api")
+        for group in chunks(updates, self.batch_max):
+            inputs = [SimplePublicObjectBatchInput(id=w.external_id, properties=self._props(w, options),
+                                                   object_write_trace_id=str(i)) for i, w in group]
+            _status, data = self._call(batch.update, object_type,
+                                       BatchInputSimplePublicObjectBatchInput(inputs=inputs))
+            results.update(self._map(group, data, key=lambda w: str(w.external_id), prop=None))
+        for group in chunks(upserts, self.batch_max):
+            assert id_property is not None
+            up_inputs = [SimplePublicObjectBatchInputUpsert(
+                id=_text(w.fields[id_property]), id_property=id_property, properties=self._props(w, options),
+                object_write_trace_id=str(i)) for i, w in group]
+            _status, data = self._call(batch.upsert, object_type,
+                                       BatchInputSimplePublicObjectBatchInputUpsert(inputs=up_inputs))
+            results.update(self._map(group, data, key=lambda w: _text(w.fields[id_property]),
+                                     prop=id_property))
+        return [results[i] for i in range(len(writes))]
+
+    def _props(self, w: Write, options: dict[str, dict[str, str]]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for name, value in w.fields.items():
+            table = options.get(name)
+            if table and value is not None:
+                # option labels (what the config says) to internal values (what HubSpot stores)
+                items = value if isinstance(value, list | tuple | set) else [value]
+                mapped = [table.get(_text(v).casefold(), _text(v)) for v in items]
+                out[name] = ";".join(mapped)
+            else:
+                out[name] = _text(value)
+        return out
+
+    def _option_values(self, kind: str) -> dict[str, dict[str, str]]:
+        out: dict[str, dict[str, str]] = {}
+        for f in self._described.get(kind, []):
+            if f.options and f.type.startswith("enumeration"):
+                table = {opt.casefold(): opt for opt in f.options}
+                for label, value in self.option_labels(kind, f.name):
+                    table.setdefault(label.casefold(), value)
+                out[f.name] = table
+        return out
+
+    def _map(self, group: list[tuple[int, Write]], data: Any, *, key: Callable[[Write], str],
+             prop: str | None) -> dict[int, PushResult]:
+        out: dict[int, PushResult] = {}
+        by_trace = {str(i): (i, w) for i, w in group}
+        by_key = {key(w): (i, w) for i, w in group}
+        for item in data.get("results") or []:
+            found = by_trace.get(str(item.get("objectWriteTraceId")))
+            if found is None:
+                value = str((item.get("properties") or {}).get(prop)) if prop else str(item.get("id"))
+                found = by_key.get(value)
+            if found is not None:
+                out[found[0]] = PushResult(found[1].record_id, True, str(item.get("id")))
+        for error in data.get("errors") or []:
+            context = error.get("context") or {}
+            targets = [by_trace[t] for t in context.get("objectWriteTraceId") or [] if t in by_trace]
+            for values in context.values():
+                targets += [by_key[v] for v in values or [] if v in by_key]
+            if not targets and len(group) == 1:
+                targets = list(group)
+            message = vendor_message(json.dumps(error))
+            retriable = error.get("category") in _RETRIABLE_CATEGORIES or str(error.get("status")) == "429"
+            for i, w in targets:
+                out.setdefault(i, PushResult(w.record_id, False, w.external_id,
+                                             f"{self.system} record {w.record_id}: {message}", retriable))
+        clean = not data.get("errors")
+        for i, w in group:
+            if i not in out:
+                out[i] = (PushResult(w.record_id, True, w.external_id) if clean else PushResult(
+                    w.record_id, False, w.external_id,
+                    f"{self.system} record {w.record_id}: not confirmed in HubSpot's batch answer", True))
+        return out
+
+    # ------------------------------------------------------------ describe
+
+    def describe(self, kind: str) -> list[RemoteField]:
+        """Every property of the kind's object: ``type:fieldType``, option values, and read-only flag."""
+        if kind in self._described:
+            return self._described[kind]
+        _status, data = self._call(self._api("properties").get_all, self.object_type(kind))
+        fields = []
+        for p in data.get("results") or []:
+            opts = [o for o in p.get("options") or [] if not o.get("hidden")]
+            fields.append(RemoteField(
+                name=p["name"],
+                type=f"{p.get('type', '')}:{p.get('fieldType', '')}",
+                label=p.get("label") or "",
+                options=tuple(str(o.get("value")) for o in opts),
+                restricted=p.get("type") == "enumeration",
+                kind=kind,
+            ))
+            self._labels[(kind, p["name"])] = tuple((str(o.get("label")), str(o.get("value"))) for o in opts)
+        self._described[kind] = fields
+        return fields
+
+    def option_labels(self, kind: str, name: str) -> tuple[tuple[str, str], ...]:
+        """``(label, value)`` pairs of an enumeration property (after :meth:`describe`)."""
+        return self._labels.get((kind, name), ())
+
+    def check_connection(self) -> None:
+        """Read one page of the first kind's properties."""
+        kind = (self.settings.kinds or ["account"])[0]
+        self._described.pop(kind, None)
+        self.describe(kind)
+
+
+@hookimpl
+def register_connectors(register: Register) -> None:
+    """Register the HubSpot connector."""
+    register(HubSpotConnector)
