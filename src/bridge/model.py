@@ -80,8 +80,8 @@ class Change:
 
     @property
     def text(self) -> str:
-        """Subject and body, for classification and text conditions."""
-        return " ".join(str(self.attrs.get(k) or "") for k in ("subject", "body")).strip()
+        """Subject, body and the newest message, for classification and text conditions."""
+        return " ".join(str(self.attrs.get(k) or "") for k in ("subject", "body", "message")).strip()
 
 
 @dataclass

@@ -238,6 +238,11 @@ class TopicsConfig(Strict):
     prefixes: list[str] = Field(default_factory=list)
 
 
+class ClassifyConfig(Strict):
+    keywords: dict[str, list[str]] = Field(default_factory=dict)
+    min_confidence: float = Field(0.6, ge=0, le=1)
+
+
 class PluginsConfig(Strict):
     disabled: list[str] = Field(default_factory=list)
 
@@ -264,6 +269,9 @@ class Config(BaseSettings):
     follow_up: AfterConfig | None = None
     auto_close: AfterConfig | None = None
     topics: TopicsConfig = Field(default_factory=TopicsConfig)
+    classify: ClassifyConfig = Field(default_factory=ClassifyConfig)
+    identity: dict[str, list[str]] = Field(default_factory=dict)
+    deletes: dict[str, Literal["ignore", "flag", "archive"]] = Field(default_factory=dict)
 
     @classmethod
     def settings_customise_sources(

@@ -1,0 +1,89 @@
+"""The application object: config, plugin host, store and connectors, built once per command."""
+
+from __future__ import annotations
+
+import logging
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+
+from bridge.connector import Connector, ConnectorContext
+from bridge.errors import ConfigError
+from bridge.plugins import PluginHost, create_host
+from bridge.settings import Config, LoadedConfig, load_config
+
+if TYPE_CHECKING:
+    from bridge.store import Store
+
+log = logging.getLogger("bridge")
+
+
+class App:
+    """Everything a command needs, created lazily: nothing opens a database or a socket until asked."""
+
+    def __init__(self, loaded: LoadedConfig, host: PluginHost | None = None, database: str | None = None) -> None:
+        self.loaded = loaded
+        self.config: Config = loaded.config
+        self._host = host
+        self._database = database
+        self._connectors: dict[str, Connector] = {}
+
+    @classmethod
+    def from_path(cls, path: str | Path | None = None) -> App:
+        """Load the config at ``path`` (``--config``, ``$BRIDGE_CONFIG`` or ``config/bridge.toml``)."""
+        return cls(load_config(path))
+
+    @property
+    def base_dir(self) -> Path:
+        """The folder relative paths in the config are read from: the working directory."""
+        return Path.cwd()
+
+    @property
+    def host(self) -> PluginHost:
+        """The plugin host (built on first use)."""
+        if self._host is None:
+            self._host = create_host(self.config.plugins.disabled, self.config.bridge.plugins_dir)
+        return self._host
+
+    @cached_property
+    def store(self) -> Store:
+        """The store, migrated to the newest schema."""
+        from bridge.store import Store
+
+        return Store.open(self._database or self.config.bridge.database)
+
+    def connector(self, system: str) -> Connector:
+        """The connector instance of a configured system (its settings validated by its plugin)."""
+        if system in self._connectors:
+            return self._connectors[system]
+        table = self.config.connectors.get(system)
+        if table is None:
+            raise ConfigError([f"{self.loaded.where('connectors')}: no connector named {system!r} is configured"])
+        classes = self.host.connectors()
+        cls = classes.get(table.plugin)
+        if cls is None:
+            raise ConfigError([f"{self.loaded.where('connectors', system, 'plugin')}: plugin {table.plugin!r} "
+                               f"is not installed"])
+        data = table.model_dump(by_alias=True, exclude={"missing_secrets"})
+        data.update(table.model_extra or {})
+        settings = cls.settings_model.model_validate(data)
+        http = None
+        if settings.base_url:
+            from bridge.http import build_client
+
+            http = build_client(settings, system=system)
+        instance = cls(ConnectorContext(system, settings, http))
+        self._connectors[system] = instance
+        return instance
+
+    def close(self) -> None:
+        """Close connectors, their HTTP clients and the store."""
+        for conn in self._connectors.values():
+            conn.close()
+            if isinstance(conn.context.http, httpx.Client):
+                conn.context.http.close()
+        self._connectors.clear()
+        if "store" in self.__dict__:
+            self.store.close()

@@ -1,0 +1,323 @@
+"""``bridge check``: every problem of a config at once, each as ``FILE:LINE: KEY: message``.
+
+Pydantic validates shapes and types (unknown keys, bad durations, wrong literals); this module adds what
+spans tables: owners and ``sync_to`` naming configured systems, tag mappings naming declared fields and
+options, rules and SLAs naming known fields, teams, agents and calendars, connectors naming installed plugins.
+"""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from bridge.errors import ConfigError, FieldValueError
+from bridge.fields import FIELD_TYPES, coerce
+from bridge.model import BRIDGE, KINDS
+from bridge.plugins import PluginHost
+from bridge.settings import Config, LoadedConfig, load_config, validation_problems
+
+TICKET_ATTRS = frozenset({
+    "id", "subject", "body", "text", "status", "priority", "channel", "assignee", "sentiment", "language",
+    "created_at", "updated_at", "confidence", "tags", "team", "escalations", "type",
+})
+ACCOUNT_ATTRS = frozenset({"id", "name", "tier", "arr", "owner", "domain", "plan", "renewal_date"})
+REQUESTER_ATTRS = frozenset({"id", "email", "name", "language", "vip", "title"})
+LEAF_OPS = frozenset({
+    "eq", "ne", "in", "not_in", "lt", "lte", "gt", "gte", "contains", "matches", "changed", "from", "to",
+})
+
+
+@dataclass
+class Report:
+    """The outcome of a check: errors make ``bridge check`` exit 1, warnings do not."""
+
+    errors: list[str]
+    warnings: list[str]
+
+    @property
+    def ok(self) -> bool:
+        """No errors."""
+        return not self.errors
+
+
+def check_file(path: str | Path | None, host_factory: Any) -> tuple[LoadedConfig | None, Report]:
+    """Load and check a config file; ``host_factory(config)`` builds the plugin host to check connectors."""
+    try:
+        loaded = load_config(path)
+    except ConfigError as exc:
+        return None, Report(list(exc.problems), [])
+    host = host_factory(loaded.config)
+    return loaded, check_config(loaded, host)
+
+
+def check_config(loaded: LoadedConfig, host: PluginHost | None) -> Report:
+    """Every cross-table problem of a loaded config."""
+    sink = _Sink(loaded)
+    err, warn = sink.err, sink.warn
+    cfg = loaded.config
+    systems = set(cfg.connectors)
+
+    try:
+        zoneinfo.ZoneInfo(cfg.bridge.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        err(("bridge", "timezone"), f"unknown time zone {cfg.bridge.timezone!r}")
+
+    _check_connectors(loaded, host, sink)
+    _check_fields(cfg, systems, err, warn)
+    _check_tags(cfg, err)
+    _check_calendars(loaded, err)
+    _check_rules(cfg, err, warn)
+
+    if cfg.topics.tracker and cfg.topics.tracker not in systems:
+        err(("topics", "tracker"), f"tracker {cfg.topics.tracker!r} is not a configured connector")
+    for name, team in cfg.teams.items():
+        agents = {a.email for a in cfg.agents}
+        for i, member in enumerate(team.members):
+            if member not in agents:
+                warn(("teams", name, "members", i), f"{member!r} is not one of the [[agents]]")
+        if team.calendar and team.calendar not in cfg.calendars:
+            err(("teams", name, "calendar"), f"calendar {team.calendar!r} is not defined in [calendars]")
+    for i, agent in enumerate(cfg.agents):
+        if agent.calendar and agent.calendar not in cfg.calendars:
+            err(("agents", i, "calendar"), f"calendar {agent.calendar!r} is not defined in [calendars]")
+        if agent.capacity < 0:
+            err(("agents", i, "capacity"), "capacity cannot be negative")
+    return Report(sink.errors, sink.warnings)
+
+
+class _Sink:
+    def __init__(self, loaded: LoadedConfig) -> None:
+        self.loaded = loaded
+        self.errors: list[str] = []
+        self.warnings: list[str] = []
+
+    def err(self, key: tuple[str | int, ...], msg: str) -> None:
+        self.errors.append(f"{self.loaded.where(*key)}: {msg}")
+
+    def warn(self, key: tuple[str | int, ...], msg: str) -> None:
+        self.warnings.append(f"{self.loaded.where(*key)}: warning: {msg}")
+
+
+Emit = Callable[[tuple[str | int, ...], str], None]
+
+
+def _check_connectors(loaded: LoadedConfig, host: PluginHost | None, sink: _Sink) -> None:
+    err, warn = sink.err, sink.warn
+    cfg = loaded.config
+    installed = host.connectors() if host is not None else {}
+    for name, table in cfg.connectors.items():
+        if host is not None and table.plugin not in installed:
+            known = ", ".join(sorted(installed)) or "none"
+            err(("connectors", name, "plugin"), f"plugin {table.plugin!r} is not installed (installed: {known})")
+            continue
+        for kind in table.kinds:
+            if kind not in KINDS:
+                warn(("connectors", name, "kinds"), f"kind {kind!r} is not one of {', '.join(KINDS)}")
+        for key, reason in table.missing_secrets.items():
+            warn(("connectors", name, key), reason)
+        cls = installed.get(table.plugin)
+        if cls is None:
+            continue
+        data = {k: v for k, v in table.model_dump(by_alias=True).items() if k != "_missing_secrets"}
+        data.update(table.model_extra or {})
+        raw = _raw_table(loaded, name)
+        data.update({k: v for k, v in raw.items() if k.endswith("_env") or k.endswith("_file")})
+        try:
+            cls.settings_model(**data)
+        except ValidationError as exc:
+            for line in validation_problems(exc, loaded.path, loaded.lines, ("connectors", name)):
+                if "Field required" in line and any(
+                    line.split(": ")[1].endswith("." + k.rsplit("_", 1)[0]) for k in table.missing_secrets
+                ):
+                    continue  # already warned: the secret's variable is not set here
+                sink.errors.append(line)
+        unsupported = [k for k in table.kinds if k not in cls.kinds]
+        if unsupported:
+            err(("connectors", name, "kinds"),
+                f"plugin {table.plugin!r} does not carry {', '.join(unsupported)} (it carries {', '.join(cls.kinds)})")
+
+
+def _raw_table(loaded: LoadedConfig, name: str) -> dict[str, Any]:
+    import tomllib
+
+    try:
+        data = tomllib.loads(loaded.path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return {}
+    table = data.get("connectors", {}).get(name, {})
+    return table if isinstance(table, dict) else {}
+
+
+def _check_fields(cfg: Config, systems: set[str], err: Emit, warn: Emit) -> None:
+    for name, f in cfg.fields.items():
+        if f.type not in FIELD_TYPES:
+            err(("fields", name, "type"), f"unknown field type {f.type!r}; expected one of {', '.join(FIELD_TYPES)}")
+            continue
+        if f.type in ("select", "multi_select") and not f.options:
+            err(("fields", name, "options"), f"a {f.type} field needs options")
+        if f.options and f.type not in ("select", "multi_select"):
+            err(("fields", name, "options"), f"a {f.type} field takes no options")
+        for opt in f.aliases:
+            if opt not in f.options:
+                err(("fields", name, "aliases", opt), f"alias target {opt!r} is not an option of this field")
+        if f.kind not in KINDS:
+            warn(("fields", name, "kind"), f"kind {f.kind!r} is not one of {', '.join(KINDS)}")
+        if f.owner != BRIDGE and f.owner not in systems:
+            err(("fields", name, "owner"), f"owner {f.owner!r} is not a configured connector (or 'bridge')")
+        for i, target in enumerate(f.sync_to):
+            if target not in systems:
+                err(("fields", name, "sync_to", i), f"system {target!r} is not a configured connector")
+            elif target == f.owner:
+                warn(("fields", name, "sync_to", i), f"{target!r} owns this field; it needs no sync_to")
+        for system in f.remote:
+            if system not in systems:
+                err(("fields", name, "remote", system), f"system {system!r} is not a configured connector")
+
+
+def _check_tags(cfg: Config, err: Emit) -> None:
+    types = cfg.field_types()
+    for i, mapping in enumerate(cfg.tags):
+        for field, value in mapping.set.items():
+            ft = types.get(field)
+            if ft is None:
+                err(("tags", i, "set", field), f"field {field!r} is not declared in [fields]")
+                continue
+            try:
+                coerce(ft, value)
+            except FieldValueError as exc:
+                err(("tags", i, "set", field), str(exc).removeprefix(f"field {field!r}: "))
+    try:
+        re.compile(cfg.taxonomy.pattern)
+    except re.error as exc:
+        err(("taxonomy", "pattern"), f"not a regular expression: {exc}")
+
+
+def _check_calendars(loaded: LoadedConfig, err: Emit) -> None:
+    from bridge.rules.calendar import validate_calendar
+
+    cfg = loaded.config
+    for name, cal in cfg.calendars.items():
+        if cal.ical and not Path(cal.ical).is_absolute():
+            cal = cal.model_copy(update={"ical": str(loaded.path.parent.parent / cal.ical)}) if not Path(
+                cal.ical).exists() else cal
+        for key, msg in validate_calendar(name, cal):
+            err(("calendars", name, *key), msg)
+    for i, sla in enumerate(cfg.sla):
+        if sla.calendar and sla.calendar not in cfg.calendars:
+            err(("sla", i, "calendar"), f"calendar {sla.calendar!r} is not defined in [calendars]")
+        for key, msg in _condition_problems(cfg, sla.when):
+            err(("sla", i, "when", *key), msg)
+
+
+def _field_known(cfg: Config, path: str) -> str | None:
+    root, _, attr = path.partition(".")
+    fields_of = {n for n, f in cfg.fields.items()}
+    if root == "ticket":
+        ok = attr in TICKET_ATTRS or (attr in fields_of and cfg.fields[attr].kind == "ticket")
+    elif root == "account":
+        ok = attr in ACCOUNT_ATTRS or (attr in fields_of and cfg.fields[attr].kind == "account")
+    elif root == "requester":
+        ok = attr in REQUESTER_ATTRS or (attr in fields_of and cfg.fields[attr].kind == "contact")
+    else:
+        return f"unknown path {path!r}: it must start with ticket., account. or requester."
+    if not ok:
+        return f"unknown field {path!r}: not a built-in attribute nor a declared [fields] entry of that kind"
+    return None
+
+
+def _leaves(cond: Any, path: tuple[str | int, ...] = ()) -> Iterator[tuple[tuple[str | int, ...], Any]]:
+    if isinstance(cond, Mapping):
+        groups = [k for k in ("all", "any", "none") if k in cond]
+        if groups:
+            for g in groups:
+                items = cond[g]
+                if isinstance(items, list):
+                    for i, item in enumerate(items):
+                        yield from _leaves(item, (*path, g, i))
+                else:
+                    yield (*path, g), items
+            return
+    yield path, cond
+
+
+def _condition_problems(cfg: Config, cond: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    if not cond:
+        return problems
+    try:
+        from bridge.rules.conditions import validate_condition
+    except ImportError:  # pragma: no cover - the rules package is part of bridge
+        validate_condition = None
+    if validate_condition is not None:
+        problems.extend(validate_condition(cond))
+    for path, leaf in _leaves(cond):
+        if isinstance(leaf, Mapping) and "field" in leaf:
+            msg = _field_known(cfg, str(leaf["field"]))
+            if msg:
+                problems.append(((*path, "field"), msg))
+    return problems
+
+
+def _check_rules(cfg: Config, err: Emit, warn: Emit) -> None:
+    teams = set(cfg.teams)
+    agents = {a.email for a in cfg.agents}
+    names: dict[str, int] = {}
+    for i, rule in enumerate(cfg.rules):
+        if rule.name in names:
+            err(("rules", i, "name"), f"rule name {rule.name!r} is used twice (also rules.{names[rule.name]})")
+        names[rule.name] = i
+        for key, msg in _condition_problems(cfg, rule.when):
+            err(("rules", i, "when", *key), msg)
+        for j, action in enumerate(rule.then):
+            if not isinstance(action, Mapping) or len(action) != 1:
+                err(("rules", i, "then", j), "an action is a table with exactly one of assign, escalate, set, "
+                    "add_tags, remove_tags, notify, review")
+                continue
+            (verb, arg), = action.items()
+            where = ("rules", i, "then", j, verb)
+            if verb == "escalate":
+                if arg not in teams:
+                    err(where, f"team {arg!r} is not defined in [teams]")
+            elif verb == "assign":
+                if not isinstance(arg, Mapping):
+                    err(where, "assign takes a table: { skill | language | agent | team = ... }")
+                elif "agent" in arg and arg["agent"] not in agents:
+                    err((*where, "agent"), f"agent {arg['agent']!r} is not one of the [[agents]]")
+                elif "team" in arg and arg["team"] not in teams:
+                    err((*where, "team"), f"team {arg['team']!r} is not defined in [teams]")
+            elif verb == "set":
+                if not isinstance(arg, Mapping):
+                    err(where, "set takes a table of field = value")
+                    continue
+                for field, value in arg.items():
+                    if field in ("priority", "status", "assignee", "team"):
+                        continue
+                    ft = cfg.field_types().get(field)
+                    if ft is None:
+                        err((*where, field), f"field {field!r} is not declared in [fields]")
+                        continue
+                    try:
+                        coerce(ft, value)
+                    except FieldValueError as exc:
+                        err((*where, field), str(exc).removeprefix(f"field {field!r}: "))
+            elif verb not in ("add_tags", "remove_tags", "notify", "review"):
+                err(where, f"unknown action {verb!r}")
+    try:
+        from bridge.rules.engine import rule_cycles
+    except ImportError:  # pragma: no cover
+        return
+    for cycle in rule_cycles(cfg):
+        warn(("rules",), f"rule cycle: {cycle}")
+
+
+def require_valid(loaded: LoadedConfig, host: PluginHost | None) -> None:
+    """Raise ConfigError when the config has any error (used before running)."""
+    report = check_config(loaded, host)
+    if report.errors:
+        raise ConfigError(report.errors)

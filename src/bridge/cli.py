@@ -1,0 +1,359 @@
+"""The ``bridge`` command. Exit codes: 0 success, 1 ran and found problems, 2 bad usage."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from bridge.errors import BridgeError, ConfigError
+from bridge.model import parse_time
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+
+
+def _app(args: argparse.Namespace) -> Any:
+    from bridge.app import App
+
+    return App.from_path(args.config)
+
+
+# ---------------------------------------------------------------------------- commands
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Validate the config and the plugins it names."""
+    from bridge.check import check_file
+    from bridge.plugins import create_host
+
+    loaded, report = check_file(
+        args.config, lambda cfg: create_host(cfg.plugins.disabled, cfg.bridge.plugins_dir)
+    )
+    if args.json:
+        _print_json({"ok": report.ok, "errors": report.errors, "warnings": report.warnings})
+    else:
+        for line in report.errors + report.warnings:
+            print(line)
+        if report.ok and loaded is not None:
+            print(f"{loaded.path}: ok ({len(loaded.config.connectors)} connectors, "
+                  f"{len(loaded.config.fields)} fields, {len(loaded.config.rules)} rules)")
+    return 0 if report.ok else 1
+
+
+def cmd_config_schema(args: argparse.Namespace) -> int:
+    """Print the JSON Schema of the config file."""
+    from bridge.settings import Config
+
+    _print_json(Config.model_json_schema())
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    """List installed plugins."""
+    from bridge.plugins import create_host, format_plugins
+    from bridge.settings import load_config
+
+    disabled: list[str] = []
+    plugins_dir = None
+    try:
+        loaded = load_config(args.config)
+        disabled, plugins_dir = loaded.config.plugins.disabled, loaded.config.bridge.plugins_dir
+    except ConfigError:
+        pass  # listing plugins must work without a valid config
+    host = create_host(disabled, plugins_dir)
+    infos = host.describe()
+    if args.json:
+        _print_json(infos)
+    else:
+        print(format_plugins(infos))
+        for err in host.errors:
+            print(f"error: {err}", file=sys.stderr)
+    return 1 if any(i["status"] == "failed" for i in infos) or host.errors else 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Replay recorded events through the config on a virtual clock."""
+    from bridge.replay import Replay, diff, replay_file
+    from bridge.settings import load_config
+
+    loaded = load_config(args.config)
+    until = parse_time(args.until) if args.until else None
+    path = Path(args.file)
+    if not path.exists():
+        print(f"{path}: no such file", file=sys.stderr)
+        return 2
+    if args.against:
+        old_cfg = load_config(args.against).config
+        old, old_problems = replay_file(old_cfg, path, until=until)
+        new, problems = replay_file(loaded.config, path, until=until)
+        rows = diff(old, new)
+        for row in rows:
+            print(json.dumps(row, default=str) if args.json else _decision_line(row))
+        for p in problems:
+            print(f"{path}:{p}", file=sys.stderr)
+        return 1 if problems else 0
+    rp = Replay(loaded.config, until=until)
+    with path.open(encoding="utf-8") as fh:
+        for row in rp.run(fh):
+            print(json.dumps(row, default=str, ensure_ascii=False) if args.json else _decision_line(row))
+    for p in rp.problems:
+        print(f"{path}:{p.removeprefix('line ')}", file=sys.stderr)
+    return 1 if rp.problems else 0
+
+
+def _decision_line(row: dict[str, Any]) -> str:
+    prefix = f"{row['diff']} " if "diff" in row else ""
+    if row.get("final"):
+        fields = ", ".join(f"{k}={v}" for k, v in row.get("fields", {}).items())
+        return (f"{prefix}{row['ticket_id']}: final status={row.get('status')} priority={row.get('priority')} "
+                f"assignee={row.get('assignee')} tags={','.join(row.get('tags', []))} fields[{fields}] "
+                f"sentiment={row.get('sentiment')} escalations={','.join(row.get('escalations') or [])}")
+    rest = {k: v for k, v in row.items() if k not in ("at", "ticket_id", "decision", "rule", "diff")}
+    extra = " ".join(f"{k}={v}" for k, v in rest.items())
+    return f"{prefix}{row.get('at')} {row['ticket_id']} {row['decision']} [{row['rule']}] {extra}".rstrip()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the daemon (scheduler, webhook server, outbox pusher)."""
+    from bridge.scheduler import run_daemon
+
+    app = _app(args)
+    try:
+        return run_daemon(app, once=args.once)
+    finally:
+        app.close()
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    """One sync pass now (``--dry-run`` prints the plan and writes nothing)."""
+    from bridge.sync import Syncer
+
+    app = _app(args)
+    try:
+        unknown = [s for s in args.systems if s not in app.config.connectors]
+        if unknown:
+            print(f"unknown system(s): {', '.join(unknown)}; configured: {', '.join(app.config.connectors)}",
+                  file=sys.stderr)
+            return 2
+        syncer = Syncer(app.config, app.store, app.connector, app.host)
+        report = syncer.sync(args.systems or None, dry_run=args.dry_run)
+    finally:
+        app.close()
+    if args.json:
+        _print_json(asdict(report))
+    else:
+        if args.dry_run:
+            print("plan (nothing was written):")
+            for p in report.plan:
+                print(f"  {p.record_id} {p.field} -> {p.system}: {p.old!r} -> {p.new!r} ({p.rule})")
+            for c in report.conflicts:
+                print(f"  conflict {c.record_id} {c.field}: {c.system} says {c.value!r}, owner has "
+                      f"{c.owner_value!r} ({c.rule}; {'revert' if c.reverted else 'left'})")
+        print(f"pulled {report.pulled}, created {report.records_created}, fields set {report.fields_set}, "
+              f"writes queued {report.writes_queued}, pushed {report.pushed} in {report.push_calls} calls, "
+              f"conflicts {len(report.conflicts)}, dead {report.dead}")
+        for problem in report.problems:
+            print(f"problem: {problem}", file=sys.stderr)
+    return 1 if report.problems or report.dead else 0
+
+
+def cmd_deadletter(args: argparse.Namespace) -> int:
+    """List or retry writes that failed for good."""
+    from bridge.model import utcnow
+
+    app = _app(args)
+    try:
+        if args.action == "list":
+            items = app.store.dead_letters(args.system)
+            if args.json:
+                _print_json([asdict(i) for i in items])
+            else:
+                for i in items:
+                    print(f"{i.id}\t{i.system}\t{i.kind}\t{i.record_id}\tattempts={i.attempts}\t{i.last_error}")
+                if not items:
+                    print("no dead letters")
+            return 0
+        ids = [int(x) for x in args.ids] or None
+        count = app.store.retry_dead(ids, utcnow())
+        print(f"{count} write(s) back in the outbox")
+        return 0
+    finally:
+        app.close()
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    """Why a record has its fields: owner, provenance and history."""
+    from bridge.explain import explain_record, format_explain
+
+    app = _app(args)
+    try:
+        data = explain_record(app, args.record_id)
+    finally:
+        app.close()
+    if data is None:
+        print(f"no record {args.record_id!r} (give a bridge record id or SYSTEM:EXTERNAL_ID)", file=sys.stderr)
+        return 1
+    if args.json:
+        _print_json(data)
+    else:
+        print(format_explain(data))
+    return 0
+
+
+def cmd_taxonomy_lint(args: argparse.Namespace) -> int:
+    """Lint tags: naming pattern, near-duplicates, unmapped tags, dead mappings."""
+    from bridge.taxonomy import format_findings, lint
+
+    app = _app(args)
+    seen: dict[str, int] = {}
+    for file in args.files:
+        for tag in _tags_in_jsonl(Path(file)):
+            seen[tag] = seen.get(tag, 0) + 1
+    if args.store:
+        try:
+            with app.store.session() as tx:
+                for record in tx.records():
+                    for tag in record.tags:
+                        seen[tag] = seen.get(tag, 0) + 1
+        finally:
+            app.close()
+    findings = lint(app.config, seen)
+    if args.json:
+        _print_json([asdict(f) for f in findings])
+    else:
+        print(format_findings(findings) if findings else "no findings")
+    return 1 if findings else 0
+
+
+def _tags_in_jsonl(path: Path) -> list[str]:
+    out: list[str] = []
+    files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
+    for file in files:
+        with file.open(encoding="utf-8") as fh:
+            for line in fh:
+                try:
+                    data = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if not isinstance(data, dict):
+                    continue
+                for holder in (data, data.get("ticket"), data.get("changes")):
+                    if isinstance(holder, dict) and isinstance(holder.get("tags"), list):
+                        out.extend(str(t) for t in holder["tags"])
+    return out
+
+
+def cmd_discover(args: argparse.Namespace) -> int:
+    """The remote fields of a system and how the config's mappings fit them."""
+    from bridge.discover import discover, format_report
+
+    app = _app(args)
+    try:
+        report = discover(app.config, args.system, app.connector(args.system))
+    finally:
+        app.close()
+    if args.json:
+        _print_json(asdict(report))
+    else:
+        print(format_report(report))
+    return 1 if report.findings else 0
+
+
+# ---------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``bridge``."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", help="config file (default: $BRIDGE_CONFIG, else config/bridge.toml)")
+    common.add_argument("--json", action="store_true", help="machine output")
+    common.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+
+    parser = argparse.ArgumentParser(prog="bridge", description=__doc__, parents=[common])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", parents=[common], help="the daemon")
+    p.add_argument("--once", action="store_true", help="run every due job once and exit")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("check", parents=[common], help="validate the config and its plugins")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("config", parents=[common], help="config helpers")
+    csub = p.add_subparsers(dest="config_command", required=True)
+    c = csub.add_parser("schema", parents=[common], help="print the config's JSON Schema")
+    c.set_defaults(func=cmd_config_schema)
+
+    p = sub.add_parser("plugins", parents=[common], help="installed plugins")
+    p.set_defaults(func=cmd_plugins)
+
+    p = sub.add_parser("sync", parents=[common], help="one sync pass now")
+    p.add_argument("systems", nargs="*", metavar="SYSTEM")
+    p.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
+    p.set_defaults(func=cmd_sync)
+
+    p = sub.add_parser("discover", parents=[common], help="remote fields of a system")
+    p.add_argument("system", metavar="SYSTEM")
+    p.set_defaults(func=cmd_discover)
+
+    p = sub.add_parser("replay", parents=[common], help="replay recorded events on a virtual clock")
+    p.add_argument("file", metavar="EVENTS.jsonl")
+    p.add_argument("--until", help="advance the clock to this time after the last event (ISO 8601)")
+    p.add_argument("--against", metavar="OLD.toml", help="print only the decisions that differ from OLD.toml")
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("explain", parents=[common], help="why a record has its fields")
+    p.add_argument("record_id", metavar="TICKET_ID")
+    p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("taxonomy", parents=[common], help="tag taxonomy tools")
+    tsub = p.add_subparsers(dest="taxonomy_command", required=True)
+    t = tsub.add_parser("lint", parents=[common], help="lint tags")
+    t.add_argument("files", nargs="*", metavar="FILE.jsonl", help="JSONL files or folders whose tags to lint")
+    t.add_argument("--no-store", dest="store", action="store_false", help="do not read tags from the store")
+    t.set_defaults(func=cmd_taxonomy_lint)
+
+    p = sub.add_parser("deadletter", parents=[common], help="writes that failed for good")
+    p.add_argument("action", choices=["list", "retry"])
+    p.add_argument("ids", nargs="*", help="outbox ids to retry (default: all)")
+    p.add_argument("--system", help="only this system")
+    p.set_defaults(func=cmd_deadletter)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``bridge`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    handler: Handler = args.func
+    try:
+        return handler(args)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    except BridgeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["build_parser", "main"]

@@ -1,0 +1,92 @@
+"""``bridge explain``: a record's fields with owner, policy, provenance and history from the audit log."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from bridge.fields import to_json
+from bridge.model import format_time
+
+if TYPE_CHECKING:
+    from bridge.app import App
+
+
+def explain_record(app: App, ident: str) -> dict[str, Any] | None:
+    """Everything known about one record: by bridge id, or ``SYSTEM:EXTERNAL_ID`` (any kind)."""
+    cfg = app.config
+    with app.store.session() as tx:
+        rid: str | None = ident
+        record = tx.load(ident)
+        if record is None and ":" in ident:
+            system, _, external = ident.partition(":")
+            for kind in ("ticket", "account", "contact"):
+                rid = tx.record_id_for(system, kind, external)
+                if rid:
+                    record = tx.load(rid)
+                    break
+        if record is None:
+            # a bare external id from any system
+            for system in cfg.connectors:
+                for kind in ("ticket", "account", "contact"):
+                    rid = tx.record_id_for(system, kind, ident)
+                    if rid:
+                        record = tx.load(rid)
+                        break
+                if record is not None:
+                    break
+        if record is None:
+            return None
+        history = tx.audit_for(record.id)
+    types = cfg.field_types()
+    fields = []
+    for name, fcfg in cfg.fields.items():
+        if fcfg.kind != record.kind:
+            continue
+        fv = record.fields.get(name)
+        fields.append({
+            "field": name,
+            "type": fcfg.type,
+            "value": to_json(types[name], fv.value) if fv else None,
+            "owner": fcfg.owner,
+            "policy": fcfg.policy,
+            "sync_to": fcfg.sync_to,
+            "set_by": fv.system if fv else None,
+            "set_at": format_time(fv.at) if fv else None,
+            "history": [h for h in history if h.get("field") == name],
+        })
+    rules: list[dict[str, Any]] = []
+    if record.kind == "ticket" and cfg.rules:
+        from bridge.rules.engine import Desk
+
+        rules = Desk(cfg, base_dir=app.base_dir).explain(record)
+    return {
+        "record": record.id,
+        "kind": record.kind,
+        "links": record.links,
+        "tags": record.tags,
+        "attrs": {k: v for k, v in record.attrs.items() if not isinstance(v, dict | list)},
+        "fields": fields,
+        "rules": rules,
+        "events": [h for h in history if not h.get("field")],
+    }
+
+
+def format_explain(data: dict[str, Any]) -> str:
+    """Human output of :func:`explain_record`."""
+    lines = [f"{data['kind']} {data['record']}  links: "
+             + ", ".join(f"{s}={e}" for s, e in data["links"].items()),
+             f"tags: {', '.join(data['tags']) or '-'}"]
+    for f in data["fields"]:
+        lines.append(f"  {f['field']} = {f['value']!r}  (owner {f['owner']}, {f['policy']}; set by "
+                     f"{f['set_by'] or '-'} at {f['set_at'] or '-'}; sync to {', '.join(f['sync_to']) or '-'})")
+        for h in f["history"]:
+            lines.append(f"      {h.get('at')} {h.get('kind')}: {h.get('before')!r} -> {h.get('after')!r} "
+                         f"from {h.get('origin')} ({h.get('rule')}) {h.get('response') or ''}".rstrip())
+    for r in data["rules"]:
+        lines.append(f"  rule {r.get('name')} [{r.get('set')}]: {'fired' if r.get('matched') else 'did not fire'}")
+        for leaf in r.get("conditions", r.get("leaves", [])):
+            lines.append(f"      {leaf}")
+    for e in data["events"]:
+        lines.append(f"  {e.get('at')} {e.get('kind')} {e.get('rule')}: {e.get('after')!r} "
+                     f"{e.get('response') or ''}".rstrip())
+    return "\n".join(lines)

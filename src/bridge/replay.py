@@ -1,0 +1,251 @@
+"""``bridge replay``: recorded events through the configured pipeline on a virtual clock.
+
+Nothing is written to any system. Decisions stream out in time order as they are taken; final states follow,
+one per ticket. Tickets that close are finalised at once and dropped from memory (their final state waits in a
+spool file), so memory stays flat however long the recording.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from bridge.errors import BridgeError
+from bridge.fields import to_json
+from bridge.model import Change, Decision, Record, format_time, parse_time
+from bridge.pipeline import MemoryState, Pipeline
+from bridge.plugins import PluginHost
+from bridge.rules.engine import Desk
+from bridge.settings import Config
+
+SYSTEM = "replay"
+EVENT_TYPES = ("ticket.created", "ticket.message", "ticket.status", "ticket.updated", "agent.status")
+_TICKET_ATTRS = ("subject", "body", "priority", "status", "channel", "requester", "account", "assignee",
+                 "sentiment", "language")
+
+
+@dataclass
+class Replay:
+    """One replay run: feed it lines, read decisions and final states from :meth:`run`."""
+
+    config: Config
+    base_dir: Path | None = None
+    host: PluginHost | None = None
+    until: datetime | None = None
+    problems: list[str] = field(default_factory=list)
+    evict_closed: bool = True
+
+    def __post_init__(self) -> None:
+        self.state = MemoryState(keep_audit=False)
+        self.pipeline = Pipeline(self.config, self.host, run="replay")
+        self.desk = Desk(self.config, base_dir=self.base_dir)
+        self.clock: datetime | None = None
+        self._spool = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 - closed in run()
+        self._types = self.config.field_types()
+
+    def run(self, lines: Iterable[str]) -> Iterator[dict[str, Any]]:
+        """Yield decision dicts in time order, then one final state per ticket."""
+        try:
+            for number, line in enumerate(lines, start=1):
+                if not line.strip():
+                    continue
+                event = self._parse(number, line)
+                if event is None:
+                    continue
+                at = event["_at"]
+                if self.clock is not None and at < self.clock:
+                    self.problems.append(f"line {number}: event at {format_time(at)} is before the previous "
+                                         f"event ({format_time(self.clock)}); taken at the previous time")
+                    at = self.clock
+                yield from self._advance(at)
+                self.clock = at
+                try:
+                    yield from self._event(number, event, at)
+                except (BridgeError, ValueError, KeyError, TypeError) as exc:
+                    self.problems.append(f"line {number}: {event['type']}: {exc}")
+            if self.until is not None and (self.clock is None or self.until > self.clock):
+                yield from self._advance(self.until)
+            yield from self._finals()
+        finally:
+            self._spool.close()
+
+    # ---------------------------------------------------------------- events
+
+    def _parse(self, number: int, line: str) -> dict[str, Any] | None:
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError as exc:
+            self.problems.append(f"line {number}: not JSON: {exc.msg} (column {exc.colno})")
+            return None
+        if not isinstance(event, dict):
+            self.problems.append(f"line {number}: an event is a JSON object")
+            return None
+        kind = event.get("type")
+        if kind not in EVENT_TYPES:
+            self.problems.append(f"line {number}: unknown event type {kind!r}")
+            return None
+        try:
+            event["_at"] = parse_time(event["at"])
+        except (KeyError, ValueError, TypeError, AttributeError):
+            self.problems.append(f"line {number}: {kind}: 'at' must be an ISO 8601 time")
+            return None
+        if kind == "ticket.created":
+            ticket = event.get("ticket")
+            if not isinstance(ticket, dict) or not ticket.get("id"):
+                self.problems.append(f"line {number}: ticket.created needs a ticket object with an id")
+                return None
+        elif kind == "agent.status":
+            if not event.get("agent") or not event.get("status"):
+                self.problems.append(f"line {number}: agent.status needs agent and status")
+                return None
+        elif not event.get("ticket_id"):
+            self.problems.append(f"line {number}: {kind} needs ticket_id")
+            return None
+        return event
+
+    def _event(self, number: int, event: dict[str, Any], at: datetime) -> Iterator[dict[str, Any]]:
+        kind = event["type"]
+        if kind == "agent.status":
+            yield from self._emit(self.desk.on_agent_status(event["agent"], event["status"], at))
+            return
+        change = self._change(number, event, at)
+        if change is None:
+            return
+        rid = self.state.record_id_for(SYSTEM, "ticket", change.external_id)
+        before = self.state.load(rid) if rid else None
+        previous = snapshot(before) if before is not None else {}
+        outcome = self.pipeline.process(self.state, change, at)
+        for problem in outcome.problems:
+            self.problems.append(f"line {number}: {problem}")
+        record = outcome.record
+        record.attrs.setdefault("created_at", at)
+        yield from self._emit(outcome.decisions)
+        yield from self._emit(self.desk.on_ticket(record, previous, event, at))
+        if self.evict_closed and record.attrs.get("status") == "closed":
+            self._finalise(record)
+
+    def _change(self, number: int, event: dict[str, Any], at: datetime) -> Change | None:
+        kind = event["type"]
+        if kind == "ticket.created":
+            t = event["ticket"]
+            attrs = {k: t[k] for k in _TICKET_ATTRS if k in t}
+            attrs.setdefault("status", "open")
+            if "sentiment" in event:
+                attrs["sentiment"] = event["sentiment"]
+            return Change(SYSTEM, "ticket", str(t["id"]), at, fields=dict(t.get("fields") or {}),
+                          tags=list(t.get("tags") or []), attrs=attrs)
+        tid = str(event["ticket_id"])
+        if self.state.record_id_for(SYSTEM, "ticket", tid) is None:
+            self.problems.append(f"line {number}: {kind}: unknown ticket {tid!r}")
+            return None
+        if kind == "ticket.message":
+            attrs: dict[str, Any] = {"message": event.get("body", ""), "last_author": event.get("author")}
+            if "sentiment" in event:
+                attrs["sentiment"] = event["sentiment"]
+            return Change(SYSTEM, "ticket", tid, at, attrs=attrs)
+        if kind == "ticket.status":
+            return Change(SYSTEM, "ticket", tid, at, attrs={"status": event["status"]})
+        changes = dict(event.get("changes") or {})
+        tags = changes.pop("tags", None)
+        fields = dict(changes.pop("fields", None) or {})
+        for name in list(changes):
+            if name in self.config.fields:
+                fields[name] = changes.pop(name)
+        return Change(SYSTEM, "ticket", tid, at, fields=fields, tags=tags, attrs=changes)
+
+    # ---------------------------------------------------------------- time and output
+
+    def _advance(self, now: datetime) -> Iterator[dict[str, Any]]:
+        while True:
+            due = self.desk.next_timer()
+            if due is None or due > now:
+                break
+            decisions = self.desk.advance(due)
+            yield from self._emit(decisions)
+            for d in decisions:
+                rec = self.state.load(d.record_id) if d.decision == "auto_close" else None
+                if rec is not None and self.evict_closed:
+                    self._finalise(rec)
+            if not decisions and self.desk.next_timer() == due:
+                break  # nothing fired at a due timer: stop rather than spin
+        self.desk.advance(now)
+
+    def _emit(self, decisions: list[Decision]) -> Iterator[dict[str, Any]]:
+        for d in decisions:
+            out = d.as_dict()
+            out["ticket_id"] = self._external(d.record_id)
+            yield out
+
+    def _external(self, record_id: str) -> str:
+        rec = self.state.records.get(record_id)
+        return rec.links.get(SYSTEM, record_id) if rec is not None else record_id
+
+    def final(self, record: Record) -> dict[str, Any]:
+        """The final state of one ticket (replay.md)."""
+        desk = self.desk.final(record)
+        fields = {n: to_json(self._types[n], fv.value) for n, fv in sorted(record.fields.items())
+                  if n in self._types}
+        return {
+            "ticket_id": record.links.get(SYSTEM, record.id),
+            "final": True,
+            "assignee": desk.get("assignee"),
+            "priority": desk.get("priority", record.attrs.get("priority")),
+            "status": desk.get("status", record.attrs.get("status")),
+            "tags": list(record.tags),
+            "fields": fields,
+            "sentiment": record.attrs.get("sentiment"),
+            "escalations": desk.get("escalations", []),
+            "sla": desk.get("sla", {}),
+        }
+
+    def _finalise(self, record: Record) -> None:
+        self._spool.write(json.dumps(self.final(record), default=str) + "\n")
+        self.state.records.pop(record.id, None)
+        forget = getattr(self.desk, "forget", None)
+        if forget is not None:
+            forget(record.id)
+
+    def _finals(self) -> Iterator[dict[str, Any]]:
+        self._spool.seek(0)
+        for line in self._spool:
+            yield json.loads(line)
+        for record in list(self.state.records.values()):
+            if record.kind == "ticket":
+                yield self.final(record)
+
+
+def snapshot(record: Record) -> dict[str, Any]:
+    """Path -> value of a ticket before an event (for ``changed``, ``from`` and ``to`` conditions)."""
+    out: dict[str, Any] = {f"ticket.{k}": v for k, v in record.attrs.items() if not isinstance(v, dict | list)}
+    out.update({f"ticket.{n}": fv.value for n, fv in record.fields.items()})
+    out["ticket.tags"] = list(record.tags)
+    return out
+
+
+def replay_file(
+    config: Config, path: Path, *, until: datetime | None = None, base_dir: Path | None = None,
+    host: PluginHost | None = None,
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Replay a JSONL file into a list (for ``--against`` and tests); returns (output, problems)."""
+    rp = Replay(config, base_dir=base_dir, host=host, until=until)
+    with path.open(encoding="utf-8") as fh:
+        out = list(rp.run(fh))
+    return out, rp.problems
+
+
+def diff(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Decisions and final states that differ between two replays (``--against``), marked ``-`` and ``+``."""
+    def key(d: dict[str, Any]) -> str:
+        return json.dumps(d, sort_keys=True, default=str)
+
+    old_keys = {key(d) for d in old}
+    new_keys = {key(d) for d in new}
+    out = [{"diff": "-", **d} for d in old if key(d) not in new_keys]
+    out += [{"diff": "+", **d} for d in new if key(d) not in old_keys]
+    out.sort(key=lambda d: (str(d.get("at") or "~"), str(d.get("ticket_id")), d["diff"]))
+    return out

@@ -1,0 +1,157 @@
+"""``bridge run``: APScheduler jobs (one sync job per connector, the outbox pusher) until SIGTERM or SIGINT.
+
+With PostgreSQL several replicas may run: each job takes an advisory lock named after it, so one replica at a
+time runs it; the others skip that round.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from bridge.durations import parse_duration
+from bridge.model import utcnow
+from bridge.sync import Syncer, SyncReport
+
+if TYPE_CHECKING:
+    from bridge.app import App
+
+log = logging.getLogger("bridge.scheduler")
+DEFAULT_EVERY = timedelta(minutes=5)
+PUSH_EVERY = timedelta(seconds=30)
+
+
+@dataclass
+class Job:
+    """A named, lock-protected unit of scheduled work."""
+
+    name: str
+    every: timedelta
+    run: Callable[[], SyncReport]
+
+
+@dataclass
+class Totals:
+    """Figures summed over job runs, for the summary line."""
+
+    reports: list[SyncReport] = field(default_factory=list)
+
+    def summary(self, records: int) -> str:
+        """One short paragraph: records, fields set, writes, unmapped tags, problems."""
+        pulled = sum(r.pulled for r in self.reports)
+        fields_set = sum(r.fields_set for r in self.reports)
+        writes = sum(r.writes_queued for r in self.reports)
+        pushed = sum(r.pushed for r in self.reports)
+        conflicts = sum(len(r.conflicts) for r in self.reports)
+        unmapped: dict[str, int] = {}
+        for r in self.reports:
+            for tag, n in r.unmapped_tags.items():
+                unmapped[tag] = unmapped.get(tag, 0) + n
+        problems = [p for r in self.reports for p in r.problems]
+        lines = [
+            f"records: {records} in store, {pulled} changes pulled",
+            f"fields set from tags: {fields_set}; writes queued: {writes}, pushed: {pushed}; conflicts: {conflicts}",
+            "unmapped tags: " + (", ".join(f"{t} ({n})" for t, n in sorted(unmapped.items())) or "none"),
+        ]
+        lines += [f"problem: {p}" for p in problems]
+        return "\n".join(lines)
+
+
+def build_jobs(app: App, syncer: Syncer) -> list[Job]:
+    """One sync job per enabled connector (``sync_every``) and the outbox pusher."""
+    jobs = []
+    for name, table in app.config.connectors.items():
+        if not table.enabled:
+            continue
+        every = parse_duration(table.sync_every) if table.sync_every else DEFAULT_EVERY
+
+        def sync_one(system: str = name) -> SyncReport:
+            report = SyncReport()
+            syncer.pull(system, report)
+            syncer.push(system, report)
+            return report
+
+        jobs.append(Job(f"sync:{name}", every, sync_one))
+
+    def push_all() -> SyncReport:
+        report = SyncReport()
+        for system, table in app.config.connectors.items():
+            if table.enabled:
+                syncer.push(system, report)
+        return report
+
+    jobs.append(Job("outbox", PUSH_EVERY, push_all))
+    return jobs
+
+
+def run_job(app: App, job: Job, totals: Totals) -> None:
+    """Run one job under its advisory lock; a failing job is logged and does not stop the daemon."""
+    with app.store.advisory_lock(job.name) as got:
+        if not got:
+            log.info("job %s is running on another replica; skipped", job.name)
+            return
+        try:
+            totals.reports.append(job.run())
+        except Exception:
+            log.exception("job %s failed", job.name)
+
+
+def record_count(app: App) -> int:
+    """How many records the store holds."""
+    with app.store.session() as tx:
+        return sum(1 for _ in tx.records())
+
+
+def run_daemon(app: App, once: bool = False, stop: threading.Event | None = None) -> int:
+    """Run every job once (``once``) or on its schedule until SIGTERM/SIGINT or ``stop`` is set."""
+    from bridge.check import require_valid
+
+    require_valid(app.loaded, app.host)
+    syncer = Syncer(app.config, app.store, app.connector, app.host)
+    jobs = build_jobs(app, syncer)
+    totals = Totals()
+    app.host.call_each("startup", app=app)
+    try:
+        if once:
+            for job in jobs:
+                run_job(app, job, totals)
+            print(totals.summary(record_count(app)))
+            return 1 if any(r.problems for r in totals.reports) else 0
+        stop = stop or threading.Event()
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            log.info("signal %s: stopping", signal.Signals(signum).name)
+            stop.set()
+
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, on_signal)
+            signal.signal(signal.SIGINT, on_signal)
+        scheduler = BackgroundScheduler(timezone="UTC")
+        for job in jobs:
+            scheduler.add_job(run_job, "interval", args=(app, job, totals), seconds=job.every.total_seconds(),
+                              id=job.name, max_instances=1, coalesce=True, next_run_time=None)
+        scheduler.start()
+        # a first pass at once, so an admin sees data without waiting a whole interval
+        for job in jobs:
+            if stop.is_set():
+                break
+            run_job(app, job, totals)
+        if app.config.bridge.summary:
+            print(totals.summary(record_count(app)), flush=True)
+        for job in jobs:
+            scheduler.modify_job(job.name, next_run_time=utcnow() + job.every)
+        log.info("bridge is running: %d jobs; SIGTERM or Ctrl-C stops it", len(jobs))
+        stop.wait()
+        scheduler.shutdown(wait=True)
+        log.info("bridge stopped cleanly")
+        return 0
+    finally:
+        app.host.call_each("shutdown", app=app)
