@@ -203,11 +203,8 @@ def _check_calendars(loaded: LoadedConfig, err: Emit) -> None:
 
     cfg = loaded.config
     for name, cal in cfg.calendars.items():
-        if cal.ical and not Path(cal.ical).is_absolute():
-            cal = cal.model_copy(update={"ical": str(loaded.path.parent.parent / cal.ical)}) if not Path(
-                cal.ical).exists() else cal
-        for key, msg in validate_calendar(name, cal):
-            err(("calendars", name, *key), msg)
+        for ckey, msg in validate_calendar(name, cal):
+            err(("calendars", name, *ckey), msg)
     for i, sla in enumerate(cfg.sla):
         if sla.calendar and sla.calendar not in cfg.calendars:
             err(("sla", i, "calendar"), f"calendar {sla.calendar!r} is not defined in [calendars]")
@@ -250,12 +247,9 @@ def _condition_problems(cfg: Config, cond: Mapping[str, Any]) -> list[tuple[tupl
     problems: list[tuple[tuple[str | int, ...], str]] = []
     if not cond:
         return problems
-    try:
-        from bridge.rules.conditions import validate_condition
-    except ImportError:  # pragma: no cover - the rules package is part of bridge
-        validate_condition = None
-    if validate_condition is not None:
-        problems.extend(validate_condition(cond))
+    from bridge.rules.conditions import validate_condition
+
+    problems.extend(validate_condition(cond))
     for path, leaf in _leaves(cond):
         if isinstance(leaf, Mapping) and "field" in leaf:
             msg = _field_known(cfg, str(leaf["field"]))
@@ -308,10 +302,8 @@ def _check_rules(cfg: Config, err: Emit, warn: Emit) -> None:
                         err((*where, field), str(exc).removeprefix(f"field {field!r}: "))
             elif verb not in ("add_tags", "remove_tags", "notify", "review"):
                 err(where, f"unknown action {verb!r}")
-    try:
-        from bridge.rules.engine import rule_cycles
-    except ImportError:  # pragma: no cover
-        return
+    from bridge.rules.engine import rule_cycles
+
     for cycle in rule_cycles(cfg):
         warn(("rules",), f"rule cycle: {cycle}")
 

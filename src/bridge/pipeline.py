@@ -196,8 +196,8 @@ class Pipeline:
         cfg = self.config.classify
         proposals = classify.keyword_tags(change.text, cfg.keywords)
         if self.host is not None:
-            for _plugin, result in self.host.call_each("classify", record=record, change=change):
-                proposals.extend(result or [])
+            for outcome in self.host.call_each("classify", record=record, change=change):
+                proposals.extend(outcome.value or [])
         if proposals:
             confidence = min(c for _t, c in proposals)
             record.attrs["confidence"] = confidence
@@ -233,8 +233,8 @@ class Pipeline:
     def _rules(self, record: Record, change: Change, now: datetime, out: Outcome) -> None:
         if self.host is None:
             return
-        for _plugin, result in self.host.call_each("evaluate_rules", record=record, change=change, now=now):
-            out.decisions.extend(result or [])
+        for outcome in self.host.call_each("evaluate_rules", record=record, change=change, now=now):
+            out.decisions.extend(outcome.value or [])
 
     def _outbox(
         self, state: State, record: Record, out: Outcome, changed: dict[str, tuple[Any, str, str]], now: datetime

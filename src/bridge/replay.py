@@ -144,10 +144,10 @@ class Replay:
             self.problems.append(f"line {number}: {kind}: unknown ticket {tid!r}")
             return None
         if kind == "ticket.message":
-            attrs: dict[str, Any] = {"message": event.get("body", ""), "last_author": event.get("author")}
+            message: dict[str, Any] = {"message": event.get("body", ""), "last_author": event.get("author")}
             if "sentiment" in event:
-                attrs["sentiment"] = event["sentiment"]
-            return Change(SYSTEM, "ticket", tid, at, attrs=attrs)
+                message["sentiment"] = event["sentiment"]
+            return Change(SYSTEM, "ticket", tid, at, attrs=message)
         if kind == "ticket.status":
             return Change(SYSTEM, "ticket", tid, at, attrs={"status": event["status"]})
         changes = dict(event.get("changes") or {})

@@ -240,7 +240,7 @@ class TopicsConfig(Strict):
 
 class ClassifyConfig(Strict):
     keywords: dict[str, list[str]] = Field(default_factory=dict)
-    min_confidence: float = Field(0.6, ge=0, le=1)
+    min_confidence: float = Field(default=0.6, ge=0, le=1)
 
 
 class PluginsConfig(Strict):

@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from bridge.connector import Connector, Cursor, PushResult
 from bridge.errors import (
@@ -198,14 +199,14 @@ class Syncer:
         if len(results) != len(batch):
             raise FatalConnectorError(f"push returned {len(results)} results for {len(batch)} writes",
                                       system=conn.system)
-        done: list[tuple[int, str | None, object]] = []
+        done: list[tuple[int, str | None, Any]] = []
         for item, result in zip(batch, results, strict=True):
             if result.ok:
                 done.append((item.id, result.external_id, None))
             else:
                 self._retry(item, result.error or "refused", report, None, final=not result.retriable)
         if done:
-            self.store.complete(done, self.clock())  # type: ignore[arg-type]
+            self.store.complete(done, self.clock())
             report.pushed += len(done)
             self._link(conn.system, batch, results)
 
