@@ -77,8 +77,13 @@ def build_client(
         log.debug("%s: %s %s", system, request.method, request.url.path)
 
     def on_response(response: httpx.Response) -> None:
-        log.debug("%s: %s %s -> %s", system, response.request.method, response.request.url.path,
-                  response.status_code)
+        log.debug(
+            "%s: %s %s -> %s",
+            system,
+            response.request.method,
+            response.request.url.path,
+            response.status_code,
+        )
         if bucket is not None:
             bucket.observe(response.headers)
 
@@ -279,9 +284,19 @@ def failure_of(exc: BaseException) -> Failure | None:
 def _is_network_error(exc: BaseException) -> bool:
     # matched by name so that this module does not import requests/urllib3 for their exception classes
     names = {c.__name__ for c in type(exc).__mro__}
-    network = {"ConnectionError", "Timeout", "TimeoutError", "ReadTimeoutError", "MaxRetryError",
-               "ProtocolError", "NewConnectionError", "ConnectTimeout", "ReadTimeout", "SSLError",
-               "ChunkedEncodingError"}
+    network = {
+        "ConnectionError",
+        "Timeout",
+        "TimeoutError",
+        "ReadTimeoutError",
+        "MaxRetryError",
+        "ProtocolError",
+        "NewConnectionError",
+        "ConnectTimeout",
+        "ReadTimeout",
+        "SSLError",
+        "ChunkedEncodingError",
+    }
     return bool(names & network) and not isinstance(exc, ConnectorError)
 
 
@@ -306,8 +321,15 @@ def vendor_message(body: str, limit: int = 300) -> str:
             for item in node[:3]:
                 walk(item)
         elif isinstance(node, dict):
-            for key in ("errorCode", "statusCode", "category", "error", "message", "error_description",
-                        "error_info"):
+            for key in (
+                "errorCode",
+                "statusCode",
+                "category",
+                "error",
+                "message",
+                "error_description",
+                "error_info",
+            ):
                 value = node.get(key)
                 if isinstance(value, str) and value and value not in parts:
                     parts.append(value)
@@ -371,8 +393,9 @@ def call_with_policy(
             result = fn()
             if isinstance(result, httpx.Response) and result.is_error:
                 result.read()
-                raise httpx.HTTPStatusError(f"HTTP {result.status_code}", request=result.request,
-                                            response=result)
+                raise httpx.HTTPStatusError(
+                    f"HTTP {result.status_code}", request=result.request, response=result
+                )
             return result
         except Exception as exc:
             error = classify(exc, system=system, record=record)
@@ -403,8 +426,9 @@ def min_calls(n: int, batch_max: int) -> int:
     return math.ceil(n / max(1, batch_max))
 
 
-def policy_from(settings: ConnectorSettings, extra: Mapping[str, Any], rate: float, burst: int
-                ) -> tuple[RetryPolicy, TokenBucket]:
+def policy_from(
+    settings: ConnectorSettings, extra: Mapping[str, Any], rate: float, burst: int
+) -> tuple[RetryPolicy, TokenBucket]:
     """The retry policy and token bucket of one connector, from its settings and its context's ``extra``.
 
     ``extra`` may carry ``sleep`` (a callable taking seconds), ``monotonic`` (a clock in seconds) and
@@ -414,8 +438,9 @@ def policy_from(settings: ConnectorSettings, extra: Mapping[str, Any], rate: flo
     monotonic: Monotonic = extra.get("monotonic", time.monotonic)
     rand: Callable[[], float] = extra.get("rand", random.random)
     if isinstance(settings, PolicySettings):
-        policy = RetryPolicy(settings.max_attempts, settings.backoff_base, settings.backoff_cap, sleep,
-                             settings.max_wait, rand)
+        policy = RetryPolicy(
+            settings.max_attempts, settings.backoff_base, settings.backoff_cap, sleep, settings.max_wait, rand
+        )
     else:
         policy = RetryPolicy(sleep=sleep, rand=rand)
     return policy, TokenBucket(rate, burst, monotonic, sleep)

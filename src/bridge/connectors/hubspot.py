@@ -41,8 +41,13 @@ SEARCH_WINDOW = 10_000  # HubSpot's search answers at most this many results per
 ATTRS: dict[str, dict[str, str]] = {
     "companies": {"name": "name", "domain": "domain", "hubspot_owner_id": "owner"},
     "contacts": {"email": "email", "hs_language": "language", "hubspot_owner_id": "owner"},
-    "tickets": {"subject": "subject", "content": "body", "hs_pipeline_stage": "status",
-                "hs_ticket_priority": "priority", "hubspot_owner_id": "assignee"},
+    "tickets": {
+        "subject": "subject",
+        "content": "body",
+        "hs_pipeline_stage": "status",
+        "hs_ticket_priority": "priority",
+        "hubspot_owner_id": "assignee",
+    },
 }
 _RETRIABLE_CATEGORIES = {"RATE_LIMITS", "INTERNAL_ERROR", "TIMEOUT", "SERVICE_UNAVAILABLE"}
 
@@ -89,8 +94,15 @@ class HubSpotConnector(Connector):
     type_compat: ClassVar[dict[str, tuple[str, ...]]] = {
         "select": ("enumeration:select", "enumeration:radio", "enumeration:booleancheckbox", "string:text"),
         "multi_select": ("enumeration:checkbox", "string:textarea", "string:text"),
-        "text": ("string:text", "string:textarea", "string:html", "string:phonenumber",
-                 "phone_number:phonenumber", "enumeration:select", "enumeration:radio"),
+        "text": (
+            "string:text",
+            "string:textarea",
+            "string:html",
+            "string:phonenumber",
+            "phone_number:phonenumber",
+            "enumeration:select",
+            "enumeration:radio",
+        ),
         "number": ("number:number", "number:calculation_equation", "number:calculation_rollup"),
         "boolean": ("bool:booleancheckbox", "enumeration:booleancheckbox"),
         "date": ("date:date", "datetime:date"),
@@ -135,8 +147,9 @@ class HubSpotConnector(Connector):
         """The HubSpot object type that carries ``kind`` (``objects`` in settings, else the default)."""
         found = self.settings.objects.get(kind) or DEFAULT_OBJECTS.get(kind)
         if not found:
-            raise FatalConnectorError(f"no HubSpot object for kind {kind!r}; set objects.{kind}",
-                                      system=self.system)
+            raise FatalConnectorError(
+                f"no HubSpot object for kind {kind!r}; set objects.{kind}", system=self.system
+            )
         return found
 
     def _call(self, fn: Callable[..., Any], *args: Any, record: str | None = None) -> tuple[int, Any]:
@@ -149,8 +162,9 @@ class HubSpotConnector(Connector):
             raw = response.data
             return response.status, json.loads(raw) if raw else {}
 
-        return call_with_policy(run, system=self.system, record=record, policy=self.policy,
-                                bucket=self.bucket)
+        return call_with_policy(
+            run, system=self.system, record=record, policy=self.policy, bucket=self.bucket
+        )
 
     # ------------------------------------------------------------ pull
 
@@ -183,8 +197,9 @@ class HubSpotConnector(Connector):
         while True:
             filters = []
             if since is not None:
-                filters.append(Filter(property_name=modified, operator="GTE",
-                                      value=str(int(since.timestamp() * 1000))))
+                filters.append(
+                    Filter(property_name=modified, operator="GTE", value=str(int(since.timestamp() * 1000)))
+                )
             request = PublicObjectSearchRequest(
                 filter_groups=[FilterGroup(filters=filters)] if filters else [],
                 sorts=[f"{modified}"],
@@ -242,25 +257,42 @@ class HubSpotConnector(Connector):
                 upserts.append((index, w))
             else:
                 results[index] = PushResult(
-                    w.record_id, False, None,
+                    w.record_id,
+                    False,
+                    None,
                     f"{self.system} record {w.record_id}: no HubSpot id and no "
-                    f"{id_property or 'id_property'} value to upsert on", False)
+                    f"{id_property or 'id_property'} value to upsert on",
+                    False,
+                )
         batch = self._api("batch_api")
         for group in chunks(updates, self.batch_max):
-            inputs = [SimplePublicObjectBatchInput(id=w.external_id, properties=self._props(w, options),
-                                                   object_write_trace_id=str(i)) for i, w in group]
-            _status, data = self._call(batch.update, object_type,
-                                       BatchInputSimplePublicObjectBatchInput(inputs=inputs))
+            inputs = [
+                SimplePublicObjectBatchInput(
+                    id=w.external_id, properties=self._props(w, options), object_write_trace_id=str(i)
+                )
+                for i, w in group
+            ]
+            _status, data = self._call(
+                batch.update, object_type, BatchInputSimplePublicObjectBatchInput(inputs=inputs)
+            )
             results.update(self._map(group, data, key=lambda w: str(w.external_id), prop=None))
         for group in chunks(upserts, self.batch_max):
             assert id_property is not None
-            up_inputs = [SimplePublicObjectBatchInputUpsert(
-                id=_text(w.fields[id_property]), id_property=id_property, properties=self._props(w, options),
-                object_write_trace_id=str(i)) for i, w in group]
-            _status, data = self._call(batch.upsert, object_type,
-                                       BatchInputSimplePublicObjectBatchInputUpsert(inputs=up_inputs))
-            results.update(self._map(group, data, key=lambda w: _text(w.fields[id_property]),
-                                     prop=id_property))
+            up_inputs = [
+                SimplePublicObjectBatchInputUpsert(
+                    id=_text(w.fields[id_property]),
+                    id_property=id_property,
+                    properties=self._props(w, options),
+                    object_write_trace_id=str(i),
+                )
+                for i, w in group
+            ]
+            _status, data = self._call(
+                batch.upsert, object_type, BatchInputSimplePublicObjectBatchInputUpsert(inputs=up_inputs)
+            )
+            results.update(
+                self._map(group, data, key=lambda w: _text(w.fields[id_property]), prop=id_property)
+            )
         return [results[i] for i in range(len(writes))]
 
     def _props(self, w: Write, options: dict[str, dict[str, str]]) -> dict[str, str]:
@@ -286,8 +318,9 @@ class HubSpotConnector(Connector):
                 out[f.name] = table
         return out
 
-    def _map(self, group: list[tuple[int, Write]], data: Any, *, key: Callable[[Write], str],
-             prop: str | None) -> dict[int, PushResult]:
+    def _map(
+        self, group: list[tuple[int, Write]], data: Any, *, key: Callable[[Write], str], prop: str | None
+    ) -> dict[int, PushResult]:
         out: dict[int, PushResult] = {}
         by_trace = {str(i): (i, w) for i, w in group}
         by_key = {key(w): (i, w) for i, w in group}
@@ -308,14 +341,30 @@ class HubSpotConnector(Connector):
             message = vendor_message(json.dumps(error))
             retriable = error.get("category") in _RETRIABLE_CATEGORIES or str(error.get("status")) == "429"
             for i, w in targets:
-                out.setdefault(i, PushResult(w.record_id, False, w.external_id,
-                                             f"{self.system} record {w.record_id}: {message}", retriable))
+                out.setdefault(
+                    i,
+                    PushResult(
+                        w.record_id,
+                        False,
+                        w.external_id,
+                        f"{self.system} record {w.record_id}: {message}",
+                        retriable,
+                    ),
+                )
         clean = not data.get("errors")
         for i, w in group:
             if i not in out:
-                out[i] = (PushResult(w.record_id, True, w.external_id) if clean else PushResult(
-                    w.record_id, False, w.external_id,
-                    f"{self.system} record {w.record_id}: not confirmed in HubSpot's batch answer", True))
+                out[i] = (
+                    PushResult(w.record_id, True, w.external_id)
+                    if clean
+                    else PushResult(
+                        w.record_id,
+                        False,
+                        w.external_id,
+                        f"{self.system} record {w.record_id}: not confirmed in HubSpot's batch answer",
+                        True,
+                    )
+                )
         return out
 
     # ------------------------------------------------------------ describe
@@ -328,14 +377,16 @@ class HubSpotConnector(Connector):
         fields = []
         for p in data.get("results") or []:
             opts = [o for o in p.get("options") or [] if not o.get("hidden")]
-            fields.append(RemoteField(
-                name=p["name"],
-                type=f"{p.get('type', '')}:{p.get('fieldType', '')}",
-                label=p.get("label") or "",
-                options=tuple(str(o.get("value")) for o in opts),
-                restricted=p.get("type") == "enumeration",
-                kind=kind,
-            ))
+            fields.append(
+                RemoteField(
+                    name=p["name"],
+                    type=f"{p.get('type', '')}:{p.get('fieldType', '')}",
+                    label=p.get("label") or "",
+                    options=tuple(str(o.get("value")) for o in opts),
+                    restricted=p.get("type") == "enumeration",
+                    kind=kind,
+                )
+            )
             self._labels[(kind, p["name"])] = tuple((str(o.get("label")), str(o.get("value"))) for o in opts)
         self._described[kind] = fields
         return fields

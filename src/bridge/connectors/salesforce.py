@@ -47,13 +47,23 @@ DEFAULT_OBJECTS = {"account": "Account", "contact": "Contact", "ticket": "Case"}
 ATTRS: dict[str, dict[str, str]] = {
     "Account": {"Name": "name", "Website": "domain", "OwnerId": "owner"},
     "Contact": {"Name": "name", "Email": "email", "OwnerId": "owner"},
-    "Case": {"Subject": "subject", "Description": "body", "Status": "status", "Priority": "priority",
-             "OwnerId": "assignee", "Origin": "channel"},
+    "Case": {
+        "Subject": "subject",
+        "Description": "body",
+        "Status": "status",
+        "Priority": "priority",
+        "OwnerId": "assignee",
+        "Origin": "channel",
+    },
 }
 # field types SOQL cannot select one by one in a plain list
 _COMPOUND = {"address", "location"}
-_RETRIABLE_CODES = {"UNABLE_TO_LOCK_ROW", "REQUEST_LIMIT_EXCEEDED", "SERVER_UNAVAILABLE",
-                    "API_CURRENTLY_DISABLED"}
+_RETRIABLE_CODES = {
+    "UNABLE_TO_LOCK_ROW",
+    "REQUEST_LIMIT_EXCEEDED",
+    "SERVER_UNAVAILABLE",
+    "API_CURRENTLY_DISABLED",
+}
 
 
 class SalesforceSettings(PolicySettings):
@@ -181,8 +191,11 @@ class SalesforceConnector(Connector):
             form = {"client_id": s.client_id, "client_secret": s.client_secret.get_secret_value()}
             if s.username and s.password:
                 token = s.security_token.get_secret_value() if s.security_token else ""
-                form |= {"grant_type": "password", "username": s.username,
-                         "password": s.password.get_secret_value() + token}
+                form |= {
+                    "grant_type": "password",
+                    "username": s.username,
+                    "password": s.password.get_secret_value() + token,
+                }
             else:
                 form["grant_type"] = "client_credentials"
             url = (s.base_url or "").rstrip("/") + "/services/oauth2/token"
@@ -204,9 +217,12 @@ class SalesforceConnector(Connector):
         else:
             raise ConnectorAuthError(
                 "no credentials: set client_id and client_secret (and username, password, security_token "
-                "for the password flow) or session_id and instance_url", system=self.system)
-        self._sf = Salesforce(instance_url=instance_url, session_id=session_id, session=self.session,
-                              version=s.api_version)
+                "for the password flow) or session_id and instance_url",
+                system=self.system,
+            )
+        self._sf = Salesforce(
+            instance_url=instance_url, session_id=session_id, session=self.session, version=s.api_version
+        )
         return self._sf
 
     @property
@@ -232,11 +248,13 @@ class SalesforceConnector(Connector):
                 try:
                     return fn(self.sf)
                 except SalesforceExpiredSession:
-                    raise ConnectorAuthError("session refused again after a fresh login (HTTP 401)",
-                                             system=self.system) from None
+                    raise ConnectorAuthError(
+                        "session refused again after a fresh login (HTTP 401)", system=self.system
+                    ) from None
 
-        return call_with_policy(run, system=self.system, record=record, policy=self.policy,
-                                bucket=self.bucket)
+        return call_with_policy(
+            run, system=self.system, record=record, policy=self.policy, bucket=self.bucket
+        )
 
     def budget_reserve(self) -> int | None:
         """API calls kept in reserve: ``api_reserve`` of the daily total, once a response gave the total."""
@@ -249,7 +267,10 @@ class SalesforceConnector(Connector):
         if remaining is not None and reserve is not None and remaining <= reserve:
             raise RetriableConnectorError(
                 f"daily API budget at its reserve ({remaining} of {self.bucket.daily_total} calls left, "
-                f"reserve {reserve}): pausing", system=self.system, retry_after=DAILY_LIMIT_WAIT)
+                f"reserve {reserve}): pausing",
+                system=self.system,
+                retry_after=DAILY_LIMIT_WAIT,
+            )
 
     # ------------------------------------------------------------ pull
 
@@ -257,8 +278,9 @@ class SalesforceConnector(Connector):
         """The sObject that carries ``kind`` (``objects`` in settings, else the default)."""
         found = self.settings.objects.get(kind) or DEFAULT_OBJECTS.get(kind)
         if not found:
-            raise FatalConnectorError(f"no Salesforce object for kind {kind!r}; set objects.{kind}",
-                                      system=self.system)
+            raise FatalConnectorError(
+                f"no Salesforce object for kind {kind!r}; set objects.{kind}", system=self.system
+            )
         return found
 
     def _fields(self, kind: str) -> list[str]:
@@ -316,25 +338,39 @@ class SalesforceConnector(Connector):
         for index, w in enumerate(writes):
             problem = self._picklist_problem(kind, w)
             if problem:
-                results[index] = PushResult(w.record_id, False, w.external_id,
-                                            f"{self.system} record {w.record_id}: {problem}", False)
+                results[index] = PushResult(
+                    w.record_id, False, w.external_id, f"{self.system} record {w.record_id}: {problem}", False
+                )
             elif w.external_id:
                 updates.append((index, w))
             elif ext_field:
                 upserts.append((index, w))
             else:
                 results[index] = PushResult(
-                    w.record_id, False, None, f"{self.system} record {w.record_id}: no Salesforce id and no "
-                    f"external_id_field.{kind} to upsert on", False)
+                    w.record_id,
+                    False,
+                    None,
+                    f"{self.system} record {w.record_id}: no Salesforce id and no "
+                    f"external_id_field.{kind} to upsert on",
+                    False,
+                )
         for group in chunks(updates, self.batch_max):
-            body = {"allOrNone": False, "records": [
-                {"attributes": {"type": obj}, "Id": w.external_id, **self._values(w)} for _, w in group]}
+            body = {
+                "allOrNone": False,
+                "records": [
+                    {"attributes": {"type": obj}, "Id": w.external_id, **self._values(w)} for _, w in group
+                ],
+            }
             answer = self.call(_patch("composite/sobjects", body))
             results.update(self._map(group, answer))
         for group in chunks(upserts, self.batch_max):
             assert ext_field is not None
-            body = {"allOrNone": False, "records": [
-                {"attributes": {"type": obj}, **self._values(w), ext_field: w.record_id} for _, w in group]}
+            body = {
+                "allOrNone": False,
+                "records": [
+                    {"attributes": {"type": obj}, **self._values(w), ext_field: w.record_id} for _, w in group
+                ],
+            }
             path = f"composite/sobjects/{obj}/{ext_field}"
             answer = self.call(_patch(path, body))
             results.update(self._map(group, answer))
@@ -356,8 +392,10 @@ class SalesforceConnector(Connector):
                 items = str(value).split(";") if f.type == "multipicklist" else [value]
             bad = [str(v) for v in items if str(v) not in f.options]
             if bad:
-                return (f"{', '.join(repr(b) for b in bad)} is not a value of the restricted picklist "
-                        f"{name}; values: {', '.join(f.options)}")
+                return (
+                    f"{', '.join(repr(b) for b in bad)} is not a value of the restricted picklist "
+                    f"{name}; values: {', '.join(f.options)}"
+                )
         return None
 
     def _map(self, group: list[tuple[int, Write]], answer: Any) -> dict[int, PushResult]:
@@ -366,17 +404,26 @@ class SalesforceConnector(Connector):
         for position, (index, w) in enumerate(group):
             item = items[position] if position < len(items) else None
             if item is None:
-                out[index] = PushResult(w.record_id, False, w.external_id,
-                                        f"{self.system} record {w.record_id}: missing from the answer", True)
+                out[index] = PushResult(
+                    w.record_id,
+                    False,
+                    w.external_id,
+                    f"{self.system} record {w.record_id}: missing from the answer",
+                    True,
+                )
             elif item.get("success"):
                 out[index] = PushResult(w.record_id, True, str(item.get("id") or w.external_id))
             else:
                 errors = item.get("errors") or []
                 codes = {str(e.get("statusCode")) for e in errors}
                 message = vendor_message(json.dumps(errors, default=str)) or "refused"
-                out[index] = PushResult(w.record_id, False, w.external_id,
-                                        f"{self.system} record {w.record_id}: {message}",
-                                        bool(codes & _RETRIABLE_CODES))
+                out[index] = PushResult(
+                    w.record_id,
+                    False,
+                    w.external_id,
+                    f"{self.system} record {w.record_id}: {message}",
+                    bool(codes & _RETRIABLE_CODES),
+                )
         return out
 
     # ------------------------------------------------------------ describe
@@ -391,9 +438,16 @@ class SalesforceConnector(Connector):
         fields = []
         for f in data.get("fields") or []:
             values = tuple(str(p["value"]) for p in f.get("picklistValues") or [] if p.get("active", True))
-            fields.append(RemoteField(name=f["name"], type=str(f.get("type", "")), label=f.get("label") or "",
-                                      options=values, restricted=bool(f.get("restrictedPicklist")),
-                                      kind=kind))
+            fields.append(
+                RemoteField(
+                    name=f["name"],
+                    type=str(f.get("type", "")),
+                    label=f.get("label") or "",
+                    options=values,
+                    restricted=bool(f.get("restrictedPicklist")),
+                    kind=kind,
+                )
+            )
         self._described[kind] = fields
         return fields
 

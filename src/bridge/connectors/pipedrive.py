@@ -1,0 +1,316 @@
+"""The ``pipedrive`` connector: organizations, persons and deals over Pipedrive's REST API v1 (httpx).
+
+Pull: the first pull lists ``/v1/{object}`` sorted by ``update_time``; later pulls read ``/v1/recents`` from
+the cursor minus the lookback. Both page with ``start``/``limit`` until
+``additional_data.pagination.more_items_in_collection`` is false. Push: ``PUT /v1/{object}/{id}`` for writes
+with an external id, ``POST /v1/{object}`` for the others (Pipedrive v1 has no batch write, so
+``batch_max`` is 1).
+
+Custom fields are addressed by a 40-character key. The ``*Fields`` endpoints give each field's key, name,
+type and options: a change carries every custom field under both its key and its name (option ids turned into
+labels), and a write may name a field by either; option labels become option ids on the way out.
+
+The token goes in the ``x-api-token`` header, never in the URL (URLs end up in logs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from typing import Any, ClassVar
+
+import httpx
+from pydantic import Field, SecretStr
+
+from bridge.connector import Connector, ConnectorContext, Cursor, PullPage, PushResult, RateLimit, RemoteField
+from bridge.errors import ConnectorAuthError, FatalConnectorError, SkippableRecordError
+from bridge.http import PolicySettings, build_client, call_with_policy, policy_from
+from bridge.model import Change, Write, parse_time
+from bridge.plugins import Register, hookimpl
+
+DEFAULT_OBJECTS = {"account": "organizations", "contact": "persons", "deal": "deals"}
+SINGULAR = {"organizations": "organization", "persons": "person", "deals": "deal"}
+ATTRS: dict[str, dict[str, str]] = {
+    "organizations": {"name": "name", "owner_id": "owner"},
+    "persons": {"name": "name", "owner_id": "owner"},
+    "deals": {"title": "subject", "status": "status", "user_id": "owner"},
+}
+
+
+class PipedriveSettings(PolicySettings):
+    """``[connectors.X]`` for ``plugin = "pipedrive"``: ``api_token`` (or ``api_token_env``/``_file``)."""
+
+    base_url: str | None = "https://api.pipedrive.com"
+    kinds: list[str] = Field(default_factory=lambda: ["account", "contact"])
+    api_token: SecretStr | None = None
+    page_size: int = Field(default=100, ge=1, le=500)
+    rate_per_second: float = 8.0
+
+
+def _pd_time(value: Any) -> datetime:
+    text = str(value or "1970-01-01 00:00:00")
+    return parse_time(text.replace(" ", "T") if "T" not in text else text)
+
+
+def _since(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+class PipedriveConnector(Connector):
+    """Pipedrive organizations, persons and deals, with custom fields by key or name."""
+
+    name = "pipedrive"
+    kinds = ("account", "contact", "deal")
+    batch_max = 1
+    settings_model = PipedriveSettings
+    rate_limit = RateLimit(per_second=8.0, burst=8)
+    type_compat: ClassVar[dict[str, tuple[str, ...]]] = {
+        "select": ("enum", "varchar", "status"),
+        "multi_select": ("set",),
+        "text": ("varchar", "varchar_auto", "text", "enum", "phone", "address"),
+        "number": ("double", "monetary", "int"),
+        "boolean": ("enum",),
+        "date": ("date",),
+    }
+
+    def __init__(self, context: ConnectorContext) -> None:
+        super().__init__(context)
+        s = self.pd_settings
+        self.policy, self.bucket = policy_from(s, context.extra, s.rate_per_second, self.rate_limit.burst)
+        self._own_client = context.http is None
+        self.http = context.http or build_client(s, system=self.system)
+        self._fields: dict[str, list[dict[str, Any]]] = {}
+
+    @property
+    def pd_settings(self) -> PipedriveSettings:
+        """The settings, typed."""
+        settings = self.settings
+        assert isinstance(settings, PipedriveSettings)
+        return settings
+
+    def object_name(self, kind: str) -> str:
+        """The Pipedrive object (``organizations``, ``persons``, ``deals``) that carries ``kind``."""
+        found = self.settings.objects.get(kind) or DEFAULT_OBJECTS.get(kind)
+        if found not in SINGULAR:
+            raise FatalConnectorError(
+                f"no Pipedrive object for kind {kind!r}; set objects.{kind} to one of {', '.join(SINGULAR)}",
+                system=self.system,
+            )
+        return found
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        record: str | None = None,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+    ) -> Any:
+        """One API call under the policy; returns the decoded JSON body."""
+        token = self.pd_settings.api_token
+        if token is None:
+            raise ConnectorAuthError("no api_token configured", system=self.system)
+        headers = {"x-api-token": token.get_secret_value(), "Accept": "application/json"}
+
+        def run() -> httpx.Response:
+            response = self.http.request(method, path, params=params, json=json, headers=headers)
+            self.bucket.observe(response.headers)
+            return response
+
+        response = call_with_policy(
+            run, system=self.system, record=record, policy=self.policy, bucket=self.bucket
+        )
+        body = response.json() if response.content else {}
+        if isinstance(body, dict) and body.get("success") is False:
+            message = str(body.get("error") or "refused")
+            if record is not None:
+                raise SkippableRecordError(message, system=self.system, record=record)
+            raise FatalConnectorError(message, system=self.system)
+        return body
+
+    def _pages(self, path: str, params: dict[str, Any]) -> Iterator[tuple[list[Any], dict[str, Any]]]:
+        start = 0
+        while True:
+            body = self.request(
+                "GET", path, params={**params, "start": start, "limit": self.pd_settings.page_size}
+            )
+            extra = body.get("additional_data") or {}
+            yield list(body.get("data") or []), extra
+            pagination = extra.get("pagination") or {}
+            if not pagination.get("more_items_in_collection"):
+                return
+            start = int(pagination.get("next_start", start + self.pd_settings.page_size))
+
+    # ------------------------------------------------------------ fields
+
+    def fields(self, kind: str) -> list[dict[str, Any]]:
+        """The ``*Fields`` definitions of the kind's object (cached for the connector's life)."""
+        obj = self.object_name(kind)
+        if obj not in self._fields:
+            found: list[dict[str, Any]] = []
+            for data, _extra in self._pages(f"/v1/{SINGULAR[obj]}Fields", {}):
+                found.extend(data)
+            self._fields[obj] = found
+        return self._fields[obj]
+
+    def field_key(self, kind: str, remote: str) -> dict[str, Any] | None:
+        """The field a config names by key or by its human name (case-insensitive)."""
+        for f in self.fields(kind):
+            if f.get("key") == remote:
+                return f
+        folded = remote.casefold()
+        for f in self.fields(kind):
+            if str(f.get("name", "")).casefold() == folded:
+                return f
+        return None
+
+    def describe(self, kind: str) -> list[RemoteField]:
+        """Every field: its key as name, its human name as label, Pipedrive type and option labels."""
+        return [
+            RemoteField(
+                name=str(f["key"]),
+                type=str(f.get("field_type", "")),
+                label=str(f.get("name", "")),
+                options=tuple(str(o.get("label")) for o in f.get("options") or []),
+                restricted=f.get("field_type") in ("enum", "set"),
+                kind=kind,
+            )
+            for f in self.fields(kind)
+        ]
+
+    # ------------------------------------------------------------ pull
+
+    def pull(self, kind: str, cursor: Cursor) -> Iterator[PullPage]:
+        """Everything on the first pull, then recent changes from the cursor minus the lookback."""
+        obj = self.object_name(kind)
+        since = cursor.since(self.lookback)
+        if since is None:
+            pages = ((data, extra) for data, extra in self._pages(f"/v1/{obj}", {"sort": "update_time ASC"}))
+        else:
+            pages = (
+                ([item.get("data") for item in data if item.get("data")], extra)
+                for data, extra in self._pages(
+                    "/v1/recents", {"since_timestamp": _since(since), "items": SINGULAR[obj]}
+                )
+            )
+        last = cursor
+        for rows, _extra in pages:
+            changes = sorted(
+                (self._change(kind, obj, row) for row in rows), key=lambda c: (c.at, c.external_id)
+            )
+            if changes:
+                tail = changes[-1]
+                if last.at is None or (tail.at, tail.external_id) > (last.at, last.id or ""):
+                    last = Cursor(tail.at, tail.external_id)
+            yield PullPage(changes, last)
+
+    def _change(self, kind: str, obj: str, row: dict[str, Any]) -> Change:
+        fields: dict[str, Any] = {}
+        by_key = {f["key"]: f for f in self.fields(kind)}
+        for key, raw in row.items():
+            value = raw.get("value", raw.get("id")) if isinstance(raw, dict) else raw
+            meta = by_key.get(key)
+            if meta is not None:
+                value = _labels_of(meta, value)
+                fields[key] = value
+                if meta.get("name") and len(key) == 40:
+                    fields[str(meta["name"])] = value
+            elif not isinstance(raw, list):
+                fields[key] = value
+        attrs = {attr: fields[f] for f, attr in ATTRS[obj].items() if fields.get(f) not in (None, "")}
+        emails = row.get("email") if obj == "persons" else None
+        if isinstance(emails, list):
+            primary = next((e.get("value") for e in emails if e.get("primary")), None)
+            if primary:
+                attrs["email"] = primary
+        return Change(
+            system=self.system,
+            kind=kind,
+            external_id=str(row["id"]),
+            at=_pd_time(row.get("update_time")),
+            fields=fields,
+            attrs=attrs,
+            deleted=row.get("active_flag") is False,
+        )
+
+    # ------------------------------------------------------------ push
+
+    def push(self, kind: str, writes: list[Write]) -> list[PushResult]:
+        """One ``PUT`` (known id) or ``POST`` (new) per write; an unknown field refuses that write only."""
+        obj = self.object_name(kind)
+        results = []
+        for w in writes:
+            try:
+                body = self._body(kind, w)
+                if w.external_id:
+                    answer = self.request("PUT", f"/v1/{obj}/{w.external_id}", record=w.record_id, json=body)
+                else:
+                    answer = self.request("POST", f"/v1/{obj}", record=w.record_id, json=body)
+            except SkippableRecordError as exc:
+                results.append(PushResult(w.record_id, False, w.external_id, str(exc), False))
+                continue
+            data = answer.get("data") or {}
+            results.append(PushResult(w.record_id, True, str(data.get("id") or w.external_id)))
+        return results
+
+    def _body(self, kind: str, w: Write) -> dict[str, Any]:
+        body: dict[str, Any] = {}
+        for remote, value in w.fields.items():
+            meta = self.field_key(kind, remote)
+            if meta is None:
+                raise SkippableRecordError(
+                    f"no Pipedrive field {remote!r}", system=self.system, record=w.record_id
+                )
+            body[str(meta["key"])] = _ids_of(meta, value, self.system, w.record_id)
+        return body
+
+    def check_connection(self) -> None:
+        """Read the current user (the token is refused with 401)."""
+        self.request("GET", "/v1/users/me")
+
+    def close(self) -> None:
+        """Close the HTTP client if this connector made it."""
+        if self._own_client:
+            self.http.close()
+
+
+def _labels_of(meta: dict[str, Any], value: Any) -> Any:
+    options = {str(o.get("id")): str(o.get("label")) for o in meta.get("options") or []}
+    if not options or value in (None, ""):
+        return value
+    if meta.get("field_type") == "set":
+        return [options.get(part.strip(), part.strip()) for part in str(value).split(",") if part.strip()]
+    return options.get(str(value), value)
+
+
+def _ids_of(meta: dict[str, Any], value: Any, system: str, record: str) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%d")
+    if isinstance(value, date):
+        return value.isoformat()
+    options = {str(o.get("label")).casefold(): o.get("id") for o in meta.get("options") or []}
+    if not options or value in (None, ""):
+        return value
+    items = value if isinstance(value, list | tuple | set) else [value]
+    ids = []
+    for item in items:
+        found = options.get(str(item).casefold())
+        if found is None and str(item) in {str(v) for v in options.values()}:
+            found = item
+        if found is None:
+            raise SkippableRecordError(
+                f"{item!r} is not an option of Pipedrive field {meta.get('name')!r}",
+                system=system,
+                record=record,
+            )
+        ids.append(found)
+    if meta.get("field_type") == "set":
+        return ",".join(str(i) for i in ids)
+    return ids[0]
+
+
+@hookimpl
+def register_connectors(register: Register) -> None:
+    """Register the Pipedrive connector."""
+    register(PipedriveConnector)
