@@ -29,6 +29,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -44,7 +45,7 @@ _FALSE = frozenset({"false", "f", "no", "n", "0", "off", "unchecked"})
 _GROUPED = re.compile(r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?$")
 _EPOCH_MS = re.compile(r"^-?\d{9,}$")
 _ISO_BASIC = re.compile(r"^\d{8}$")
-_FLOAT_MAX = Decimal("1.7976931348623157e308")
+_FLOAT_MAX = Decimal(sys.float_info.max)  # exact
 _SHOWN = 80  # longest value quoted in an error message
 
 
