@@ -1,0 +1,213 @@
+"""`bridge check`: every mistake reported at once with its file, line and key."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from bridge.check import check_file
+from bridge.plugins import create_host
+from bridge.settings import Config, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = ROOT.parent / "shared" / "spec" / "config.md"
+
+GOOD = """\
+[bridge]
+database = "sqlite:///x.db"
+
+[connectors.inbox]
+plugin = "files"
+path = "in"
+
+[connectors.crm]
+plugin = "files"
+path = "crm"
+kinds = ["account"]
+
+[fields.product_area]
+type = "multi_select"
+options = ["Billing", "API"]
+owner = "bridge"
+sync_to = ["inbox"]
+
+[fields.arr]
+type = "number"
+kind = "account"
+owner = "crm"
+
+[calendars.support]
+timezone = "Europe/Berlin"
+hours = { mon = ["09:00-17:00"] }
+
+[[tags]]
+match = "billing/*"
+set = { product_area = "Billing" }
+
+[teams.leads]
+members = ["a@x.example"]
+
+[[agents]]
+email = "a@x.example"
+calendar = "support"
+
+[[rules]]
+name = "r1"
+set = "escalation"
+when = { all = [{ field = "account.arr", gte = 100000 }] }
+then = [{ escalate = "leads" }]
+"""
+
+
+def host_factory(cfg: Config):  # type: ignore[no-untyped-def]
+    return create_host(cfg.plugins.disabled, cfg.bridge.plugins_dir)
+
+
+def run_check(tmp_path: Path, text: str) -> list[str]:
+    path = tmp_path / "bridge.toml"
+    path.write_text(textwrap.dedent(text))
+    _loaded, report = check_file(path, host_factory)
+    return report.errors
+
+
+def line_of(text: str, needle: str) -> int:
+    for number, line in enumerate(text.splitlines(), start=1):
+        if needle in line:
+            return number
+    raise AssertionError(needle)
+
+
+def test_good_config_passes(tmp_path: Path) -> None:
+    assert run_check(tmp_path, GOOD) == []
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "message"),
+    [
+        ('database = "sqlite:///x.db"', 'database = "sqlite:///x.db"\ncolour = "blue"', "bridge.colour",
+         "unknown key"),
+        ('type = "number"', 'type = "currency"', "fields.arr.type", "unknown field type 'currency'"),
+        ('set = { product_area = "Billing" }', 'set = { area = "Billing" }', "tags.0.set.area",
+         "field 'area' is not declared"),
+        ('set = { product_area = "Billing" }', 'set = { product_area = "Payroll" }', "tags.0.set.product_area",
+         "'Payroll' is not an option"),
+        ('owner = "crm"', 'owner = "salesforce"', "fields.arr.owner", "'salesforce' is not a configured connector"),
+        ('sync_to = ["inbox"]', 'sync_to = ["hubspot"]', "fields.product_area.sync_to.0",
+         "'hubspot' is not a configured connector"),
+        ('field = "account.arr"', 'field = "account.revenue"', "rules.0.when.all.0.field",
+         "unknown field 'account.revenue'"),
+        ('plugin = "files"\npath = "in"', 'plugin = "zendesk"\npath = "in"', "connectors.inbox.plugin",
+         "plugin 'zendesk' is not installed"),
+        ('hours = { mon = ["09:00-17:00"] }', 'hours = { mon = ["17:00-09:00"] }', "calendars.support.hours.mon",
+         ""),
+        ('hours = { mon = ["09:00-17:00"] }', 'hours = { mon = ["09:00-25:00"] }', "calendars.support.hours.mon",
+         ""),
+        ('hours = { mon = ["09:00-17:00"] }', 'hours = { funday = ["09:00-17:00"] }', "calendars.support.hours",
+         ""),
+        ('then = [{ escalate = "leads" }]', 'then = [{ escalate = "nobody" }]', "rules.0.then.0.escalate",
+         "team 'nobody' is not defined"),
+    ],
+)
+def test_each_mistake_names_file_line_and_key(
+    tmp_path: Path, old: str, new: str, key: str, message: str
+) -> None:
+    text = GOOD.replace(old, new, 1)
+    assert text != GOOD
+    errors = run_check(tmp_path, text)
+    assert errors, "the mistake was not reported"
+    hits = [e for e in errors if f": {key}" in e]
+    assert hits, errors
+    path, line, rest = hits[0].split(":", 2)
+    assert path.endswith("bridge.toml")
+    # the line named is the line of the offending key (or of the table that holds it)
+    first_word = new.split("\n")[-1].split("=")[0].strip()
+    assert int(line) == line_of(text, first_word) or int(line) == line_of(text, new.split("\n")[0].split("=")[0].strip())
+    assert message in rest
+
+
+def test_all_problems_at_once(tmp_path: Path) -> None:
+    text = GOOD.replace('type = "number"', 'type = "currency"').replace('owner = "crm"', 'owner = "sap"', 1)
+    text = text.replace('sync_to = ["inbox"]', 'sync_to = ["nowhere"]')
+    errors = run_check(tmp_path, text)
+    keys = {e.split(": ")[1] for e in errors}
+    assert {"fields.arr.type", "fields.product_area.sync_to.0"} <= keys
+
+
+def test_toml_syntax_error_names_line(tmp_path: Path) -> None:
+    text = GOOD.replace('path = "crm"', 'path = "crm')
+    errors = run_check(tmp_path, text)
+    assert len(errors) == 1
+    line = line_of(text, 'path = "crm')
+    assert re.match(rf".*bridge\.toml:{line}: \(syntax\): ", errors[0]), errors
+
+
+def test_missing_file_is_an_error(tmp_path: Path) -> None:
+    _loaded, report = check_file(tmp_path / "nope.toml", host_factory)
+    assert report.errors and "cannot read config" in report.errors[0]
+
+
+def test_environment_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "bridge.toml"
+    path.write_text(GOOD)
+    monkeypatch.setenv("BRIDGE_BRIDGE__DATABASE", "sqlite:///other.db")
+    monkeypatch.setenv("BRIDGE_CONNECTORS__INBOX__PATH", "elsewhere")
+    cfg = load_config(path).config
+    assert cfg.bridge.database == "sqlite:///other.db"
+    assert cfg.connectors["inbox"].model_extra == {"path": "elsewhere"}
+    assert cfg.connectors["crm"].kinds == ["account"]
+
+
+def test_secrets_from_env_and_file_never_in_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret_file = tmp_path / "token"
+    secret_file.write_text("s3cr3t-from-file\n")
+    text = GOOD + f'\n[connectors.other]\nplugin = "files"\npath = "x"\ntoken_env = "MY_TOKEN"\n' \
+                  f'password_file = "{secret_file}"\nbogus = 1\n'
+    monkeypatch.setenv("MY_TOKEN", "s3cr3t-from-env")
+    path = tmp_path / "bridge.toml"
+    path.write_text(text)
+    cfg = load_config(path).config
+    extra = cfg.connectors["other"].model_extra or {}
+    assert extra["token"] == "s3cr3t-from-env"
+    assert extra["password"] == "s3cr3t-from-file"
+    _loaded, report = check_file(path, host_factory)
+    joined = "\n".join(report.errors + report.warnings)
+    assert "s3cr3t" not in joined
+    assert "connectors.other.bogus" in joined
+
+
+def test_missing_secret_is_a_warning_naming_the_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ABSENT_TOKEN", raising=False)
+    text = GOOD.replace('plugin = "files"\npath = "in"', 'plugin = "files"\npath = "in"\ntoken_env = "ABSENT_TOKEN"')
+    path = tmp_path / "bridge.toml"
+    path.write_text(text)
+    _loaded, report = check_file(path, host_factory)
+    assert any("ABSENT_TOKEN is not set" in w for w in report.warnings)
+
+
+def test_demo_config_passes() -> None:
+    _loaded, report = check_file(ROOT / "config" / "bridge.toml", lambda cfg: create_host(
+        cfg.plugins.disabled, cfg.bridge.plugins_dir))
+    assert report.errors == []
+
+
+def test_contract_example_shapes_are_accepted(tmp_path: Path) -> None:
+    """The config.md example parses (its plugins for hubspot/pylon/jira may not be installed yet)."""
+    if not SPEC.exists():
+        pytest.skip(f"{SPEC} is not beside the project")
+    text = SPEC.read_text()
+    toml = text.split("```toml", 1)[1].split("```", 1)[0]
+    path = tmp_path / "bridge.toml"
+    path.write_text(toml)
+    loaded = load_config(path)
+    assert loaded.config.fields["product_area"].type == "multi_select"
+    assert loaded.config.rules[0].name == "enterprise-negative-sentiment"
+    shutil.rmtree(tmp_path / "certs", ignore_errors=True)
+    _loaded, report = check_file(path, host_factory)
+    installed = set(host_factory(loaded.config).connectors())
+    for line in report.errors:
+        # the only problems allowed are connectors whose plugins are not installed yet
+        assert "is not installed" in line and not any(f"'{p}'" in line for p in installed), line
