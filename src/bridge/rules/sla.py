@@ -195,6 +195,8 @@ class TicketSla:
         """The earliest instant at which :meth:`fire` has something to return, or None."""
         instants = [key[0] for key, _ in self._queue]
         for _, clock in self._active():
+            if clock.since is None:
+                continue
             for mark in self._thresholds[clock.metric]:
                 if mark.key not in clock.fired:
                     instants.append(self._instant(clock, mark))
