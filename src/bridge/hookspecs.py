@@ -61,7 +61,7 @@ def classify(record: Record, change: Change) -> list[tuple[str, float]] | None:
 
 @hookspec
 def evaluate_rules(record: Record, change: Change, now: datetime) -> list[Decision] | None:
-    """Run a plugin's own rules against a record after its fields are mapped and the configured rules ran.
+    """Run a plugin's own rules against a record after its fields are mapped.
 
     :param record: the record; rules may change its attributes (assignee, priority) in place.
     :param change: the change being processed.
