@@ -134,6 +134,12 @@ def run_daemon(app: App, once: bool = False, stop: threading.Event | None = None
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, on_signal)
             signal.signal(signal.SIGINT, on_signal)
+        server = None
+        if app.config.bridge.serve:
+            from bridge.server import Server
+
+            server = Server(app)
+            server.start()
         scheduler = BackgroundScheduler(timezone="UTC")
         for job in jobs:
             scheduler.add_job(run_job, "interval", args=(app, job, totals), seconds=job.every.total_seconds(),
@@ -151,6 +157,8 @@ def run_daemon(app: App, once: bool = False, stop: threading.Event | None = None
         log.info("bridge is running: %d jobs; SIGTERM or Ctrl-C stops it", len(jobs))
         stop.wait()
         scheduler.shutdown(wait=True)
+        if server is not None:
+            server.stop()
         log.info("bridge stopped cleanly")
         return 0
     finally:

@@ -118,6 +118,7 @@ class BridgeSection(Strict):
     log_level: str = "INFO"
     http_host: str = "127.0.0.1"
     http_port: int = 8787
+    serve: bool = True
     webhook_secret: SecretStr | None = None
     webhook_secret_env: str | None = None
     outbox_max_attempts: int = 5
