@@ -1,0 +1,559 @@
+"""The condition language of rules and SLA policies: nested ``all``/``any``/``none`` over leaves.
+
+A leaf is ``{ field = PATH, OP = VALUE }`` (several operators in one leaf must all hold) or
+``{ tag = GLOB }``.
+PATHs: ``ticket.<attr or field>``, ``ticket.text`` (subject and body), ``ticket.tags``, ``account.<attr or
+field>``, ``requester.<attr>``. Operators:
+
+- ``eq`` / ``ne``: equality; when the value is a list (tags, multi_select) ``eq`` means "contains this item".
+- ``in`` / ``not_in``: the value is one of a list (a list value: any of its items is).
+- ``lt`` ``lte`` ``gt`` ``gte``: ordering; ``ticket.priority`` compares low < normal < high < urgent; a blank
+  value never compares.
+- ``contains``: case-insensitive substring (a list value: one item equals it, case-insensitively).
+- ``matches``: regular expression search (``(?i)`` for case-insensitive).
+- ``changed`` (true/false), ``from`` / ``to``: the value changed in this event, from / to the given value.
+
+:func:`compile_condition` precompiles regexes, globs and path lookups once; :meth:`Condition.evaluate` is the
+hot path, :meth:`Condition.trace` and :meth:`Condition.reasons` serve ``bridge explain``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from fnmatch import translate
+from typing import Any
+
+from bridge.model import Record, parse_time
+
+Path = tuple[str | int, ...]
+Problem = tuple[Path, str]
+
+COMBINATORS = ("all", "any", "none")
+OPERATORS = (
+    "eq", "ne", "in", "not_in", "lt", "lte", "gt", "gte", "contains", "matches", "changed", "from", "to",
+)
+ROOTS = ("ticket", "account", "requester")
+PRIORITY_RANK = {"low": 0, "normal": 1, "high": 2, "urgent": 3}
+_EMPTY: Mapping[str, Any] = {}
+
+
+class Context:
+    """What conditions read: one ticket record plus the values its paths had before the current event."""
+
+    __slots__ = ("_folded", "_text", "attrs", "fields", "previous", "record")
+
+    def __init__(self, record: Record, previous: Mapping[str, Any] | None = None) -> None:
+        self.record = record
+        self.attrs = record.attrs
+        self.fields = record.fields
+        self.previous = _EMPTY if previous is None else previous
+        self._text: str | None = None
+        self._folded: str | None = None
+
+    @property
+    def text(self) -> str:
+        """Subject and body."""
+        if self._text is None:
+            a = self.attrs
+            self._text = f"{a.get('subject') or ''} {a.get('body') or ''}".strip()
+        return self._text
+
+    @property
+    def folded_text(self) -> str:
+        """Subject and body, casefolded once per context."""
+        if self._folded is None:
+            self._folded = self.text.casefold()
+        return self._folded
+
+    def value(self, path: str) -> Any:
+        """The current value at ``path`` (None when blank or unknown)."""
+        return getter(path)(self)
+
+
+Getter = Callable[[Context], Any]
+
+
+def getter(path: str) -> Getter:
+    """A fast reader for one PATH (validated separately by :func:`validate_condition`)."""
+    root, _, name = path.partition(".")
+    if root == "ticket":
+        if name == "text":
+            return lambda ctx: ctx.text
+        if name == "tags":
+            return lambda ctx: ctx.record.tags
+        if name == "id":
+            return lambda ctx: ctx.record.id
+
+        def ticket_value(ctx: Context) -> Any:
+            fv = ctx.fields.get(name)
+            return ctx.attrs.get(name) if fv is None else fv.value
+
+        return ticket_value
+
+    def nested_value(ctx: Context) -> Any:
+        sub = ctx.attrs.get(root)
+        if not isinstance(sub, dict):
+            return None
+        found = sub.get(name)
+        if found is None:
+            declared = sub.get("fields")
+            if isinstance(declared, dict):
+                return declared.get(name)
+        return found
+
+    return nested_value
+
+
+# ---------------------------------------------------------------- comparisons
+
+
+def _norm(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _equals(actual: Any, expected: Any) -> bool:
+    if type(actual) is type(expected):
+        return bool(actual == expected)
+    if isinstance(actual, list | tuple) and not isinstance(expected, list | tuple):
+        return expected in actual
+    if isinstance(actual, list | tuple) and isinstance(expected, list | tuple):
+        return list(actual) == list(expected)
+    if isinstance(actual, datetime | date) and isinstance(expected, str):
+        return _ordered(actual, expected, _EQ)
+    return bool(actual == expected)
+
+
+def _EQ(a: Any, b: Any) -> bool:
+    return bool(a == b)
+
+
+def _ordered(actual: Any, expected: Any, cmp: Callable[[Any, Any], bool]) -> bool:
+    if actual is None or isinstance(actual, list | tuple | dict):
+        return False
+    try:
+        return cmp(actual, expected)
+    except TypeError:
+        pass
+    try:
+        if isinstance(expected, int | float) and isinstance(actual, str):
+            return cmp(float(actual), expected)
+        if isinstance(actual, datetime) and isinstance(expected, str):
+            return cmp(actual, parse_time(expected))
+        if isinstance(actual, date) and isinstance(expected, str):
+            return cmp(actual, date.fromisoformat(expected[:10]))
+        if isinstance(actual, str) and isinstance(expected, datetime):
+            return cmp(parse_time(actual), expected)
+    except (TypeError, ValueError):
+        return False
+    return False
+
+
+_ORDER: dict[str, Callable[[Any, Any], bool]] = {
+    "lt": lambda a, b: bool(a < b),
+    "lte": lambda a, b: bool(a <= b),
+    "gt": lambda a, b: bool(a > b),
+    "gte": lambda a, b: bool(a >= b),
+}
+
+Test = Callable[[Any, Context], bool]
+
+
+def _changed(path: str, actual: Any, ctx: Context) -> bool:
+    prev = ctx.previous
+    return path in prev and _norm(prev[path]) != _norm(actual)
+
+
+def _make_test(path: str, op: str, expected: Any) -> Test:
+    if op == "eq":
+        return lambda v, ctx: _equals(v, expected)
+    if op == "ne":
+        return lambda v, ctx: not _equals(v, expected)
+    if op in ("in", "not_in"):
+        items = list(expected)
+        try:
+            pool: frozenset[Any] | list[Any] = frozenset(items)
+        except TypeError:
+            pool = items
+
+        def is_in(v: Any, ctx: Context) -> bool:
+            if isinstance(v, list | tuple):
+                return any(_member(i, pool) for i in v)
+            return _member(v, pool)
+
+        if op == "in":
+            return is_in
+        return lambda v, ctx: not is_in(v, ctx)
+    if op in _ORDER:
+        cmp = _ORDER[op]
+        if path == "ticket.priority" and isinstance(expected, str) and expected in PRIORITY_RANK:
+            rank = PRIORITY_RANK[expected]
+            return lambda v, ctx: v in PRIORITY_RANK and cmp(PRIORITY_RANK[v], rank)
+        return lambda v, ctx: _ordered(v, expected, cmp)
+    if op == "contains":
+        needle = str(expected).casefold()
+        if path == "ticket.text":
+            return lambda v, ctx: needle in ctx.folded_text
+
+        def contains(v: Any, ctx: Context) -> bool:
+            if v is None:
+                return False
+            if isinstance(v, list | tuple):
+                return any(str(i).casefold() == needle for i in v)
+            return needle in str(v).casefold()
+
+        return contains
+    if op == "matches":
+        search = re.compile(str(expected)).search
+
+        def matches(v: Any, ctx: Context) -> bool:
+            if v is None:
+                return False
+            if isinstance(v, list | tuple):
+                return any(search(str(i)) is not None for i in v)
+            return search(v if isinstance(v, str) else str(v)) is not None
+
+        return matches
+    if op == "changed":
+        want = bool(expected)
+        return lambda v, ctx: _changed(path, v, ctx) is want
+    if op == "from":
+        return lambda v, ctx: _changed(path, v, ctx) and _equals(ctx.previous[path], expected)
+    if op == "to":
+        return lambda v, ctx: _changed(path, v, ctx) and _equals(v, expected)
+    raise ValueError(f"unknown operator {op!r}")
+
+
+def _member(value: Any, pool: frozenset[Any] | list[Any]) -> bool:
+    try:
+        return value in pool
+    except TypeError:
+        return False
+
+
+# ---------------------------------------------------------------- nodes
+
+
+@dataclass(frozen=True)
+class LeafTrace:
+    """One leaf test as evaluated: where it is written, what it read, and the result."""
+
+    where: Path
+    field: str
+    op: str
+    expected: Any
+    actual: Any
+    result: bool
+    previous: Any = None
+
+    def describe(self) -> str:
+        """A line for ``bridge explain``: ``account.tier is 'growth', not eq 'enterprise'``."""
+        if self.op == "tag":
+            verb = "has a tag matching" if self.result else "has no tag matching"
+            return f"ticket {verb} {self.expected!r} (tags {self.actual!r})"
+        if self.op in ("changed", "from", "to"):
+            moved = f"{self.actual!r}" if self.previous is None else f"{self.previous!r} -> {self.actual!r}"
+            truth = "true" if self.result else "false"
+            return f"{self.field} {moved}: {self.op} {self.expected!r} is {truth}"
+        neg = "" if self.result else "not "
+        return f"{self.field} is {self.actual!r}, {neg}{self.op} {self.expected!r}"
+
+
+class Condition:
+    """A compiled condition; ``evaluate`` is the hot path."""
+
+    __slots__ = ()
+    kind = "true"
+
+    def evaluate(self, ctx: Context) -> bool:
+        """Whether the condition holds for ``ctx``."""
+        return True
+
+    def trace(self, ctx: Context) -> list[LeafTrace]:
+        """Every leaf's evaluation (no short-circuit), in written order."""
+        return []
+
+    def reasons(self, ctx: Context) -> list[str]:
+        """Why the condition does not hold (empty when it does)."""
+        return []
+
+
+class _Leaf(Condition):
+    __slots__ = ("expected", "field", "get", "op", "test", "where")
+    kind = "leaf"
+
+    def __init__(self, where: Path, field: str, op: str, expected: Any) -> None:
+        self.where = where
+        self.field = field
+        self.op = op
+        self.expected = expected
+        self.get = getter(field)
+        self.test = _make_test(field, op, expected)
+
+    def evaluate(self, ctx: Context) -> bool:
+        return self.test(self.get(ctx), ctx)
+
+    def trace(self, ctx: Context) -> list[LeafTrace]:
+        actual = self.get(ctx)
+        actual = list(actual) if isinstance(actual, tuple) else actual
+        prev = ctx.previous.get(self.field) if self.op in ("changed", "from", "to") else None
+        result = self.test(actual, ctx)
+        return [LeafTrace(self.where, self.field, self.op, self.expected, actual, result, prev)]
+
+    def reasons(self, ctx: Context) -> list[str]:
+        (t,) = self.trace(ctx)
+        return [] if t.result else [t.describe()]
+
+
+class _Tag(Condition):
+    __slots__ = ("expected", "literal", "match", "where")
+    kind = "tag"
+
+    def __init__(self, where: Path, glob: str) -> None:
+        self.where = where
+        self.expected = glob
+        self.literal = glob if not any(c in glob for c in "*?[") else None
+        self.match = re.compile(translate(glob)).match
+
+    def evaluate(self, ctx: Context) -> bool:
+        tags = ctx.record.tags
+        if self.literal is not None:
+            return self.literal in tags
+        match = self.match
+        for tag in tags:  # noqa: SIM110 - a plain loop: no generator on the hot path
+            if match(tag) is not None:
+                return True
+        return False
+
+    def trace(self, ctx: Context) -> list[LeafTrace]:
+        return [LeafTrace(self.where, "ticket.tags", "tag", self.expected, list(ctx.record.tags),
+                          self.evaluate(ctx))]
+
+    def reasons(self, ctx: Context) -> list[str]:
+        (t,) = self.trace(ctx)
+        return [] if t.result else [t.describe()]
+
+
+class _All(Condition):
+    __slots__ = ("children",)
+    kind = "all"
+
+    def __init__(self, children: list[Condition]) -> None:
+        self.children = tuple(children)
+
+    def evaluate(self, ctx: Context) -> bool:
+        for child in self.children:  # noqa: SIM110 - a plain loop: no generator on the hot path
+            if not child.evaluate(ctx):
+                return False
+        return True
+
+    def trace(self, ctx: Context) -> list[LeafTrace]:
+        return [t for c in self.children for t in c.trace(ctx)]
+
+    def reasons(self, ctx: Context) -> list[str]:
+        return [r for c in self.children for r in c.reasons(ctx)]
+
+
+class _Any(_All):
+    __slots__ = ()
+    kind = "any"
+
+    def evaluate(self, ctx: Context) -> bool:
+        for child in self.children:  # noqa: SIM110 - a plain loop: no generator on the hot path
+            if child.evaluate(ctx):
+                return True
+        return False
+
+    def reasons(self, ctx: Context) -> list[str]:
+        if self.evaluate(ctx):
+            return []
+        inner = [r for c in self.children for r in c.reasons(ctx)]
+        return ["none of these holds: " + "; ".join(inner)] if len(inner) > 1 else inner
+
+
+class _None(_All):
+    __slots__ = ()
+    kind = "none"
+
+    def evaluate(self, ctx: Context) -> bool:
+        for child in self.children:  # noqa: SIM110 - a plain loop: no generator on the hot path
+            if child.evaluate(ctx):
+                return False
+        return True
+
+    def reasons(self, ctx: Context) -> list[str]:
+        out = []
+        for child in self.children:
+            if child.evaluate(ctx):
+                leaves = [t.describe() for t in child.trace(ctx) if t.result]
+                out.append("excluded by: " + "; ".join(leaves))
+        return out
+
+
+ALWAYS = Condition()
+
+
+def compile_condition(cond: Mapping[str, Any] | None, where: Path = ()) -> Condition:
+    """Compile a condition table; raises ValueError naming the first problem (:func:`validate_condition`)."""
+    problems = validate_condition(cond)
+    if problems:
+        path, msg = problems[0]
+        raise ValueError(f"{_dotted((*where, *path))}: {msg}")
+    return _compile(cond or {}, where)
+
+
+def _compile(cond: Mapping[str, Any], where: Path) -> Condition:
+    parts: list[Condition] = []
+    for key in COMBINATORS:
+        if key in cond:
+            children = [_compile(c, (*where, key, i)) for i, c in enumerate(cond[key])]
+            if key != "none" and len(children) == 1:
+                parts.append(children[0])
+            else:
+                parts.append({"all": _All, "any": _Any, "none": _None}[key](children))
+    if "tag" in cond:
+        parts.append(_Tag((*where, "tag"), cond["tag"]))
+    if "field" in cond:
+        parts.extend(_Leaf((*where, op), cond["field"], op, cond[op]) for op in OPERATORS if op in cond)
+    if not parts:
+        return ALWAYS
+    return parts[0] if len(parts) == 1 else _All(parts)
+
+
+def _dotted(path: Path) -> str:
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else p)
+    return out or "(condition)"
+
+
+def validate_condition(cond: Any, where: Path = ()) -> list[Problem]:
+    """Every problem of a condition table, each with its key path relative to the condition."""
+    if cond is None:
+        return []
+    if not isinstance(cond, Mapping):
+        return [(where, f"a condition is a table, got {type(cond).__name__}")]
+    problems: list[Problem] = []
+    if not cond and where:
+        problems.append((where, "empty condition"))
+    combos = [k for k in COMBINATORS if k in cond]
+    leafish = [k for k in cond if k not in COMBINATORS]
+    if combos and leafish:
+        problems.append((where, f"a table is either all/any/none or a leaf, not both (keys {sorted(cond)})"))
+    for key in combos:
+        children = cond[key]
+        if not isinstance(children, list):
+            problems.append(((*where, key), f"{key} takes a list of conditions"))
+            continue
+        if not children:
+            problems.append(((*where, key), f"{key} is empty"))
+        for i, child in enumerate(children):
+            problems.extend(validate_condition(child, (*where, key, i)))
+    if combos:
+        return problems
+    if "tag" in cond:
+        if not isinstance(cond["tag"], str) or not cond["tag"]:
+            problems.append(((*where, "tag"), "tag takes a glob string, e.g. \"billing/*\""))
+        if len(cond) > 1:
+            extra = sorted(k for k in cond if k != "tag")
+            problems.append((where, f"a tag leaf takes no other keys (got {', '.join(extra)})"))
+        return problems
+    if not cond:
+        return problems
+    if "field" not in cond:
+        problems.append((where, "a leaf needs field = PATH (or tag = GLOB)"))
+    else:
+        problems.extend(_validate_path(cond["field"], (*where, "field")))
+    ops = [k for k in cond if k != "field"]
+    if "field" in cond and not ops:
+        problems.append((where, f"leaf on {cond['field']!r} has no operator ({', '.join(OPERATORS)})"))
+    for op in ops:
+        problems.extend(_validate_op(op, cond[op], (*where, op)))
+    return problems
+
+
+def _validate_path(path: Any, where: Path) -> list[Problem]:
+    if not isinstance(path, str):
+        return [(where, "field takes a path string such as \"ticket.priority\"")]
+    root, dot, name = path.partition(".")
+    if root not in ROOTS or not dot or not name:
+        hint = "use ticket.<attr or field>, account.<...> or requester.<...>"
+        return [(where, f"unknown path {path!r}; {hint}")]
+    return []
+
+
+def _validate_op(op: str, value: Any, where: Path) -> list[Problem]:
+    if op not in OPERATORS:
+        return [(where, f"unknown operator {op!r}; expected one of {', '.join(OPERATORS)}")]
+    if op in ("in", "not_in") and not isinstance(value, list):
+        return [(where, f"{op} takes a list")]
+    if op in _ORDER and (isinstance(value, bool) or not isinstance(value, int | float | str | date)):
+        return [(where, f"{op} takes a number, date or priority")]
+    if op in ("contains", "matches") and not isinstance(value, str):
+        return [(where, f"{op} takes a string")]
+    if op == "matches":
+        try:
+            re.compile(value)
+        except re.error as exc:
+            return [(where, f"bad regular expression {value!r}: {exc}")]
+    if op == "changed" and not isinstance(value, bool):
+        return [(where, "changed takes true or false")]
+    if op in ("eq", "ne", "from", "to") and isinstance(value, dict):
+        return [(where, f"{op} takes a value, not a table")]
+    return []
+
+
+def paths_read(cond: Any) -> set[str]:
+    """The PATHs a condition reads (a tag leaf reads ``ticket.tags``); tolerant of invalid parts."""
+    out: set[str] = set()
+    _collect(cond, out)
+    return out
+
+
+def _collect(cond: Any, out: set[str]) -> None:
+    if not isinstance(cond, Mapping):
+        return
+    for key in COMBINATORS:
+        children = cond.get(key)
+        if isinstance(children, list):
+            for child in children:
+                _collect(child, out)
+    if "tag" in cond:
+        out.add("ticket.tags")
+    if isinstance(cond.get("field"), str):
+        out.add(cond["field"])
+
+
+def uses_event(cond: Any) -> bool:
+    """Whether a condition reads the event itself (``changed``/``from``/``to``), not only state."""
+    if not isinstance(cond, Mapping):
+        return False
+    if any(op in cond for op in ("changed", "from", "to")):
+        return True
+    return any(uses_event(c) for k in COMBINATORS for c in (cond.get(k) or []) if isinstance(c, Mapping))
+
+
+def iter_leaves(cond: Condition) -> Iterable[Condition]:
+    """The leaves of a compiled condition, in written order."""
+    if isinstance(cond, _Leaf | _Tag):
+        yield cond
+    for child in getattr(cond, "children", ()):
+        yield from iter_leaves(child)
+
+
+__all__ = [
+    "ALWAYS",
+    "COMBINATORS",
+    "OPERATORS",
+    "Condition",
+    "Context",
+    "LeafTrace",
+    "compile_condition",
+    "getter",
+    "iter_leaves",
+    "paths_read",
+    "uses_event",
+    "validate_condition",
+]

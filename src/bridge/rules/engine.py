@@ -1,0 +1,778 @@
+"""The rules engine and the Desk: rule sets, routing, escalation, SLA clocks, follow-ups and auto-close.
+
+Per ticket event the :class:`Desk` runs, in this order:
+
+1. the rules: the ``triggers`` set, then ``escalation``, then ``routing`` (triggers first so that what they
+   set — priority, tags, fields — is what escalation and routing see; routing last because it only assigns).
+   Within a set rules run by ``priority`` (lower first), ties by name. An action's change can make other rules
+   match: rules are evaluated again, pass after pass, up to :data:`MAX_PASSES` passes; a rule fires at most
+   once per event, so two rules feeding each other cannot loop;
+2. the built-in triggers: an account's volume spike (a check-in task) and low classification confidence (a
+   review);
+3. the status bookkeeping: open-ticket loads, the queue, a reopened ticket whose owner is away is rerouted,
+   follow-up and auto-close timers;
+4. default routing of a ticket nobody holds (the ``[routing]`` strategy), or the queue when nobody fits;
+5. the SLA clocks: the first ``[[sla]]`` whose ``when`` matches is the policy (chosen again after each event).
+
+Every change the Desk makes is a :class:`~bridge.model.Decision`; every decision carries ``detail["key"]``, a
+stable idempotency key (ticket, kind, rule, instant, object) by which the outbox sends each side effect once.
+
+Rule results are cached per ticket: a rule that did not match, whose inputs have not changed since and that
+does not look at the event itself (``changed``/``from``/``to``), still does not match, so an event evaluates
+again only the rules reading what changed. The result is the same as evaluating every rule on every event.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from fnmatch import translate
+from pathlib import Path
+from typing import Any
+
+from bridge.durations import parse_duration
+from bridge.errors import FieldValueError
+from bridge.fields import FieldType, coerce, merge, to_json
+from bridge.model import BRIDGE, Decision, FieldValue, Record, format_time
+from bridge.rules.calendar import BusinessCalendar
+from bridge.rules.conditions import Condition, Context, compile_condition, getter, paths_read, uses_event
+from bridge.rules.escalation import VolumeWatch, low_confidence
+from bridge.rules.routing import ANY, Request, Router
+from bridge.rules.sla import TicketSla
+from bridge.settings import Config, RuleConfig, SlaConfig
+
+MAX_PASSES = 10
+SET_ORDER = {"triggers": 0, "escalation": 1, "routing": 2}
+DONE = frozenset({"resolved", "closed"})
+ATTRS_SET = ("priority", "status", "team")
+_UNKNOWN = object()  # a snapshot slot that never equals a value: "evaluate its readers again"
+
+
+def _norm(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+# ---------------------------------------------------------------- compiled rules
+
+
+@dataclass(eq=False)
+class CompiledRule:
+    """A rule ready to run: its condition compiled, its actions parsed, what it reads and writes."""
+
+    name: str
+    set: str
+    priority: int
+    condition: Condition
+    actions: tuple[tuple[str, Any], ...]
+    reads: frozenset[str]
+    writes: frozenset[str]
+    uses_event: bool
+    then: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _actions(rule: RuleConfig, types: Mapping[str, FieldType]) -> tuple[tuple[str, Any], ...]:
+    out: list[tuple[str, Any]] = []
+    for action in rule.then:
+        for verb, arg in action.items():
+            if verb == "assign":
+                out.append((verb, Request.from_action(arg)))
+            elif verb == "escalate":
+                out.append((verb, str(arg)))
+            elif verb == "set" and isinstance(arg, Mapping):
+                sets = tuple(_setter(k, v, types) for k, v in arg.items() if _settable(k, v, types))
+                out.append((verb, sets))
+            elif verb in ("add_tags", "remove_tags"):
+                out.append((verb, (arg,) if isinstance(arg, str) else tuple(str(t) for t in arg)))
+            elif verb == "notify":
+                out.append((verb, dict(arg) if isinstance(arg, Mapping) else {"to": str(arg)}))
+            elif verb == "review":
+                out.append((verb, arg if isinstance(arg, str) else rule.name))
+    return tuple(out)
+
+
+def _settable(name: str, value: Any, types: Mapping[str, FieldType]) -> bool:
+    if name in ATTRS_SET or name == "assignee":
+        return True
+    ft = types.get(name)
+    if ft is None:
+        return False
+    try:
+        coerce(ft, value)
+    except FieldValueError:
+        return False  # bridge check reports it; the rule's other actions still run
+    return True
+
+
+def _setter(name: str, value: Any, types: Mapping[str, FieldType]) -> tuple[str, Any, Any, str]:
+    """(name, value, JSON value, kind) where kind is attr | assignee | field."""
+    if name == "assignee":
+        return name, value, value, "assignee"
+    if name in ATTRS_SET:
+        return name, value, value, "attr"
+    ft = types[name]
+    typed = coerce(ft, value)
+    return name, typed, to_json(ft, typed), "field"
+
+
+def rule_writes(rule: RuleConfig, config: Config) -> set[str]:
+    """The PATHs a rule's actions can change."""
+    out: set[str] = set()
+    mapped = [(re.compile(translate(m.match)).match, m.set) for m in config.tags]
+    for action in rule.then:
+        for verb, arg in action.items():
+            if verb == "set" and isinstance(arg, Mapping):
+                out.update(f"ticket.{k}" for k in arg)
+            elif verb == "add_tags" or verb == "remove_tags":
+                out.add("ticket.tags")
+                if verb == "add_tags":
+                    for tag in (arg,) if isinstance(arg, str) else arg:
+                        for match, sets in mapped:
+                            if match(str(tag)):
+                                out.update(f"ticket.{k}" for k in sets)
+            elif verb == "assign":
+                out.add("ticket.assignee")
+            elif verb == "escalate":
+                out.add("ticket.escalations")
+    return out
+
+
+def compile_rules(config: Config) -> list[CompiledRule]:
+    """The enabled rules in run order: set (triggers, escalation, routing), priority, name."""
+    types = config.field_types()
+    rules = []
+    for i, rule in enumerate(config.rules):
+        if not rule.enabled:
+            continue
+        rules.append(CompiledRule(
+            rule.name, rule.set, rule.priority, compile_condition(rule.when, ("rules", i, "when")),
+            _actions(rule, types), frozenset(paths_read(rule.when)), frozenset(rule_writes(rule, config)),
+            uses_event(rule.when), list(rule.then),
+        ))
+    rules.sort(key=lambda r: (SET_ORDER.get(r.set, 9), r.priority, r.name))
+    return rules
+
+
+def rule_cycles(config: Config) -> list[str]:
+    """Warnings for rules whose actions write what another's conditions read, round and round.
+
+    One message per cycle (a strongly connected group of the write -> read graph with two rules or more):
+    ``a -> b -> a (a writes ticket.priority read by b; b writes ticket.tags read by a)``. A rule that writes
+    what it reads itself is not reported (it fires at most once per event).
+    """
+    rules = [r for r in config.rules if r.enabled]
+    reads = [paths_read(r.when) for r in rules]
+    writes = [rule_writes(r, config) for r in rules]
+    edges = {i: [j for j in range(len(rules)) if j != i and writes[i] & reads[j]] for i in range(len(rules))}
+    out = []
+    for group in _components(edges):
+        if len(group) < 2:
+            continue
+        members = set(group)
+        start = min(group)
+        path = _cycle_through(start, edges, members)
+        steps = [f"{rules[a].name} writes {', '.join(sorted(writes[a] & reads[b]))} read by {rules[b].name}"
+                 for a, b in itertools.pairwise(path)]
+        names = " -> ".join(rules[k].name for k in path)
+        others = sorted(rules[k].name for k in members - set(path))
+        extra = f"; also in the loop: {', '.join(others)}" if others else ""
+        out.append(f"{names} ({'; '.join(steps)}{extra})")
+    return out
+
+
+def _components(edges: Mapping[int, list[int]]) -> list[list[int]]:
+    # Tarjan's strongly connected components, iterative (rule lists can be long)
+    index: dict[int, int] = {}
+    low: dict[int, int] = {}
+    stack: list[int] = []
+    on_stack: set[int] = set()
+    out: list[list[int]] = []
+    counter = 0
+    for root in edges:
+        if root in index:
+            continue
+        work = [(root, 0)]
+        while work:
+            node, pos = work.pop()
+            if pos == 0:
+                index[node] = low[node] = counter
+                counter += 1
+                stack.append(node)
+                on_stack.add(node)
+            succ = edges[node]
+            if pos < len(succ):
+                work.append((node, pos + 1))
+                nxt = succ[pos]
+                if nxt not in index:
+                    work.append((nxt, 0))
+                elif nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+                continue
+            for nxt in succ:
+                if nxt in on_stack:
+                    low[node] = min(low[node], low[nxt])
+            if low[node] == index[node]:
+                group = []
+                while True:
+                    w = stack.pop()
+                    on_stack.discard(w)
+                    group.append(w)
+                    if w == node:
+                        break
+                out.append(sorted(group))
+    return out
+
+
+def _cycle_through(start: int, edges: Mapping[int, list[int]], members: set[int]) -> list[int]:
+    # the shortest cycle from start back to start inside its component (breadth first)
+    parent: dict[int, int] = {}
+    frontier = [start]
+    while frontier:
+        nxt_frontier = []
+        for node in frontier:
+            for nxt in edges[node]:
+                if nxt not in members:
+                    continue
+                if nxt == start:
+                    path = [node]
+                    while path[-1] != start:
+                        path.append(parent[path[-1]])
+                    return [*reversed(path), start]
+                if nxt not in parent:
+                    parent[nxt] = node
+                    nxt_frontier.append(nxt)
+        frontier = nxt_frontier
+    return [start, start]  # pragma: no cover - a component of two or more always has a cycle
+
+
+# ---------------------------------------------------------------- the desk
+
+
+@dataclass(slots=True, eq=False)
+class _Ticket:
+    record: Record
+    created: datetime
+    status: str = "open"
+    sla: TicketSla | None = None
+    sla_timer: datetime | None = None
+    counted: str | None = None  # the agent whose load includes this ticket
+    follow_due: datetime | None = None
+    follow_sent: bool = False
+    close_due: datetime | None = None
+    reviewed: bool = False
+    snap: tuple[Any, ...] | None = None
+    maybe: tuple[int, ...] = ()
+
+
+Timer = tuple[datetime, int, str, str]
+
+
+class Desk:
+    """Routing, escalation, SLA clocks, follow-ups and auto-close for tickets, on an injected clock.
+
+    Calls come in time order. :meth:`on_ticket` after the pipeline applied an event to the ticket,
+    :meth:`on_agent_status` when an agent's status changes, :meth:`advance` to fire timers up to a time.
+    """
+
+    def __init__(self, config: Config, *, base_dir: Path | None = None) -> None:
+        self.config = config
+        tz = config.bridge.timezone
+        self._calendars = {name: BusinessCalendar.from_config(cal, tz, base_dir)
+                           for name, cal in config.calendars.items()}
+        self._always_open = BusinessCalendar.always()
+        self.rules = compile_rules(config)
+        self._types = config.field_types()
+        slots = sorted({p for r in self.rules for p in r.reads})
+        self._slot_of = {p: i for i, p in enumerate(slots)}
+        self._getters = tuple(getter(p) for p in slots)
+        readers: dict[str, list[int]] = {}
+        for i, rule in enumerate(self.rules):
+            for p in rule.reads:
+                readers.setdefault(p, []).append(i)
+        self._readers = {p: tuple(v) for p, v in readers.items()}
+        self._slot_readers = tuple(self._readers.get(p, ()) for p in slots)
+        self._event_rules = frozenset(i for i, r in enumerate(self.rules) if r.uses_event)
+        self._all = tuple(range(len(self.rules)))
+        self._policies: list[tuple[SlaConfig, Condition, BusinessCalendar]] = [
+            (p, compile_condition(p.when, ("sla", i, "when")),
+             self._calendars[p.calendar] if p.calendar else self._always_open)
+            for i, p in enumerate(config.sla)
+        ]
+        owned = {n for n, f in config.fields.items() if f.owner == BRIDGE}
+        self._tag_maps = [
+            (re.compile(translate(m.match)).match, [(n, v) for n, v in m.set.items() if n in owned])
+            for m in config.tags
+        ]
+        self.router = Router(config, self._calendars)
+        self._follow_after = parse_duration(config.follow_up.after) if config.follow_up else None
+        self._close_after = parse_duration(config.auto_close.after) if config.auto_close else None
+        self._volume = VolumeWatch()
+        self._first_team = next(iter(config.teams), None)
+        self._tickets: dict[str, _Ticket] = {}
+        self._heap: list[Timer] = []
+        self._seq = itertools.count()
+        self._open_at: datetime | None = None
+        self._freed = False
+
+    # ---------------------------------------------------------------- events
+
+    def on_ticket(
+        self, ticket: Record, previous: Mapping[str, Any], event: Mapping[str, Any], at: datetime
+    ) -> list[Decision]:
+        """Run rules, built-in triggers, routing and SLA clocks after an event was applied to ``ticket``.
+
+        ``previous`` maps paths (``ticket.priority``) to their values before the event; ``event`` is the raw
+        replay event. Changes the ticket in place (assignee, priority, status, escalations, fields, tags).
+        """
+        out: list[Decision] = []
+        st = self._tickets.get(ticket.id)
+        new = st is None
+        if st is None:
+            created = ticket.attrs.get("created_at")
+            st = _Ticket(ticket, created if isinstance(created, datetime) else at)
+            st.status = "open"
+            self._tickets[ticket.id] = st
+        else:
+            st.record = ticket
+        ctx = Context(ticket, previous)
+        if self.rules:
+            self._run_rules(st, ctx, at, out)
+        if new or event.get("type") == "ticket.created":
+            self._check_volume(ticket, at, out)
+        if not st.reviewed and low_confidence(ticket.attrs.get("confidence")):
+            st.reviewed = True
+            self._decide(out, at, ticket.id, "review", "confidence",
+                         {"reason": "low classification confidence",
+                          "confidence": ticket.attrs.get("confidence")})
+        self._status(st, str(ticket.attrs.get("status") or "open"), at, out)
+        if event.get("type") == "ticket.message" and event.get("author") == "customer":
+            self._customer_replied(st, at)
+        if (st.status not in DONE and not ticket.attrs.get("assignee")
+                and ticket.id not in self.router.waiting):
+            self._route(st, ANY, "routing", at, out)
+        if self._policies:
+            self._clocks(st, ctx, event, at)
+        if self._freed:
+            self._drain(at, out)
+        return out
+
+    def on_agent_status(self, agent: str, status: str, at: datetime) -> list[Decision]:
+        """An agent became active, away or offline; an agent back to active takes waiting tickets."""
+        out: list[Decision] = []
+        if self.router.set_status(agent, status):
+            self._drain(at, out)
+        return out
+
+    def advance(self, now: datetime) -> list[Decision]:
+        """Fire every timer due at or before ``now``, in time order."""
+        out: list[Decision] = []
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            t, _, tid, kind = heapq.heappop(heap)
+            if kind == "open":
+                if self._open_at == t:
+                    self._open_at = None
+                    self._drain(t, out)
+                continue
+            st = self._tickets.get(tid)
+            if st is None:
+                continue
+            if kind == "sla" and st.sla_timer == t:
+                st.sla_timer = None
+                self._fire_sla(st, t, out)
+            elif kind == "follow" and st.follow_due == t:
+                st.follow_due = None
+                self._follow_up(st, t, out)
+            elif kind == "close" and st.close_due == t:
+                st.close_due = None
+                self._auto_close(st, t, out)
+            if self._freed:
+                self._drain(t, out)
+        return out
+
+    def next_timer(self) -> datetime | None:
+        """When the next timer is due (None: nothing scheduled)."""
+        heap = self._heap
+        while heap and not self._live(heap[0]):
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+    def final(self, ticket: Record) -> dict[str, Any]:
+        """The Desk's part of a final state: assignee, priority, status, escalations, SLA deadlines."""
+        st = self._tickets.get(ticket.id)
+        due = st.sla.due() if st is not None and st.sla is not None else {}
+        a = ticket.attrs
+        return {
+            "assignee": a.get("assignee"),
+            "priority": a.get("priority"),
+            "status": a.get("status"),
+            "escalations": list(a.get("escalations") or []),
+            "sla": {k: format_time(due.get(k)) for k in ("first_response_due", "next_response_due",
+                                                         "resolution_due")},
+        }
+
+    def explain(self, ticket: Record) -> list[dict[str, Any]]:
+        """Every rule against the ticket as it is now: name, set, matched, each leaf's value, why not.
+
+        SLA policies follow the rules, with ``set = "sla"`` and ``chosen`` marking the policy that applies.
+        """
+        from bridge.rules.explain import explain_policies, explain_rules
+
+        ctx = Context(ticket)
+        return explain_rules(self.rules, ctx) + explain_policies(
+            [(p.name, cond) for p, cond, _cal in self._policies], ctx)
+
+    def forget(self, ticket_id: str) -> None:
+        """Drop a ticket's state (after its final state was emitted): memory stays flat over long replays."""
+        st = self._tickets.pop(ticket_id, None)
+        if st is None:
+            return
+        self.router.dequeue(ticket_id)
+        if st.counted is not None:
+            self._freed |= self.router.hold(st.counted, -1)
+
+    # ---------------------------------------------------------------- rules
+
+    def _run_rules(self, st: _Ticket, ctx: Context, at: datetime, out: list[Decision]) -> None:
+        cur = tuple([_norm(g(ctx)) for g in self._getters])
+        snap = st.snap
+        pending: Sequence[int]
+        if snap is None:
+            pending = self._all
+        else:
+            candidates = set(st.maybe)
+            candidates.update(self._event_rules)
+            readers = self._slot_readers
+            for i, value in enumerate(cur):
+                old = snap[i]
+                if value is not old and value != old:
+                    candidates.update(readers[i])
+            pending = sorted(candidates)
+        rules = self.rules
+        fired: set[int] = set()
+        unknown: set[int] = set()
+        passes = 0
+        while pending and passes < MAX_PASSES:
+            passes += 1
+            changed: set[str] = set()
+            for i in pending:
+                if i in fired:
+                    continue
+                rule = rules[i]
+                if rule.condition.evaluate(ctx):
+                    fired.add(i)
+                    changed |= self._apply(rule, st, at, out)
+            if not changed:
+                break
+            nxt: set[int] = set()
+            for path in changed:
+                slot = self._slot_of.get(path)
+                if slot is not None:
+                    unknown.add(slot)
+                nxt.update(self._readers.get(path, ()))
+            pending = sorted(nxt - fired)
+        if unknown:
+            cur = tuple(_UNKNOWN if i in unknown else v for i, v in enumerate(cur))
+        st.snap = cur
+        st.maybe = tuple(sorted(fired))
+
+    def _apply(self, rule: CompiledRule, st: _Ticket, at: datetime, out: list[Decision]) -> set[str]:
+        changed: set[str] = set()
+        rec = st.record
+        tid = rec.id
+        name = rule.name
+        for verb, arg in rule.actions:
+            if verb == "set":
+                for key, value, json_value, kind in arg:
+                    if kind == "field":
+                        fv = rec.fields.get(key)
+                        if fv is not None and fv.value == value:
+                            continue
+                        rec.fields[key] = FieldValue(value, BRIDGE, at)
+                    elif kind == "assignee":
+                        if rec.attrs.get("assignee") == value:
+                            continue
+                        self._assign(st, value, name, at, out)
+                        changed.add("ticket.assignee")
+                        continue
+                    else:
+                        if rec.attrs.get(key) == value:
+                            continue
+                        rec.attrs[key] = value
+                    changed.add(f"ticket.{key}")
+                    self._decide(out, at, tid, "set_field", name, {"field": key, "value": json_value}, key)
+            elif verb == "add_tags":
+                for tag in arg:
+                    if tag not in rec.tags:
+                        rec.tags.append(tag)
+                        changed.add("ticket.tags")
+                        self._decide(out, at, tid, "tag", name, {"tag": tag}, tag)
+                        changed |= self._map_tag(rec, tag, at, out)
+            elif verb == "remove_tags":
+                for tag in arg:
+                    if tag in rec.tags:
+                        rec.tags.remove(tag)
+                        changed.add("ticket.tags")
+                        self._decide(out, at, tid, "tag", name, {"tag": tag, "removed": True}, "-" + tag)
+            elif verb == "escalate":
+                escalations = rec.attrs.setdefault("escalations", [])
+                if arg not in escalations:
+                    escalations.append(arg)
+                    changed.add("ticket.escalations")
+                    self._decide(out, at, tid, "escalate", name, {"to": arg}, arg)
+            elif verb == "assign":
+                if self._assign_action(st, arg, name, at, out):
+                    changed.add("ticket.assignee")
+            elif verb == "notify":
+                self._decide(out, at, tid, "notify", name, dict(arg), str(arg.get("to")))
+            elif verb == "review":
+                self._decide(out, at, tid, "review", name, {"reason": arg})
+        return changed
+
+    def _map_tag(self, rec: Record, tag: str, at: datetime, out: list[Decision]) -> set[str]:
+        changed: set[str] = set()
+        for match, sets in self._tag_maps:
+            if not sets or match(tag) is None:
+                continue
+            for name, value in sets:
+                ft = self._types[name]
+                old = rec.value(name)
+                try:
+                    new = merge(ft, old, value)
+                except FieldValueError:
+                    continue
+                if new == old:
+                    continue
+                rec.fields[name] = FieldValue(new, BRIDGE, at)
+                changed.add(f"ticket.{name}")
+                self._decide(out, at, rec.id, "set_field", f"tag:{tag}",
+                             {"field": name, "value": to_json(ft, new), "tag": tag}, name)
+        return changed
+
+    # ---------------------------------------------------------------- routing
+
+    def _assign_action(
+        self, st: _Ticket, request: Request, rule: str, at: datetime, out: list[Decision]
+    ) -> bool:
+        rec = st.record
+        if str(rec.attrs.get("status") or "open") in DONE:
+            return False
+        current = rec.attrs.get("assignee")
+        if current:
+            agent = self.router.agents.get(current)
+            if (agent is not None and agent.fits(request)) or (agent is None and request == ANY):
+                return False
+        return self._route(st, request, rule, at, out)
+
+    def _route(self, st: _Ticket, request: Request, rule: str, at: datetime, out: list[Decision]) -> bool:
+        pick = self.router.pick(st.record, request, at)
+        if pick is None:
+            self.router.enqueue(st.record, request, rule, st.created)
+            self._schedule_opening(at)
+            return False
+        self.router.dequeue(st.record.id)
+        self._assign(st, pick, rule, at, out)
+        return True
+
+    def _assign(self, st: _Ticket, agent: str, rule: str, at: datetime, out: list[Decision]) -> None:
+        rec = st.record
+        rec.attrs["assignee"] = agent
+        self.router.note_assigned(agent)
+        self._recount(st)
+        self._decide(out, at, rec.id, "assign", rule, {"to": agent}, agent)
+
+    def _recount(self, st: _Ticket) -> None:
+        assignee = st.record.attrs.get("assignee")
+        want = assignee if st.status not in DONE and assignee in self.router.agents else None
+        if want != st.counted:
+            if st.counted is not None:
+                self._freed |= self.router.hold(st.counted, -1)
+            if want is not None:
+                self.router.hold(want, +1)
+            st.counted = want
+
+    def _drain(self, at: datetime, out: list[Decision]) -> None:
+        self._freed = False
+        router = self.router
+        if not router.waiting:
+            return
+        for waiting in router.queued():
+            if not router.any_available(at):
+                break
+            pick = router.pick(waiting.record, waiting.request, at)
+            if pick is None:
+                continue
+            st = self._tickets.get(waiting.record.id)
+            router.dequeue(waiting.record.id)
+            if st is not None:
+                self._assign(st, pick, waiting.rule, at, out)
+        self._freed = False
+        self._schedule_opening(at)
+
+    def _schedule_opening(self, at: datetime) -> None:
+        if not self.router.waiting:
+            return
+        opening = self.router.next_opening(at)
+        if opening is not None and opening > at and (self._open_at is None or opening < self._open_at):
+            self._open_at = opening
+            self._push(opening, "", "open")
+
+    # ---------------------------------------------------------------- status, follow-ups, auto-close
+
+    def _status(self, st: _Ticket, status: str, at: datetime, out: list[Decision]) -> None:
+        old = st.status
+        if status != old:
+            st.status = status
+            rec = st.record
+            if status in DONE:
+                self.router.dequeue(rec.id)
+            elif old in DONE:
+                owner = rec.attrs.get("assignee")
+                if owner and owner in self.router.agents and not self.router.is_present(owner):
+                    self._recount(st)
+                    self._route(st, ANY, "routing", at, out)
+            st.follow_due = None
+            if status == "pending" and self._follow_after is not None:
+                st.follow_sent = False
+                st.follow_due = at + self._follow_after
+                self._push(st.follow_due, rec.id, "follow")
+            st.close_due = None
+            if status == "resolved" and self._close_after is not None:
+                st.close_due = at + self._close_after
+                self._push(st.close_due, rec.id, "close")
+        self._recount(st)
+
+    def _customer_replied(self, st: _Ticket, at: datetime) -> None:
+        # the wait for a reply starts again from this one
+        tid = st.record.id
+        if st.status == "pending" and not st.follow_sent and self._follow_after is not None:
+            st.follow_due = at + self._follow_after
+            self._push(st.follow_due, tid, "follow")
+        if st.status == "resolved" and self._close_after is not None:
+            st.close_due = at + self._close_after
+            self._push(st.close_due, tid, "close")
+
+    def _follow_up(self, st: _Ticket, due: datetime, out: list[Decision]) -> None:
+        if st.status != "pending" or st.follow_sent or self.config.follow_up is None:
+            return
+        st.follow_sent = True
+        detail: dict[str, Any] = {"after": self.config.follow_up.after}
+        if self.config.follow_up.message:
+            detail["message"] = self.config.follow_up.message
+        self._decide(out, due, st.record.id, "follow_up", "follow_up", detail)
+
+    def _auto_close(self, st: _Ticket, due: datetime, out: list[Decision]) -> None:
+        if st.status != "resolved" or self.config.auto_close is None:
+            return
+        rec = st.record
+        rec.attrs["status"] = "closed"
+        self._status(st, "closed", due, out)
+        if st.sla is not None:
+            st.sla.on_status("closed", due)
+            self._schedule_sla(st)
+        self._decide(out, due, rec.id, "auto_close", "auto_close", {"after": self.config.auto_close.after})
+
+    # ---------------------------------------------------------------- escalation triggers
+
+    def _check_volume(self, ticket: Record, at: datetime, out: list[Decision]) -> None:
+        account = ticket.attrs.get("account")
+        if not isinstance(account, dict):
+            return
+        account_id = account.get("id") or account.get("name")
+        if not account_id:
+            return
+        spike = self._volume.record(str(account_id), at)
+        if spike is None:
+            return
+        to = account.get("owner") or self._first_team
+        self._decide(out, at, ticket.id, "escalate", "volume", {
+            "to": to, "reason": "volume", "account": spike.account, "count": spike.count,
+            "usual": round(spike.usual, 2), "due": format_time(spike.due),
+        }, spike.account)
+
+    # ---------------------------------------------------------------- SLA clocks
+
+    def _clocks(self, st: _Ticket, ctx: Context, event: Mapping[str, Any], at: datetime) -> None:
+        chosen = None
+        for policy, cond, calendar in self._policies:
+            if cond.evaluate(ctx):
+                chosen = (policy, calendar)
+                break
+        sla = st.sla
+        if chosen is None:
+            if sla is not None:
+                st.sla = None
+                st.sla_timer = None
+            return
+        policy, calendar = chosen
+        if sla is None:
+            sla = st.sla = TicketSla(policy, calendar, min(st.created, at))
+        elif sla.policy.name != policy.name:
+            sla.change_policy(policy, calendar, at)
+        if sla.status != st.status:
+            sla.on_status(st.status, at)
+        kind = event.get("type")
+        if kind == "ticket.message":
+            author = str(event.get("author") or "")
+            sla.on_message(author, at)
+            if author == "agent":
+                sla.on_acknowledge(at)
+        elif kind == "ticket.updated" and (event.get("changes") or {}).get("acknowledged"):
+            sla.on_acknowledge(at)
+        self._schedule_sla(st)
+
+    def _schedule_sla(self, st: _Ticket) -> None:
+        nxt = st.sla.next_timer() if st.sla is not None else None
+        if nxt != st.sla_timer:
+            st.sla_timer = nxt
+            if nxt is not None:
+                self._push(nxt, st.record.id, "sla")
+
+    def _fire_sla(self, st: _Ticket, now: datetime, out: list[Decision]) -> None:
+        sla = st.sla
+        if sla is None:
+            return
+        tid = st.record.id
+        for ev in sla.fire(now):
+            if ev.kind == "sla_escalate":
+                escalations = st.record.attrs.setdefault("escalations", [])
+                if ev.to not in escalations:
+                    escalations.append(ev.to)
+                self._decide(out, ev.at, tid, "escalate", ev.policy,
+                             {"to": ev.to, "reason": "sla", "metric": ev.metric}, f"{ev.metric}:{ev.to}")
+            else:
+                self._decide(out, ev.at, tid, ev.kind, ev.policy, {"metric": ev.metric}, ev.metric)
+        nxt = sla.next_timer()
+        if nxt is not None and nxt > now:
+            st.sla_timer = nxt
+            self._push(nxt, tid, "sla")
+
+    # ---------------------------------------------------------------- plumbing
+
+    def _push(self, at: datetime, ticket_id: str, kind: str) -> None:
+        heapq.heappush(self._heap, (at, next(self._seq), ticket_id, kind))
+
+    def _live(self, timer: Timer) -> bool:
+        t, _, tid, kind = timer
+        if kind == "open":
+            return self._open_at == t
+        st = self._tickets.get(tid)
+        if st is None:
+            return False
+        if kind == "sla":
+            return st.sla_timer == t
+        if kind == "follow":
+            return st.follow_due == t
+        return st.close_due == t
+
+    @staticmethod
+    def _decide(out: list[Decision], at: datetime, ticket_id: str, kind: str, rule: str,
+                detail: dict[str, Any], what: str = "") -> None:
+        detail["key"] = f"{ticket_id}|{kind}|{rule}|{format_time(at)}|{what}"
+        out.append(Decision(at, ticket_id, kind, rule, detail))
+
+
+__all__ = ["MAX_PASSES", "CompiledRule", "Desk", "compile_rules", "rule_cycles", "rule_writes"]
