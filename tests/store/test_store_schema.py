@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from bridge.store import Store
 from bridge.store import tables as t
+from bridge.store.store import alembic_config
 from bridge.store.testing import postgres_available, safe_url, temp_postgres_schema_url
 
+NOW = datetime(2025, 3, 14, 9, 30, tzinfo=UTC)
 TABLES = {
     "records",
     "links",
@@ -132,3 +136,13 @@ def test_postgres_helpers_report_an_unreachable_server() -> None:
     url = "postgresql+psycopg://bob:s3cret@127.0.0.1:9/none"
     assert postgres_available(url) is False
     assert "s3cret" not in safe_url(url)
+
+
+def test_downgrade_to_base_and_up_again(store: Store) -> None:
+    with store.engine.begin() as conn:
+        command.downgrade(alembic_config(conn), "base")
+    assert not TABLES & set(sa.inspect(store.engine).get_table_names())
+    store.migrate()
+    assert store.revision() == "0001"
+    with store.session() as tx:
+        tx.audit(at=NOW, run="r", record_id=None, field=None, before=None, after=None, origin="o", rule="r")

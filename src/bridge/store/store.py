@@ -90,6 +90,14 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
     return engine
 
 
+def alembic_config(conn: sa.Connection) -> Config:
+    """An Alembic config that runs the store's migrations on ``conn`` (no alembic.ini needed)."""
+    config = Config()
+    config.set_main_option("script_location", MIGRATIONS)
+    config.attributes["connection"] = conn
+    return config
+
+
 class Store:
     """bridge's persistence: SQLite by default (``sqlite:///bridge.db``, ``sqlite:///:memory:``),
     PostgreSQL by URL (``postgresql+psycopg://user@host/db``) for several replicas.
@@ -132,14 +140,11 @@ class Store:
 
     def migrate(self) -> None:
         """Upgrade the schema to the newest revision (Alembic); running it again does nothing."""
-        config = Config()
-        config.set_main_option("script_location", MIGRATIONS)
         with self._transaction() as conn:
             if self._pg:
                 # replicas starting together must not race to create the same tables
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key("migrate")})
-            config.attributes["connection"] = conn
-            command.upgrade(config, "head")
+            command.upgrade(alembic_config(conn), "head")
 
     def revision(self) -> str | None:
         """The schema revision the database is at, or None before the first migration."""

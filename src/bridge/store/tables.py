@@ -5,11 +5,11 @@ A test compares this metadata with the migrated schema, so a column added here w
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 
 OUTBOX_STATUSES = ("pending", "claimed", "done", "dead")
@@ -37,7 +37,22 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-JSONValue: sa.types.TypeEngine[Any] = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+class JSONText(sa.TypeDecorator[Any]):
+    """JSON as TEXT in SQLite, where a column typed JSON has NUMERIC affinity (``1.0`` would become 1)."""
+
+    impl = sa.Text()
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> Any:
+        return None if value is None else json.loads(value)
+
+
+# plain JSON on PostgreSQL (not JSONB): it keeps the text as written, so a float such as 3.1e16 comes back a
+# float, as on SQLite; nothing queries inside these values
+JSONValue: sa.types.TypeEngine[Any] = sa.JSON().with_variant(JSONText(), "sqlite")
 
 metadata = sa.MetaData(
     naming_convention={

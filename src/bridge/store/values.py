@@ -16,11 +16,14 @@ from bridge.model import format_time
 
 
 def jsonable(value: Any) -> Any:
-    """``value`` with dates as ISO strings, tuples and sets as lists, Decimals as numbers.
+    """``value`` with dates as ISO strings, tuples and sets as lists, Decimals as numbers, NUL as U+FFFD.
 
     Raises TypeError naming the type of a value JSON cannot hold.
     """
-    if value is None or isinstance(value, str | bool | int | float):
+    if isinstance(value, str):
+        # PostgreSQL cannot store NUL in text or JSON; one spelling on every backend
+        return value.replace("\x00", "\ufffd")
+    if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, datetime):
         return format_time(value) if value.tzinfo else value.isoformat()
@@ -29,7 +32,7 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
+        return {jsonable(str(k)): jsonable(v) for k, v in value.items()}
     if isinstance(value, set | frozenset):
         items = [jsonable(v) for v in value]
         return sorted(items, key=repr)
