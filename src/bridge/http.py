@@ -294,7 +294,6 @@ def _is_network_error(exc: BaseException) -> bool:
         "NewConnectionError",
         "ConnectTimeout",
         "ReadTimeout",
-        "SSLError",
         "ChunkedEncodingError",
     }
     return bool(names & network) and not isinstance(exc, ConnectorError)
@@ -349,6 +348,9 @@ def classify(exc: BaseException, *, system: str, record: str | None = None) -> C
     """
     if isinstance(exc, ConnectorError):
         return exc
+    if any(c.__name__ == "SSLError" for c in type(exc).__mro__):
+        # a certificate the configured CA bundle does not trust: retrying will not help
+        return FatalConnectorError("TLS verification failed (check ca_bundle)", system=system, record=record)
     failure = failure_of(exc)
     if failure is None:
         return FatalConnectorError(f"unexpected {type(exc).__name__}", system=system, record=record)
@@ -405,6 +407,9 @@ def call_with_policy(
             if not isinstance(error, RetriableConnectorError) or attempt >= policy.max_attempts:
                 raise error from exc
             retry_after = error.retry_after
+            if retry_after is None and bucket is not None and bucket.paused_until > bucket.clock():
+                # a response hook saw Retry-After that the library's exception does not carry
+                retry_after = bucket.paused_until - bucket.clock()
             if retry_after is not None and retry_after > policy.max_wait:
                 raise error from exc
             wait = policy.delay(attempt, retry_after)

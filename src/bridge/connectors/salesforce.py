@@ -202,15 +202,17 @@ class SalesforceConnector(Connector):
 
             def post() -> requests.Response:
                 response = self.session.post(url, data=form, headers={"Accept": "application/json"})
+                if response.status_code in (400, 401, 403):
+                    # invalid_grant / invalid_client: the credentials are refused, retrying will not help
+                    raise ConnectorAuthError(
+                        f"login refused (HTTP {response.status_code}): {vendor_message(response.text)}",
+                        system=self.system,
+                    )
                 response.raise_for_status()
                 return response
 
-            try:
-                response = call_with_policy(post, system=self.system, policy=self.policy, bucket=self.bucket)
-                data = response.json()
-            except FatalConnectorError as exc:
-                # the token endpoint answers 400 invalid_grant/invalid_client for refused credentials
-                raise ConnectorAuthError(f"login refused: {exc}", system=self.system) from exc
+            response = call_with_policy(post, system=self.system, policy=self.policy, bucket=self.bucket)
+            data = response.json()
             session_id, instance_url = data["access_token"], data.get("instance_url") or s.instance_url
         elif s.session_id and s.instance_url:
             session_id, instance_url = s.session_id.get_secret_value(), s.instance_url
