@@ -111,6 +111,8 @@ def _month_weekdays(year: int, month: int, weekdays: Iterable[tuple[int, int]]) 
 
 
 def _utc(t: datetime) -> datetime:
+    if t.tzinfo is UTC:
+        return t
     if t.tzinfo is None or t.utcoffset() is None:
         raise ValueError(f"{t!r} is a naive datetime; business-time arithmetic needs aware datetimes")
     return t.astimezone(UTC)

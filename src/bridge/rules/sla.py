@@ -65,6 +65,49 @@ class _Clock:
     met: bool = False
     fired: set[str] = field(default_factory=set)
     breached_at: datetime | None = None
+    cache: dict[str, datetime] = field(default_factory=dict)  # threshold key -> instant for (since, consumed)
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    pause_on: frozenset[str]
+    budgets: dict[str, timedelta | None]
+    thresholds: dict[str, tuple[_Threshold, ...]]
+
+
+# policies are few and long-lived; a replay builds one TicketSla per ticket, so parse each policy once.
+# The policy object is kept beside its compiled form so that its id cannot be reused while cached.
+_COMPILED: dict[int, tuple[SlaConfig, _Compiled]] = {}
+
+
+def _compile(policy: SlaConfig) -> _Compiled:
+    cached = _COMPILED.get(id(policy))
+    if cached is not None and cached[0] is policy:
+        return cached[1]
+    warn = parse_duration(policy.warn_before) if policy.warn_before else None
+    levels = [(parse_duration(level.after), level.to) for level in policy.escalate]
+    budgets: dict[str, timedelta | None] = {}
+    thresholds: dict[str, tuple[_Threshold, ...]] = {}
+    for metric in METRICS:
+        text: str | None = getattr(policy, metric)
+        budget = parse_duration(text) if text else None
+        budgets[metric] = budget
+        marks: list[_Threshold] = []
+        if budget is not None:
+            if warn is not None and ZERO < warn < budget:
+                marks.append(_Threshold(budget - warn, "sla_warning", "warning"))
+            marks.append(_Threshold(budget, "sla_breach", "breach"))
+            marks.extend(
+                _Threshold(budget + after, "sla_escalate", f"escalate:{n}", n, to)
+                for n, (after, to) in enumerate(levels)
+            )
+        marks.sort(key=lambda m: (m.offset, _KIND_ORDER[m.kind], m.level))
+        thresholds[metric] = tuple(marks)
+    compiled = _Compiled(frozenset(policy.pause_on), budgets, thresholds)
+    if len(_COMPILED) >= 256:
+        _COMPILED.clear()
+    _COMPILED[id(policy)] = (policy, compiled)
+    return compiled
 
 
 class TicketSla:
@@ -88,26 +131,12 @@ class TicketSla:
     def _set_policy(self, policy: SlaConfig, calendar: BusinessCalendar) -> None:
         self.policy = policy
         self.calendar = calendar
-        self._pause_on = frozenset(policy.pause_on)
-        warn = parse_duration(policy.warn_before) if policy.warn_before else None
-        levels = [(parse_duration(level.after), level.to) for level in policy.escalate]
-        self._budgets: dict[str, timedelta | None] = {}
-        self._thresholds: dict[str, tuple[_Threshold, ...]] = {}
-        for metric in METRICS:
-            text: str | None = getattr(policy, metric)
-            budget = parse_duration(text) if text else None
-            self._budgets[metric] = budget
-            marks: list[_Threshold] = []
-            if budget is not None:
-                if warn is not None and ZERO < warn < budget:
-                    marks.append(_Threshold(budget - warn, "sla_warning", "warning"))
-                marks.append(_Threshold(budget, "sla_breach", "breach"))
-                marks.extend(
-                    _Threshold(budget + after, "sla_escalate", f"escalate:{n}", n, to)
-                    for n, (after, to) in enumerate(levels)
-                )
-            marks.sort(key=lambda m: (m.offset, _KIND_ORDER[m.kind], m.level))
-            self._thresholds[metric] = tuple(marks)
+        compiled = _compile(policy)
+        self._pause_on, self._budgets, self._thresholds = (
+            compiled.pause_on,
+            compiled.budgets,
+            compiled.thresholds,
+        )
 
     def change_policy(self, policy: SlaConfig, calendar: BusinessCalendar, at: datetime) -> None:
         """Switch to another policy (and calendar) at ``at``, keeping the business time each clock consumed.
@@ -135,12 +164,15 @@ class TicketSla:
         A ``pause_on`` status pauses every clock, resolved/closed stops them, any other status (a reopen)
         resumes them with the business time they had consumed.
         """
-        self._advance(at)
+        self._collect(at)
         was = self.running
         self.status = status
         if self.running != was:
             for _, clock in self._active():
+                if clock.since is not None and at > clock.since:
+                    clock.consumed += self.calendar.elapsed(clock.since, at)
                 clock.since = at if self.running else None
+                clock.cache.clear()
 
     def on_message(self, author: str, at: datetime) -> None:
         """A message on the ticket: ``agent`` meets first/next response; ``customer`` may start next response.
@@ -150,21 +182,21 @@ class TicketSla:
         """
         if author == "agent":
             waiting = [m for m in ("first_response", "next_response") if self._is_active(m)]
-            self._advance(at, met=waiting)
+            self._collect(at, met=waiting)
             for metric in waiting:
                 self._meet(metric)
             self._agent_replied = True
         elif author == "customer":
-            self._advance(at)
+            self._collect(at)
             if self._agent_replied and not self._is_active("next_response"):
                 self._clocks["next_response"] = _Clock("next_response", since=at if self.running else None)
         else:
-            self._advance(at)
+            self._collect(at)
 
     def on_acknowledge(self, at: datetime) -> None:
         """An agent acknowledged the ticket: the acknowledgement clock is met."""
         waiting = ["acknowledgement"] if self._is_active("acknowledgement") else []
-        self._advance(at, met=waiting)
+        self._collect(at, met=waiting)
         for metric in waiting:
             self._meet(metric)
 
@@ -227,9 +259,14 @@ class TicketSla:
 
     def _instant(self, clock: _Clock, mark: _Threshold) -> datetime:
         assert clock.since is not None
-        if mark.offset <= clock.consumed:
-            return clock.since
-        return self.calendar.add(clock.since, mark.offset - clock.consumed)
+        found = clock.cache.get(mark.key)
+        if found is None:
+            if mark.offset <= clock.consumed:
+                found = clock.since
+            else:
+                found = self.calendar.add(clock.since, mark.offset - clock.consumed)
+            clock.cache[mark.key] = found
+        return found
 
     def _emit(self, clock: _Clock, mark: _Threshold, at: datetime, index: int) -> None:
         clock.fired.add(mark.key)
@@ -252,13 +289,14 @@ class TicketSla:
                     break
                 self._emit(clock, mark, instant, index)
 
-    def _advance(self, at: datetime, met: list[str] | None = None) -> None:
+    def _advance(self, at: datetime) -> None:
         """Bring running clocks up to ``at``: queue what fell due, then add the business time consumed."""
-        self._collect(at, met)
+        self._collect(at)
         for _, clock in self._active():
             if clock.since is not None and at > clock.since:
                 clock.consumed += self.calendar.elapsed(clock.since, at)
                 clock.since = at
+            clock.cache.clear()
 
 
 __all__ = ["METRICS", "STOPPED", "SlaEvent", "TicketSla"]
