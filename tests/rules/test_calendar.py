@@ -338,6 +338,42 @@ def test_ical_and_list_holidays_together() -> None:
     assert c.next_open(at("2026-08-07 17:00", "Europe/Berlin")) == at("2026-08-18 09:00", "Europe/Berlin")
 
 
+ICS = """BEGIN:VCALENDAR\r
+VERSION:2.0\r
+PRODID:-//bridge tests//rule//EN\r
+BEGIN:VEVENT\r
+UID:rule@bridge.test\r
+DTSTART;VALUE=DATE:20200525\r
+RRULE:{rule}\r
+END:VEVENT\r
+END:VCALENDAR\r
+"""
+
+
+@pytest.mark.parametrize(
+    ("rule", "holiday", "problem"),
+    [
+        ("FREQ=YEARLY;BYMONTH=5;BYDAY=-1MO", "2026-05-25", None),  # US Memorial Day: last Monday of May
+        ("FREQ=YEARLY;INTERVAL=2", "2026-05-25", None),
+        ("FREQ=YEARLY;INTERVAL=2", "2027-05-25", "not a holiday"),
+        ("FREQ=YEARLY;BYDAY=20MO", None, "BYDAY needs BYMONTH"),
+        ("FREQ=YEARLY;BYMONTH=5;BYDAY=MO;BYSETPOS=-1", None, "BYSETPOS is not supported"),
+        ("FREQ=MONTHLY", None, "FREQ=MONTHLY is not supported"),
+    ],
+)
+def test_ical_yearly_rules(tmp_path: Path, rule: str, holiday: str | None, problem: str | None) -> None:
+    (tmp_path / "rule.ics").write_text(ICS.format(rule=rule), newline="")
+    cfg = CalendarConfig(hours=NINE_TO_FIVE, ical="rule.ics")
+    problems = validate_calendar("support", cfg, base_dir=tmp_path)
+    if holiday is None:
+        assert [p for p, _ in problems] == [("ical",)]
+        assert problem is not None and problem in problems[0][1] and "rule@bridge.test" in problems[0][1]
+        return
+    assert problems == []
+    c = BusinessCalendar.from_config(cfg, base_dir=tmp_path)
+    assert c.is_holiday(date.fromisoformat(holiday)) is (problem is None)
+
+
 # ---------------------------------------------------------------- validation
 
 

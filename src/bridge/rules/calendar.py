@@ -188,6 +188,9 @@ def _yearly(event: Any, first: date, days: int, tz: tzinfo) -> YearlyHoliday:
     extra = sorted(set(rule) - supported)
     if extra:
         raise ValueError(f"RRULE part {', '.join(extra)} is not supported")
+    if rule.get("BYDAY") and not rule.get("BYMONTH"):
+        # a yearly BYDAY without BYMONTH counts weekdays through the whole year; not needed for holidays
+        raise ValueError("RRULE BYDAY needs BYMONTH (e.g. BYMONTH=11;BYDAY=4TH)")
     weekdays = []
     for text in _recur_ints(rule, "BYDAY"):
         match = _BYDAY.match(text)
