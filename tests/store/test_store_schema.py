@@ -146,3 +146,22 @@ def test_downgrade_to_base_and_up_again(store: Store) -> None:
     assert store.revision() == "0001"
     with store.session() as tx:
         tx.audit(at=NOW, run="r", record_id=None, field=None, before=None, after=None, origin="o", rule="r")
+
+
+def test_sessions_do_not_nest(store: Store) -> None:
+    with store.session() as tx:
+        tx.create_record("ticket", "outer")
+        with pytest.raises(RuntimeError, match="already open in this thread"), store.session():
+            pass
+        with pytest.raises(RuntimeError, match="already open in this thread"):
+            store.pending()
+    with store.session() as tx:
+        assert tx.load("outer") is not None
+    assert store.pending() == []
+
+
+def test_plain_postgresql_url_uses_psycopg(pg_url: str) -> None:
+    with Store(pg_url.replace("postgresql+psycopg://", "postgresql://")) as store:
+        assert store.engine.dialect.driver == "psycopg"
+        store.migrate()
+        assert store.revision() == "0001"

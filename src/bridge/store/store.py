@@ -111,6 +111,9 @@ class Store:
         if self.dialect == "sqlite":
             self.engine = _sqlite_engine(parsed)
         elif self.dialect == "postgresql":
+            if parsed.drivername == "postgresql":
+                # psycopg 3 is the driver bridge ships; SQLAlchemy's default would be psycopg2
+                parsed = parsed.set(drivername="postgresql+psycopg")
             self.engine = sa.create_engine(parsed, pool_pre_ping=True)
         else:
             raise ValueError(
@@ -118,9 +121,10 @@ class Store:
             )
         self._pg = self.dialect == "postgresql"
         # the shared in-memory connection holds one transaction at a time
-        self._serial: threading.RLock | None = None
+        self._serial: threading.Lock | None = None
         if self.dialect == "sqlite" and parsed.database in (None, "", ":memory:"):
-            self._serial = threading.RLock()
+            self._serial = threading.Lock()
+        self._open = threading.local()
         self._local_locks: dict[str, threading.Lock] = {}
         self._local_locks_guard = threading.Lock()
 
@@ -155,18 +159,39 @@ class Store:
 
     @contextmanager
     def _transaction(self) -> Iterator[sa.Connection]:
-        with self._serial or nullcontext(), self.engine.begin() as conn:
-            yield conn
+        if getattr(self._open, "active", False):
+            # on SQLite the inner transaction would wait for the outer one forever (until "database is
+            # locked"); refuse it at once, on every backend, so the mistake shows in any test
+            raise RuntimeError(
+                "a store transaction is already open in this thread: use its Tx instead of opening another "
+                "(claim/complete/fail/pending run their own transactions: call them outside session())"
+            )
+        self._open.active = True
+        try:
+            with self._serial or nullcontext(), self.engine.begin() as conn:
+                yield conn
+        finally:
+            self._open.active = False
 
     @contextmanager
     def session(self) -> Iterator[Tx]:
-        """One transaction: commits when the block ends, rolls back when it raises."""
+        """One transaction: commits when the block ends, rolls back when it raises.
+
+        Sessions do not nest: opening one (or calling an outbox method) inside another in the same thread
+        raises RuntimeError. A Tx belongs to its thread.
+        """
         with self._transaction() as conn:
             yield Tx(conn)
 
     def close(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # ------------------------------------------------------------------ outbox
     def claim(
