@@ -409,10 +409,10 @@ def create_host(
 
 
 def format_plugins(infos: Iterable[PluginInfo | Mapping[str, Any]]) -> str:
-    """The human table ``bridge plugins`` prints: one row per plugin, its error on the line below."""
+    """The human table ``bridge plugins`` prints (no final newline): a row per plugin, its error below it."""
     rows = [i.as_dict() if isinstance(i, PluginInfo) else dict(i) for i in infos]
     if not rows:
-        return "no plugins\n"
+        return "no plugins"
     header = ("NAME", "VERSION", "ORIGIN", "STATUS", "CONNECTORS", "HOOKS")
     table = [header] + [
         (r["name"], r.get("version") or "-", r["origin"], r["status"],
@@ -426,7 +426,7 @@ def format_plugins(infos: Iterable[PluginInfo | Mapping[str, Any]]) -> str:
         out.append("  ".join([*cells, str(line[-1])]).rstrip())
         if n and rows[n - 1].get("error"):
             out.append(f"    error: {rows[n - 1]['error']}")
-    return "\n".join(out) + "\n"
+    return "\n".join(out)
 
 
 def _trace_before(hook_name: str, impls: Sequence[pluggy.HookImpl], kwargs: Mapping[str, Any]) -> None:
