@@ -17,6 +17,7 @@ import logging
 import math
 import random
 import re
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -87,7 +88,10 @@ def build_client(
         if bucket is not None:
             bucket.observe(response.headers)
 
-    verify: str | bool = settings.ca_bundle or True
+    # an SSLContext from the bundle: httpx deprecates verify=<path>, and the file must win over SSL_CERT_FILE
+    verify: ssl.SSLContext | bool = (
+        ssl.create_default_context(cafile=settings.ca_bundle) if settings.ca_bundle else True
+    )
     return httpx.Client(
         base_url=settings.base_url or "",
         timeout=httpx.Timeout(settings.timeout),

@@ -28,8 +28,12 @@ SEARCH = "/crm/v3/objects/companies/search"
 
 
 def make(server: HTTPServer, extra: dict[str, Any], **settings: Any) -> HubSpotConnector:
-    values: dict[str, Any] = {"plugin": "hubspot", "base_url": server.url_for("").rstrip("/"),
-                              "access_token": TOKEN, "properties": {"account": ["name", "domain", "arr", "tier"]}}
+    values: dict[str, Any] = {
+        "plugin": "hubspot",
+        "base_url": server.url_for("").rstrip("/"),
+        "access_token": TOKEN,
+        "properties": {"account": ["name", "domain", "arr", "tier"]},
+    }
     values.update(settings)
     return HubSpotConnector(ConnectorContext("hubspot", HubSpotSettings(**values), extra=extra))
 
@@ -38,9 +42,15 @@ def sent(server: HTTPServer) -> list[tuple[str, str, Any]]:
     return [(r.method, r.path, json.loads(r.data) if r.data else None) for r, _ in server.log]
 
 
-def test_pull_pages_to_the_end_with_search_filter_and_after(httpserver: HTTPServer, extra: dict[str, Any]) -> None:
-    httpserver.expect_ordered_request(SEARCH, method="POST").respond_with_json(load("hubspot", "search_companies_page1"))
-    httpserver.expect_ordered_request(SEARCH, method="POST").respond_with_json(load("hubspot", "search_companies_page2"))
+def test_pull_pages_to_the_end_with_search_filter_and_after(
+    httpserver: HTTPServer, extra: dict[str, Any]
+) -> None:
+    httpserver.expect_ordered_request(SEARCH, method="POST").respond_with_json(
+        load("hubspot", "search_companies_page1")
+    )
+    httpserver.expect_ordered_request(SEARCH, method="POST").respond_with_json(
+        load("hubspot", "search_companies_page2")
+    )
     connector = make(httpserver, extra)
     cursor = Cursor(parse_time("2026-03-01T09:00:00Z"), "50")
 
@@ -53,9 +63,12 @@ def test_pull_pages_to_the_end_with_search_filter_and_after(httpserver: HTTPServ
     assert first.attrs == {"name": "Acme", "domain": "acme.example"}
     requests = sent(httpserver)
     assert [(m, p) for m, p, _ in requests] == [("POST", SEARCH), ("POST", SEARCH)]
-    since_ms = str(int(parse_time("2026-03-01T08:58:00Z").timestamp() * 1000))  # cursor minus the 2 min lookback
+    since_ms = str(
+        int(parse_time("2026-03-01T08:58:00Z").timestamp() * 1000)
+    )  # cursor minus the 2 min lookback
     assert requests[0][2]["filterGroups"] == [
-        {"filters": [{"propertyName": "hs_lastmodifieddate", "operator": "GTE", "value": since_ms}]}]
+        {"filters": [{"propertyName": "hs_lastmodifieddate", "operator": "GTE", "value": since_ms}]}
+    ]
     assert requests[0][2]["sorts"] == ["hs_lastmodifieddate"]
     assert set(requests[0][2]["properties"]) >= {"name", "domain", "arr", "tier", "hs_lastmodifieddate"}
     assert "after" not in requests[0][2] and requests[1][2]["after"] == "2"
@@ -73,10 +86,12 @@ def test_pull_empty_page_keeps_the_cursor(httpserver: HTTPServer, extra: dict[st
     assert len(httpserver.log) == 1
 
 
-def test_first_pull_has_no_filter_and_contacts_use_lastmodifieddate(httpserver: HTTPServer,
-                                                                      extra: dict[str, Any]) -> None:
+def test_first_pull_has_no_filter_and_contacts_use_lastmodifieddate(
+    httpserver: HTTPServer, extra: dict[str, Any]
+) -> None:
     httpserver.expect_request("/crm/v3/objects/contacts/search", method="POST").respond_with_json(
-        load("hubspot", "search_empty"))
+        load("hubspot", "search_empty")
+    )
     connector = make(httpserver, extra, properties={"contact": ["email"]})
 
     list(connector.pull("contact", Cursor()))
@@ -85,12 +100,19 @@ def test_first_pull_has_no_filter_and_contacts_use_lastmodifieddate(httpserver: 
     assert body["filterGroups"] == [] and body["sorts"] == ["lastmodifieddate"]
 
 
-def test_429_with_retry_after_is_retried_after_the_recorded_sleep(httpserver: HTTPServer, extra: dict[str, Any],
-                                                                 fake_time: FakeTime) -> None:
-    httpserver.expect_ordered_request(SEARCH, method="POST").respond_with_response(Response(
-        json.dumps(load("hubspot", "rate_limited")), status=429,
-        headers={"Retry-After": "3", "Content-Type": "application/json"}))
-    httpserver.expect_ordered_request(SEARCH, method="POST").respond_with_json(load("hubspot", "search_empty"))
+def test_429_with_retry_after_is_retried_after_the_recorded_sleep(
+    httpserver: HTTPServer, extra: dict[str, Any], fake_time: FakeTime
+) -> None:
+    httpserver.expect_ordered_request(SEARCH, method="POST").respond_with_response(
+        Response(
+            json.dumps(load("hubspot", "rate_limited")),
+            status=429,
+            headers={"Retry-After": "3", "Content-Type": "application/json"},
+        )
+    )
+    httpserver.expect_ordered_request(SEARCH, method="POST").respond_with_json(
+        load("hubspot", "search_empty")
+    )
 
     pages = list(make(httpserver, extra).pull("account", Cursor()))
 
@@ -99,10 +121,12 @@ def test_429_with_retry_after_is_retried_after_the_recorded_sleep(httpserver: HT
     assert 3.0 in fake_time.sleeps
 
 
-def test_5xx_is_retried_with_backoff_then_gives_up(httpserver: HTTPServer, extra: dict[str, Any],
-                                                   fake_time: FakeTime) -> None:
-    httpserver.expect_request(SEARCH, method="POST").respond_with_json({"status": "error", "message": "boom"},
-                                                                       status=502)
+def test_5xx_is_retried_with_backoff_then_gives_up(
+    httpserver: HTTPServer, extra: dict[str, Any], fake_time: FakeTime
+) -> None:
+    httpserver.expect_request(SEARCH, method="POST").respond_with_json(
+        {"status": "error", "message": "boom"}, status=502
+    )
     connector = make(httpserver, extra, max_attempts=3, backoff_base=1.0)
 
     with pytest.raises(RetriableConnectorError) as info:
@@ -113,8 +137,12 @@ def test_5xx_is_retried_with_backoff_then_gives_up(httpserver: HTTPServer, extra
     assert "HTTP 502" in str(info.value) and info.value.system == "hubspot"
 
 
-def test_401_is_an_auth_error_not_retried_and_hides_the_token(httpserver: HTTPServer, extra: dict[str, Any]) -> None:
-    httpserver.expect_request(SEARCH, method="POST").respond_with_json(load("hubspot", "unauthorized"), status=401)
+def test_401_is_an_auth_error_not_retried_and_hides_the_token(
+    httpserver: HTTPServer, extra: dict[str, Any]
+) -> None:
+    httpserver.expect_request(SEARCH, method="POST").respond_with_json(
+        load("hubspot", "unauthorized"), status=401
+    )
 
     with pytest.raises(ConnectorAuthError) as info:
         list(make(httpserver, extra).pull("account", Cursor()))
@@ -125,60 +153,103 @@ def test_401_is_an_auth_error_not_retried_and_hides_the_token(httpserver: HTTPSe
 
 def test_push_207_maps_each_write(httpserver: HTTPServer, extra: dict[str, Any]) -> None:
     httpserver.expect_request("/crm/v3/objects/companies/batch/update", method="POST").respond_with_json(
-        load("hubspot", "batch_update_207"), status=207)
-    writes = [Write("hubspot", "account", "r1", "101", {"arr": 130000}),
-              Write("hubspot", "account", "r2", "999", {"arr": 1})]
+        load("hubspot", "batch_update_207"), status=207
+    )
+    writes = [
+        Write("hubspot", "account", "r1", "101", {"arr": 130000}),
+        Write("hubspot", "account", "r2", "999", {"arr": 1}),
+    ]
 
     results = make(httpserver, extra).push("account", writes)
 
     assert [(r.record_id, r.ok, r.external_id, r.retriable) for r in results] == [
-        ("r1", True, "101", False), ("r2", False, "999", False)]
+        ("r1", True, "101", False),
+        ("r2", False, "999", False),
+    ]
     assert results[1].error is not None and "OBJECT_NOT_FOUND" in results[1].error
     body = sent(httpserver)[0][2]
-    assert body == {"inputs": [{"id": "101", "properties": {"arr": "130000"}, "objectWriteTraceId": "0"},
-                               {"id": "999", "properties": {"arr": "1"}, "objectWriteTraceId": "1"}]}
+    assert body == {
+        "inputs": [
+            {"id": "101", "properties": {"arr": "130000"}, "objectWriteTraceId": "0"},
+            {"id": "999", "properties": {"arr": "1"}, "objectWriteTraceId": "1"},
+        ]
+    }
 
 
-def test_push_upserts_on_id_property_and_refuses_writes_without_key(httpserver: HTTPServer,
-                                                                      extra: dict[str, Any]) -> None:
+def test_push_upserts_on_id_property_and_refuses_writes_without_key(
+    httpserver: HTTPServer, extra: dict[str, Any]
+) -> None:
     httpserver.expect_request("/crm/v3/objects/companies/batch/upsert", method="POST").respond_with_json(
-        load("hubspot", "batch_upsert_200"))
-    writes = [Write("hubspot", "account", "r1", None, {"domain": "new.example", "arr": 10, "active": True}),
-              Write("hubspot", "account", "r2", None, {"arr": 5})]
+        load("hubspot", "batch_upsert_200")
+    )
+    writes = [
+        Write("hubspot", "account", "r1", None, {"domain": "new.example", "arr": 10, "active": True}),
+        Write("hubspot", "account", "r2", None, {"arr": 5}),
+    ]
 
     results = make(httpserver, extra, id_property={"account": "domain"}).push("account", writes)
 
     assert (results[0].ok, results[0].external_id) == (True, "201")
     assert not results[1].ok and "domain" in (results[1].error or "")
-    assert sent(httpserver)[0][2] == {"inputs": [{"idProperty": "domain", "objectWriteTraceId": "0", "id": "new.example",
-                                                  "properties": {"domain": "new.example", "arr": "10",
-                                                                 "active": "true"}}]}
+    assert sent(httpserver)[0][2] == {
+        "inputs": [
+            {
+                "idProperty": "domain",
+                "objectWriteTraceId": "0",
+                "id": "new.example",
+                "properties": {"domain": "new.example", "arr": "10", "active": "true"},
+            }
+        ]
+    }
 
 
 def test_push_splits_at_batch_max(httpserver: HTTPServer, extra: dict[str, Any]) -> None:
     def answer(request: Any) -> Response:
         inputs = json.loads(request.data)["inputs"]
-        results = [{"id": i["id"], "properties": {}, "createdAt": "2026-03-02T08:00:00Z",
-                    "updatedAt": "2026-03-02T08:00:00Z", "archived": False} for i in inputs]
-        return Response(json.dumps({"status": "COMPLETE", "results": results,
-                                    "startedAt": "2026-03-02T08:00:00Z", "completedAt": "2026-03-02T08:00:01Z"}),
-                        content_type="application/json")
+        results = [
+            {
+                "id": i["id"],
+                "properties": {},
+                "createdAt": "2026-03-02T08:00:00Z",
+                "updatedAt": "2026-03-02T08:00:00Z",
+                "archived": False,
+            }
+            for i in inputs
+        ]
+        return Response(
+            json.dumps(
+                {
+                    "status": "COMPLETE",
+                    "results": results,
+                    "startedAt": "2026-03-02T08:00:00Z",
+                    "completedAt": "2026-03-02T08:00:01Z",
+                }
+            ),
+            content_type="application/json",
+        )
 
-    httpserver.expect_request("/crm/v3/objects/companies/batch/update", method="POST").respond_with_handler(answer)
+    httpserver.expect_request("/crm/v3/objects/companies/batch/update", method="POST").respond_with_handler(
+        answer
+    )
     writes = [Write("hubspot", "account", f"r{i}", str(1000 + i), {"arr": i}) for i in range(150)]
 
     results = make(httpserver, extra).push("account", writes)
 
-    assert all(r.ok for r in results) and [r.external_id for r in results] == [str(1000 + i) for i in range(150)]
+    assert all(r.ok for r in results) and [r.external_id for r in results] == [
+        str(1000 + i) for i in range(150)
+    ]
     assert [len(b["inputs"]) for _, _, b in sent(httpserver)] == [100, 50]
 
 
-def test_describe_reads_types_and_visible_options_and_maps_labels_on_push(httpserver: HTTPServer,
-                                                                         extra: dict[str, Any]) -> None:
+def test_describe_reads_types_and_visible_options_and_maps_labels_on_push(
+    httpserver: HTTPServer, extra: dict[str, Any]
+) -> None:
     httpserver.expect_request("/crm/v3/properties/companies", method="GET").respond_with_json(
-        load("hubspot", "properties_companies"))
+        load("hubspot", "properties_companies")
+    )
     httpserver.expect_request("/crm/v3/objects/companies/batch/update", method="POST").respond_with_json(
-        load("hubspot", "batch_update_200"))
+        load("hubspot", "batch_update_200")
+    )
     connector = make(httpserver, extra)
 
     fields = {f.name: f for f in connector.describe("account")}

@@ -43,10 +43,15 @@ def make(extra: dict[str, Any], **settings: Any) -> PipedriveConnector:
     return PipedriveConnector(ConnectorContext("pipedrive", PipedriveSettings(**values), extra=extra))
 
 
-def test_first_pull_lists_every_page_and_names_custom_fields(api: respx.MockRouter, extra: dict[str, Any]) -> None:
-    route = api.get("/v1/organizations").mock(side_effect=[
-        httpx.Response(200, json=load("pipedrive", "organizations_page1")),
-        httpx.Response(200, json=load("pipedrive", "organizations_page2"))])
+def test_first_pull_lists_every_page_and_names_custom_fields(
+    api: respx.MockRouter, extra: dict[str, Any]
+) -> None:
+    route = api.get("/v1/organizations").mock(
+        side_effect=[
+            httpx.Response(200, json=load("pipedrive", "organizations_page1")),
+            httpx.Response(200, json=load("pipedrive", "organizations_page2")),
+        ]
+    )
 
     pages = list(make(extra, page_size=1).pull("account", Cursor()))
 
@@ -57,16 +62,23 @@ def test_first_pull_lists_every_page_and_names_custom_fields(api: respx.MockRout
     assert acme.fields["Regions"] == ["EMEA", "APAC"] and acme.fields["ARR"] == 120000
     assert acme.fields["owner_id"] == 7 and acme.attrs == {"name": "Acme", "owner": 7}
     params = [dict(call.request.url.params) for call in route.calls]
-    assert params == [{"sort": "update_time ASC", "start": "0", "limit": "1"},
-                      {"sort": "update_time ASC", "start": "1", "limit": "1"}]
+    assert params == [
+        {"sort": "update_time ASC", "start": "0", "limit": "1"},
+        {"sort": "update_time ASC", "start": "1", "limit": "1"},
+    ]
     request = route.calls[0].request
     assert request.headers["x-api-token"] == TOKEN and TOKEN not in str(request.url)
 
 
-def test_incremental_pull_reads_recents_and_an_empty_page(api: respx.MockRouter, extra: dict[str, Any]) -> None:
-    route = api.get("/v1/recents").mock(side_effect=[
-        httpx.Response(200, json=load("pipedrive", "recents_organizations")),
-        httpx.Response(200, json=load("pipedrive", "recents_empty"))])
+def test_incremental_pull_reads_recents_and_an_empty_page(
+    api: respx.MockRouter, extra: dict[str, Any]
+) -> None:
+    route = api.get("/v1/recents").mock(
+        side_effect=[
+            httpx.Response(200, json=load("pipedrive", "recents_organizations")),
+            httpx.Response(200, json=load("pipedrive", "recents_empty")),
+        ]
+    )
     connector = make(extra)
     cursor = Cursor(parse_time("2026-03-01T11:00:00Z"), "12")
 
@@ -76,16 +88,27 @@ def test_incremental_pull_reads_recents_and_an_empty_page(api: respx.MockRouter,
     assert [c.fields["Tier"] for c in first[0].changes] == ["Silver"]
     assert second[0].changes == [] and second[0].cursor == first[-1].cursor
     assert dict(route.calls[0].request.url.params) == {
-        "since_timestamp": "2026-03-01 10:58:00", "items": "organization", "start": "0", "limit": "100"}
+        "since_timestamp": "2026-03-01 10:58:00",
+        "items": "organization",
+        "start": "0",
+        "limit": "100",
+    }
 
 
-def test_429_waits_for_the_reset_then_5xx_backs_off(api: respx.MockRouter, extra: dict[str, Any],
-                                                   fake_time: FakeTime) -> None:
-    api.get("/v1/organizations").mock(side_effect=[
-        httpx.Response(429, json=load("pipedrive", "too_many_requests"),
-                       headers={"Retry-After": "2", "x-ratelimit-remaining": "0", "x-ratelimit-reset": "2"}),
-        httpx.Response(500, json={"success": False, "error": "Internal server error"}),
-        httpx.Response(200, json=load("pipedrive", "organizations_page2"))])
+def test_429_waits_for_the_reset_then_5xx_backs_off(
+    api: respx.MockRouter, extra: dict[str, Any], fake_time: FakeTime
+) -> None:
+    api.get("/v1/organizations").mock(
+        side_effect=[
+            httpx.Response(
+                429,
+                json=load("pipedrive", "too_many_requests"),
+                headers={"Retry-After": "2", "x-ratelimit-remaining": "0", "x-ratelimit-reset": "2"},
+            ),
+            httpx.Response(500, json={"success": False, "error": "Internal server error"}),
+            httpx.Response(200, json=load("pipedrive", "organizations_page2")),
+        ]
+    )
 
     pages = list(make(extra).pull("account", Cursor()))
 
@@ -101,17 +124,28 @@ def test_401_is_an_auth_error(api: respx.MockRouter, extra: dict[str, Any]) -> N
     assert route.call_count == 1 and TOKEN not in str(info.value)
 
 
-def test_push_maps_names_and_labels_to_keys_and_option_ids(api: respx.MockRouter, extra: dict[str, Any]) -> None:
+def test_push_maps_names_and_labels_to_keys_and_option_ids(
+    api: respx.MockRouter, extra: dict[str, Any]
+) -> None:
     put = api.put("/v1/organizations/11").respond(json=load("pipedrive", "organization_updated"))
     post = api.post("/v1/organizations").respond(201, json={"success": True, "data": {"id": 99}})
-    writes = [Write("pipedrive", "account", "r1", "11", {"Tier": "silver", ARR: 130000, "Regions": ["APAC", "AMER"]}),
-              Write("pipedrive", "account", "r2", None, {"name": "Newco", "Tier": "Platinum"}),
-              Write("pipedrive", "account", "r3", None, {"name": "Newco"}),
-              Write("pipedrive", "account", "r4", "11", {"Colour": "red"})]
+    writes = [
+        Write(
+            "pipedrive", "account", "r1", "11", {"Tier": "silver", ARR: 130000, "Regions": ["APAC", "AMER"]}
+        ),
+        Write("pipedrive", "account", "r2", None, {"name": "Newco", "Tier": "Platinum"}),
+        Write("pipedrive", "account", "r3", None, {"name": "Newco"}),
+        Write("pipedrive", "account", "r4", "11", {"Colour": "red"}),
+    ]
 
     results = make(extra).push("account", writes)
 
-    assert [(r.ok, r.external_id) for r in results] == [(True, "11"), (False, None), (True, "99"), (False, "11")]
+    assert [(r.ok, r.external_id) for r in results] == [
+        (True, "11"),
+        (False, None),
+        (True, "99"),
+        (False, "11"),
+    ]
     assert "'Platinum' is not an option" in (results[1].error or "")
     assert "no Pipedrive field 'Colour'" in (results[3].error or "")
     assert json.loads(put.calls[0].request.content) == {TIER: 32, ARR: 130000, REGIONS: "42,43"}
@@ -121,5 +155,9 @@ def test_push_maps_names_and_labels_to_keys_and_option_ids(api: respx.MockRouter
 def test_describe_lists_keys_with_names_and_options(api: respx.MockRouter, extra: dict[str, Any]) -> None:
     fields = {f.label: f for f in make(extra).describe("account")}
 
-    assert fields["Tier"].name == TIER and fields["Tier"].type == "enum" and fields["Tier"].options == ("Gold", "Silver")
+    assert (
+        fields["Tier"].name == TIER
+        and fields["Tier"].type == "enum"
+        and fields["Tier"].options == ("Gold", "Silver")
+    )
     assert fields["Regions"].type == "set" and fields["ARR"].type == "monetary"

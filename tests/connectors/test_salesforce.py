@@ -1,8 +1,8 @@
 """The Salesforce connector through the real simple-salesforce over real TLS (a trustme CA) on 127.0.0.1.
 
 Bodies in tests/data/salesforce/ follow Salesforce's REST API Developer Guide: "Query" and "Query More
-Results" (resources_query.htm, nextRecordsUrl), "sObject Collections" (resources_composite_sobjects_collections
-.htm; upsert: resources_composite_sobjects_collections_upsert.htm, HTTP 200 with per-item success/errors),
+Results" (resources_query.htm, nextRecordsUrl), "sObject Collections"
+(resources_composite_sobjects_collections.htm; upsert: resources_composite_sobjects_collections_upsert.htm, HTTP 200 with per-item success/errors),
 "sObject Describe" (resources_sobject_describe.htm), "Status Codes and Error Responses" (errorcodes.htm:
 INVALID_SESSION_ID, REQUEST_LIMIT_EXCEEDED), the Sforce-Limit-Info header (headers_api_usage.htm) and the
 OAuth 2.0 Client Credentials Flow (remoteaccess_oauth_client_credentials_flow.htm).
@@ -39,16 +39,26 @@ def token_body(server: HTTPServer, token: str = "00D5g000004AbCd!AQ4AQFirstToken
     return body
 
 
-def make(server: HTTPServer, extra: dict[str, Any], ca_file: str | None, **settings: Any) -> SalesforceConnector:
-    values: dict[str, Any] = {"plugin": "salesforce", "base_url": server.url_for("").rstrip("/"),
-                              "client_id": "3MVG9-consumer-key", "client_secret": SECRET, "ca_bundle": ca_file,
-                              "fields": {"account": FIELDS}, "external_id_field": {"account": "Bridge_Id__c"}}
+def make(
+    server: HTTPServer, extra: dict[str, Any], ca_file: str | None, **settings: Any
+) -> SalesforceConnector:
+    values: dict[str, Any] = {
+        "plugin": "salesforce",
+        "base_url": server.url_for("").rstrip("/"),
+        "client_id": "3MVG9-consumer-key",
+        "client_secret": SECRET,
+        "ca_bundle": ca_file,
+        "fields": {"account": FIELDS},
+        "external_id_field": {"account": "Bridge_Id__c"},
+    }
     values.update(settings)
     return SalesforceConnector(ConnectorContext("salesforce", SalesforceSettings(**values), extra=extra))
 
 
 def expect_token(server: HTTPServer, token: str = "00D5g000004AbCd!AQ4AQFirstTokenValue") -> None:
-    server.expect_ordered_request("/services/oauth2/token", method="POST").respond_with_json(token_body(server, token))
+    server.expect_ordered_request("/services/oauth2/token", method="POST").respond_with_json(
+        token_body(server, token)
+    )
 
 
 def requests_of(server: HTTPServer) -> list[Request]:
@@ -61,33 +71,46 @@ def _environment_ca_bundle(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
 
 
-def test_pull_pages_with_next_records_url_over_tls(tls_server: HTTPServer, extra: dict[str, Any], ca_file: str) -> None:
+def test_pull_pages_with_next_records_url_over_tls(
+    tls_server: HTTPServer, extra: dict[str, Any], ca_file: str
+) -> None:
     expect_token(tls_server)
     tls_server.expect_ordered_request(f"{V}/query/", method="GET").respond_with_json(
-        load("salesforce", "query_accounts_page1"), headers={"Sforce-Limit-Info": "api-usage=18/15000"})
+        load("salesforce", "query_accounts_page1"), headers={"Sforce-Limit-Info": "api-usage=18/15000"}
+    )
     tls_server.expect_ordered_request(f"{V}/query/01gD0000002HU6KIAW-2000", method="GET").respond_with_json(
-        load("salesforce", "query_accounts_page2"))
+        load("salesforce", "query_accounts_page2")
+    )
     connector = make(tls_server, extra, ca_file)
 
     pages = list(connector.pull("account", Cursor(parse_time("2026-03-01T09:00:00Z"), "001")))
 
     assert [[c.external_id for c in p.changes] for p in pages] == [
-        ["001D000000IqhSLIAZ", "001D000000IqhSMIAZ"], ["001D000000IqhSNIAZ"]]
+        ["001D000000IqhSLIAZ", "001D000000IqhSMIAZ"],
+        ["001D000000IqhSNIAZ"],
+    ]
     assert pages[-1].cursor == Cursor(parse_time("2026-03-01T11:00:00Z"), "001D000000IqhSNIAZ")
     acme = pages[0].changes[0]
     assert acme.fields["ARR__c"] == 120000.0 and "attributes" not in acme.fields
     assert acme.attrs == {"name": "Acme", "domain": "acme.example", "owner": "005D0000001AbCdIAK"}
     token, query, more = requests_of(tls_server)
     assert parse_qs(token.get_data(as_text=True)) == {
-        "grant_type": ["client_credentials"], "client_id": ["3MVG9-consumer-key"], "client_secret": [SECRET]}
-    assert query.args["q"] == (f"SELECT {', '.join(FIELDS)} FROM Account WHERE SystemModstamp >= 2026-03-01T08:58:00Z"
-                               " ORDER BY SystemModstamp ASC, Id ASC")
+        "grant_type": ["client_credentials"],
+        "client_id": ["3MVG9-consumer-key"],
+        "client_secret": [SECRET],
+    }
+    assert query.args["q"] == (
+        f"SELECT {', '.join(FIELDS)} FROM Account WHERE SystemModstamp >= 2026-03-01T08:58:00Z"
+        " ORDER BY SystemModstamp ASC, Id ASC"
+    )
     assert query.headers["Authorization"] == "Bearer 00D5g000004AbCd!AQ4AQFirstTokenValue"
     assert more.path.endswith("01gD0000002HU6KIAW-2000")
     assert connector.bucket.daily_total == 15000
 
 
-def test_untrusted_certificate_is_fatal_without_the_ca_bundle(tls_server: HTTPServer, extra: dict[str, Any]) -> None:
+def test_untrusted_certificate_is_fatal_without_the_ca_bundle(
+    tls_server: HTTPServer, extra: dict[str, Any]
+) -> None:
     connector = make(tls_server, extra, None)
 
     with pytest.raises(FatalConnectorError, match="TLS verification failed"):
@@ -96,7 +119,9 @@ def test_untrusted_certificate_is_fatal_without_the_ca_bundle(tls_server: HTTPSe
 
 def test_empty_pull(tls_server: HTTPServer, extra: dict[str, Any], ca_file: str) -> None:
     expect_token(tls_server)
-    tls_server.expect_ordered_request(f"{V}/query/", method="GET").respond_with_json(load("salesforce", "query_empty"))
+    tls_server.expect_ordered_request(f"{V}/query/", method="GET").respond_with_json(
+        load("salesforce", "query_empty")
+    )
 
     pages = list(make(tls_server, extra, ca_file).pull("account", Cursor()))
 
@@ -107,61 +132,91 @@ def test_empty_pull(tls_server: HTTPServer, extra: dict[str, Any], ca_file: str)
 def test_expired_session_is_renewed_once(tls_server: HTTPServer, extra: dict[str, Any], ca_file: str) -> None:
     expect_token(tls_server, "first-token")
     tls_server.expect_ordered_request(f"{V}/query/", method="GET").respond_with_json(
-        load("salesforce", "invalid_session"), status=401)
+        load("salesforce", "invalid_session"), status=401
+    )
     expect_token(tls_server, "second-token")
-    tls_server.expect_ordered_request(f"{V}/query/", method="GET").respond_with_json(load("salesforce", "query_empty"))
+    tls_server.expect_ordered_request(f"{V}/query/", method="GET").respond_with_json(
+        load("salesforce", "query_empty")
+    )
 
     list(make(tls_server, extra, ca_file).pull("account", Cursor()))
 
     sent = requests_of(tls_server)
-    assert [r.path for r in sent] == ["/services/oauth2/token", f"{V}/query/", "/services/oauth2/token", f"{V}/query/"]
+    assert [r.path for r in sent] == [
+        "/services/oauth2/token",
+        f"{V}/query/",
+        "/services/oauth2/token",
+        f"{V}/query/",
+    ]
     assert sent[1].headers["Authorization"] == "Bearer first-token"
     assert sent[3].headers["Authorization"] == "Bearer second-token"
 
 
-def test_fixed_session_that_expired_is_an_auth_error(tls_server: HTTPServer, extra: dict[str, Any],
-                                                    ca_file: str) -> None:
+def test_fixed_session_that_expired_is_an_auth_error(
+    tls_server: HTTPServer, extra: dict[str, Any], ca_file: str
+) -> None:
     tls_server.expect_request(f"{V}/query/", method="GET").respond_with_json(
-        load("salesforce", "invalid_session"), status=401)
-    connector = make(tls_server, extra, ca_file, client_id=None, client_secret=None, session_id="old-session",
-                     instance_url=tls_server.url_for("").rstrip("/"))
+        load("salesforce", "invalid_session"), status=401
+    )
+    connector = make(
+        tls_server,
+        extra,
+        ca_file,
+        client_id=None,
+        client_secret=None,
+        session_id="old-session",
+        instance_url=tls_server.url_for("").rstrip("/"),
+    )
 
     with pytest.raises(ConnectorAuthError) as info:
         list(connector.pull("account", Cursor()))
     assert "old-session" not in str(info.value) and len(tls_server.log) == 1
 
 
-def test_refused_credentials_are_an_auth_error_without_the_secret(tls_server: HTTPServer, extra: dict[str, Any],
-                                                                 ca_file: str) -> None:
+def test_refused_credentials_are_an_auth_error_without_the_secret(
+    tls_server: HTTPServer, extra: dict[str, Any], ca_file: str
+) -> None:
     tls_server.expect_request("/services/oauth2/token", method="POST").respond_with_json(
-        load("salesforce", "oauth_invalid_client"), status=400)
+        load("salesforce", "oauth_invalid_client"), status=400
+    )
 
     with pytest.raises(ConnectorAuthError) as info:
         list(make(tls_server, extra, ca_file).pull("account", Cursor()))
     assert SECRET not in str(info.value) and "invalid_client" in str(info.value)
 
 
-def test_password_flow_sends_password_plus_security_token(tls_server: HTTPServer, extra: dict[str, Any],
-                                                          ca_file: str) -> None:
+def test_password_flow_sends_password_plus_security_token(
+    tls_server: HTTPServer, extra: dict[str, Any], ca_file: str
+) -> None:
     expect_token(tls_server)
-    tls_server.expect_ordered_request(f"{V}/query/", method="GET").respond_with_json(load("salesforce", "query_empty"))
+    tls_server.expect_ordered_request(f"{V}/query/", method="GET").respond_with_json(
+        load("salesforce", "query_empty")
+    )
 
-    list(make(tls_server, extra, ca_file, username="ops@example.com", password="pw",
-              security_token="TOKEN123").pull("account", Cursor()))
+    list(
+        make(
+            tls_server, extra, ca_file, username="ops@example.com", password="pw", security_token="TOKEN123"
+        ).pull("account", Cursor())
+    )
 
     form = parse_qs(requests_of(tls_server)[0].get_data(as_text=True))
     assert form["grant_type"] == ["password"] and form["password"] == ["pwTOKEN123"]
     assert form["username"] == ["ops@example.com"]
 
 
-def test_429_and_5xx_are_retried_with_recorded_sleeps(tls_server: HTTPServer, extra: dict[str, Any], ca_file: str,
-                                                     fake_time: FakeTime) -> None:
+def test_429_and_5xx_are_retried_with_recorded_sleeps(
+    tls_server: HTTPServer, extra: dict[str, Any], ca_file: str, fake_time: FakeTime
+) -> None:
     expect_token(tls_server)
     tls_server.expect_ordered_request(f"{V}/query/", method="GET").respond_with_response(
-        Response("[]", status=429, headers={"Retry-After": "7"}, content_type="application/json"))
+        Response("[]", status=429, headers={"Retry-After": "7"}, content_type="application/json")
+    )
     tls_server.expect_ordered_request(f"{V}/query/", method="GET").respond_with_json(
-        [{"message": "server error", "errorCode": "SERVER_UNAVAILABLE"}], status=503)
-    tls_server.expect_ordered_request(f"{V}/query/", method="GET").respond_with_json(load("salesforce", "query_empty"))
+        [{"message": "server error", "errorCode": "SERVER_UNAVAILABLE"}], status=503
+    )
+    tls_server.expect_ordered_request(f"{V}/query/", method="GET").respond_with_json(
+        load("salesforce", "query_empty")
+    )
 
     list(make(tls_server, extra, ca_file).pull("account", Cursor()))
 
@@ -171,42 +226,59 @@ def test_429_and_5xx_are_retried_with_recorded_sleeps(tls_server: HTTPServer, ex
 
 def describe_handler(server: HTTPServer) -> None:
     server.expect_request(f"{V}/sobjects/Account/describe", method="GET").respond_with_json(
-        load("salesforce", "describe_account"))
+        load("salesforce", "describe_account")
+    )
 
 
 def test_push_reads_every_item_and_refuses_restricted_picklist_values_before_sending(
-        tls_server: HTTPServer, extra: dict[str, Any], ca_file: str) -> None:
+    tls_server: HTTPServer, extra: dict[str, Any], ca_file: str
+) -> None:
     expect_token(tls_server)
     describe_handler(tls_server)
-    tls_server.expect_request(f"{V}/composite/sobjects/Account/Bridge_Id__c", method="PATCH").respond_with_json(
-        load("salesforce", "collections_partial"))
-    writes = [Write("salesforce", "account", "r1", None, {"ARR__c": 10, "Industry": "Energy"}),
-              Write("salesforce", "account", "r2", None, {"Industry": "Mining"}),  # inactive: refused
-              Write("salesforce", "account", "r3", None, {"Segments__c": ["SMB", "Enterprise"]}),
-              Write("salesforce", "account", "r4", None, {"Rating": "Warm"}),  # not restricted: sent
-              Write("salesforce", "account", "r5", None, {"Segments__c": ["SMB", "Startup"]})]
+    tls_server.expect_request(
+        f"{V}/composite/sobjects/Account/Bridge_Id__c", method="PATCH"
+    ).respond_with_json(load("salesforce", "collections_partial"))
+    writes = [
+        Write("salesforce", "account", "r1", None, {"ARR__c": 10, "Industry": "Energy"}),
+        Write("salesforce", "account", "r2", None, {"Industry": "Mining"}),  # inactive: refused
+        Write("salesforce", "account", "r3", None, {"Segments__c": ["SMB", "Enterprise"]}),
+        Write("salesforce", "account", "r4", None, {"Rating": "Warm"}),  # not restricted: sent
+        Write("salesforce", "account", "r5", None, {"Segments__c": ["SMB", "Startup"]}),
+    ]
 
     results = make(tls_server, extra, ca_file).push("account", writes)
 
     assert [(r.record_id, r.ok, r.retriable) for r in results] == [
-        ("r1", True, False), ("r2", False, False), ("r3", False, False), ("r4", False, True), ("r5", False, False)]
+        ("r1", True, False),
+        ("r2", False, False),
+        ("r3", False, False),
+        ("r4", False, True),
+        ("r5", False, False),
+    ]
     assert results[0].external_id == "001D000000IqhSLIAZ"
     assert "restricted picklist Industry" in (results[1].error or "")
     assert "'Startup'" in (results[4].error or "")
     assert "DUPLICATE_VALUE" in (results[2].error or "")
     patch = next(r for r in requests_of(tls_server) if r.method == "PATCH")
-    assert json.loads(patch.data) == {"allOrNone": False, "records": [
-        {"attributes": {"type": "Account"}, "ARR__c": 10, "Industry": "Energy", "Bridge_Id__c": "r1"},
-        {"attributes": {"type": "Account"}, "Segments__c": "SMB;Enterprise", "Bridge_Id__c": "r3"},
-        {"attributes": {"type": "Account"}, "Rating": "Warm", "Bridge_Id__c": "r4"}]}
+    assert json.loads(patch.data) == {
+        "allOrNone": False,
+        "records": [
+            {"attributes": {"type": "Account"}, "ARR__c": 10, "Industry": "Energy", "Bridge_Id__c": "r1"},
+            {"attributes": {"type": "Account"}, "Segments__c": "SMB;Enterprise", "Bridge_Id__c": "r3"},
+            {"attributes": {"type": "Account"}, "Rating": "Warm", "Bridge_Id__c": "r4"},
+        ],
+    }
 
 
-def test_push_with_salesforce_ids_updates_by_id_in_batches_of_200(tls_server: HTTPServer, extra: dict[str, Any],
-                                                                  ca_file: str) -> None:
+def test_push_with_salesforce_ids_updates_by_id_in_batches_of_200(
+    tls_server: HTTPServer, extra: dict[str, Any], ca_file: str
+) -> None:
     def answer(request: Request) -> Response:
         records = json.loads(request.data)["records"]
-        return Response(json.dumps([{"id": r["Id"], "success": True, "errors": []} for r in records]),
-                        content_type="application/json")
+        return Response(
+            json.dumps([{"id": r["Id"], "success": True, "errors": []} for r in records]),
+            content_type="application/json",
+        )
 
     expect_token(tls_server)
     describe_handler(tls_server)
@@ -218,13 +290,20 @@ def test_push_with_salesforce_ids_updates_by_id_in_batches_of_200(tls_server: HT
     assert all(r.ok for r in results)
     patches = [json.loads(r.data) for r in requests_of(tls_server) if r.method == "PATCH"]
     assert [len(p["records"]) for p in patches] == [200, 200, 50]
-    assert patches[0]["records"][0] == {"attributes": {"type": "Account"}, "Id": "001000000000000000", "ARR__c": 0}
+    assert patches[0]["records"][0] == {
+        "attributes": {"type": "Account"},
+        "Id": "001000000000000000",
+        "ARR__c": 0,
+    }
 
 
-def test_api_budget_reserve_pauses_the_pull(tls_server: HTTPServer, extra: dict[str, Any], ca_file: str) -> None:
+def test_api_budget_reserve_pauses_the_pull(
+    tls_server: HTTPServer, extra: dict[str, Any], ca_file: str
+) -> None:
     expect_token(tls_server)
     tls_server.expect_ordered_request(f"{V}/query/", method="GET").respond_with_json(
-        load("salesforce", "query_accounts_page1"), headers={"Sforce-Limit-Info": "api-usage=14260/15000"})
+        load("salesforce", "query_accounts_page1"), headers={"Sforce-Limit-Info": "api-usage=14260/15000"}
+    )
     connector = make(tls_server, extra, ca_file)  # reserve: 5% of 15000 = 750; 740 left
 
     pull = connector.pull("account", Cursor())
@@ -236,21 +315,27 @@ def test_api_budget_reserve_pauses_the_pull(tls_server: HTTPServer, extra: dict[
     assert len(tls_server.log) == 2  # the next page was not asked for
 
 
-def test_request_limit_exceeded_pauses_without_retrying(tls_server: HTTPServer, extra: dict[str, Any], ca_file: str,
-                                                        fake_time: FakeTime) -> None:
+def test_request_limit_exceeded_pauses_without_retrying(
+    tls_server: HTTPServer, extra: dict[str, Any], ca_file: str, fake_time: FakeTime
+) -> None:
     expect_token(tls_server)
     describe_handler(tls_server)
-    tls_server.expect_request(f"{V}/composite/sobjects/Account/Bridge_Id__c", method="PATCH").respond_with_json(
-        load("salesforce", "request_limit_exceeded"), status=403)
+    tls_server.expect_request(
+        f"{V}/composite/sobjects/Account/Bridge_Id__c", method="PATCH"
+    ).respond_with_json(load("salesforce", "request_limit_exceeded"), status=403)
 
     with pytest.raises(RetriableConnectorError, match="REQUEST_LIMIT_EXCEEDED"):
-        make(tls_server, extra, ca_file).push("account", [Write("salesforce", "account", "r1", None, {"ARR__c": 1})])
+        make(tls_server, extra, ca_file).push(
+            "account", [Write("salesforce", "account", "r1", None, {"ARR__c": 1})]
+        )
 
     assert sum(1 for r in requests_of(tls_server) if r.method == "PATCH") == 1
     assert fake_time.sleeps == []
 
 
-def test_describe_types_and_active_picklist_values(tls_server: HTTPServer, extra: dict[str, Any], ca_file: str) -> None:
+def test_describe_types_and_active_picklist_values(
+    tls_server: HTTPServer, extra: dict[str, Any], ca_file: str
+) -> None:
     expect_token(tls_server)
     describe_handler(tls_server)
 

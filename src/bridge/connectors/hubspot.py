@@ -80,6 +80,8 @@ def _text(value: Any) -> str:
         return value.isoformat()
     if isinstance(value, list | tuple | set):
         return ";".join(_text(v) for v in value)
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return str(int(value))  # 120000.0 from another system is the number 120000
     return str(value)
 
 
