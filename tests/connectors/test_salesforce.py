@@ -2,7 +2,8 @@
 
 Bodies in tests/data/salesforce/ follow Salesforce's REST API Developer Guide: "Query" and "Query More
 Results" (resources_query.htm, nextRecordsUrl), "sObject Collections"
-(resources_composite_sobjects_collections.htm; upsert: resources_composite_sobjects_collections_upsert.htm, HTTP 200 with per-item success/errors),
+(resources_composite_sobjects_collections.htm; upsert:
+resources_composite_sobjects_collections_upsert.htm, HTTP 200 with per-item success/errors),
 "sObject Describe" (resources_sobject_describe.htm), "Status Codes and Error Responses" (errorcodes.htm:
 INVALID_SESSION_ID, REQUEST_LIMIT_EXCEEDED), the Sforce-Limit-Info header (headers_api_usage.htm) and the
 OAuth 2.0 Client Credentials Flow (remoteaccess_oauth_client_credentials_flow.htm).
