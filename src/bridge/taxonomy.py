@@ -406,7 +406,8 @@ def _glob_examples(glob: str, prefixes: list[str], limit: int = 4000) -> Iterato
     """Lowercase strings ``glob`` matches, with a spread of fillers for its wildcards (for reachability)."""
     parts: list[list[str]] = []
     i = 0
-    star = ["", "a", "x1", "a-b", "0", "a/a", "/a", *(f"{p}/a" for p in prefixes)]
+    star = ["", "a", "x1", "a-b", "0", "a/", "/a", "a/a", *prefixes, *(f"{p}/" for p in prefixes),
+            *(f"{p}/a" for p in prefixes)]
     while i < len(glob):
         ch = glob[i]
         if ch == "*":
