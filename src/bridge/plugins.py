@@ -176,7 +176,8 @@ class PluginHost:
 
     def _fail(self, info: PluginInfo, exc: BaseException) -> None:
         info.status = "failed"
-        info.error = str(exc) if isinstance(exc, PluginLoadError) else f"{type(exc).__name__}: {exc}"
+        text = str(exc) if isinstance(exc, PluginLoadError) else f"{type(exc).__name__}: {exc}"
+        info.error = "; ".join(line.strip() for line in text.splitlines() if line.strip())  # one line
         log.error("plugin %s (%s) failed to load: %s", info.name, info.origin, info.error)
 
     def _drop(self, info: PluginInfo, exc: BaseException) -> None:
