@@ -26,15 +26,22 @@ def lock_key(name: str) -> int:
 
 
 def upsert(
-    conn: sa.Connection, table: sa.Table, values: dict[str, Any], keys: Sequence[str], update: Sequence[str]
+    conn: sa.Connection,
+    table: sa.Table,
+    values: dict[str, Any] | list[dict[str, Any]],
+    keys: Sequence[str],
+    update: Sequence[str],
 ) -> None:
-    """Insert ``values`` or, when a row with the same ``keys`` exists, update its ``update`` columns."""
+    """Insert ``values`` (one row or several) or, where a row with the same ``keys`` exists, update its
+    ``update`` columns."""
+    if not values:
+        return
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(table).values(values)
+    stmt = dialect.insert(table)
     stmt = stmt.on_conflict_do_update(
         index_elements=list(keys), set_={name: stmt.excluded[name] for name in update}
     )
-    conn.execute(stmt)
+    conn.execute(stmt, values if isinstance(values, list) else [values])
 
 
 class Tx:
@@ -208,17 +215,14 @@ class Tx:
         gone = set(have) - set(record.fields)
         if gone:
             self.conn.execute(fv_t.delete().where(fv_t.c.record_id == record.id, fv_t.c.field.in_(gone)))
+        rows = []
         for name, fv in record.fields.items():
             new = (jsonable(fv.value), fv.system, fv.at)
-            if have.get(name) == new:
-                continue
-            upsert(
-                self.conn,
-                fv_t,
-                {"record_id": record.id, "field": name, "value": new[0], "system": fv.system, "at": fv.at},
-                ["record_id", "field"],
-                ["value", "system", "at"],
-            )
+            if have.get(name) != new:
+                rows.append(
+                    {"record_id": record.id, "field": name, "value": new[0], "system": fv.system, "at": fv.at}
+                )
+        upsert(self.conn, fv_t, rows, ["record_id", "field"], ["value", "system", "at"])
 
     def delete_record(self, record_id: str) -> None:
         """Delete a record with its links, keys, field values and shadow (changes, outbox and audit stay)."""
