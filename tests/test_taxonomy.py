@@ -184,6 +184,13 @@ def test_lint_prefix() -> None:
     assert prefix["shipping/label"].related == []
 
 
+def test_lint_prefix_that_cannot_fit_the_pattern() -> None:
+    findings = lint(make_config(pattern="^[a-z]+/[a-z0-9-]+$", tags=[]), {"bug/crash": 1})
+    prefix = of_kind(findings, "prefix")
+    assert [(f.tag, f.related) for f in prefix] == [("taxonomy.prefixes", ["how-to"])]
+    assert "prefix 'how-to' cannot begin any tag of the naming pattern" in prefix[0].message
+
+
 def test_lint_prefix_when_the_pattern_allows_tags_without_one() -> None:
     findings = lint(make_config(pattern="^[a-z/-]+$", tags=[{"match": "*", "set": {"severity": "Sev-3"}}]),
                     {"refund": 1, "billing/refund": 1})

@@ -280,6 +280,11 @@ class _Lint:
     # -- pattern and prefix
 
     def naming(self) -> None:
+        pattern = self.config.taxonomy.pattern
+        for declared in self.config.taxonomy.prefixes:
+            if not any(self.fits(f"{declared}/{topic}") for topic in ("a", "a-b", "a1", "1", "a_b", "A")):
+                why = f"prefix {declared!r} cannot begin any tag of the naming pattern {pattern}"
+                self.add("prefix", "taxonomy.prefixes", why, [declared])
         checked = [t for t in self.seen if normalise_tag(t) not in self.synonyms]
         for tag in sorted({*checked, *self.config.taxonomy.synonyms}):
             where = self.times(tag) if tag in self.seen else " (a [taxonomy] synonyms key)"
