@@ -220,7 +220,7 @@ class HubSpotConnector(Connector):
             after = ((data.get("paging") or {}).get("next") or {}).get("after")
             if not after or not changes:
                 return
-            if int(after) + size > SEARCH_WINDOW:
+            if after.isdigit() and int(after) + size > SEARCH_WINDOW:
                 # past the search window: start a new search from the last modification time seen
                 since, after = changes[-1].at, None
 
