@@ -41,9 +41,9 @@ class Finding:
 
     ``kind`` is one of :data:`FINDING_KINDS`. ``tag`` is the tag concerned; for ``near_duplicate`` the
     spelling to keep; for ``dead_mapping`` the mapping's config key ``tags.N`` (N from 0, as
-    ``LoadedConfig.where`` takes it) and for config problems the key (``taxonomy.pattern``). ``related``
-    names the other tags involved: every member of a near-duplicate group, the glob of a dead mapping, a
-    suggested spelling.
+    ``LoadedConfig.where`` takes it); for config problems the key (``taxonomy.pattern``,
+    ``taxonomy.prefixes``). ``related`` names the other tags involved: every member of a near-duplicate
+    group, the glob of a dead mapping, a suggested spelling.
     """
 
     kind: str
@@ -172,9 +172,8 @@ def _split(norm: str, prefixes: frozenset[str]) -> tuple[str | None, str]:
         head, _, rest = norm.partition("/")
         return head, rest
     for prefix in sorted(prefixes, key=len, reverse=True):
-        for sep in ("-", "."):
-            if norm.startswith(prefix + sep) and len(norm) > len(prefix) + 1:
-                return prefix, norm[len(prefix) + 1 :]
+        if norm.startswith(prefix + "-") and len(norm) > len(prefix) + 1:
+            return prefix, norm[len(prefix) + 1 :]
     return None, norm
 
 
@@ -449,15 +448,21 @@ def lint(config: Config, seen_tags: Iterable[str] | Mapping[str, int]) -> list[F
     """Everything wrong with a taxonomy and the tags a dataset uses, sorted by kind then tag.
 
     ``seen_tags`` are the tags found in data: a mapping tag -> count, or an iterable of tags (repeats count).
-    Kinds (:data:`FINDING_KINDS`): ``pattern`` (a seen tag or synonyms key breaks ``[taxonomy] pattern``),
-    ``prefix`` (its prefix is not in ``prefixes``), ``near_duplicate`` (spellings of one topic: same words
-    up to prefix, separators, case, plural, noise suffixes such as ``_request``, or one edit; the same
-    topic under two known prefixes is not one), ``unmapped`` (a seen tag no mapping matches),
-    ``dead_mapping`` (``tags.N`` sets an unknown field or option, or its glob can match no tag of the
-    pattern with a known prefix, judged on examples generated from the glob; a mapping that matches a seen
-    tag is never dead for that reason).
+    Kinds (:data:`FINDING_KINDS`):
+
+    - ``pattern``: a seen tag or synonyms key breaks ``[taxonomy] pattern`` (or the pattern is invalid);
+    - ``prefix``: a tag's prefix is not in ``prefixes`` (or a declared prefix cannot fit the pattern);
+    - ``near_duplicate``: spellings of one topic: same words up to prefix, separators, case, plural, noise
+      suffixes such as ``_request``, or one edit; the same topic under two known prefixes is two tags, and
+      a tag without a known prefix may join either;
+    - ``unmapped``: a seen tag that no mapping matches;
+    - ``dead_mapping``: ``tags.N`` sets an unknown field or option, or its glob can match no tag of the
+      pattern with a known prefix (judged on examples generated from the glob; a mapping that matches a
+      seen tag is never dead for that reason).
+
     The config's literal mapping tags and synonyms keys take part in near-duplicate groups as known tags.
-    Declared synonyms are exempt from pattern and prefix findings and never form a group with their canonical.
+    Declared synonyms are exempt from pattern and prefix findings and never form a group with their
+    canonical tag.
     """
     if isinstance(seen_tags, str):
         seen_tags = [seen_tags]
