@@ -14,6 +14,7 @@ from bridge.errors import (
     SkippableRecordError,
 )
 from bridge.model import Change, Decision, FieldValue, Record, Write
+from bridge.hookspecs import ConnectorRegister
 from bridge.plugins import hookimpl
 from bridge.settings import ConnectorSettings
 
@@ -27,6 +28,7 @@ __all__ = [
     "ConnectorAuthError",
     "ConnectorContext",
     "ConnectorError",
+    "ConnectorRegister",
     "ConnectorSettings",
     "Cursor",
     "Decision",

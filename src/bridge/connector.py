@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import httpx
 
-from bridge.model import Change, Write, format_time, parse_time, utcnow
+from bridge.model import Change, Write, parse_time, utcnow
 from bridge.settings import ConnectorSettings
 
 Clock = Callable[[], datetime]
@@ -29,7 +29,8 @@ class Cursor:
 
     def dumps(self) -> str:
         """Serialise for the store."""
-        return json.dumps({"at": format_time(self.at), "id": self.id})
+        # microseconds kept: a cursor rounded to the second would repeat changes of the same second
+        return json.dumps({"at": self.at.isoformat() if self.at else None, "id": self.id})
 
     @classmethod
     def loads(cls, text: str | None) -> Cursor:
