@@ -151,10 +151,10 @@ def test_dead_letters_and_retry_dead(store: Store, now: datetime) -> None:
     for item in store.claim("hubspot", None, 10, now, LEASE) + store.claim("jira", None, 10, now, LEASE):
         store.fail(item.id, f"400 bad {item.record_id}", now, None)
     dead = store.dead_letters()
-    assert [(i.record_id, i.status, i.last_error) for i in dead] == [
-        ("r1", "dead", "400 bad r1"),
-        ("r2", "dead", "400 bad r2"),
-        ("r3", "dead", "400 bad r3"),
+    assert [(i.record_id, i.status, i.last_error, i.done_at) for i in dead] == [
+        ("r1", "dead", "400 bad r1", now),
+        ("r2", "dead", "400 bad r2", now),
+        ("r3", "dead", "400 bad r3", now),
     ]
     assert [i.record_id for i in store.dead_letters("jira")] == ["r3"]
     assert store.claim("hubspot", None, 10, now + LEASE, LEASE) == []
@@ -162,7 +162,13 @@ def test_dead_letters_and_retry_dead(store: Store, now: datetime) -> None:
     later = now + timedelta(hours=1)
     assert store.retry_dead([dead[0].id], later) == 1
     [back] = store.pending()
-    assert (back.id, back.attempts, back.not_before, back.status) == (dead[0].id, 0, later, "pending")
+    assert (back.id, back.attempts, back.not_before, back.status, back.done_at) == (
+        dead[0].id,
+        0,
+        later,
+        "pending",
+        None,
+    )
     assert store.retry_dead(None, later) == 2
     assert store.dead_letters() == []
     assert [i.record_id for i in store.claim("hubspot", None, 10, later, LEASE)] == ["r1", "r2"]
@@ -177,3 +183,27 @@ def test_retry_dead_with_a_pending_twin_keeps_one(store: Store, now: datetime) -
     assert store.retry_dead(None, now) == 1
     assert len(store.items()) == 1
     assert store.pending()[0].id != item.id
+
+
+def test_late_failure_report_does_not_undo_a_finished_write(store: Store, now: datetime) -> None:
+    _enqueue(store, now, _write())
+    [item] = store.claim("hubspot", None, 1, now, LEASE)
+    # replica A stalls past its lease; B re-claims and finishes; then A reports its failure
+    [again] = store.claim("hubspot", None, 1, now + LEASE, LEASE)
+    store.complete([(again.id, None, {"ok": True})], now + LEASE)
+    store.fail(item.id, "timeout", now + 2 * LEASE, None)
+    store.fail(item.id, "timeout", now + 2 * LEASE, now + 3 * LEASE)
+    [done] = store.items()
+    assert (done.status, done.last_error, done.response) == ("done", None, {"ok": True})
+
+
+def test_complete_for_a_deleted_record_does_not_link(store: Store, now: datetime) -> None:
+    _records(store, "gone")
+    _enqueue(store, now, Write("hubspot", "ticket", "gone", None, {"plan": "Pro"}))
+    [item] = store.claim("hubspot", None, 1, now, LEASE)
+    with store.session() as tx:
+        tx.delete_record("gone")
+    store.complete([(item.id, "hs-9", None)], now)
+    assert store.items()[0].status == "done"
+    with store.session() as tx:
+        assert tx.record_id_for("hubspot", "ticket", "hs-9") is None

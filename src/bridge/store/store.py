@@ -254,28 +254,36 @@ class Store:
                     raise KeyError(f"outbox item {item_id} does not exist")
                 if (
                     external_id is not None
+                    and tx.exists(row.record_id)
                     and row.system not in tx.links_of(row.record_id)
                     and tx.record_id_for(row.system, row.kind, external_id) is None
                 ):
                     tx.link(row.record_id, row.system, row.kind, external_id)
 
     def fail(self, item_id: int, error: str, now: datetime, retry_at: datetime | None) -> None:
-        """Record a failed push: retried at ``retry_at``, or dead-lettered when it is None.
+        """Record a failed push: retried at ``retry_at``, or dead-lettered (``done_at`` = now) when None.
 
-        A retried write whose twin (same key) was queued meanwhile is dropped: the twin carries it.
+        Only a claimed row changes: a late report on a row another replica re-claimed and finished is
+        ignored. A retried write whose twin (same key) was queued meanwhile is dropped: the twin carries it.
         """
         o = t.outbox
+        claimed = sa.and_(o.c.id == item_id, o.c.status == "claimed")
         with self._transaction() as conn:
             if retry_at is None:
-                values: dict[str, Any] = {"status": "dead", "claimed_until": None, "last_error": error}
-                conn.execute(o.update().where(o.c.id == item_id).values(values))
+                values: dict[str, Any] = {
+                    "status": "dead",
+                    "claimed_until": None,
+                    "last_error": error,
+                    "done_at": now,
+                }
+                conn.execute(o.update().where(claimed).values(values))
                 return
             if self._twin_pending(conn, item_id):
-                conn.execute(o.delete().where(o.c.id == item_id))
+                conn.execute(o.delete().where(claimed))
                 return
             conn.execute(
                 o.update()
-                .where(o.c.id == item_id)
+                .where(claimed)
                 .values(status="pending", claimed_until=None, last_error=error, not_before=retry_at)
             )
 
@@ -329,7 +337,7 @@ class Store:
                 conn.execute(
                     o.update()
                     .where(o.c.id == item_id)
-                    .values(status="pending", attempts=0, not_before=now, claimed_until=None)
+                    .values(status="pending", attempts=0, not_before=now, claimed_until=None, done_at=None)
                 )
         return count
 

@@ -145,6 +145,10 @@ class Tx:
         )
         return rid
 
+    def exists(self, record_id: str) -> bool:
+        """Whether the record exists."""
+        return self.conn.scalar(sa.select(t.records.c.id).where(t.records.c.id == record_id)) is not None
+
     def load(self, record_id: str) -> Record | None:
         """The record with its links, fields (with provenance), tags and attrs; None when unknown.
 
