@@ -69,6 +69,9 @@ def check_config(loaded: LoadedConfig, host: PluginHost | None) -> Report:
         err(("bridge", "timezone"), f"unknown time zone {cfg.bridge.timezone!r}")
 
     _check_connectors(loaded, host, sink)
+    if host is not None:
+        for problem in host.errors:
+            sink.warnings.append(f"{loaded.path}:1: plugins: warning: {problem}")
     _check_fields(cfg, systems, err, warn)
     _check_tags(cfg, err)
     _check_calendars(loaded, err)
