@@ -262,7 +262,7 @@ def cmd_discover(args: argparse.Namespace) -> int:
     finally:
         app.close()
     if args.json:
-        _print_json(report.to_json())
+        print(report.to_json())
     else:
         print(format_report(report))
     return 1 if report.findings else 0
