@@ -117,7 +117,7 @@ def _decision_line(row: dict[str, Any]) -> str:
         return (f"{prefix}{row['ticket_id']}: final status={row.get('status')} priority={row.get('priority')} "
                 f"assignee={row.get('assignee')} tags={','.join(row.get('tags', []))} fields[{fields}] "
                 f"sentiment={row.get('sentiment')} escalations={','.join(row.get('escalations') or [])}")
-    rest = {k: v for k, v in row.items() if k not in ("at", "ticket_id", "decision", "rule", "diff")}
+    rest = {k: v for k, v in row.items() if k not in ("at", "ticket_id", "decision", "rule", "diff", "key")}
     extra = " ".join(f"{k}={v}" for k, v in rest.items())
     return f"{prefix}{row.get('at')} {row['ticket_id']} {row['decision']} [{row['rule']}] {extra}".rstrip()
 

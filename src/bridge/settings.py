@@ -137,6 +137,13 @@ class FieldConfig(Strict):
     remote: dict[str, str] = Field(default_factory=dict)
     description: str = ""
 
+    @model_validator(mode="after")
+    def _coherent(self) -> FieldConfig:
+        # an unknown type is reported by `bridge check` with the other cross-table problems
+        if self.type in FIELD_TYPES and self.options:
+            self.field_type()  # options and aliases must make sense (FieldValueError is a ValueError)
+        return self
+
     def field_type(self, name: str = "") -> FieldType:
         """The coercion view of this field."""
         return FieldType(self.type, tuple(self.options), self.aliases, name)

@@ -55,13 +55,15 @@ _RETRIABLE_CATEGORIES = {"RATE_LIMITS", "INTERNAL_ERROR", "TIMEOUT", "SERVICE_UN
 class HubSpotSettings(PolicySettings):
     """``[connectors.X]`` for ``plugin = "hubspot"``.
 
-    ``access_token`` (or ``access_token_env``/``access_token_file``) is a private app or OAuth token.
+    ``token`` (or ``token_env``/``token_file``, as in the config contract) is a private app or OAuth token;
+    ``access_token`` is accepted as another name for it.
     ``id_property`` names, per kind, the unique property that upserts match on (``domain``, ``email`` or a
     custom unique property). ``properties`` lists, per kind, what to pull (default: every property).
     """
 
     base_url: str | None = "https://api.hubapi.com"
     kinds: list[str] = Field(default_factory=lambda: ["account", "contact"])
+    token: SecretStr | None = None
     access_token: SecretStr | None = None
     id_property: dict[str, str] = Field(default_factory=dict)
     properties: dict[str, list[str]] = Field(default_factory=dict)
@@ -114,7 +116,8 @@ class HubSpotConnector(Connector):
         super().__init__(context)
         s = self.hubspot_settings
         self.policy, self.bucket = policy_from(s, context.extra, s.rate_per_second, self.rate_limit.burst)
-        token = s.access_token.get_secret_value() if s.access_token else None
+        secret = s.token or s.access_token
+        token = secret.get_secret_value() if secret else None
         extra: dict[str, Any] = {"host": (s.base_url or "https://api.hubapi.com").rstrip("/")}
         if s.ca_bundle:
             extra["ssl_ca_cert"] = s.ca_bundle
@@ -156,7 +159,7 @@ class HubSpotConnector(Connector):
 
     def _call(self, fn: Callable[..., Any], *args: Any, record: str | None = None) -> tuple[int, Any]:
         if not self._token:
-            raise ConnectorAuthError("no access_token configured", system=self.system)
+            raise ConnectorAuthError("no token configured (token_env, token_file or token)", system=self.system)
 
         def run() -> tuple[int, Any]:
             response = fn(*args, _preload_content=False, _request_timeout=self.settings.timeout)
