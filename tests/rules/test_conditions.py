@@ -30,126 +30,170 @@ def make_ticket(**attrs: Any) -> Record:
         "priority": "normal",
         "sentiment": -40,
         "created_at": T0,
-        "account": {"id": "A-1", "tier": "enterprise", "arr": 120000, "owner": "alice@example.com",
-                    "fields": {"region": "emea"}},
+        "account": {
+            "id": "A-1",
+            "tier": "enterprise",
+            "arr": 120000,
+            "owner": "alice@example.com",
+            "fields": {"region": "emea"},
+        },
         "requester": {"email": "ana@acme.example", "language": "fr"},
     }
     base.update(attrs)
-    return Record("T-1", "ticket", fields={k: FieldValue(v, "test", T0) for k, v in fields.items()},
-                  tags=list(tags), attrs=base)
+    return Record(
+        "T-1",
+        "ticket",
+        fields={k: FieldValue(v, "test", T0) for k, v in fields.items()},
+        tags=list(tags),
+        attrs=base,
+    )
 
 
 def holds(cond: dict[str, Any], ticket: Record | None = None, previous: dict[str, Any] | None = None) -> bool:
     return compile_condition(cond).evaluate(Context(ticket or make_ticket(), previous))
 
 
-@pytest.mark.parametrize(("leaf", "expected"), [
-    ({"field": "account.tier", "eq": "enterprise"}, True),
-    ({"field": "account.tier", "eq": "Enterprise"}, False),
-    ({"field": "account.tier", "ne": "growth"}, True),
-    ({"field": "account.tier", "in": ["growth", "enterprise"]}, True),
-    ({"field": "account.tier", "not_in": ["growth", "enterprise"]}, False),
-    ({"field": "account.arr", "gte": 100000}, True),
-    ({"field": "account.arr", "gt": 120000}, False),
-    ({"field": "account.arr", "lte": 120000}, True),
-    ({"field": "account.arr", "lt": 120000}, False),
-    ({"field": "account.region", "eq": "emea"}, True),  # an account field kept under "fields"
-    ({"field": "account.missing", "lt": 5}, False),  # a blank never compares
-    ({"field": "account.missing", "ne": 5}, True),
-    ({"field": "account.missing", "not_in": [5]}, True),
-    ({"field": "ticket.sentiment", "lte": -35}, True),
-    ({"field": "ticket.sentiment", "gt": -35}, False),
-    ({"field": "ticket.priority", "gte": "high"}, False),
-    ({"field": "ticket.priority", "lt": "high"}, True),
-    ({"field": "ticket.priority", "gte": "low"}, True),
-    ({"field": "ticket.text", "contains": "invoice"}, True),
-    ({"field": "ticket.text", "contains": "REFUND"}, True),
-    ({"field": "ticket.text", "contains": "cancel"}, False),
-    ({"field": "ticket.text", "matches": r"charged\s+twice"}, True),
-    ({"field": "ticket.text", "matches": r"^charged"}, False),
-    ({"field": "ticket.text", "matches": r"(?i)^refund"}, True),
-    ({"field": "ticket.subject", "contains": "refund"}, True),
-    ({"field": "requester.language", "eq": "fr"}, True),
-    ({"field": "requester.email", "matches": r"@acme\.example$"}, True),
-    ({"field": "ticket.severity", "eq": "Sev-1"}, True),  # declared field
-    ({"field": "ticket.product_area", "eq": "Billing"}, True),  # list value: contains the item
-    ({"field": "ticket.product_area", "eq": ["Billing", "API"]}, True),
-    ({"field": "ticket.product_area", "in": ["API", "Other"]}, True),
-    ({"field": "ticket.product_area", "contains": "billing"}, True),
-    ({"field": "ticket.product_area", "contains": "bill"}, False),  # list contains: whole items only
-    ({"field": "ticket.tags", "contains": "BILLING/REFUND"}, True),
-    ({"field": "ticket.created_at", "lt": "2026-11-03T00:00:00Z"}, True),
-    ({"field": "ticket.created_at", "gt": "2026-11-03T00:00:00Z"}, False),
-    ({"tag": "billing/*"}, True),
-    ({"tag": "billing/refund"}, True),
-    ({"tag": "bug/*"}, False),
-    ({"tag": "b?lling/re*"}, True),
-    ({"field": "account.arr", "gte": 100000, "lt": 200000}, True),  # several operators: all must hold
-    ({"field": "account.arr", "gte": 100000, "lt": 110000}, False),
-])
+@pytest.mark.parametrize(
+    ("leaf", "expected"),
+    [
+        ({"field": "account.tier", "eq": "enterprise"}, True),
+        ({"field": "account.tier", "eq": "Enterprise"}, False),
+        ({"field": "account.tier", "ne": "growth"}, True),
+        ({"field": "account.tier", "in": ["growth", "enterprise"]}, True),
+        ({"field": "account.tier", "not_in": ["growth", "enterprise"]}, False),
+        ({"field": "account.arr", "gte": 100000}, True),
+        ({"field": "account.arr", "gt": 120000}, False),
+        ({"field": "account.arr", "lte": 120000}, True),
+        ({"field": "account.arr", "lt": 120000}, False),
+        ({"field": "account.region", "eq": "emea"}, True),  # an account field kept under "fields"
+        ({"field": "account.missing", "lt": 5}, False),  # a blank never compares
+        ({"field": "account.missing", "ne": 5}, True),
+        ({"field": "account.missing", "not_in": [5]}, True),
+        ({"field": "ticket.sentiment", "lte": -35}, True),
+        ({"field": "ticket.sentiment", "gt": -35}, False),
+        ({"field": "ticket.priority", "gte": "high"}, False),
+        ({"field": "ticket.priority", "lt": "high"}, True),
+        ({"field": "ticket.priority", "gte": "low"}, True),
+        ({"field": "ticket.text", "contains": "invoice"}, True),
+        ({"field": "ticket.text", "contains": "REFUND"}, True),
+        ({"field": "ticket.text", "contains": "cancel"}, False),
+        ({"field": "ticket.text", "matches": r"charged\s+twice"}, True),
+        ({"field": "ticket.text", "matches": r"^charged"}, False),
+        ({"field": "ticket.text", "matches": r"(?i)^refund"}, True),
+        ({"field": "ticket.subject", "contains": "refund"}, True),
+        ({"field": "requester.language", "eq": "fr"}, True),
+        ({"field": "requester.email", "matches": r"@acme\.example$"}, True),
+        ({"field": "ticket.severity", "eq": "Sev-1"}, True),  # declared field
+        ({"field": "ticket.product_area", "eq": "Billing"}, True),  # list value: contains the item
+        ({"field": "ticket.product_area", "eq": ["Billing", "API"]}, True),
+        ({"field": "ticket.product_area", "in": ["API", "Other"]}, True),
+        ({"field": "ticket.product_area", "contains": "billing"}, True),
+        ({"field": "ticket.product_area", "contains": "bill"}, False),  # list contains: whole items only
+        ({"field": "ticket.tags", "contains": "BILLING/REFUND"}, True),
+        ({"field": "ticket.created_at", "lt": "2026-11-03T00:00:00Z"}, True),
+        ({"field": "ticket.created_at", "gt": "2026-11-03T00:00:00Z"}, False),
+        ({"tag": "billing/*"}, True),
+        ({"tag": "billing/refund"}, True),
+        ({"tag": "bug/*"}, False),
+        ({"tag": "b?lling/re*"}, True),
+        ({"field": "account.arr", "gte": 100000, "lt": 200000}, True),  # several operators: all must hold
+        ({"field": "account.arr", "gte": 100000, "lt": 110000}, False),
+    ],
+)
 def test_leaf_operators(leaf: dict[str, Any], expected: bool) -> None:
-    ticket = make_ticket(fields={"severity": "Sev-1", "product_area": ["Billing", "API"]},
-                         tags=["billing/refund"])
+    ticket = make_ticket(
+        fields={"severity": "Sev-1", "product_area": ["Billing", "API"]}, tags=["billing/refund"]
+    )
     assert holds(leaf, ticket) is expected
 
 
-@pytest.mark.parametrize(("cond", "expected"), [
-    ({"all": [{"field": "account.tier", "eq": "enterprise"}, {"field": "ticket.sentiment", "lte": -35}]},
-     True),
-    ({"all": [{"field": "account.tier", "eq": "enterprise"}, {"field": "ticket.sentiment", "lte": -50}]},
-     False),
-    ({"any": [{"tag": "bug/*"}, {"field": "ticket.text", "contains": "invoice"}]}, True),
-    ({"any": [{"tag": "bug/*"}, {"field": "ticket.text", "contains": "crash"}]}, False),
-    ({"none": [{"tag": "bug/*"}, {"field": "ticket.text", "contains": "crash"}]}, True),
-    ({"none": [{"tag": "billing/*"}]}, False),
-    ({"all": [{"any": [{"tag": "x/*"}, {"none": [{"tag": "y/*"}]}]},
-              {"field": "ticket.status", "eq": "open"}]}, True),
-    ({}, True),
-])
+@pytest.mark.parametrize(
+    ("cond", "expected"),
+    [
+        (
+            {
+                "all": [
+                    {"field": "account.tier", "eq": "enterprise"},
+                    {"field": "ticket.sentiment", "lte": -35},
+                ]
+            },
+            True,
+        ),
+        (
+            {
+                "all": [
+                    {"field": "account.tier", "eq": "enterprise"},
+                    {"field": "ticket.sentiment", "lte": -50},
+                ]
+            },
+            False,
+        ),
+        ({"any": [{"tag": "bug/*"}, {"field": "ticket.text", "contains": "invoice"}]}, True),
+        ({"any": [{"tag": "bug/*"}, {"field": "ticket.text", "contains": "crash"}]}, False),
+        ({"none": [{"tag": "bug/*"}, {"field": "ticket.text", "contains": "crash"}]}, True),
+        ({"none": [{"tag": "billing/*"}]}, False),
+        (
+            {
+                "all": [
+                    {"any": [{"tag": "x/*"}, {"none": [{"tag": "y/*"}]}]},
+                    {"field": "ticket.status", "eq": "open"},
+                ]
+            },
+            True,
+        ),
+        ({}, True),
+    ],
+)
 def test_combinators(cond: dict[str, Any], expected: bool) -> None:
     assert holds(cond, make_ticket(tags=["billing/refund"])) is expected
 
 
-@pytest.mark.parametrize(("leaf", "previous", "expected"), [
-    ({"field": "ticket.priority", "changed": True}, {"ticket.priority": "low"}, True),
-    ({"field": "ticket.priority", "changed": True}, {"ticket.priority": "normal"}, False),
-    ({"field": "ticket.priority", "changed": True}, {}, False),
-    ({"field": "ticket.priority", "changed": False}, {"ticket.priority": "normal"}, True),
-    ({"field": "ticket.priority", "changed": False}, {"ticket.priority": "low"}, False),
-    ({"field": "ticket.status", "from": "pending"}, {"ticket.status": "pending"}, True),
-    ({"field": "ticket.status", "from": "resolved"}, {"ticket.status": "pending"}, False),
-    ({"field": "ticket.status", "to": "open"}, {"ticket.status": "pending"}, True),
-    ({"field": "ticket.status", "to": "open"}, {"ticket.status": "open"}, False),  # no change, no "to"
-    ({"field": "ticket.status", "from": "resolved", "to": "open"}, {"ticket.status": "resolved"}, True),
-    ({"field": "ticket.tags", "changed": True}, {"ticket.tags": ["billing/refund"]}, False),
-    ({"field": "ticket.tags", "changed": True}, {"ticket.tags": []}, True),
-])
+@pytest.mark.parametrize(
+    ("leaf", "previous", "expected"),
+    [
+        ({"field": "ticket.priority", "changed": True}, {"ticket.priority": "low"}, True),
+        ({"field": "ticket.priority", "changed": True}, {"ticket.priority": "normal"}, False),
+        ({"field": "ticket.priority", "changed": True}, {}, False),
+        ({"field": "ticket.priority", "changed": False}, {"ticket.priority": "normal"}, True),
+        ({"field": "ticket.priority", "changed": False}, {"ticket.priority": "low"}, False),
+        ({"field": "ticket.status", "from": "pending"}, {"ticket.status": "pending"}, True),
+        ({"field": "ticket.status", "from": "resolved"}, {"ticket.status": "pending"}, False),
+        ({"field": "ticket.status", "to": "open"}, {"ticket.status": "pending"}, True),
+        ({"field": "ticket.status", "to": "open"}, {"ticket.status": "open"}, False),  # no change, no "to"
+        ({"field": "ticket.status", "from": "resolved", "to": "open"}, {"ticket.status": "resolved"}, True),
+        ({"field": "ticket.tags", "changed": True}, {"ticket.tags": ["billing/refund"]}, False),
+        ({"field": "ticket.tags", "changed": True}, {"ticket.tags": []}, True),
+    ],
+)
 def test_changed_from_to(leaf: dict[str, Any], previous: dict[str, Any], expected: bool) -> None:
     assert holds(leaf, make_ticket(tags=["billing/refund"]), previous) is expected
 
 
-@pytest.mark.parametrize(("cond", "where", "fragment"), [
-    ({"field": "ticket.priority", "equals": "high"}, ("equals",), "unknown operator 'equals'"),
-    ({"field": "ticket.text", "matches": "(unclosed"}, ("matches",), "bad regular expression"),
-    ({"eq": "x"}, (), "needs field = PATH"),
-    ({"field": "ticket.priority"}, (), "has no operator"),
-    ({"field": "customer.name", "eq": "x"}, ("field",), "unknown path 'customer.name'"),
-    ({"field": "ticket", "eq": "x"}, ("field",), "unknown path"),
-    ({"field": 3, "eq": "x"}, ("field",), "path string"),
-    ({"all": {"field": "ticket.priority", "eq": "x"}}, ("all",), "takes a list"),
-    ({"any": []}, ("any",), "is empty"),
-    ({"all": [{"field": "ticket.priority", "eq": "x"}, {"tag": 5}]}, ("all", 1, "tag"), "glob string"),
-    ({"all": [{"any": [{"field": "ticket.x", "in": "a"}]}]}, ("all", 0, "any", 0, "in"), "takes a list"),
-    ({"all": [{}]}, ("all", 0), "empty condition"),
-    ({"all": ["oops"]}, ("all", 0), "is a table"),
-    ({"all": [], "field": "ticket.x"}, (), "not both"),
-    ({"tag": "x/*", "eq": 1}, (), "no other keys"),
-    ({"field": "ticket.sentiment", "lte": [1]}, ("lte",), "takes a number"),
-    ({"field": "ticket.sentiment", "gt": True}, ("gt",), "takes a number"),
-    ({"field": "ticket.text", "contains": 5}, ("contains",), "takes a string"),
-    ({"field": "ticket.status", "changed": "yes"}, ("changed",), "true or false"),
-    ({"field": "ticket.status", "eq": {"a": 1}}, ("eq",), "not a table"),
-])
+@pytest.mark.parametrize(
+    ("cond", "where", "fragment"),
+    [
+        ({"field": "ticket.priority", "equals": "high"}, ("equals",), "unknown operator 'equals'"),
+        ({"field": "ticket.text", "matches": "(unclosed"}, ("matches",), "bad regular expression"),
+        ({"eq": "x"}, (), "needs field = PATH"),
+        ({"field": "ticket.priority"}, (), "has no operator"),
+        ({"field": "customer.name", "eq": "x"}, ("field",), "unknown path 'customer.name'"),
+        ({"field": "ticket", "eq": "x"}, ("field",), "unknown path"),
+        ({"field": 3, "eq": "x"}, ("field",), "path string"),
+        ({"all": {"field": "ticket.priority", "eq": "x"}}, ("all",), "takes a list"),
+        ({"any": []}, ("any",), "is empty"),
+        ({"all": [{"field": "ticket.priority", "eq": "x"}, {"tag": 5}]}, ("all", 1, "tag"), "glob string"),
+        ({"all": [{"any": [{"field": "ticket.x", "in": "a"}]}]}, ("all", 0, "any", 0, "in"), "takes a list"),
+        ({"all": [{}]}, ("all", 0), "empty condition"),
+        ({"all": ["oops"]}, ("all", 0), "is a table"),
+        ({"all": [], "field": "ticket.x"}, (), "not both"),
+        ({"tag": "x/*", "eq": 1}, (), "no other keys"),
+        ({"field": "ticket.sentiment", "lte": [1]}, ("lte",), "takes a number"),
+        ({"field": "ticket.sentiment", "gt": True}, ("gt",), "takes a number"),
+        ({"field": "ticket.text", "contains": 5}, ("contains",), "takes a string"),
+        ({"field": "ticket.status", "changed": "yes"}, ("changed",), "true or false"),
+        ({"field": "ticket.status", "eq": {"a": 1}}, ("eq",), "not a table"),
+    ],
+)
 def test_validate_condition_names_the_problem(cond: Any, where: tuple[Any, ...], fragment: str) -> None:
     problems = validate_condition(cond)
     assert any(path == where and fragment in msg for path, msg in problems), problems
@@ -171,16 +215,19 @@ def test_validate_accepts_the_config_md_examples() -> None:
 
 def test_compile_error_names_the_place() -> None:
     with pytest.raises(ValueError, match=r"rules\[2\]\.when\.any\[1\]\.matches: bad regular expression"):
-        compile_condition({"any": [{"tag": "a/*"}, {"field": "ticket.text", "matches": "("}]},
-                          ("rules", 2, "when"))
+        compile_condition(
+            {"any": [{"tag": "a/*"}, {"field": "ticket.text", "matches": "("}]}, ("rules", 2, "when")
+        )
 
 
 def test_paths_read_and_uses_event() -> None:
-    cond = {"all": [
-        {"field": "account.tier", "eq": "enterprise"},
-        {"any": [{"tag": "billing/*"}, {"field": "ticket.text", "contains": "invoice"}]},
-        {"none": [{"field": "ticket.status", "from": "closed"}]},
-    ]}
+    cond = {
+        "all": [
+            {"field": "account.tier", "eq": "enterprise"},
+            {"any": [{"tag": "billing/*"}, {"field": "ticket.text", "contains": "invoice"}]},
+            {"none": [{"field": "ticket.status", "from": "closed"}]},
+        ]
+    }
     assert paths_read(cond) == {"account.tier", "ticket.tags", "ticket.text", "ticket.status"}
     assert uses_event(cond)
     assert not uses_event({"all": [{"field": "ticket.status", "eq": "open"}]})
@@ -188,11 +235,16 @@ def test_paths_read_and_uses_event() -> None:
 
 
 def test_trace_reports_every_leaf_with_its_value() -> None:
-    cond = compile_condition({"all": [
-        {"field": "account.tier", "eq": "enterprise"},
-        {"field": "ticket.sentiment", "lte": -50},
-        {"tag": "billing/*"},
-    ]}, ("when",))
+    cond = compile_condition(
+        {
+            "all": [
+                {"field": "account.tier", "eq": "enterprise"},
+                {"field": "ticket.sentiment", "lte": -50},
+                {"tag": "billing/*"},
+            ]
+        },
+        ("when",),
+    )
     ticket = make_ticket(tags=["billing/refund"])
     traces = cond.trace(Context(ticket))
     assert [(t.where, t.field, t.op, t.actual, t.result) for t in traces] == [
@@ -205,8 +257,9 @@ def test_trace_reports_every_leaf_with_its_value() -> None:
 
 def test_reasons_for_any_and_none() -> None:
     ctx = Context(make_ticket(tags=["bug/sev1"]))
-    any_cond = compile_condition({"any": [{"tag": "billing/*"},
-                                          {"field": "ticket.text", "contains": "crash"}]})
+    any_cond = compile_condition(
+        {"any": [{"tag": "billing/*"}, {"field": "ticket.text", "contains": "crash"}]}
+    )
     (reason,) = any_cond.reasons(ctx)
     assert reason.startswith("none of these holds:")
     assert "billing/*" in reason and "crash" in reason
@@ -239,8 +292,11 @@ def _tree(draw: st.DrawFn, depth: int = 0) -> tuple[dict[str, Any], Any]:
     kind = draw(st.sampled_from(["all", "any", "none"]))
     kids = draw(st.lists(_tree(depth + 1), min_size=1, max_size=3))
     fns = [f for _c, f in kids]
-    ref = {"all": lambda t: all(f(t) for f in fns), "any": lambda t: any(f(t) for f in fns),
-           "none": lambda t: not any(f(t) for f in fns)}[kind]
+    ref = {
+        "all": lambda t: all(f(t) for f in fns),
+        "any": lambda t: any(f(t) for f in fns),
+        "none": lambda t: not any(f(t) for f in fns),
+    }[kind]
     return {kind: [c for c, _f in kids]}, ref
 
 
@@ -250,8 +306,13 @@ def test_nested_conditions_agree_with_a_reference(
     tree: tuple[dict[str, Any], Any], priority: str, sentiment: int, billing: bool, refund: bool
 ) -> None:
     cond, ref = tree
-    attrs = {"priority": priority, "sentiment": sentiment, "subject": "Refund" if refund else "Hello",
-             "tags": ["billing/x"] if billing else ["bug/y"]}
-    ticket = make_ticket(priority=priority, sentiment=sentiment, subject=attrs["subject"], body="",
-                         tags=attrs["tags"])
+    attrs = {
+        "priority": priority,
+        "sentiment": sentiment,
+        "subject": "Refund" if refund else "Hello",
+        "tags": ["billing/x"] if billing else ["bug/y"],
+    }
+    ticket = make_ticket(
+        priority=priority, sentiment=sentiment, subject=attrs["subject"], body="", tags=attrs["tags"]
+    )
     assert compile_condition(cond).evaluate(Context(ticket)) is ref(attrs)

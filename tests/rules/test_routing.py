@@ -36,23 +36,45 @@ class Sim:
         self.log += out
         return out
 
-    def _on(self, rec: Record, previous: dict[str, Any], event: dict[str, Any],
-            at: datetime) -> list[Decision]:
+    def _on(
+        self, rec: Record, previous: dict[str, Any], event: dict[str, Any], at: datetime
+    ) -> list[Decision]:
         self.run_until(at)
         out = self.desk.on_ticket(rec, previous, event, at)
         self.log += out
         return out
 
-    def create(self, tid: str, at: datetime, *, tier: str = "growth", owner: str | None = None,
-               tags: tuple[str, ...] = (), language: str = "en", fields: dict[str, Any] | None = None,
-               **attrs: Any) -> list[Decision]:
+    def create(
+        self,
+        tid: str,
+        at: datetime,
+        *,
+        tier: str = "growth",
+        owner: str | None = None,
+        tags: tuple[str, ...] = (),
+        language: str = "en",
+        fields: dict[str, Any] | None = None,
+        **attrs: Any,
+    ) -> list[Decision]:
         account = {"id": f"A-{tid}", "tier": tier, "owner": owner}
-        base: dict[str, Any] = {"subject": "Help", "body": "", "status": "open", "priority": "normal",
-                                "sentiment": 0, "created_at": at, "account": account,
-                                "requester": {"email": "c@x.example", "language": language}}
+        base: dict[str, Any] = {
+            "subject": "Help",
+            "body": "",
+            "status": "open",
+            "priority": "normal",
+            "sentiment": 0,
+            "created_at": at,
+            "account": account,
+            "requester": {"email": "c@x.example", "language": language},
+        }
         base.update(attrs)
-        rec = Record(tid, "ticket", tags=list(tags), attrs=base,
-                     fields={k: FieldValue(v, "test", at) for k, v in (fields or {}).items()})
+        rec = Record(
+            tid,
+            "ticket",
+            tags=list(tags),
+            attrs=base,
+            fields={k: FieldValue(v, "test", at) for k, v in (fields or {}).items()},
+        )
         self.tickets[tid] = rec
         return self._on(rec, {}, {"type": "ticket.created", "ticket": {"id": tid}}, at)
 
@@ -99,34 +121,49 @@ def test_round_robin_cycles_through_everyone() -> None:
     assert [sim.assignee(f"T{i}") for i in range(6)] == ["a@x", "b@x", "c@x"] * 2
 
 
-@pytest.mark.parametrize(("tags", "fallback", "expected"), [
-    (("billing/refund",), None, "b@x"),
-    (("access/sso",), None, "a@x"),
-    (("billing/refund", "access/sso"), None, "c@x"),  # c has both skills: best match
-    (("bug/crash",), "round_robin", "a@x"),  # nobody has the skill: fallback
-    (("bug/crash",), None, None),  # no fallback: the ticket waits
-    ((), None, "a@x"),  # nothing wanted: least loaded
-])
-def test_skills_strategy_picks_the_best_match(tags: tuple[str, ...], fallback: str | None,
-                                              expected: str | None) -> None:
-    sim = Sim(agents=agents({"email": "a@x", "skills": ["access"]}, {"email": "b@x", "skills": ["billing"]},
-                            {"email": "c@x", "skills": ["billing", "access"]}),
-              routing={"strategy": "skills", "fallback": fallback})
+@pytest.mark.parametrize(
+    ("tags", "fallback", "expected"),
+    [
+        (("billing/refund",), None, "b@x"),
+        (("access/sso",), None, "a@x"),
+        (("billing/refund", "access/sso"), None, "c@x"),  # c has both skills: best match
+        (("bug/crash",), "round_robin", "a@x"),  # nobody has the skill: fallback
+        (("bug/crash",), None, None),  # no fallback: the ticket waits
+        ((), None, "a@x"),  # nothing wanted: least loaded
+    ],
+)
+def test_skills_strategy_picks_the_best_match(
+    tags: tuple[str, ...], fallback: str | None, expected: str | None
+) -> None:
+    sim = Sim(
+        agents=agents(
+            {"email": "a@x", "skills": ["access"]},
+            {"email": "b@x", "skills": ["billing"]},
+            {"email": "c@x", "skills": ["billing", "access"]},
+        ),
+        routing={"strategy": "skills", "fallback": fallback},
+    )
     sim.create("T1", m(0), tags=tags)
     assert sim.assignee("T1") == expected
 
 
 def test_skills_strategy_prefers_the_requester_language_on_a_tie() -> None:
-    sim = Sim(agents=agents({"email": "a@x", "skills": ["billing"], "languages": ["en"]},
-                            {"email": "b@x", "skills": ["billing"], "languages": ["fr"]}),
-              routing={"strategy": "skills"})
+    sim = Sim(
+        agents=agents(
+            {"email": "a@x", "skills": ["billing"], "languages": ["en"]},
+            {"email": "b@x", "skills": ["billing"], "languages": ["fr"]},
+        ),
+        routing={"strategy": "skills"},
+    )
     sim.create("T1", m(0), tags=("billing/refund",), language="fr")
     assert sim.assignee("T1") == "b@x"
 
 
 def test_account_owner_gets_the_ticket_and_fallback_covers_an_away_owner() -> None:
-    sim = Sim(agents=agents({"email": "a@x"}, {"email": "b@x"}, {"email": "c@x"}),
-              routing={"strategy": "account_owner", "fallback": "least_loaded"})
+    sim = Sim(
+        agents=agents({"email": "a@x"}, {"email": "b@x"}, {"email": "c@x"}),
+        routing={"strategy": "account_owner", "fallback": "least_loaded"},
+    )
     sim.create("T1", m(0), owner="b@x")
     assert sim.assignee("T1") == "b@x"
     sim.agent("b@x", "away", m(1))
@@ -137,8 +174,10 @@ def test_account_owner_gets_the_ticket_and_fallback_covers_an_away_owner() -> No
 
 
 def test_account_owner_at_capacity_uses_the_fallback() -> None:
-    sim = Sim(agents=agents({"email": "a@x"}, {"email": "b@x", "capacity": 1}),
-              routing={"strategy": "account_owner", "fallback": "round_robin"})
+    sim = Sim(
+        agents=agents({"email": "a@x"}, {"email": "b@x", "capacity": 1}),
+        routing={"strategy": "account_owner", "fallback": "round_robin"},
+    )
     sim.create("T1", m(0), owner="b@x")
     sim.create("T2", m(1), owner="b@x")
     assert (sim.assignee("T1"), sim.assignee("T2")) == ("b@x", "a@x")
@@ -157,19 +196,25 @@ def test_account_owner_without_fallback_waits_for_the_owner() -> None:
 
 
 def test_account_owner_outside_calendar_hours_falls_back() -> None:
-    sim = Sim(calendars={"support": SUPPORT},
-              agents=agents({"email": "a@x"}, {"email": "b@x", "calendar": "support"}),
-              routing={"strategy": "account_owner", "fallback": "round_robin"})
+    sim = Sim(
+        calendars={"support": SUPPORT},
+        agents=agents({"email": "a@x"}, {"email": "b@x", "calendar": "support"}),
+        routing={"strategy": "account_owner", "fallback": "round_robin"},
+    )
     sim.create("T1", datetime(2026, 11, 7, 12, 0, tzinfo=UTC), owner="b@x")  # Saturday
     assert sim.assignee("T1") == "a@x"
 
 
-@pytest.mark.parametrize(("tier_order", "expected"), [
-    ([], ["T2", "T3", "T4"]),  # oldest first
-    (["enterprise", "growth"], ["T4", "T2", "T3"]),  # enterprise first, unlisted tiers last
-])
-def test_queue_waits_for_capacity_and_serves_tier_then_age(tier_order: list[str],
-                                                           expected: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("tier_order", "expected"),
+    [
+        ([], ["T2", "T3", "T4"]),  # oldest first
+        (["enterprise", "growth"], ["T4", "T2", "T3"]),  # enterprise first, unlisted tiers last
+    ],
+)
+def test_queue_waits_for_capacity_and_serves_tier_then_age(
+    tier_order: list[str], expected: list[str]
+) -> None:
     sim = Sim(agents=agents({"email": "a@x", "capacity": 1}), routing={"tier_order": tier_order})
     sim.create("T1", m(0))
     sim.create("T2", m(1), tier="growth")
@@ -223,8 +268,11 @@ def test_queued_ticket_is_assigned_when_a_calendar_opens() -> None:
 
 
 def test_team_calendar_applies_to_members_without_their_own() -> None:
-    sim = Sim(calendars={"support": SUPPORT}, teams={"night": {"members": ["a@x"], "calendar": "support"}},
-              agents=agents({"email": "a@x"}))
+    sim = Sim(
+        calendars={"support": SUPPORT},
+        teams={"night": {"members": ["a@x"], "calendar": "support"}},
+        agents=agents({"email": "a@x"}),
+    )
     sim.create("T1", datetime(2026, 11, 7, 12, 0, tzinfo=UTC))
     assert sim.assignee("T1") is None
 
@@ -257,26 +305,46 @@ def test_reopened_ticket_waits_when_nobody_is_there_and_keeps_its_place() -> Non
     assert assigns(sim.agent("b@x", "active", m(4))) == [("T1", "b@x", "routing")]
 
 
-@pytest.mark.parametrize(("assign", "expected"), [
-    ({"skill": "billing"}, "b@x"),
-    ({"language": "de"}, "c@x"),
-    ({"agent": "c@x"}, "c@x"),
-    ({"team": "tier2"}, "b@x"),
-])
+@pytest.mark.parametrize(
+    ("assign", "expected"),
+    [
+        ({"skill": "billing"}, "b@x"),
+        ({"language": "de"}, "c@x"),
+        ({"agent": "c@x"}, "c@x"),
+        ({"team": "tier2"}, "b@x"),
+    ],
+)
 def test_assign_actions_route_within_their_request(assign: dict[str, str], expected: str) -> None:
-    sim = Sim(agents=agents({"email": "a@x"}, {"email": "b@x", "skills": ["billing"]},
-                            {"email": "c@x", "languages": ["de"]}),
-              teams={"tier2": {"members": ["b@x", "c@x"]}},
-              rules=[{"name": "route-it", "set": "routing", "when": {"field": "ticket.subject", "eq": "Help"},
-                      "then": [{"assign": assign}]}])
+    sim = Sim(
+        agents=agents(
+            {"email": "a@x"}, {"email": "b@x", "skills": ["billing"]}, {"email": "c@x", "languages": ["de"]}
+        ),
+        teams={"tier2": {"members": ["b@x", "c@x"]}},
+        rules=[
+            {
+                "name": "route-it",
+                "set": "routing",
+                "when": {"field": "ticket.subject", "eq": "Help"},
+                "then": [{"assign": assign}],
+            }
+        ],
+    )
     out = sim.create("T1", m(0))
     assert assigns(out) == [("T1", expected, "route-it")]
 
 
 def test_assign_action_waits_for_a_fitting_agent_and_names_its_rule_later() -> None:
-    sim = Sim(agents=agents({"email": "a@x"}, {"email": "b@x", "skills": ["billing"], "capacity": 1}),
-              rules=[{"name": "billing", "set": "routing", "when": {"tag": "billing/*"},
-                      "then": [{"assign": {"skill": "billing"}}]}])
+    sim = Sim(
+        agents=agents({"email": "a@x"}, {"email": "b@x", "skills": ["billing"], "capacity": 1}),
+        rules=[
+            {
+                "name": "billing",
+                "set": "routing",
+                "when": {"tag": "billing/*"},
+                "then": [{"assign": {"skill": "billing"}}],
+            }
+        ],
+    )
     sim.create("T1", m(0), tags=("billing/refund",))
     sim.create("T2", m(1), tags=("billing/refund",))
     assert sim.assignee("T2") is None  # a@x is free but lacks the skill
@@ -284,9 +352,17 @@ def test_assign_action_waits_for_a_fitting_agent_and_names_its_rule_later() -> N
 
 
 def test_an_assignee_that_fits_is_kept() -> None:
-    sim = Sim(agents=agents({"email": "a@x", "skills": ["billing"]}, {"email": "b@x", "skills": ["billing"]}),
-              rules=[{"name": "billing", "set": "routing", "when": {"tag": "billing/*"},
-                      "then": [{"assign": {"skill": "billing"}}]}])
+    sim = Sim(
+        agents=agents({"email": "a@x", "skills": ["billing"]}, {"email": "b@x", "skills": ["billing"]}),
+        rules=[
+            {
+                "name": "billing",
+                "set": "routing",
+                "when": {"tag": "billing/*"},
+                "then": [{"assign": {"skill": "billing"}}],
+            }
+        ],
+    )
     sim.create("T1", m(0), tags=("billing/refund",), assignee="b@x")
     assert assigns(sim.log) == []
     assert sim.assignee("T1") == "b@x"

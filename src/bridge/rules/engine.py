@@ -452,27 +452,39 @@ class Desk:
                     candidates.update(readers[i])
             pending = sorted(candidates)
         rules = self.rules
+        readers_of = self._readers
         fired: set[int] = set()
         unknown: set[int] = set()
         passes = 0
         while pending and passes < MAX_PASSES:
             passes += 1
-            changed: set[str] = set()
-            for i in pending:
+            # a change made by rule i is seen live by the rules after i in this pass (as a full pass would
+            # see it) and by the rules before i in the next pass
+            queue = list(pending)
+            heapq.heapify(queue)
+            queued = set(pending)
+            nxt: set[int] = set()
+            while queue:
+                i = heapq.heappop(queue)
                 if i in fired:
                     continue
                 rule = rules[i]
-                if rule.condition.evaluate(ctx):
-                    fired.add(i)
-                    changed |= self._apply(rule, st, at, out)
-            if not changed:
-                break
-            nxt: set[int] = set()
-            for path in changed:
-                slot = self._slot_of.get(path)
-                if slot is not None:
-                    unknown.add(slot)
-                nxt.update(self._readers.get(path, ()))
+                if not rule.condition.evaluate(ctx):
+                    continue
+                fired.add(i)
+                for path in self._apply(rule, st, at, out):
+                    slot = self._slot_of.get(path)
+                    if slot is not None:
+                        unknown.add(slot)
+                    for j in readers_of.get(path, ()):
+                        if j in fired:
+                            continue
+                        if j > i:
+                            if j not in queued:
+                                queued.add(j)
+                                heapq.heappush(queue, j)
+                        else:
+                            nxt.add(j)
             pending = sorted(nxt - fired)
         if unknown:
             cur = tuple(_UNKNOWN if i in unknown else v for i, v in enumerate(cur))

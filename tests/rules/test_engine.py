@@ -1,0 +1,396 @@
+"""Rule sets through the Desk: order, chains, the pass limit, cycles, the per-ticket cache, explain."""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bridge.model import Decision, FieldValue, Record
+from bridge.rules.engine import MAX_PASSES, Desk, compile_rules, rule_cycles
+from bridge.rules.explain import format_explain
+from bridge.settings import Config
+
+T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+FIELDS = {
+    "severity": {"type": "select", "options": ["Sev-1", "Sev-2", "Sev-3"]},
+    "product_area": {"type": "multi_select", "options": ["Billing", "API"]},
+}
+TAGS = [{"match": "billing/*", "set": {"product_area": "Billing"}}]
+
+
+def rule(name: str, when: dict[str, Any], then: list[dict[str, Any]], **kw: Any) -> dict[str, Any]:
+    return {"name": name, "when": when, "then": then, **kw}
+
+
+def config(*rules: dict[str, Any], **extra: Any) -> Config:
+    return Config(rules=list(rules), fields=FIELDS, tags=TAGS, teams={"leads": {"members": []}}, **extra)
+
+
+def ticket(tid: str = "T1", *, tags: tuple[str, ...] = (), **attrs: Any) -> Record:
+    base: dict[str, Any] = {
+        "subject": "Help",
+        "body": "",
+        "status": "open",
+        "priority": "normal",
+        "sentiment": 0,
+        "account": {"id": "A-1", "tier": "growth"},
+    }
+    base.update(attrs)
+    return Record(tid, "ticket", tags=list(tags), attrs=base)
+
+
+def created(desk: Desk, rec: Record, at: datetime = T0) -> list[Decision]:
+    return desk.on_ticket(rec, {}, {"type": "ticket.created", "ticket": {"id": rec.id}}, at)
+
+
+def updated(desk: Desk, rec: Record, at: datetime, **attrs: Any) -> list[Decision]:
+    previous = {f"ticket.{k}": rec.attrs.get(k) for k in attrs}
+    rec.attrs.update(attrs)
+    return desk.on_ticket(
+        rec, previous, {"type": "ticket.updated", "ticket_id": rec.id, "changes": attrs}, at
+    )
+
+
+def brief(decisions: list[Decision]) -> list[tuple[str, str, Any]]:
+    what = {"set_field": "value", "tag": "tag"}
+    return [(d.decision, d.rule, d.detail.get(what.get(d.decision, "to"))) for d in decisions]
+
+
+def test_sets_run_triggers_then_escalation_then_routing_by_priority_then_name() -> None:
+    always = {"field": "ticket.status", "eq": "open"}
+    desk = Desk(
+        config(
+            rule("r-late", always, [{"add_tags": ["x/route"]}], set="routing", priority=1),
+            rule("e-b", always, [{"add_tags": ["x/e-b"]}], set="escalation", priority=5),
+            rule("e-a", always, [{"add_tags": ["x/e-a"]}], set="escalation", priority=5),
+            rule("e-first", always, [{"add_tags": ["x/e-first"]}], set="escalation", priority=1),
+            rule("t", always, [{"add_tags": ["x/t"]}], set="triggers", priority=99),
+        )
+    )
+    out = created(desk, ticket())
+    assert [d.rule for d in out] == ["t", "e-first", "e-a", "e-b", "r-late"]
+    assert [r.name for r in desk.rules] == ["t", "e-first", "e-a", "e-b", "r-late"]
+
+
+def test_disabled_rules_do_not_run() -> None:
+    desk = Desk(config(rule("off", {}, [{"add_tags": ["x/y"]}], enabled=False)))
+    assert created(desk, ticket()) == []
+
+
+def test_a_rule_set_can_make_an_earlier_rule_match() -> None:
+    desk = Desk(
+        config(
+            rule(
+                "urgent-escalates",
+                {"field": "ticket.priority", "eq": "urgent"},
+                [{"escalate": "leads"}],
+                priority=1,
+            ),
+            rule(
+                "sev1-is-urgent",
+                {"tag": "bug/sev1"},
+                [{"set": {"priority": "urgent", "severity": "Sev-1"}}],
+                priority=2,
+            ),
+        )
+    )
+    rec = ticket(tags=("bug/sev1",))
+    out = created(desk, rec)
+    assert brief(out) == [
+        ("set_field", "sev1-is-urgent", "urgent"),
+        ("set_field", "sev1-is-urgent", "Sev-1"),
+        ("escalate", "urgent-escalates", "leads"),
+    ]
+    assert rec.attrs["escalations"] == ["leads"]
+    assert rec.value("severity") == "Sev-1"
+
+
+def _ladder(n: int) -> list[dict[str, Any]]:
+    # rung i needs step/i and adds step/i+1; later rungs run first, so each pass climbs one rung
+    return [
+        rule(f"rung-{i:02d}", {"tag": f"step/{i}"}, [{"add_tags": [f"step/{i + 1}"]}], priority=100 - i)
+        for i in range(n)
+    ]
+
+
+def test_chains_stop_after_ten_passes_and_go_on_at_the_next_event() -> None:
+    desk = Desk(config(*_ladder(12)))
+    rec = ticket(tags=("step/0",))
+    out = created(desk, rec)
+    assert len(out) == MAX_PASSES == 10
+    assert rec.tags[-1] == "step/10"
+    more = updated(desk, rec, T0 + timedelta(minutes=1), subject="ping")
+    assert [d.detail["tag"] for d in more] == ["step/11", "step/12"]
+
+
+def test_a_rule_fires_at_most_once_per_event_even_in_a_loop() -> None:
+    desk = Desk(
+        config(
+            rule("up", {"field": "ticket.priority", "eq": "high"}, [{"set": {"priority": "urgent"}}]),
+            rule("down", {"field": "ticket.priority", "eq": "urgent"}, [{"set": {"priority": "high"}}]),
+        )
+    )
+    rec = ticket(priority="high")
+    out = created(desk, rec)
+    assert brief(out) == [("set_field", "down", "high"), ("set_field", "up", "urgent")][::-1]
+    assert rec.attrs["priority"] == "high"
+
+
+def test_actions_change_only_what_differs_and_say_so() -> None:
+    desk = Desk(
+        config(
+            rule(
+                "all-actions",
+                {"field": "ticket.subject", "eq": "Help"},
+                [
+                    {"set": {"priority": "high", "severity": "sev-2"}},
+                    {"add_tags": ["billing/refund", "keep/me"]},
+                    {"remove_tags": ["drop/me", "absent/tag"]},
+                    {"notify": {"to": "#support", "message": "look"}},
+                    {"review": "odd request"},
+                ],
+            )
+        )
+    )
+    rec = ticket(tags=("keep/me", "drop/me"))
+    out = created(desk, rec)
+    assert brief(out) == [
+        ("set_field", "all-actions", "high"),
+        ("set_field", "all-actions", "Sev-2"),
+        ("tag", "all-actions", "billing/refund"),
+        ("set_field", "tag:billing/refund", ["Billing"]),
+        ("tag", "all-actions", "drop/me"),
+        ("notify", "all-actions", "#support"),
+        ("review", "all-actions", None),
+    ]
+    assert out[4].detail["removed"] is True
+    assert out[-1].detail["reason"] == "odd request"
+    assert rec.tags == ["keep/me", "billing/refund"]
+    assert rec.value("product_area") == ["Billing"]
+    assert len({d.detail["key"] for d in out}) == len(out)
+    # the same event again changes nothing but still notifies and asks for review (they are not state)
+    again = updated(desk, rec, T0 + timedelta(minutes=1), body="more")
+    assert [d.decision for d in again] == ["notify", "review"]
+
+
+def test_changed_from_to_rules_fire_on_the_event_only() -> None:
+    desk = Desk(
+        config(
+            rule(
+                "reopened", {"field": "ticket.status", "from": "pending", "to": "open"}, [{"notify": "owner"}]
+            )
+        )
+    )
+    rec = ticket(status="pending")
+    assert created(desk, rec) == []
+    out = updated(desk, rec, T0 + timedelta(minutes=1), status="open")
+    assert brief(out) == [("notify", "reopened", "owner")]
+    assert updated(desk, rec, T0 + timedelta(minutes=2), body="x") == []
+
+
+@pytest.mark.parametrize(
+    ("rules", "expected"),
+    [
+        (
+            [
+                rule("up", {"field": "ticket.priority", "eq": "high"}, [{"set": {"priority": "urgent"}}]),
+                rule("down", {"field": "ticket.priority", "eq": "urgent"}, [{"set": {"priority": "high"}}]),
+            ],
+            [
+                "up -> down -> up (up writes ticket.priority read by down; "
+                "down writes ticket.priority read by up)"
+            ],
+        ),
+        ([rule("self", {"field": "ticket.priority", "ne": "urgent"}, [{"set": {"priority": "urgent"}}])], []),
+        (
+            [
+                rule("a", {"tag": "x/*"}, [{"set": {"priority": "high"}}]),
+                rule("b", {"field": "ticket.priority", "eq": "high"}, [{"set": {"severity": "Sev-1"}}]),
+                rule("c", {"field": "ticket.severity", "eq": "Sev-1"}, [{"add_tags": ["x/y"]}]),
+            ],
+            [
+                "a -> b -> c -> a (a writes ticket.priority read by b; b writes ticket.severity read by c; "
+                "c writes ticket.tags read by a)"
+            ],
+        ),
+        (
+            [
+                rule("a", {"tag": "x/*"}, [{"set": {"priority": "high"}}]),
+                rule("b", {"field": "ticket.priority", "eq": "high"}, [{"escalate": "leads"}]),
+            ],
+            [],
+        ),
+        # a tag mapping counts: adding billing/* writes product_area
+        (
+            [
+                rule(
+                    "a", {"field": "ticket.product_area", "eq": "Billing"}, [{"remove_tags": ["billing/x"]}]
+                ),
+                rule("b", {"tag": "x/*"}, [{"add_tags": ["billing/x"]}]),
+                rule("c", {"field": "ticket.product_area", "eq": "API"}, [{"add_tags": ["x/z"]}]),
+            ],
+            [
+                "a -> b -> a (a writes ticket.tags read by b; b writes ticket.product_area read by a; "
+                "also in the loop: c)"
+            ],
+        ),
+    ],
+)
+def test_rule_cycles(rules: list[dict[str, Any]], expected: list[str]) -> None:
+    assert rule_cycles(config(*rules)) == expected
+
+
+def test_explain_lists_every_rule_with_values_and_reasons() -> None:
+    desk = Desk(
+        config(
+            rule(
+                "enterprise-angry",
+                {
+                    "all": [
+                        {"field": "account.tier", "eq": "enterprise"},
+                        {"field": "ticket.sentiment", "lte": -35},
+                    ]
+                },
+                [{"escalate": "leads"}],
+                set="escalation",
+            ),
+            rule(
+                "billing",
+                {"any": [{"tag": "billing/*"}, {"field": "ticket.text", "contains": "invoice"}]},
+                [{"add_tags": ["x/b"]}],
+                set="routing",
+            ),
+            sla=[
+                {
+                    "name": "vip",
+                    "when": {"field": "account.tier", "eq": "enterprise"},
+                    "first_response": "1h",
+                },
+                {"name": "standard", "first_response": "4h"},
+            ],
+        )
+    )
+    rec = ticket(sentiment=-50, body="Where is my invoice?")
+    entries = desk.explain(rec)
+    assert [(e["rule"], e["set"], e["matched"]) for e in entries] == [
+        ("enterprise-angry", "escalation", False),
+        ("billing", "routing", True),
+        ("vip", "sla", False),
+        ("standard", "sla", True),
+    ]
+    angry = entries[0]
+    assert [(leaf["field"], leaf["actual"], leaf["result"]) for leaf in angry["leaves"]] == [
+        ("account.tier", "growth", False),
+        ("ticket.sentiment", -50, True),
+    ]
+    assert angry["leaves"][0]["where"] == "rules[0].when.all[0].eq"
+    assert angry["why_not"] == ["account.tier is 'growth', not eq 'enterprise'"]
+    assert angry["then"] == [{"escalate": "leads"}]
+    assert entries[1]["why_not"] == []
+    assert [e.get("chosen") for e in entries[2:]] == [False, True]
+    text = format_explain(entries)
+    assert "✗ enterprise-angry [escalation]" in text
+    assert "why not: account.tier is 'growth', not eq 'enterprise'" in text
+    assert "✓ standard [sla] (applies)" in text
+
+
+def test_compile_rules_rejects_a_bad_condition_with_its_place() -> None:
+    bad = config(rule("ok", {}, []), rule("bad", {"field": "ticket.text", "matches": "("}, []))
+    with pytest.raises(ValueError, match=r"rules\[1\]\.when\.matches"):
+        compile_rules(bad)
+
+
+# ---------------------------------------------------------------- the per-ticket cache changes nothing
+
+_LEAVES = [
+    {"field": "ticket.priority", "eq": "urgent"},
+    {"field": "ticket.priority", "in": ["high", "urgent"]},
+    {"field": "ticket.sentiment", "lte": -30},
+    {"field": "ticket.severity", "eq": "Sev-1"},
+    {"tag": "bug/*"},
+    {"tag": "vip/yes"},
+    {"field": "ticket.priority", "changed": True},
+    {"field": "ticket.body", "contains": "crash"},
+]
+_ACTIONS = [
+    {"set": {"priority": "urgent"}},
+    {"set": {"priority": "high"}},
+    {"set": {"severity": "Sev-1"}},
+    {"set": {"severity": "Sev-3"}},
+    {"add_tags": ["vip/yes"]},
+    {"remove_tags": ["vip/yes"]},
+    {"add_tags": ["bug/auto"]},
+    {"escalate": "leads"},
+    {"review": "look"},
+]
+_EDITS = [
+    ("priority", "low"),
+    ("priority", "urgent"),
+    ("sentiment", -80),
+    ("sentiment", 20),
+    ("body", "it will crash"),
+    ("body", "fine"),
+    ("tags", ["bug/x"]),
+    ("tags", []),
+    ("severity", "Sev-2"),
+    ("severity", "Sev-1"),
+]
+
+
+@st.composite
+def _conditions(draw: st.DrawFn) -> dict[str, Any]:
+    leaves = draw(st.lists(st.sampled_from(_LEAVES), min_size=1, max_size=3))
+    kind = draw(st.sampled_from(["all", "any", "none"]))
+    return leaves[0] if len(leaves) == 1 and kind != "none" else {kind: leaves}
+
+
+@st.composite
+def _rules(draw: st.DrawFn) -> list[dict[str, Any]]:
+    n = draw(st.integers(1, 7))
+    return [
+        rule(
+            f"r{i}",
+            draw(_conditions()),
+            draw(st.lists(st.sampled_from(_ACTIONS), min_size=1, max_size=2)),
+            priority=draw(st.integers(0, 3)),
+            set=draw(st.sampled_from(["triggers", "escalation"])),
+        )
+        for i in range(n)
+    ]
+
+
+def _apply_edit(rec: Record, name: str, value: Any, at: datetime) -> dict[str, Any]:
+    if name == "tags":
+        previous = {"ticket.tags": list(rec.tags)}
+        rec.tags = list(value)
+    elif name == "severity":
+        previous = {"ticket.severity": rec.value("severity")}
+        rec.fields["severity"] = FieldValue(value, "test", at)
+    else:
+        previous = {f"ticket.{name}": rec.attrs.get(name)}
+        rec.attrs[name] = value
+    return previous
+
+
+@settings(max_examples=60, deadline=None)
+@given(_rules(), st.lists(st.sampled_from(_EDITS), min_size=1, max_size=8))
+def test_cached_evaluation_equals_full_evaluation(
+    rules: list[dict[str, Any]], edits: list[tuple[str, Any]]
+) -> None:
+    cfg = config(*rules)
+    cached, full = Desk(cfg), Desk(cfg)
+    a, b = ticket(), ticket()
+    assert brief(created(cached, a)) == brief(created(full, b))
+    for n, (name, value) in enumerate(edits, start=1):
+        at = T0 + timedelta(minutes=n)
+        event = {"type": "ticket.updated", "ticket_id": "T1", "changes": {name: value}}
+        prev_a = _apply_edit(a, name, copy.deepcopy(value), at)
+        prev_b = _apply_edit(b, name, copy.deepcopy(value), at)
+        full._tickets["T1"].snap = None  # forget the cache: every rule is evaluated
+        assert brief(cached.on_ticket(a, prev_a, event, at)) == brief(full.on_ticket(b, prev_b, event, at))
+        assert (a.tags, a.attrs, a.value("severity")) == (b.tags, b.attrs, b.value("severity"))
