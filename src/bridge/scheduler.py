@@ -100,8 +100,9 @@ def run_job(app: App, job: Job, totals: Totals) -> None:
             return
         try:
             totals.reports.append(job.run())
-        except Exception:
+        except Exception as exc:
             log.exception("job %s failed", job.name)
+            totals.reports.append(SyncReport(problems=[f"job {job.name} failed: {type(exc).__name__}: {exc}"]))
 
 
 def record_count(app: App) -> int:
