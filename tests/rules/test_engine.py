@@ -173,9 +173,30 @@ def test_actions_change_only_what_differs_and_say_so() -> None:
     assert rec.tags == ["keep/me", "billing/refund"]
     assert rec.value("product_area") == ["Billing"]
     assert len({d.detail["key"] for d in out}) == len(out)
-    # the same event again changes nothing but still notifies and asks for review (they are not state)
-    again = updated(desk, rec, T0 + timedelta(minutes=1), body="more")
-    assert [d.decision for d in again] == ["notify", "review"]
+    # the rule still holds at the next event: it does not fire again (no second notify or review)
+    assert updated(desk, rec, T0 + timedelta(minutes=1), body="more") == []
+
+
+def test_a_rule_fires_when_its_condition_starts_to_hold_not_while_it_holds() -> None:
+    desk = Desk(
+        config(
+            rule(
+                "angry-is-urgent",
+                {"field": "ticket.sentiment", "lte": -35},
+                [{"set": {"priority": "urgent"}}, {"notify": "#leads"}],
+            )
+        )
+    )
+    rec = ticket(sentiment=-50)
+    assert [d.decision for d in created(desk, rec)] == ["set_field", "notify"]
+    # a human lowers the priority while the customer is still angry: the rule does not fight them
+    assert updated(desk, rec, T0 + timedelta(minutes=1), priority="high") == []
+    assert updated(desk, rec, T0 + timedelta(minutes=2), sentiment=-60) == []
+    assert rec.attrs["priority"] == "high"
+    # calm, then angry again: a new episode fires again
+    assert updated(desk, rec, T0 + timedelta(minutes=3), sentiment=10) == []
+    out = updated(desk, rec, T0 + timedelta(minutes=4), sentiment=-40)
+    assert brief(out) == [("set_field", "angry-is-urgent", "urgent"), ("notify", "angry-is-urgent", "#leads")]
 
 
 def test_changed_from_to_rules_fire_on_the_event_only() -> None:

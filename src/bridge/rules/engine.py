@@ -4,9 +4,11 @@ Per ticket event the :class:`Desk` runs, in this order:
 
 1. the rules: the ``triggers`` set, then ``escalation``, then ``routing`` (triggers first so that what they
    set — priority, tags, fields — is what escalation and routing see; routing last because it only assigns).
-   Within a set rules run by ``priority`` (lower first), ties by name. An action's change can make other rules
-   match: rules are evaluated again, pass after pass, up to :data:`MAX_PASSES` passes; a rule fires at most
-   once per event, so two rules feeding each other cannot loop;
+   Within a set rules run by ``priority`` (lower first), ties by name. A rule fires when its condition starts
+   to hold: on the first event where it holds, and again only after an event where it did not (so the bridge
+   does not fight a human who lowered the priority a rule raised, nor notify twice for one episode). An
+   action's change can make other rules match: rules are evaluated again, pass after pass, up to
+   :data:`MAX_PASSES` passes; a rule fires at most once per event, so rules feeding each other cannot loop;
 2. the built-in triggers: an account's volume spike (a check-in task) and low classification confidence (a
    review);
 3. the status bookkeeping: open-ticket loads, the queue, a reopened ticket whose owner is away is rerouted,
@@ -17,9 +19,9 @@ Per ticket event the :class:`Desk` runs, in this order:
 Every change the Desk makes is a :class:`~bridge.model.Decision`; every decision carries ``detail["key"]``, a
 stable idempotency key (ticket, kind, rule, instant, object) by which the outbox sends each side effect once.
 
-Rule results are cached per ticket: a rule that did not match, whose inputs have not changed since and that
-does not look at the event itself (``changed``/``from``/``to``), still does not match, so an event evaluates
-again only the rules reading what changed. The result is the same as evaluating every rule on every event.
+Rule results are cached per ticket: a rule whose inputs have not changed since it was last evaluated and that
+does not look at the event itself (``changed``/``from``/``to``) has the same result, so an event evaluates
+again only the rules reading what changed. The outcome is the same as evaluating every rule on every event.
 """
 
 from __future__ import annotations
@@ -264,7 +266,7 @@ class _Ticket:
     close_due: datetime | None = None
     reviewed: bool = False
     snap: tuple[Any, ...] | None = None
-    maybe: tuple[int, ...] = ()
+    holding: tuple[int, ...] = ()  # rules whose condition held when last evaluated
 
 
 Timer = tuple[datetime, int, str, str]
@@ -443,8 +445,7 @@ class Desk:
         if snap is None:
             pending = self._all
         else:
-            candidates = set(st.maybe)
-            candidates.update(self._event_rules)
+            candidates = set(self._event_rules)
             readers = self._slot_readers
             for i, value in enumerate(cur):
                 old = snap[i]
@@ -453,6 +454,7 @@ class Desk:
             pending = sorted(candidates)
         rules = self.rules
         readers_of = self._readers
+        holding = set(st.holding)
         fired: set[int] = set()
         unknown: set[int] = set()
         passes = 0
@@ -468,11 +470,14 @@ class Desk:
                 i = heapq.heappop(queue)
                 if i in fired:
                     continue
-                rule = rules[i]
-                if not rule.condition.evaluate(ctx):
+                if not rules[i].condition.evaluate(ctx):
+                    holding.discard(i)
                     continue
+                if i in holding:
+                    continue  # it held before this event already: it fires when it starts to hold
+                holding.add(i)
                 fired.add(i)
-                for path in self._apply(rule, st, at, out):
+                for path in self._apply(rules[i], st, at, out):
                     slot = self._slot_of.get(path)
                     if slot is not None:
                         unknown.add(slot)
@@ -489,7 +494,7 @@ class Desk:
         if unknown:
             cur = tuple(_UNKNOWN if i in unknown else v for i, v in enumerate(cur))
         st.snap = cur
-        st.maybe = tuple(sorted(fired))
+        st.holding = tuple(holding)
 
     def _apply(self, rule: CompiledRule, st: _Ticket, at: datetime, out: list[Decision]) -> set[str]:
         changed: set[str] = set()
