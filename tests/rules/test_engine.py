@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bridge.model import Decision, FieldValue, Record
-from bridge.rules.engine import MAX_PASSES, Desk, compile_rules, rule_cycles
+from bridge.rules.conditions import Context, compile_condition
+from bridge.rules.engine import MAX_PASSES, Desk, GuardIndex, compile_rules, rule_cycles, rule_guard
 from bridge.rules.explain import format_explain
 from bridge.settings import Config
 
@@ -337,6 +338,9 @@ _LEAVES = [
     {"tag": "vip/yes"},
     {"field": "ticket.priority", "changed": True},
     {"field": "ticket.body", "contains": "crash"},
+    {"field": "ticket.priority", "to": "urgent"},
+    {"tag": "vip/*"},
+    {"field": "ticket.severity", "in": ["Sev-1", "Sev-2"]},
 ]
 _ACTIONS = [
     {"set": {"priority": "urgent"}},
@@ -415,3 +419,45 @@ def test_cached_evaluation_equals_full_evaluation(
         full._tickets["T1"].snap = None  # forget the cache: every rule is evaluated
         assert brief(cached.on_ticket(a, prev_a, event, at)) == brief(full.on_ticket(b, prev_b, event, at))
         assert (a.tags, a.attrs, a.value("severity")) == (b.tags, b.attrs, b.value("severity"))
+
+
+@pytest.mark.parametrize(
+    ("cond", "guard"),
+    [
+        ({"field": "account.tier", "eq": "enterprise"}, [("eq", "account.tier", "enterprise")]),
+        (
+            {"all": [{"field": "ticket.sentiment", "lte": -35}, {"field": "account.tier", "in": ["a", "b"]}]},
+            [("eq", "account.tier", "a"), ("eq", "account.tier", "b")],
+        ),
+        (
+            {"any": [{"tag": "billing/*"}, {"tag": "bug/sev1"}]},
+            [("prefix", "", "billing/"), ("tag", "", "bug/sev1")],
+        ),
+        ({"any": [{"tag": "billing/*"}, {"field": "ticket.text", "contains": "invoice"}]}, None),
+        ({"none": [{"field": "account.tier", "eq": "free"}]}, None),
+        ({"tag": "*/sev1"}, None),
+        ({}, None),
+    ],
+)
+def test_rule_guard(cond: dict[str, Any], guard: Any) -> None:
+    assert rule_guard(cond) == guard
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(_conditions(), min_size=1, max_size=6),
+    st.sampled_from(["low", "high", "urgent"]),
+    st.sampled_from([None, "Sev-1", "Sev-3"]),
+    st.lists(st.sampled_from(["bug/x", "vip/yes", "vip/no", "other/z"]), max_size=3),
+)
+def test_guards_never_hide_a_matching_rule(
+    conds: list[dict[str, Any]], priority: str, severity: str | None, tags: list[str]
+) -> None:
+    rec = ticket(tags=tuple(tags), priority=priority)
+    if severity:
+        rec.fields["severity"] = FieldValue(severity, "test", T0)
+    ctx = Context(rec, {"ticket.priority": "low"})
+    possible = GuardIndex(conds).candidates(ctx)
+    for i, cond in enumerate(conds):
+        if compile_condition(cond).evaluate(ctx):
+            assert i in possible

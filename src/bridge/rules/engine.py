@@ -74,6 +74,7 @@ class CompiledRule:
     writes: frozenset[str]
     uses_event: bool
     then: list[dict[str, Any]] = field(default_factory=list)
+    when: dict[str, Any] = field(default_factory=dict)
 
 
 def _actions(rule: RuleConfig, types: Mapping[str, FieldType]) -> tuple[tuple[str, Any], ...]:
@@ -152,7 +153,7 @@ def compile_rules(config: Config) -> list[CompiledRule]:
         rules.append(CompiledRule(
             rule.name, rule.set, rule.priority, compile_condition(rule.when, ("rules", i, "when")),
             _actions(rule, types), frozenset(paths_read(rule.when)), frozenset(rule_writes(rule, config)),
-            uses_event(rule.when), list(rule.then),
+            uses_event(rule.when), list(rule.then), dict(rule.when),
         ))
     rules.sort(key=lambda r: (SET_ORDER.get(r.set, 9), r.priority, r.name))
     return rules
@@ -250,6 +251,108 @@ def _cycle_through(start: int, edges: Mapping[int, list[int]], members: set[int]
     return [start, start]  # pragma: no cover - a component of two or more always has a cycle
 
 
+# ---------------------------------------------------------------- guards: which rules can match at all
+
+Atom = tuple[str, str, Any]  # ("eq", PATH, value) | ("tag", "", tag) | ("prefix", "", tag prefix)
+_SCALARS = (str, int, float, bool)
+
+
+def rule_guard(cond: Any) -> list[Atom] | None:
+    """Atoms one of which must hold whenever ``cond`` holds (None: no such cheap test, always evaluate).
+
+    An ``eq``/``in``/``to`` leaf on a scalar gives value atoms, a tag leaf its literal tag or the literal
+    prefix of its glob; ``all`` takes its most selective child's guard, ``any`` the union of its children's
+    when each has one. A rule whose guard has no holding atom cannot match, so it is not evaluated.
+    """
+    if not isinstance(cond, Mapping) or not cond:
+        return None
+    options: list[list[Atom]] = []
+    children = cond.get("all")
+    if isinstance(children, list):
+        options.extend(g for g in (rule_guard(c) for c in children) if g)
+    children = cond.get("any")
+    if isinstance(children, list) and children:
+        guards = [rule_guard(c) for c in children]
+        if all(guards):
+            options.append([a for g in guards if g for a in g])
+    tag = cond.get("tag")
+    if isinstance(tag, str):
+        cut = min((tag.find(c) for c in "*?[" if c in tag), default=-1)
+        if cut < 0:
+            options.append([("tag", "", tag)])
+        elif cut > 0:
+            options.append([("prefix", "", tag[:cut])])
+    path = cond.get("field")
+    if isinstance(path, str):
+        for op in ("eq", "to"):
+            if isinstance(cond.get(op), _SCALARS):
+                options.append([("eq", path, cond[op])])
+        values = cond.get("in")
+        if isinstance(values, list) and values and all(isinstance(v, _SCALARS) for v in values):
+            options.append([("eq", path, v) for v in values])
+    if not options:
+        return None
+    return min(options, key=lambda g: (len(g), sum(a[0] == "prefix" for a in g)))
+
+
+class GuardIndex:
+    """Rules by guard atom: the rules that can match a ticket, found with a few dictionary look-ups."""
+
+    def __init__(self, conditions: Sequence[Any]) -> None:
+        self.unguarded: set[int] = set()
+        self.by_value: dict[str, dict[Any, set[int]]] = {}
+        self.by_tag: dict[str, set[int]] = {}
+        self.by_prefix: dict[str, set[int]] = {}
+        self.path_rules: dict[str, set[int]] = {}
+        for i, cond in enumerate(conditions):
+            guard = rule_guard(cond)
+            if guard is None:
+                self.unguarded.add(i)
+                continue
+            for kind, path, value in guard:
+                if kind == "eq":
+                    self.by_value.setdefault(path, {}).setdefault(value, set()).add(i)
+                    self.path_rules.setdefault(path, set()).add(i)
+                elif kind == "tag":
+                    self.by_tag.setdefault(value, set()).add(i)
+                else:
+                    self.by_prefix.setdefault(value, set()).add(i)
+        self.getters = [(getter(path), table, self.path_rules[path]) for path, table in self.by_value.items()]
+        self.prefixes = tuple(self.by_prefix.items())
+
+    def candidates(self, ctx: Context) -> set[int]:
+        """Every rule that may match ``ctx`` (a superset of those that do)."""
+        out = set(self.unguarded)
+        for get, table, every in self.getters:
+            value = get(ctx)
+            if value is None:
+                continue
+            if type(value) in _SCALARS:
+                hit = table.get(value)
+                if hit:
+                    out |= hit
+            elif isinstance(value, list | tuple):
+                for item in value:
+                    hit = table.get(item) if type(item) in _SCALARS else every
+                    if hit:
+                        out |= hit
+            else:
+                out |= every  # dates and such compare after conversion: no hashing shortcut
+        tags = ctx.record.tags
+        if tags:
+            by_tag = self.by_tag
+            for tag in tags:
+                hit = by_tag.get(tag)
+                if hit:
+                    out |= hit
+            for prefix, rules in self.prefixes:
+                for tag in tags:
+                    if tag.startswith(prefix):
+                        out |= rules
+                        break
+        return out
+
+
 # ---------------------------------------------------------------- the desk
 
 
@@ -297,7 +400,7 @@ class Desk:
         self._readers = {p: tuple(v) for p, v in readers.items()}
         self._slot_readers = tuple(self._readers.get(p, ()) for p in slots)
         self._event_rules = frozenset(i for i, r in enumerate(self.rules) if r.uses_event)
-        self._all = tuple(range(len(self.rules)))
+        self._guards = GuardIndex([r.when for r in self.rules])
         self._policies: list[tuple[SlaConfig, Condition, BusinessCalendar]] = [
             (p, compile_condition(p.when, ("sla", i, "when")),
              self._calendars[p.calendar] if p.calendar else self._always_open)
@@ -439,11 +542,14 @@ class Desk:
     # ---------------------------------------------------------------- rules
 
     def _run_rules(self, st: _Ticket, ctx: Context, at: datetime, out: list[Decision]) -> None:
-        cur = tuple([_norm(g(ctx)) for g in self._getters])
+        getters = self._getters
+        cur = [_norm(g(ctx)) for g in getters]
         snap = st.snap
-        pending: Sequence[int]
+        holding = set(st.holding)
+        possible = self._guards.candidates(ctx)
         if snap is None:
-            pending = self._all
+            candidates = possible
+            holding &= possible  # every rule is judged: one whose guard fails does not hold
         else:
             candidates = set(self._event_rules)
             readers = self._slot_readers
@@ -451,49 +557,79 @@ class Desk:
                 old = snap[i]
                 if value is not old and value != old:
                     candidates.update(readers[i])
-            pending = sorted(candidates)
+            if holding:
+                holding.difference_update(candidates - possible)  # a failed guard: it does not hold now
+            candidates &= possible
+        pending = sorted(candidates)
         rules = self.rules
         readers_of = self._readers
-        holding = set(st.holding)
+        slot_of = self._slot_of
         fired: set[int] = set()
-        unknown: set[int] = set()
+        last_eval: dict[int, int] = {}
+        last_change: dict[int, int] = {}
+        step = 0
         passes = 0
         while pending and passes < MAX_PASSES:
             passes += 1
             # a change made by rule i is seen live by the rules after i in this pass (as a full pass would
-            # see it) and by the rules before i in the next pass
-            queue = list(pending)
-            heapq.heapify(queue)
-            queued = set(pending)
+            # see it) and by the rules before i in the next pass: merge pending with what changes queue
+            later: list[int] = []
             nxt: set[int] = set()
-            while queue:
-                i = heapq.heappop(queue)
-                if i in fired:
+            k, n, prev = 0, len(pending), -1
+            while True:
+                if later and (k >= n or later[0] < pending[k]):
+                    i = heapq.heappop(later)
+                elif k < n:
+                    i = pending[k]
+                    k += 1
+                else:
+                    break
+                if i == prev or i in fired:
                     continue
-                if not rules[i].condition.evaluate(ctx):
+                prev = i
+                rule = rules[i]
+                held = rule.condition.evaluate(ctx)
+                if last_change:
+                    step += 1
+                    last_eval[i] = step
+                if not held:
                     holding.discard(i)
                     continue
                 if i in holding:
-                    continue  # it held before this event already: it fires when it starts to hold
+                    continue  # it held before this event already: a rule fires when it starts to hold
                 holding.add(i)
                 fired.add(i)
-                for path in self._apply(rules[i], st, at, out):
-                    slot = self._slot_of.get(path)
-                    if slot is not None:
-                        unknown.add(slot)
-                    for j in readers_of.get(path, ()):
+                for path in self._apply(rule, st, at, out):
+                    slot = slot_of.get(path)
+                    if slot is None:
+                        continue
+                    step += 1
+                    last_change[slot] = step
+                    for j in readers_of[path]:
                         if j in fired:
                             continue
                         if j > i:
-                            if j not in queued:
-                                queued.add(j)
-                                heapq.heappush(queue, j)
+                            heapq.heappush(later, j)
                         else:
                             nxt.add(j)
             pending = sorted(nxt - fired)
-        if unknown:
-            cur = tuple(_UNKNOWN if i in unknown else v for i, v in enumerate(cur))
-        st.snap = cur
+        for slot, changed_at in last_change.items():
+            # the snapshot may keep the new value only if every reader saw it; a reader that already fired is
+            # evaluated once more (it cannot fire again), one the pass limit left out is evaluated next event
+            clean = True
+            for j in self._slot_readers[slot]:
+                if last_eval.get(j, -1) < changed_at:
+                    if j in fired:
+                        step += 1
+                        last_eval[j] = step
+                        if rules[j].condition.evaluate(ctx):
+                            holding.add(j)
+                        else:
+                            holding.discard(j)
+                    else:
+                        clean = False
+            cur[slot] = _norm(getters[slot](ctx)) if clean else _UNKNOWN
+        st.snap = tuple(cur)
         st.holding = tuple(holding)
 
     def _apply(self, rule: CompiledRule, st: _Ticket, at: datetime, out: list[Decision]) -> set[str]:
@@ -792,4 +928,13 @@ class Desk:
         out.append(Decision(at, ticket_id, kind, rule, detail))
 
 
-__all__ = ["MAX_PASSES", "CompiledRule", "Desk", "compile_rules", "rule_cycles", "rule_writes"]
+__all__ = [
+    "MAX_PASSES",
+    "CompiledRule",
+    "Desk",
+    "GuardIndex",
+    "compile_rules",
+    "rule_cycles",
+    "rule_guard",
+    "rule_writes",
+]

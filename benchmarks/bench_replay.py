@@ -1,0 +1,251 @@
+"""Replay throughput and memory: N tickets of JSONL through ``bridge replay`` with a 100-rule config.
+
+Prints, for the main size: the time to merely ``json.loads`` every line, the replay time (pipeline + Desk), the
+ratio (goal <= 5x) and the Desk's own share (the same events straight into the Desk, no pipeline). Then peak
+memory (tracemalloc) of a replay at each memory size and their ratio (goal <= 1.2x: closed tickets are dropped
+once their final state is out, so memory follows the open tickets, not the length of the recording).
+
+    .venv/bin/python benchmarks/bench_replay.py                       # 100k tickets; memory 100k vs 1M
+    .venv/bin/python benchmarks/bench_replay.py --tickets 20000 --memory 20000,200000
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import heapq
+import json
+import random
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from bridge.model import Record, format_time, parse_time
+from bridge.replay import Replay
+from bridge.rules.engine import Desk
+from bridge.settings import Config
+
+START = datetime(2026, 1, 5, 0, 0, tzinfo=UTC)
+GAP = timedelta(seconds=30)  # one new ticket every 30 s: ~2,900 a day, whatever the length of the recording
+TIERS = ("enterprise", "growth", "starter", "free")
+TOPICS = ("billing/refund", "billing/invoice", "access/sso", "access/password", "bug/api", "bug/ui",
+          "feature/export", "how-to/setup", "bug/sev1")
+WORDS = ("invoice", "refund", "login", "crash", "slow", "export", "thanks", "broken", "urgent", "charged twice")
+SKILLS = ("billing", "access", "bug", "feature", "how-to")
+
+
+def make_config(n_rules: int = 100) -> Config:
+    """A realistic config: 100 rules over tiers, sentiment, tags, text, ARR and severity; 3 SLAs; 30 agents."""
+    rng = random.Random(7)
+    rules: list[dict[str, Any]] = []
+    for i in range(n_rules):
+        kind = i % 6
+        tier = TIERS[i % len(TIERS)]
+        if kind == 0:
+            when: dict[str, Any] = {"all": [{"field": "account.tier", "eq": tier},
+                                            {"field": "ticket.sentiment", "lte": -20 - (i % 50)}]}
+            then: list[dict[str, Any]] = [{"escalate": "team-leads"}, {"set": {"priority": "urgent"}}]
+            rset = "escalation"
+        elif kind == 1:
+            topic = TOPICS[i % len(TOPICS)]
+            when = {"any": [{"tag": topic.split("/")[0] + "/*"}, {"field": "ticket.text", "contains": WORDS[i % 10]}]}
+            then = [{"assign": {"skill": SKILLS[i % len(SKILLS)]}}]
+            rset = "routing"
+        elif kind == 2:
+            when = {"all": [{"field": "account.arr", "gte": 50000 + 1000 * i},
+                            {"field": "ticket.priority", "in": ["high", "urgent"]}]}
+            then = [{"add_tags": [f"vip/r{i}"]}]
+            rset = "triggers"
+        elif kind == 3:
+            when = {"field": "ticket.text", "matches": rf"(?i)\b({WORDS[i % 10]}|lawyer|cancel\w*)\b"}
+            then = [{"set": {"severity": "Sev-2"}}]
+            rset = "triggers"
+        elif kind == 4:
+            when = {"all": [{"tag": "bug/sev1"}, {"none": [{"field": "account.tier", "eq": "free"}]}]}
+            then = [{"escalate": "incident"}, {"set": {"severity": "Sev-1"}}]
+            rset = "escalation"
+        else:
+            when = {"all": [{"field": "requester.language", "eq": rng.choice(["fr", "de", "es"])},
+                            {"field": "ticket.channel", "in": ["email", "chat"]}]}
+            then = [{"assign": {"language": "fr"}}]
+            rset = "routing"
+        rules.append({"name": f"rule-{i:03d}", "set": rset, "priority": i % 17, "when": when, "then": then})
+    agents = [{"email": f"agent{n}@example.com", "skills": [SKILLS[n % 5], SKILLS[(n + 2) % 5]],
+               "languages": ["en", "fr"] if n % 3 == 0 else ["en"], "capacity": 400} for n in range(30)]
+    return Config(
+        fields={
+            "severity": {"type": "select", "options": ["Sev-1", "Sev-2", "Sev-3"]},
+            "product_area": {"type": "multi_select", "options": ["Billing", "Access & Security", "API"],
+                             "aliases": {"Billing": ["billing"]}},
+        },
+        tags=[{"match": "billing/*", "set": {"product_area": "Billing"}},
+              {"match": "bug/sev1", "set": {"severity": "Sev-1"}}],
+        sla=[
+            {"name": "enterprise", "when": {"field": "account.tier", "eq": "enterprise"}, "first_response": "1h",
+             "next_response": "4h", "resolution": "2d", "warn_before": "15m",
+             "escalate": [{"after": "1h", "to": "team-leads"}]},
+            {"name": "urgent", "when": {"field": "ticket.priority", "eq": "urgent"}, "first_response": "2h",
+             "resolution": "3d"},
+            {"name": "standard", "first_response": "8h", "resolution": "5d"},
+        ],
+        rules=rules,
+        routing={"strategy": "least_loaded", "fallback": "round_robin", "tier_order": ["enterprise", "growth"]},
+        teams={"team-leads": {"members": ["agent0@example.com"]}, "incident": {"members": ["agent1@example.com"]}},
+        agents=agents,
+        follow_up={"after": "48h"},
+        auto_close={"after": "1d"},
+    )
+
+
+def events(n: int, seed: int = 1) -> Iterator[dict[str, Any]]:
+    """``n`` tickets' events in time order: created, agent reply, customer reply, resolved (auto-closed later)."""
+    rng = random.Random(seed)
+    pending: list[tuple[datetime, int, dict[str, Any]]] = []
+    seq = 0
+    for i in range(n):
+        at = START + GAP * i
+        while pending and pending[0][0] <= at:
+            yield heapq.heappop(pending)[2]
+        tid = f"T-{i}"
+        account = rng.randrange(2000)
+        tier = TIERS[account % 4]
+        yield {"type": "ticket.created", "at": format_time(at), "ticket": {
+            "id": tid, "channel": rng.choice(["email", "chat", "web"]),
+            "subject": f"{rng.choice(WORDS)} problem", "body": f"Hello, {rng.choice(WORDS)} again with {rng.choice(WORDS)}",
+            "tags": [rng.choice(TOPICS)], "priority": rng.choice(["normal", "normal", "high", "urgent"]),
+            "status": "open", "sentiment": rng.randrange(-90, 60),
+            "requester": {"email": f"c{i}@acct{account}.example", "language": rng.choice(["en", "en", "fr", "de"])},
+            "account": {"id": f"A-{account}", "tier": tier, "arr": 1000 * (account % 300),
+                        "owner": f"agent{account % 30}@example.com"}}}
+        later = [
+            (timedelta(minutes=rng.randrange(5, 90)), {"type": "ticket.message", "ticket_id": tid, "author": "agent",
+                                                       "body": "Looking into it"}),
+            (timedelta(minutes=rng.randrange(95, 240)), {"type": "ticket.message", "ticket_id": tid,
+                                                         "author": "customer", "body": "Thanks, still broken",
+                                                         "sentiment": rng.randrange(-80, 40)}),
+            (timedelta(minutes=rng.randrange(250, 600)), {"type": "ticket.status", "ticket_id": tid,
+                                                          "status": "resolved"}),
+        ]
+        for delta, ev in later:
+            seq += 1
+            ev["at"] = format_time(at + delta)
+            heapq.heappush(pending, (at + delta, seq, ev))
+    while pending:
+        yield heapq.heappop(pending)[2]
+
+
+def write_events(path: Path, n: int) -> int:
+    lines = 0
+    with path.open("w", encoding="utf-8") as fh:
+        for ev in events(n):
+            fh.write(json.dumps(ev) + "\n")
+            lines += 1
+    return lines
+
+
+def parse_only(path: Path) -> float:
+    t = time.perf_counter()
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            json.loads(line)
+    return time.perf_counter() - t
+
+
+def replay(config: Config, path: Path) -> tuple[float, int]:
+    t = time.perf_counter()
+    out = 0
+    rp = Replay(config, until=None)
+    with path.open(encoding="utf-8") as fh:
+        for _ in rp.run(fh):
+            out += 1
+    return time.perf_counter() - t, out
+
+
+def desk_only(config: Config, path: Path) -> float:
+    """The same events straight into the Desk (records built here, no pipeline): the rules engine's share."""
+    desk = Desk(config)
+    tickets: dict[str, Record] = {}
+    with path.open(encoding="utf-8") as fh:
+        parsed = [json.loads(line) for line in fh]
+    t = time.perf_counter()
+    for ev in parsed:
+        at = parse_time(ev["at"])
+        while (due := desk.next_timer()) is not None and due <= at:
+            for d in desk.advance(due):
+                if d.decision == "auto_close":
+                    desk.forget(d.record_id)
+                    tickets.pop(d.record_id, None)
+        kind = ev["type"]
+        if kind == "ticket.created":
+            tk = ev["ticket"]
+            rec = Record(tk["id"], "ticket", tags=list(tk["tags"]),
+                         attrs={k: tk[k] for k in ("subject", "body", "priority", "status", "channel", "sentiment",
+                                                   "requester", "account")})
+            rec.attrs["created_at"] = at
+            tickets[rec.id] = rec
+            desk.on_ticket(rec, {}, ev, at)
+            continue
+        rec = tickets[ev["ticket_id"]]
+        previous: dict[str, Any] = {}
+        if kind == "ticket.status":
+            previous["ticket.status"] = rec.attrs["status"]
+            rec.attrs["status"] = ev["status"]
+        elif "sentiment" in ev:
+            previous["ticket.sentiment"] = rec.attrs.get("sentiment")
+            rec.attrs["sentiment"] = ev["sentiment"]
+        desk.on_ticket(rec, previous, ev, at)
+    return time.perf_counter() - t
+
+
+def peak_memory(config: Config, path: Path) -> int:
+    gc.collect()
+    tracemalloc.start()
+    rp = Replay(config)
+    with path.open(encoding="utf-8") as fh:
+        for out in rp.run(fh):
+            if out.get("final"):
+                break  # finals come last; the spool of closed tickets is on disk
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return peak
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tickets", type=int, default=100_000)
+    ap.add_argument("--memory", default="100000,1000000", help="ticket counts to compare peak memory at")
+    ap.add_argument("--rules", type=int, default=100)
+    args = ap.parse_args(argv)
+    config = make_config(args.rules)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "events.jsonl"
+        lines = write_events(path, args.tickets)
+        size = path.stat().st_size / 1e6
+        print(f"{args.tickets:,} tickets, {lines:,} events, {size:.1f} MB, {len(config.rules)} rules")
+        parse_s = parse_only(path)
+        replay_s, outputs = replay(config, path)
+        desk_s = desk_only(config, path)
+        print(f"json parse only : {parse_s:7.2f} s")
+        print(f"replay          : {replay_s:7.2f} s  ({outputs:,} lines out, {lines / replay_s:,.0f} events/s)")
+        print(f"ratio           : {replay_s / parse_s:7.2f} x   (goal <= 5x)")
+        print(f"desk alone      : {desk_s:7.2f} s  ({desk_s / parse_s:.2f} x parse)")
+        peaks = []
+        for n in (int(x) for x in args.memory.split(",") if x):
+            mpath = Path(tmp) / f"mem-{n}.jsonl"
+            write_events(mpath, n)
+            peak = peak_memory(config, mpath)
+            mpath.unlink()
+            peaks.append((n, peak))
+            print(f"peak memory {n:>9,} tickets: {peak / 1e6:8.1f} MB")
+        if len(peaks) >= 2:
+            print(f"memory ratio    : {peaks[-1][1] / peaks[0][1]:7.2f} x   (goal <= 1.2x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
