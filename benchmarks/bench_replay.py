@@ -1,9 +1,9 @@
 """Replay throughput and memory: N tickets of JSONL through ``bridge replay`` with a 100-rule config.
 
-Prints, for the main size: the time to merely ``json.loads`` every line, the replay time (pipeline + Desk), the
-ratio (goal <= 5x) and the Desk's own share (the same events straight into the Desk, no pipeline). Then peak
-memory (tracemalloc) of a replay at each memory size and their ratio (goal <= 1.2x: closed tickets are dropped
-once their final state is out, so memory follows the open tickets, not the length of the recording).
+Prints, for the main size: the time to merely ``json.loads`` every line, the replay time (pipeline + Desk),
+the ratio (goal <= 5x) and the Desk's own share (the same events straight into the Desk, no pipeline). Then
+peak memory (tracemalloc) of a replay at each memory size and their ratio (goal <= 1.2x: closed tickets are
+dropped once their final state is out, so memory follows the open tickets, not the length of the recording).
 
     .venv/bin/python benchmarks/bench_replay.py                       # 100k tickets; memory 100k vs 1M
     .venv/bin/python benchmarks/bench_replay.py --tickets 20000 --memory 20000,200000
@@ -33,36 +33,102 @@ from bridge.settings import Config
 START = datetime(2026, 1, 5, 0, 0, tzinfo=UTC)
 GAP = timedelta(seconds=30)  # one new ticket every 30 s: ~2,900 a day, whatever the length of the recording
 TIERS = ("enterprise", "growth", "starter", "free")
-TOPICS = ("billing/refund", "billing/invoice", "access/sso", "access/password", "bug/api", "bug/ui",
-          "feature/export", "how-to/setup", "bug/sev1")
-WORDS = ("invoice", "refund", "login", "crash", "slow", "export", "thanks", "broken", "urgent", "charged twice")
+TOPICS = (
+    "billing/refund",
+    "billing/invoice",
+    "access/sso",
+    "access/password",
+    "bug/api",
+    "bug/ui",
+    "feature/export",
+    "how-to/setup",
+    "bug/sev1",
+)
+WORDS = (
+    "invoice",
+    "refund",
+    "login",
+    "crash",
+    "slow",
+    "export",
+    "thanks",
+    "broken",
+    "urgent",
+    "charged twice",
+    "password",
+    "sso",
+    "okta",
+    "webhook",
+    "timeout",
+    "csv",
+    "report",
+    "dashboard",
+    "seat",
+    "upgrade",
+    "downgrade",
+    "cancel",
+    "lawyer",
+    "gdpr",
+    "delete",
+    "api key",
+    "rate limit",
+    "mobile",
+    "android",
+    "ios",
+    "billing",
+    "vat",
+    "receipt",
+    "card",
+    "declined",
+    "trial",
+    "plan",
+    "team",
+    "invite",
+    "permissions",
+)
 SKILLS = ("billing", "access", "bug", "feature", "how-to")
 
 
 def make_config(n_rules: int = 100) -> Config:
-    """A realistic config: 100 rules over tiers, sentiment, tags, text, ARR and severity; 3 SLAs; 30 agents."""
+    """A config like a real one: rules over tiers, sentiment, tags, text, ARR, severity; 3 SLAs; 30 agents."""
     rng = random.Random(7)
     rules: list[dict[str, Any]] = []
     for i in range(n_rules):
         kind = i % 6
         tier = TIERS[i % len(TIERS)]
         if kind == 0:
-            when: dict[str, Any] = {"all": [{"field": "account.tier", "eq": tier},
-                                            {"field": "ticket.sentiment", "lte": -20 - (i % 50)}]}
+            when: dict[str, Any] = {
+                "all": [
+                    {"field": "account.tier", "eq": tier},
+                    {"field": "ticket.sentiment", "lte": -20 - (i % 50)},
+                ]
+            }
             then: list[dict[str, Any]] = [{"escalate": "team-leads"}, {"set": {"priority": "urgent"}}]
             rset = "escalation"
         elif kind == 1:
             topic = TOPICS[i % len(TOPICS)]
-            when = {"any": [{"tag": topic.split("/")[0] + "/*"}, {"field": "ticket.text", "contains": WORDS[i % 10]}]}
+            when = {
+                "any": [
+                    {"tag": topic.split("/")[0] + "/*"},
+                    {"field": "ticket.text", "contains": WORDS[i % len(WORDS)]},
+                ]
+            }
             then = [{"assign": {"skill": SKILLS[i % len(SKILLS)]}}]
             rset = "routing"
         elif kind == 2:
-            when = {"all": [{"field": "account.arr", "gte": 50000 + 1000 * i},
-                            {"field": "ticket.priority", "in": ["high", "urgent"]}]}
-            then = [{"add_tags": [f"vip/r{i}"]}]
+            when = {
+                "all": [
+                    {"field": "account.arr", "gte": 50000 + 1000 * i},
+                    {"field": "ticket.priority", "in": ["high", "urgent"]},
+                ]
+            }
+            then = [{"add_tags": [f"vip/arr-{i % 3}"]}]
             rset = "triggers"
         elif kind == 3:
-            when = {"field": "ticket.text", "matches": rf"(?i)\b({WORDS[i % 10]}|lawyer|cancel\w*)\b"}
+            when = {
+                "field": "ticket.text",
+                "matches": rf"(?i)\b({WORDS[(i * 7) % len(WORDS)]}|lawyer|cancel\w*)\b",
+            }
             then = [{"set": {"severity": "Sev-2"}}]
             rset = "triggers"
         elif kind == 4:
@@ -70,32 +136,65 @@ def make_config(n_rules: int = 100) -> Config:
             then = [{"escalate": "incident"}, {"set": {"severity": "Sev-1"}}]
             rset = "escalation"
         else:
-            when = {"all": [{"field": "requester.language", "eq": rng.choice(["fr", "de", "es"])},
-                            {"field": "ticket.channel", "in": ["email", "chat"]}]}
+            when = {
+                "all": [
+                    {"field": "requester.language", "eq": rng.choice(["fr", "de", "es"])},
+                    {"field": "ticket.channel", "in": ["email", "chat"]},
+                ]
+            }
             then = [{"assign": {"language": "fr"}}]
             rset = "routing"
         rules.append({"name": f"rule-{i:03d}", "set": rset, "priority": i % 17, "when": when, "then": then})
-    agents = [{"email": f"agent{n}@example.com", "skills": [SKILLS[n % 5], SKILLS[(n + 2) % 5]],
-               "languages": ["en", "fr"] if n % 3 == 0 else ["en"], "capacity": 400} for n in range(30)]
+    agents = [
+        {
+            "email": f"agent{n}@example.com",
+            "skills": [SKILLS[n % 5], SKILLS[(n + 2) % 5]],
+            "languages": ["en", "fr"] if n % 3 == 0 else ["en"],
+            "capacity": 400,
+        }
+        for n in range(30)
+    ]
     return Config(
         fields={
             "severity": {"type": "select", "options": ["Sev-1", "Sev-2", "Sev-3"]},
-            "product_area": {"type": "multi_select", "options": ["Billing", "Access & Security", "API"],
-                             "aliases": {"Billing": ["billing"]}},
+            "product_area": {
+                "type": "multi_select",
+                "options": ["Billing", "Access & Security", "API"],
+                "aliases": {"Billing": ["billing"]},
+            },
         },
-        tags=[{"match": "billing/*", "set": {"product_area": "Billing"}},
-              {"match": "bug/sev1", "set": {"severity": "Sev-1"}}],
+        tags=[
+            {"match": "billing/*", "set": {"product_area": "Billing"}},
+            {"match": "bug/sev1", "set": {"severity": "Sev-1"}},
+        ],
         sla=[
-            {"name": "enterprise", "when": {"field": "account.tier", "eq": "enterprise"}, "first_response": "1h",
-             "next_response": "4h", "resolution": "2d", "warn_before": "15m",
-             "escalate": [{"after": "1h", "to": "team-leads"}]},
-            {"name": "urgent", "when": {"field": "ticket.priority", "eq": "urgent"}, "first_response": "2h",
-             "resolution": "3d"},
+            {
+                "name": "enterprise",
+                "when": {"field": "account.tier", "eq": "enterprise"},
+                "first_response": "1h",
+                "next_response": "4h",
+                "resolution": "2d",
+                "warn_before": "15m",
+                "escalate": [{"after": "1h", "to": "team-leads"}],
+            },
+            {
+                "name": "urgent",
+                "when": {"field": "ticket.priority", "eq": "urgent"},
+                "first_response": "2h",
+                "resolution": "3d",
+            },
             {"name": "standard", "first_response": "8h", "resolution": "5d"},
         ],
         rules=rules,
-        routing={"strategy": "least_loaded", "fallback": "round_robin", "tier_order": ["enterprise", "growth"]},
-        teams={"team-leads": {"members": ["agent0@example.com"]}, "incident": {"members": ["agent1@example.com"]}},
+        routing={
+            "strategy": "least_loaded",
+            "fallback": "round_robin",
+            "tier_order": ["enterprise", "growth"],
+        },
+        teams={
+            "team-leads": {"members": ["agent0@example.com"]},
+            "incident": {"members": ["agent1@example.com"]},
+        },
         agents=agents,
         follow_up={"after": "48h"},
         auto_close={"after": "1d"},
@@ -103,7 +202,7 @@ def make_config(n_rules: int = 100) -> Config:
 
 
 def events(n: int, seed: int = 1) -> Iterator[dict[str, Any]]:
-    """``n`` tickets' events in time order: created, agent reply, customer reply, resolved (auto-closed later)."""
+    """``n`` tickets' events in time order: created, agent reply, customer reply, resolved (auto-closed)."""
     rng = random.Random(seed)
     pending: list[tuple[datetime, int, dict[str, Any]]] = []
     seq = 0
@@ -114,22 +213,49 @@ def events(n: int, seed: int = 1) -> Iterator[dict[str, Any]]:
         tid = f"T-{i}"
         account = rng.randrange(2000)
         tier = TIERS[account % 4]
-        yield {"type": "ticket.created", "at": format_time(at), "ticket": {
-            "id": tid, "channel": rng.choice(["email", "chat", "web"]),
-            "subject": f"{rng.choice(WORDS)} problem", "body": f"Hello, {rng.choice(WORDS)} again with {rng.choice(WORDS)}",
-            "tags": [rng.choice(TOPICS)], "priority": rng.choice(["normal", "normal", "high", "urgent"]),
-            "status": "open", "sentiment": rng.randrange(-90, 60),
-            "requester": {"email": f"c{i}@acct{account}.example", "language": rng.choice(["en", "en", "fr", "de"])},
-            "account": {"id": f"A-{account}", "tier": tier, "arr": 1000 * (account % 300),
-                        "owner": f"agent{account % 30}@example.com"}}}
+        yield {
+            "type": "ticket.created",
+            "at": format_time(at),
+            "ticket": {
+                "id": tid,
+                "channel": rng.choice(["email", "chat", "web"]),
+                "subject": f"{rng.choice(WORDS)} problem",
+                "body": f"Hello, {rng.choice(WORDS)} again with {rng.choice(WORDS)}",
+                "tags": [rng.choice(TOPICS)],
+                "priority": rng.choice(["normal", "normal", "high", "urgent"]),
+                "status": "open",
+                "sentiment": rng.randrange(-90, 60),
+                "requester": {
+                    "email": f"c{i}@acct{account}.example",
+                    "language": rng.choice(["en", "en", "fr", "de"]),
+                },
+                "account": {
+                    "id": f"A-{account}",
+                    "tier": tier,
+                    "arr": 1000 * (account % 300),
+                    "owner": f"agent{account % 30}@example.com",
+                },
+            },
+        }
         later = [
-            (timedelta(minutes=rng.randrange(5, 90)), {"type": "ticket.message", "ticket_id": tid, "author": "agent",
-                                                       "body": "Looking into it"}),
-            (timedelta(minutes=rng.randrange(95, 240)), {"type": "ticket.message", "ticket_id": tid,
-                                                         "author": "customer", "body": "Thanks, still broken",
-                                                         "sentiment": rng.randrange(-80, 40)}),
-            (timedelta(minutes=rng.randrange(250, 600)), {"type": "ticket.status", "ticket_id": tid,
-                                                          "status": "resolved"}),
+            (
+                timedelta(minutes=rng.randrange(5, 90)),
+                {"type": "ticket.message", "ticket_id": tid, "author": "agent", "body": "Looking into it"},
+            ),
+            (
+                timedelta(minutes=rng.randrange(95, 240)),
+                {
+                    "type": "ticket.message",
+                    "ticket_id": tid,
+                    "author": "customer",
+                    "body": "Thanks, still broken",
+                    "sentiment": rng.randrange(-80, 40),
+                },
+            ),
+            (
+                timedelta(minutes=rng.randrange(250, 600)),
+                {"type": "ticket.status", "ticket_id": tid, "status": "resolved"},
+            ),
         ]
         for delta, ev in later:
             seq += 1
@@ -183,9 +309,24 @@ def desk_only(config: Config, path: Path) -> float:
         kind = ev["type"]
         if kind == "ticket.created":
             tk = ev["ticket"]
-            rec = Record(tk["id"], "ticket", tags=list(tk["tags"]),
-                         attrs={k: tk[k] for k in ("subject", "body", "priority", "status", "channel", "sentiment",
-                                                   "requester", "account")})
+            rec = Record(
+                tk["id"],
+                "ticket",
+                tags=list(tk["tags"]),
+                attrs={
+                    k: tk[k]
+                    for k in (
+                        "subject",
+                        "body",
+                        "priority",
+                        "status",
+                        "channel",
+                        "sentiment",
+                        "requester",
+                        "account",
+                    )
+                },
+            )
             rec.attrs["created_at"] = at
             tickets[rec.id] = rec
             desk.on_ticket(rec, {}, ev, at)
@@ -231,7 +372,9 @@ def main(argv: list[str] | None = None) -> int:
         replay_s, outputs = replay(config, path)
         desk_s = desk_only(config, path)
         print(f"json parse only : {parse_s:7.2f} s")
-        print(f"replay          : {replay_s:7.2f} s  ({outputs:,} lines out, {lines / replay_s:,.0f} events/s)")
+        print(
+            f"replay          : {replay_s:7.2f} s  ({outputs:,} lines out, {lines / replay_s:,.0f} events/s)"
+        )
         print(f"ratio           : {replay_s / parse_s:7.2f} x   (goal <= 5x)")
         print(f"desk alone      : {desk_s:7.2f} s  ({desk_s / parse_s:.2f} x parse)")
         peaks = []

@@ -308,19 +308,29 @@ class _Leaf(Condition):
 
 
 class _Tag(Condition):
-    __slots__ = ("expected", "literal", "match", "where")
+    __slots__ = ("expected", "literal", "match", "prefix", "where")
     kind = "tag"
 
     def __init__(self, where: Path, glob: str) -> None:
         self.where = where
         self.expected = glob
-        self.literal = glob if not any(c in glob for c in "*?[") else None
+        wild = any(c in glob for c in "*?[")
+        self.literal = None if wild else glob
+        head = glob[:-1]
+        # "billing/*" is a prefix test: no regex on the hot path
+        self.prefix = head if glob.endswith("*") and not any(c in head for c in "*?[") else None
         self.match = re.compile(translate(glob)).match
 
     def evaluate(self, ctx: Context) -> bool:
         tags = ctx.record.tags
         if self.literal is not None:
             return self.literal in tags
+        prefix = self.prefix
+        if prefix is not None:
+            for tag in tags:  # noqa: SIM110 - a plain loop: no generator on the hot path
+                if tag.startswith(prefix):
+                    return True
+            return False
         match = self.match
         for tag in tags:  # noqa: SIM110 - a plain loop: no generator on the hot path
             if match(tag) is not None:

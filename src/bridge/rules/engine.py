@@ -421,6 +421,8 @@ class Desk:
         self._seq = itertools.count()
         self._open_at: datetime | None = None
         self._freed = False
+        self._stamp_at: datetime | None = None
+        self._stamp: str | None = None
 
     # ---------------------------------------------------------------- events
 
@@ -546,10 +548,9 @@ class Desk:
         cur = [_norm(g(ctx)) for g in getters]
         snap = st.snap
         holding = set(st.holding)
-        possible = self._guards.candidates(ctx)
         if snap is None:
-            candidates = possible
-            holding &= possible  # every rule is judged: one whose guard fails does not hold
+            candidates = self._guards.candidates(ctx)
+            holding &= candidates  # every rule is judged: one whose guard fails does not hold
         else:
             candidates = set(self._event_rules)
             readers = self._slot_readers
@@ -557,6 +558,9 @@ class Desk:
                 old = snap[i]
                 if value is not old and value != old:
                     candidates.update(readers[i])
+            if not candidates:
+                return  # nothing a rule reads changed: every result stands, the snapshot too
+            possible = self._guards.candidates(ctx)
             if holding:
                 holding.difference_update(candidates - possible)  # a failed guard: it does not hold now
             candidates &= possible
@@ -574,6 +578,7 @@ class Desk:
             # a change made by rule i is seen live by the rules after i in this pass (as a full pass would
             # see it) and by the rules before i in the next pass: merge pending with what changes queue
             later: list[int] = []
+            waiting = set(pending)  # in this pass still to come (or done): no need to queue them again
             nxt: set[int] = set()
             k, n, prev = 0, len(pending), -1
             while True:
@@ -609,7 +614,9 @@ class Desk:
                         if j in fired:
                             continue
                         if j > i:
-                            heapq.heappush(later, j)
+                            if j not in waiting:
+                                waiting.add(j)
+                                heapq.heappush(later, j)
                         else:
                             nxt.add(j)
             pending = sorted(nxt - fired)
@@ -921,10 +928,11 @@ class Desk:
             return st.follow_due == t
         return st.close_due == t
 
-    @staticmethod
-    def _decide(out: list[Decision], at: datetime, ticket_id: str, kind: str, rule: str,
+    def _decide(self, out: list[Decision], at: datetime, ticket_id: str, kind: str, rule: str,
                 detail: dict[str, Any], what: str = "") -> None:
-        detail["key"] = f"{ticket_id}|{kind}|{rule}|{format_time(at)}|{what}"
+        if at is not self._stamp_at:
+            self._stamp_at, self._stamp = at, format_time(at)  # one event's decisions share their instant
+        detail["key"] = f"{ticket_id}|{kind}|{rule}|{self._stamp}|{what}"
         out.append(Decision(at, ticket_id, kind, rule, detail))
 
 
