@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -207,3 +207,18 @@ def test_complete_for_a_deleted_record_does_not_link(store: Store, now: datetime
     assert store.items()[0].status == "done"
     with store.session() as tx:
         assert tx.record_id_for("hubspot", "ticket", "hs-9") is None
+
+
+def test_effect_claimed_once_and_rolled_back_with_its_transaction(store: Store) -> None:
+    at = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+    with store.session() as tx:
+        tx.create_record("ticket", "r1")
+        assert tx.claim_effect("r1|follow_up|48h", "r1", "follow_up", at) is True
+        assert tx.claim_effect("r1|follow_up|48h", "r1", "follow_up", at) is False
+    with pytest.raises(RuntimeError), store.session() as tx:
+        assert tx.claim_effect("r1|auto_close|7d", "r1", "auto_close", at) is True
+        raise RuntimeError("crash before commit")
+    with store.session() as tx:
+        # the crashed transaction's claim is gone: a retry takes the effect once
+        assert tx.claim_effect("r1|auto_close|7d", "r1", "auto_close", at) is True
+        assert tx.claim_effect("r1|follow_up|48h", "r1", "follow_up", at) is False

@@ -188,3 +188,15 @@ audit = sa.Table(
     sa.CheckConstraint("kind IN ('write', 'conflict', 'decision', 'delete')", name="ck_audit_kind"),
     sa.Index(None, "record_id", "id"),
 )
+
+# side effects of rules (assign, escalate, follow-up, auto-close ...), each taken once: a key is claimed in the
+# same transaction that queues the effect's write, so a crash and a retry never repeat it
+effects = sa.Table(
+    "effects",
+    metadata,
+    sa.Column("key", sa.String(), primary_key=True),
+    sa.Column("record_id", sa.String(), nullable=False),
+    sa.Column("decision", sa.String(), nullable=False),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Index(None, "record_id"),
+)

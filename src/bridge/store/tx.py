@@ -357,6 +357,22 @@ class Tx:
         # a concurrent transaction may have queued the twin since the check above
         return bool(self.conn.execute(stmt).rowcount)
 
+    # ------------------------------------------------------------------ effects
+    def claim_effect(self, key: str, record_id: str, decision: str, at: datetime) -> bool:
+        """Claim a side effect's idempotency key; False when it was taken before (the effect is not repeated).
+
+        Claim it in the transaction that queues the effect's write: both commit, or neither.
+        """
+        dialect = postgresql if self._pg else sqlite
+        stmt = (
+            dialect.insert(t.effects)
+            .values(key=key, record_id=record_id, decision=decision, at=at)
+            .on_conflict_do_nothing(index_elements=["key"])
+            .returning(t.effects.c.key)
+        )
+        # RETURNING, not rowcount: psycopg reports a row for a skipped conflict on some versions
+        return self.conn.execute(stmt).scalar() is not None
+
     # ------------------------------------------------------------------- audit
     def audit(
         self,
