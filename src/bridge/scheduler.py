@@ -11,14 +11,15 @@ import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import FrameType
 from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from bridge.durations import parse_duration
-from bridge.model import utcnow
+from bridge.model import Change, utcnow
+from bridge.rules.live import LiveRules, queue_effects
 from bridge.sync import Syncer, SyncReport
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("bridge.scheduler")
 DEFAULT_EVERY = timedelta(minutes=5)
 PUSH_EVERY = timedelta(seconds=30)
+RULES_EVERY = timedelta(minutes=1)
 
 
 @dataclass
@@ -65,8 +67,8 @@ class Totals:
         return "\n".join(lines)
 
 
-def build_jobs(app: App, syncer: Syncer) -> list[Job]:
-    """One sync job per enabled connector (``sync_every``) and the outbox pusher."""
+def build_jobs(app: App, syncer: Syncer, live: LiveRules | None = None) -> list[Job]:
+    """One sync job per enabled connector (``sync_every``), the outbox pusher, and the rules' timers."""
     jobs = []
     for name, table in app.config.connectors.items():
         if not table.enabled:
@@ -89,7 +91,51 @@ def build_jobs(app: App, syncer: Syncer) -> list[Job]:
         return report
 
     jobs.append(Job("outbox", PUSH_EVERY, push_all))
+    if live is not None:
+        jobs.append(Job("rules", RULES_EVERY, lambda: run_timers(app, live)))
     return jobs
+
+
+def wants_rules(app: App) -> bool:
+    """Whether the config has anything for the Desk to do (rules, SLAs, agents, follow-ups, auto-close)."""
+    cfg = app.config
+    return bool(cfg.rules or cfg.sla or cfg.agents or cfg.follow_up or cfg.auto_close)
+
+
+def start_rules(app: App) -> LiveRules:
+    """Build the daemon's Desk, rebuild it from the store's change log and register it on the plugin host."""
+    live = LiveRules(app.config, app.base_dir)
+    feed: list[tuple[str, dict[str, str], Change]] = []
+    with app.store.session() as tx:
+        for record in tx.records("ticket"):
+            if record.attrs.get("status") == "closed":
+                continue
+            feed.extend((record.id, dict(record.links), c) for c in tx.changes_of(record.id))
+    fed = live.rebuild(feed)
+    live.tick(utcnow())  # timers that fell due while the daemon was down; their effects were keyed
+    app.host.register(live, "rules")
+    log.info("rules: desk rebuilt from %d stored changes", fed)
+    return live
+
+
+def run_timers(app: App, live: LiveRules, now: datetime | None = None) -> SyncReport:
+    """Fire due SLA, follow-up and auto-close timers; queue their effects once and save the tickets."""
+    report = SyncReport()
+    now = now or utcnow()
+    touched = live.tick(now)
+    if not touched:
+        return report
+    with app.store.session() as tx:
+        for record, decisions in touched:
+            stored = tx.load(record.id)
+            if stored is None:
+                continue
+            for attr in ("status", "assignee", "priority", "escalations"):
+                if attr in record.attrs:
+                    stored.attrs[attr] = record.attrs[attr]
+            tx.save(stored)
+            report.writes_queued += queue_effects(tx, app.config, stored, decisions, now, "timers")
+    return report
 
 
 def run_job(app: App, job: Job, totals: Totals) -> None:
@@ -116,8 +162,9 @@ def run_daemon(app: App, once: bool = False, stop: threading.Event | None = None
     from bridge.check import require_valid
 
     require_valid(app.loaded, app.host)
+    live = start_rules(app) if wants_rules(app) else None
     syncer = Syncer(app.config, app.store, app.connector, app.host)
-    jobs = build_jobs(app, syncer)
+    jobs = build_jobs(app, syncer, live)
     totals = Totals()
     app.host.call_each("startup", app=app)
     try:
