@@ -1,0 +1,125 @@
+"""Rules in the daemon: side effects queued exactly once, across a crash, a retry and a restart."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bridge.app import App
+from bridge.model import Change, Record
+from bridge.pipeline import Pipeline
+from bridge.rules.live import LiveRules, change_event, effect_fields, queue_effects
+from bridge.scheduler import run_timers
+from bridge.settings import Config, LoadedConfig
+from bridge.store import Store
+from bridge.store.testing import require_postgres, temp_postgres_schema_url
+
+T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+
+CONFIG = {
+    "connectors": {"desk": {"plugin": "files", "path": "in", "kinds": ["ticket"]}},
+    "fields": {"severity": {"type": "select", "options": ["Sev-1", "Sev-2"], "owner": "bridge",
+                            "sync_to": ["desk"]}},
+    "agents": [{"email": "a@x.example", "capacity": 5}],
+    "follow_up": {"after": "48h"},
+    "auto_close": {"after": "7d"},
+    "rules": [{"name": "sev1", "set": "triggers", "when": {"all": [{"tag": "bug/sev1"}]},
+               "then": [{"set": {"severity": "Sev-1"}}]}],
+}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'bridge.db'}"
+        return
+    require_postgres()
+    with temp_postgres_schema_url() as url:
+        yield url
+
+
+def make_app(url: str) -> App:
+    return App(LoadedConfig(Config(**CONFIG), Path("bridge.toml"), {}), database=url)
+
+
+def ingest(app: App, live: LiveRules, change: Change) -> Record:
+    """What the pipeline does with the rules stage: process, then queue the Desk's effects."""
+    pipeline = Pipeline(app.config, None, run="test")
+    with app.store.session() as tx:
+        outcome = pipeline.process(tx, change, change.at)
+        decisions = live.on_change(outcome.record, change, change.at)
+        tx.save(outcome.record)
+        queue_effects(tx, app.config, outcome.record, decisions, change.at, "test")
+    return outcome.record
+
+
+def effects_in_outbox(app: App) -> list[dict[str, object]]:
+    return [i.fields for i in app.store.items("desk")]
+
+
+def test_follow_up_and_auto_close_once_across_restart(store_url: str) -> None:
+    app = make_app(store_url)
+    live = LiveRules(app.config)
+    created = Change("desk", "ticket", "T-1", T0, tags=["bug/sev1"], attrs={"status": "open", "subject": "x"})
+    ingest(app, live, created)
+    ingest(app, live, Change("desk", "ticket", "T-1", T0 + timedelta(hours=1), attrs={"status": "pending"}))
+    first = effects_in_outbox(app)
+    assert {"severity": "Sev-1"} in first and {"assignee": "a@x.example"} in first
+
+    # the follow-up falls due 48 h after the ticket went pending
+    run_timers(app, live, T0 + timedelta(hours=50))
+    follow = [f for f in effects_in_outbox(app) if "follow_up" in f]
+    assert len(follow) == 1
+
+    # a restart: a new Desk rebuilt from the change log fires the same timer again; its key stops a repeat
+    with app.store.session() as tx:
+        feed = [(r.id, dict(r.links), c) for r in tx.records("ticket") for c in tx.changes_of(r.id)]
+    again = LiveRules(app.config)
+    assert again.rebuild(feed) == 2
+    run_timers(app, again, T0 + timedelta(hours=50))
+    assert len([f for f in effects_in_outbox(app) if "follow_up" in f]) == 1
+    app.close()
+
+
+def test_a_crash_between_claim_and_commit_leaves_the_effect_to_the_retry(store_url: str) -> None:
+    app = make_app(store_url)
+    live = LiveRules(app.config)
+    ingest(app, live, Change("desk", "ticket", "T-2", T0, attrs={"status": "open"}))
+    ingest(app, live, Change("desk", "ticket", "T-2", T0 + timedelta(minutes=5), attrs={"status": "resolved"}))
+    due = T0 + timedelta(minutes=5) + timedelta(days=7)
+    decisions = live.tick(due)
+    assert [d.decision for _r, ds in decisions for d in ds] == ["auto_close"]
+    record, ds = decisions[0]
+    with pytest.raises(RuntimeError), app.store.session() as tx:
+        assert queue_effects(tx, app.config, record, ds, due, "crash") == 1
+        raise RuntimeError("killed before commit")
+    assert not [f for f in effects_in_outbox(app) if f.get("status") == "closed"]
+    for _attempt in range(2):  # the retry, and a second retry
+        with app.store.session() as tx:
+            queue_effects(tx, app.config, record, ds, due, "retry")
+    assert len([f for f in effects_in_outbox(app) if f.get("status") == "closed"]) == 1
+    app.close()
+
+
+def test_effect_fields_respect_sync_to() -> None:
+    cfg = Config(**{**CONFIG, "connectors": {**CONFIG["connectors"],  # type: ignore[dict-item]
+                                             "crm": {"plugin": "files", "path": "c", "kinds": ["ticket"]}}})
+    rec = Record("r", "ticket", links={"desk": "T", "crm": "C"})
+    from bridge.model import Decision
+
+    d = Decision(T0, "r", "set_field", "sev1", {"field": "severity", "value": "Sev-1", "key": "k"})
+    assert effect_fields(cfg, "desk", rec, d) == {"severity": "Sev-1"}
+    assert effect_fields(cfg, "crm", rec, d) == {}  # crm does not read severity
+
+
+@pytest.mark.parametrize(
+    ("attrs", "created", "kind"),
+    [({"status": "open"}, True, "ticket.created"), ({"message": "hi", "last_author": "customer"}, False,
+      "ticket.message"), ({"status": "pending"}, False, "ticket.status"), ({"priority": "high"}, False,
+                                                                            "ticket.updated")],
+)
+def test_change_event(attrs: dict[str, str], created: bool, kind: str) -> None:
+    assert change_event(Change("s", "ticket", "1", T0, attrs=attrs), created)["type"] == kind
