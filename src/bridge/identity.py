@@ -6,7 +6,11 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-DEFAULT_KEYS: dict[str, tuple[str, ...]] = {"contact": ("email",), "account": ("domain", "name"), "ticket": ()}
+DEFAULT_KEYS: dict[str, tuple[str, ...]] = {
+    "contact": ("email",),
+    "account": ("domain", "name"),
+    "ticket": (),
+}
 _SUFFIXES = re.compile(r"\b(inc|llc|ltd|gmbh|sa|sas|bv|ag|corp|co|plc|limited|corporation)\b\.?", re.I)
 
 

@@ -1,52 +1,79 @@
-"""One change through identity → classify → map tags → reconcile (source of truth) → rules → outbox.
+"""One change through identity → reconcile (source of truth) → classify → map tags → rules → outbox.
 
 The pipeline is the one place that calls the stages in order. It works on a :class:`State`: the store's
-transaction in the daemon (so a change, its writes and its audit commit together) or :class:`MemoryState` in
-replay and dry runs.
+transaction in the daemon (so a change, its writes, its shadows and its audit commit together, or not at
+all) or :class:`MemoryState` in replay. Dry runs use the store's transaction and roll it back.
+
+Per field and system it keeps a shadow (:class:`bridge.ownership.Shadow`): what the system holds and what
+was queued for it. A pulled value equal to the held one is no change; one equal to a queued one is the
+echo of our own write; anything else is the system's edit, and :func:`bridge.ownership.decide` says who
+wins. A write is queued for a system in the field's ``sync_to`` only when what it will hold differs from
+the record's value: when the value changed, when the sender must be reverted, or when the system has never
+been told this field.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 from bridge import classify, identity
 from bridge.errors import FieldValueError, IdentityError
-from bridge.fields import coerce, merge, to_json
-from bridge.model import BRIDGE, Change, Decision, FieldValue, Record, Write
-from bridge.ownership import decide, receivers
+from bridge.fields import FieldType, coerce, equal, merge, to_json
+from bridge.model import BRIDGE, Change, Decision, FieldValue, Record, Write, format_time
+from bridge.ownership import Shadow, blank, decide, detect
 from bridge.plugins import PluginHost
 from bridge.settings import Config
 from bridge.taxonomy import TagMapper
+
+DELETE_POLICIES = ("ignore", "flag", "archive")
+DEFAULT_DELETE = "ignore"
+BRIDGE_ID = "bridge_id"  # a change attribute: the bridge record a system's record was created for
 
 
 class State(Protocol):
     """What the pipeline needs of its storage (the store's ``Tx`` and :class:`MemoryState` provide it)."""
 
     def record_id_for(self, system: str, kind: str, external_id: str) -> str | None: ...
+    def links_of(self, record_id: str) -> dict[str, str]: ...
     def find_by_key(self, kind: str, key: str, value: str) -> list[str]: ...
+    def keys_of(self, record_id: str) -> dict[str, str]: ...
     def set_keys(self, record_id: str, kind: str, keys: dict[str, str]) -> None: ...
-    def create_record(self, kind: str, record_id: str | None = None) -> str: ...
+    def lock_identity(self, kind: str, key: str, value: str) -> None: ...
+    def create_record(self, kind: str, record_id: str | None = None, now: datetime | None = None) -> str: ...
     def link(self, record_id: str, system: str, kind: str, external_id: str) -> None: ...
     def load(self, record_id: str) -> Record | None: ...
-    def save(self, record: Record) -> None: ...
-    def add_change(self, change: Change, record_id: str | None) -> int: ...
+    def save(self, record: Record, now: datetime | None = None) -> None: ...
+    def add_change(
+        self, change: Change, record_id: str | None, received_at: datetime | None = None
+    ) -> int: ...
     def shadow(self, record_id: str, field: str, system: str) -> tuple[bool, Any]: ...
     def set_shadow(self, record_id: str, field: str, system: str, value: Any, at: datetime) -> None: ...
     def enqueue(self, write: Write, now: datetime) -> bool: ...
     def audit(
-        self, *, at: datetime, run: str, record_id: str | None, field: str | None, before: Any, after: Any,
-        origin: str, rule: str, kind: str = "write", response: Any = None,
+        self,
+        *,
+        at: datetime,
+        run: str,
+        record_id: str | None,
+        field: str | None,
+        before: Any,
+        after: Any,
+        origin: str,
+        rule: str,
+        kind: str = "write",
+        response: Any = None,
     ) -> None: ...
 
 
 @dataclass
 class Conflict:
-    """A non-owner's edit of an owned field."""
+    """A non-owner's edit of an owned field: reported, and reverted or left."""
 
     record_id: str
     field: str
@@ -59,7 +86,7 @@ class Conflict:
 
 @dataclass
 class PlannedWrite:
-    """One field of one write, with the values and the rule behind it (the dry-run plan)."""
+    """One field of one queued write: the values and the rule behind it (the dry-run plan)."""
 
     record_id: str
     system: str
@@ -80,6 +107,17 @@ class Outcome:
     conflicts: list[Conflict] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     created: bool = False
+    echoes: int = 0
+    deleted: str | None = None  # the delete policy applied, for a delete
+
+
+@dataclass
+class _Why:
+    """Why a field is considered for the receivers: its value changed, or the sender must be told back."""
+
+    rule: str
+    source: str
+    writeback: str | None = None  # the system to tell the record's value again
 
 
 class Pipeline:
@@ -91,8 +129,11 @@ class Pipeline:
         self.run = run
         self.types = config.field_types()
         self.mapper = TagMapper(config)
+        self.systems = frozenset(config.connectors)
         self._remote: dict[tuple[str, str], dict[str, str]] = {}
-        self._systems = set(config.connectors)
+        self._by_kind: dict[str, list[str]] = defaultdict(list)
+        for name, fcfg in config.fields.items():
+            self._by_kind[fcfg.kind].append(name)
 
     def remote_map(self, system: str, kind: str) -> dict[str, str]:
         """Remote field name -> field name for ``system`` and ``kind`` (cached)."""
@@ -101,57 +142,191 @@ class Pipeline:
             self._remote[key] = self.config.remote_to_field(system, kind)
         return self._remote[key]
 
-    # ------------------------------------------------------------------ stages
+    def fields_of(self, kind: str) -> list[str]:
+        """The configured fields of records of ``kind``, in config order."""
+        return self._by_kind.get(kind, [])
 
-    def identify(self, state: State, change: Change) -> tuple[str, bool]:
-        """The record id for a change: stored link, then identity keys, else a new record."""
-        rid = state.record_id_for(change.system, change.kind, change.external_id)
+    # ------------------------------------------------------------------ identity
+
+    def identify(self, state: State, change: Change, now: datetime) -> tuple[str, bool]:
+        """The record id for a change, and whether it was created: stored link, then identity keys, else new.
+
+        A record bridge created in a system by a push may come back before its link is stored (the push
+        died after the vendor created it): a connector that keeps the bridge record id on the vendor's
+        record reports it as the ``bridge_id`` attribute, and that links it.
+
+        Raises IdentityError, having written nothing, when a key matches several records or when the
+        matched record is already linked to another record of the same system. Find-or-create runs under
+        identity locks (the external id and every key), so two replicas seeing the same new record create it
+        once.
+        """
+        system, kind, ext = change.system, change.kind, change.external_id
+        keys = identity.keys_of(kind, change.attrs, self.config.identity)
+        rid = state.record_id_for(system, kind, ext)
+        if rid is None:
+            locks = sorted([(f"link:{system}", ext), *keys.items()])
+            for key, value in locks:
+                state.lock_identity(kind, key, value)
+            # another transaction may have linked it while this one waited for the lock
+            rid = state.record_id_for(system, kind, ext)
         if rid is not None:
+            self._add_keys(state, rid, kind, keys)
             return rid, False
-        keys = identity.keys_of(change.kind, change.attrs, self.config.identity)
+        mine = change.attrs.get(BRIDGE_ID)
+        if isinstance(mine, str) and mine:
+            made = state.load(mine)
+            if made is not None and made.kind == kind:
+                other = made.links.get(system)
+                if other is not None and other != ext:
+                    raise IdentityError(
+                        f"{system} {kind} {ext}: says it is bridge record {mine}, which is linked to "
+                        f"{system} {other}",
+                        [mine],
+                    )
+                state.link(mine, system, kind, ext)
+                self._add_keys(state, mine, kind, keys)
+                return mine, False
+        tried: list[str] = []
         for key, value in keys.items():
-            found = state.find_by_key(change.kind, key, value)
+            found = state.find_by_key(kind, key, value)
+            if tried and found:
+                # a stronger key both sides carry and that differs vetoes a match by a weaker one
+                found = [r for r in found if all(state.keys_of(r).get(k, keys[k]) == keys[k] for k in tried)]
+            tried.append(key)
             if len(found) > 1:
-                raise IdentityError(
-                    f"{change.system} {change.kind} {change.external_id}: {key} {value!r} matches several records",
-                    found,
-                )
+                raise IdentityError(f"{system} {kind} {ext}: {key} {value!r} matches several records", found)
             if found:
-                state.link(found[0], change.system, change.kind, change.external_id)
+                other = state.links_of(found[0]).get(system)
+                if other is not None and other != ext:
+                    raise IdentityError(
+                        f"{system} {kind} {ext}: {key} {value!r} matches a record already linked to "
+                        f"{system} {other}",
+                        found,
+                    )
+                state.link(found[0], system, kind, ext)
+                self._add_keys(state, found[0], kind, keys)
                 return found[0], False
-        rid = state.create_record(change.kind)
-        state.link(rid, change.system, change.kind, change.external_id)
+        rid = state.create_record(kind, now=now)
+        state.link(rid, system, kind, ext)
         if keys:
-            state.set_keys(rid, change.kind, keys)
+            state.set_keys(rid, kind, keys)
         return rid, True
 
-    def process(self, state: State, change: Change, now: datetime) -> Outcome:
-        """Run one change through every stage; the caller commits (or rolls back) the State."""
-        rid, created = self.identify(state, change)
-        record = state.load(rid) or Record(rid, change.kind)
-        record.links.setdefault(change.system, change.external_id)
-        out = Outcome(record, created=created)
-        state.add_change(change, rid)
-        changed: dict[str, tuple[Any, str, str]] = {}  # field -> (old, source, rule)
+    @staticmethod
+    def _add_keys(state: State, rid: str, kind: str, keys: dict[str, str]) -> None:
+        # keys a record already has stay: a second system's spelling must not move the record
+        if not keys:
+            return
+        have = state.keys_of(rid)
+        missing = {k: v for k, v in keys.items() if k not in have}
+        if missing:
+            state.set_keys(rid, kind, missing)
 
+    # ------------------------------------------------------------------ process
+
+    def process(self, state: State, change: Change, now: datetime) -> Outcome:
+        """Run one change through every stage; the caller commits (or rolls back) the State.
+
+        Raises IdentityError before writing anything when the change's record is ambiguous.
+        """
+        rid, created = self.identify(state, change, now)
+        record = self._load(state, rid, change.kind)
+        record.links[change.system] = change.external_id
+        out = Outcome(record, created=created)
+        state.add_change(change, rid, now)
+        if change.deleted:
+            self._delete(state, record, change, out, now)
+            state.save(record, now)
+            return out
+        self._restore(state, record, change, now)
         self._apply_attrs(record, change)
-        self._apply_fields(state, record, change, out, changed)
+        why: dict[str, _Why] = {}
+        self._reconcile(state, record, change, out, why, now)
         if change.kind == "ticket":
             self._classify(record, change, out)
-        self._map_tags(record, change, out, changed)
+        self._map_tags(state, record, change, out, why, now)
         self._rules(record, change, now, out)
-        self._outbox(state, record, out, changed, now)
-        state.save(record)
+        self._outbox(state, record, out, why, now)
+        for d in out.decisions:
+            state.audit(
+                at=now,
+                run=self.run,
+                record_id=record.id,
+                field=d.detail.get("field"),
+                before=None,
+                after=d.as_dict(),
+                origin=BRIDGE,
+                rule=d.rule,
+                kind="decision",
+            )
+        state.save(record, now)
         return out
+
+    def _load(self, state: State, rid: str, kind: str) -> Record:
+        record = state.load(rid) or Record(rid, kind)
+        for name, fv in record.fields.items():
+            ft = self.types.get(name)
+            if ft is not None:
+                with contextlib.suppress(FieldValueError):
+                    fv.value = coerce(ft, fv.value)  # the store keeps JSON: dates come back as text
+        return record
 
     def _apply_attrs(self, record: Record, change: Change) -> None:
         for key, value in change.attrs.items():
-            record.attrs[key] = value
+            if key != BRIDGE_ID:
+                record.attrs[key] = value
         if change.tags is not None:
             record.tags = _unique(t.strip() for t in change.tags if t and t.strip())
 
-    def _apply_fields(
-        self, state: State, record: Record, change: Change, out: Outcome, changed: dict[str, tuple[Any, str, str]]
+    # ------------------------------------------------------------------ deletes
+
+    def _delete(self, state: State, record: Record, change: Change, out: Outcome, now: datetime) -> None:
+        # only an explicit delete from a system gets here: a record missing from a fetch is never one
+        policy = self.config.deletes.get(change.kind, DEFAULT_DELETE)
+        at = format_time(change.at)
+        if policy in ("flag", "archive"):
+            record.attrs.setdefault("deleted_in", {})[change.system] = at
+        if policy == "archive":
+            record.attrs["archived"] = {"by": change.system, "at": at}
+        out.deleted = policy
+        state.audit(
+            at=now,
+            run=self.run,
+            record_id=record.id,
+            field=None,
+            before=None,
+            after={"system": change.system, "external_id": change.external_id},
+            origin=change.system,
+            rule=f"deletes.{change.kind} = {policy}",
+            kind="delete",
+        )
+
+    def _restore(self, state: State, record: Record, change: Change, now: datetime) -> None:
+        deleted = record.attrs.get("deleted_in")
+        if not isinstance(deleted, dict) or change.system not in deleted:
+            return
+        del deleted[change.system]
+        if not deleted:
+            record.attrs.pop("deleted_in")
+        archived = record.attrs.get("archived")
+        if isinstance(archived, dict) and archived.get("by") == change.system:
+            record.attrs.pop("archived")
+        state.audit(
+            at=now,
+            run=self.run,
+            record_id=record.id,
+            field=None,
+            before=None,
+            after={"system": change.system, "external_id": change.external_id},
+            origin=change.system,
+            rule="restored: the system sent the record again",
+            kind="delete",
+        )
+
+    # ------------------------------------------------------------------ reconcile
+
+    def _reconcile(
+        self, state: State, record: Record, change: Change, out: Outcome, why: dict[str, _Why], now: datetime
     ) -> None:
         remote = self.remote_map(change.system, change.kind)
         for rname, raw in change.fields.items():
@@ -163,111 +338,209 @@ class Pipeline:
             try:
                 value = coerce(ft, raw)
             except FieldValueError as exc:
-                msg = f"{change.system} {change.kind} {change.external_id}: {exc}"
-                out.problems.append(msg)
-                state.audit(at=change.at, run=self.run, record_id=record.id, field=name, before=None,
-                            after=_json(raw), origin=change.system, rule="rejected", kind="rejected",
-                            response=str(exc))
+                out.problems.append(f"{change.system} {change.kind} {change.external_id}: {exc}")
+                state.audit(
+                    at=now,
+                    run=self.run,
+                    record_id=record.id,
+                    field=name,
+                    before=None,
+                    after=_json(raw),
+                    origin=change.system,
+                    rule="rejected: not a valid value",
+                    kind="decision",
+                    response=str(exc),
+                )
+                continue
+            shadow = Shadow.load(state.shadow(record.id, name, change.system))
+            seen = detect(ft, value, shadow)
+            if seen == "unchanged":
+                continue
+            shadow.confirm(ft, to_json(ft, value))
+            state.set_shadow(record.id, name, change.system, shadow.dump(), now)
+            if seen == "echo":
+                out.echoes += 1
                 continue
             current = record.fields.get(name)
-            verdict = decide(fcfg, ft, change.system, value, current, state.shadow(record.id, name, change.system),
-                             change.at)
-            state.set_shadow(record.id, name, change.system, to_json(ft, value), change.at)
-            if verdict.action == "accept":
-                old = None if current is None else current.value
+            verdict = decide(fcfg, ft, change.system, value, current, change.at)
+            old = None if current is None else current.value
+            if verdict.accepted:
                 record.fields[name] = FieldValue(value, change.system, change.at)
-                changed[name] = (old, change.system, verdict.rule)
-                state.audit(at=change.at, run=self.run, record_id=record.id, field=name, before=_json(old),
-                            after=to_json(ft, value), origin=change.system, rule=verdict.rule)
-            elif verdict.action == "conflict":
-                owner_value = None if current is None else current.value
-                revert = fcfg.on_conflict == "revert" and change.system in fcfg.sync_to and current is not None
-                out.conflicts.append(Conflict(record.id, name, change.system, value, owner_value, verdict.rule,
-                                              revert))
-                state.audit(at=change.at, run=self.run, record_id=record.id, field=name,
-                            before=to_json(ft, owner_value), after=to_json(ft, value), origin=change.system,
-                            rule=verdict.rule, kind="conflict",
-                            response="reverted" if revert else "left")
-                if revert:
-                    out.plan.append(PlannedWrite(record.id, change.system, name, value, owner_value,
-                                                 f"{verdict.rule}: revert"))
+                why[name] = _Why(verdict.rule, change.system)
+                state.audit(
+                    at=now,
+                    run=self.run,
+                    record_id=record.id,
+                    field=name,
+                    before=to_json(ft, old),
+                    after=to_json(ft, value),
+                    origin=change.system,
+                    rule=verdict.rule,
+                )
+                continue
+            reverted = verdict.writeback and change.system in fcfg.sync_to and change.system in self.systems
+            if verdict.writeback:
+                why[name] = _Why(verdict.rule, BRIDGE, writeback=change.system)
+            if verdict.action == "conflict":
+                out.conflicts.append(
+                    Conflict(record.id, name, change.system, value, old, verdict.rule, reverted)
+                )
+                state.audit(
+                    at=now,
+                    run=self.run,
+                    record_id=record.id,
+                    field=name,
+                    before=to_json(ft, old),
+                    after=to_json(ft, value),
+                    origin=change.system,
+                    rule=verdict.rule,
+                    kind="conflict",
+                    response="reverted" if reverted else "left",
+                )
+
+    # ------------------------------------------------------------------ classify, tags, rules
 
     def _classify(self, record: Record, change: Change, out: Outcome) -> None:
         cfg = self.config.classify
         proposals = classify.keyword_tags(change.text, cfg.keywords)
         if self.host is not None:
-            for outcome in self.host.call_each("classify", record=record, change=change):
-                proposals.extend(outcome.value or [])
+            proposals.extend(self.host.classify(record, change))
         if proposals:
-            confidence = min(c for _t, c in proposals)
-            record.attrs["confidence"] = confidence
+            record.attrs["confidence"] = min(c for _t, c in proposals)
         for tag, conf in proposals:
             if conf >= cfg.min_confidence and tag not in record.tags:
                 record.tags.append(tag)
-                out.decisions.append(Decision(change.at, record.id, "tag", "classifier",
-                                              {"tag": tag, "confidence": round(conf, 2)}))
-        if "sentiment" not in change.attrs and change.text and record.attrs.get("sentiment_source") != "system":
+                out.decisions.append(
+                    Decision(
+                        change.at, record.id, "tag", "classifier", {"tag": tag, "confidence": round(conf, 2)}
+                    )
+                )
+        if (
+            "sentiment" not in change.attrs
+            and change.text
+            and record.attrs.get("sentiment_source") != "system"
+        ):
             record.attrs["sentiment"] = classify.sentiment(change.text)
         elif "sentiment" in change.attrs:
             record.attrs["sentiment_source"] = "system"
 
     def _map_tags(
-        self, record: Record, change: Change, out: Outcome, changed: dict[str, tuple[Any, str, str]]
+        self, state: State, record: Record, change: Change, out: Outcome, why: dict[str, _Why], now: datetime
     ) -> None:
         for tag, name, value in self.mapper.apply(record.tags):
             fcfg = self.config.fields[name]
-            if fcfg.owner != BRIDGE:
-                continue  # tags only derive fields the bridge owns; a CRM-owned field is not overwritten
+            if fcfg.owner != BRIDGE or fcfg.kind != record.kind:
+                continue  # tags only derive fields the bridge owns; a CRM-owned field is never overwritten
             ft = self.types[name]
             current = record.fields.get(name)
             old = None if current is None else current.value
             new = merge(ft, old, value)
-            if new == old:
+            if current is not None and equal(ft, new, old):
                 continue
             record.fields[name] = FieldValue(new, BRIDGE, change.at)
-            if name not in changed:
-                changed[name] = (old, BRIDGE, f"tag {tag}")
-            out.decisions.append(Decision(change.at, record.id, "set_field", f"tag:{tag}",
-                                          {"field": name, "value": to_json(ft, new), "tag": tag}))
+            why[name] = _Why(f"tag {tag}", BRIDGE)
+            state.audit(
+                at=now,
+                run=self.run,
+                record_id=record.id,
+                field=name,
+                before=to_json(ft, old),
+                after=to_json(ft, new),
+                origin=BRIDGE,
+                rule=f"tag {tag}",
+            )
+            out.decisions.append(
+                Decision(
+                    change.at,
+                    record.id,
+                    "set_field",
+                    f"tag:{tag}",
+                    {"field": name, "value": to_json(ft, new), "tag": tag},
+                )
+            )
 
     def _rules(self, record: Record, change: Change, now: datetime, out: Outcome) -> None:
-        if self.host is None:
-            return
-        for outcome in self.host.call_each("evaluate_rules", record=record, change=change, now=now):
-            out.decisions.extend(outcome.value or [])
+        if self.host is not None:
+            out.decisions.extend(self.host.evaluate_rules(record, change, now))
+
+    # ------------------------------------------------------------------ outbox
+
+    def blocked(self, record: Record, system: str) -> str | None:
+        """Why ``system`` must receive nothing for ``record`` (archived, deleted there), or None."""
+        if record.attrs.get("archived"):
+            return "the record is archived"
+        deleted = record.attrs.get("deleted_in")
+        if isinstance(deleted, dict) and system in deleted:
+            return f"the record was deleted in {system}"
+        return None
 
     def _outbox(
-        self, state: State, record: Record, out: Outcome, changed: dict[str, tuple[Any, str, str]], now: datetime
+        self, state: State, record: Record, out: Outcome, why: dict[str, _Why], now: datetime
     ) -> None:
         per_system: dict[str, dict[str, Any]] = defaultdict(dict)
-        for name, (_old, source, rule) in changed.items():
+        shadows: list[tuple[str, str, Shadow, Any, FieldType]] = []
+        for name in self.fields_of(record.kind):
+            fv = record.fields.get(name)
+            if fv is None:
+                continue  # never set: nothing to tell anyone, and a system's own value is left alone
             fcfg = self.config.fields[name]
             ft = self.types[name]
-            value = to_json(ft, record.value(name))
-            for system in receivers(fcfg, source):
-                if system not in self._systems:
+            value = to_json(ft, fv.value)
+            reason = why.get(name)
+            for system in fcfg.sync_to:
+                if system not in self.systems or self.blocked(record, system):
                     continue
-                known, last = state.shadow(record.id, name, system)
-                if known and last == value:
-                    continue  # that system already has it: sending it again would be an echo
+                shadow = Shadow.load(state.shadow(record.id, name, system))
+                rule = self._write_rule(reason, system, shadow)
+                if rule is None:
+                    continue
+                known, will_hold = shadow.projected()
+                if known and equal(ft, will_hold, value):
+                    continue  # it has it, or it is on its way: sending it again would be an echo
+                if not known and blank(value):
+                    continue
                 per_system[system][name] = value
-                out.plan.append(PlannedWrite(record.id, system, name, last if known else None, value, rule))
-        for conflict in out.conflicts:
-            if conflict.reverted:
-                ft = self.types[conflict.field]
-                per_system[conflict.system][conflict.field] = to_json(ft, conflict.owner_value)
+                shadow.send(ft, value)
+                shadows.append((system, name, shadow, value, ft))
+                source = reason.source if reason is not None else fv.system
+                out.plan.append(
+                    PlannedWrite(record.id, system, name, will_hold if known else None, value, rule)
+                )
+                state.audit(
+                    at=now,
+                    run=self.run,
+                    record_id=record.id,
+                    field=name,
+                    before=will_hold if known else None,
+                    after=value,
+                    origin=source,
+                    rule=f"{rule}; queued for {system}",
+                    response=None,
+                )
+        for system, name, shadow, _value, _ft in shadows:
+            state.set_shadow(record.id, name, system, shadow.dump(), now)
         for system, values in per_system.items():
-            remote = {self.config.fields[n].remote_name(system, n): v for n, v in values.items()}
-            write = Write(system, record.kind, record.id, record.links.get(system), remote)
+            write = self.write_for(record, system, values)
             out.writes.append(write)
             state.enqueue(write, now)
-            for name, value in values.items():
-                state.set_shadow(record.id, name, system, value, now)
-            state.audit(at=now, run=self.run, record_id=record.id, field=None, before=None, after=remote,
-                        origin=BRIDGE, rule="outbox", kind="write", response=system)
+
+    @staticmethod
+    def _write_rule(reason: _Why | None, system: str, shadow: Shadow) -> str | None:
+        if reason is not None and reason.writeback is None:
+            return reason.rule
+        if reason is not None and reason.writeback == system:
+            return f"{reason.rule}: revert"
+        if shadow.empty:
+            return "initial sync"
+        return None
+
+    def write_for(self, record: Record, system: str, values: dict[str, Any]) -> Write:
+        """The write telling ``system`` these field values (by field name) of ``record``, in its names."""
+        remote = {self.config.fields[n].remote_name(system, n): v for n, v in values.items()}
+        return Write(system, record.kind, record.id, record.links.get(system), remote)
 
 
-def _unique(items: Iterator[str] | list[str]) -> list[str]:
+def _unique(items: Iterable[str]) -> list[str]:
     seen: dict[str, None] = {}
     for item in items:
         seen.setdefault(item, None)
@@ -281,14 +554,16 @@ def _json(value: Any) -> Any:
 
 
 class MemoryState:
-    """A State kept in dicts: replay, dry runs and tests. Audit entries are kept in a list."""
+    """A State kept in dicts, for replay and tests. Records are live objects (not copies); no rollback."""
 
     def __init__(self, keep_audit: bool = True) -> None:
         self.records: dict[str, Record] = {}
         self.links: dict[tuple[str, str, str], str] = {}
         self.keys: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+        self.record_keys: dict[str, dict[str, str]] = defaultdict(dict)
         self.shadows: dict[tuple[str, str, str], Any] = {}
         self.outbox: list[Write] = []
+        self.changes: int = 0
         self._pending: set[str] = set()
         self.audits: list[dict[str, Any]] = []
         self.keep_audit = keep_audit
@@ -298,18 +573,34 @@ class MemoryState:
         """See State."""
         return self.links.get((system, kind, external_id))
 
+    def links_of(self, record_id: str) -> dict[str, str]:
+        """See State."""
+        rec = self.records.get(record_id)
+        return dict(rec.links) if rec is not None else {}
+
     def find_by_key(self, kind: str, key: str, value: str) -> list[str]:
         """See State."""
-        return list(self.keys.get((kind, key, value), []))
+        return sorted(self.keys.get((kind, key, value), []))
+
+    def keys_of(self, record_id: str) -> dict[str, str]:
+        """See State."""
+        return dict(self.record_keys.get(record_id, {}))
 
     def set_keys(self, record_id: str, kind: str, keys: dict[str, str]) -> None:
-        """See State."""
+        """See State (an empty value removes the key)."""
+        have = self.record_keys[record_id]
         for key, value in keys.items():
-            ids = self.keys[(kind, key, value)]
-            if record_id not in ids:
-                ids.append(record_id)
+            old = have.pop(key, None)
+            if old is not None:
+                self.keys[(kind, key, old)].remove(record_id)
+            if value:
+                have[key] = value
+                self.keys[(kind, key, value)].append(record_id)
 
-    def create_record(self, kind: str, record_id: str | None = None) -> str:
+    def lock_identity(self, kind: str, key: str, value: str) -> None:
+        """See State (one process, one thread: nothing to lock)."""
+
+    def create_record(self, kind: str, record_id: str | None = None, now: datetime | None = None) -> str:
         """See State."""
         rid = record_id or f"{kind[0]}{next(self._ids)}"
         self.records[rid] = Record(rid, kind)
@@ -317,22 +608,28 @@ class MemoryState:
 
     def link(self, record_id: str, system: str, kind: str, external_id: str) -> None:
         """See State."""
+        have = self.links.get((system, kind, external_id))
+        if have is not None and have != record_id:
+            raise IdentityError(
+                f"{system} {kind} {external_id} is already linked to record {have}", [have, record_id]
+            )
         self.links[(system, kind, external_id)] = record_id
         rec = self.records.get(record_id)
         if rec is not None:
             rec.links[system] = external_id
 
     def load(self, record_id: str) -> Record | None:
-        """See State (records are live objects here, not copies)."""
+        """See State (the live record)."""
         return self.records.get(record_id)
 
-    def save(self, record: Record) -> None:
+    def save(self, record: Record, now: datetime | None = None) -> None:
         """See State."""
         self.records[record.id] = record
 
-    def add_change(self, change: Change, record_id: str | None) -> int:
-        """See State (changes are not kept in memory)."""
-        return 0
+    def add_change(self, change: Change, record_id: str | None, received_at: datetime | None = None) -> int:
+        """See State (only counted here)."""
+        self.changes += 1
+        return self.changes
 
     def shadow(self, record_id: str, field: str, system: str) -> tuple[bool, Any]:
         """See State."""
@@ -353,11 +650,32 @@ class MemoryState:
         return True
 
     def audit(
-        self, *, at: datetime, run: str, record_id: str | None, field: str | None, before: Any, after: Any,
-        origin: str, rule: str, kind: str = "write", response: Any = None,
+        self,
+        *,
+        at: datetime,
+        run: str,
+        record_id: str | None,
+        field: str | None,
+        before: Any,
+        after: Any,
+        origin: str,
+        rule: str,
+        kind: str = "write",
+        response: Any = None,
     ) -> None:
         """See State."""
         if self.keep_audit:
-            self.audits.append({"at": at, "run": run, "record_id": record_id, "field": field, "before": before,
-                                "after": after, "origin": origin, "rule": rule, "kind": kind,
-                                "response": response})
+            self.audits.append(
+                {
+                    "at": at,
+                    "run": run,
+                    "record_id": record_id,
+                    "field": field,
+                    "before": before,
+                    "after": after,
+                    "origin": origin,
+                    "rule": rule,
+                    "kind": kind,
+                    "response": response,
+                }
+            )

@@ -1,9 +1,19 @@
-"""One sync pass: pull changes from a system into the store, push the outbox to each system.
+"""One sync pass: pull changes from systems into the store, push the outbox to each system.
 
-A pulled page's changes, the writes they cause and the advanced cursor commit in one transaction, so a crash
-repeats a page rather than losing it. The pusher claims outbox rows, groups them per (system, kind) into batches
-of the connector's ``batch_max``, records a result per record, splits a failing batch to isolate poison records,
-retries passing failures with backoff and moves a write that keeps failing to the dead letter with the reason.
+Pulling: a page's changes, the writes they cause and the advanced cursor commit in one transaction, so a
+crash repeats a page rather than losing it (and a repeated page is harmless: its values are unchanged or
+echoes by the shadows). A dry run runs the same code in one transaction that is rolled back and pushes
+nothing.
+
+Pushing: claimed outbox rows are grouped per (system, kind) and merged per record, then checked against the
+store right before the call: a value the record no longer has (a later write carries the newer one) or one
+the system is known to hold already is not sent, and the record's link in that system is used even when it
+appeared after the write was queued (no duplicate creates). Batches are at most the connector's
+``batch_max``; every write gets its own result. A batch that raises is split in halves until the poison
+write is alone; a write that keeps failing is retried with backoff (never before the vendor's Retry-After)
+and, after ``outbox_max_attempts`` tries or a refusal for good, goes to the dead letter with the vendor's
+reason. Every push result goes to the audit log with the vendor's response. Shadows and audit commit before
+the outbox row is marked done, so a crash in between makes the next push see the write as already there.
 """
 
 from __future__ import annotations
@@ -12,70 +22,121 @@ import logging
 import random
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from bridge.connector import Connector, Cursor, PushResult
+from bridge.connector import Connector, Cursor, PullPage, PushResult
 from bridge.errors import (
     ConnectorAuthError,
     ConnectorError,
     FatalConnectorError,
     IdentityError,
-    RetriableConnectorError,
     SkippableRecordError,
 )
-from bridge.model import Change, Write, utcnow
-from bridge.pipeline import Conflict, Pipeline, PlannedWrite
+from bridge.errors import RetriableConnectorError as Retriable
+from bridge.fields import equal
+from bridge.model import BRIDGE, Change, Write, utcnow
+from bridge.ownership import Shadow
+from bridge.pipeline import Conflict, Outcome, Pipeline, PlannedWrite
 from bridge.plugins import PluginHost
 from bridge.settings import Config
 from bridge.store import OutboxItem, Store, Tx
 
 log = logging.getLogger("bridge.sync")
 
+Clock = Callable[[], datetime]
+MAX_ROUNDS = 1000  # claim rounds per push: a guard, far above what one pass needs
+
 
 class _RollBack(Exception):
     """Raised inside a dry run's transaction so that it rolls back."""
 
-Clock = Callable[[], datetime]
+
+@dataclass
+class Ambiguity:
+    """A change that matched several records (or a record of the same system): nothing was written."""
+
+    system: str
+    kind: str
+    external_id: str
+    candidates: list[str]
+    reason: str
 
 
 @dataclass
 class SyncReport:
     """What one pass did, for the CLI summary and tests."""
 
+    run: str = ""
+    dry_run: bool = False
     pulled: int = 0
     records_created: int = 0
     fields_set: int = 0
+    echoes: int = 0
+    deletes: int = 0
     writes_queued: int = 0
     pushed: int = 0
     push_calls: int = 0
+    skipped: int = 0
     failed: int = 0
+    deferred: int = 0
     dead: int = 0
     conflicts: list[Conflict] = field(default_factory=list)
     plan: list[PlannedWrite] = field(default_factory=list)
+    ambiguous: list[Ambiguity] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     unmapped_tags: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
 class Backoff:
-    """Exponential backoff with full jitter for outbox retries."""
+    """Exponential backoff with jitter for outbox retries; a vendor's Retry-After is a floor."""
 
     base: timedelta = timedelta(seconds=30)
     cap: timedelta = timedelta(hours=1)
     rng: random.Random = field(default_factory=random.Random)
 
     def delay(self, attempt: int, retry_after: float | None = None) -> timedelta:
-        """The wait before retry number ``attempt`` (1-based); a vendor's Retry-After is a floor."""
-        ceiling = min(self.cap.total_seconds(), self.base.total_seconds() * 2 ** (attempt - 1))
+        """The wait after failed try number ``attempt`` (1-based)."""
+        ceiling = min(self.cap.total_seconds(), self.base.total_seconds() * 2 ** max(0, attempt - 1))
         wait = self.rng.uniform(ceiling / 2, ceiling)
         return timedelta(seconds=max(wait, retry_after or 0.0))
 
 
+@dataclass
+class _Pending:
+    """One write about to be pushed: the merged outbox rows of one record."""
+
+    items: list[OutboxItem]
+    write: Write
+    names: dict[str, str]  # remote name -> field name
+
+    @property
+    def attempts(self) -> int:
+        return max(i.attempts for i in self.items)
+
+
+class _Stop(Exception):
+    """Stop pushing to this system for now (rate limited, down, credentials refused)."""
+
+    def __init__(self, error: ConnectorError, retry_after: float | None, rest: list[_Pending]) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.retry_after = retry_after
+        self.rest = rest
+
+
 class Syncer:
-    """Pulls and pushes for configured systems against one store."""
+    """Pulls and pushes for configured systems against one store.
+
+    :param connectors: the connector instance of a system name (``App.connector``).
+    :param clock: the injected clock (aware UTC).
+    :param max_attempts: tries before a write goes to the dead letter (``[bridge] outbox_max_attempts``).
+    :param lease: how long a claimed write is reserved; a push that dies is repeated after it.
+    """
 
     def __init__(
         self,
@@ -86,6 +147,9 @@ class Syncer:
         clock: Clock = utcnow,
         max_attempts: int | None = None,
         backoff: Backoff | None = None,
+        lease: timedelta = timedelta(minutes=5),
+        claim_limit: int = 10_000,
+        run: str | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -94,151 +158,383 @@ class Syncer:
         self.clock = clock
         self.max_attempts = max_attempts or config.bridge.outbox_max_attempts
         self.backoff = backoff or Backoff()
-        self.run_id = uuid.uuid4().hex[:12]
+        self.lease = lease
+        self.claim_limit = claim_limit
+        self.run_id = run or uuid.uuid4().hex[:12]
         self.pipeline = Pipeline(config, host, run=self.run_id)
+        self.types = config.field_types()
+
+    # ---------------------------------------------------------------- pass
+
+    def sync(self, systems: list[str] | None = None, dry_run: bool = False) -> SyncReport:
+        """One pass: pull ``systems`` (default: every enabled one), then push every enabled system's outbox.
+
+        A dry run pulls through the same pipeline in one transaction that is rolled back, pushes nothing,
+        and returns the plan.
+        """
+        report = SyncReport(run=self.run_id, dry_run=dry_run)
+        enabled = [n for n, c in self.config.connectors.items() if c.enabled]
+        names = systems or enabled
+        if dry_run:
+            with self._dry() as tx:
+                for name in names:
+                    self._pull(name, report, tx)
+            return report
+        for name in names:
+            self.pull(name, report)
+        for name in enabled:
+            self.push(name, report)
+        return report
+
+    @contextmanager
+    def _dry(self) -> Iterator[Tx]:
+        try:
+            with self.store.session() as tx:
+                yield tx
+                raise _RollBack
+        except _RollBack:
+            pass
 
     # ---------------------------------------------------------------- pull
 
     def pull(self, system: str, report: SyncReport, dry_run: bool = False) -> None:
-        """Pull every configured kind of ``system``; each page commits with its cursor."""
+        """Pull every configured kind of ``system``; each page commits with its cursor (or, dry, nothing)."""
+        if dry_run:
+            with self._dry() as tx:
+                self._pull(system, report, tx)
+        else:
+            self._pull(system, report, None)
+
+    def _pull(self, system: str, report: SyncReport, tx: Tx | None) -> None:
         conn = self.connectors(system)
         kinds = [k for k in self.config.connectors[system].kinds if k in conn.kinds]
         for kind in kinds:
-            with self.store.session() as tx:
-                cursor = Cursor.loads(tx.cursor(system, kind))
             try:
-                for page in conn.pull(kind, cursor):
-                    self._page(system, kind, page.changes, page.cursor, report, dry_run)
+                self._pull_kind(conn, system, kind, report, tx)
             except (ConnectorAuthError, FatalConnectorError) as exc:
-                report.problems.append(str(exc))
-                log.error("%s", exc)
+                report.problems.append(f"pull {system} {kind}: {exc}")
+                log.error("pull %s %s: %s", system, kind, exc)
                 return
-            except RetriableConnectorError as exc:
-                report.problems.append(f"{exc} (will retry on the next run)")
-                log.warning("%s", exc)
-                return
-            except SkippableRecordError as exc:
-                report.problems.append(str(exc))
+            except Retriable as exc:
+                report.problems.append(f"pull {system} {kind}: {exc} (retried on the next pass)")
+                log.warning("pull %s %s: %s", system, kind, exc)
+            except ConnectorError as exc:
+                report.problems.append(f"pull {system} {kind}: {exc}")
+                log.warning("pull %s %s: %s", system, kind, exc)
+
+    def _pull_kind(self, conn: Connector, system: str, kind: str, report: SyncReport, tx: Tx | None) -> None:
+        if tx is None:
+            with self.store.session() as t:
+                stored = t.cursor(system, kind)
+        else:
+            stored = tx.cursor(system, kind)
+        for page in conn.pull(kind, Cursor.loads(stored)):
+            if tx is not None:
+                self._page(tx, system, kind, page, report)
+                continue
+            with self.store.session() as t:
+                done = self._page(t, system, kind, page, report)
+            if self.host is not None:
+                for change, outcome in done:
+                    self.host.change_processed(outcome.record, change, outcome.decisions)
 
     def _page(
-        self, system: str, kind: str, changes: list[Change], cursor: Cursor, report: SyncReport, dry_run: bool
-    ) -> None:
-        try:
-            with self.store.session() as tx:
-                self._changes(tx, system, changes, report)
-                tx.set_cursor(system, kind, cursor.dumps())
-                if dry_run:
-                    raise _RollBack
-        except _RollBack:
-            pass
-
-    def _changes(self, tx: Tx, system: str, changes: list[Change], report: SyncReport) -> None:
-        mapper = self.pipeline.mapper
-        for change in changes:
+        self, tx: Tx, system: str, kind: str, page: PullPage, report: SyncReport
+    ) -> list[tuple[Change, Outcome]]:
+        done: list[tuple[Change, Outcome]] = []
+        for change in page.changes:
+            if change.system != system or change.kind != kind:
+                raise FatalConnectorError(
+                    f"pull of {kind} returned a change of {change.system} {change.kind} {change.external_id}",
+                    system=system,
+                )
             now = self.clock()
             try:
                 outcome = self.pipeline.process(tx, change, now)
             except IdentityError as exc:
                 report.problems.append(str(exc))
-                tx.audit(at=now, run=self.run_id, record_id=None, field=None, before=None,
-                         after=change.external_id, origin=system, rule="identity", kind="ambiguous",
-                         response=str(exc))
+                report.ambiguous.append(Ambiguity(system, kind, change.external_id, exc.candidates, str(exc)))
+                tx.audit(
+                    at=now,
+                    run=self.run_id,
+                    record_id=None,
+                    field=None,
+                    before=None,
+                    after={
+                        "system": system,
+                        "kind": kind,
+                        "external_id": change.external_id,
+                        "candidates": exc.candidates,
+                    },
+                    origin=system,
+                    rule="identity: ambiguous, nothing written",
+                    kind="decision",
+                    response=str(exc),
+                )
                 continue
-            report.pulled += 1
-            report.records_created += int(outcome.created)
-            report.fields_set += sum(1 for d in outcome.decisions if d.decision == "set_field")
-            report.writes_queued += len(outcome.writes)
-            report.conflicts.extend(outcome.conflicts)
-            report.plan.extend(outcome.plan)
-            report.problems.extend(outcome.problems)
-            for tag in outcome.record.tags:
-                if not mapper.apply([tag]):
-                    report.unmapped_tags[tag] = report.unmapped_tags.get(tag, 0) + 1
+            done.append((change, outcome))
+            self._count(outcome, report)
+        tx.set_cursor(system, kind, page.cursor.dumps())
+        return done
+
+    def _count(self, outcome: Outcome, report: SyncReport) -> None:
+        report.pulled += 1
+        report.records_created += int(outcome.created)
+        report.fields_set += sum(1 for d in outcome.decisions if d.decision == "set_field")
+        report.echoes += outcome.echoes
+        report.deletes += int(outcome.deleted is not None)
+        report.writes_queued += len(outcome.writes)
+        report.conflicts.extend(outcome.conflicts)
+        report.plan.extend(outcome.plan)
+        report.problems.extend(outcome.problems)
+        for tag in outcome.record.tags:
+            if not self.pipeline.mapper.apply([tag]):
+                report.unmapped_tags[tag] = report.unmapped_tags.get(tag, 0) + 1
 
     # ---------------------------------------------------------------- push
 
-    def push(self, system: str, report: SyncReport, limit: int = 10_000) -> None:
-        """Push pending writes of ``system`` in batches of the connector's ``batch_max``."""
+    def push(self, system: str, report: SyncReport, limit: int | None = None) -> None:
+        """Push the due writes of ``system`` in batches of the connector's ``batch_max``."""
         conn = self.connectors(system)
-        now = self.clock()
-        items = self.store.claim(system, None, limit, now, timedelta(minutes=5))
+        size = limit or self.claim_limit
+        for _ in range(MAX_ROUNDS):
+            items = self.store.claim(system, None, size, self.clock(), self.lease)
+            if not items:
+                return
+            if not self._push_claimed(conn, items, report) or len(items) < size:
+                return
+
+    def _push_claimed(self, conn: Connector, items: list[OutboxItem], report: SyncReport) -> bool:
         by_kind: dict[str, list[OutboxItem]] = defaultdict(list)
         for item in items:
             by_kind[item.kind].append(item)
-        for kind, group in by_kind.items():
-            size = max(1, conn.batch_max)
-            for start in range(0, len(group), size):
+        prepared = [
+            (kind, self._prepare(conn.system, kind, group, report)) for kind, group in by_kind.items()
+        ]
+        size = max(1, conn.batch_max)
+        for n, (kind, pendings) in enumerate(prepared):
+            batches = [pendings[i : i + size] for i in range(0, len(pendings), size)]
+            for b, batch in enumerate(batches):
                 try:
-                    self._push_batch(conn, kind, group[start : start + size], report)
-                except (ConnectorAuthError, FatalConnectorError) as exc:
-                    report.problems.append(str(exc))
-                    rest = [i for chunk in group[start:] for i in [chunk]]
-                    for item in rest:
-                        self.store.fail(item.id, str(exc), self.clock(), self.clock() + self.backoff.delay(1))
-                    return
+                    self._send(conn, kind, batch, report)
+                except _Stop as stop:
+                    rest = stop.rest + [p for later in batches[b + 1 :] for p in later]
+                    rest += [p for _k, ps in prepared[n + 1 :] for p in ps]
+                    self._defer(rest, stop.error, stop.retry_after, report)
+                    return False
+        return True
 
-    def _push_batch(self, conn: Connector, kind: str, batch: list[OutboxItem], report: SyncReport) -> None:
-        writes = [Write(i.system, i.kind, i.record_id, i.external_id, i.fields) for i in batch]
+    def _prepare(self, system: str, kind: str, items: list[OutboxItem], report: SyncReport) -> list[_Pending]:
+        """Merge rows per record and keep only what the system still needs, as the store says now."""
+        by_record: dict[str, list[OutboxItem]] = defaultdict(list)
+        for item in items:
+            by_record[item.record_id].append(item)
+        remote = self.pipeline.remote_map(system, kind)
+        out: list[_Pending] = []
+        settled: list[tuple[int, str | None, Any]] = []
+        now = self.clock()
+        with self.store.session() as tx:
+            for rid, group in by_record.items():
+                merged: dict[str, Any] = {}
+                for item in group:
+                    merged.update(item.fields)
+                record = tx.load(rid)
+                why = "the record is gone" if record is None else self.pipeline.blocked(record, system)
+                keep: dict[str, Any] = {}
+                names: dict[str, str] = {}
+                dropped: dict[str, str] = {}
+                for rname, value in merged.items() if why is None else ():
+                    assert record is not None
+                    name = remote.get(rname)
+                    if name is None or system not in self.config.fields[name].sync_to:
+                        dropped[rname] = f"{system} does not receive it"
+                        continue
+                    ft = self.types[name]
+                    fv = record.fields.get(name)
+                    if fv is None or not equal(ft, fv.value, value):
+                        dropped[rname] = "superseded by the record's newer value"
+                        continue
+                    shadow = Shadow.load(tx.shadow(rid, name, system))
+                    if shadow.known and equal(ft, shadow.held, value):
+                        dropped[rname] = f"{system} holds it already"
+                        shadow.confirm(ft, value)
+                        tx.set_shadow(rid, name, system, shadow.dump(), now)
+                        continue
+                    keep[rname] = value
+                    names[rname] = name
+                if keep:
+                    assert record is not None
+                    external = record.links.get(system) or next(
+                        (i.external_id for i in group if i.external_id), None
+                    )
+                    out.append(_Pending(group, Write(system, kind, rid, external, keep), names))
+                    continue
+                reason = why or "; ".join(f"{k}: {v}" for k, v in dropped.items()) or "nothing to send"
+                tx.audit(
+                    at=now,
+                    run=self.run_id,
+                    record_id=rid,
+                    field=None,
+                    before=None,
+                    after=merged,
+                    origin=BRIDGE,
+                    rule=f"not sent to {system}: {reason}",
+                    kind="write",
+                )
+                settled.extend((i.id, None, {"skipped": reason}) for i in group)
+        if settled:
+            self.store.complete(settled, now)
+            report.skipped += len(settled)
+        return out
+
+    def _send(self, conn: Connector, kind: str, batch: list[_Pending], report: SyncReport) -> None:
         report.push_calls += 1
         try:
-            results = conn.push(kind, writes)
-        except RetriableConnectorError as exc:
-            for item in batch:
-                self._retry(item, str(exc), report, exc.retry_after)
-            return
-        except (SkippableRecordError, ConnectorError, ValueError) as exc:
-            if isinstance(exc, ConnectorAuthError | FatalConnectorError):
-                raise
+            results = conn.push(kind, [p.write for p in batch])
+        except Retriable as exc:
+            self._failed(batch, str(exc), report, final=False, retry_after=exc.retry_after)
+            raise _Stop(exc, exc.retry_after, []) from exc
+        except (ConnectorAuthError, FatalConnectorError) as exc:
+            report.problems.append(f"push {conn.system} {kind}: {exc}")
+            raise _Stop(exc, None, list(batch)) from exc
+        except (ConnectorError, ValueError) as exc:
             if len(batch) == 1:
-                self._retry(batch[0], str(exc), report, None, final=isinstance(exc, SkippableRecordError))
+                self._failed(batch, str(exc), report, final=isinstance(exc, SkippableRecordError))
                 return
-            mid = len(batch) // 2  # split to isolate the poison record
-            self._push_batch(conn, kind, batch[:mid], report)
-            self._push_batch(conn, kind, batch[mid:], report)
+            halves = [batch[: len(batch) // 2], batch[len(batch) // 2 :]]  # isolate the poison write
+            for n, half in enumerate(halves):
+                try:
+                    self._send(conn, kind, half, report)
+                except _Stop as stop:
+                    stop.rest.extend(p for later in halves[n + 1 :] for p in later)
+                    raise
             return
-        if len(results) != len(batch):
-            raise FatalConnectorError(f"push returned {len(results)} results for {len(batch)} writes",
-                                      system=conn.system)
-        done: list[tuple[int, str | None, Any]] = []
-        for item, result in zip(batch, results, strict=True):
-            if result.ok:
-                done.append((item.id, result.external_id, None))
-            else:
-                self._retry(item, result.error or "refused", report, None, final=not result.retriable)
-        if done:
-            self.store.complete(done, self.clock())
-            report.pushed += len(done)
-            self._link(conn.system, batch, results)
+        self._settle(conn.system, batch, results, report)
 
-    def _link(self, system: str, batch: list[OutboxItem], results: list[PushResult]) -> None:
-        with self.store.session() as tx:
-            for item, result in zip(batch, results, strict=True):
-                if result.ok and result.external_id and not item.external_id:
-                    tx.link(item.record_id, system, item.kind, result.external_id)
-
-    def _retry(
-        self, item: OutboxItem, error: str, report: SyncReport, retry_after: float | None, final: bool = False
+    def _settle(
+        self, system: str, batch: list[_Pending], results: list[PushResult], report: SyncReport
     ) -> None:
-        attempts = item.attempts + 1
-        now = self.clock()
-        if final or attempts >= self.max_attempts:
-            self.store.fail(item.id, error, now, None)
-            report.dead += 1
-            log.warning("write %s to %s record %s is dead: %s", item.id, item.system, item.record_id, error)
+        if len(results) == len(batch) and all(
+            r.record_id == p.write.record_id for p, r in zip(batch, results, strict=True)
+        ):
+            paired: list[tuple[_Pending, PushResult | None]] = list(zip(batch, results, strict=True))
         else:
-            self.store.fail(item.id, error, now, now + self.backoff.delay(attempts, retry_after))
-            report.failed += 1
+            by_record = {r.record_id: r for r in results}
+            paired = [(p, by_record.get(p.write.record_id)) for p in batch]
+        done = [(p, r) for p, r in paired if r is not None and r.ok]
+        now = self.clock()
+        completed: list[tuple[int, str | None, Any]] = []
+        with self.store.session() as tx:
+            for p, r in done:
+                assert r is not None
+                w = p.write
+                if (
+                    r.external_id
+                    and w.external_id is None
+                    and tx.links_of(w.record_id).get(system) is None
+                    and tx.record_id_for(system, w.kind, r.external_id) is None
+                ):
+                    tx.link(w.record_id, system, w.kind, r.external_id)
+                for rname, value in w.fields.items():
+                    name = p.names[rname]
+                    shadow = Shadow.load(tx.shadow(w.record_id, name, system))
+                    shadow.confirm(self.types[name], value)
+                    tx.set_shadow(w.record_id, name, system, shadow.dump(), now)
+                response = _response(r, w)
+                tx.audit(
+                    at=now,
+                    run=self.run_id,
+                    record_id=w.record_id,
+                    field=None,
+                    before=None,
+                    after=w.fields,
+                    origin=BRIDGE,
+                    rule=f"pushed to {system}",
+                    kind="write",
+                    response=response,
+                )
+                completed.extend((i.id, r.external_id, response) for i in p.items)
+        if completed:
+            self.store.complete(completed, now)
+            report.pushed += len(done)
+        for p, got in paired:
+            if got is None:
+                self._failed(
+                    [p], f"{system}: the connector returned no result for this write", report, final=False
+                )
+            elif not got.ok:
+                self._failed(
+                    [p], got.error or f"{system}: refused without a reason", report, final=not got.retriable
+                )
 
-    # ---------------------------------------------------------------- pass
+    def _failed(
+        self,
+        batch: list[_Pending],
+        error: str,
+        report: SyncReport,
+        final: bool,
+        retry_after: float | None = None,
+    ) -> None:
+        now = self.clock()
+        plan: list[tuple[_Pending, datetime | None]] = []
+        with self.store.session() as tx:
+            for p in batch:
+                dead = final or p.attempts >= self.max_attempts
+                retry_at = None if dead else now + self.backoff.delay(p.attempts, retry_after)
+                plan.append((p, retry_at))
+                w = p.write
+                if dead:
+                    # the value will not land: the next change of the field queues it again
+                    for rname, value in w.fields.items():
+                        name = p.names[rname]
+                        shadow = Shadow.load(tx.shadow(w.record_id, name, w.system))
+                        shadow.withdraw(self.types[name], value)
+                        tx.set_shadow(w.record_id, name, w.system, shadow.dump(), now)
+                tx.audit(
+                    at=now,
+                    run=self.run_id,
+                    record_id=w.record_id,
+                    field=None,
+                    before=None,
+                    after=w.fields,
+                    origin=BRIDGE,
+                    kind="write",
+                    rule=f"push to {w.system} " + ("dead-lettered" if dead else f"failed, try {p.attempts}"),
+                    response={
+                        "error": error,
+                        "key": w.idempotency_key,
+                        "retry_at": retry_at.isoformat() if retry_at else None,
+                    },
+                )
+        for p, retry_at in plan:
+            for item in p.items:
+                self.store.fail(item.id, error, now, retry_at)
+            if retry_at is None:
+                report.dead += 1
+                log.warning("write to %s record %s is dead: %s", p.write.system, p.write.record_id, error)
+            else:
+                report.failed += 1
 
-    def sync(self, systems: list[str] | None = None, dry_run: bool = False) -> SyncReport:
-        """One pass: pull every system, then push every system's outbox (pushing nothing on a dry run)."""
-        report = SyncReport()
-        names = systems or [n for n, c in self.config.connectors.items() if c.enabled]
-        for name in names:
-            self.pull(name, report, dry_run=dry_run)
-        if not dry_run:
-            for name in self.config.connectors:
-                if self.config.connectors[name].enabled:
-                    self.push(name, report)
-        return report
+    def _defer(
+        self, rest: list[_Pending], error: ConnectorError, retry_after: float | None, report: SyncReport
+    ) -> None:
+        if not rest:
+            return
+        now = self.clock()
+        retry_at = now + self.backoff.delay(1, retry_after)
+        for p in rest:
+            for item in p.items:
+                self.store.fail(item.id, f"deferred: {error}", now, retry_at)
+        report.deferred += len(rest)
+
+
+def _response(result: PushResult, write: Write) -> dict[str, Any]:
+    out: dict[str, Any] = {"ok": result.ok, "key": write.idempotency_key}
+    if result.external_id:
+        out["external_id"] = result.external_id
+    if result.error:
+        out["error"] = result.error
+    vendor = getattr(result, "response", None)  # PushResult.response, where the connector gives one
+    if vendor is not None:
+        out["vendor"] = vendor
+    return out
