@@ -76,6 +76,7 @@ class Run:
         self.clock = Clock()
         self.values = itertools.count(1)
         self.crashes = 0
+        self.report = SyncReport()  # what every step reported (a crashed step's part is lost)
         self.syncer = self._syncer()
 
     def _syncer(self) -> Syncer:
@@ -97,22 +98,22 @@ class Run:
                     if ids:
                         self.world[sys].edit(ids[index % len(ids)], **{remote(sys, fname): self.value(sys)})
                 case "pull":
-                    self.syncer.pull(step[1], SyncReport())
+                    self.syncer.pull(step[1], self.report)
                 case "push":
-                    self.syncer.push(step[1], SyncReport())
+                    self.syncer.push(step[1], self.report)
                 case "sync":
-                    self.syncer.sync()
+                    self.absorb(self.syncer.sync())
                 case "tick":
                     self.clock.advance(minutes=step[1])
                 case "crash_tx":
                     self.store.crash_at = self.store.calls + step[1]
-                    self.syncer.sync()
+                    self.absorb(self.syncer.sync())
                 case "crash_push":
                     self.world[step[1]].crash_after_apply = True
-                    self.syncer.push(step[1], SyncReport())
+                    self.syncer.push(step[1], self.report)
                 case "crash_complete":
                     self.store.crash_complete = True
-                    self.syncer.push(step[1], SyncReport())
+                    self.syncer.push(step[1], self.report)
         except Crash:
             self.crashes += 1
             self.syncer = self._syncer()  # the process restarts: nothing in memory survives
@@ -122,11 +123,15 @@ class Run:
             for vendor in self.world.vendors.values():
                 vendor.crash_after_apply = False
 
+    def absorb(self, report: SyncReport) -> None:
+        self.report.conflicts.extend(report.conflicts)
+
     def settle(self) -> None:
         """Time passes, crashes stop, syncs run until nothing moves; then one more must move nothing."""
         for _ in range(10):
             self.clock.advance(hours=2)
             report = self.syncer.sync()
+            self.absorb(report)
             if report.push_calls == 0 and report.writes_queued == 0 and not self.store.pending():
                 break
         report = self.syncer.sync()
@@ -136,6 +141,9 @@ class Run:
 
     def check(self, crashed: bool) -> None:
         world = self.world
+        for conflict in self.report.conflicts:  # only a system's own users make conflicts, never our echoes
+            assert str(conflict.value).startswith(f"{conflict.system}:"), conflict
+            assert conflict.system != OWNED.get(conflict.field), conflict
         with self.store.session() as tx:
             records = list(tx.records("account"))
         linked: dict[tuple[str, str], str] = {}
