@@ -288,13 +288,6 @@ def open_store(dialect: str, tmp: Path) -> Iterator[Store]:
             s.close()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    """A migrated store on SQLite and on PostgreSQL (a fresh schema per test)."""
-    with open_store(request.param, tmp_path) as s:
-        yield s
-
-
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A URL bound to a fresh PostgreSQL schema."""

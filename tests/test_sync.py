@@ -1,17 +1,26 @@
-"""The sync pass on a real store (SQLite and PostgreSQL): pulls, batches, splits, retries, dead letters, dry run."""
+"""The sync pass on a real store (SQLite, PostgreSQL): batches, splits, retries, dead letters, dry run."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
-from sync_support import Clock, World, make_config, refuse_error, store  # noqa: F401 - store is a fixture
 
 from bridge.errors import ConnectorAuthError, RetriableConnectorError, SkippableRecordError
 from bridge.store import Store, Tx
-from bridge.sync import Backoff, SyncReport, Syncer
+from bridge.sync import Backoff, Syncer, SyncReport
+from sync_support import Clock, World, make_config, open_store, refuse_error
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    with open_store(request.param, tmp_path) as s:
+        yield s
+
 
 FIELDS: dict[str, dict[str, Any]] = {
     "tier": {"type": "text", "kind": "account", "owner": "a", "sync_to": ["b"]},
