@@ -58,6 +58,7 @@ def test_shadow_round_trips_and_tracks_queued_values() -> None:
     assert s.projected() == (True, "a")
     assert Shadow.load((True, "plain")) == Shadow(True, "plain")  # a plain stored value is held
     assert Shadow.load((False, None)).empty
+    assert Shadow.load((True, {})).empty  # everything withdrawn: as if never synced
 
 
 @pytest.mark.parametrize(

@@ -258,7 +258,8 @@ def test_an_ambiguous_change_is_reported_with_candidates_and_the_page_goes_on(st
     rig.syncer.sync()
     with store.session() as tx:
         ids = [r.id for r in tx.records("contact")]
-        tx.set_keys(ids[1], "contact", {"email": "one@acme.io"})  # the vendor merged them; keys now clash
+        two = next(i for i in ids if tx.keys_of(i) == {"email": "two@acme.io"})
+        tx.set_keys(two, "contact", {"email": "one@acme.io"})  # the vendor merged them; keys now clash
     rig.b.create("contact", {"tier": "z"}, email="ONE@acme.io")
     report = rig.syncer.sync()
     [amb] = report.ambiguous

@@ -57,7 +57,7 @@ class Shadow:
         found, value = stored
         if not found:
             return cls()
-        if isinstance(value, dict) and ("held" in value or "sent" in value):
+        if isinstance(value, dict):  # field values are never objects: a dict is always a stored Shadow
             return cls("held" in value, value.get("held"), list(value.get("sent") or []))
         return cls(True, value)
 
