@@ -5,13 +5,15 @@ Inbound: every ``*.jsonl`` file under ``path``, one record per line::
     {"kind": "ticket", "id": "T-1", "updated_at": "2026-11-02T09:15:00Z", "subject": "...", "body": "...",
      "tags": ["billing/refund"], "status": "open", "fields": {"severity": "Sev-2"}}
 
-Records come out oldest first by (``updated_at``, ``id``), after the stored cursor. Outbound writes are appended
-to ``out_path`` as JSON lines with their idempotency key, so a repeated push is recognisable.
+Records come out oldest first by (``updated_at``, ``id``), after the stored cursor. Outbound writes are
+appended to ``out_path`` as JSON lines with their idempotency key (and flushed to disk before the push
+returns), so a repeated push is recognisable.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,8 +24,22 @@ from bridge.model import Change, Write, parse_time
 from bridge.plugins import Register, hookimpl
 from bridge.settings import ConnectorSettings
 
-_ATTRS = ("subject", "body", "status", "priority", "channel", "assignee", "email", "name", "domain",
-          "language", "sentiment", "requester", "account", "created_at")
+_ATTRS = (
+    "subject",
+    "body",
+    "status",
+    "priority",
+    "channel",
+    "assignee",
+    "email",
+    "name",
+    "domain",
+    "language",
+    "sentiment",
+    "requester",
+    "account",
+    "created_at",
+)
 
 
 class FilesSettings(ConnectorSettings):
@@ -64,7 +80,9 @@ class FilesConnector(Connector):
                             f"{file}:{number}: not JSON: {exc.msg}", system=self.system
                         ) from None
                     if not isinstance(data, dict) or "id" not in data:
-                        raise SkippableRecordError(f"{file}:{number}: a record needs an id", system=self.system)
+                        raise SkippableRecordError(
+                            f"{file}:{number}: a record needs an id", system=self.system
+                        )
                     yield file, number, data
 
     def pull(self, kind: str, cursor: Cursor) -> Iterator[PullPage]:
@@ -90,8 +108,21 @@ class FilesConnector(Connector):
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a", encoding="utf-8") as fh:
             for w in writes:
-                fh.write(json.dumps({"kind": kind, "id": w.external_id or w.record_id, "record": w.record_id,
-                                     "fields": w.fields, "key": w.idempotency_key}, default=str) + "\n")
+                fh.write(
+                    json.dumps(
+                        {
+                            "kind": kind,
+                            "id": w.external_id or w.record_id,
+                            "record": w.record_id,
+                            "fields": w.fields,
+                            "key": w.idempotency_key,
+                        },
+                        default=str,
+                    )
+                    + "\n"
+                )
+            fh.flush()
+            os.fsync(fh.fileno())  # a write reported as done must survive a crash of this process or host
         return [PushResult(w.record_id, True, w.external_id or w.record_id) for w in writes]
 
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[Change]:
