@@ -208,6 +208,7 @@ def test_a_dry_run_plans_the_same_and_writes_nothing_anywhere(store: Store) -> N
     key = [(p.system, p.field, p.old, p.new, p.rule) for p in plan.plan]
     assert key == [(p.system, p.field, p.old, p.new, p.rule) for p in real.plan]
     assert ("b", "tier", None, "t0", "owner") in key
+    assert sorted({p.ref for p in plan.plan}) == sorted(f"a:{ext}" for ext in rig.a.records)
 
 
 def test_a_record_missing_from_a_pull_is_not_a_delete_an_explicit_one_is(store: Store) -> None:

@@ -94,6 +94,7 @@ class PlannedWrite:
     old: Any
     new: Any
     rule: str
+    ref: str = ""  # SYSTEM:EXTERNAL_ID of the change behind it (a dry run's record ids are not kept)
 
 
 @dataclass
@@ -247,6 +248,8 @@ class Pipeline:
         self._map_tags(state, record, change, out, why, now)
         self._rules(record, change, now, out)
         self._outbox(state, record, out, why, now)
+        for planned in out.plan:
+            planned.ref = f"{change.system}:{change.external_id}"
         for d in out.decisions:
             state.audit(
                 at=now,
