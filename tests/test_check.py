@@ -88,28 +88,73 @@ def test_good_config_passes(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("old", "new", "key", "message"),
     [
-        ('database = "sqlite:///x.db"', 'database = "sqlite:///x.db"\ncolour = "blue"', "bridge.colour",
-         "unknown key"),
+        (
+            'database = "sqlite:///x.db"',
+            'database = "sqlite:///x.db"\ncolour = "blue"',
+            "bridge.colour",
+            "unknown key",
+        ),
         ('type = "number"', 'type = "currency"', "fields.arr.type", "unknown field type 'currency'"),
-        ('set = { product_area = "Billing" }', 'set = { area = "Billing" }', "tags.0.set.area",
-         "field 'area' is not declared"),
-        ('set = { product_area = "Billing" }', 'set = { product_area = "Payroll" }', "tags.0.set.product_area",
-         "'Payroll' is not an option"),
-        ('owner = "crm"', 'owner = "salesforce"', "fields.arr.owner", "'salesforce' is not a configured connector"),
-        ('sync_to = ["inbox"]', 'sync_to = ["hubspot"]', "fields.product_area.sync_to.0",
-         "'hubspot' is not a configured connector"),
-        ('field = "account.arr"', 'field = "account.revenue"', "rules.0.when.all.0.field",
-         "unknown field 'account.revenue'"),
-        ('plugin = "files"\npath = "in"', 'plugin = "zendesk"\npath = "in"', "connectors.inbox.plugin",
-         "plugin 'zendesk' is not installed"),
-        ('hours = { mon = ["09:00-17:00"] }', 'hours = { mon = ["17:00-09:00"] }', "calendars.support.hours.mon",
-         ""),
-        ('hours = { mon = ["09:00-17:00"] }', 'hours = { mon = ["09:00-25:00"] }', "calendars.support.hours.mon",
-         ""),
-        ('hours = { mon = ["09:00-17:00"] }', 'hours = { funday = ["09:00-17:00"] }', "calendars.support.hours",
-         ""),
-        ('then = [{ escalate = "leads" }]', 'then = [{ escalate = "nobody" }]', "rules.0.then.0.escalate",
-         "team 'nobody' is not defined"),
+        (
+            'set = { product_area = "Billing" }',
+            'set = { area = "Billing" }',
+            "tags.0.set.area",
+            "field 'area' is not declared",
+        ),
+        (
+            'set = { product_area = "Billing" }',
+            'set = { product_area = "Payroll" }',
+            "tags.0.set.product_area",
+            "'Payroll' is not an option",
+        ),
+        (
+            'owner = "crm"',
+            'owner = "salesforce"',
+            "fields.arr.owner",
+            "'salesforce' is not a configured connector",
+        ),
+        (
+            'sync_to = ["inbox"]',
+            'sync_to = ["hubspot"]',
+            "fields.product_area.sync_to.0",
+            "'hubspot' is not a configured connector",
+        ),
+        (
+            'field = "account.arr"',
+            'field = "account.revenue"',
+            "rules.0.when.all.0.field",
+            "unknown field 'account.revenue'",
+        ),
+        (
+            'plugin = "files"\npath = "in"',
+            'plugin = "zendesk"\npath = "in"',
+            "connectors.inbox.plugin",
+            "plugin 'zendesk' is not installed",
+        ),
+        (
+            'hours = { mon = ["09:00-17:00"] }',
+            'hours = { mon = ["17:00-09:00"] }',
+            "calendars.support.hours.mon",
+            "",
+        ),
+        (
+            'hours = { mon = ["09:00-17:00"] }',
+            'hours = { mon = ["09:00-25:00"] }',
+            "calendars.support.hours.mon",
+            "",
+        ),
+        (
+            'hours = { mon = ["09:00-17:00"] }',
+            'hours = { funday = ["09:00-17:00"] }',
+            "calendars.support.hours",
+            "",
+        ),
+        (
+            'then = [{ escalate = "leads" }]',
+            'then = [{ escalate = "nobody" }]',
+            "rules.0.then.0.escalate",
+            "team 'nobody' is not defined",
+        ),
     ],
 )
 def test_each_mistake_names_file_line_and_key(
@@ -164,8 +209,10 @@ def test_environment_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 def test_secrets_from_env_and_file_never_in_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     secret_file = tmp_path / "token"
     secret_file.write_text("s3cr3t-from-file\n")
-    text = GOOD + f'\n[connectors.other]\nplugin = "files"\npath = "x"\ntoken_env = "MY_TOKEN"\n' \
-                  f'password_file = "{secret_file}"\nbogus = 1\n'
+    text = (
+        GOOD + f'\n[connectors.other]\nplugin = "files"\npath = "x"\ntoken_env = "MY_TOKEN"\n'
+        f'password_file = "{secret_file}"\nbogus = 1\n'
+    )
     monkeypatch.setenv("MY_TOKEN", "s3cr3t-from-env")
     path = tmp_path / "bridge.toml"
     path.write_text(text)
@@ -179,9 +226,13 @@ def test_secrets_from_env_and_file_never_in_errors(tmp_path: Path, monkeypatch: 
     assert "connectors.other.bogus" in joined
 
 
-def test_missing_secret_is_a_warning_naming_the_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_secret_is_a_warning_naming_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("ABSENT_TOKEN", raising=False)
-    text = GOOD.replace('plugin = "files"\npath = "in"', 'plugin = "files"\npath = "in"\ntoken_env = "ABSENT_TOKEN"')
+    text = GOOD.replace(
+        'plugin = "files"\npath = "in"', 'plugin = "files"\npath = "in"\ntoken_env = "ABSENT_TOKEN"'
+    )
     path = tmp_path / "bridge.toml"
     path.write_text(text)
     _loaded, report = check_file(path, host_factory)
@@ -189,8 +240,9 @@ def test_missing_secret_is_a_warning_naming_the_variable(tmp_path: Path, monkeyp
 
 
 def test_demo_config_passes() -> None:
-    _loaded, report = check_file(ROOT / "config" / "bridge.toml", lambda cfg: create_host(
-        cfg.plugins.disabled, cfg.bridge.plugins_dir))
+    _loaded, report = check_file(
+        ROOT / "config" / "bridge.toml", lambda cfg: create_host(cfg.plugins.disabled, cfg.bridge.plugins_dir)
+    )
     assert report.errors == []
 
 

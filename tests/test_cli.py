@@ -16,11 +16,20 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def bridge(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def bridge(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, **(env or {})}
     full_env.pop("BRIDGE_CONFIG", None)
-    return subprocess.run([sys.executable, "-m", "bridge.cli", *args], cwd=cwd, env=full_env,
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "bridge.cli", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 @pytest.fixture
@@ -63,7 +72,10 @@ def test_run_once_ingests_demo_and_prints_summary(demo: Path) -> None:
     # T-1007 carries an unknown severity option: reported with system and record, the rest still ingested
     assert "inbox ticket T-1007" in out and "Sev-9" in out
     writes = [json.loads(line) for line in (demo / "out" / "inbox-writes.jsonl").read_text().splitlines()]
-    by_id = {w["id"]: w["fields"] for w in writes}
+    by_id: dict[str, dict[str, object]] = {}
+    for w in writes:
+        by_id.setdefault(w["id"], {}).update(w["fields"])
+    assert by_id["T-1001"]["assignee"] == "alice@example.com"  # routed by skill: billing
     assert by_id["T-1001"]["product_area"] == ["Billing"]
     assert by_id["T-1003"]["severity"] == "Sev-1"
     # a second pass finds nothing new and writes nothing more
@@ -78,8 +90,10 @@ def test_replay_demo_json(demo: Path) -> None:
     decisions = [r for r in rows if not r.get("final")]
     finals = {r["ticket_id"]: r for r in rows if r.get("final")}
     assert {"T-1", "T-2", "T-3"} == set(finals)
-    assert any(d["decision"] == "set_field" and d["ticket_id"] == "T-1" and d["field"] == "product_area"
-               for d in decisions)
+    assert any(
+        d["decision"] == "set_field" and d["ticket_id"] == "T-1" and d["field"] == "product_area"
+        for d in decisions
+    )
     assert finals["T-1"]["fields"]["product_area"] == ["Billing"]
     times = [d["at"] for d in decisions]
     assert times == sorted(times)
@@ -88,8 +102,9 @@ def test_replay_demo_json(demo: Path) -> None:
 def test_replay_reports_bad_lines_and_goes_on(demo: Path) -> None:
     events = demo / "events.jsonl"
     good = (ROOT / "config" / "demo" / "events.jsonl").read_text().splitlines()
-    events.write_text("\n".join([good[0], "{not json", '{"type": "bogus", "at": "2026-11-02T10:00:00Z"}',
-                                 good[1]]) + "\n")
+    events.write_text(
+        "\n".join([good[0], "{not json", '{"type": "bogus", "at": "2026-11-02T10:00:00Z"}', good[1]]) + "\n"
+    )
     res = bridge("replay", str(events), "--json", cwd=demo)
     assert res.returncode == 1
     assert ":2: not JSON" in res.stderr and ":3: unknown event type 'bogus'" in res.stderr
@@ -102,8 +117,14 @@ def test_run_stops_cleanly_on_sigterm(demo: Path) -> None:
     cfg.write_text(cfg.read_text().replace("[bridge]\n", "[bridge]\nhttp_port = 0\n", 1))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("BRIDGE_CONFIG", None)
-    proc = subprocess.Popen([sys.executable, "-m", "bridge.cli", "run"], cwd=demo, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bridge.cli", "run"],
+        cwd=demo,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     assert proc.stdout is not None
     seen = []
     deadline = time.monotonic() + 60

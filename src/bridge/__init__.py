@@ -13,8 +13,8 @@ from bridge.errors import (
     RetriableConnectorError,
     SkippableRecordError,
 )
-from bridge.model import Change, Decision, FieldValue, Record, Write
 from bridge.hookspecs import ConnectorRegister
+from bridge.model import Change, Decision, FieldValue, Record, Write
 from bridge.plugins import hookimpl
 from bridge.settings import ConnectorSettings
 

@@ -23,7 +23,9 @@ log = logging.getLogger("bridge")
 class App:
     """Everything a command needs, created lazily: nothing opens a database or a socket until asked."""
 
-    def __init__(self, loaded: LoadedConfig, host: PluginHost | None = None, database: str | None = None) -> None:
+    def __init__(
+        self, loaded: LoadedConfig, host: PluginHost | None = None, database: str | None = None
+    ) -> None:
         self.loaded = loaded
         self.config: Config = loaded.config
         self._host = host
@@ -60,12 +62,18 @@ class App:
             return self._connectors[system]
         table = self.config.connectors.get(system)
         if table is None:
-            raise ConfigError([f"{self.loaded.where('connectors')}: no connector named {system!r} is configured"])
+            raise ConfigError(
+                [f"{self.loaded.where('connectors')}: no connector named {system!r} is configured"]
+            )
         classes = self.host.connectors()
         cls = classes.get(table.plugin)
         if cls is None:
-            raise ConfigError([f"{self.loaded.where('connectors', system, 'plugin')}: plugin {table.plugin!r} "
-                               f"is not installed"])
+            raise ConfigError(
+                [
+                    f"{self.loaded.where('connectors', system, 'plugin')}: plugin {table.plugin!r} "
+                    f"is not installed"
+                ]
+            )
         data = table.model_dump(by_alias=True, exclude={"missing_secrets"})
         data.update(table.model_extra or {})
         settings = cls.settings_model.model_validate(data)

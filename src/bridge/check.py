@@ -22,15 +22,46 @@ from bridge.model import BRIDGE, KINDS
 from bridge.plugins import PluginHost
 from bridge.settings import Config, LoadedConfig, load_config, validation_problems
 
-TICKET_ATTRS = frozenset({
-    "id", "subject", "body", "text", "status", "priority", "channel", "assignee", "sentiment", "language",
-    "created_at", "updated_at", "confidence", "tags", "team", "escalations", "type",
-})
+TICKET_ATTRS = frozenset(
+    {
+        "id",
+        "subject",
+        "body",
+        "text",
+        "status",
+        "priority",
+        "channel",
+        "assignee",
+        "sentiment",
+        "language",
+        "created_at",
+        "updated_at",
+        "confidence",
+        "tags",
+        "team",
+        "escalations",
+        "type",
+    }
+)
 ACCOUNT_ATTRS = frozenset({"id", "name", "tier", "arr", "owner", "domain", "plan", "renewal_date"})
 REQUESTER_ATTRS = frozenset({"id", "email", "name", "language", "vip", "title"})
-LEAF_OPS = frozenset({
-    "eq", "ne", "in", "not_in", "lt", "lte", "gt", "gte", "contains", "matches", "changed", "from", "to",
-})
+LEAF_OPS = frozenset(
+    {
+        "eq",
+        "ne",
+        "in",
+        "not_in",
+        "lt",
+        "lte",
+        "gt",
+        "gte",
+        "contains",
+        "matches",
+        "changed",
+        "from",
+        "to",
+    }
+)
 
 
 @dataclass
@@ -73,6 +104,13 @@ def check_config(loaded: LoadedConfig, host: PluginHost | None) -> Report:
         for problem in host.errors:
             sink.warnings.append(f"{loaded.path}:1: plugins: warning: {problem}")
     _check_fields(cfg, systems, err, warn)
+    classes = host.connectors() if host is not None else {}
+    for name, f in cfg.fields.items():
+        for i, target in enumerate(f.sync_to):
+            plugin = cfg.connectors[target].plugin if target in cfg.connectors else ""
+            cls = classes.get(plugin)
+            if cls is not None and not cls.accepts_writes():
+                err(("fields", name, "sync_to", i), f"{target!r} (plugin {plugin!r}) takes no writes")
     _check_tags(cfg, err)
     _check_calendars(loaded, err)
     _check_rules(cfg, err, warn)
@@ -117,7 +155,10 @@ def _check_connectors(loaded: LoadedConfig, host: PluginHost | None, sink: _Sink
     for name, table in cfg.connectors.items():
         if host is not None and table.plugin not in installed:
             known = ", ".join(sorted(installed)) or "none"
-            err(("connectors", name, "plugin"), f"plugin {table.plugin!r} is not installed (installed: {known})")
+            err(
+                ("connectors", name, "plugin"),
+                f"plugin {table.plugin!r} is not installed (installed: {known})",
+            )
             continue
         for kind in table.kinds:
             if kind not in KINDS:
@@ -142,8 +183,11 @@ def _check_connectors(loaded: LoadedConfig, host: PluginHost | None, sink: _Sink
                 sink.errors.append(line)
         unsupported = [k for k in table.kinds if k not in cls.kinds]
         if unsupported:
-            err(("connectors", name, "kinds"),
-                f"plugin {table.plugin!r} does not carry {', '.join(unsupported)} (it carries {', '.join(cls.kinds)})")
+            err(
+                ("connectors", name, "kinds"),
+                f"plugin {table.plugin!r} does not carry {', '.join(unsupported)} "
+                f"(it carries {', '.join(cls.kinds)})",
+            )
 
 
 def _raw_table(loaded: LoadedConfig, name: str) -> dict[str, Any]:
@@ -160,7 +204,10 @@ def _raw_table(loaded: LoadedConfig, name: str) -> dict[str, Any]:
 def _check_fields(cfg: Config, systems: set[str], err: Emit, warn: Emit) -> None:
     for name, f in cfg.fields.items():
         if f.type not in FIELD_TYPES:
-            err(("fields", name, "type"), f"unknown field type {f.type!r}; expected one of {', '.join(FIELD_TYPES)}")
+            err(
+                ("fields", name, "type"),
+                f"unknown field type {f.type!r}; expected one of {', '.join(FIELD_TYPES)}",
+            )
             continue
         if f.type in ("select", "multi_select") and not f.options:
             err(("fields", name, "options"), f"a {f.type} field needs options")
@@ -267,16 +314,21 @@ def _check_rules(cfg: Config, err: Emit, warn: Emit) -> None:
     names: dict[str, int] = {}
     for i, rule in enumerate(cfg.rules):
         if rule.name in names:
-            err(("rules", i, "name"), f"rule name {rule.name!r} is used twice (also rules.{names[rule.name]})")
+            err(
+                ("rules", i, "name"), f"rule name {rule.name!r} is used twice (also rules.{names[rule.name]})"
+            )
         names[rule.name] = i
         for key, msg in _condition_problems(cfg, rule.when):
             err(("rules", i, "when", *key), msg)
         for j, action in enumerate(rule.then):
             if not isinstance(action, Mapping) or len(action) != 1:
-                err(("rules", i, "then", j), "an action is a table with exactly one of assign, escalate, set, "
-                    "add_tags, remove_tags, notify, review")
+                err(
+                    ("rules", i, "then", j),
+                    "an action is a table with exactly one of assign, escalate, set, "
+                    "add_tags, remove_tags, notify, review",
+                )
                 continue
-            (verb, arg), = action.items()
+            ((verb, arg),) = action.items()
             where = ("rules", i, "then", j, verb)
             if verb == "escalate":
                 if arg not in teams:

@@ -1,7 +1,8 @@
 """Auto-tagging and sentiment, each with a confidence.
 
 The built-in classifier is deliberately plain: keyword rules from ``[classify] keywords`` propose tags, and a
-small lexicon scores sentiment from -100 to +100. Plugins add better classifiers through the ``classify`` hook.
+small lexicon scores sentiment from -100 to +100. Plugins add better classifiers through the
+``classify`` hook.
 A value a system already supplies (tags, sentiment) always stands.
 """
 
@@ -12,15 +13,62 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 
 _NEGATIVE = {
-    "angry": 3, "annoyed": 2, "awful": 3, "bad": 1, "blocked": 2, "blocking": 2, "broken": 2, "cancel": 2,
-    "churn": 3, "disappointed": 3, "down": 1, "error": 1, "fail": 2, "failed": 2, "failing": 2, "frustrated": 3,
-    "furious": 4, "horrible": 4, "impossible": 2, "outage": 3, "refund": 1, "slow": 1, "terrible": 4,
-    "unacceptable": 4, "unusable": 4, "urgent": 2, "useless": 3, "worst": 4, "charged": 1, "twice": 1,
-    "crash": 2, "crashes": 2, "lost": 2, "wrong": 1, "still": 1, "again": 1, "escalate": 2, "lawyer": 4,
+    "angry": 3,
+    "annoyed": 2,
+    "awful": 3,
+    "bad": 1,
+    "blocked": 2,
+    "blocking": 2,
+    "broken": 2,
+    "cancel": 2,
+    "churn": 3,
+    "disappointed": 3,
+    "down": 1,
+    "error": 1,
+    "fail": 2,
+    "failed": 2,
+    "failing": 2,
+    "frustrated": 3,
+    "furious": 4,
+    "horrible": 4,
+    "impossible": 2,
+    "outage": 3,
+    "refund": 1,
+    "slow": 1,
+    "terrible": 4,
+    "unacceptable": 4,
+    "unusable": 4,
+    "urgent": 2,
+    "useless": 3,
+    "worst": 4,
+    "charged": 1,
+    "twice": 1,
+    "crash": 2,
+    "crashes": 2,
+    "lost": 2,
+    "wrong": 1,
+    "still": 1,
+    "again": 1,
+    "escalate": 2,
+    "lawyer": 4,
 }
 _POSITIVE = {
-    "amazing": 3, "awesome": 3, "great": 2, "good": 1, "happy": 2, "helpful": 2, "love": 3, "nice": 1,
-    "perfect": 3, "resolved": 1, "thank": 2, "thanks": 2, "excellent": 3, "works": 1, "fixed": 1, "appreciate": 2,
+    "amazing": 3,
+    "awesome": 3,
+    "great": 2,
+    "good": 1,
+    "happy": 2,
+    "helpful": 2,
+    "love": 3,
+    "nice": 1,
+    "perfect": 3,
+    "resolved": 1,
+    "thank": 2,
+    "thanks": 2,
+    "excellent": 3,
+    "works": 1,
+    "fixed": 1,
+    "appreciate": 2,
 }
 _WORD = re.compile(r"[a-z']+")
 
@@ -46,7 +94,8 @@ def sentiment(text: str) -> int:
 def _compiled(items: tuple[tuple[str, tuple[str, ...]], ...]) -> tuple[tuple[str, re.Pattern[str]], ...]:
     return tuple(
         (tag, re.compile("|".join(r"\b" + re.escape(w.casefold()) + r"\b" for w in words)))
-        for tag, words in items if words
+        for tag, words in items
+        if words
     )
 
 

@@ -44,8 +44,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         for line in report.errors + report.warnings:
             print(line)
         if report.ok and loaded is not None:
-            print(f"{loaded.path}: ok ({len(loaded.config.connectors)} connectors, "
-                  f"{len(loaded.config.fields)} fields, {len(loaded.config.rules)} rules)")
+            print(
+                f"{loaded.path}: ok ({len(loaded.config.connectors)} connectors, "
+                f"{len(loaded.config.fields)} fields, {len(loaded.config.rules)} rules)"
+            )
     return 0 if report.ok else 1
 
 
@@ -93,7 +95,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return 2
     if args.against:
         old_cfg = load_config(args.against).config
-        old, old_problems = replay_file(old_cfg, path, until=until)
+        old, _old_problems = replay_file(old_cfg, path, until=until)
         new, problems = replay_file(loaded.config, path, until=until)
         rows = diff(old, new)
         for row in rows:
@@ -114,9 +116,11 @@ def _decision_line(row: dict[str, Any]) -> str:
     prefix = f"{row['diff']} " if "diff" in row else ""
     if row.get("final"):
         fields = ", ".join(f"{k}={v}" for k, v in row.get("fields", {}).items())
-        return (f"{prefix}{row['ticket_id']}: final status={row.get('status')} priority={row.get('priority')} "
-                f"assignee={row.get('assignee')} tags={','.join(row.get('tags', []))} fields[{fields}] "
-                f"sentiment={row.get('sentiment')} escalations={','.join(row.get('escalations') or [])}")
+        return (
+            f"{prefix}{row['ticket_id']}: final status={row.get('status')} priority={row.get('priority')} "
+            f"assignee={row.get('assignee')} tags={','.join(row.get('tags', []))} fields[{fields}] "
+            f"sentiment={row.get('sentiment')} escalations={','.join(row.get('escalations') or [])}"
+        )
     rest = {k: v for k, v in row.items() if k not in ("at", "ticket_id", "decision", "rule", "diff", "key")}
     extra = " ".join(f"{k}={v}" for k, v in rest.items())
     return f"{prefix}{row.get('at')} {row['ticket_id']} {row['decision']} [{row['rule']}] {extra}".rstrip()
@@ -141,8 +145,10 @@ def cmd_sync(args: argparse.Namespace) -> int:
     try:
         unknown = [s for s in args.systems if s not in app.config.connectors]
         if unknown:
-            print(f"unknown system(s): {', '.join(unknown)}; configured: {', '.join(app.config.connectors)}",
-                  file=sys.stderr)
+            print(
+                f"unknown system(s): {', '.join(unknown)}; configured: {', '.join(app.config.connectors)}",
+                file=sys.stderr,
+            )
             return 2
         syncer = Syncer(app.config, app.store, app.connector, app.host)
         report = syncer.sync(args.systems or None, dry_run=args.dry_run)
@@ -156,11 +162,15 @@ def cmd_sync(args: argparse.Namespace) -> int:
             for p in report.plan:
                 print(f"  {p.record_id} {p.field} -> {p.system}: {p.old!r} -> {p.new!r} ({p.rule})")
             for c in report.conflicts:
-                print(f"  conflict {c.record_id} {c.field}: {c.system} says {c.value!r}, owner has "
-                      f"{c.owner_value!r} ({c.rule}; {'revert' if c.reverted else 'left'})")
-        print(f"pulled {report.pulled}, created {report.records_created}, fields set {report.fields_set}, "
-              f"writes queued {report.writes_queued}, pushed {report.pushed} in {report.push_calls} calls, "
-              f"conflicts {len(report.conflicts)}, dead {report.dead}")
+                print(
+                    f"  conflict {c.record_id} {c.field}: {c.system} says {c.value!r}, owner has "
+                    f"{c.owner_value!r} ({c.rule}; {'revert' if c.reverted else 'left'})"
+                )
+        print(
+            f"pulled {report.pulled}, created {report.records_created}, fields set {report.fields_set}, "
+            f"writes queued {report.writes_queued}, pushed {report.pushed} in {report.push_calls} calls, "
+            f"conflicts {len(report.conflicts)}, dead {report.dead}"
+        )
         for problem in report.problems:
             print(f"problem: {problem}", file=sys.stderr)
     return 1 if report.problems or report.dead else 0
@@ -178,7 +188,9 @@ def cmd_deadletter(args: argparse.Namespace) -> int:
                 _print_json([asdict(i) for i in items])
             else:
                 for i in items:
-                    print(f"{i.id}\t{i.system}\t{i.kind}\t{i.record_id}\tattempts={i.attempts}\t{i.last_error}")
+                    print(
+                        f"{i.id}\t{i.system}\t{i.kind}\t{i.record_id}\tattempts={i.attempts}\t{i.last_error}"
+                    )
                 if not items:
                     print("no dead letters")
             return 0
@@ -200,7 +212,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
     finally:
         app.close()
     if data is None:
-        print(f"no record {args.record_id!r} (give a bridge record id or SYSTEM:EXTERNAL_ID)", file=sys.stderr)
+        print(
+            f"no record {args.record_id!r} (give a bridge record id or SYSTEM:EXTERNAL_ID)", file=sys.stderr
+        )
         return 1
     if args.json:
         _print_json(data)

@@ -121,6 +121,11 @@ class Connector:
         self.system = context.system
         self.settings = context.settings
 
+    @classmethod
+    def accepts_writes(cls) -> bool:
+        """Whether the connector implements ``push`` (a read-only source never receives writes)."""
+        return cls.push is not Connector.push
+
     def pull(self, kind: str, cursor: Cursor) -> Iterator[PullPage]:
         """Yield pages of changes to records of ``kind`` modified after ``cursor``, oldest first."""
         return iter(())

@@ -43,17 +43,19 @@ def explain_record(app: App, ident: str) -> dict[str, Any] | None:
         if fcfg.kind != record.kind:
             continue
         fv = record.fields.get(name)
-        fields.append({
-            "field": name,
-            "type": fcfg.type,
-            "value": to_json(types[name], fv.value) if fv else None,
-            "owner": fcfg.owner,
-            "policy": fcfg.policy,
-            "sync_to": fcfg.sync_to,
-            "set_by": fv.system if fv else None,
-            "set_at": format_time(fv.at) if fv else None,
-            "history": [h for h in history if h.get("field") == name],
-        })
+        fields.append(
+            {
+                "field": name,
+                "type": fcfg.type,
+                "value": to_json(types[name], fv.value) if fv else None,
+                "owner": fcfg.owner,
+                "policy": fcfg.policy,
+                "sync_to": fcfg.sync_to,
+                "set_by": fv.system if fv else None,
+                "set_at": format_time(fv.at) if fv else None,
+                "history": [h for h in history if h.get("field") == name],
+            }
+        )
     rules: list[dict[str, Any]] = []
     if record.kind == "ticket" and cfg.rules:
         from bridge.rules.engine import Desk
@@ -73,20 +75,29 @@ def explain_record(app: App, ident: str) -> dict[str, Any] | None:
 
 def format_explain(data: dict[str, Any]) -> str:
     """Human output of :func:`explain_record`."""
-    lines = [f"{data['kind']} {data['record']}  links: "
-             + ", ".join(f"{s}={e}" for s, e in data["links"].items()),
-             f"tags: {', '.join(data['tags']) or '-'}"]
+    lines = [
+        f"{data['kind']} {data['record']}  links: " + ", ".join(f"{s}={e}" for s, e in data["links"].items()),
+        f"tags: {', '.join(data['tags']) or '-'}",
+    ]
     for f in data["fields"]:
-        lines.append(f"  {f['field']} = {f['value']!r}  (owner {f['owner']}, {f['policy']}; set by "
-                     f"{f['set_by'] or '-'} at {f['set_at'] or '-'}; sync to {', '.join(f['sync_to']) or '-'})")
+        lines.append(
+            f"  {f['field']} = {f['value']!r}  (owner {f['owner']}, {f['policy']}; set by "
+            f"{f['set_by'] or '-'} at {f['set_at'] or '-'}; sync to {', '.join(f['sync_to']) or '-'})"
+        )
         for h in f["history"]:
-            lines.append(f"      {h.get('at')} {h.get('kind')}: {h.get('before')!r} -> {h.get('after')!r} "
-                         f"from {h.get('origin')} ({h.get('rule')}) {h.get('response') or ''}".rstrip())
+            lines.append(
+                f"      {h.get('at')} {h.get('kind')}: {h.get('before')!r} -> {h.get('after')!r} "
+                f"from {h.get('origin')} ({h.get('rule')}) {h.get('response') or ''}".rstrip()
+            )
     for r in data["rules"]:
-        lines.append(f"  rule {r.get('name')} [{r.get('set')}]: {'fired' if r.get('matched') else 'did not fire'}")
+        lines.append(
+            f"  rule {r.get('name')} [{r.get('set')}]: {'fired' if r.get('matched') else 'did not fire'}"
+        )
         for leaf in r.get("conditions", r.get("leaves", [])):
             lines.append(f"      {leaf}")
     for e in data["events"]:
-        lines.append(f"  {e.get('at')} {e.get('kind')} {e.get('rule')}: {e.get('after')!r} "
-                     f"{e.get('response') or ''}".rstrip())
+        lines.append(
+            f"  {e.get('at')} {e.get('kind')} {e.get('rule')}: {e.get('after')!r} "
+            f"{e.get('response') or ''}".rstrip()
+        )
     return "\n".join(lines)

@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from bridge import classify, identity
+from bridge.effects import queue_effects
 from bridge.errors import FieldValueError, IdentityError
 from bridge.fields import FieldType, coerce, equal, merge, to_json
 from bridge.model import BRIDGE, Change, Decision, FieldValue, Record, Write, format_time
@@ -55,6 +56,7 @@ class State(Protocol):
     def shadow(self, record_id: str, field: str, system: str) -> tuple[bool, Any]: ...
     def set_shadow(self, record_id: str, field: str, system: str, value: Any, at: datetime) -> None: ...
     def enqueue(self, write: Write, now: datetime) -> bool: ...
+    def claim_effect(self, key: str, record_id: str, decision: str, at: datetime) -> bool: ...
     def audit(
         self,
         *,
@@ -132,9 +134,22 @@ class Pipeline:
         self.mapper = TagMapper(config)
         self.systems = frozenset(config.connectors)
         self._remote: dict[tuple[str, str], dict[str, str]] = {}
+        self._writable: set[str] | None = None
         self._by_kind: dict[str, list[str]] = defaultdict(list)
         for name, fcfg in config.fields.items():
             self._by_kind[fcfg.kind].append(name)
+
+    @property
+    def writable(self) -> set[str]:
+        """The configured systems whose connectors accept writes (all of them when no host says otherwise)."""
+        if self._writable is None:
+            classes = self.host.connectors() if self.host is not None else {}
+            self._writable = {
+                name
+                for name, table in self.config.connectors.items()
+                if table.plugin not in classes or classes[table.plugin].accepts_writes()
+            }
+        return self._writable
 
     def remote_map(self, system: str, kind: str) -> dict[str, str]:
         """Remote field name -> field name for ``system`` and ``kind`` (cached)."""
@@ -246,7 +261,7 @@ class Pipeline:
         if change.kind == "ticket":
             self._classify(record, change, out)
         self._map_tags(state, record, change, out, why, now)
-        self._rules(record, change, now, out)
+        self._rules(state, record, change, now, out)
         self._outbox(state, record, out, why, now)
         for planned in out.plan:
             planned.ref = f"{change.system}:{change.external_id}"
@@ -462,9 +477,15 @@ class Pipeline:
                 )
             )
 
-    def _rules(self, record: Record, change: Change, now: datetime, out: Outcome) -> None:
-        if self.host is not None:
-            out.decisions.extend(self.host.evaluate_rules(record, change, now))
+    def _rules(self, state: State, record: Record, change: Change, now: datetime, out: Outcome) -> None:
+        if self.host is None:
+            return
+        decisions = self.host.evaluate_rules(record, change, now)
+        out.decisions.extend(decisions)
+        # side effects are queued in this transaction, each once (their keys are claimed with them)
+        queue_effects(
+            state, self.config, record, decisions, now, self.run, audit=False, writable=self.writable
+        )
 
     # ------------------------------------------------------------------ outbox
 
@@ -491,7 +512,7 @@ class Pipeline:
             value = to_json(ft, fv.value)
             reason = why.get(name)
             for system in fcfg.sync_to:
-                if system not in self.systems or self.blocked(record, system):
+                if system not in self.writable or self.blocked(record, system):
                     continue
                 shadow = Shadow.load(state.shadow(record.id, name, system))
                 rule = self._write_rule(reason, system, shadow)
@@ -560,6 +581,7 @@ class MemoryState:
     """A State kept in dicts, for replay and tests. Records are live objects (not copies); no rollback."""
 
     def __init__(self, keep_audit: bool = True) -> None:
+        self._effects: set[str] = set()
         self.records: dict[str, Record] = {}
         self.links: dict[tuple[str, str, str], str] = {}
         self.keys: dict[tuple[str, str, str], list[str]] = defaultdict(list)
@@ -642,6 +664,13 @@ class MemoryState:
     def set_shadow(self, record_id: str, field: str, system: str, value: Any, at: datetime) -> None:
         """See State."""
         self.shadows[(record_id, field, system)] = value
+
+    def claim_effect(self, key: str, record_id: str, decision: str, at: datetime) -> bool:
+        """See State."""
+        if key in self._effects:
+            return False
+        self._effects.add(key)
+        return True
 
     def enqueue(self, write: Write, now: datetime) -> bool:
         """See State."""

@@ -25,8 +25,18 @@ from bridge.settings import Config
 
 SYSTEM = "replay"
 EVENT_TYPES = ("ticket.created", "ticket.message", "ticket.status", "ticket.updated", "agent.status")
-_TICKET_ATTRS = ("subject", "body", "priority", "status", "channel", "requester", "account", "assignee",
-                 "sentiment", "language")
+_TICKET_ATTRS = (
+    "subject",
+    "body",
+    "priority",
+    "status",
+    "channel",
+    "requester",
+    "account",
+    "assignee",
+    "sentiment",
+    "language",
+)
 
 
 @dataclass
@@ -59,8 +69,10 @@ class Replay:
                     continue
                 at = event["_at"]
                 if self.clock is not None and at < self.clock:
-                    self.problems.append(f"line {number}: event at {format_time(at)} is before the previous "
-                                         f"event ({format_time(self.clock)}); taken at the previous time")
+                    self.problems.append(
+                        f"line {number}: event at {format_time(at)} is before the previous "
+                        f"event ({format_time(self.clock)}); taken at the previous time"
+                    )
                     at = self.clock
                 yield from self._advance(at)
                 self.clock = at
@@ -137,8 +149,15 @@ class Replay:
             attrs.setdefault("status", "open")
             if "sentiment" in event:
                 attrs["sentiment"] = event["sentiment"]
-            return Change(SYSTEM, "ticket", str(t["id"]), at, fields=dict(t.get("fields") or {}),
-                          tags=list(t.get("tags") or []), attrs=attrs)
+            return Change(
+                SYSTEM,
+                "ticket",
+                str(t["id"]),
+                at,
+                fields=dict(t.get("fields") or {}),
+                tags=list(t.get("tags") or []),
+                attrs=attrs,
+            )
         tid = str(event["ticket_id"])
         if self.state.record_id_for(SYSTEM, "ticket", tid) is None:
             self.problems.append(f"line {number}: {kind}: unknown ticket {tid!r}")
@@ -188,8 +207,11 @@ class Replay:
     def final(self, record: Record) -> dict[str, Any]:
         """The final state of one ticket (replay.md)."""
         desk = self.desk.final(record)
-        fields = {n: to_json(self._types[n], fv.value) for n, fv in sorted(record.fields.items())
-                  if n in self._types}
+        fields = {
+            n: to_json(self._types[n], fv.value)
+            for n, fv in sorted(record.fields.items())
+            if n in self._types
+        }
         return {
             "ticket_id": record.links.get(SYSTEM, record.id),
             "final": True,
@@ -221,14 +243,20 @@ class Replay:
 
 def snapshot(record: Record) -> dict[str, Any]:
     """Path -> value of a ticket before an event (for ``changed``, ``from`` and ``to`` conditions)."""
-    out: dict[str, Any] = {f"ticket.{k}": v for k, v in record.attrs.items() if not isinstance(v, dict | list)}
+    out: dict[str, Any] = {
+        f"ticket.{k}": v for k, v in record.attrs.items() if not isinstance(v, dict | list)
+    }
     out.update({f"ticket.{n}": fv.value for n, fv in record.fields.items()})
     out["ticket.tags"] = list(record.tags)
     return out
 
 
 def replay_file(
-    config: Config, path: Path, *, until: datetime | None = None, base_dir: Path | None = None,
+    config: Config,
+    path: Path,
+    *,
+    until: datetime | None = None,
+    base_dir: Path | None = None,
     host: PluginHost | None = None,
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Replay a JSONL file into a list (for ``--against`` and tests); returns (output, problems)."""
@@ -240,6 +268,7 @@ def replay_file(
 
 def diff(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Decisions and final states that differ between two replays (``--against``), marked ``-`` and ``+``."""
+
     def key(d: dict[str, Any]) -> str:
         return json.dumps(d, sort_keys=True, default=str)
 

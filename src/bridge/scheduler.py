@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from bridge.durations import parse_duration
+from bridge.effects import queue_effects
 from bridge.model import Change, utcnow
-from bridge.rules.live import LiveRules, queue_effects
+from bridge.rules.live import LiveRules
 from bridge.sync import Syncer, SyncReport
 
 if TYPE_CHECKING:
@@ -60,7 +61,8 @@ class Totals:
         problems = [p for r in self.reports for p in r.problems]
         lines = [
             f"records: {records} in store, {pulled} changes pulled",
-            f"fields set from tags: {fields_set}; writes queued: {writes}, pushed: {pushed}; conflicts: {conflicts}",
+            f"fields set from tags: {fields_set}; writes queued: {writes}, pushed: {pushed}; "
+            f"conflicts: {conflicts}",
             "unmapped tags: " + (", ".join(f"{t} ({n})" for t, n in sorted(unmapped.items())) or "none"),
         ]
         lines += [f"problem: {p}" for p in problems]
@@ -78,7 +80,8 @@ def build_jobs(app: App, syncer: Syncer, live: LiveRules | None = None) -> list[
         def sync_one(system: str = name) -> SyncReport:
             report = SyncReport()
             syncer.pull(system, report)
-            syncer.push(system, report)
+            if app.connector(system).accepts_writes():
+                syncer.push(system, report)
             return report
 
         jobs.append(Job(f"sync:{name}", every, sync_one))
@@ -86,13 +89,13 @@ def build_jobs(app: App, syncer: Syncer, live: LiveRules | None = None) -> list[
     def push_all() -> SyncReport:
         report = SyncReport()
         for system, table in app.config.connectors.items():
-            if table.enabled:
+            if table.enabled and app.connector(system).accepts_writes():
                 syncer.push(system, report)
         return report
 
-    jobs.append(Job("outbox", PUSH_EVERY, push_all))
-    if live is not None:
+    if live is not None:  # before the pusher, so that a pass pushes what the timers decided
         jobs.append(Job("rules", RULES_EVERY, lambda: run_timers(app, live)))
+    jobs.append(Job("outbox", PUSH_EVERY, push_all))
     return jobs
 
 
@@ -112,7 +115,8 @@ def start_rules(app: App) -> LiveRules:
                 continue
             feed.extend((record.id, dict(record.links), c) for c in tx.changes_of(record.id))
     fed = live.rebuild(feed)
-    live.tick(utcnow())  # timers that fell due while the daemon was down; their effects were keyed
+    # timers that fell due while the daemon was down fire in the first run of the rules job; their effects
+    # carry keys, so one already taken before the restart is not taken again
     app.host.register(live, "rules")
     log.info("rules: desk rebuilt from %d stored changes", fed)
     return live
@@ -148,7 +152,9 @@ def run_job(app: App, job: Job, totals: Totals) -> None:
             totals.reports.append(job.run())
         except Exception as exc:
             log.exception("job %s failed", job.name)
-            totals.reports.append(SyncReport(problems=[f"job {job.name} failed: {type(exc).__name__}: {exc}"]))
+            totals.reports.append(
+                SyncReport(problems=[f"job {job.name} failed: {type(exc).__name__}: {exc}"])
+            )
 
 
 def record_count(app: App) -> int:
@@ -190,8 +196,16 @@ def run_daemon(app: App, once: bool = False, stop: threading.Event | None = None
             server.start()
         scheduler = BackgroundScheduler(timezone="UTC")
         for job in jobs:
-            scheduler.add_job(run_job, "interval", args=(app, job, totals), seconds=job.every.total_seconds(),
-                              id=job.name, max_instances=1, coalesce=True, next_run_time=None)
+            scheduler.add_job(
+                run_job,
+                "interval",
+                args=(app, job, totals),
+                seconds=job.every.total_seconds(),
+                id=job.name,
+                max_instances=1,
+                coalesce=True,
+                next_run_time=None,
+            )
         scheduler.start()
         # a first pass at once, so an admin sees data without waiting a whole interval
         for job in jobs:

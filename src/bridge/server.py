@@ -1,8 +1,9 @@
-"""HTTP for ``bridge run``: webhooks (``POST /webhooks/SYSTEM``, signature checked), ``/healthz``, ``/metrics``.
+"""HTTP for ``bridge run``: webhooks (``POST /webhooks/SYSTEM``, signed), ``/healthz``, ``/metrics``.
 
 A webhook's changes go through the same pipeline as a pull, in one transaction; a malformed body answers 400
 with the reason, an unknown system 404, a bad signature 401. When ``[bridge] webhook_secret`` (or
-``webhook_secret_env``) is set, every request must carry ``X-Bridge-Signature: sha256=<hex HMAC of the body>``.
+``webhook_secret_env``) is set, every request must carry
+``X-Bridge-Signature: sha256=<hex HMAC of the body>``.
 """
 
 from __future__ import annotations
@@ -53,8 +54,10 @@ class Server:
         self.lock = threading.Lock()  # SQLite takes one writer at a time
         self.received = 0
         handler = _handler(self)
-        self.httpd = ThreadingHTTPServer((host or app.config.bridge.http_host,
-                                          app.config.bridge.http_port if port is None else port), handler)
+        self.httpd = ThreadingHTTPServer(
+            (host or app.config.bridge.http_host, app.config.bridge.http_port if port is None else port),
+            handler,
+        )
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="bridge-http", daemon=True)
 
     @property

@@ -1,8 +1,8 @@
 """The config file: TOML read into pydantic models, with environment overrides and secrets.
 
 Environment variables override the file with pydantic-settings' conventions: prefix ``BRIDGE_``, nesting with
-``__`` (``BRIDGE_CONNECTORS__HUBSPOT__TOKEN``). A key ending in ``_env`` names the variable holding a secret, a key
-ending in ``_file`` names a file holding it; the secret is then available under the bare key as a SecretStr.
+``__`` (``BRIDGE_CONNECTORS__HUBSPOT__TOKEN``). A key ending in ``_env`` names the variable holding a
+secret, a key ending in ``_file`` names a file holding it; the secret is then available under the bare key.
 """
 
 from __future__ import annotations
@@ -14,7 +14,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from bridge.durations import parse_duration
@@ -131,7 +139,9 @@ class FieldConfig(Strict):
     options: list[str] = Field(default_factory=list)
     aliases: dict[str, list[str]] = Field(default_factory=dict)
     owner: str = "bridge"
-    policy: Literal["owner_wins", "prefer_owner_unless_blank", "fill_if_empty", "last_writer_wins"] = "owner_wins"
+    policy: Literal["owner_wins", "prefer_owner_unless_blank", "fill_if_empty", "last_writer_wins"] = (
+        "owner_wins"
+    )
     on_conflict: Literal["revert", "report"] = "revert"
     sync_to: list[str] = Field(default_factory=list)
     remote: dict[str, str] = Field(default_factory=dict)
@@ -190,9 +200,9 @@ class SlaConfig(Strict):
     warn_before: str | None = None
     escalate: list[EscalationLevel] = Field(default_factory=list)
 
-    _d = field_validator(
-        "first_response", "next_response", "resolution", "acknowledgement", "warn_before"
-    )(classmethod(lambda cls, v: _duration(v)))
+    _d = field_validator("first_response", "next_response", "resolution", "acknowledgement", "warn_before")(
+        classmethod(lambda cls, v: _duration(v))
+    )
 
 
 class RuleConfig(Strict):
@@ -294,7 +304,7 @@ class Config(BaseSettings):
         return env_settings, init_settings
 
     def field_types(self) -> dict[str, FieldType]:
-        """Every declared field's coercion view, by name (fields of an unknown type are left out: check says why)."""
+        """Every declared field's coercion view, by name (a field of an unknown type is left out)."""
         return {name: f.field_type(name) for name, f in self.fields.items() if f.type in FIELD_TYPES}
 
     def remote_to_field(self, system: str, kind: str) -> dict[str, str]:
@@ -327,7 +337,9 @@ def where(path: Path, lines: dict[tuple[str, ...], int], key: tuple[str, ...]) -
 
 
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
-_KEY = re.compile(r"""^\s*((?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*'))*)\s*=""")
+_KEY = re.compile(
+    r"""^\s*((?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*'))*)\s*="""
+)
 _INLINE_KEY = re.compile(r"""[{,]\s*([A-Za-z0-9_-]+|"[^"]*")\s*=""")
 
 
@@ -339,8 +351,8 @@ def _split_key(text: str) -> tuple[str, ...]:
 def key_lines(text: str) -> dict[tuple[str, ...], int]:
     """Map each key path of a TOML document to the line (1-based) where it is written.
 
-    Arrays of tables get their index (``tags.0.match``); keys of an inline table on the same line are mapped to
-    that line. Keys inside multi-line arrays map to the line of the array's key.
+    Arrays of tables get their index (``tags.0.match``); keys of an inline table on the same line are
+    mapped to that line. Keys inside multi-line arrays map to the line of the array's key.
     """
     lines: dict[tuple[str, ...], int] = {}
     counts: dict[tuple[str, ...], int] = {}
@@ -365,7 +377,7 @@ def key_lines(text: str) -> dict[tuple[str, ...], int]:
             if key:
                 path = (*table, *_split_key(key.group(1)))
                 lines[path] = number
-                rest = line[key.end():]
+                rest = line[key.end() :]
                 for inline in _INLINE_KEY.finditer(rest):
                     lines.setdefault((*path, inline.group(1).strip('"')), number)
         depth += stripped.count("[") + stripped.count("{") - stripped.count("]") - stripped.count("}")

@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bridge.connector import Connector, Cursor, PullPage, PushResult
+from bridge.effects import EFFECT_FIELDS
 from bridge.errors import (
     ConnectorAuthError,
     ConnectorError,
@@ -346,6 +347,9 @@ class Syncer:
                 for rname, value in merged.items() if why is None else ():
                     assert record is not None
                     name = remote.get(rname)
+                    if name is None and rname in EFFECT_FIELDS:
+                        keep[rname] = value  # a rule's side effect, queued once under its own key
+                        continue
                     if name is None or system not in self.config.fields[name].sync_to:
                         dropped[rname] = f"{system} does not receive it"
                         continue
@@ -436,6 +440,8 @@ class Syncer:
                 ):
                     tx.link(w.record_id, system, w.kind, r.external_id)
                 for rname, value in w.fields.items():
+                    if rname not in p.names:
+                        continue  # a side effect: no shadow to keep
                     name = p.names[rname]
                     shadow = Shadow.load(tx.shadow(w.record_id, name, system))
                     shadow.confirm(self.types[name], value)
@@ -486,6 +492,8 @@ class Syncer:
                 if dead:
                     # the value will not land: the next change of the field queues it again
                     for rname, value in w.fields.items():
+                        if rname not in p.names:
+                            continue
                         name = p.names[rname]
                         shadow = Shadow.load(tx.shadow(w.record_id, name, w.system))
                         shadow.withdraw(self.types[name], value)

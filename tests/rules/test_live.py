@@ -9,25 +9,32 @@ from pathlib import Path
 import pytest
 
 from bridge.app import App
+from bridge.effects import effect_fields, queue_effects
 from bridge.model import Change, Record
 from bridge.pipeline import Pipeline
-from bridge.rules.live import LiveRules, change_event, effect_fields, queue_effects
+from bridge.rules.live import LiveRules, change_event
 from bridge.scheduler import run_timers
 from bridge.settings import Config, LoadedConfig
-from bridge.store import Store
 from bridge.store.testing import require_postgres, temp_postgres_schema_url
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
 CONFIG = {
     "connectors": {"desk": {"plugin": "files", "path": "in", "kinds": ["ticket"]}},
-    "fields": {"severity": {"type": "select", "options": ["Sev-1", "Sev-2"], "owner": "bridge",
-                            "sync_to": ["desk"]}},
+    "fields": {
+        "severity": {"type": "select", "options": ["Sev-1", "Sev-2"], "owner": "bridge", "sync_to": ["desk"]}
+    },
     "agents": [{"email": "a@x.example", "capacity": 5}],
     "follow_up": {"after": "48h"},
     "auto_close": {"after": "7d"},
-    "rules": [{"name": "sev1", "set": "triggers", "when": {"all": [{"tag": "bug/sev1"}]},
-               "then": [{"set": {"severity": "Sev-1"}}]}],
+    "rules": [
+        {
+            "name": "sev1",
+            "set": "triggers",
+            "when": {"all": [{"tag": "bug/sev1"}]},
+            "then": [{"set": {"severity": "Sev-1"}}],
+        }
+    ],
 }
 
 
@@ -88,7 +95,9 @@ def test_a_crash_between_claim_and_commit_leaves_the_effect_to_the_retry(store_u
     app = make_app(store_url)
     live = LiveRules(app.config)
     ingest(app, live, Change("desk", "ticket", "T-2", T0, attrs={"status": "open"}))
-    ingest(app, live, Change("desk", "ticket", "T-2", T0 + timedelta(minutes=5), attrs={"status": "resolved"}))
+    ingest(
+        app, live, Change("desk", "ticket", "T-2", T0 + timedelta(minutes=5), attrs={"status": "resolved"})
+    )
     due = T0 + timedelta(minutes=5) + timedelta(days=7)
     decisions = live.tick(due)
     assert [d.decision for _r, ds in decisions for d in ds] == ["auto_close"]
@@ -105,8 +114,15 @@ def test_a_crash_between_claim_and_commit_leaves_the_effect_to_the_retry(store_u
 
 
 def test_effect_fields_respect_sync_to() -> None:
-    cfg = Config(**{**CONFIG, "connectors": {**CONFIG["connectors"],  # type: ignore[dict-item]
-                                             "crm": {"plugin": "files", "path": "c", "kinds": ["ticket"]}}})
+    cfg = Config(
+        **{
+            **CONFIG,
+            "connectors": {
+                **CONFIG["connectors"],  # type: ignore[dict-item]
+                "crm": {"plugin": "files", "path": "c", "kinds": ["ticket"]},
+            },
+        }
+    )
     rec = Record("r", "ticket", links={"desk": "T", "crm": "C"})
     from bridge.model import Decision
 
@@ -117,9 +133,12 @@ def test_effect_fields_respect_sync_to() -> None:
 
 @pytest.mark.parametrize(
     ("attrs", "created", "kind"),
-    [({"status": "open"}, True, "ticket.created"), ({"message": "hi", "last_author": "customer"}, False,
-      "ticket.message"), ({"status": "pending"}, False, "ticket.status"), ({"priority": "high"}, False,
-                                                                            "ticket.updated")],
+    [
+        ({"status": "open"}, True, "ticket.created"),
+        ({"message": "hi", "last_author": "customer"}, False, "ticket.message"),
+        ({"status": "pending"}, False, "ticket.status"),
+        ({"priority": "high"}, False, "ticket.updated"),
+    ],
 )
 def test_change_event(attrs: dict[str, str], created: bool, kind: str) -> None:
     assert change_event(Change("s", "ticket", "1", T0, attrs=attrs), created)["type"] == kind

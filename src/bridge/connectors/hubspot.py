@@ -159,7 +159,9 @@ class HubSpotConnector(Connector):
 
     def _call(self, fn: Callable[..., Any], *args: Any, record: str | None = None) -> tuple[int, Any]:
         if not self._token:
-            raise ConnectorAuthError("no token configured (token_env, token_file or token)", system=self.system)
+            raise ConnectorAuthError(
+                "no token configured (token_env, token_file or token)", system=self.system
+            )
 
         def run() -> tuple[int, Any]:
             response = fn(*args, _preload_content=False, _request_timeout=self.settings.timeout)

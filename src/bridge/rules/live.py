@@ -3,8 +3,8 @@
 The Desk keeps its state in memory. At start it is rebuilt from the store's change log (the same changes run
 through a private pipeline on a virtual clock, as in replay), so SLA clocks, queues and capacity survive a
 restart. Every side effect a decision causes (assign, escalate, set a field, follow up, close) is queued once:
-its idempotency key is claimed in the transaction that queues its write, so a crash, a retry or a rebuild never
-repeats it.
+its idempotency key is claimed in the transaction that queues its write, so a crash, a retry or a
+rebuild never repeats it.
 """
 
 from __future__ import annotations
@@ -14,97 +14,23 @@ import threading
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from bridge.model import Change, Decision, Record, Write, format_time
+from bridge.effects import queue_effects as queue_effects
+from bridge.model import Change, Decision, Record
 from bridge.pipeline import MemoryState, Pipeline
 from bridge.plugins import hookimpl
 from bridge.rules.engine import Desk
 from bridge.settings import Config
 
 log = logging.getLogger("bridge.rules")
-SIDE_EFFECTS = ("assign", "escalate", "set_field", "follow_up", "auto_close", "review", "tag")
-
-
-class EffectState(Protocol):
-    """What queuing effects needs of a transaction (the store's Tx provides it)."""
-
-    def claim_effect(self, key: str, record_id: str, decision: str, at: datetime) -> bool: ...
-    def enqueue(self, write: Write, now: datetime) -> bool: ...
-    def audit(
-        self, *, at: datetime, run: str, record_id: str | None, field: str | None, before: Any, after: Any,
-        origin: str, rule: str, kind: str = "write", response: Any = None,
-    ) -> None: ...
-
-
-def effect_fields(config: Config, system: str, record: Record, decision: Decision) -> dict[str, Any]:
-    """What ``system`` must be told for one decision (remote field names), or {} when nothing."""
-    d = decision.detail
-    match decision.decision:
-        case "assign":
-            return {"assignee": d.get("to")}
-        case "escalate":
-            return {"escalation": d.get("to")}
-        case "auto_close":
-            return {"status": "closed"}
-        case "follow_up":
-            return {"follow_up": d.get("message") or (config.follow_up.message if config.follow_up else "")}
-        case "review":
-            return {"review": d.get("reason") or "review"}
-        case "tag":
-            return {"tags": list(record.tags)}
-        case "set_field":
-            name = str(d.get("field"))
-            fcfg = config.fields.get(name)
-            if fcfg is None:
-                return {name: d.get("value")}  # a built-in attribute such as priority
-            if system not in fcfg.sync_to and system != fcfg.owner:
-                return {}  # a system never receives a field it does not read
-            return {fcfg.remote_name(system, name): d.get("value")}
-    return {}
-
-
-def ticket_systems(config: Config, record: Record) -> list[str]:
-    """The configured systems that hold this ticket (where its side effects land)."""
-    return [s for s in record.links if s in config.connectors and "ticket" in config.connectors[s].kinds]
-
-
-def queue_effects(
-    state: EffectState, config: Config, record: Record, decisions: Iterable[Decision], now: datetime, run: str
-) -> int:
-    """Audit every decision and queue each side effect once; returns how many writes were queued."""
-    queued = 0
-    for decision in decisions:
-        key = decision.detail.get("key")
-        detail = {k: v for k, v in decision.detail.items() if k != "key"}
-        state.audit(at=decision.at or now, run=run, record_id=record.id, field=detail.get("field"),
-                    before=None, after=_jsonable(detail), origin="bridge", rule=decision.rule, kind="decision",
-                    response=decision.decision)
-        if decision.decision not in SIDE_EFFECTS or not key:
-            continue
-        if not state.claim_effect(str(key), record.id, decision.decision, decision.at or now):
-            continue  # taken before: a retry or a rebuild does not repeat it
-        for system in ticket_systems(config, record):
-            fields = effect_fields(config, system, record, decision)
-            if fields:
-                state.enqueue(Write(system, record.kind, record.id, record.links.get(system), fields), now)
-                queued += 1
-    return queued
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, datetime):
-        return format_time(value)
-    return value
 
 
 def snapshot(record: Record) -> dict[str, Any]:
     """Path -> value of a ticket (for ``changed``, ``from`` and ``to`` conditions on the next event)."""
-    out: dict[str, Any] = {f"ticket.{k}": v for k, v in record.attrs.items() if not isinstance(v, dict | list)}
+    out: dict[str, Any] = {
+        f"ticket.{k}": v for k, v in record.attrs.items() if not isinstance(v, dict | list)
+    }
     out.update({f"ticket.{n}": fv.value for n, fv in record.fields.items()})
     out["ticket.tags"] = list(record.tags)
     return out
@@ -122,7 +48,7 @@ def change_event(change: Change, created: bool) -> dict[str, Any]:
 
 
 class LiveRules:
-    """The Desk of a running daemon, registered on the plugin host as the ``evaluate_rules`` implementation."""
+    """The Desk of a running daemon, registered on the plugin host to implement ``evaluate_rules``."""
 
     def __init__(self, config: Config, base_dir: Path | None = None) -> None:
         self.config = config
@@ -161,7 +87,7 @@ class LiveRules:
         self.desk.forget(record_id)
 
     def tick(self, now: datetime) -> list[tuple[Record, list[Decision]]]:
-        """Fire every timer due by ``now``; returns each touched ticket (as the Desk left it) with its decisions."""
+        """Fire every timer due by ``now``; returns each touched ticket (as the Desk left it), decisions."""
         with self.lock:
             decisions = self.desk.advance(now)
             touched: dict[str, list[Decision]] = {}

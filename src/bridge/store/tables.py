@@ -189,8 +189,8 @@ audit = sa.Table(
     sa.Index(None, "record_id", "id"),
 )
 
-# side effects of rules (assign, escalate, follow-up, auto-close ...), each taken once: a key is claimed in the
-# same transaction that queues the effect's write, so a crash and a retry never repeat it
+# side effects of rules (assign, escalate, follow-up, auto-close ...), each taken once: a key is claimed
+# in the same transaction that queues the effect's write, so a crash and a retry never repeat it
 effects = sa.Table(
     "effects",
     metadata,

@@ -1,0 +1,128 @@
+"""Side effects of rule decisions (assign, escalate, set a field, follow up, close), each queued once.
+
+A decision that is a side effect carries an idempotency key. :func:`queue_effects` claims the key in the
+transaction that queues the effect's write, so a crash, a retry or a rebuilt Desk never repeats it. The
+writes use the names below; a connector maps them to its vendor (the ``files`` connector writes them as is).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from datetime import datetime
+from typing import Any, Protocol
+
+from bridge.model import Decision, Record, Write, format_time
+from bridge.settings import Config
+
+# what a helpdesk is told for a side effect; not declared fields, so ownership does not apply to them
+EFFECT_FIELDS = frozenset({"assignee", "escalation", "status", "follow_up", "review", "tags", "priority"})
+SIDE_EFFECTS = ("assign", "escalate", "set_field", "follow_up", "auto_close", "review", "tag")
+
+
+class EffectState(Protocol):
+    """What queuing effects needs of a transaction (the store's Tx provides it)."""
+
+    def claim_effect(self, key: str, record_id: str, decision: str, at: datetime) -> bool: ...
+    def enqueue(self, write: Write, now: datetime) -> bool: ...
+    def audit(
+        self,
+        *,
+        at: datetime,
+        run: str,
+        record_id: str | None,
+        field: str | None,
+        before: Any,
+        after: Any,
+        origin: str,
+        rule: str,
+        kind: str = "write",
+        response: Any = None,
+    ) -> None: ...
+
+
+def effect_fields(config: Config, system: str, record: Record, decision: Decision) -> dict[str, Any]:
+    """What ``system`` must be told for one decision (remote field names), or {} when nothing."""
+    d = decision.detail
+    match decision.decision:
+        case "assign":
+            return {"assignee": d.get("to")}
+        case "escalate":
+            return {"escalation": d.get("to")}
+        case "auto_close":
+            return {"status": "closed"}
+        case "follow_up":
+            return {"follow_up": d.get("message") or (config.follow_up.message if config.follow_up else "")}
+        case "review":
+            return {"review": d.get("reason") or "review"}
+        case "tag":
+            return {"tags": list(record.tags)}
+        case "set_field":
+            name = str(d.get("field"))
+            fcfg = config.fields.get(name)
+            if fcfg is None:
+                return {name: d.get("value")}  # a built-in attribute such as priority
+            if system not in fcfg.sync_to and system != fcfg.owner:
+                return {}  # a system never receives a field it does not read
+            return {fcfg.remote_name(system, name): d.get("value")}
+    return {}
+
+
+def ticket_systems(config: Config, record: Record, writable: Collection[str] | None = None) -> list[str]:
+    """The configured systems that hold this ticket and take writes (where its side effects land)."""
+    return [
+        s
+        for s in record.links
+        if s in config.connectors
+        and "ticket" in config.connectors[s].kinds
+        and (writable is None or s in writable)
+    ]
+
+
+def queue_effects(
+    state: EffectState,
+    config: Config,
+    record: Record,
+    decisions: Iterable[Decision],
+    now: datetime,
+    run: str,
+    audit: bool = True,
+    writable: Collection[str] | None = None,
+) -> int:
+    """Queue each side effect once (and audit every decision unless the caller did); returns writes queued."""
+    queued = 0
+    for decision in decisions:
+        key = decision.detail.get("key")
+        if audit:
+            detail = {k: v for k, v in decision.detail.items() if k != "key"}
+            state.audit(
+                at=decision.at or now,
+                run=run,
+                record_id=record.id,
+                field=detail.get("field"),
+                before=None,
+                after=_jsonable(detail),
+                origin="bridge",
+                rule=decision.rule,
+                kind="decision",
+                response=decision.decision,
+            )
+        if decision.decision not in SIDE_EFFECTS or not key:
+            continue
+        if not state.claim_effect(str(key), record.id, decision.decision, decision.at or now):
+            continue  # taken before: a retry or a rebuild does not repeat it
+        for system in ticket_systems(config, record, writable):
+            fields = effect_fields(config, system, record, decision)
+            if fields:
+                state.enqueue(Write(system, record.kind, record.id, record.links.get(system), fields), now)
+                queued += 1
+    return queued
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return format_time(value)
+    return value
