@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from bridge.errors import ConnectorAuthError, RetriableConnectorError, SkippableRecordError
+from bridge.pipeline import Pipeline
 from bridge.store import Store, Tx
 from bridge.sync import Backoff, Syncer, SyncReport
 from sync_support import Clock, World, make_config, open_store, refuse_error
@@ -289,3 +291,28 @@ def test_a_create_that_died_before_its_link_is_recognised_when_it_comes_back(sto
     report = rig.syncer.sync()  # b's new record is pulled: its bridge_id links it, then the push finds it
     assert report.records_created == 0
     assert len(rig.b.records) == 1 and rig.b.echo_writes() == []
+
+
+def test_a_record_the_pipeline_cannot_process_is_quarantined_and_the_page_goes_on(store: Store) -> None:
+    rig = Rig(store)
+    ids = rig.records(3)
+    original = Pipeline._apply_attrs
+
+    def choke(self: Pipeline, record: Any, change: Any) -> None:
+        original(self, record, change)
+        if change.external_id == ids[1]:
+            raise TypeError("a vendor sent a list where a string belongs")
+
+    Pipeline._apply_attrs = choke  # type: ignore[method-assign]
+    try:
+        report = rig.syncer.sync()
+    finally:
+        Pipeline._apply_attrs = original  # type: ignore[method-assign]
+    assert report.pulled == 2 and report.pushed == 2
+    assert any(ids[1] in p and "TypeError" in p for p in report.problems)
+    with store.session() as tx:
+        # nothing of the bad record was half-written; its change is kept in the log, and the cursor moved on
+        assert tx.record_id_for("a", "account", ids[1]) is None
+        assert tx.cursor("a", "account") is not None
+        kept = tx.conn.execute(sa.text("select count(*) from changes where external_id = :e"), {"e": ids[1]})
+        assert kept.scalar() == 1

@@ -47,6 +47,8 @@ from bridge.settings import Config
 from bridge.store import OutboxItem, Store, Tx
 
 log = logging.getLogger("bridge.sync")
+# errors a malformed record can cause in the pipeline; anything else (the database, a crash) stops the page
+BAD_DATA = (ValueError, TypeError, KeyError, AttributeError, LookupError, ArithmeticError)
 
 Clock = Callable[[], datetime]
 MAX_ROUNDS = 1000  # claim rounds per push: a guard, far above what one pass needs
@@ -251,7 +253,12 @@ class Syncer:
                 )
             now = self.clock()
             try:
-                outcome = self.pipeline.process(tx, change, now)
+                with tx.savepoint():
+                    outcome = self.pipeline.process(tx, change, now)
+            except BAD_DATA as exc:
+                # one bad record must not fail its page: it is kept in the change log, reported and skipped
+                self._quarantine(tx, change, exc, report, now)
+                continue
             except IdentityError as exc:
                 report.problems.append(str(exc))
                 report.ambiguous.append(Ambiguity(system, kind, change.external_id, exc.candidates, str(exc)))
@@ -277,6 +284,24 @@ class Syncer:
             self._count(outcome, report)
         tx.set_cursor(system, kind, page.cursor.dumps())
         return done
+
+    def _quarantine(self, tx: Tx, change: Change, exc: Exception, report: SyncReport, now: datetime) -> None:
+        where = f"{change.system} {change.kind} {change.external_id}"
+        report.problems.append(f"{where}: not processed: {type(exc).__name__}: {exc}")
+        log.error("%s: not processed", where, exc_info=exc)
+        tx.add_change(change, None, now)
+        tx.audit(
+            at=now,
+            run=self.run_id,
+            record_id=None,
+            field=None,
+            before=None,
+            after={"system": change.system, "kind": change.kind, "external_id": change.external_id},
+            origin=change.system,
+            rule="quarantined: the change is kept in the change log, unprocessed",
+            kind="decision",
+            response=f"{type(exc).__name__}: {exc}",
+        )
 
     def _count(self, outcome: Outcome, report: SyncReport) -> None:
         report.pulled += 1

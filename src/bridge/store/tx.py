@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import uuid
 from collections.abc import Iterator, Sequence
@@ -53,6 +54,17 @@ class Tx:
     def __init__(self, conn: sa.Connection) -> None:
         self.conn = conn
         self._pg = conn.dialect.name == "postgresql"
+
+    @contextlib.contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A nested transaction: an exception inside undoes only what was done inside, then propagates."""
+        nested = self.conn.begin_nested()
+        try:
+            yield
+        except BaseException:
+            nested.rollback()
+            raise
+        nested.commit()
 
     # ---------------------------------------------------------------- identity
     def record_id_for(self, system: str, kind: str, external_id: str) -> str | None:
