@@ -158,17 +158,20 @@ def cmd_sync(args: argparse.Namespace) -> int:
         _print_json(asdict(report))
     else:
         if args.dry_run:
-            print("plan (nothing was written):")
+            print("plan (nothing was written):" if report.plan else "plan: nothing to write")
             for p in report.plan:
-                print(f"  {p.record_id} {p.field} -> {p.system}: {p.old!r} -> {p.new!r} ({p.rule})")
-            for c in report.conflicts:
-                print(
-                    f"  conflict {c.record_id} {c.field}: {c.system} says {c.value!r}, owner has "
-                    f"{c.owner_value!r} ({c.rule}; {'revert' if c.reverted else 'left'})"
-                )
+                print(f"  {p.ref or p.record_id} {p.field} -> {p.system}: {p.old!r} -> {p.new!r} ({p.rule})")
+        for c in report.conflicts:
+            print(
+                f"  conflict {c.record_id} {c.field}: {c.system} says {c.value!r}, owner has "
+                f"{c.owner_value!r} ({c.rule}; {'reverted' if c.reverted else 'left'})"
+            )
+        for a in report.ambiguous:
+            print(f"  ambiguous {a.system} {a.kind} {a.external_id}: candidates {', '.join(a.candidates)}")
         print(
-            f"pulled {report.pulled}, created {report.records_created}, fields set {report.fields_set}, "
-            f"writes queued {report.writes_queued}, pushed {report.pushed} in {report.push_calls} calls, "
+            f"pulled {report.pulled} (echoes {report.echoes}), created {report.records_created}, "
+            f"fields set {report.fields_set}, writes queued {report.writes_queued}, pushed {report.pushed} "
+            f"in {report.push_calls} calls, skipped {report.skipped}, deferred {report.deferred}, "
             f"conflicts {len(report.conflicts)}, dead {report.dead}"
         )
         for problem in report.problems:
@@ -352,6 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # migration chatter on every start
     handler: Handler = args.func
     try:
         return handler(args)

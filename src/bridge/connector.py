@@ -68,6 +68,7 @@ class PushResult:
     external_id: str | None = None
     error: str | None = None
     retriable: bool = False
+    response: Any = None  # the vendor's answer for this record, kept in the audit log
 
 
 @dataclass(frozen=True)

@@ -567,7 +567,7 @@ def _response(result: PushResult, write: Write) -> dict[str, Any]:
         out["external_id"] = result.external_id
     if result.error:
         out["error"] = result.error
-    vendor = getattr(result, "response", None)  # PushResult.response, where the connector gives one
+    vendor = result.response
     if vendor is not None:
         out["vendor"] = vendor
     return out
