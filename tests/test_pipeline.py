@@ -318,3 +318,41 @@ def _audit(s: Any, rid: str) -> list[dict[str, Any]]:
         return [a for a in s.audits if a["record_id"] == rid]
     rows: list[dict[str, Any]] = s.audit_for(rid)
     return rows
+
+
+# ---------------------------------------------------------------- account context for rules
+
+
+def test_a_ticket_gets_its_accounts_crm_context_by_the_requesters_domain(state: Any) -> None:
+    p = Pipeline(config())
+    run(
+        state,
+        p,
+        change("crm", "A1", attrs={"name": "Acme", "domain": "acme.example"}, fields={"Tier__c": "gold"}),
+    )
+    ticket = change("desk", "T1", 1, kind="ticket", attrs={"requester": {"email": "ana@ACME.example"}})
+    out = run(state, p, ticket)
+    assert out.record.attrs["account"]["tier"] == "gold"
+    assert out.record.attrs["account"]["name"] == "Acme"
+    # what the ticket's own system says of its account stands
+    own = change(
+        "desk",
+        "T2",
+        2,
+        kind="ticket",
+        attrs={"requester": {"email": "li@acme.example"}, "account": {"tier": "silver"}},
+    )
+    assert run(state, p, own).record.attrs["account"]["tier"] == "silver"
+
+
+def test_no_account_context_when_the_domain_is_unknown_or_ambiguous(state: Any) -> None:
+    p = Pipeline(config())
+    out = run(state, p, change("desk", "T1", kind="ticket", attrs={"requester": {"email": "a@acme.example"}}))
+    assert "account" not in out.record.attrs
+    with state() as s:  # two accounts claim the domain (a vendor merge): no guessing
+        for name in ("one", "two"):
+            s.set_keys(s.create_record("account"), "account", {"domain": "acme.example"})
+    out = run(
+        state, p, change("desk", "T2", 1, kind="ticket", attrs={"requester": {"email": "b@acme.example"}})
+    )
+    assert "account" not in out.record.attrs

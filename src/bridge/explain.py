@@ -73,31 +73,39 @@ def explain_record(app: App, ident: str) -> dict[str, Any] | None:
     }
 
 
+def _when(value: Any) -> str:
+    text = str(value)
+    return text.replace(" ", "T").split(".")[0].replace("+00:00", "") + "Z" if text[:4].isdigit() else text
+
+
+def _history_line(h: dict[str, Any]) -> str:
+    after = h.get("after")
+    if h.get("kind") == "decision" and isinstance(after, dict) and "decision" in after:
+        what = {k: v for k, v in after.items() if k not in ("at", "ticket_id", "decision", "rule", "key")}
+        return f"{_when(h.get('at'))} decision {after['decision']} ({h.get('rule')}) {what}"
+    tail = f" -> {h.get('response')}" if h.get("response") else ""
+    return (
+        f"{_when(h.get('at'))} {h.get('kind')}: {h.get('before')!r} -> {after!r} "
+        f"from {h.get('origin')} ({h.get('rule')}){tail}"
+    )
+
+
 def format_explain(data: dict[str, Any]) -> str:
     """Human output of :func:`explain_record`."""
-    lines = [
-        f"{data['kind']} {data['record']}  links: " + ", ".join(f"{s}={e}" for s, e in data["links"].items()),
-        f"tags: {', '.join(data['tags']) or '-'}",
-    ]
+    from bridge.rules.explain import format_explain as format_rules
+
+    links = ", ".join(f"{s}={e}" for s, e in data["links"].items())
+    lines = [f"{data['kind']} {data['record']}  links: {links}", f"tags: {', '.join(data['tags']) or '-'}"]
     for f in data["fields"]:
         lines.append(
-            f"  {f['field']} = {f['value']!r}  (owner {f['owner']}, {f['policy']}; set by "
-            f"{f['set_by'] or '-'} at {f['set_at'] or '-'}; sync to {', '.join(f['sync_to']) or '-'})"
+            f"  {f['field']} = {f['value']!r}  (owner {f['owner']}, {f['policy']}; "
+            f"set by {f['set_by'] or '-'} at {f['set_at'] or '-'}; sync to {', '.join(f['sync_to']) or '-'})"
         )
-        for h in f["history"]:
-            lines.append(
-                f"      {h.get('at')} {h.get('kind')}: {h.get('before')!r} -> {h.get('after')!r} "
-                f"from {h.get('origin')} ({h.get('rule')}) {h.get('response') or ''}".rstrip()
-            )
-    for r in data["rules"]:
-        lines.append(
-            f"  rule {r.get('name')} [{r.get('set')}]: {'fired' if r.get('matched') else 'did not fire'}"
-        )
-        for leaf in r.get("conditions", r.get("leaves", [])):
-            lines.append(f"      {leaf}")
-    for e in data["events"]:
-        lines.append(
-            f"  {e.get('at')} {e.get('kind')} {e.get('rule')}: {e.get('after')!r} "
-            f"{e.get('response') or ''}".rstrip()
-        )
+        lines.extend(f"      {_history_line(h)}" for h in f["history"])
+    if data["rules"]:
+        lines.append("rules, as the ticket is now:")
+        lines.extend(f"  {line}" for line in format_rules(data["rules"]).splitlines())
+    if data["events"]:
+        lines.append("history:")
+        lines.extend(f"  {_history_line(e)}" for e in data["events"])
     return "\n".join(lines)

@@ -261,6 +261,8 @@ class Pipeline:
         if change.kind == "ticket":
             self._classify(record, change, out)
         self._map_tags(state, record, change, out, why, now)
+        if change.kind == "ticket":
+            self._account_context(state, record)
         self._rules(state, record, change, now, out)
         self._outbox(state, record, out, why, now)
         for planned in out.plan:
@@ -476,6 +478,30 @@ class Pipeline:
                     {"field": name, "value": to_json(ft, new), "tag": tag},
                 )
             )
+
+    def _account_context(self, state: State, record: Record) -> None:
+        """Give a ticket its account's CRM context (tier, ARR, owner ...) by the requester's domain.
+
+        What the ticket's own system says of its account stands; the CRM's record fills the rest.
+        """
+        given = record.attrs.get("account")
+        requester = record.attrs.get("requester")
+        email = (requester.get("email") if isinstance(requester, dict) else None) or record.attrs.get("email")
+        if not isinstance(email, str) or "@" not in email:
+            return
+        domain = identity.normalise("domain", email.rpartition("@")[2])
+        ids = state.find_by_key("account", "domain", domain) if domain else []
+        if len(ids) != 1:
+            return  # none, or ambiguous: no guessing
+        account = state.load(ids[0])
+        if account is None:
+            return
+        context: dict[str, Any] = {k: v for k, v in account.attrs.items() if not isinstance(v, dict | list)}
+        context.update({n: fv.value for n, fv in account.fields.items()})
+        context["id"] = account.id
+        if isinstance(given, dict):
+            context.update({k: v for k, v in given.items() if v is not None})
+        record.attrs["account"] = context
 
     def _rules(self, state: State, record: Record, change: Change, now: datetime, out: Outcome) -> None:
         if self.host is None:
