@@ -350,7 +350,7 @@ def test_no_account_context_when_the_domain_is_unknown_or_ambiguous(state: Any) 
     out = run(state, p, change("desk", "T1", kind="ticket", attrs={"requester": {"email": "a@acme.example"}}))
     assert "account" not in out.record.attrs
     with state() as s:  # two accounts claim the domain (a vendor merge): no guessing
-        for name in ("one", "two"):
+        for _ in range(2):
             s.set_keys(s.create_record("account"), "account", {"domain": "acme.example"})
     out = run(
         state, p, change("desk", "T2", 1, kind="ticket", attrs={"requester": {"email": "b@acme.example"}})
