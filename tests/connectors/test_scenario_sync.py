@@ -369,7 +369,7 @@ def hubspot_writes(server: HTTPServer) -> list[list[dict[str, Any]]]:
 
 
 def salesforce_writes(server: HTTPServer) -> list[tuple[str, str]]:
-    """Every Salesforce request but the login and SOQL reads (the scenario's Salesforce only is read)."""
+    """Every Salesforce request but the login and SOQL reads (it owns both fields: it is only read)."""
     return [
         (method, path)
         for method, path, _body in calls(server)
