@@ -356,3 +356,13 @@ def test_no_account_context_when_the_domain_is_unknown_or_ambiguous(state: Any) 
         state, p, change("desk", "T2", 1, kind="ticket", attrs={"requester": {"email": "b@acme.example"}})
     )
     assert "account" not in out.record.attrs
+
+
+def test_a_blank_seen_first_is_filled_in_without_a_conflict_a_later_edit_is_one(state: Any) -> None:
+    p = Pipeline(config())
+    owner = run(state, p, change("crm", "A1", attrs={"domain": "acme.example"}, fields={"Tier__c": "gold"}))
+    assert {"tier": "gold"} in [w.fields for w in owner.writes if w.system == "desk"]  # desk will be told
+    first = run(state, p, change("desk", "D1", 1, attrs={"domain": "acme.example"}, fields={"tier": None}))
+    assert first.conflicts == []
+    later = run(state, p, change("desk", "D1", 2, attrs={"domain": "acme.example"}, fields={"tier": "silver"}))
+    assert [(c.field, c.value, c.owner_value) for c in later.conflicts] == [("tier", "silver", "gold")]

@@ -373,6 +373,7 @@ class Pipeline:
                 )
                 continue
             shadow = Shadow.load(state.shadow(record.id, name, change.system))
+            first_sight = not shadow.known
             seen = detect(ft, value, shadow)
             if seen == "unchanged":
                 continue
@@ -401,7 +402,8 @@ class Pipeline:
             reverted = verdict.writeback and change.system in fcfg.sync_to and change.system in self.systems
             if verdict.writeback:
                 why[name] = _Why(verdict.rule, BRIDGE, writeback=change.system)
-            if verdict.action == "conflict":
+            if verdict.action == "conflict" and not (first_sight and blank(value)):
+                # (a blank seen the first time is the system's starting state, not an edit: it is filled in)
                 out.conflicts.append(
                     Conflict(record.id, name, change.system, value, old, verdict.rule, reverted)
                 )
