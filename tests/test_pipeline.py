@@ -364,5 +364,7 @@ def test_a_blank_seen_first_is_filled_in_without_a_conflict_a_later_edit_is_one(
     assert {"tier": "gold"} in [w.fields for w in owner.writes if w.system == "desk"]  # desk will be told
     first = run(state, p, change("desk", "D1", 1, attrs={"domain": "acme.example"}, fields={"tier": None}))
     assert first.conflicts == []
-    later = run(state, p, change("desk", "D1", 2, attrs={"domain": "acme.example"}, fields={"tier": "silver"}))
+    later = run(
+        state, p, change("desk", "D1", 2, attrs={"domain": "acme.example"}, fields={"tier": "silver"})
+    )
     assert [(c.field, c.value, c.owner_value) for c in later.conflicts] == [("tier", "silver", "gold")]
