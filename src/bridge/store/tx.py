@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import uuid
 from collections.abc import Iterator, Sequence
@@ -37,12 +38,23 @@ def upsert(
     ``update`` columns."""
     if not values:
         return
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    conn.execute(
+        _upsert_statement(conn.dialect.name, table, tuple(keys), tuple(update)),
+        values if isinstance(values, list) else [values],
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _upsert_statement(
+    dialect_name: str, table: sa.Table, keys: tuple[str, ...], update: tuple[str, ...]
+) -> sa.Executable:
+    # building an upsert (its ``excluded`` proxies) costs more than running it: build each shape once
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
     stmt = dialect.insert(table)
-    stmt = stmt.on_conflict_do_update(
+    built: sa.Executable = stmt.on_conflict_do_update(
         index_elements=list(keys), set_={name: stmt.excluded[name] for name in update}
     )
-    conn.execute(stmt, values if isinstance(values, list) else [values])
+    return built
 
 
 class Tx:
