@@ -15,12 +15,13 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bridge.connector import Connector, Cursor, PullPage, PushResult
 from bridge.errors import SkippableRecordError
-from bridge.model import Change, Write, parse_time
+from bridge.model import Change, Write, parse_time, utcnow
 from bridge.plugins import Register, hookimpl
 from bridge.settings import ConnectorSettings
 
@@ -88,10 +89,14 @@ class FilesConnector(Connector):
     def pull(self, kind: str, cursor: Cursor) -> Iterator[PullPage]:
         """Every record of ``kind`` after ``cursor``, in pages of ``page_size``."""
         rows: list[Change] = []
-        for _file, _number, data in self._lines():
+        mtimes: dict[Path, datetime] = {}
+        for file, _number, data in self._lines():
             if data.get("kind", "ticket") != kind:
                 continue
-            rows.append(record_to_change(self.system, kind, data))
+            if file not in mtimes:
+                # an undated record takes its file's mtime: stable, so a re-pull is not a new change
+                mtimes[file] = datetime.fromtimestamp(file.stat().st_mtime, UTC)
+            rows.append(record_to_change(self.system, kind, data, default_at=mtimes[file]))
         rows.sort(key=lambda c: (c.at, c.external_id))
         fresh = [c for c in rows if cursor.after(c.at, c.external_id)]
         size = max(1, self.files_settings.page_size)
@@ -126,15 +131,90 @@ class FilesConnector(Connector):
         return [PushResult(w.record_id, True, w.external_id or w.record_id) for w in writes]
 
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[Change]:
-        """A JSON object or array of records in the inbound format."""
-        data = json.loads(body)
+        """A JSON object or array of records in the inbound format; undated records get the receive time.
+
+        Raises ValueError naming the problem (and the item's index in an array) for a malformed body.
+        """
+        try:
+            data = json.loads(body)
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"body is not UTF-8: {exc.reason}") from None
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
         items = data if isinstance(data, list) else [data]
-        return [record_to_change(self.system, str(d.get("kind", "ticket")), d) for d in items]
+        if not items:
+            raise ValueError("empty array: no records")
+        now = utcnow()
+        changes = []
+        for index, item in enumerate(items):
+            where = f"item {index}" if isinstance(data, list) else "body"
+            try:
+                _validate_item(item)
+                kind = item.get("kind", "ticket")
+                changes.append(record_to_change(self.system, kind, item, default_at=now))
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"{where}: {exc}") from None
+        return changes
 
 
-def record_to_change(system: str, kind: str, data: Mapping[str, Any]) -> Change:
-    """One inbound JSON record as a Change."""
-    at = parse_time(data.get("updated_at") or data.get("created_at") or "1970-01-01T00:00:00Z")
+def _validate_item(item: Any) -> None:
+    """Raise ValueError unless ``item`` is a record object with a usable id, kind, times, fields and tags."""
+    if not isinstance(item, dict):
+        raise ValueError(f"a record must be a JSON object, not {_json_type(item)}")
+    if "id" not in item:
+        raise ValueError("a record needs an id")
+    ident = item["id"]
+    blank = isinstance(ident, str) and not ident.strip()
+    if isinstance(ident, bool) or not isinstance(ident, str | int) or blank:
+        raise ValueError(f"id must be a non-empty string or an integer, not {_json_type(ident)}")
+    kind = item.get("kind", "ticket")
+    if kind not in FilesConnector.kinds:
+        raise ValueError(f"kind must be one of {', '.join(FilesConnector.kinds)}, not {kind!r}")
+    for key in ("updated_at", "created_at"):
+        value = item.get(key)
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"{key} must be an ISO 8601 string, not {_json_type(value)}")
+    fields = item.get("fields")
+    if fields is not None and not isinstance(fields, dict):
+        raise ValueError(f"fields must be an object, not {_json_type(fields)}")
+    tags = item.get("tags")
+    if tags is not None and (not isinstance(tags, list) or not all(isinstance(t, str) for t in tags)):
+        raise ValueError("tags must be an array of strings")
+
+
+def _json_type(value: Any) -> str:
+    """The JSON name of a decoded value's type, for error messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def record_to_change(
+    system: str, kind: str, data: Mapping[str, Any], default_at: datetime | None = None
+) -> Change:
+    """One inbound JSON record as a Change.
+
+    Its time is ``updated_at``, else ``created_at``, else ``default_at`` (a webhook's receive time, a pulled
+    file's mtime), else the epoch. A time that is not ISO 8601 raises ValueError.
+    """
+    stamp = data.get("updated_at") or data.get("created_at")
+    if stamp:
+        try:
+            at = parse_time(stamp)
+        except (ValueError, TypeError, AttributeError):
+            raise ValueError(f"bad time {stamp!r}: expected ISO 8601") from None
+    elif default_at is not None:
+        at = parse_time(default_at)
+    else:
+        at = parse_time("1970-01-01T00:00:00Z")
     tags = data.get("tags")
     return Change(
         system=system,
