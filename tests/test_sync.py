@@ -316,3 +316,24 @@ def test_a_record_the_pipeline_cannot_process_is_quarantined_and_the_page_goes_o
         assert tx.cursor("a", "account") is not None
         kept = tx.conn.execute(sa.text("select count(*) from changes where external_id = :e"), {"e": ids[1]})
         assert kept.scalar() == 1
+
+
+def test_writes_queued_for_a_read_only_connector_are_settled_as_skipped(store: Store) -> None:
+    from bridge.connector import Connector, ConnectorContext
+    from bridge.model import Write
+    from bridge.settings import ConnectorSettings
+
+    class ReadOnly(Connector):
+        name = "read-only"
+        kinds = ("account",)
+
+    rig = Rig(store)
+    source = ReadOnly(ConnectorContext("b", ConnectorSettings(plugin="read-only")))
+    syncer = Syncer(rig.config, store, lambda s: source if s == "b" else rig.world.connector(s), clock=rig.clock)
+    with store.session() as tx:
+        rid = tx.create_record("account")
+        tx.enqueue(Write("b", "account", rid, None, {"assignee": "a@x.example"}), rig.clock())
+    report = SyncReport()
+    syncer.push("b", report)  # no NotImplementedError: nothing is sent, the row is settled
+    assert report.skipped == 1 and report.push_calls == 0
+    assert store.pending("b") == [] and store.dead_letters("b") == []

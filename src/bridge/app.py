@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
+from pydantic import ValidationError
 
 from bridge.connector import Connector, ConnectorContext
 from bridge.errors import ConfigError
 from bridge.plugins import PluginHost, create_host
-from bridge.settings import Config, LoadedConfig, load_config
+from bridge.settings import Config, LoadedConfig, load_config, validation_problems
 
 if TYPE_CHECKING:
     from bridge.store import Store
@@ -33,9 +34,17 @@ class App:
         self._connectors: dict[str, Connector] = {}
 
     @classmethod
-    def from_path(cls, path: str | Path | None = None) -> App:
-        """Load the config at ``path`` (``--config``, ``$BRIDGE_CONFIG`` or ``config/bridge.toml``)."""
-        return cls(load_config(path))
+    def from_path(cls, path: str | Path | None = None, validate: bool = True) -> App:
+        """Load the config at ``path`` (``--config``, ``$BRIDGE_CONFIG`` or ``config/bridge.toml``).
+
+        With ``validate``, every problem ``bridge check`` would report is raised as one ConfigError first.
+        """
+        app = cls(load_config(path))
+        if validate:
+            from bridge.check import require_valid
+
+            require_valid(app.loaded, app.host)
+        return app
 
     @property
     def base_dir(self) -> Path:
@@ -76,12 +85,22 @@ class App:
             )
         data = table.model_dump(by_alias=True, exclude={"missing_secrets"})
         data.update(table.model_extra or {})
-        settings = cls.settings_model.model_validate(data)
+        try:
+            settings = cls.settings_model.model_validate(data)
+        except ValidationError as exc:
+            # messages only (never the input values: they may be secrets)
+            raise ConfigError(
+                validation_problems(exc, self.loaded.path, self.loaded.lines, ("connectors", system))
+            ) from None
         http = None
         if settings.base_url:
             from bridge.http import build_client
 
-            http = build_client(settings, system=system)
+            try:
+                http = build_client(settings, system=system)
+            except OSError as exc:
+                where = self.loaded.where("connectors", system, "ca_bundle")
+                raise ConfigError([f"{where}: cannot read {settings.ca_bundle}: {exc.strerror}"]) from None
         instance = cls(ConnectorContext(system, settings, http))
         self._connectors[system] = instance
         return instance

@@ -102,7 +102,10 @@ def check_config(loaded: LoadedConfig, host: PluginHost | None) -> Report:
     _check_connectors(loaded, host, sink)
     if host is not None:
         for problem in host.errors:
-            sink.warnings.append(f"{loaded.path}:1: plugins: warning: {problem}")
+            key = (
+                ("bridge", "plugins_dir") if "plugins_dir" in problem or "folder" in problem else ("plugins",)
+            )
+            sink.warn(key, problem)
     _check_fields(cfg, systems, err, warn)
     classes = host.connectors() if host is not None else {}
     for name, f in cfg.fields.items():
@@ -165,6 +168,9 @@ def _check_connectors(loaded: LoadedConfig, host: PluginHost | None, sink: _Sink
                 warn(("connectors", name, "kinds"), f"kind {kind!r} is not one of {', '.join(KINDS)}")
         for key, reason in table.missing_secrets.items():
             warn(("connectors", name, key), reason)
+        if table.ca_bundle and not Path(table.ca_bundle).is_file():
+            # a warning: the file may live only on the machine that runs the daemon
+            warn(("connectors", name, "ca_bundle"), f"no such file here: {table.ca_bundle}")
         cls = installed.get(table.plugin)
         if cls is None:
             continue

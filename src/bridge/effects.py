@@ -7,10 +7,11 @@ writes use the names below; a connector maps them to its vendor (the ``files`` c
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
+from bridge.connector import Connector
 from bridge.model import Decision, Record, Write, format_time
 from bridge.settings import Config
 
@@ -65,6 +66,15 @@ def effect_fields(config: Config, system: str, record: Record, decision: Decisio
                 return {}  # a system never receives a field it does not read
             return {fcfg.remote_name(system, name): d.get("value")}
     return {}
+
+
+def writable_systems(config: Config, classes: Mapping[str, type[Connector]]) -> set[str]:
+    """The configured systems whose connectors accept writes (a plugin not loaded is given the benefit)."""
+    return {
+        name
+        for name, table in config.connectors.items()
+        if table.plugin not in classes or classes[table.plugin].accepts_writes()
+    }
 
 
 def ticket_systems(config: Config, record: Record, writable: Collection[str] | None = None) -> list[str]:

@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from bridge import classify, identity
-from bridge.effects import queue_effects
+from bridge.effects import queue_effects, writable_systems
 from bridge.errors import FieldValueError, IdentityError
 from bridge.fields import FieldType, coerce, equal, merge, to_json
 from bridge.model import BRIDGE, Change, Decision, FieldValue, Record, Write, format_time
@@ -143,12 +143,7 @@ class Pipeline:
     def writable(self) -> set[str]:
         """The configured systems whose connectors accept writes (all of them when no host says otherwise)."""
         if self._writable is None:
-            classes = self.host.connectors() if self.host is not None else {}
-            self._writable = {
-                name
-                for name, table in self.config.connectors.items()
-                if table.plugin not in classes or classes[table.plugin].accepts_writes()
-            }
+            self._writable = writable_systems(self.config, self.host.connectors() if self.host else {})
         return self._writable
 
     def remote_map(self, system: str, kind: str) -> dict[str, str]:

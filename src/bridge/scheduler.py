@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from bridge.durations import parse_duration
-from bridge.effects import queue_effects
+from bridge.effects import queue_effects, writable_systems
 from bridge.model import Change, utcnow
 from bridge.rules.live import LiveRules
 from bridge.sync import Syncer, SyncReport
@@ -129,6 +129,7 @@ def run_timers(app: App, live: LiveRules, now: datetime | None = None) -> SyncRe
     touched = live.tick(now)
     if not touched:
         return report
+    writable = writable_systems(app.config, app.host.connectors())
     with app.store.session() as tx:
         for record, decisions in touched:
             stored = tx.load(record.id)
@@ -138,7 +139,9 @@ def run_timers(app: App, live: LiveRules, now: datetime | None = None) -> SyncRe
                 if attr in record.attrs:
                     stored.attrs[attr] = record.attrs[attr]
             tx.save(stored)
-            report.writes_queued += queue_effects(tx, app.config, stored, decisions, now, "timers")
+            report.writes_queued += queue_effects(
+                tx, app.config, stored, decisions, now, "timers", writable=writable
+            )
     return report
 
 

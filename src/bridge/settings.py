@@ -422,7 +422,7 @@ def validation_problems(
             msg = "unknown key"
         elif err["type"] == "value_error":
             msg = msg.removeprefix("Value error, ")
-        elif err["type"] == "literal_error":
+        elif err["type"] == "literal_error" and not any("secret" in str(p) or "token" in str(p) for p in loc):
             msg = f"{msg}, got {err['input']!r}"
         out.append(f"{where(path, lines, loc)}: {msg}")
     return out

@@ -323,12 +323,23 @@ class Syncer:
         """Push the due writes of ``system`` in batches of the connector's ``batch_max``."""
         conn = self.connectors(system)
         size = limit or self.claim_limit
+        if not conn.accepts_writes():
+            self._settle_read_only(system, report)
+            return
         for _ in range(MAX_ROUNDS):
             items = self.store.claim(system, None, size, self.clock(), self.lease)
             if not items:
                 return
             if not self._push_claimed(conn, items, report) or len(items) < size:
                 return
+
+    def _settle_read_only(self, system: str, report: SyncReport) -> None:
+        """A read-only source never receives writes: anything queued for it is settled as skipped."""
+        items = self.store.claim(system, None, self.claim_limit, self.clock(), self.lease)
+        if items:
+            reason = {"skipped": f"{system} takes no writes (its connector is read-only)"}
+            self.store.complete([(i.id, None, reason) for i in items], self.clock())
+            report.skipped += len(items)
 
     def _push_claimed(self, conn: Connector, items: list[OutboxItem], report: SyncReport) -> bool:
         by_kind: dict[str, list[OutboxItem]] = defaultdict(list)
@@ -419,7 +430,10 @@ class Syncer:
     def _send(self, conn: Connector, kind: str, batch: list[_Pending], report: SyncReport) -> None:
         report.push_calls += 1
         try:
-            results = conn.push(kind, [p.write for p in batch])
+            try:
+                results = conn.push(kind, [p.write for p in batch])
+            except NotImplementedError as exc:
+                raise FatalConnectorError(str(exc), system=conn.system) from exc
         except Retriable as exc:
             self._failed(batch, str(exc), report, final=False, retry_after=exc.retry_after)
             raise _Stop(exc, exc.retry_after, []) from exc
