@@ -329,7 +329,9 @@ def test_writes_queued_for_a_read_only_connector_are_settled_as_skipped(store: S
 
     rig = Rig(store)
     source = ReadOnly(ConnectorContext("b", ConnectorSettings(plugin="read-only")))
-    syncer = Syncer(rig.config, store, lambda s: source if s == "b" else rig.world.connector(s), clock=rig.clock)
+    syncer = Syncer(
+        rig.config, store, lambda s: source if s == "b" else rig.world.connector(s), clock=rig.clock
+    )
     with store.session() as tx:
         rid = tx.create_record("account")
         tx.enqueue(Write("b", "account", rid, None, {"assignee": "a@x.example"}), rig.clock())
