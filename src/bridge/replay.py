@@ -21,6 +21,7 @@ from bridge.model import Change, Decision, Record, format_time, parse_time
 from bridge.pipeline import MemoryState, Pipeline
 from bridge.plugins import PluginHost
 from bridge.rules.engine import Desk
+from bridge.rules.live import snapshot
 from bridge.settings import Config
 
 SYSTEM = "replay"
@@ -239,16 +240,6 @@ class Replay:
         for record in list(self.state.records.values()):
             if record.kind == "ticket":
                 yield self.final(record)
-
-
-def snapshot(record: Record) -> dict[str, Any]:
-    """Path -> value of a ticket before an event (for ``changed``, ``from`` and ``to`` conditions)."""
-    out: dict[str, Any] = {
-        f"ticket.{k}": v for k, v in record.attrs.items() if not isinstance(v, dict | list)
-    }
-    out.update({f"ticket.{n}": fv.value for n, fv in record.fields.items()})
-    out["ticket.tags"] = list(record.tags)
-    return out
 
 
 def replay_file(

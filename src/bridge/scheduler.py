@@ -19,7 +19,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from bridge.durations import parse_duration
 from bridge.effects import queue_effects, writable_systems
-from bridge.model import Change, utcnow
+from bridge.model import format_time, parse_time, utcnow
 from bridge.rules.live import LiveRules
 from bridge.sync import Syncer, SyncReport
 
@@ -30,6 +30,7 @@ log = logging.getLogger("bridge.scheduler")
 DEFAULT_EVERY = timedelta(minutes=5)
 PUSH_EVERY = timedelta(seconds=30)
 RULES_EVERY = timedelta(minutes=1)
+RULES_CURSOR = ("bridge", "rules")  # the last tick committed: a rebuilt Desk does not act before it again
 
 
 @dataclass
@@ -108,15 +109,12 @@ def wants_rules(app: App) -> bool:
 def start_rules(app: App) -> LiveRules:
     """Build the daemon's Desk, rebuild it from the store's change log and register it on the plugin host."""
     live = LiveRules(app.config, app.base_dir)
-    feed: list[tuple[str, dict[str, str], Change]] = []
     with app.store.session() as tx:
-        for record in tx.records("ticket"):
-            if record.attrs.get("status") == "closed":
-                continue
-            feed.extend((record.id, dict(record.links), c) for c in tx.changes_of(record.id))
-    fed = live.rebuild(feed)
-    # timers that fell due while the daemon was down fire in the first run of the rules job; their effects
-    # carry keys, so one already taken before the restart is not taken again
+        records = {r.id: dict(r.links) for r in tx.records("ticket") if r.attrs.get("status") != "closed"}
+        feed = [(rid, records[rid], c) for rid, c in tx.changes_in_order("ticket", records)]
+        handled = tx.cursor(RULES_CURSOR[0], RULES_CURSOR[1])
+    fed = live.rebuild(feed, parse_time(handled) if handled else None)
+    # timers that fell due while the daemon was down fire in the first run of the rules job
     app.host.register(live, "rules")
     log.info("rules: desk rebuilt from %d stored changes", fed)
     return live
@@ -128,9 +126,12 @@ def run_timers(app: App, live: LiveRules, now: datetime | None = None) -> SyncRe
     now = now or utcnow()
     touched = live.tick(now)
     if not touched:
+        with app.store.session() as tx:  # the rebuild after a restart skips what was handled up to here
+            tx.set_cursor(RULES_CURSOR[0], RULES_CURSOR[1], format_time(live.clock or now) or "")
         return report
     writable = writable_systems(app.config, app.host.connectors())
     with app.store.session() as tx:
+        tx.set_cursor(RULES_CURSOR[0], RULES_CURSOR[1], format_time(live.clock or now) or "")
         for record, decisions in touched:
             stored = tx.load(record.id)
             if stored is None:

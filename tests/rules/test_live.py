@@ -83,9 +83,10 @@ def test_follow_up_and_auto_close_once_across_restart(store_url: str) -> None:
 
     # a restart: a new Desk rebuilt from the change log fires the same timer again; its key stops a repeat
     with app.store.session() as tx:
-        feed = [(r.id, dict(r.links), c) for r in tx.records("ticket") for c in tx.changes_of(r.id)]
+        links = {r.id: dict(r.links) for r in tx.records("ticket")}
+        feed = [(rid, links[rid], c) for rid, c in tx.changes_in_order("ticket", links)]
     again = LiveRules(app.config)
-    assert again.rebuild(feed) == 2
+    assert again.rebuild(feed, None) == 2
     run_timers(app, again, T0 + timedelta(hours=50))
     assert len([f for f in effects_in_outbox(app) if "follow_up" in f]) == 1
     app.close()
@@ -142,3 +143,36 @@ def test_effect_fields_respect_sync_to() -> None:
 )
 def test_change_event(attrs: dict[str, str], created: bool, kind: str) -> None:
     assert change_event(Change("s", "ticket", "1", T0, attrs=attrs), created)["type"] == kind
+
+
+def test_a_restart_repeats_no_effect(store_url: str) -> None:
+    from bridge.scheduler import start_rules
+
+    def ingest_live(app: App, change: Change) -> None:
+        pipeline = Pipeline(app.config, app.host, run="live")  # the Desk answers through the hook
+        with app.store.session() as tx:
+            pipeline.process(tx, change, change.at)
+
+    app = make_app(store_url)
+    live = start_rules(app)
+    for n in range(3):
+        at = T0 + timedelta(minutes=n)
+        ingest_live(app, Change("desk", "ticket", f"T-{n}", at, tags=["bug/sev1"], attrs={"status": "open"}))
+    ingest_live(app, Change("desk", "ticket", "T-0", T0 + timedelta(minutes=5), attrs={"status": "pending"}))
+    run_timers(app, live, T0 + timedelta(hours=1))
+    before = effects_in_outbox(app)
+    assert sum(1 for f in before if "assignee" in f) == 3
+    app.close()
+
+    # the daemon restarts: a new Desk is rebuilt from the change log, and its timers run again
+    again = make_app(store_url)
+    live2 = start_rules(again)
+    run_timers(again, live2, T0 + timedelta(hours=2))
+    after = effects_in_outbox(again)
+    assert sum(1 for f in after if "assignee" in f) == 3
+    assert sum(1 for f in after if "severity" in f) == sum(1 for f in before if "severity" in f)
+    # the follow-up, due 48 h after T-0 went pending, fires once, after the restart
+    run_timers(again, live2, T0 + timedelta(hours=49))
+    run_timers(again, live2, T0 + timedelta(hours=50))
+    assert sum(1 for f in effects_in_outbox(again) if "follow_up" in f) == 1
+    again.close()

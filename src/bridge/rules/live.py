@@ -57,6 +57,7 @@ class LiveRules:
         self._previous: dict[str, dict[str, Any]] = {}
         self._seen: set[str] = set()
         self.records: dict[str, Record] = {}  # the newest copy of each open ticket the Desk has seen
+        self.clock: datetime | None = None  # the Desk's time: calls reach it in time order
 
     @hookimpl
     def evaluate_rules(self, record: Record, change: Change, now: datetime) -> list[Decision]:
@@ -68,6 +69,9 @@ class LiveRules:
     def on_change(self, record: Record, change: Change, at: datetime) -> list[Decision]:
         """Feed one ticket change to the Desk; returns its decisions (the caller queues their effects)."""
         with self.lock:
+            # a change dated before the Desk's clock (a late pull, old data) is taken at the clock's time
+            at = at if self.clock is None else max(at, self.clock)
+            self.clock = at
             created = record.id not in self._seen
             self._seen.add(record.id)
             record.attrs.setdefault("created_at", at)
@@ -89,6 +93,8 @@ class LiveRules:
     def tick(self, now: datetime) -> list[tuple[Record, list[Decision]]]:
         """Fire every timer due by ``now``; returns each touched ticket (as the Desk left it), decisions."""
         with self.lock:
+            now = now if self.clock is None else max(now, self.clock)
+            self.clock = now
             decisions = self.desk.advance(now)
             touched: dict[str, list[Decision]] = {}
             for d in decisions:
@@ -99,17 +105,20 @@ class LiveRules:
                     self._drop(record.id)
             return out
 
-    def rebuild(self, changes: Iterable[tuple[str, Mapping[str, str], Change]]) -> int:
-        """Rebuild the Desk from stored ticket changes ``(record id, links, change)`` in time order.
+    def rebuild(
+        self, changes: Iterable[tuple[str, Mapping[str, str], Change]], handled_until: datetime | None
+    ) -> int:
+        """Rebuild the Desk from stored ticket changes ``(record id, links, change)`` in processing order.
 
-        The changes run through a private pipeline so each reaches the Desk with the ticket as it was then;
-        the decisions are dropped here (their effects were queued when they were first taken, and their keys
-        stop a second queuing anyway). Returns how many changes were fed.
+        The changes run through a private pipeline so each reaches the Desk with the ticket as it was then.
+        Every decision taken while rebuilding is dropped, and so is every timer due by ``handled_until`` (the
+        last tick the daemon committed): those were acted on before the restart. Timers due later fire on the
+        next tick, and any effect they repeat is stopped by its key. Returns how many changes were fed.
         """
         mem = MemoryState(keep_audit=False)
         pipeline = Pipeline(self.config, None, run="rebuild")
         fed = 0
-        for record_id, links, change in sorted(changes, key=lambda item: item[2].at):
+        for record_id, links, change in changes:
             if mem.load(record_id) is None:
                 mem.create_record("ticket", record_id)
                 for system, external in links.items():
@@ -117,4 +126,6 @@ class LiveRules:
             outcome = pipeline.process(mem, change, change.at)
             self.on_change(outcome.record, change, change.at)
             fed += 1
+        if handled_until is not None:
+            self.tick(handled_until)
         return fed

@@ -6,7 +6,7 @@ import contextlib
 import functools
 import hashlib
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -55,6 +55,19 @@ def _upsert_statement(
         index_elements=list(keys), set_={name: stmt.excluded[name] for name in update}
     )
     return built
+
+
+def _change(row: sa.Row[Any]) -> Change:
+    return Change(
+        system=row.system,
+        kind=row.kind,
+        external_id=row.external_id,
+        at=row.at,
+        fields=row.payload["fields"],
+        tags=row.payload["tags"],
+        attrs=row.payload["attrs"],
+        deleted=row.payload["deleted"],
+    )
 
 
 class Tx:
@@ -283,19 +296,18 @@ class Tx:
     def changes_of(self, record_id: str) -> list[Change]:
         """The changes kept for one record, oldest first (JSON values as stored)."""
         q = sa.select(t.changes).where(t.changes.c.record_id == record_id).order_by(t.changes.c.id)
-        return [
-            Change(
-                system=row.system,
-                kind=row.kind,
-                external_id=row.external_id,
-                at=row.at,
-                fields=row.payload["fields"],
-                tags=row.payload["tags"],
-                attrs=row.payload["attrs"],
-                deleted=row.payload["deleted"],
-            )
-            for row in self.conn.execute(q)
-        ]
+        return [_change(row) for row in self.conn.execute(q)]
+
+    def changes_in_order(self, kind: str, record_ids: Collection[str]) -> Iterator[tuple[str, Change]]:
+        """``(record id, change)`` for the given records of ``kind``, in the order they were processed."""
+        q = (
+            sa.select(t.changes)
+            .where(t.changes.c.kind == kind, t.changes.c.record_id.is_not(None))
+            .order_by(t.changes.c.id)
+        )
+        for row in self.conn.execute(q):
+            if row.record_id in record_ids:
+                yield row.record_id, _change(row)
 
     # ------------------------------------------------------------------ shadow
     def shadow(self, record_id: str, field: str, system: str) -> tuple[bool, Any]:
