@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -88,7 +89,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from bridge.settings import load_config
 
     loaded = load_config(args.config)
-    until = parse_time(args.until) if args.until else None
+    try:
+        until = parse_time(args.until) if args.until else None
+    except ValueError:
+        print(f"--until: {args.until!r} is not an ISO 8601 time (e.g. 2026-11-06T00:00:00Z)", file=sys.stderr)
+        return 2
     path = Path(args.file)
     if not path.exists():
         print(f"{path}: no such file", file=sys.stderr)
@@ -197,9 +202,15 @@ def cmd_deadletter(args: argparse.Namespace) -> int:
                 if not items:
                     print("no dead letters")
             return 0
+        if not all(x.isdigit() for x in args.ids):
+            print(f"deadletter retry takes outbox ids (numbers), got {' '.join(args.ids)}", file=sys.stderr)
+            return 2
         ids = [int(x) for x in args.ids] or None
         count = app.store.retry_dead(ids, utcnow())
-        print(f"{count} write(s) back in the outbox")
+        if args.json:
+            _print_json({"retried": count})
+        else:
+            print(f"{count} write(s) back in the outbox")
         return 0
     finally:
         app.close()
@@ -274,6 +285,12 @@ def cmd_discover(args: argparse.Namespace) -> int:
     from bridge.discover import discover, format_report
 
     app = _app(args)
+    if args.system not in app.config.connectors:
+        print(
+            f"unknown system {args.system!r}; configured: {', '.join(app.config.connectors)}", file=sys.stderr
+        )
+        app.close()
+        return 2
     try:
         report = discover(app.config, args.system, app.connector(args.system))
     finally:
@@ -288,14 +305,32 @@ def cmd_discover(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- parser
 
 
+def _common_options(target: argparse.ArgumentParser, default: Any = None) -> None:
+    target.add_argument(
+        "--config", default=default, help="config file (default: $BRIDGE_CONFIG, else config/bridge.toml)"
+    )
+    target.add_argument(
+        "--json",
+        action="store_true",
+        default=default if default is not None else False,
+        help="machine output",
+    )
+    target.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=default if default is not None else False,
+        help="log at debug level",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``bridge``."""
+    parser = argparse.ArgumentParser(prog="bridge", description=__doc__)
+    _common_options(parser)
+    # the same options after the subcommand; SUPPRESS keeps a value given before it
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", help="config file (default: $BRIDGE_CONFIG, else config/bridge.toml)")
-    common.add_argument("--json", action="store_true", help="machine output")
-    common.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
-
-    parser = argparse.ArgumentParser(prog="bridge", description=__doc__, parents=[common])
+    _common_options(common, argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", parents=[common], help="the daemon")
@@ -368,6 +403,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # the reader went away (`bridge ... | head`): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -88,6 +88,8 @@ def discover(config: Config, system: str, connector: Connector) -> DiscoverRepor
     for kind in kinds:
         remote_fields = connector.describe(kind)
         report.kinds[kind] = remote_fields
+        if not remote_fields:
+            continue  # a schemaless system (files, webhooks) describes nothing: there is nothing to fit
         for name, fc in sorted(relevant(config, system, kind).items()):
             remote = fc.remote_name(system, name)
             rf = find_remote(remote, remote_fields)
@@ -128,7 +130,9 @@ def format_report(report: DiscoverReport) -> str:
     """A human-readable report: fields per kind, then the findings (or that there are none)."""
     lines = [f"{report.system} ({report.plugin})"]
     for kind, fields in report.kinds.items():
-        lines.append(f"  {kind}: {len(fields)} fields")
+        lines.append(
+            f"  {kind}: {len(fields)} fields" if fields else f"  {kind}: no fields described (schemaless)"
+        )
         for f in fields:
             options = f" [{', '.join(f.options)}]" if f.options else ""
             restricted = " (restricted)" if f.restricted and f.options else ""

@@ -27,7 +27,7 @@ from bridge.effects import queue_effects, writable_systems
 from bridge.errors import FieldValueError, IdentityError
 from bridge.fields import FieldType, coerce, equal, merge, to_json
 from bridge.model import BRIDGE, Change, Decision, FieldValue, Record, Write, format_time
-from bridge.ownership import Shadow, blank, decide, detect
+from bridge.ownership import Shadow, Verdict, blank, decide, detect
 from bridge.plugins import PluginHost
 from bridge.settings import Config
 from bridge.taxonomy import TagMapper
@@ -126,8 +126,12 @@ class _Why:
 class Pipeline:
     """Processes changes against a State with one config (build it once, call ``process`` per change)."""
 
-    def __init__(self, config: Config, host: PluginHost | None = None, run: str = "run") -> None:
+    def __init__(
+        self, config: Config, host: PluginHost | None = None, run: str = "run", authority: str | None = None
+    ) -> None:
+        """``authority`` names a system whose values are taken as given for every field (replay's events)."""
         self.config = config
+        self.authority = authority
         self.host = host
         self.run = run
         self.types = config.field_types()
@@ -378,7 +382,10 @@ class Pipeline:
                 out.echoes += 1
                 continue
             current = record.fields.get(name)
-            verdict = decide(fcfg, ft, change.system, value, current, change.at)
+            if change.system == self.authority:
+                verdict = Verdict("accept", "given")
+            else:
+                verdict = decide(fcfg, ft, change.system, value, current, change.at)
             old = None if current is None else current.value
             if verdict.accepted:
                 record.fields[name] = FieldValue(value, change.system, change.at)
@@ -450,6 +457,8 @@ class Pipeline:
                 continue  # tags only derive fields the bridge owns; a CRM-owned field is never overwritten
             ft = self.types[name]
             current = record.fields.get(name)
+            if current is not None and self.authority is not None and current.system == self.authority:
+                continue  # a value the events gave stands
             old = None if current is None else current.value
             new = merge(ft, old, value)
             if current is not None and equal(ft, new, old):

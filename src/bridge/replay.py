@@ -53,7 +53,8 @@ class Replay:
 
     def __post_init__(self) -> None:
         self.state = MemoryState(keep_audit=False)
-        self.pipeline = Pipeline(self.config, self.host, run="replay")
+        # what an event gives is taken as given (replay.md): the recording is the authority for every field
+        self.pipeline = Pipeline(self.config, self.host, run="replay", authority=SYSTEM)
         self.desk = Desk(self.config, base_dir=self.base_dir)
         self.clock: datetime | None = None
         self._spool = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 - closed in run()
@@ -198,6 +199,7 @@ class Replay:
     def _emit(self, decisions: list[Decision]) -> Iterator[dict[str, Any]]:
         for d in decisions:
             out = d.as_dict()
+            out.pop("key", None)  # the outbox's idempotency key: internal, not part of the replay contract
             out["ticket_id"] = self._external(d.record_id)
             yield out
 
