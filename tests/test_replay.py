@@ -1,4 +1,4 @@
-"""Replay in process: decisions in time order, final states, given values, bad lines, closed tickets dropped."""
+"""Replay in process: time order, final states, given values, bad lines, closed tickets dropped."""
 
 from __future__ import annotations
 
