@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import textwrap
@@ -263,3 +264,27 @@ def test_contract_example_shapes_are_accepted(tmp_path: Path) -> None:
     for line in report.errors:
         # the only problems allowed are connectors whose plugins are not installed yet
         assert "is not installed" in line and not any(f"'{p}'" in line for p in installed), line
+
+
+def test_an_unknown_kind_is_an_error(tmp_path: Path) -> None:
+    errors = run_check(
+        tmp_path, GOOD.replace('kind = "account"\nowner = "crm"', 'kind = "acount"\nowner = "crm"')
+    )
+    assert any(": fields.arr.kind: unknown kind 'acount'" in e for e in errors), errors
+
+
+def test_options_work_before_the_subcommand(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "bridge.toml"
+    path.write_text(GOOD.replace('type = "number"', 'type = "money"'))
+    res = subprocess.run(
+        [sys.executable, "-m", "bridge.cli", "--config", str(path), "--json", "check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert res.returncode == 1
+    report = json.loads(res.stdout)
+    assert report["ok"] is False and any("fields.arr.type" in e for e in report["errors"])

@@ -106,8 +106,9 @@ def check_config(loaded: LoadedConfig, host: PluginHost | None) -> Report:
                 ("bridge", "plugins_dir") if "plugins_dir" in problem or "folder" in problem else ("plugins",)
             )
             sink.warn(key, problem)
-    _check_fields(cfg, systems, err, warn)
     classes = host.connectors() if host is not None else {}
+    kinds = set(KINDS).union(*(set(c.kinds) for c in classes.values()))  # plugins may add kinds
+    _check_fields(cfg, systems, kinds, err, warn)
     for name, f in cfg.fields.items():
         for i, target in enumerate(f.sync_to):
             plugin = cfg.connectors[target].plugin if target in cfg.connectors else ""
@@ -163,9 +164,6 @@ def _check_connectors(loaded: LoadedConfig, host: PluginHost | None, sink: _Sink
                 f"plugin {table.plugin!r} is not installed (installed: {known})",
             )
             continue
-        for kind in table.kinds:
-            if kind not in KINDS:
-                warn(("connectors", name, "kinds"), f"kind {kind!r} is not one of {', '.join(KINDS)}")
         for key, reason in table.missing_secrets.items():
             warn(("connectors", name, key), reason)
         if table.ca_bundle and not Path(table.ca_bundle).is_file():
@@ -207,7 +205,7 @@ def _raw_table(loaded: LoadedConfig, name: str) -> dict[str, Any]:
     return table if isinstance(table, dict) else {}
 
 
-def _check_fields(cfg: Config, systems: set[str], err: Emit, warn: Emit) -> None:
+def _check_fields(cfg: Config, systems: set[str], kinds: set[str], err: Emit, warn: Emit) -> None:
     for name, f in cfg.fields.items():
         if f.type not in FIELD_TYPES:
             err(
@@ -222,8 +220,8 @@ def _check_fields(cfg: Config, systems: set[str], err: Emit, warn: Emit) -> None
         for opt in f.aliases:
             if opt not in f.options:
                 err(("fields", name, "aliases", opt), f"alias target {opt!r} is not an option of this field")
-        if f.kind not in KINDS:
-            warn(("fields", name, "kind"), f"kind {f.kind!r} is not one of {', '.join(KINDS)}")
+        if f.kind not in kinds:
+            err(("fields", name, "kind"), f"unknown kind {f.kind!r}; known kinds: {', '.join(sorted(kinds))}")
         if f.owner != BRIDGE and f.owner not in systems:
             err(("fields", name, "owner"), f"owner {f.owner!r} is not a configured connector (or 'bridge')")
         for i, target in enumerate(f.sync_to):
