@@ -1,9 +1,11 @@
 """HTTP for ``bridge run``: webhooks (``POST /webhooks/SYSTEM``, signed), ``/healthz``, ``/metrics``.
 
-A webhook's changes go through the same pipeline as a pull, in one transaction; a malformed body answers 400
-with the reason, an unknown system 404, a bad signature 401. When ``[bridge] webhook_secret`` (or
-``webhook_secret_env``) is set, every request must carry
-``X-Bridge-Signature: sha256=<hex HMAC of the body>``.
+A webhook's changes go through the same pipeline as a pull, in one transaction (each change in a savepoint).
+Answers: 202 with the count accepted and per-change problems; 400 with the reason for a malformed body or a
+bad ``Content-Length``; 401 for a bad signature; 404 for an unknown system; 411 without ``Content-Length``;
+413 for a body over ``MAX_BODY``; 500 only for an internal error (the details go to the log, not the answer).
+When ``[bridge] webhook_secret`` (or ``webhook_secret_env``) is set, every webhook must carry
+``X-Bridge-Signature: sha256=<hex HMAC of the body>``. No answer ever contains the secret.
 """
 
 from __future__ import annotations
@@ -13,19 +15,25 @@ import hmac
 import json
 import logging
 import os
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
-from bridge.errors import BridgeError
-from bridge.model import utcnow
-from bridge.pipeline import Pipeline
+from bridge.errors import BridgeError, SkippableRecordError
+from bridge.model import Change, utcnow
+from bridge.pipeline import Outcome, Pipeline
 
 if TYPE_CHECKING:
     from bridge.app import App
 
 log = logging.getLogger("bridge.server")
 MAX_BODY = 5 * 1024 * 1024
+READ_TIMEOUT = 30.0  # seconds a client may take to send its headers and body
+_DIGITS = re.compile(r"[0-9]{1,19}")
+# what processing one change may raise on bad data: that change is skipped and reported, the rest go on
+_CHANGE_ERRORS = (BridgeError, ValueError, TypeError, KeyError, LookupError, ArithmeticError)
 
 
 def webhook_secret(app: App) -> bytes | None:
@@ -44,6 +52,16 @@ def sign(secret: bytes, body: bytes) -> str:
     return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
 
 
+def parse_content_length(value: str | None) -> int | None:
+    """The body length a ``Content-Length`` header gives, None when absent; ValueError when malformed."""
+    if value is None:
+        return None
+    text = value.strip()
+    if not _DIGITS.fullmatch(text):
+        raise ValueError(f"bad Content-Length {value[:40]!r}: expected a non-negative integer")
+    return int(text)
+
+
 class Server:
     """The HTTP side of the daemon, on a thread of its own."""
 
@@ -58,7 +76,13 @@ class Server:
             (host or app.config.bridge.http_host, app.config.bridge.http_port if port is None else port),
             handler,
         )
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="bridge-http", daemon=True)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever,
+            kwargs={"poll_interval": 0.1},  # how soon stop() returns
+            name="bridge-http",
+            daemon=True,
+        )
 
     @property
     def address(self) -> tuple[str, int]:
@@ -76,32 +100,49 @@ class Server:
         self.httpd.shutdown()
         self.httpd.server_close()
 
+    def redact(self, text: str) -> str:
+        """``text`` with the webhook secret blanked out, should a message ever quote it."""
+        if self.secret:
+            secret = self.secret.decode(errors="replace")
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
     def handle_webhook(self, system: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
-        """Process one webhook; returns (HTTP status, JSON answer)."""
+        """Process one webhook; returns (HTTP status, JSON answer). Internal errors propagate."""
+        if self.secret is not None:
+            # compare bytes: a str holding non-ASCII would make compare_digest raise
+            given = headers.get("x-bridge-signature", "").encode("utf-8", errors="replace")
+            if not hmac.compare_digest(given, sign(self.secret, body).encode()):
+                return 401, {"error": "bad or missing X-Bridge-Signature"}
         if system not in self.app.config.connectors:
             return 404, {"error": f"no connector named {system!r} is configured"}
-        if self.secret is not None:
-            given = headers.get("x-bridge-signature", "")
-            if not hmac.compare_digest(given, sign(self.secret, body)):
-                return 401, {"error": "bad or missing X-Bridge-Signature"}
         connector = self.app.connector(system)
         try:
             changes = connector.parse_webhook(headers, body)
         except NotImplementedError as exc:
             return 404, {"error": str(exc)}
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, RecursionError, SkippableRecordError) as exc:
             return 400, {"error": f"{system}: malformed webhook: {exc}"}
         processed, problems = 0, []
-        with self.lock, self.app.store.session() as tx:
-            for change in changes:
-                try:
-                    outcome = self.pipeline.process(tx, change, utcnow())
-                except BridgeError as exc:
-                    problems.append(str(exc))
-                    continue
-                problems.extend(outcome.problems)
-                processed += 1
-        self.received += processed
+        done: list[tuple[Change, Outcome]] = []
+        with self.lock:
+            with self.app.store.session() as tx:
+                for change in changes:
+                    try:
+                        with tx.savepoint():
+                            outcome = self.pipeline.process(tx, change, utcnow())
+                    except _CHANGE_ERRORS as exc:
+                        where = f"{change.system} {change.kind} {change.external_id}"
+                        log.warning("webhook: %s: not processed: %s", where, exc)
+                        problems.append(f"{where}: not processed: {exc}")
+                        continue
+                    problems.extend(outcome.problems)
+                    done.append((change, outcome))
+                    processed += 1
+            self.received += processed
+        for change, outcome in done:  # after the commit, like a pull
+            self.app.host.change_processed(outcome.record, change, outcome.decisions)
         return 202, {"accepted": processed, "problems": problems}
 
     def metrics(self) -> str:
@@ -120,6 +161,8 @@ class Server:
 
 def _handler(server: Server) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        timeout = READ_TIMEOUT  # a client that stalls mid-request must not hold a thread forever
+
         def log_message(self, format: str, *args: Any) -> None:
             log.debug("%s %s", self.address_string(), format % args)
 
@@ -127,33 +170,68 @@ def _handler(server: Server) -> type[BaseHTTPRequestHandler]:
             self.send_response(status)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
+            if self.close_connection:
+                self.send_header("Connection", "close")
             self.end_headers()
             self.wfile.write(body)
 
+        def _json(self, status: int, answer: dict[str, Any]) -> None:
+            self._send(status, server.redact(json.dumps(answer)).encode())
+
+        def _internal_error(self, what: str) -> None:
+            log.exception("%s failed", what)
+            self.close_connection = True
+            self._json(500, {"error": "internal error; see the bridge log"})
+
         def do_GET(self) -> None:
-            if self.path == "/healthz":
-                self._send(200, b'{"ok": true}')
-            elif self.path == "/metrics":
-                self._send(200, server.metrics().encode(), "text/plain; version=0.0.4")
-            else:
-                self._send(404, b'{"error": "not found"}')
+            path = urlsplit(self.path).path
+            try:
+                if path == "/healthz":
+                    self._send(200, b'{"ok": true}')
+                elif path == "/metrics":
+                    self._send(200, server.metrics().encode(), "text/plain; version=0.0.4")
+                else:
+                    self._send(404, b'{"error": "not found"}')
+            except Exception:  # answer 500 and keep serving
+                self._internal_error(f"GET {path}")
 
         def do_POST(self) -> None:
-            parts = self.path.strip("/").split("/")
-            if len(parts) != 2 or parts[0] != "webhooks":
+            parts = urlsplit(self.path).path.strip("/").split("/")
+            if len(parts) != 2 or parts[0] != "webhooks" or not parts[1]:
+                self.close_connection = True  # the body is left unread
                 self._send(404, b'{"error": "POST /webhooks/SYSTEM"}')
                 return
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY:
-                self._send(413, b'{"error": "body too large"}')
+            system = parts[1]
+            try:
+                length = parse_content_length(self.headers.get("Content-Length"))
+            except ValueError as exc:
+                self.close_connection = True
+                self._json(400, {"error": str(exc)})
                 return
-            body = self.rfile.read(length)
+            if length is None:
+                self.close_connection = True
+                self._json(411, {"error": "Content-Length required"})
+                return
+            if length > MAX_BODY:
+                self.close_connection = True
+                self._json(413, {"error": f"body too large: {length} bytes, at most {MAX_BODY}"})
+                return
+            try:
+                body = self.rfile.read(length)
+            except TimeoutError:
+                self.close_connection = True
+                self._json(408, {"error": f"body not received within {READ_TIMEOUT:g}s"})
+                return
+            if len(body) < length:
+                self.close_connection = True
+                self._json(400, {"error": f"body ended after {len(body)} of {length} bytes"})
+                return
             headers = {k.lower(): v for k, v in self.headers.items()}
             try:
-                status, answer = server.handle_webhook(parts[1], headers, body)
-            except Exception as exc:  # answer 500 and keep serving; the sender retries
-                log.exception("webhook for %s failed", parts[1])
-                status, answer = 500, {"error": f"{type(exc).__name__}: {exc}"}
-            self._send(status, json.dumps(answer).encode())
+                status, answer = server.handle_webhook(system, headers, body)
+            except Exception:  # answer 500 and keep serving; the sender retries
+                self._internal_error(f"webhook for {system}")
+                return
+            self._json(status, answer)
 
     return Handler

@@ -141,6 +141,8 @@ class FilesConnector(Connector):
             raise ValueError(f"body is not UTF-8: {exc.reason}") from None
         except json.JSONDecodeError as exc:
             raise ValueError(f"body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        except RecursionError:
+            raise ValueError("body is nested too deeply") from None
         items = data if isinstance(data, list) else [data]
         if not items:
             raise ValueError("empty array: no records")
