@@ -125,3 +125,14 @@ def test_against_shows_only_what_differs() -> None:
         ("-", "Sev-1"),
         ("+", "Sev-2"),
     }
+
+
+def test_a_classification_below_min_confidence_goes_to_review() -> None:
+    config = {**CONFIG, "classify": {"min_confidence": 0.8, "keywords": {"billing/refund": ["refund"]}}}
+    out, _ = run([created("T-1", "2026-11-02T09:00:00Z", subject="refund please", body="")], config)
+    [review] = [d for d in out if d.get("decision") == "review"]
+    assert review["ticket_id"] == "T-1" and review["confidence"] == 0.7
+    assert "billing/refund" not in out[-1]["tags"]  # a proposal below the threshold is not applied
+    out, _ = run([created("T-2", "2026-11-02T09:00:00Z", subject="refund refund", body="")], config)
+    assert not [d for d in out if d.get("decision") == "review"]  # two hits: 0.9, confident
+    assert "billing/refund" in out[-1]["tags"]

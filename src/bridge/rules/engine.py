@@ -415,6 +415,7 @@ class Desk:
         self._follow_after = parse_duration(config.follow_up.after) if config.follow_up else None
         self._close_after = parse_duration(config.auto_close.after) if config.auto_close else None
         self._volume = VolumeWatch()
+        self._min_confidence = config.classify.min_confidence
         self._first_team = next(iter(config.teams), None)
         self._tickets: dict[str, _Ticket] = {}
         self._heap: list[Timer] = []
@@ -449,7 +450,7 @@ class Desk:
             self._run_rules(st, ctx, at, out)
         if new or event.get("type") == "ticket.created":
             self._check_volume(ticket, at, out)
-        if not st.reviewed and low_confidence(ticket.attrs.get("confidence")):
+        if not st.reviewed and low_confidence(ticket.attrs.get("confidence"), self._min_confidence):
             st.reviewed = True
             self._decide(out, at, ticket.id, "review", "confidence",
                          {"reason": "low classification confidence",

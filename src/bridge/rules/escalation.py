@@ -80,11 +80,11 @@ def _count_after(times: deque[datetime], start: datetime) -> int:
     return n
 
 
-def low_confidence(confidence: object) -> bool:
-    """Whether a classification confidence is a number below :data:`LOW_CONFIDENCE`."""
+def low_confidence(confidence: object, threshold: float = LOW_CONFIDENCE) -> bool:
+    """Whether a classification confidence is a number below ``threshold`` (``[classify] min_confidence``)."""
     if isinstance(confidence, bool) or not isinstance(confidence, int | float):
         return False
-    return confidence < LOW_CONFIDENCE
+    return confidence < threshold
 
 
 __all__ = ["LOW_CONFIDENCE", "VolumeSpike", "VolumeWatch", "low_confidence"]
