@@ -16,8 +16,9 @@ import pytest
 from bridge.errors import IdentityError
 from bridge.model import Change
 from bridge.ownership import Shadow
-from bridge.pipeline import MemoryState, Outcome, Pipeline, State
+from bridge.pipeline import MemoryState, Outcome, Pipeline
 from bridge.settings import Config
+from bridge.state import State
 from sync_support import open_store
 
 T = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

@@ -9,36 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from bridge.connector import Connector
 from bridge.model import Decision, Record, Write, format_time
 from bridge.settings import Config
+from bridge.state import State
 
 # what a helpdesk is told for a side effect; not declared fields, so ownership does not apply to them
 EFFECT_FIELDS = frozenset({"assignee", "escalation", "status", "follow_up", "review", "tags", "priority"})
 SIDE_EFFECTS = ("assign", "escalate", "set_field", "follow_up", "auto_close", "review", "tag")
-
-
-class EffectState(Protocol):
-    """What queuing effects needs of a transaction (the store's Tx provides it)."""
-
-    def claim_effect(self, key: str, record_id: str, decision: str, at: datetime) -> bool: ...
-    def enqueue(self, write: Write, now: datetime) -> bool: ...
-    def audit(
-        self,
-        *,
-        at: datetime,
-        run: str,
-        record_id: str | None,
-        field: str | None,
-        before: Any,
-        after: Any,
-        origin: str,
-        rule: str,
-        kind: str = "write",
-        response: Any = None,
-    ) -> None: ...
 
 
 def effect_fields(config: Config, system: str, record: Record, decision: Decision) -> dict[str, Any]:
@@ -89,7 +69,7 @@ def ticket_systems(config: Config, record: Record, writable: Collection[str] | N
 
 
 def queue_effects(
-    state: EffectState,
+    state: State,
     config: Config,
     record: Record,
     decisions: Iterable[Decision],

@@ -20,7 +20,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from bridge import classify, identity
 from bridge.effects import queue_effects, writable_systems
@@ -30,47 +30,12 @@ from bridge.model import BRIDGE, Change, Decision, FieldValue, Record, Write, fo
 from bridge.ownership import Shadow, Verdict, blank, decide, detect
 from bridge.plugins import PluginHost
 from bridge.settings import Config
+from bridge.state import State
 from bridge.taxonomy import TagMapper
 
 DELETE_POLICIES = ("ignore", "flag", "archive")
 DEFAULT_DELETE = "ignore"
 BRIDGE_ID = "bridge_id"  # a change attribute: the bridge record a system's record was created for
-
-
-class State(Protocol):
-    """What the pipeline needs of its storage (the store's ``Tx`` and :class:`MemoryState` provide it)."""
-
-    def record_id_for(self, system: str, kind: str, external_id: str) -> str | None: ...
-    def links_of(self, record_id: str) -> dict[str, str]: ...
-    def find_by_key(self, kind: str, key: str, value: str) -> list[str]: ...
-    def keys_of(self, record_id: str) -> dict[str, str]: ...
-    def set_keys(self, record_id: str, kind: str, keys: dict[str, str]) -> None: ...
-    def lock_identity(self, kind: str, key: str, value: str) -> None: ...
-    def create_record(self, kind: str, record_id: str | None = None, now: datetime | None = None) -> str: ...
-    def link(self, record_id: str, system: str, kind: str, external_id: str) -> None: ...
-    def load(self, record_id: str) -> Record | None: ...
-    def save(self, record: Record, now: datetime | None = None) -> None: ...
-    def add_change(
-        self, change: Change, record_id: str | None, received_at: datetime | None = None
-    ) -> int: ...
-    def shadow(self, record_id: str, field: str, system: str) -> tuple[bool, Any]: ...
-    def set_shadow(self, record_id: str, field: str, system: str, value: Any, at: datetime) -> None: ...
-    def enqueue(self, write: Write, now: datetime) -> bool: ...
-    def claim_effect(self, key: str, record_id: str, decision: str, at: datetime) -> bool: ...
-    def audit(
-        self,
-        *,
-        at: datetime,
-        run: str,
-        record_id: str | None,
-        field: str | None,
-        before: Any,
-        after: Any,
-        origin: str,
-        rule: str,
-        kind: str = "write",
-        response: Any = None,
-    ) -> None: ...
 
 
 @dataclass
