@@ -1,0 +1,197 @@
+"""`bridge sync`, `explain`, `deadletter`, `replay --against`, `taxonomy lint`, `plugins`: in subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bridge.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+INBOX_WRITES = Path("out") / "inbox-writes.jsonl"
+
+
+def bridge(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``bridge ARGS`` in ``cwd`` (without $BRIDGE_CONFIG, so config/bridge.toml is the default)."""
+    env = dict(os.environ)
+    env.pop("BRIDGE_CONFIG", None)
+    return subprocess.run(
+        [sys.executable, "-m", "bridge.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Path:
+    shutil.copytree(ROOT / "config", tmp_path / "config")
+    return tmp_path
+
+
+@pytest.fixture(scope="module")
+def synced(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the demo after one `bridge sync` (read, never changed, by the tests that use it)."""
+    root = tmp_path_factory.mktemp("synced")
+    shutil.copytree(ROOT / "config", root / "config")
+    res = bridge("sync", cwd=root)
+    assert "pushed 12" in res.stdout, res.stdout + res.stderr
+    return root
+
+
+def stored(root: Path) -> tuple[int, int]:
+    """(records, outbox items) in the demo's store."""
+    db = root / "bridge.db"
+    if not db.exists():
+        return 0, 0
+    store = Store.open(f"sqlite:///{db}")
+    try:
+        with store.session() as tx:
+            records = len(list(tx.records()))
+        return records, len(store.items())
+    finally:
+        store.close()
+
+
+def test_sync_dry_run_prints_the_plan_and_writes_nothing_then_sync_writes_it(demo: Path) -> None:
+    dry = bridge("sync", "--dry-run", cwd=demo)
+    # T-1007 carries an option the select does not have: a failed record, so exit 1, the rest still planned
+    assert dry.returncode == 1, dry.stdout + dry.stderr
+    assert "inbox ticket T-1007" in dry.stderr + dry.stdout and "Sev-9" in dry.stderr + dry.stdout
+    assert "Traceback" not in dry.stderr
+    lines = dry.stdout.splitlines()
+    assert lines[0] == "plan (nothing was written):"
+    assert "  inbox:T-1003 severity -> inbox: None -> 'Sev-1' (tag bug/sev1)" in lines
+    assert "  inbox:T-1001 product_area -> inbox: None -> ['Billing'] (tag billing/refund)" in lines
+    assert "  crm:001A arr -> inbox: None -> 120000 (owner)" in lines
+    assert not (demo / "out").exists()
+    assert stored(demo) == (0, 0)
+
+    real = bridge("sync", cwd=demo)
+    assert real.returncode == 1, real.stdout + real.stderr  # the same failed record
+    assert "plan (nothing was written)" not in real.stdout
+    writes = [json.loads(line) for line in (demo / INBOX_WRITES).read_text().splitlines()]
+    written = {(w["id"], f) for w in writes if w["id"].startswith("T-") for f in w["fields"]}
+    planned = {
+        (line.split()[0].removeprefix("inbox:"), line.split()[1])
+        for line in lines
+        if line.startswith("  inbox:")
+    }
+    assert written == planned  # the dry run showed exactly what the sync then wrote to the helpdesk
+    records, outbox = stored(demo)
+    assert records == 14 and outbox == len(writes) == 12
+
+
+def test_explain_shows_fields_with_owner_and_history(synced: Path) -> None:
+    res = bridge("explain", "inbox:T-1001", cwd=synced)
+    assert res.returncode == 0, res.stdout + res.stderr
+    out = res.stdout
+    assert "links: inbox=T-1001" in out and "tags: billing/refund" in out
+    assert "product_area = ['Billing']  (owner bridge" in out
+    assert "severity = None  (owner bridge" in out
+    assert "write: None -> ['Billing'] from bridge (tag billing/refund" in out
+    assert "billing-to-billing-team [routing]" in out
+    assert "history:" in out and "pushed to inbox" in out
+
+    data = json.loads(bridge("explain", "inbox:T-1001", "--json", cwd=synced).stdout)
+    assert data["links"] == {"inbox": "T-1001"} and data["kind"] == "ticket"
+    fields = {f["field"]: f for f in data["fields"]}
+    assert fields["product_area"]["value"] == ["Billing"]
+    assert fields["product_area"]["owner"] == "bridge" and fields["product_area"]["set_by"] == "bridge"
+    assert any(h["rule"] == "tag billing/refund" for h in fields["product_area"]["history"])
+    assert fields["severity"]["value"] is None
+
+
+def test_explain_an_unknown_ticket_exits_1(synced: Path) -> None:
+    res = bridge("explain", "inbox:T-9999", cwd=synced)
+    assert res.returncode == 1
+    assert "inbox:T-9999" in res.stdout + res.stderr and "Traceback" not in res.stderr
+
+
+def test_deadletter_list_when_there_are_none(synced: Path) -> None:
+    res = bridge("deadletter", "list", cwd=synced)
+    assert (res.returncode, res.stdout.strip().lower()) == (0, "no dead letters"), res.stderr
+    # options before the subcommand work too (spec/cli.md: every subcommand takes --config and --json)
+    res = bridge("--config", "config/bridge.toml", "--json", "deadletter", "list", cwd=synced)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout) == []
+
+
+def test_replay_against_prints_only_the_differing_decisions(demo: Path) -> None:
+    cfg = demo / "config" / "bridge.toml"
+    text = cfg.read_text()
+    assert 'field = "ticket.sentiment", lte = -35' in text
+    (demo / "old.toml").write_text(text.replace("lte = -35", "lte = -10"))  # the old, touchier threshold
+    events = "config/demo/events.jsonl"
+
+    res = bridge("replay", events, "--against", "old.toml", cwd=demo)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.splitlines() == [
+        "- 2026-11-02T09:15:00Z T-1 escalate [enterprise-negative-sentiment] to=team-leads",
+        "- 2026-11-02T09:15:00Z T-1 set_field [enterprise-negative-sentiment] field=priority value=urgent",
+        "+ 2026-11-02T10:30:00Z T-1 escalate [enterprise-negative-sentiment] to=team-leads",
+        "+ 2026-11-02T10:30:00Z T-1 set_field [enterprise-negative-sentiment] field=priority value=urgent",
+    ]
+
+    res = bridge("replay", events, "--against", "old.toml", "--json", cwd=demo)
+    diff = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [(d["diff"], d["at"], d["decision"]) for d in diff] == [
+        ("-", "2026-11-02T09:15:00Z", "escalate"),
+        ("-", "2026-11-02T09:15:00Z", "set_field"),
+        ("+", "2026-11-02T10:30:00Z", "escalate"),
+        ("+", "2026-11-02T10:30:00Z", "set_field"),
+    ]
+    # "+" are the current config's own decisions, "-" the old one's; what both take is left out
+    full = [json.loads(line) for line in bridge("replay", events, "--json", cwd=demo).stdout.splitlines()]
+    decisions = [d for d in full if not d.get("final")]
+    for d in diff:
+        assert ({k: v for k, v in d.items() if k != "diff"} in decisions) == (d["diff"] == "+")
+    assert any(d["ticket_id"] == "T-1" and d["decision"] == "assign" for d in decisions)
+
+    same = bridge("replay", events, "--against", "config/bridge.toml", cwd=demo)
+    assert (same.returncode, same.stdout) == (0, "")
+
+
+@pytest.mark.parametrize("until", ["garbage", "2026-13-01T00:00:00Z"])
+def test_replay_with_a_bad_until_is_bad_usage(demo: Path, until: str) -> None:
+    res = bridge("replay", "config/demo/events.jsonl", "--until", until, cwd=demo)
+    assert res.returncode == 2
+    assert "--until" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_taxonomy_lint_finds_the_near_duplicate_refund_tags(demo: Path) -> None:
+    res = bridge("taxonomy", "lint", "config/demo/inbox", "--no-store", cwd=demo)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "billing/refund: 3 spellings of one topic" in res.stdout
+    assert not (demo / "bridge.db").exists()  # --no-store: the store is not even opened
+
+    findings = json.loads(
+        bridge("taxonomy", "lint", "config/demo/inbox", "--no-store", "--json", cwd=demo).stdout
+    )
+    [dup] = [f for f in findings if f["kind"] == "near_duplicate"]
+    assert dup["tag"] == "billing/refund"
+    assert sorted(dup["related"]) == ["Billing_Refund", "billing/refund", "billing/refund_request"]
+    assert {f["tag"] for f in findings if f["kind"] == "pattern"} == {
+        "Billing_Refund",
+        "billing/refund_request",
+    }
+
+
+def test_plugins_json_lists_the_built_in_connectors_and_webform(demo: Path) -> None:
+    res = bridge("plugins", "--json", cwd=demo)
+    assert res.returncode == 0, res.stderr
+    plugins = {p["name"]: p for p in json.loads(res.stdout)}
+    assert {"files", "hubspot", "salesforce", "pipedrive", "webform"} <= set(plugins)
+    assert all(p["status"] == "ok" and p["error"] is None for p in plugins.values())
+    assert plugins["files"]["origin"] == "builtin" and plugins["files"]["connectors"] == ["files"]
+    assert plugins["webform"]["origin"] == "entry_point"
+    assert plugins["webform"]["distribution"] == "bridge-webform"
