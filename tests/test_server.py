@@ -16,6 +16,7 @@ import pytest
 from bridge.app import App
 from bridge.connector import Cursor
 from bridge.connectors.files import FilesConnector
+from bridge.errors import SkippableRecordError
 from bridge.model import parse_time
 from bridge.server import MAX_BODY, Server, sign
 from bridge.settings import Config, LoadedConfig
@@ -309,3 +310,12 @@ def test_files_pull_stamps_undated_records_with_the_file_mtime(
     }
     last = pulls[0][-1]
     assert list(conn.pull("ticket", Cursor(last[1], last[0]))) == []
+
+
+def test_files_pull_names_file_and_line_of_a_bad_record(served: tuple[Server, str], tmp_path: Path) -> None:
+    server, _ = served
+    inbox = tmp_path / "in" / "a.jsonl"
+    inbox.parent.mkdir()
+    inbox.write_text('{"id": "T-1"}\n{"id": "T-2", "updated_at": "last tuesday"}\n')
+    with pytest.raises(SkippableRecordError, match=r"a\.jsonl:2: bad time 'last tuesday'"):
+        list(server.app.connector("desk").pull("ticket", Cursor()))

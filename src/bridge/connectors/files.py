@@ -90,13 +90,17 @@ class FilesConnector(Connector):
         """Every record of ``kind`` after ``cursor``, in pages of ``page_size``."""
         rows: list[Change] = []
         mtimes: dict[Path, datetime] = {}
-        for file, _number, data in self._lines():
+        for file, number, data in self._lines():
             if data.get("kind", "ticket") != kind:
                 continue
             if file not in mtimes:
                 # an undated record takes its file's mtime: stable, so a re-pull is not a new change
                 mtimes[file] = datetime.fromtimestamp(file.stat().st_mtime, UTC)
-            rows.append(record_to_change(self.system, kind, data, default_at=mtimes[file]))
+            try:
+                _validate_item(data)
+                rows.append(record_to_change(self.system, kind, data, default_at=mtimes[file]))
+            except ValueError as exc:
+                raise SkippableRecordError(f"{file}:{number}: {exc}", system=self.system) from None
         rows.sort(key=lambda c: (c.at, c.external_id))
         fresh = [c for c in rows if cursor.after(c.at, c.external_id)]
         size = max(1, self.files_settings.page_size)
