@@ -44,7 +44,7 @@ def synced(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("synced")
     shutil.copytree(ROOT / "config", root / "config")
     res = bridge("sync", cwd=root)
-    assert "pushed 12" in res.stdout, res.stdout + res.stderr
+    assert "pushed 9 " in res.stdout, res.stdout + res.stderr  # 9 tickets get fields; accounts go nowhere
     return root
 
 
@@ -72,7 +72,7 @@ def test_sync_dry_run_prints_the_plan_and_writes_nothing_then_sync_writes_it(dem
     assert lines[0] == "plan (nothing was written):"
     assert "  inbox:T-1003 severity -> inbox: None -> 'Sev-1' (tag bug/sev1)" in lines
     assert "  inbox:T-1001 product_area -> inbox: None -> ['Billing'] (tag billing/refund)" in lines
-    assert "  crm:001A arr -> inbox: None -> 120000 (owner)" in lines
+    assert not [line for line in lines if " arr -> " in line]  # no other system carries accounts
     assert not (demo / "out").exists()
     assert stored(demo) == (0, 0)
 
@@ -88,7 +88,7 @@ def test_sync_dry_run_prints_the_plan_and_writes_nothing_then_sync_writes_it(dem
     }
     assert written == planned  # the dry run showed exactly what the sync then wrote to the helpdesk
     records, outbox = stored(demo)
-    assert records == 14 and outbox == len(writes) == 12
+    assert records == 14 and outbox == len(writes)
 
 
 def test_explain_shows_fields_with_owner_and_history(synced: Path) -> None:

@@ -227,6 +227,12 @@ def _check_fields(cfg: Config, systems: set[str], kinds: set[str], err: Emit, wa
         for i, target in enumerate(f.sync_to):
             if target not in systems:
                 err(("fields", name, "sync_to", i), f"system {target!r} is not a configured connector")
+            elif f.kind not in cfg.connectors[target].kinds:
+                warn(
+                    ("fields", name, "sync_to", i),
+                    f"{target!r} does not carry {f.kind} records (its kinds: "
+                    f"{', '.join(cfg.connectors[target].kinds)}): it will receive nothing of this field",
+                )
             elif target == f.owner:
                 warn(("fields", name, "sync_to", i), f"{target!r} owns this field; it needs no sync_to")
         for system in f.remote:

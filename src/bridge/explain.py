@@ -36,7 +36,10 @@ def explain_record(app: App, ident: str) -> dict[str, Any] | None:
                     break
         if record is None:
             return None
-        history = tx.audit_for(record.id)
+        history = [
+            {**h, "at": format_time(h["at"]) if hasattr(h.get("at"), "astimezone") else h.get("at")}
+            for h in tx.audit_for(record.id)
+        ]
     types = cfg.field_types()
     fields = []
     for name, fcfg in cfg.fields.items():

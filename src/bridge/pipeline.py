@@ -509,7 +509,11 @@ class Pipeline:
             value = to_json(ft, fv.value)
             reason = why.get(name)
             for system in fcfg.sync_to:
-                if system not in self.writable or self.blocked(record, system):
+                if (
+                    system not in self.writable
+                    or record.kind not in self.config.connectors[system].kinds
+                    or self.blocked(record, system)
+                ):
                     continue
                 shadow = Shadow.load(state.shadow(record.id, name, system))
                 rule = self._write_rule(reason, system, shadow)

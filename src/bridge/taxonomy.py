@@ -290,7 +290,7 @@ class _Lint:
             norm = normalise_tag(tag)
             if not self.fits(tag):
                 hint = [norm] if norm != tag and norm and self.fits(norm) else []
-                tail = f"; {norm!r} would" if hint else ""
+                tail = f"; {norm!r} would fit" if hint else ""
                 why = f"breaks the naming pattern {self.config.taxonomy.pattern}{where}{tail}"
                 self.add("pattern", tag, why, hint)
             prefix = norm.partition("/")[0] if "/" in norm else None
