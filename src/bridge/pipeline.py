@@ -581,13 +581,15 @@ def _json(value: Any) -> Any:
 class MemoryState:
     """A State kept in dicts, for replay and tests. Records are live objects (not copies); no rollback."""
 
-    def __init__(self, keep_audit: bool = True) -> None:
+    def __init__(self, keep_audit: bool = True, keep_outbox: bool = True) -> None:
+        """``keep_audit`` and ``keep_outbox`` off: nothing accumulates but the records (long replays)."""
+        self.keep_outbox = keep_outbox
         self._effects: set[str] = set()
         self.records: dict[str, Record] = {}
         self.links: dict[tuple[str, str, str], str] = {}
         self.keys: dict[tuple[str, str, str], list[str]] = defaultdict(list)
         self.record_keys: dict[str, dict[str, str]] = defaultdict(dict)
-        self.shadows: dict[tuple[str, str, str], Any] = {}
+        self.shadows: dict[str, dict[tuple[str, str], Any]] = defaultdict(dict)  # record -> (field, system)
         self.outbox: list[Write] = []
         self.changes: int = 0
         self._pending: set[str] = set()
@@ -659,12 +661,29 @@ class MemoryState:
 
     def shadow(self, record_id: str, field: str, system: str) -> tuple[bool, Any]:
         """See State."""
-        key = (record_id, field, system)
-        return (key in self.shadows, self.shadows.get(key))
+        held = self.shadows.get(record_id)
+        if held is None or (field, system) not in held:
+            return (False, None)
+        return (True, held[(field, system)])
 
     def set_shadow(self, record_id: str, field: str, system: str, value: Any, at: datetime) -> None:
         """See State."""
-        self.shadows[(record_id, field, system)] = value
+        self.shadows[record_id][(field, system)] = value
+
+    def forget(self, record_id: str) -> None:
+        """Drop everything held for a record (replay calls it for closed tickets: memory stays flat)."""
+        record = self.records.pop(record_id, None)
+        if record is not None:
+            for system, external in record.links.items():
+                self.links.pop((system, record.kind, external), None)
+        for key, value in self.record_keys.pop(record_id, {}).items():
+            kind = record.kind if record is not None else ""
+            ids = self.keys.get((kind, key, value))
+            if ids is not None and record_id in ids:
+                ids.remove(record_id)
+                if not ids:
+                    del self.keys[(kind, key, value)]
+        self.shadows.pop(record_id, None)
 
     def claim_effect(self, key: str, record_id: str, decision: str, at: datetime) -> bool:
         """See State."""
@@ -675,6 +694,8 @@ class MemoryState:
 
     def enqueue(self, write: Write, now: datetime) -> bool:
         """See State."""
+        if not self.keep_outbox:
+            return True
         key = write.idempotency_key
         if key in self._pending:
             return False

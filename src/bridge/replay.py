@@ -11,7 +11,7 @@ import json
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from bridge.rules.live import snapshot
 from bridge.settings import Config
 
 SYSTEM = "replay"
+EPSILON = timedelta(microseconds=1)
 EVENT_TYPES = ("ticket.created", "ticket.message", "ticket.status", "ticket.updated", "agent.status")
 _TICKET_ATTRS = (
     "subject",
@@ -52,7 +53,7 @@ class Replay:
     evict_closed: bool = True
 
     def __post_init__(self) -> None:
-        self.state = MemoryState(keep_audit=False)
+        self.state = MemoryState(keep_audit=False, keep_outbox=False)
         # what an event gives is taken as given (replay.md): the recording is the authority for every field
         self.pipeline = Pipeline(self.config, self.host, run="replay", authority=SYSTEM)
         self.desk = Desk(self.config, base_dir=self.base_dir)
@@ -76,7 +77,8 @@ class Replay:
                         f"event ({format_time(self.clock)}); taken at the previous time"
                     )
                     at = self.clock
-                yield from self._advance(at)
+                # timers strictly before the event: a reply at the very deadline is in time (sla.py)
+                yield from self._advance(at - EPSILON)
                 self.clock = at
                 try:
                     yield from self._event(number, event, at)
@@ -230,7 +232,7 @@ class Replay:
 
     def _finalise(self, record: Record) -> None:
         self._spool.write(json.dumps(self.final(record), default=str) + "\n")
-        self.state.records.pop(record.id, None)
+        self.state.forget(record.id)
         forget = getattr(self.desk, "forget", None)
         if forget is not None:
             forget(record.id)
