@@ -288,3 +288,11 @@ def test_options_work_before_the_subcommand(tmp_path: Path) -> None:
     assert res.returncode == 1
     report = json.loads(res.stdout)
     assert report["ok"] is False and any("fields.arr.type" in e for e in report["errors"])
+
+
+def test_a_bad_value_from_the_environment_names_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BRIDGE_ROUTING__STRATEGY", "bogus")
+    errors = run_check(tmp_path, GOOD)
+    assert len(errors) == 1 and errors[0].startswith("$BRIDGE_ROUTING__STRATEGY: routing.strategy: "), errors

@@ -424,8 +424,22 @@ def validation_problems(
             msg = msg.removeprefix("Value error, ")
         elif err["type"] == "literal_error" and not any("secret" in str(p) or "token" in str(p) for p in loc):
             msg = f"{msg}, got {err['input']!r}"
-        out.append(f"{where(path, lines, loc)}: {msg}")
+        var = _env_source(loc)
+        if var is not None:  # the value came from the environment, not from the file
+            out.append(f"${var}: {'.'.join(loc)}: {msg}")
+        else:
+            out.append(f"{where(path, lines, loc)}: {msg}")
     return out
+
+
+def _env_source(loc: tuple[str, ...]) -> str | None:
+    """The ``BRIDGE_*`` variable that set ``loc`` (or a table holding it), if one did."""
+    names = {k.upper(): k for k in os.environ if k.upper().startswith("BRIDGE_")}
+    for n in range(len(loc), 0, -1):
+        var = "BRIDGE_" + "__".join(loc[:n]).upper()
+        if var in names:
+            return names[var]
+    return None
 
 
 def resolve_config_path(path: str | os.PathLike[str] | None) -> Path:
