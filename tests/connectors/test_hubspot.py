@@ -258,3 +258,198 @@ def test_describe_reads_types_and_visible_options_and_maps_labels_on_push(
     assert fields["arr"].type == "number:number" and fields["tier"].label == "Tier"
     connector.push("account", [Write("hubspot", "account", "r1", "101", {"tier": "Gold"})])
     assert sent(httpserver)[-1][2]["inputs"][0]["properties"] == {"tier": "gold"}
+
+
+# ---------------------------------------------------------------- OAuth refresh
+# HubSpot "OAuth: refresh an access token" (POST /oauth/v1/token, form-encoded; answer access_token,
+# refresh_token, expires_in) and "Error handling" (401 with category EXPIRED_AUTHENTICATION).
+
+CLIENT_ID = "5d7a1f2e-client-id"
+CLIENT_SECRET = "cs-very-secret-9999"
+REFRESH = "rt-original-secret-7777"
+TOKEN_URL = "/oauth/v1/token"
+
+
+class Clock:
+    """An aware UTC clock that moves only when a test says so."""
+
+    def __init__(self) -> None:
+        self.now = parse_time("2026-03-02T08:00:00Z")
+
+    def __call__(self) -> Any:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        from datetime import timedelta
+
+        self.now += timedelta(seconds=seconds)
+
+
+def make_oauth(
+    server: HTTPServer, extra: dict[str, Any], clock: Clock | None = None, **settings: Any
+) -> HubSpotConnector:
+    values: dict[str, Any] = {
+        "plugin": "hubspot",
+        "base_url": server.url_for("").rstrip("/"),
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        "refresh_token": REFRESH,
+        "properties": {"account": ["name"]},
+    }
+    values.update(settings)
+    context = ConnectorContext("hubspot", HubSpotSettings(**values), extra=extra)
+    if clock is not None:
+        context.clock = clock
+    return HubSpotConnector(context)
+
+
+def calls(server: HTTPServer) -> list[tuple[str, str | None, dict[str, str] | None]]:
+    """(path, bearer token, token form) for every request the server received, in order."""
+    out: list[tuple[str, str | None, dict[str, str] | None]] = []
+    for request, _ in server.log:
+        auth = request.headers.get("Authorization")
+        bearer = auth.removeprefix("Bearer ") if auth else None
+        form = dict(request.form) if request.path == TOKEN_URL else None
+        out.append((request.path, bearer, form))
+    return out
+
+
+def form(refresh: str = REFRESH) -> dict[str, str]:
+    return {
+        "grant_type": "refresh_token",
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        "refresh_token": refresh,
+    }
+
+
+def test_expired_token_401_refreshes_once_and_retries_with_the_new_bearer(
+    httpserver: HTTPServer, extra: dict[str, Any]
+) -> None:
+    httpserver.expect_ordered_request(SEARCH, method="POST").respond_with_json(
+        load("hubspot", "expired_token"), status=401
+    )
+    httpserver.expect_ordered_request(TOKEN_URL, method="POST").respond_with_json(
+        load("hubspot", "oauth_token")
+    )
+    httpserver.expect_ordered_request(SEARCH, method="POST").respond_with_json(
+        load("hubspot", "search_companies_page2")
+    )
+    connector = make_oauth(httpserver, extra, access_token="at-stale-0000")
+
+    pages = list(connector.pull("account", Cursor()))
+
+    assert [c.external_id for p in pages for c in p.changes] == ["103"]
+    assert calls(httpserver) == [
+        (SEARCH, "at-stale-0000", None),
+        (TOKEN_URL, None, form()),
+        (SEARCH, "at-fresh-1111", None),
+    ]
+    token_request = httpserver.log[1][0]
+    assert token_request.headers["Content-Type"] == "application/x-www-form-urlencoded"
+
+
+def test_refresh_before_the_first_call_then_proactively_when_expires_in_has_passed(
+    httpserver: HTTPServer, extra: dict[str, Any]
+) -> None:
+    httpserver.expect_ordered_request(TOKEN_URL, method="POST").respond_with_json(
+        load("hubspot", "oauth_token")
+    )
+    for _ in range(2):
+        httpserver.expect_ordered_request(SEARCH, method="POST").respond_with_json(
+            load("hubspot", "search_empty")
+        )
+    httpserver.expect_ordered_request(TOKEN_URL, method="POST").respond_with_json(
+        load("hubspot", "oauth_token_second")
+    )
+    httpserver.expect_ordered_request(SEARCH, method="POST").respond_with_json(
+        load("hubspot", "search_empty")
+    )
+    clock = Clock()
+    connector = make_oauth(httpserver, extra, clock)
+
+    list(connector.pull("account", Cursor()))
+    clock.advance(1800 - 61)  # still valid for longer than the 60 s margin
+    list(connector.pull("account", Cursor()))
+    clock.advance(2)  # inside the margin: refreshed before the call, not after a 401
+    list(connector.pull("account", Cursor()))
+
+    assert calls(httpserver) == [
+        (TOKEN_URL, None, form()),
+        (SEARCH, "at-fresh-1111", None),
+        (SEARCH, "at-fresh-1111", None),
+        (TOKEN_URL, None, form("rt-rotated-2222")),  # HubSpot's rotated refresh token is the one used next
+        (SEARCH, "at-fresh-3333", None),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("status", "answer", "reason"),
+    [(400, "oauth_refused", "BAD_REFRESH_TOKEN"), (401, "oauth_bad_client", "BAD_CLIENT_ID")],
+)
+def test_refused_refresh_is_an_auth_error_without_secrets(
+    httpserver: HTTPServer,
+    extra: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
+    status: int,
+    answer: str,
+    reason: str,
+) -> None:
+    httpserver.expect_request(TOKEN_URL, method="POST").respond_with_json(
+        load("hubspot", answer), status=status
+    )
+    caplog.set_level("DEBUG")
+
+    with pytest.raises(ConnectorAuthError) as info:
+        list(make_oauth(httpserver, extra).pull("account", Cursor()))
+
+    message = str(info.value)
+    assert info.value.system == "hubspot" and message.startswith("hubspot: OAuth token refresh refused")
+    assert reason in message and f"HTTP {status}" in message
+    assert [r.path for r, _ in httpserver.log] == [TOKEN_URL]  # not retried, no API call without a token
+    logged = caplog.text + message
+    assert caplog.records and all(secret not in logged for secret in (CLIENT_SECRET, REFRESH))
+
+
+def test_a_401_after_a_fresh_token_is_not_refreshed_again(
+    httpserver: HTTPServer, extra: dict[str, Any]
+) -> None:
+    httpserver.expect_request(TOKEN_URL, method="POST").respond_with_json(load("hubspot", "oauth_token"))
+    httpserver.expect_request(SEARCH, method="POST").respond_with_json(
+        load("hubspot", "expired_token"), status=401
+    )
+
+    with pytest.raises(ConnectorAuthError) as info:
+        list(make_oauth(httpserver, extra, access_token="at-stale-0000").pull("account", Cursor()))
+
+    assert [r.path for r, _ in httpserver.log] == [SEARCH, TOKEN_URL, SEARCH]
+    assert "EXPIRED_AUTHENTICATION" in str(info.value)
+
+
+def test_refresh_settings_come_from_env_and_files(
+    httpserver: HTTPServer, extra: dict[str, Any], tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret_file = tmp_path / "refresh"
+    secret_file.write_text(REFRESH + "\n")
+    monkeypatch.setenv("HS_CLIENT_SECRET", CLIENT_SECRET)
+    settings = HubSpotSettings.model_validate(
+        {
+            "plugin": "hubspot",
+            "base_url": httpserver.url_for("").rstrip("/"),
+            "client_id": CLIENT_ID,
+            "client_secret_env": "HS_CLIENT_SECRET",
+            "refresh_token_file": str(secret_file),
+        }
+    )
+    httpserver.expect_request(TOKEN_URL, method="POST").respond_with_json(load("hubspot", "oauth_token"))
+    httpserver.expect_request("/crm/v3/properties/companies", method="GET").respond_with_json(
+        load("hubspot", "properties_companies")
+    )
+
+    HubSpotConnector(ConnectorContext("hubspot", settings, extra=extra)).check_connection()
+
+    assert calls(httpserver) == [
+        (TOKEN_URL, None, form()),
+        ("/crm/v3/properties/companies", "at-fresh-1111", None),
+    ]
+    assert CLIENT_SECRET not in repr(settings) and REFRESH not in repr(settings)

@@ -6,16 +6,23 @@ modification time seen. Push: ``batch/update`` by record id for writes with an e
 on a unique property (``id_property``) for the others, at most 100 inputs per call; a 207 answer is mapped
 back to each write through ``objectWriteTraceId``. Describe: the properties API.
 
+Authentication: a static private-app/OAuth ``token``, or OAuth with a refresh token: the connector trades
+``refresh_token`` (with ``client_id``/``client_secret``) at ``POST /oauth/v1/token`` for an access token
+before the first call, again when it is about to expire (the context's clock), and once more when a call is
+answered 401 (HubSpot's ``EXPIRED_AUTHENTICATION``), retrying that call with the new token.
+
 The client's own retries are off (``Retry(0)``): :func:`bridge.http.call_with_policy` is the only retry loop.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterator
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, ClassVar
 
+import httpx
 from hubspot import HubSpot
 from hubspot.crm.objects import (
     BatchInputSimplePublicObjectBatchInput,
@@ -30,8 +37,17 @@ from pydantic import Field, SecretStr
 from urllib3.util.retry import Retry
 
 from bridge.connector import Connector, ConnectorContext, Cursor, PullPage, PushResult, RateLimit, RemoteField
-from bridge.errors import ConnectorAuthError, FatalConnectorError
-from bridge.http import USER_AGENT, PolicySettings, call_with_policy, chunks, policy_from, vendor_message
+from bridge.errors import ConnectorAuthError, ConnectorError, FatalConnectorError, RetriableConnectorError
+from bridge.http import (
+    USER_AGENT,
+    PolicySettings,
+    build_client,
+    call_with_policy,
+    chunks,
+    failure_of,
+    policy_from,
+    vendor_message,
+)
 from bridge.model import Change, Write, parse_time
 from bridge.plugins import Register, hookimpl
 
@@ -50,13 +66,18 @@ ATTRS: dict[str, dict[str, str]] = {
     },
 }
 _RETRIABLE_CATEGORIES = {"RATE_LIMITS", "INTERNAL_ERROR", "TIMEOUT", "SERVICE_UNAVAILABLE"}
+TOKEN_PATH = "/oauth/v1/token"
+
+log = logging.getLogger("bridge.connectors.hubspot")
 
 
 class HubSpotSettings(PolicySettings):
     """``[connectors.X]`` for ``plugin = "hubspot"``.
 
     ``token`` (or ``token_env``/``token_file``, as in the config contract) is a private app or OAuth token;
-    ``access_token`` is accepted as another name for it.
+    ``access_token`` is accepted as another name for it. For OAuth with refresh, set ``refresh_token``,
+    ``client_id`` and ``client_secret`` (each also as ``*_env``/``*_file``); a fresh access token is then
+    fetched ``refresh_margin`` seconds before the current one expires.
     ``id_property`` names, per kind, the unique property that upserts match on (``domain``, ``email`` or a
     custom unique property). ``properties`` lists, per kind, what to pull (default: every property).
     """
@@ -65,6 +86,10 @@ class HubSpotSettings(PolicySettings):
     kinds: list[str] = Field(default_factory=lambda: ["account", "contact"])
     token: SecretStr | None = None
     access_token: SecretStr | None = None
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    refresh_token: SecretStr | None = None
+    refresh_margin: float = Field(default=60.0, ge=0)
     id_property: dict[str, str] = Field(default_factory=dict)
     properties: dict[str, list[str]] = Field(default_factory=dict)
     modified_property: dict[str, str] = Field(default_factory=dict)
@@ -116,8 +141,12 @@ class HubSpotConnector(Connector):
         super().__init__(context)
         s = self.hubspot_settings
         self.policy, self.bucket = policy_from(s, context.extra, s.rate_per_second, self.rate_limit.burst)
+        # with a refresh token, a configured access token is used until it expires (401), else one is fetched
         secret = s.token or s.access_token
         token = secret.get_secret_value() if secret else None
+        self._expires_at: datetime | None = None
+        self._refresh: str | None = None  # a rotated refresh token, when HubSpot sent a new one
+        self._auth_http: httpx.Client | None = None
         extra: dict[str, Any] = {"host": (s.base_url or "https://api.hubapi.com").rstrip("/")}
         if s.ca_bundle:
             extra["ssl_ca_cert"] = s.ca_bundle
@@ -157,11 +186,87 @@ class HubSpotConnector(Connector):
             )
         return found
 
-    def _call(self, fn: Callable[..., Any], *args: Any, record: str | None = None) -> tuple[int, Any]:
-        if not self._token:
+    # ------------------------------------------------------------ authentication
+
+    @property
+    def uses_refresh(self) -> bool:
+        """Whether access tokens come from a refresh token (OAuth) rather than a static token."""
+        return self.hubspot_settings.refresh_token is not None
+
+    def _ensure_token(self) -> None:
+        if not self.uses_refresh:
+            if not self._token:
+                raise ConnectorAuthError(
+                    "no token configured (token_env, token_file or token)", system=self.system
+                )
+            return
+        margin = timedelta(seconds=self.hubspot_settings.refresh_margin)
+        if not self._token or (
+            self._expires_at is not None and self.context.clock() + margin >= self._expires_at
+        ):
+            self.refresh_access_token()
+
+    def refresh_access_token(self) -> None:
+        """Trade the refresh token for a new access token and give it to every client.
+
+        A refused refresh (bad refresh token, wrong client id or secret) raises ConnectorAuthError; the
+        message names the system and HubSpot's reason, never the secrets.
+        """
+        s = self.hubspot_settings
+        if not (s.refresh_token and s.client_id and s.client_secret):
             raise ConnectorAuthError(
-                "no token configured (token_env, token_file or token)", system=self.system
+                "OAuth refresh needs client_id, client_secret and refresh_token", system=self.system
             )
+        secrets = (self._refresh or s.refresh_token.get_secret_value(), s.client_secret.get_secret_value())
+        form = {
+            "grant_type": "refresh_token",
+            "client_id": s.client_id,
+            "client_secret": secrets[1],
+            "refresh_token": secrets[0],
+        }
+        if self._auth_http is None:
+            self._auth_http = build_client(s, system=self.system)
+        http = self._auth_http
+
+        def run() -> httpx.Response:
+            return http.post(TOKEN_PATH, data=form, headers={"Accept": "application/json"})
+
+        try:
+            response = call_with_policy(run, system=self.system, policy=self.policy, bucket=self.bucket)
+            data = response.json()
+            token = str(data["access_token"])
+            expires_in = float(data.get("expires_in") or 0)
+        except RetriableConnectorError:
+            raise
+        except ConnectorError as exc:
+            failure = failure_of(exc.__cause__) if exc.__cause__ is not None else None
+            reason = (
+                f"HTTP {failure.status}: {_oauth_reason(failure.body)}" if failure else type(exc).__name__
+            )
+            reason = _scrub(reason, secrets)
+            log.warning("%s: OAuth token refresh refused", self.system)
+            raise ConnectorAuthError(f"OAuth token refresh refused ({reason})", system=self.system) from None
+        except (ValueError, KeyError, TypeError):
+            raise ConnectorAuthError(
+                "OAuth token refresh answered without an access_token", system=self.system
+            ) from None
+        rotated = data.get("refresh_token")
+        if isinstance(rotated, str) and rotated and rotated != secrets[0]:
+            # HubSpot may rotate the refresh token; the new one is the one that stays valid
+            self._refresh = rotated
+        self._set_token(token)
+        self._expires_at = self.context.clock() + timedelta(seconds=expires_in) if expires_in > 0 else None
+        log.info("%s: OAuth access token refreshed", self.system)
+
+    def _set_token(self, token: str) -> None:
+        self._token = token
+        # the library reads the token from each API's configuration on every request
+        self.client.access_token = token
+        for api in self._apis.values():
+            api.api_client.configuration.access_token = token
+
+    def _call(self, fn: Callable[..., Any], *args: Any, record: str | None = None) -> tuple[int, Any]:
+        self._ensure_token()
 
         def run() -> tuple[int, Any]:
             response = fn(*args, _preload_content=False, _request_timeout=self.settings.timeout)
@@ -169,6 +274,17 @@ class HubSpotConnector(Connector):
             raw = response.data
             return response.status, json.loads(raw) if raw else {}
 
+        try:
+            return call_with_policy(
+                run, system=self.system, record=record, policy=self.policy, bucket=self.bucket
+            )
+        except ConnectorAuthError as exc:
+            failure = failure_of(exc.__cause__) if exc.__cause__ is not None else None
+            if not self.uses_refresh or failure is None or failure.status != 401:
+                raise
+            # an expired (EXPIRED_AUTHENTICATION) or revoked token: refresh once and try the call again
+            log.info("%s: access token refused (%s); refreshing", self.system, exc)
+            self.refresh_access_token()
         return call_with_policy(
             run, system=self.system, record=record, policy=self.policy, bucket=self.bucket
         )
@@ -407,6 +523,31 @@ class HubSpotConnector(Connector):
         kind = (self.settings.kinds or ["account"])[0]
         self._described.pop(kind, None)
         self.describe(kind)
+
+    def close(self) -> None:
+        """Close the HTTP client used for token refreshes."""
+        if self._auth_http is not None:
+            self._auth_http.close()
+            self._auth_http = None
+
+
+def _oauth_reason(body: str) -> str:
+    """HubSpot's OAuth error code (``status``, e.g. ``BAD_REFRESH_TOKEN``) and message."""
+    message = vendor_message(body)
+    try:
+        code = json.loads(body).get("status")
+    except (ValueError, AttributeError):
+        return message
+    if isinstance(code, str) and code and code != "error" and code not in message:
+        return f"{code}: {message}"
+    return message
+
+
+def _scrub(text: str, secrets: tuple[str, ...]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
 
 
 @hookimpl
