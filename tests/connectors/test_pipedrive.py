@@ -3,7 +3,8 @@
 developers.pipedrive.com/docs/api/v1: Organizations (GET /v1/organizations, PUT /v1/organizations/{id}),
 OrganizationFields (custom fields: 40-character keys, enum/set options), Recents (GET /v1/recents), and
 "Pagination" (additional_data.pagination.more_items_in_collection / next_start); rate limits send
-x-ratelimit-remaining / x-ratelimit-reset and 429.
+x-ratelimit-remaining / x-ratelimit-reset and 429. Search: GET /v1/persons/search, /v1/organizations/search,
+/v1/deals/search (term, fields, exact_match; answer data.items[].item with result_score).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ REGIONS = "0a9b8c7d6e5f40312a3b4c5d6e7f8091a2b3c4d5"
 def api() -> Iterator[respx.MockRouter]:
     with respx.mock(base_url=BASE, assert_all_called=False) as router:
         router.get("/v1/organizationFields").respond(json=load("pipedrive", "organization_fields"))
+        router.get("/v1/personFields").respond(json=load("pipedrive", "person_fields"))
+        router.get("/v1/dealFields").respond(json=load("pipedrive", "deal_fields"))
         yield router
 
 
@@ -129,6 +132,7 @@ def test_push_maps_names_and_labels_to_keys_and_option_ids(
 ) -> None:
     put = api.put("/v1/organizations/11").respond(json=load("pipedrive", "organization_updated"))
     post = api.post("/v1/organizations").respond(201, json={"success": True, "data": {"id": 99}})
+    search = api.get("/v1/organizations/search").respond(json=load("pipedrive", "search_empty"))
     writes = [
         Write(
             "pipedrive", "account", "r1", "11", {"Tier": "silver", ARR: 130000, "Regions": ["APAC", "AMER"]}
@@ -150,6 +154,7 @@ def test_push_maps_names_and_labels_to_keys_and_option_ids(
     assert "no Pipedrive field 'Colour'" in (results[3].error or "")
     assert json.loads(put.calls[0].request.content) == {TIER: 32, ARR: 130000, REGIONS: "42,43"}
     assert json.loads(post.calls[0].request.content) == {"name": "Newco"} and post.call_count == 1
+    assert search.call_count == 1  # only the create that reached the wire was searched for first
 
 
 def test_describe_lists_keys_with_names_and_options(api: respx.MockRouter, extra: dict[str, Any]) -> None:
@@ -161,3 +166,165 @@ def test_describe_lists_keys_with_names_and_options(api: respx.MockRouter, extra
         and fields["Tier"].options == ("Gold", "Silver")
     )
     assert fields["Regions"].type == "set" and fields["ARR"].type == "monetary"
+
+
+# ---------------------------------------------------------------- idempotent creates
+
+
+def methods(api: respx.MockRouter) -> list[tuple[str, str]]:
+    """(method, path) of every call but the ``*Fields`` reads, in order."""
+    return [
+        (c.request.method, c.request.url.path) for c in api.calls if not c.request.url.path.endswith("Fields")
+    ]
+
+
+def test_a_create_repeated_after_a_crash_updates_the_person_it_made(
+    api: respx.MockRouter, extra: dict[str, Any]
+) -> None:
+    people: list[dict[str, Any]] = []  # Pipedrive's persons: the first POST lands, whatever happens next
+
+    def search(request: httpx.Request) -> httpx.Response:
+        term = request.url.params["term"].casefold()
+        found = [p for p in people if term in (e.casefold() for e in p["emails"])]
+        answer = load("pipedrive", "search_empty")
+        answer["data"]["items"] = [{"result_score": 1.0, "item": {**p, "type": "person"}} for p in found]
+        return httpx.Response(200, json=answer)
+
+    def create(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        people.append({"id": 31 + len(people), "name": body["name"], "emails": [body["email"]]})
+        return httpx.Response(201, json={"success": True, "data": {"id": people[-1]["id"]}})
+
+    api.get("/v1/persons/search").mock(side_effect=search)
+    post = api.post("/v1/persons").mock(side_effect=create)
+    put = api.put("/v1/persons/31").respond(json={"success": True, "data": {"id": 31, "name": "Ann Lee"}})
+    write = Write("pipedrive", "contact", "r1", None, {"name": "Ann Lee", "Email": "Ann@Acme.example"})
+    connector = make(extra, kinds=["contact"])
+
+    first = connector.push("contact", [write])
+    again = connector.push("contact", [write])  # the outbox was not marked done: the same create again
+
+    assert [(r.ok, r.external_id) for r in first + again] == [(True, "31"), (True, "31")]
+    assert methods(api) == [
+        ("GET", "/v1/persons/search"),
+        ("POST", "/v1/persons"),
+        ("GET", "/v1/persons/search"),
+        ("PUT", "/v1/persons/31"),
+    ]
+    assert post.call_count == 1 and len(people) == 1
+    assert json.loads(put.calls[0].request.content) == {"name": "Ann Lee", "email": "Ann@Acme.example"}
+    searches = [c.request for c in api.calls if c.request.url.path == "/v1/persons/search"]
+    assert dict(searches[0].url.params) == {
+        "term": "Ann@Acme.example",
+        "fields": "email",
+        "exact_match": "true",
+        "limit": "10",
+    }
+    assert searches[0].headers["x-api-token"] == TOKEN
+
+
+@pytest.mark.parametrize(
+    ("kind", "fields", "path", "answer", "search_params", "found"),
+    [
+        (
+            "account",
+            {"Name": "Acme", "Tier": "Gold"},
+            "/v1/organizations",
+            "organizations_search_one",
+            {"term": "Acme", "fields": "name"},
+            "11",
+        ),
+        (
+            "contact",
+            {"name": "Ann Lee", "email": [{"value": "ann@acme.example", "primary": True, "label": "work"}]},
+            "/v1/persons",
+            "persons_search_one",
+            {"term": "ann@acme.example", "fields": "email"},
+            "31",
+        ),
+        (
+            "deal",
+            {"title": "Acme renewal 2026", "value": 120000},
+            "/v1/deals",
+            "deals_search_one",
+            {"term": "Acme renewal 2026", "fields": "title"},
+            "501",
+        ),
+    ],
+)
+def test_one_exact_match_is_updated_instead_of_created(
+    api: respx.MockRouter,
+    extra: dict[str, Any],
+    kind: str,
+    fields: dict[str, Any],
+    path: str,
+    answer: str,
+    search_params: dict[str, str],
+    found: str,
+) -> None:
+    search = api.get(f"{path}/search").respond(json=load("pipedrive", answer))
+    api.put(f"{path}/{found}").respond(json={"success": True, "data": {"id": int(found)}})
+    api.post(path).respond(201, json={"success": True, "data": {"id": 999}})
+
+    results = make(extra, kinds=[kind]).push(kind, [Write("pipedrive", kind, "r1", None, fields)])
+
+    assert [(r.ok, r.external_id) for r in results] == [(True, found)]
+    assert methods(api) == [("GET", f"{path}/search"), ("PUT", f"{path}/{found}")]
+    assert dict(search.calls[0].request.url.params) == {**search_params, "exact_match": "true", "limit": "10"}
+
+
+@pytest.mark.parametrize(
+    ("kind", "fields", "path", "searched"),
+    [
+        ("account", {"name": "Newco"}, "/v1/organizations", True),
+        ("contact", {"name": "Bo Chen", "email": "bo@newco.example"}, "/v1/persons", True),
+        ("contact", {"name": "No Email"}, "/v1/persons", False),  # nothing to match on: a plain create
+        ("deal", {"title": "Newco pilot"}, "/v1/deals", True),
+    ],
+)
+def test_no_match_posts_a_create(
+    api: respx.MockRouter,
+    extra: dict[str, Any],
+    kind: str,
+    fields: dict[str, Any],
+    path: str,
+    searched: bool,
+) -> None:
+    api.get(f"{path}/search").respond(json=load("pipedrive", "search_empty"))
+    post = api.post(path).respond(201, json={"success": True, "data": {"id": 77}})
+
+    results = make(extra, kinds=[kind]).push(kind, [Write("pipedrive", kind, "r1", None, fields)])
+
+    assert [(r.ok, r.external_id) for r in results] == [(True, "77")]
+    search = [("GET", f"{path}/search")] if searched else []
+    assert methods(api) == [*search, ("POST", path)]
+    assert json.loads(post.calls[0].request.content) == fields
+
+
+def test_several_matches_fail_that_write_naming_the_candidates(
+    api: respx.MockRouter, extra: dict[str, Any]
+) -> None:
+    api.get("/v1/organizations/search").mock(
+        side_effect=[
+            httpx.Response(200, json=load("pipedrive", "organizations_search_two")),
+            httpx.Response(200, json=load("pipedrive", "search_empty")),
+        ]
+    )
+    post = api.post("/v1/organizations").respond(201, json={"success": True, "data": {"id": 99}})
+    put = api.put(url__regex=r"/v1/organizations/\d+").respond(json={"success": True, "data": {"id": 11}})
+    writes = [
+        Write("pipedrive", "account", "r1", None, {"name": "Acme"}),
+        Write("pipedrive", "account", "r2", None, {"name": "Newco"}),
+    ]
+
+    results = make(extra).push("account", writes)
+
+    failed, created = results
+    assert (failed.ok, failed.external_id, failed.retriable) == (False, None, False)
+    assert failed.error == (
+        "pipedrive record r1: 2 Pipedrive organizations already have name 'Acme' (ids 11, 14); "
+        "merge them or link the record to one"
+    )
+    assert (created.ok, created.external_id) == (True, "99")
+    assert put.call_count == 0 and post.call_count == 1
+    assert json.loads(post.calls[0].request.content) == {"name": "Newco"}

@@ -4,7 +4,9 @@ Pull: the first pull lists ``/v1/{object}`` sorted by ``update_time``; later pul
 the cursor minus the lookback. Both page with ``start``/``limit`` until
 ``additional_data.pagination.more_items_in_collection`` is false. Push: ``PUT /v1/{object}/{id}`` for writes
 with an external id, ``POST /v1/{object}`` for the others (Pipedrive v1 has no batch write, so
-``batch_max`` is 1).
+``batch_max`` is 1). A create is made idempotent by searching first (persons by email, organizations by
+name, deals by title, exact match): a create repeated after a crash finds the record it made and updates it
+instead of making a duplicate; several matches fail that write naming the candidates.
 
 Custom fields are addressed by a 40-character key. The ``*Fields`` endpoints give each field's key, name,
 type and options: a change carries every custom field under both its key and its name (option ids turned into
@@ -35,6 +37,9 @@ ATTRS: dict[str, dict[str, str]] = {
     "persons": {"name": "name", "owner_id": "owner"},
     "deals": {"title": "subject", "status": "status", "user_id": "owner"},
 }
+# the field a create is matched on before POSTing, per object (its key in the request body)
+MATCH_FIELD = {"organizations": "name", "persons": "email", "deals": "title"}
+SEARCH_LIMIT = 10  # enough to name the candidates of an ambiguous match
 
 
 class PipedriveSettings(PolicySettings):
@@ -243,16 +248,47 @@ class PipedriveConnector(Connector):
         for w in writes:
             try:
                 body = self._body(kind, w)
-                if w.external_id:
-                    answer = self.request("PUT", f"/v1/{obj}/{w.external_id}", record=w.record_id, json=body)
+                target = w.external_id or self._existing(obj, w.record_id, body)
+                if target:
+                    answer = self.request("PUT", f"/v1/{obj}/{target}", record=w.record_id, json=body)
                 else:
                     answer = self.request("POST", f"/v1/{obj}", record=w.record_id, json=body)
             except SkippableRecordError as exc:
                 results.append(PushResult(w.record_id, False, w.external_id, str(exc), False))
                 continue
             data = answer.get("data") or {}
-            results.append(PushResult(w.record_id, True, str(data.get("id") or w.external_id)))
+            results.append(PushResult(w.record_id, True, str(data.get("id") or target)))
         return results
+
+    def _existing(self, obj: str, record: str, body: dict[str, Any]) -> str | None:
+        """The id of the one record a create would duplicate, None when there is none.
+
+        Several matches raise SkippableRecordError naming them: updating one at random could overwrite the
+        wrong record, and creating another would add to the duplicates.
+        """
+        field = MATCH_FIELD[obj]
+        term = _match_term(body.get(field))
+        if not term:
+            return None  # nothing to match on (a person without email): a plain create
+        answer = self.request(
+            "GET",
+            f"/v1/{obj}/search",
+            record=record,
+            params={"term": term, "fields": field, "exact_match": "true", "limit": SEARCH_LIMIT},
+        )
+        items = ((answer.get("data") or {}).get("items")) or []
+        ids = [str(i["item"]["id"]) for i in items if isinstance(i, dict) and (i.get("item") or {}).get("id")]
+        ids = list(dict.fromkeys(ids))
+        if len(ids) > 1:
+            more = (answer.get("additional_data") or {}).get("pagination") or {}
+            tail = " and more" if more.get("more_items_in_collection") else ""
+            raise SkippableRecordError(
+                f"{len(ids)} Pipedrive {obj} already have {field} {term!r} (ids {', '.join(ids)}{tail}); "
+                f"merge them or link the record to one",
+                system=self.system,
+                record=record,
+            )
+        return ids[0] if ids else None
 
     def _body(self, kind: str, w: Write) -> dict[str, Any]:
         body: dict[str, Any] = {}
@@ -273,6 +309,19 @@ class PipedriveConnector(Connector):
         """Close the HTTP client if this connector made it."""
         if self._own_client:
             self.http.close()
+
+
+def _match_term(value: Any) -> str | None:
+    """The text to search for: a plain value, or the primary (else first) of Pipedrive's email list."""
+    if isinstance(value, list | tuple):
+        entries = [v for v in value if v not in (None, "")]
+        primary = [v for v in entries if isinstance(v, dict) and v.get("primary")]
+        value = (primary or entries or [None])[0]
+    if isinstance(value, dict):
+        value = value.get("value")
+    if value is None:
+        return None
+    return str(value).strip() or None
 
 
 def _labels_of(meta: dict[str, Any], value: Any) -> Any:
