@@ -140,3 +140,11 @@ def test_run_stops_cleanly_on_sigterm(demo: Path) -> None:
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, "".join(seen) + out
     assert "stopped cleanly" in out
+
+
+def test_run_once_json(demo: Path) -> None:
+    res = bridge("run", "--once", "--json", cwd=demo)
+    summary = json.loads(res.stdout)
+    assert summary["records"] == summary["pulled"] == 14
+    assert summary["unmapped_tags"]["feature/dark-mode"] == 1
+    assert any("T-1007" in p for p in summary["problems"]) and res.returncode == 1

@@ -137,7 +137,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     app = _app(args)
     try:
-        return run_daemon(app, once=args.once)
+        return run_daemon(app, once=args.once, as_json=args.json)
     finally:
         app.close()
 

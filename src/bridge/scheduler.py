@@ -6,6 +6,7 @@ time runs it; the others skip that round.
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
@@ -48,23 +49,35 @@ class Totals:
 
     reports: list[SyncReport] = field(default_factory=list)
 
-    def summary(self, records: int) -> str:
-        """One short paragraph: records, fields set, writes, unmapped tags, problems."""
-        pulled = sum(r.pulled for r in self.reports)
-        fields_set = sum(r.fields_set for r in self.reports)
-        writes = sum(r.writes_queued for r in self.reports)
-        pushed = sum(r.pushed for r in self.reports)
-        conflicts = sum(len(r.conflicts) for r in self.reports)
+    def as_dict(self, records: int) -> dict[str, object]:
+        """The summary's figures as JSON-ready data (``bridge run --once --json``)."""
         unmapped: dict[str, int] = {}
         for r in self.reports:
             for tag, n in r.unmapped_tags.items():
                 unmapped[tag] = unmapped.get(tag, 0) + n
-        problems = [p for r in self.reports for p in r.problems]
+        return {
+            "records": records,
+            "pulled": sum(r.pulled for r in self.reports),
+            "fields_set": sum(r.fields_set for r in self.reports),
+            "writes_queued": sum(r.writes_queued for r in self.reports),
+            "pushed": sum(r.pushed for r in self.reports),
+            "conflicts": sum(len(r.conflicts) for r in self.reports),
+            "unmapped_tags": dict(sorted(unmapped.items())),
+            "problems": [p for r in self.reports for p in r.problems],
+        }
+
+    def summary(self, records: int) -> str:
+        """One short paragraph: records, fields set, writes, unmapped tags, problems."""
+        d = self.as_dict(records)
+        unmapped = d["unmapped_tags"]
+        assert isinstance(unmapped, dict)
+        problems = d["problems"]
+        assert isinstance(problems, list)
         lines = [
-            f"records: {records} in store, {pulled} changes pulled",
-            f"fields set from tags: {fields_set}; writes queued: {writes}, pushed: {pushed}; "
-            f"conflicts: {conflicts}",
-            "unmapped tags: " + (", ".join(f"{t} ({n})" for t, n in sorted(unmapped.items())) or "none"),
+            f"records: {records} in store, {d['pulled']} changes pulled",
+            f"fields set from tags: {d['fields_set']}; writes queued: {d['writes_queued']}, "
+            f"pushed: {d['pushed']}; conflicts: {d['conflicts']}",
+            "unmapped tags: " + (", ".join(f"{t} ({n})" for t, n in unmapped.items()) or "none"),
         ]
         lines += [f"problem: {p}" for p in problems]
         return "\n".join(lines)
@@ -167,7 +180,9 @@ def record_count(app: App) -> int:
         return sum(1 for _ in tx.records())
 
 
-def run_daemon(app: App, once: bool = False, stop: threading.Event | None = None) -> int:
+def run_daemon(
+    app: App, once: bool = False, stop: threading.Event | None = None, as_json: bool = False
+) -> int:
     """Run every job once (``once``) or on its schedule until SIGTERM/SIGINT or ``stop`` is set."""
     from bridge.check import require_valid
 
@@ -181,7 +196,10 @@ def run_daemon(app: App, once: bool = False, stop: threading.Event | None = None
         if once:
             for job in jobs:
                 run_job(app, job, totals)
-            print(totals.summary(record_count(app)))
+            if as_json:
+                print(json.dumps(totals.as_dict(record_count(app)), indent=2, default=str))
+            else:
+                print(totals.summary(record_count(app)))
             return 1 if any(r.problems for r in totals.reports) else 0
         stop = stop or threading.Event()
 
