@@ -457,3 +457,27 @@ def test_a_resolved_ticket_auto_closes() -> None:
     decisions, finals = run({"auto_close": {"after": "7d"}}, lines, until=at(20, "00:00"))
     assert brief(decisions, "auto_close") == [(at(11, "10:00"), "T-1", "auto_close", "auto_close", None)]
     assert finals["T-1"]["status"] == "closed"
+
+
+def test_a_phrase_in_a_follow_up_customer_message_escalates() -> None:
+    lines = [
+        created("T-1", at(2, "09:00")),
+        message(
+            "T-1", at(2, "09:10"), "agent", "we are blocking our launch? no"
+        ),  # an agent's words: not read
+        message("T-1", at(2, "09:30"), "customer", "This is blocking our launch"),
+    ]
+    decisions, finals = run({"rules": [PHRASE]}, lines)
+    assert brief(decisions, "escalate") == [
+        (at(2, "09:30"), "T-1", "escalate", "launch-blocker", "launch-desk")
+    ]
+    assert finals["T-1"]["escalations"] == ["launch-desk"]
+
+
+def test_a_brand_new_account_has_no_usual_volume_to_triple() -> None:
+    other = {"id": "A-2", "name": "Beta", "tier": "growth", "owner": "pia@example.com"}
+    new = {"id": "NEW", "name": "Newco", "tier": "growth", "owner": "o@example.com"}
+    lines = [created(f"Q-{w}", f"2026-10-{1 + 7 * w:02d}T09:00:00Z", account=other) for w in range(5)]
+    lines += [created(f"N-{n}", at(5, f"1{n}:00"), account=new) for n in range(3)]
+    decisions, _ = run({}, lines)
+    assert [d for d in decisions if d["decision"] == "escalate"] == []

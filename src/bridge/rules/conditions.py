@@ -55,15 +55,16 @@ class Context:
 
     @property
     def text(self) -> str:
-        """Subject and body."""
+        """Subject, body and the newest customer message (a phrase may arrive in a follow-up)."""
         if self._text is None:
             a = self.attrs
-            self._text = f"{a.get('subject') or ''} {a.get('body') or ''}".strip()
+            message = a.get("message") if a.get("last_author", "customer") != "agent" else None
+            self._text = " ".join(str(p) for p in (a.get("subject"), a.get("body"), message) if p).strip()
         return self._text
 
     @property
     def folded_text(self) -> str:
-        """Subject and body, casefolded once per context."""
+        """:attr:`text`, casefolded once per context."""
         if self._folded is None:
             self._folded = self.text.casefold()
         return self._folded

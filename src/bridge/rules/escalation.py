@@ -41,12 +41,14 @@ class VolumeWatch:
         self._horizon = WEEK * (weeks + 1)
         self._seen: dict[str, deque[datetime]] = {}
         self._quiet_until: dict[str, datetime] = {}
+        self._first: dict[str, datetime] = {}  # a new account has no usual volume to compare with yet
         self._start: datetime | None = None
 
     def record(self, account: str, at: datetime) -> VolumeSpike | None:
         """Count one new ticket of ``account`` at ``at`` (calls in time order); a spike when it makes one."""
         if self._start is None:
             self._start = at
+        first = self._first.setdefault(account, at)
         times = self._seen.get(account)
         if times is None:
             times = self._seen[account] = deque()
@@ -54,7 +56,7 @@ class VolumeWatch:
         oldest = at - self._horizon
         while times and times[0] <= oldest:
             times.popleft()
-        if at - self._start < self._horizon:
+        if at - self._start < self._horizon or at - first < WEEK * self.weeks:
             return None
         quiet = self._quiet_until.get(account)
         if quiet is not None and at < quiet:
