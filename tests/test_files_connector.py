@@ -102,3 +102,13 @@ def test_record_to_change_and_webhooks(tmp_path: Path) -> None:
         ("ticket", "T-1"),
         ("account", "A-1"),
     ]
+
+
+def test_a_push_that_cannot_write_is_a_fatal_error_naming_the_file(tmp_path: Path) -> None:
+    from bridge.errors import FatalConnectorError
+    from bridge.testing import make_connector
+
+    (tmp_path / "out.jsonl").mkdir()  # a directory where the file should be
+    conn = make_connector(FilesConnector, "inbox", path=str(tmp_path), out_path=str(tmp_path / "out.jsonl"))
+    with pytest.raises(FatalConnectorError, match=r"inbox: cannot write .*out\.jsonl: Is a directory"):
+        conn.push("ticket", [Write("inbox", "ticket", "r1", "T-1", {"severity": "Sev-1"})])

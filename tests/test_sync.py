@@ -339,3 +339,25 @@ def test_writes_queued_for_a_read_only_connector_are_settled_as_skipped(store: S
     syncer.push("b", report)  # no NotImplementedError: nothing is sent, the row is settled
     assert report.skipped == 1 and report.push_calls == 0
     assert store.pending("b") == [] and store.dead_letters("b") == []
+
+
+def test_a_connector_crashing_in_push_stops_that_system_and_keeps_the_writes(store: Store) -> None:
+    rig = Rig(store)
+    rig.records(2)
+    b = rig.world.connector("b")
+    original = type(b).push
+
+    def broken(self: Any, kind: str, writes: list[Any]) -> Any:
+        raise OSError(28, "No space left on device")
+
+    type(b).push = broken  # type: ignore[method-assign]
+    try:
+        report = rig.syncer.sync()
+    finally:
+        type(b).push = original  # type: ignore[method-assign]
+    assert any("No space left on device" in p for p in report.problems)
+    assert [i.status for i in store.items("b")] == ["pending", "pending"]  # not stuck as claimed
+    assert all("No space left" in (i.last_error or "") for i in store.items("b"))
+    rig.later(hours=2)
+    again = rig.syncer.sync()
+    assert again.pushed == 2 and store.pending("b") == []

@@ -390,7 +390,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # migration chatter on every start
+    for chatty in ("alembic", "apscheduler"):  # migration and job chatter on every start and run
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     handler: Handler = args.func
     try:
         return handler(args)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from bridge.fields import to_json
@@ -77,8 +78,7 @@ def explain_record(app: App, ident: str) -> dict[str, Any] | None:
 
 
 def _when(value: Any) -> str:
-    text = str(value)
-    return text.replace(" ", "T").split(".")[0].replace("+00:00", "") + "Z" if text[:4].isdigit() else text
+    return format_time(value) or "" if isinstance(value, datetime) else str(value)
 
 
 def _history_line(h: dict[str, Any]) -> str:

@@ -148,10 +148,13 @@ class Server:
     def metrics(self) -> str:
         """Prometheus text: outbox depth, dead letters, webhooks received."""
         pending = len(self.app.store.pending())
+        claimed = len(self.app.store.items(status="claimed"))
         dead = len(self.app.store.dead_letters())
         return (
             "# TYPE bridge_outbox_pending gauge\n"
             f"bridge_outbox_pending {pending}\n"
+            "# TYPE bridge_outbox_claimed gauge\n"
+            f"bridge_outbox_claimed {claimed}\n"
             "# TYPE bridge_outbox_dead gauge\n"
             f"bridge_outbox_dead {dead}\n"
             "# TYPE bridge_webhook_changes_total counter\n"

@@ -432,8 +432,10 @@ class Syncer:
         try:
             try:
                 results = conn.push(kind, [p.write for p in batch])
-            except NotImplementedError as exc:
-                raise FatalConnectorError(str(exc), system=conn.system) from exc
+            except (ConnectorError, ValueError):
+                raise
+            except Exception as exc:  # a connector bug or an OS error: stop this system, keep the writes
+                raise FatalConnectorError(f"{type(exc).__name__}: {exc}", system=conn.system) from exc
         except Retriable as exc:
             self._failed(batch, str(exc), report, final=False, retry_after=exc.retry_after)
             raise _Stop(exc, exc.retry_after, []) from exc

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.connector import Connector, Cursor, PullPage, PushResult
-from bridge.errors import SkippableRecordError
+from bridge.errors import FatalConnectorError, SkippableRecordError
 from bridge.model import Change, Write, parse_time, utcnow
 from bridge.plugins import Register, hookimpl
 from bridge.settings import ConnectorSettings
@@ -114,6 +114,12 @@ class FilesConnector(Connector):
         if not out:
             return [PushResult(w.record_id, True, w.external_id) for w in writes]
         path = Path(out)
+        try:
+            return self._append(path, kind, writes)
+        except OSError as exc:  # a full disk, a directory in the way: stop this system's push, lose nothing
+            raise FatalConnectorError(f"cannot write {path}: {exc.strerror}", system=self.system) from None
+
+    def _append(self, path: Path, kind: str, writes: list[Write]) -> list[PushResult]:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a", encoding="utf-8") as fh:
             for w in writes:
@@ -172,7 +178,8 @@ def _validate_item(item: Any) -> None:
     ident = item["id"]
     blank = isinstance(ident, str) and not ident.strip()
     if isinstance(ident, bool) or not isinstance(ident, str | int) or blank:
-        raise ValueError(f"id must be a non-empty string or an integer, not {_json_type(ident)}")
+        what = "an empty string" if blank else _json_type(ident)
+        raise ValueError(f"id must be a non-empty string or an integer, not {what}")
     kind = item.get("kind", "ticket")
     if kind not in FilesConnector.kinds:
         raise ValueError(f"kind must be one of {', '.join(FilesConnector.kinds)}, not {kind!r}")
