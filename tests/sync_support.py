@@ -31,8 +31,8 @@ from bridge.store.testing import require_postgres, temp_postgres_schema_url
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
-class Crash(Exception):
-    """An injected crash: the process dies here (nothing catches it on purpose)."""
+class Crash(BaseException):
+    """An injected crash: the process dies here (a BaseException: no `except Exception` survives death)."""
 
 
 class Clock:

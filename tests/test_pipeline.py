@@ -369,3 +369,21 @@ def test_a_blank_seen_first_is_filled_in_without_a_conflict_a_later_edit_is_one(
         state, p, change("desk", "D1", 2, attrs={"domain": "acme.example"}, fields={"tier": "silver"})
     )
     assert [(c.field, c.value, c.owner_value) for c in later.conflicts] == [("tier", "silver", "gold")]
+
+
+def test_an_older_change_arriving_late_is_kept_but_not_applied(state: Any) -> None:
+    p = Pipeline(config())
+    run(state, p, change("crm", "A1", 10, attrs={"domain": "acme.example"}, fields={"Tier__c": "gold"}))
+    late = run(
+        state, p, change("crm", "A1", 5, attrs={"domain": "acme.example"}, fields={"Tier__c": "silver"})
+    )
+    assert late.stale and late.writes == []
+    assert "not applied" in late.problems[0]
+    with state() as s:
+        rid = s.record_id_for("crm", "account", "A1")
+        assert s.load(rid).value("tier") == "gold"
+    # the same change again (a re-pull in the lookback window) is not stale
+    again = run(
+        state, p, change("crm", "A1", 10, attrs={"domain": "acme.example"}, fields={"Tier__c": "gold"})
+    )
+    assert not again.stale

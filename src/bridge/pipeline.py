@@ -26,7 +26,7 @@ from bridge import classify, identity
 from bridge.effects import queue_effects, writable_systems
 from bridge.errors import FieldValueError, IdentityError
 from bridge.fields import FieldType, coerce, equal, merge, to_json
-from bridge.model import BRIDGE, Change, Decision, FieldValue, Record, Write, format_time
+from bridge.model import BRIDGE, Change, Decision, FieldValue, Record, Write, format_time, parse_time
 from bridge.ownership import Shadow, Verdict, blank, decide, detect
 from bridge.plugins import PluginHost
 from bridge.settings import Config
@@ -35,6 +35,7 @@ from bridge.taxonomy import TagMapper
 
 DELETE_POLICIES = ("ignore", "flag", "archive")
 DEFAULT_DELETE = "ignore"
+SEEN = "seen_at"  # record attribute: system -> time of the newest change applied from it
 BRIDGE_ID = "bridge_id"  # a change attribute: the bridge record a system's record was created for
 
 
@@ -77,6 +78,7 @@ class Outcome:
     created: bool = False
     echoes: int = 0
     deleted: str | None = None  # the delete policy applied, for a delete
+    stale: bool = False  # older than what the system said before: not applied
 
 
 @dataclass
@@ -214,6 +216,17 @@ class Pipeline:
         record.links[change.system] = change.external_id
         out = Outcome(record, created=created)
         state.add_change(change, rid, now)
+        seen = record.attrs.setdefault(SEEN, {})
+        last = seen.get(change.system)
+        if last is not None and change.at < parse_time(last):
+            # an older change arriving late (a retried webhook, a slow queue) must not undo a newer one
+            out.stale = True
+            out.problems.append(
+                f"{change.system} {change.kind} {change.external_id}: a change of "
+                f"{format_time(change.at)} came after one of {last}; kept in the change log, not applied"
+            )
+            return out
+        seen[change.system] = format_time(change.at) if change.at.microsecond == 0 else change.at.isoformat()
         if change.deleted:
             self._delete(state, record, change, out, now)
             state.save(record, now)
