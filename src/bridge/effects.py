@@ -77,9 +77,9 @@ def queue_effects(
     run: str,
     audit: bool = True,
     writable: Collection[str] | None = None,
-) -> int:
-    """Queue each side effect once (and audit every decision unless the caller did); returns writes queued."""
-    queued = 0
+) -> list[Write]:
+    """Queue each side effect once (auditing every decision unless the caller did); returns the writes."""
+    queued: list[Write] = []
     for decision in decisions:
         key = decision.detail.get("key")
         if audit:
@@ -103,8 +103,9 @@ def queue_effects(
         for system in ticket_systems(config, record, writable):
             fields = effect_fields(config, system, record, decision)
             if fields:
-                state.enqueue(Write(system, record.kind, record.id, record.links.get(system), fields), now)
-                queued += 1
+                write = Write(system, record.kind, record.id, record.links.get(system), fields)
+                state.enqueue(write, now)
+                queued.append(write)
     return queued
 
 

@@ -493,7 +493,7 @@ class Pipeline:
         decisions = self.host.evaluate_rules(record, change, now)
         out.decisions.extend(decisions)
         # side effects are queued in this transaction, each once (their keys are claimed with them)
-        queue_effects(
+        out.writes += queue_effects(
             state, self.config, record, decisions, now, self.run, audit=False, writable=self.writable
         )
 

@@ -153,9 +153,8 @@ def run_timers(app: App, live: LiveRules, now: datetime | None = None) -> SyncRe
                 if attr in record.attrs:
                     stored.attrs[attr] = record.attrs[attr]
             tx.save(stored)
-            report.writes_queued += queue_effects(
-                tx, app.config, stored, decisions, now, "timers", writable=writable
-            )
+            queued = queue_effects(tx, app.config, stored, decisions, now, "timers", writable=writable)
+            report.writes_queued += len(queued)
     return report
 
 
