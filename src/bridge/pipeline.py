@@ -368,16 +368,7 @@ class Pipeline:
             if verdict.accepted:
                 record.fields[name] = FieldValue(value, change.system, change.at)
                 why[name] = _Why(verdict.rule, change.system)
-                state.audit(
-                    at=now,
-                    run=self.run,
-                    record_id=record.id,
-                    field=name,
-                    before=to_json(ft, old),
-                    after=to_json(ft, value),
-                    origin=change.system,
-                    rule=verdict.rule,
-                )
+                self._audit_value(state, record, name, ft, old, value, change.system, verdict.rule, now)
                 continue
             reverted = verdict.writeback and change.system in fcfg.sync_to and change.system in self.systems
             if verdict.writeback:
@@ -387,20 +378,49 @@ class Pipeline:
                 out.conflicts.append(
                     Conflict(record.id, name, change.system, value, old, verdict.rule, reverted)
                 )
-                state.audit(
-                    at=now,
-                    run=self.run,
-                    record_id=record.id,
-                    field=name,
-                    before=to_json(ft, old),
-                    after=to_json(ft, value),
-                    origin=change.system,
-                    rule=verdict.rule,
+                self._audit_value(
+                    state,
+                    record,
+                    name,
+                    ft,
+                    old,
+                    value,
+                    change.system,
+                    verdict.rule,
+                    now,
                     kind="conflict",
                     response="reverted" if reverted else "left",
                 )
 
     # ------------------------------------------------------------------ classify, tags, rules
+
+    def _audit_value(
+        self,
+        state: State,
+        record: Record,
+        name: str,
+        ft: FieldType,
+        old: Any,
+        new: Any,
+        origin: str,
+        rule: str,
+        now: datetime,
+        kind: str = "write",
+        response: Any = None,
+    ) -> None:
+        """One field value's before → after in the audit log."""
+        state.audit(
+            at=now,
+            run=self.run,
+            record_id=record.id,
+            field=name,
+            before=to_json(ft, old),
+            after=to_json(ft, new),
+            origin=origin,
+            rule=rule,
+            kind=kind,
+            response=response,
+        )
 
     def _classify(self, record: Record, change: Change, out: Outcome) -> None:
         cfg = self.config.classify
@@ -443,16 +463,7 @@ class Pipeline:
                 continue
             record.fields[name] = FieldValue(new, BRIDGE, change.at)
             why[name] = _Why(f"tag {tag}", BRIDGE)
-            state.audit(
-                at=now,
-                run=self.run,
-                record_id=record.id,
-                field=name,
-                before=to_json(ft, old),
-                after=to_json(ft, new),
-                origin=BRIDGE,
-                rule=f"tag {tag}",
-            )
+            self._audit_value(state, record, name, ft, old, new, BRIDGE, f"tag {tag}", now)
             out.decisions.append(
                 Decision(
                     change.at,
