@@ -1,0 +1,540 @@
+# Frozen copy of src/bridge/rules/calendar.py before the speed work (commit 6583367): the oracle
+# that the differential tests compare the optimised module with. Do not optimise this file.
+"""Business-hours calendars: open hours per weekday in an IANA zone, holidays, and business-time arithmetic.
+
+A calendar is a set of open intervals on the real time line. Each weekday has zero or more periods written as
+local wall-clock times (``"09:00-17:00"``, ``"22:00-24:00"``); each period of each local date is turned into a
+UTC interval through the zone, so daylight saving is exact: a ``09:00-17:00`` day is 8 real hours even on a
+switch day, and a ``00:00-06:00`` day is 5 (spring) or 7 (autumn) real hours when the switch falls inside it.
+A local time that does not exist (spring gap) is read with the offset before the switch, as zoneinfo does; a
+period that comes out empty that way is dropped. Holidays remove every period of a whole local date; they
+come from the ``holidays`` list and from an iCalendar file (all-day and timed VEVENTs, multi-day spans, yearly
+RRULEs).
+
+Conventions (all inputs must be aware datetimes; every result is UTC):
+
+- intervals are half-open ``[opening, closing)``: the opening instant is open, the closing instant is closed;
+- ``add(t, d)`` with ``d > 0`` counts ``d`` of open time from ``t`` (from the next opening when ``t`` is
+  closed) and returns the instant it is used up; a deadline that is used up exactly at a closing time is that
+  closing instant, it does not roll to the next opening. ``add(t, 0)`` is ``t`` itself, even in closed time;
+- ``elapsed(a, b)`` is the open time in ``[a, b)``, zero when ``b <= a``; so ``elapsed(t, add(t, d)) == d``
+  and ``add(add(t, a), b) == add(t, a + b)`` for all ``a, b >= 0``;
+- durations are plain timedeltas: ``2d`` is 48 hours of open time (config.md: "d is 24 hours of the clock that
+  applies").
+
+Arithmetic walks local dates, caching each date's intervals and each week's total, and skips whole weeks at a
+time, so adding months of business time costs a few dozen dictionary look-ups.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from bridge.settings import DAYS, CalendarConfig
+
+ZERO = timedelta(0)
+_DAY = timedelta(days=1)
+_WEEK = timedelta(days=7)
+_PERIOD = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+_BYDAY = re.compile(r"^([+-]?\d{1,2})?(MO|TU|WE|TH|FR|SA|SU)$")
+_WEEKDAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
+# an arithmetic walk that finds no open time for this many days gives up instead of looping for ever
+_HORIZON_DAYS = 3660
+
+Problem = tuple[tuple[str, ...], str]
+
+
+@dataclass(frozen=True)
+class YearlyHoliday:
+    """A holiday that repeats every ``interval`` years (an iCalendar ``RRULE:FREQ=YEARLY``).
+
+    Each occurrence closes ``days`` whole local days from its date. ``months``, ``monthdays`` and ``weekdays``
+    are the RRULE's BYMONTH, BYMONTHDAY and BYDAY parts (BYDAY as ``(ordinal, weekday)``, ordinal 0 meaning
+    every such weekday of the month, negative counting from the month's end); empty parts default to the start
+    date's.
+    """
+
+    start: date
+    days: int = 1
+    interval: int = 1
+    count: int | None = None
+    until: date | None = None
+    months: tuple[int, ...] = ()
+    monthdays: tuple[int, ...] = ()
+    weekdays: tuple[tuple[int, int], ...] = ()
+    exdates: frozenset[date] = frozenset()
+
+    def occurrences(self, year: int) -> list[date]:
+        """Occurrence dates in ``year`` (COUNT not applied), sorted."""
+        if year < self.start.year or (year - self.start.year) % self.interval:
+            return []
+        out: set[date] = set()
+        for month in self.months or (self.start.month,):
+            if self.weekdays:
+                out.update(_month_weekdays(year, month, self.weekdays))
+            else:
+                for day in self.monthdays or (self.start.day,):
+                    found = _month_day(year, month, day)
+                    if found is not None:
+                        out.add(found)
+        return sorted(d for d in out if d >= self.start and (self.until is None or d <= self.until))
+
+
+def _month_length(year: int, month: int) -> int:
+    nxt = date(year + (month == 12), month % 12 + 1, 1)
+    return (nxt - date(year, month, 1)).days
+
+
+def _month_day(year: int, month: int, day: int) -> date | None:
+    length = _month_length(year, month)
+    if day < 0:
+        day = length + 1 + day
+    return date(year, month, day) if 1 <= day <= length else None
+
+
+def _month_weekdays(year: int, month: int, weekdays: Iterable[tuple[int, int]]) -> list[date]:
+    length = _month_length(year, month)
+    out = []
+    for ordinal, weekday in weekdays:
+        days = (date(year, month, day) for day in range(1, length + 1))
+        matches = [d for d in days if d.weekday() == weekday]
+        if ordinal == 0:
+            out.extend(matches)
+        elif -len(matches) <= ordinal <= len(matches):
+            out.append(matches[ordinal - 1 if ordinal > 0 else ordinal])
+    return out
+
+
+def _utc(t: datetime) -> datetime:
+    if t.tzinfo is UTC:
+        return t
+    if t.tzinfo is None or t.utcoffset() is None:
+        raise ValueError(f"{t!r} is a naive datetime; business-time arithmetic needs aware datetimes")
+    return t.astimezone(UTC)
+
+
+def parse_period(text: str) -> tuple[int, int]:
+    """``"HH:MM-HH:MM"`` as minutes since local midnight; raises ValueError saying what is wrong.
+
+    The end may be ``24:00``; it must be after the start (overnight hours are written as two periods,
+    ``22:00-24:00`` on one day and ``00:00-06:00`` on the next).
+    """
+    match = _PERIOD.match(text) if isinstance(text, str) else None
+    if match is None:
+        raise ValueError(f"{text!r} is not a period (use HH:MM-HH:MM, e.g. 09:00-17:00)")
+    h1, m1, h2, m2 = (int(g) for g in match.groups())
+    if m1 > 59 or m2 > 59 or h1 > 23 or h2 > 24 or (h2 == 24 and m2):
+        raise ValueError(f"{text!r} has a time beyond 24:00 (hours 00-23, minutes 00-59, or 24:00 as an end)")
+    start, end = h1 * 60 + m1, h2 * 60 + m2
+    if end <= start:
+        raise ValueError(
+            f"{text!r} ends before it starts; write overnight hours as 22:00-24:00 and 00:00-06:00 on the "
+            "next day"
+        )
+    return start, end
+
+
+def _zone(key: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(key)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {key!r} (use an IANA name such as Europe/Berlin)") from None
+
+
+def _as_date(value: Any, tz: tzinfo) -> date:
+    if isinstance(value, datetime):
+        return (value.replace(tzinfo=tz) if value.tzinfo is None else value.astimezone(tz)).date()
+    if isinstance(value, date):
+        return value
+    raise ValueError(f"{value!r} is not a date")
+
+
+def _event_span(event: Any, tz: tzinfo) -> tuple[date, int]:
+    """First local date of a VEVENT and how many whole local days it covers."""
+    start_prop = event.get("DTSTART")
+    if start_prop is None:
+        raise ValueError("a VEVENT has no DTSTART")
+    start = start_prop.dt
+    first = _as_date(start, tz)
+    end_prop, duration = event.get("DTEND"), event.get("DURATION")
+    if end_prop is not None:
+        end = end_prop.dt
+    elif duration is not None:
+        end = start + duration.dt
+    else:
+        return first, 1
+    if isinstance(end, datetime):
+        # a timed event covers every local date it touches; an end at midnight does not touch the next day
+        last = _as_date(end - timedelta(microseconds=1), tz)
+        return first, max((last - first).days + 1, 1)
+    return first, max((_as_date(end, tz) - first).days, 1)
+
+
+def _recur_ints(rule: Any, key: str) -> list[str]:
+    return [str(v).upper() for v in rule.get(key, [])]
+
+
+def _yearly(event: Any, first: date, days: int, tz: tzinfo) -> YearlyHoliday:
+    rule = event.get("RRULE")
+    freq = _recur_ints(rule, "FREQ")
+    if freq != ["YEARLY"]:
+        raise ValueError(f"RRULE FREQ={','.join(freq) or '?'} is not supported (only FREQ=YEARLY)")
+    supported = {"FREQ", "INTERVAL", "COUNT", "UNTIL", "BYMONTH", "BYMONTHDAY", "BYDAY", "WKST"}
+    extra = sorted(set(rule) - supported)
+    if extra:
+        raise ValueError(f"RRULE part {', '.join(extra)} is not supported")
+    if rule.get("BYDAY") and not rule.get("BYMONTH"):
+        # a yearly BYDAY without BYMONTH counts weekdays through the whole year; not needed for holidays
+        raise ValueError("RRULE BYDAY needs BYMONTH (e.g. BYMONTH=11;BYDAY=4TH)")
+    weekdays = []
+    for text in _recur_ints(rule, "BYDAY"):
+        match = _BYDAY.match(text)
+        if match is None:
+            raise ValueError(f"RRULE BYDAY={text} is not understood")
+        weekdays.append((int(match.group(1) or 0), _WEEKDAYS.index(match.group(2))))
+    until = rule.get("UNTIL")
+    count = rule.get("COUNT")
+    interval = rule.get("INTERVAL")
+    exdates: set[date] = set()
+    ex = event.get("EXDATE")
+    for group in ex if isinstance(ex, list) else ([ex] if ex is not None else []):
+        exdates.update(_as_date(d.dt, tz) for d in group.dts)
+    try:
+        return YearlyHoliday(
+            start=first,
+            days=days,
+            interval=int(interval[0]) if interval else 1,
+            count=int(count[0]) if count else None,
+            until=_as_date(until[0], tz) if until else None,
+            months=tuple(int(m.rstrip("L")) for m in _recur_ints(rule, "BYMONTH")),
+            monthdays=tuple(int(d) for d in _recur_ints(rule, "BYMONTHDAY")),
+            weekdays=tuple(weekdays),
+            exdates=frozenset(exdates),
+        )
+    except ValueError as exc:
+        raise ValueError(f"RRULE is not understood: {exc}") from None
+
+
+def read_ical(path: Path, tz: tzinfo) -> tuple[set[date], list[YearlyHoliday]]:
+    """Holidays of an iCalendar file: one-off dates, and yearly rules; raises ValueError saying why not."""
+    import icalendar
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"cannot read iCalendar file {path}: {exc.strerror}") from None
+    try:
+        calendar = icalendar.Calendar.from_ical(data)
+    except ValueError as exc:
+        raise ValueError(f"{path} is not an iCalendar file: {exc}") from None
+    dates: set[date] = set()
+    rules: list[YearlyHoliday] = []
+    for event in calendar.walk("VEVENT"):
+        try:
+            first, days = _event_span(event, tz)
+            if event.get("RRULE") is not None:
+                rules.append(_yearly(event, first, days, tz))
+            else:
+                dates.update(first + timedelta(days=n) for n in range(days))
+        except (ValueError, TypeError, AttributeError) as exc:
+            uid = event.get("UID", "?")
+            raise ValueError(f"{path}: event {uid}: {exc}") from None
+    return dates, rules
+
+
+def validate_calendar(name: str, cfg: CalendarConfig, base_dir: Path | None = None) -> list[Problem]:
+    """Every problem of one ``[calendars.NAME]`` table, as (key path inside the table, message).
+
+    Finds unknown day names, periods that are not ``HH:MM-HH:MM``, end not after start, times beyond 24:00,
+    overlapping periods in one day, an unknown IANA zone, holidays that are not ``YYYY-MM-DD``, an iCalendar
+    file that cannot be read or parsed (relative paths are read under ``base_dir``), and a calendar with no
+    open hours.
+    """
+    problems: list[Problem] = []
+    tz: tzinfo = UTC
+    if cfg.timezone is not None:
+        try:
+            tz = _zone(cfg.timezone)
+        except ValueError as exc:
+            problems.append((("timezone",), str(exc)))
+    open_minutes = 0
+    for day, periods in cfg.hours.items():
+        if day not in DAYS:
+            problems.append((("hours", day), f"unknown day {day!r} (use {', '.join(DAYS)})"))
+            continue
+        parsed: list[tuple[int, int, int]] = []
+        for index, text in enumerate(periods):
+            try:
+                start, end = parse_period(text)
+            except ValueError as exc:
+                problems.append((("hours", day, str(index)), str(exc)))
+                continue
+            parsed.append((start, end, index))
+        parsed.sort()
+        for (_s1, e1, i1), (s2, _e2, i2) in pairwise(parsed):
+            if s2 < e1:
+                problems.append(
+                    (("hours", day, str(i2)), f"{periods[i2]!r} overlaps {periods[i1]!r} on {day}")
+                )
+        open_minutes += sum(e - s for s, e, _ in parsed)
+    for index, text in enumerate(cfg.holidays):
+        try:
+            date.fromisoformat(text)
+        except (TypeError, ValueError):
+            problems.append((("holidays", str(index)), f"{text!r} is not a date (use YYYY-MM-DD)"))
+    if cfg.ical is not None:
+        try:
+            read_ical(_ical_path(cfg.ical, base_dir), tz)
+        except ValueError as exc:
+            problems.append((("ical",), str(exc)))
+    if open_minutes == 0 and not any(p[0][:1] == ("hours",) for p in problems):
+        problems.append((("hours",), f"calendar {name} has no open hours"))
+    return problems
+
+
+def _ical_path(value: str, base_dir: Path | None) -> Path:
+    path = Path(value)
+    return path if path.is_absolute() or base_dir is None else base_dir / path
+
+
+class BusinessCalendar:
+    """Open hours in one time zone, with holidays; does business-time arithmetic on aware datetimes.
+
+    ``week`` maps a weekday (0 = Monday) to its periods as (start, end) minutes since local midnight, end at
+    most 1440; periods of one day must not overlap. Raises ValueError when the week has no open time at all.
+    """
+
+    def __init__(
+        self,
+        timezone: str | ZoneInfo,
+        week: Mapping[int, Sequence[tuple[int, int]]],
+        holidays: Iterable[date] = (),
+        yearly: Iterable[YearlyHoliday] = (),
+    ) -> None:
+        self.timezone = _zone(timezone) if isinstance(timezone, str) else timezone
+        self._week = tuple(tuple(sorted(week.get(day, ()))) for day in range(7))
+        self._holidays = frozenset(holidays)
+        self._yearly = tuple(yearly)
+        self._always = False
+        self._days: dict[date, tuple[tuple[datetime, datetime], ...]] = {}
+        self._weeks: dict[date, timedelta] = {}
+        self._holiday_years: dict[int, frozenset[date]] = {}
+        if not any(e > s for periods in self._week for s, e in periods):
+            raise ValueError("a calendar needs open hours on at least one day")
+
+    @classmethod
+    def from_config(
+        cls, cfg: CalendarConfig, default_tz: str = "UTC", base_dir: Path | None = None
+    ) -> BusinessCalendar:
+        """Build a calendar from its config table; raises ValueError listing every problem.
+
+        ``default_tz`` (``[bridge] timezone``) applies when the table has no ``timezone``; a relative ``ical``
+        path is read under ``base_dir`` (the config file's folder) when given.
+        """
+        problems = validate_calendar("", cfg, base_dir)
+        if problems:
+            raise ValueError("; ".join(f"{'.'.join(path)}: {message}" for path, message in problems))
+        tz = _zone(cfg.timezone or default_tz)
+        week = {DAYS.index(day): [parse_period(p) for p in periods] for day, periods in cfg.hours.items()}
+        holidays = {date.fromisoformat(h) for h in cfg.holidays}
+        yearly: list[YearlyHoliday] = []
+        if cfg.ical is not None:
+            dates, yearly = read_ical(_ical_path(cfg.ical, base_dir), tz)
+            holidays |= dates
+        return cls(tz, week, holidays, yearly)
+
+    @classmethod
+    def always(cls) -> BusinessCalendar:
+        """The 24/7 wall clock: always open (an SLA with no calendar)."""
+        cal = cls("UTC", {day: [(0, 1440)] for day in range(7)})
+        cal._always = True
+        return cal
+
+    # ------------------------------------------------------------------ days and weeks
+
+    def is_holiday(self, day: date) -> bool:
+        """Whether the local date ``day`` is closed as a holiday."""
+        if day in self._holidays:
+            return True
+        if not self._yearly:
+            return False
+        closed = self._holiday_years.get(day.year)
+        if closed is None:
+            closed = self._holiday_years[day.year] = self._yearly_dates(day.year)
+        return day in closed
+
+    def _yearly_dates(self, year: int) -> frozenset[date]:
+        out: set[date] = set()
+        for rule in self._yearly:
+            seen = 0
+            # spans from occurrences late in the previous year can reach into this one
+            for y in range(rule.start.year, year + 1):
+                for occurrence in rule.occurrences(y):
+                    seen += 1
+                    if rule.count is not None and seen > rule.count:
+                        break
+                    if occurrence in rule.exdates or y < year - 1:
+                        continue
+                    for n in range(rule.days):
+                        d = occurrence + timedelta(days=n)
+                        if d.year == year:
+                            out.add(d)
+        return frozenset(out)
+
+    def _day(self, day: date) -> tuple[tuple[datetime, datetime], ...]:
+        found = self._days.get(day)
+        if found is not None:
+            return found
+        out: list[tuple[datetime, datetime]] = []
+        if not self.is_holiday(day):
+            tz = self.timezone
+            for start, end in self._week[day.weekday()]:
+                s = _local(day, start, tz)
+                e = _local(day, end, tz)
+                if out and s < out[-1][1]:
+                    # only around a fall-back switch can two local periods overlap in real time
+                    s = out[-1][1]
+                if e > s:
+                    out.append((s, e))
+        result = tuple(out)
+        self._days[day] = result
+        return result
+
+    def _week_total(self, monday: date) -> timedelta:
+        found = self._weeks.get(monday)
+        if found is None:
+            found = ZERO
+            for n in range(7):
+                for s, e in self._day(monday + timedelta(days=n)):
+                    found += e - s
+            self._weeks[monday] = found
+        return found
+
+    def _local_date(self, t: datetime) -> date:
+        return t.astimezone(self.timezone).date()
+
+    # ------------------------------------------------------------------ queries
+
+    def is_open(self, t: datetime) -> bool:
+        """Whether ``t`` is inside open hours (an opening instant is open, a closing instant is not)."""
+        t = _utc(t)
+        if self._always:
+            return True
+        return any(s <= t < e for s, e in self._day(self._local_date(t)))
+
+    def next_open(self, t: datetime) -> datetime:
+        """``t`` itself when open, else the next opening instant (UTC)."""
+        t = _utc(t)
+        if self._always:
+            return t
+        day = self._local_date(t)
+        for _ in range(_HORIZON_DAYS):
+            for s, e in self._day(day):
+                if e > t:
+                    return max(s, t)
+            day += _DAY
+        raise ValueError(f"no open hours within {_HORIZON_DAYS} days after {t.isoformat()}")
+
+    def add(self, start: datetime, delta: timedelta) -> datetime:
+        """The instant ``delta`` of open time after ``start`` (UTC); see the module docstring for the edges.
+
+        Raises ValueError for a negative ``delta``.
+        """
+        start = _utc(start)
+        if delta < ZERO:
+            raise ValueError(f"cannot add a negative business duration ({delta})")
+        if delta == ZERO or self._always:
+            return start + delta
+        remaining = delta
+        first = day = self._local_date(start)
+        idle = 0
+        while True:
+            if day.weekday() == 0 and day != first and idle < _HORIZON_DAYS:
+                # whole weeks at a time; the target lies inside the first week that is not smaller than it
+                week = self._week_total(day)
+                if remaining > week:
+                    remaining -= week
+                    idle = idle + 7 if week == ZERO else 0
+                    day += _WEEK
+                    continue
+            found = False
+            for s, e in self._day(day):
+                if e <= start:
+                    continue
+                found = True
+                if s < start:
+                    s = start
+                span = e - s
+                if remaining <= span:
+                    return s + remaining
+                remaining -= span
+            idle = 0 if found else idle + 1
+            if idle >= _HORIZON_DAYS:
+                raise ValueError(f"no open hours within {_HORIZON_DAYS} days after {start.isoformat()}")
+            day += _DAY
+
+    def elapsed(self, start: datetime, end: datetime) -> timedelta:
+        """Open time in ``[start, end)``; zero when ``end`` is not after ``start``."""
+        start, end = _utc(start), _utc(end)
+        if end <= start:
+            return ZERO
+        if self._always:
+            return end - start
+        total = ZERO
+        first, last = self._local_date(start), self._local_date(end)
+        day = first
+        while day <= last:
+            if day > first and day.weekday() == 0 and day + _WEEK <= last:
+                total += self._week_total(day)
+                day += _WEEK
+                continue
+            for s, e in self._day(day):
+                if s < start:
+                    s = start
+                if e > end:
+                    e = end
+                if e > s:
+                    total += e - s
+            day += _DAY
+        return total
+
+    def periods(self, start: datetime, end: datetime) -> Iterator[tuple[datetime, datetime]]:
+        """The open intervals between ``start`` and ``end``, clipped to them, adjacent ones merged (UTC)."""
+        start, end = _utc(start), _utc(end)
+        if end <= start:
+            return
+        if self._always:
+            yield start, end
+            return
+        pending: tuple[datetime, datetime] | None = None
+        day, last = self._local_date(start), self._local_date(end)
+        while day <= last:
+            for s, e in self._day(day):
+                s, e = max(s, start), min(e, end)
+                if e <= s:
+                    continue
+                if pending is not None and pending[1] == s:
+                    pending = (pending[0], e)
+                    continue
+                if pending is not None:
+                    yield pending
+                pending = (s, e)
+            day += _DAY
+        if pending is not None:
+            yield pending
+
+
+def _local(day: date, minutes: int, tz: tzinfo) -> datetime:
+    if minutes >= 1440:
+        day, minutes = day + _DAY, minutes - 1440
+    return datetime.combine(day, time(minutes // 60, minutes % 60), tz).astimezone(UTC)
+
+
+__all__ = ["ZERO", "BusinessCalendar", "YearlyHoliday", "parse_period", "read_ical", "validate_calendar"]
