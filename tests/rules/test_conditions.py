@@ -12,6 +12,7 @@ from bridge.rules.conditions import (
     ALWAYS,
     Context,
     compile_condition,
+    evaluator,
     paths_read,
     uses_event,
     validate_condition,
@@ -50,7 +51,12 @@ def make_ticket(**attrs: Any) -> Record:
 
 
 def holds(cond: dict[str, Any], ticket: Record | None = None, previous: dict[str, Any] | None = None) -> bool:
-    return compile_condition(cond).evaluate(Context(ticket or make_ticket(), previous))
+    compiled = compile_condition(cond)
+    ctx = Context(ticket or make_ticket(), previous)
+    result = compiled.evaluate(ctx)
+    # the generated evaluator the engine runs must agree with the tree on every case
+    assert evaluator(compiled)(Context(ctx.record, previous)) is result
+    return result
 
 
 @pytest.mark.parametrize(
@@ -316,3 +322,4 @@ def test_nested_conditions_agree_with_a_reference(
         priority=priority, sentiment=sentiment, subject=attrs["subject"], body="", tags=attrs["tags"]
     )
     assert compile_condition(cond).evaluate(Context(ticket)) is ref(attrs)
+    assert evaluator(compile_condition(cond))(Context(ticket)) is ref(attrs)

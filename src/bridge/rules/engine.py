@@ -41,7 +41,16 @@ from bridge.errors import FieldValueError
 from bridge.fields import FieldType, coerce, merge, to_json
 from bridge.model import BRIDGE, Decision, FieldValue, Record, format_time
 from bridge.rules.calendar import BusinessCalendar
-from bridge.rules.conditions import Condition, Context, compile_condition, getter, paths_read, uses_event
+from bridge.rules.conditions import (
+    Condition,
+    Context,
+    compile_condition,
+    evaluator,
+    getter,
+    paths_read,
+    reader,
+    uses_event,
+)
 from bridge.rules.escalation import VolumeWatch, low_confidence
 from bridge.rules.routing import ANY, Request, Router
 from bridge.rules.sla import TicketSla
@@ -319,6 +328,21 @@ class GuardIndex:
                     self.by_prefix.setdefault(value, set()).add(i)
         self.getters = [(getter(path), table, self.path_rules[path]) for path, table in self.by_value.items()]
         self.prefixes = tuple(self.by_prefix.items())
+        self._bits: tuple[int, tuple[tuple[int, dict[Any, int], int], ...], int | None, dict[str, int],
+                          tuple[tuple[str, int], ...]] | None = None
+
+    def bind(self, slot_of: Mapping[str, int]) -> None:
+        """Prepare :meth:`mask` for values read in slot order (every guarded path must have a slot)."""
+        def bits(rules: set[int]) -> int:
+            return sum(1 << i for i in rules)
+
+        tables = tuple(
+            (slot_of[path], {v: bits(r) for v, r in table.items()}, bits(self.path_rules[path]))
+            for path, table in self.by_value.items()
+        )
+        tag_slot = slot_of.get("ticket.tags") if (self.by_tag or self.by_prefix) else None
+        self._bits = (bits(self.unguarded), tables, tag_slot, {t: bits(r) for t, r in self.by_tag.items()},
+                      tuple((p, bits(r)) for p, r in self.by_prefix.items()))
 
     def candidates(self, ctx: Context) -> set[int]:
         """Every rule that may match ``ctx`` (a superset of those that do)."""
@@ -352,6 +376,39 @@ class GuardIndex:
                         break
         return out
 
+    def mask(self, values: Sequence[Any]) -> int:
+        """:meth:`candidates` as a bit mask, from the values of the bound slots (lists as tuples)."""
+        assert self._bits is not None, "bind() first"
+        out, tables, tag_slot, by_tag, prefixes = self._bits
+        for slot, table, every in tables:
+            value = values[slot]
+            if value is None:
+                continue
+            if type(value) in _SCALARS:
+                hit = table.get(value)
+                if hit:
+                    out |= hit
+            elif type(value) is tuple:
+                for item in value:
+                    hit = table.get(item) if type(item) in _SCALARS else every
+                    if hit:
+                        out |= hit
+            else:
+                out |= every  # dates and such compare after conversion: no hashing shortcut
+        if tag_slot is not None:
+            tags = values[tag_slot]
+            if tags:
+                for tag in tags:
+                    hit = by_tag.get(tag)
+                    if hit:
+                        out |= hit
+                for prefix, rules in prefixes:
+                    for tag in tags:
+                        if tag.startswith(prefix):
+                            out |= rules
+                            break
+        return out
+
 
 # ---------------------------------------------------------------- the desk
 
@@ -369,7 +426,7 @@ class _Ticket:
     close_due: datetime | None = None
     reviewed: bool = False
     snap: tuple[Any, ...] | None = None
-    holding: tuple[int, ...] = ()  # rules whose condition held when last evaluated
+    holding: int = 0  # bit i: rule i's condition held when last evaluated
 
 
 Timer = tuple[datetime, int, str, str]
@@ -390,22 +447,28 @@ class Desk:
         self._always_open = BusinessCalendar.always()
         self.rules = compile_rules(config)
         self._types = config.field_types()
+        # the hot path works on bit masks over the rules in run order, slots of the paths they read, and
+        # one generated function per condition (conditions.evaluator)
         slots = sorted({p for r in self.rules for p in r.reads})
         self._slot_of = {p: i for i, p in enumerate(slots)}
         self._getters = tuple(getter(p) for p in slots)
+        self._read = reader(slots)
         readers: dict[str, list[int]] = {}
         for i, rule in enumerate(self.rules):
             for p in rule.reads:
                 readers.setdefault(p, []).append(i)
-        self._readers = {p: tuple(v) for p, v in readers.items()}
-        self._slot_readers = tuple(self._readers.get(p, ()) for p in slots)
-        self._event_rules = frozenset(i for i, r in enumerate(self.rules) if r.uses_event)
+        self._slot_readers = tuple(tuple(readers.get(p, ())) for p in slots)
+        self._slot_masks = tuple(sum(1 << i for i in readers.get(p, ())) for p in slots)
+        self._event_mask = sum(1 << i for i, r in enumerate(self.rules) if r.uses_event)
+        self._tests = tuple(evaluator(r.condition, r.name) for r in self.rules)
         self._guards = GuardIndex([r.when for r in self.rules])
+        self._guards.bind(self._slot_of)
         self._policies: list[tuple[SlaConfig, Condition, BusinessCalendar]] = [
             (p, compile_condition(p.when, ("sla", i, "when")),
              self._calendars[p.calendar] if p.calendar else self._always_open)
             for i, p in enumerate(config.sla)
         ]
+        self._policy_tests = tuple(evaluator(cond, p.name) for p, cond, _cal in self._policies)
         owned = {n for n, f in config.fields.items() if f.owner == BRIDGE}
         self._tag_maps = [
             (re.compile(translate(m.match)).match, [(n, v) for n, v in m.set.items() if n in owned])
@@ -545,31 +608,30 @@ class Desk:
     # ---------------------------------------------------------------- rules
 
     def _run_rules(self, st: _Ticket, ctx: Context, at: datetime, out: list[Decision]) -> None:
-        getters = self._getters
-        cur = [_norm(g(ctx)) for g in getters]
+        cur = self._read(ctx)
         snap = st.snap
-        holding = set(st.holding)
+        holding = st.holding
         if snap is None:
-            candidates = self._guards.candidates(ctx)
-            holding &= candidates  # every rule is judged: one whose guard fails does not hold
+            pending = self._guards.mask(cur)
+            holding &= pending  # every rule is judged: one whose guard fails does not hold
         else:
-            candidates = set(self._event_rules)
-            readers = self._slot_readers
-            for i, value in enumerate(cur):
-                old = snap[i]
-                if value is not old and value != old:
-                    candidates.update(readers[i])
-            if not candidates:
+            pending = self._event_mask
+            if cur != snap:
+                masks = self._slot_masks
+                for slot, value in enumerate(cur):
+                    old = snap[slot]
+                    if value is not old and value != old:
+                        pending |= masks[slot]
+            if not pending:
                 return  # nothing a rule reads changed: every result stands, the snapshot too
-            possible = self._guards.candidates(ctx)
-            if holding:
-                holding.difference_update(candidates - possible)  # a failed guard: it does not hold now
-            candidates &= possible
-        pending = sorted(candidates)
+            possible = self._guards.mask(cur)
+            holding &= ~(pending & ~possible)  # a failed guard: it does not hold now
+            pending &= possible
+        tests = self._tests
         rules = self.rules
-        readers_of = self._readers
         slot_of = self._slot_of
-        fired: set[int] = set()
+        slot_masks = self._slot_masks
+        fired = 0
         last_eval: dict[int, int] = {}
         last_change: dict[int, int] = {}
         step = 0
@@ -577,68 +639,55 @@ class Desk:
         while pending and passes < MAX_PASSES:
             passes += 1
             # a change made by rule i is seen live by the rules after i in this pass (as a full pass would
-            # see it) and by the rules before i in the next pass: merge pending with what changes queue
-            later: list[int] = []
-            waiting = set(pending)  # in this pass still to come (or done): no need to queue them again
-            nxt: set[int] = set()
-            k, n, prev = 0, len(pending), -1
-            while True:
-                if later and (k >= n or later[0] < pending[k]):
-                    i = heapq.heappop(later)
-                elif k < n:
-                    i = pending[k]
-                    k += 1
-                else:
-                    break
-                if i == prev or i in fired:
-                    continue
-                prev = i
-                rule = rules[i]
-                held = rule.condition.evaluate(ctx)
+            # see it) and by the rules before i in the next pass
+            nxt = 0
+            while pending:
+                low = pending & -pending
+                pending ^= low
+                i = low.bit_length() - 1
+                held = tests[i](ctx)
                 if last_change:
                     step += 1
                     last_eval[i] = step
                 if not held:
-                    holding.discard(i)
+                    holding &= ~low
                     continue
-                if i in holding:
+                if holding & low:
                     continue  # it held before this event already: a rule fires when it starts to hold
-                holding.add(i)
-                fired.add(i)
-                for path in self._apply(rule, st, at, out):
-                    slot = slot_of.get(path)
-                    if slot is None:
+                holding |= low
+                fired |= low
+                for path in self._apply(rules[i], st, at, out):
+                    where = slot_of.get(path)
+                    if where is None:
                         continue
                     step += 1
-                    last_change[slot] = step
-                    for j in readers_of[path]:
-                        if j in fired:
-                            continue
-                        if j > i:
-                            if j not in waiting:
-                                waiting.add(j)
-                                heapq.heappush(later, j)
+                    last_change[where] = step
+                    readers = slot_masks[where] & ~fired
+                    later = readers >> (i + 1) << (i + 1)
+                    pending |= later
+                    nxt |= readers ^ later
+            pending = nxt & ~fired
+        if last_change:
+            values = list(cur)
+            for slot, changed_at in last_change.items():
+                # the snapshot may keep the new value only if every reader saw it; a reader that already fired
+                # is evaluated once more (it cannot fire again), one the pass limit left out is evaluated next
+                clean = True
+                for j in self._slot_readers[slot]:
+                    if last_eval.get(j, -1) < changed_at:
+                        if fired >> j & 1:
+                            step += 1
+                            last_eval[j] = step
+                            if tests[j](ctx):
+                                holding |= 1 << j
+                            else:
+                                holding &= ~(1 << j)
                         else:
-                            nxt.add(j)
-            pending = sorted(nxt - fired)
-        for slot, changed_at in last_change.items():
-            # the snapshot may keep the new value only if every reader saw it; a reader that already fired is
-            # evaluated once more (it cannot fire again), one the pass limit left out is evaluated next event
-            clean = True
-            for j in self._slot_readers[slot]:
-                if last_eval.get(j, -1) < changed_at:
-                    if j in fired:
-                        step += 1
-                        last_eval[j] = step
-                        if rules[j].condition.evaluate(ctx):
-                            holding.add(j)
-                        else:
-                            holding.discard(j)
-                    else:
-                        clean = False
-            cur[slot] = _norm(getters[slot](ctx)) if clean else _UNKNOWN
-        st.snap = tuple(cur)
-        st.holding = tuple(holding)
+                            clean = False
+                values[slot] = _norm(self._getters[slot](ctx)) if clean else _UNKNOWN
+            cur = tuple(values)
+        st.snap = cur
+        st.holding = holding
 
     def _apply(self, rule: CompiledRule, st: _Ticket, at: datetime, out: list[Decision]) -> set[str]:
         changed: set[str] = set()
@@ -858,8 +907,8 @@ class Desk:
 
     def _clocks(self, st: _Ticket, ctx: Context, event: Mapping[str, Any], at: datetime) -> None:
         chosen = None
-        for policy, cond, calendar in self._policies:
-            if cond.evaluate(ctx):
+        for (policy, _cond, calendar), test in zip(self._policies, self._policy_tests, strict=True):
+            if test(ctx):
                 chosen = (policy, calendar)
                 break
         sla = st.sla
