@@ -19,6 +19,9 @@ def utcnow() -> datetime:
 
 def parse_time(value: str | datetime) -> datetime:
     """Parse an ISO 8601 time (``Z`` allowed) into an aware UTC datetime."""
+    if type(value) is str and len(value) == 20 and value.find("Z") == 19:
+        # the common "YYYY-MM-DDTHH:MM:SSZ": 3.11 reads the Z itself, already UTC (no conversion)
+        return datetime.fromisoformat(value)
     if isinstance(value, datetime):
         dt = value
     else:
@@ -28,10 +31,23 @@ def parse_time(value: str | datetime) -> datetime:
     return dt.astimezone(UTC)
 
 
+_FORMATTED: dict[datetime, str] = {}
+_FORMATTED_MAX = 4096
+
+
 def format_time(value: datetime | None) -> str | None:
     """Format an aware time as UTC ISO 8601 with ``Z``."""
     if value is None:
         return None
+    # many decisions and records share one instant, and strftime is slow: aware times are cached (equal
+    # aware datetimes are the same instant, so they format the same; a naive one depends on the local zone)
+    if type(value) is datetime and value.tzinfo is not None:
+        text = _FORMATTED.get(value)
+        if text is None:
+            if len(_FORMATTED) >= _FORMATTED_MAX:
+                _FORMATTED.clear()
+            text = _FORMATTED[value] = value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return text
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

@@ -109,6 +109,9 @@ class Pipeline:
         self._by_kind: dict[str, list[str]] = defaultdict(list)
         for name, fcfg in config.fields.items():
             self._by_kind[fcfg.kind].append(name)
+        # field name -> (type of raw, raw) -> canonical value (a multi-select's as a tuple): coercion is pure,
+        # and the same few option spellings come with every change
+        self._coerced: dict[str, dict[tuple[type, Any], Any]] = defaultdict(dict)
 
     @property
     def writable(self) -> set[str]:
@@ -127,6 +130,26 @@ class Pipeline:
     def fields_of(self, kind: str) -> list[str]:
         """The configured fields of records of ``kind``, in config order."""
         return self._by_kind.get(kind, [])
+
+    def coerce(self, name: str, ft: FieldType, raw: Any) -> Any:
+        """:func:`bridge.fields.coerce` for field ``name``, remembered for hashable raw values."""
+        kind = type(raw)
+        if kind is str or kind is int or kind is bool or kind is list:
+            # (no floats: 0.0 and -0.0 are one key but differ as text; the type is in the key as 1 == True)
+            try:
+                key = (kind, tuple(raw) if kind is list else raw)
+                memo = self._coerced[name]
+                found = memo.get(key, _MISSING)
+            except TypeError:  # a list of unhashable items
+                return coerce(ft, raw)
+            if found is _MISSING:
+                found = coerce(ft, raw)  # raises FieldValueError, remembering nothing
+                if len(memo) >= _MEMO_MAX:
+                    memo.clear()
+                memo[key] = tuple(found) if type(found) is list else found
+                return found
+            return list(found) if type(found) is tuple else found
+        return coerce(ft, raw)
 
     # ------------------------------------------------------------------ identity
 
@@ -244,7 +267,7 @@ class Pipeline:
         self._outbox(state, record, out, why, now)
         for planned in out.plan:
             planned.ref = f"{change.system}:{change.external_id}"
-        for d in out.decisions:
+        for d in out.decisions if _audited(state) else ():
             state.audit(
                 at=now,
                 run=self.run,
@@ -265,7 +288,7 @@ class Pipeline:
             ft = self.types.get(name)
             if ft is not None:
                 with contextlib.suppress(FieldValueError):
-                    fv.value = coerce(ft, fv.value)  # the store keeps JSON: dates come back as text
+                    fv.value = self.coerce(name, ft, fv.value)  # the store keeps JSON: dates come as text
         return record
 
     def _apply_attrs(self, record: Record, change: Change) -> None:
@@ -333,7 +356,7 @@ class Pipeline:
             fcfg = self.config.fields[name]
             ft = self.types[name]
             try:
-                value = coerce(ft, raw)
+                value = self.coerce(name, ft, raw)
             except FieldValueError as exc:
                 out.problems.append(f"{change.system} {change.kind} {change.external_id}: {exc}")
                 state.audit(
@@ -409,6 +432,8 @@ class Pipeline:
         response: Any = None,
     ) -> None:
         """One field value's before → after in the audit log."""
+        if not _audited(state):
+            return
         state.audit(
             at=now,
             run=self.run,
@@ -424,7 +449,8 @@ class Pipeline:
 
     def _classify(self, record: Record, change: Change, out: Outcome) -> None:
         cfg = self.config.classify
-        proposals = classify.keyword_tags(change.text, cfg.keywords)
+        text = change.text
+        proposals = classify.keyword_tags(text, cfg.keywords)
         if self.host is not None:
             proposals.extend(self.host.classify(record, change))
         if proposals:
@@ -439,10 +465,10 @@ class Pipeline:
                 )
         if (
             "sentiment" not in change.attrs
-            and change.text
+            and text
             and record.attrs.get("sentiment_source") != "system"
         ):
-            record.attrs["sentiment"] = classify.sentiment(change.text)
+            record.attrs["sentiment"] = classify.sentiment(text)
         elif "sentiment" in change.attrs:
             record.attrs["sentiment_source"] = "system"
 
@@ -458,6 +484,8 @@ class Pipeline:
             if current is not None and self.authority is not None and current.system == self.authority:
                 continue  # a value the events gave stands
             old = None if current is None else current.value
+            if current is not None and _holds(ft, old, value):
+                continue
             new = merge(ft, old, value)
             if current is not None and equal(ft, new, old):
                 continue
@@ -479,6 +507,8 @@ class Pipeline:
 
         What the ticket's own system says of its account stands; the CRM's record fills the rest.
         """
+        if isinstance(state, MemoryState) and "account" not in state.keyed_kinds:
+            return  # no account has a domain here (replay has tickets only): nothing can match
         given = record.attrs.get("account")
         requester = record.attrs.get("requester")
         email = (requester.get("email") if isinstance(requester, dict) else None) or record.attrs.get("email")
@@ -522,6 +552,8 @@ class Pipeline:
     def _outbox(
         self, state: State, record: Record, out: Outcome, why: dict[str, _Why], now: datetime
     ) -> None:
+        if not self.writable:
+            return  # no system takes writes (replay, a read-only setup): nothing is queued or planned
         per_system: dict[str, dict[str, Any]] = defaultdict(dict)
         shadows: list[tuple[str, str, Shadow, Any, FieldType]] = []
         for name in self.fields_of(record.kind):
@@ -589,6 +621,26 @@ class Pipeline:
         return Write(system, record.kind, record.id, record.links.get(system), remote)
 
 
+_MISSING = object()
+_MEMO_MAX = 4096
+
+
+def _audited(state: State) -> bool:
+    """Whether ``state`` keeps audit rows (a MemoryState may not: then building them is wasted)."""
+    return not isinstance(state, MemoryState) or state.keep_audit
+
+
+def _holds(ft: FieldType, current: Any, value: Any) -> bool:
+    """Whether a canonical tag-mapped ``value`` would leave the canonical ``current`` value as it is."""
+    if ft.type != "multi_select":
+        return type(current) is type(value) and bool(current == value)
+    # merging keeps current only when current is itself canonical (declared options, in declared order; this
+    # compares without hashing, so an odd item is left to merge's own error) and already has every option
+    if type(current) is not list or current != [opt for opt in ft.options if opt in current]:
+        return False
+    return set(value) <= set(current)
+
+
 def _unique(items: Iterable[str]) -> list[str]:
     seen: dict[str, None] = {}
     for item in items:
@@ -620,6 +672,7 @@ class MemoryState:
         self.audits: list[dict[str, Any]] = []
         self.keep_audit = keep_audit
         self._ids = itertools.count(1)
+        self.keyed_kinds: set[str] = set()  # kinds any record of which was ever given an identity key
 
     def record_id_for(self, system: str, kind: str, external_id: str) -> str | None:
         """See State."""
@@ -641,6 +694,8 @@ class MemoryState:
     def set_keys(self, record_id: str, kind: str, keys: dict[str, str]) -> None:
         """See State (an empty value removes the key)."""
         have = self.record_keys[record_id]
+        if keys:
+            self.keyed_kinds.add(kind)
         for key, value in keys.items():
             old = have.pop(key, None)
             if old is not None:

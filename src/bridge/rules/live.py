@@ -26,12 +26,29 @@ from bridge.settings import Config
 log = logging.getLogger("bridge.rules")
 
 
+_PATHS: dict[str, str] = {}  # name -> "ticket.NAME": formatting it each time was most of the cost
+_PATHS_MAX = 1024
+_NESTED = (dict, list)
+
+
+def _path(name: str) -> str:
+    path = f"ticket.{name}"
+    if type(name) is str:
+        if len(_PATHS) >= _PATHS_MAX:
+            _PATHS.clear()
+        _PATHS[name] = path
+    return path
+
+
 def snapshot(record: Record) -> dict[str, Any]:
     """Path -> value of a ticket (for ``changed``, ``from`` and ``to`` conditions on the next event)."""
-    out: dict[str, Any] = {
-        f"ticket.{k}": v for k, v in record.attrs.items() if not isinstance(v, dict | list)
-    }
-    out.update({f"ticket.{n}": fv.value for n, fv in record.fields.items()})
+    paths = _PATHS
+    out: dict[str, Any] = {}
+    for k, v in record.attrs.items():
+        if not isinstance(v, _NESTED):
+            out[paths.get(k) or _path(k)] = v
+    for n, fv in record.fields.items():
+        out[paths.get(n) or _path(n)] = fv.value
     out["ticket.tags"] = list(record.tags)
     return out
 
