@@ -51,13 +51,14 @@ def _calendars(module: Any) -> dict[str, Any]:
 
 
 def _router_config(rng: random.Random, strategy: str, fallback: str | None) -> Config:
-    n = rng.randrange(1, 9)
+    n = rng.randrange(1, 9) if rng.random() < 0.5 else rng.randrange(9, 31)
+    most = rng.choice([3, 3, 12])
     agents = [
         {
             "email": f"a{i}@x.example",
             "skills": rng.sample(SKILLS, rng.randrange(0, 3)),
             "languages": rng.sample(LANGS, rng.randrange(1, 3)),
-            "capacity": rng.randrange(1, 4),
+            "capacity": rng.randrange(1, most + 1),
             "status": rng.choice(["active", "active", "active", "away", "offline"]),
             "calendar": rng.choice([None, None, None, "support", "night"]),
         }

@@ -23,6 +23,7 @@ import bisect
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 from bridge.model import Record
@@ -52,6 +53,9 @@ class Request:
 
 
 ANY = Request()
+# sort keys of the strategies (attrgetter: no Python call per agent)
+_LEAST_LOADED = attrgetter("load", "last", "index")
+_ROUND_ROBIN = attrgetter("last", "index")
 
 
 @dataclass(slots=True, eq=False)
@@ -98,7 +102,13 @@ class Waiting:
 
 
 class Router:
-    """Agents, their loads and the waiting queue; picks an agent per the configured strategy."""
+    """Agents, their loads and the waiting queue; picks an agent per the configured strategy.
+
+    For speed the Router keeps the agents in the order of its strategy (least loaded, or round robin) and
+    caches which agents fit each request, so a pick usually looks at one or two agents. An agent's skills,
+    languages, teams and calendar are fixed, and its ``load`` and ``last`` change only through
+    :meth:`hold` and :meth:`note_assigned`.
+    """
 
     def __init__(self, config: Config, calendars: dict[str, BusinessCalendar]) -> None:
         self.strategy = config.routing.strategy
@@ -116,6 +126,17 @@ class Router:
             cal_name = a.calendar or team_calendar.get(a.email)
             self.agents[a.email] = _agent(a, n, calendars.get(cal_name) if cal_name else None,
                                           frozenset(team_of.get(a.email, ())))
+        # least loaded and round robin pick the first available fitting agent of one order; the order is
+        # mended lazily (only agents whose load or last changed move) before a pick reads it
+        key = {"least_loaded": _LEAST_LOADED, "round_robin": _ROUND_ROBIN, "account_owner": _ROUND_ROBIN}
+        self._key = key.get(self.strategy)
+        self._order: list[Agent] = sorted(self.agents.values(), key=self._key or _ROUND_ROBIN)
+        self._moved: dict[Agent, None] = {}
+        # id(request) -> (request, agents that fit it or None for all, those agents in config order)
+        self._fitting: dict[int, tuple[Request, frozenset[Agent] | None, tuple[Agent, ...]]] = {}
+        self._calendared = any(a.calendar is not None for a in self.agents.values())
+        self._open_at: datetime | None = None
+        self._open: dict[int, bool] = {}  # id(calendar) -> open at _open_at
         self._seq = 0
         self._queue: list[tuple[tuple[int, datetime, int], str]] = []
         self.waiting: dict[str, Waiting] = {}
@@ -129,6 +150,7 @@ class Router:
         if agent is None:
             return False
         agent.load += delta
+        self._moved[agent] = None
         return delta < 0 and agent.load < agent.capacity
 
     def note_assigned(self, email: str) -> None:
@@ -137,6 +159,7 @@ class Router:
         if agent is not None:
             self._seq += 1
             agent.last = self._seq
+            self._moved[agent] = None
 
     def set_status(self, email: str, status: str) -> bool:
         """Change an agent's status; True when the agent became active."""
@@ -156,10 +179,89 @@ class Router:
 
     def pick(self, record: Record, request: Request, at: datetime) -> str | None:
         """The agent that takes ``record`` now, or None when nobody fits (the ticket should wait)."""
-        candidates = [a for a in self.agents.values() if a.fits(request) and a.available(at)]
-        found = self._by(self.strategy, candidates, record, request)
-        if found is None and self.fallback is not None and self.fallback != self.strategy:
-            found = self._by(self.fallback, candidates, record, request)
+        strategy = self.strategy
+        if strategy == "least_loaded" or strategy == "round_robin":
+            # the first candidate in the strategy's order; none at all means no fallback can find one either
+            first = self._first(request, at)
+            return first.email if first is not None else None
+        if strategy == "account_owner":
+            account = record.attrs.get("account")
+            owner = account.get("owner") if isinstance(account, dict) else None
+            agent = self.agents.get(owner) if isinstance(owner, str) else None
+            if agent is not None and agent.fits(request):
+                # an owner who cannot take it now: the fallback decides, or with none it waits for them
+                if self._available(agent, at):
+                    return agent.email
+            else:
+                first = self._first(request, at)
+                return first.email if first is not None else None
+            found = None
+        else:
+            candidates = self._candidates(request, at)
+            found = self._by(strategy, candidates, record, request)
+            if found is not None:
+                return found
+        if self.fallback is not None and self.fallback != strategy:
+            found = self._by(self.fallback, self._candidates(request, at), record, request)
+        return found
+
+    def _fits(self, request: Request) -> tuple[frozenset[Agent] | None, tuple[Agent, ...]]:
+        # keyed by identity: requests are few long-lived objects (ANY, one per assign action), and hashing
+        # the frozen dataclass costs a Python call
+        found = self._fitting.get(id(request))
+        if found is None or found[0] is not request:
+            if len(self._fitting) >= 4096:
+                self._fitting.clear()  # a caller making a new Request per pick: keep the cache bounded
+            fitting = tuple(a for a in self.agents.values() if a.fits(request))
+            found = (request, None if len(fitting) == len(self.agents) else frozenset(fitting), fitting)
+            self._fitting[id(request)] = found
+        return found[1], found[2]
+
+    def _first(self, request: Request, at: datetime) -> Agent | None:
+        """The first available agent fitting ``request`` in the order of the strategy's key."""
+        order = self._order
+        if self._moved:
+            # take every moved agent out first: bisect needs the rest of the list sorted
+            key = self._key or _ROUND_ROBIN
+            for agent in self._moved:
+                order.remove(agent)
+            for agent in self._moved:
+                bisect.insort(order, agent, key=key)
+            self._moved.clear()
+        fit, _ = self._fits(request)
+        if self._calendared:
+            is_open = self._is_open
+            for a in order:
+                if (a.status == "active" and a.load < a.capacity and (fit is None or a in fit)
+                        and (a.calendar is None or is_open(a.calendar, at))):
+                    return a
+            return None
+        for a in order:
+            if a.status == "active" and a.load < a.capacity and (fit is None or a in fit):
+                return a
+        return None
+
+    def _available(self, a: Agent, at: datetime) -> bool:
+        return (a.status == "active" and a.load < a.capacity
+                and (a.calendar is None or self._is_open(a.calendar, at)))
+
+    def _candidates(self, request: Request, at: datetime) -> list[Agent]:
+        """The agents that fit ``request`` and are available at ``at``, in config order."""
+        _, fitting = self._fits(request)
+        if not self._calendared:
+            return [a for a in fitting if a.status == "active" and a.load < a.capacity]
+        is_open = self._is_open
+        return [a for a in fitting if a.status == "active" and a.load < a.capacity
+                and (a.calendar is None or is_open(a.calendar, at))]
+
+    def _is_open(self, calendar: BusinessCalendar, at: datetime) -> bool:
+        # a drain asks about the same calendars at the same instant once per waiting ticket
+        if at != self._open_at:
+            self._open_at = at
+            self._open.clear()
+        found = self._open.get(id(calendar))
+        if found is None:
+            found = self._open[id(calendar)] = calendar.is_open(at)
         return found
 
     def _by(self, strategy: str, candidates: list[Agent], record: Record, request: Request) -> str | None:
@@ -174,20 +276,25 @@ class Router:
         if not candidates:
             return None
         if strategy == "least_loaded":
-            return min(candidates, key=lambda a: (a.load, a.last, a.index)).email
+            return min(candidates, key=_LEAST_LOADED).email
         if strategy == "skills":
             wanted = _wanted_skills(record, request)
             language = _language(record)
             if not wanted:
-                return min(candidates, key=lambda a: (a.load, a.last, a.index)).email
+                return min(candidates, key=_LEAST_LOADED).email
             best = max(candidates, key=lambda a: (len(a.skills & wanted), language in a.languages, -a.load,
                                                   -a.last, -a.index))
             return best.email if best.skills & wanted else None
-        return min(candidates, key=lambda a: (a.last, a.index)).email
+        return min(candidates, key=_ROUND_ROBIN).email
 
     def any_available(self, at: datetime) -> bool:
         """Whether at least one agent could take a ticket now."""
-        return any(a.available(at) for a in self.agents.values())
+        is_open = self._is_open
+        for a in self.agents.values():
+            if (a.status == "active" and a.load < a.capacity
+                    and (a.calendar is None or is_open(a.calendar, at))):
+                return True
+        return False
 
     def next_opening(self, at: datetime) -> datetime | None:
         """When the next agent who is active and under capacity but outside calendar hours opens."""
