@@ -7,6 +7,9 @@ dropped once their final state is out, so memory follows the open tickets, not t
 
     .venv/bin/python benchmarks/bench_replay.py                       # 100k tickets; memory 100k vs 1M
     .venv/bin/python benchmarks/bench_replay.py --tickets 20000 --memory 20000,200000
+    .venv/bin/python benchmarks/bench_replay.py --skip-speed --tracemalloc   # also the traced heap peaks
+
+Each memory size runs in a child process of its own, so that its peak RSS is its own.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import gc
 import heapq
 import json
 import random
+import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -333,15 +338,6 @@ def desk_only(config: Config, path: Path, *, stream: bool = False) -> float:
         return time.perf_counter() - t
 
 
-def desk_peak_memory(config: Config, path: Path) -> int:
-    gc.collect()
-    tracemalloc.start()
-    desk_only(config, path, stream=True)
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    return peak
-
-
 def peak_memory(config: Config, path: Path) -> int:
     gc.collect()
     tracemalloc.start()
@@ -355,17 +351,54 @@ def peak_memory(config: Config, path: Path) -> int:
     return peak
 
 
+def _child_memory(n: int, rules: int, traced: bool) -> None:
+    """In a fresh process: write ``n`` tickets, replay them, print peak RSS (and the traced peak) as JSON."""
+    config = make_config(rules)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"mem-{n}.jsonl"
+        write_events(path, n)
+        gc.collect()
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        t = time.perf_counter()
+        traced_peak = peak_memory(config, path) if traced else 0
+        if not traced:
+            rp = Replay(config)
+            with path.open(encoding="utf-8") as fh:
+                for out in rp.run(fh):
+                    if out.get("final"):
+                        break
+        seconds = time.perf_counter() - t
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"tickets": n, "rss_kb": rss, "rss_before_kb": base, "traced": traced_peak,
+                      "seconds": seconds}))
+
+
+def measure_memory(n: int, rules: int, traced: bool) -> dict[str, Any]:
+    """Run :func:`_child_memory` in a child process (peak RSS is per process) and return its figures."""
+    cmd = [sys.executable, __file__, "--child-memory", str(n), "--rules", str(rules)]
+    if traced:
+        cmd.append("--tracemalloc")
+    done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    figures: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return figures
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tickets", type=int, default=100_000)
     ap.add_argument("--memory", default="100000,1000000", help="ticket counts to compare peak memory at")
     ap.add_argument("--rules", type=int, default=100)
     ap.add_argument("--skip-speed", action="store_true", help="only the memory figures")
-    ap.add_argument("--desk-memory-only", action="store_true", help="memory of the Desk alone (much faster)")
+    ap.add_argument("--tracemalloc", action="store_true",
+                    help="also trace Python allocations (exact heap peak; several times slower)")
+    ap.add_argument("--child-memory", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.child_memory:
+        _child_memory(args.child_memory, args.rules, args.tracemalloc)
+        return 0
     config = make_config(args.rules)
-    with tempfile.TemporaryDirectory() as tmp:
-        if not args.skip_speed:
+    if not args.skip_speed:
+        with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "events.jsonl"
             lines = write_events(path, args.tickets)
             size = path.stat().st_size / 1e6
@@ -373,25 +406,26 @@ def main(argv: list[str] | None = None) -> int:
             parse_s = parse_only(path)
             replay_s, outputs = replay(config, path)
             desk_s = desk_only(config, path)
-            path.unlink()
             print(f"json parse only : {parse_s:7.2f} s")
             print(f"replay          : {replay_s:7.2f} s  ({outputs:,} out, {lines / replay_s:,.0f} events/s)")
             print(f"ratio           : {replay_s / parse_s:7.2f} x   (goal <= 5x)")
             print(f"desk alone      : {desk_s:7.2f} s  ({desk_s / parse_s:.2f} x parse)", flush=True)
-        peaks = []
-        for n in (int(x) for x in args.memory.split(",") if x):
-            mpath = Path(tmp) / f"mem-{n}.jsonl"
-            write_events(mpath, n)
-            peak = 0 if args.desk_memory_only else peak_memory(config, mpath)
-            desk_peak = desk_peak_memory(config, mpath)
-            mpath.unlink()
-            peaks.append((peak, desk_peak))
-            shown = f"replay {peak / 1e6:7.1f} MB, " if peak else ""
-            print(f"peak memory {n:>9,} tickets: {shown}desk alone {desk_peak / 1e6:7.1f} MB", flush=True)
-        if len(peaks) >= 2:
-            (first, first_desk), (last, last_desk) = peaks[0], peaks[-1]
-            shown = f"replay {last / first:.2f} x, " if first else ""
-            print(f"memory ratio    : {shown}desk alone {last_desk / first_desk:.2f} x   (goal <= 1.2x)")
+    sizes = [int(x) for x in args.memory.split(",") if x]
+    figures = []
+    for n in sizes:
+        f = measure_memory(n, args.rules, args.tracemalloc)
+        figures.append(f)
+        traced = f", traced heap peak {f['traced'] / 1e6:7.1f} MB" if f["traced"] else ""
+        print(f"peak memory {n:>9,} tickets: RSS {f['rss_kb'] / 1e3:7.1f} MB (interpreter and config before "
+              f"the replay {f['rss_before_kb'] / 1e3:.1f} MB){traced}  [{f['seconds']:.0f} s]", flush=True)
+    if len(figures) >= 2:
+        first, last = figures[0], figures[-1]
+        grown = (last["rss_kb"] - last["rss_before_kb"]) / max(1, first["rss_kb"] - first["rss_before_kb"])
+        rss = last["rss_kb"] / first["rss_kb"]
+        line = f"memory ratio    : RSS {rss:.2f} x, RSS above the start {grown:.2f} x"
+        if first["traced"]:
+            line += f", traced heap {last['traced'] / first['traced']:.2f} x"
+        print(line + "   (goal <= 1.2x)")
     return 0
 
 

@@ -691,14 +691,17 @@ class _Codegen:
         root, _, name = path.partition(".")
         if root == "ticket":
             if name == "text":
-                return "ctx.text"
+                return "(ctx._text or ctx.text)"
             if name == "tags":
                 return "ctx.record.tags"
             if name == "id":
                 return "ctx.record.id"
             k = self.const(name)
             return f"(f[{k}].value if {k} in f else a.get({k}))"
-        return f"_nested(a, {self.const(root)}, {self.const(name)})"
+        r, k, sub, x = self.const(root), self.const(name), self.var(), self.var()
+        # inline when the table holds the value; _nested covers blanks, odd shapes and declared fields
+        return f"({x} if type({sub} := a.get({r})) is dict and ({x} := {sub}.get({k})) is not None " \
+            f"else _nested(a, {r}, {k}))"
 
     def leaf(self, leaf: _Leaf) -> str:
         op, expected, path = leaf.op, leaf.expected, leaf.field
@@ -729,18 +732,20 @@ class _Codegen:
                 return f"(({v} {sign} {e}) if type({v} := {value}) in _NUMBERS else {slow})"
         if path == "ticket.text":
             if op == "contains":
-                return f"({self.const(str(expected).casefold())} in ctx.folded_text)"
+                return f"({self.const(str(expected).casefold())} in (ctx._folded or ctx.folded_text))"
             if op == "matches":
                 search = self.const(re.compile(str(expected)).search)
                 factors = regex_factors(str(expected))
                 if factors is None:
-                    return f"({search}(ctx.text) is not None)"
+                    return f"({search}(ctx._text or ctx.text) is not None)"
                 literals, folded = factors
                 if folded:
-                    hits = " or ".join(f"{self.const(f)} in ctx.folded_text" for f in literals)
-                    return f"((not ctx.text.isascii() or {hits}) and {search}(ctx.text) is not None)"
-                hits = " or ".join(f"{self.const(f)} in ctx.text" for f in literals)
-                return f"(({hits}) and {search}(ctx.text) is not None)"
+                    folded_text = "(ctx._folded or ctx.folded_text)"
+                    hits = " or ".join(f"{self.const(f)} in {folded_text}" for f in literals)
+                    text = "(ctx._text or ctx.text)"
+                    return f"((not {text}.isascii() or {hits}) and {search}({text}) is not None)"
+                hits = " or ".join(f"{self.const(f)} in (ctx._text or ctx.text)" for f in literals)
+                return f"(({hits}) and {search}(ctx._text or ctx.text) is not None)"
         return f"{test}({value}, ctx)"
 
 
