@@ -25,7 +25,7 @@ should apply the events first.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bridge.durations import parse_duration
@@ -57,15 +57,21 @@ class _Threshold:
     to: str | None = None
 
 
-@dataclass
 class _Clock:
-    metric: str
-    consumed: timedelta = ZERO
-    since: datetime | None = None  # running since; None while the ticket is paused or stopped
-    met: bool = False
-    fired: set[str] = field(default_factory=set)
-    breached_at: datetime | None = None
-    cache: dict[str, datetime] = field(default_factory=dict)  # threshold key -> instant for (since, consumed)
+    """One metric's clock; ``pending`` holds its thresholds not fired yet, in firing order."""
+
+    __slots__ = ("breached_at", "consumed", "fired", "index", "met", "metric", "next_at", "pending", "since")
+
+    def __init__(self, metric: str, index: int, since: datetime | None, pending: list[_Threshold]) -> None:
+        self.metric = metric
+        self.index = index  # position in METRICS: orders events of one instant
+        self.consumed = ZERO
+        self.since = since  # running since; None while the ticket is paused or stopped
+        self.met = False
+        self.fired: set[str] = set()
+        self.breached_at: datetime | None = None
+        self.pending = pending
+        self.next_at: datetime | None = None  # instant of pending[0] for (since, consumed); None: not known
 
 
 @dataclass(frozen=True)
@@ -123,8 +129,17 @@ class TicketSla:
         self._agent_replied = False
         self._queue: list[tuple[tuple[datetime, int, int, int], SlaEvent]] = []
         self._set_policy(policy, calendar)
-        started = ("first_response", "resolution", "acknowledgement")
-        self._clocks: dict[str, _Clock] = {metric: _Clock(metric, since=opened_at) for metric in started}
+        marks = self._thresholds
+        # one slot per metric (METRICS order); _live: the clocks not met, in the same order
+        self._slots: list[_Clock | None] = [
+            _Clock("first_response", 0, opened_at, list(marks["first_response"])),
+            None,
+            _Clock("resolution", 2, opened_at, list(marks["resolution"])),
+            _Clock("acknowledgement", 3, opened_at, list(marks["acknowledgement"])),
+        ]
+        self._live: list[_Clock] = [c for c in self._slots if c is not None]
+        self._next: datetime | None = None
+        self._next_known = False  # whether _next is next_timer()'s answer for the current state
 
     # ------------------------------------------------------------------ policy
 
@@ -137,6 +152,7 @@ class TicketSla:
             compiled.budgets,
             compiled.thresholds,
         )
+        self._running = self.status not in self._pause_on and self.status not in STOPPED
 
     def change_policy(self, policy: SlaConfig, calendar: BusinessCalendar, at: datetime) -> None:
         """Switch to another policy (and calendar) at ``at``, keeping the business time each clock consumed.
@@ -146,17 +162,21 @@ class TicketSla:
         """
         self._advance(at)
         self._set_policy(policy, calendar)
-        for index, clock in self._active():
-            for mark in self._thresholds[clock.metric]:
+        self._next_known = False
+        for clock in self._live:
+            marks = self._thresholds[clock.metric]
+            for mark in marks:
                 if mark.key not in clock.fired and mark.offset <= clock.consumed:
-                    self._emit(clock, mark, at, index)
+                    self._emit(clock, mark, at)
+            clock.pending = [mark for mark in marks if mark.key not in clock.fired]
+            clock.next_at = None
 
     # ------------------------------------------------------------------ events of the ticket
 
     @property
     def running(self) -> bool:
         """Whether clocks count now: the status is neither paused by the policy nor resolved/closed."""
-        return self.status not in self._pause_on and self.status not in STOPPED
+        return self._running
 
     def on_status(self, status: str, at: datetime) -> None:
         """The ticket's status changed (open, pending, on_hold, resolved, closed) at ``at``.
@@ -165,14 +185,17 @@ class TicketSla:
         resumes them with the business time they had consumed.
         """
         self._collect(at)
-        was = self.running
+        was = self._running
         self.status = status
-        if self.running != was:
-            for _, clock in self._active():
-                if clock.since is not None and at > clock.since:
-                    clock.consumed += self.calendar.elapsed(clock.since, at)
-                clock.since = at if self.running else None
-                clock.cache.clear()
+        running = self._running = status not in self._pause_on and status not in STOPPED
+        if running != was:
+            self._next_known = False
+            for clock in self._live:
+                since = clock.since
+                if since is not None and at > since:
+                    clock.consumed += self.calendar.elapsed(since, at)
+                clock.since = at if running else None
+                clock.next_at = None
 
     def on_message(self, author: str, at: datetime) -> None:
         """A message on the ticket: ``agent`` meets first/next response; ``customer`` may start next response.
@@ -180,25 +203,37 @@ class TicketSla:
         A customer message starts a next_response clock only after an agent has replied and when no
         next_response clock is already waiting. Other authors (notes, bots) change nothing.
         """
+        slots = self._slots
         if author == "agent":
-            waiting = [m for m in ("first_response", "next_response") if self._is_active(m)]
-            self._collect(at, met=waiting)
-            for metric in waiting:
-                self._meet(metric)
+            first, nxt = slots[0], slots[1]
+            waiting = [c for c in (first, nxt) if c is not None and not c.met]
+            if waiting:
+                self._collect(at, waiting)
+                for clock in waiting:
+                    self._meet(clock)
+            else:
+                self._collect(at)
             self._agent_replied = True
         elif author == "customer":
             self._collect(at)
-            if self._agent_replied and not self._is_active("next_response"):
-                self._clocks["next_response"] = _Clock("next_response", since=at if self.running else None)
+            nxt = slots[1]
+            if self._agent_replied and (nxt is None or nxt.met):
+                clock = _Clock("next_response", 1, at if self._running else None,
+                               list(self._thresholds["next_response"]))
+                slots[1] = clock
+                self._live = [c for c in slots if c is not None and not c.met]
+                self._next_known = False
         else:
             self._collect(at)
 
     def on_acknowledge(self, at: datetime) -> None:
         """An agent acknowledged the ticket: the acknowledgement clock is met."""
-        waiting = ["acknowledgement"] if self._is_active("acknowledgement") else []
-        self._collect(at, met=waiting)
-        for metric in waiting:
-            self._meet(metric)
+        clock = self._slots[3]
+        if clock is not None and not clock.met:
+            self._collect(at, [clock])
+            self._meet(clock)
+        else:
+            self._collect(at)
 
     # ------------------------------------------------------------------ reading and firing
 
@@ -211,9 +246,8 @@ class TicketSla:
         while the ticket waits on someone else). A breached clock gives its past deadline.
         """
         out: dict[str, datetime | None] = {}
-        for metric in METRICS:
+        for metric, clock in zip(METRICS, self._slots, strict=True):
             budget = self._budgets[metric]
-            clock = self._clocks.get(metric)
             value: datetime | None = None
             if budget is not None and clock is not None and not clock.met and clock.since is not None:
                 if clock.consumed < budget:
@@ -225,78 +259,94 @@ class TicketSla:
 
     def next_timer(self) -> datetime | None:
         """The earliest instant at which :meth:`fire` has something to return, or None."""
-        instants = [key[0] for key, _ in self._queue]
-        for _, clock in self._active():
-            if clock.since is None:
-                continue
-            for mark in self._thresholds[clock.metric]:
-                if mark.key not in clock.fired:
-                    instants.append(self._instant(clock, mark))
-                    break
-        return min(instants, default=None)
+        if self._next_known:
+            return self._next
+        found: datetime | None = None
+        for key, _ in self._queue:
+            if found is None or key[0] < found:
+                found = key[0]
+        for clock in self._live:
+            if clock.since is not None and clock.pending:
+                instant = clock.next_at
+                if instant is None:
+                    instant = self._first_instant(clock)
+                if found is None or instant < found:
+                    found = instant
+        self._next = found
+        self._next_known = True
+        return found
 
     def fire(self, now: datetime) -> list[SlaEvent]:
         """Every event due at or before ``now`` and not returned before, in time order."""
         self._collect(now)
-        ready = sorted(item for item in self._queue if item[0][0] <= now)
-        self._queue = [item for item in self._queue if item[0][0] > now]
+        queue = self._queue
+        if not queue:
+            return []
+        ready = sorted(item for item in queue if item[0][0] <= now)
+        if ready:
+            self._queue = [item for item in queue if item[0][0] > now]
+            self._next_known = False
         return [event for _, event in ready]
 
     # ------------------------------------------------------------------ internals
 
-    def _is_active(self, metric: str) -> bool:
-        clock = self._clocks.get(metric)
-        return clock is not None and not clock.met
-
-    def _active(self) -> list[tuple[int, _Clock]]:
-        clocks = ((n, self._clocks.get(m)) for n, m in enumerate(METRICS))
-        return [(n, clock) for n, clock in clocks if clock is not None and not clock.met]
-
-    def _meet(self, metric: str) -> None:
-        clock = self._clocks[metric]
+    def _meet(self, clock: _Clock) -> None:
         clock.met = True
         clock.since = None
+        clock.next_at = None
+        self._live = [c for c in self._live if c is not clock]
+        self._next_known = False
 
-    def _instant(self, clock: _Clock, mark: _Threshold) -> datetime:
-        assert clock.since is not None
-        found = clock.cache.get(mark.key)
-        if found is None:
-            if mark.offset <= clock.consumed:
-                found = clock.since
-            else:
-                found = self.calendar.add(clock.since, mark.offset - clock.consumed)
-            clock.cache[mark.key] = found
+    def _first_instant(self, clock: _Clock) -> datetime:
+        """When the first pending threshold of a running clock is reached (cached until the clock changes)."""
+        since = clock.since
+        assert since is not None
+        offset = clock.pending[0].offset
+        found = since if offset <= clock.consumed else self.calendar.add(since, offset - clock.consumed)
+        clock.next_at = found
         return found
 
-    def _emit(self, clock: _Clock, mark: _Threshold, at: datetime, index: int) -> None:
+    def _emit(self, clock: _Clock, mark: _Threshold, at: datetime) -> None:
         clock.fired.add(mark.key)
         if mark.kind == "sla_breach":
             clock.breached_at = at
         event = SlaEvent(at, mark.kind, clock.metric, self.policy.name, mark.to)
-        self._queue.append(((at, _KIND_ORDER[mark.kind], index, mark.level), event))
+        self._queue.append(((at, _KIND_ORDER[mark.kind], clock.index, mark.level), event))
+        self._next_known = False
 
-    def _collect(self, until: datetime, met: list[str] | None = None) -> None:
+    def _collect(self, until: datetime, met: list[_Clock] | None = None) -> None:
         """Queue every event of a running clock due by ``until`` (strictly before it for clocks met then)."""
-        for index, clock in self._active():
-            if clock.since is None:
+        if self._next_known and (self._next is None or until < self._next):
+            return  # the next timer is no later than any running clock's next threshold: nothing is due
+        for clock in self._live:
+            pending = clock.pending
+            if clock.since is None or not pending:
                 continue
-            strict = met is not None and clock.metric in met
-            for mark in self._thresholds[clock.metric]:
-                if mark.key in clock.fired:
-                    continue
-                instant = self._instant(clock, mark)
+            instant = clock.next_at
+            if instant is None:
+                instant = self._first_instant(clock)
+            if instant > until:
+                continue  # the common case: nothing due yet
+            strict = met is not None and clock in met
+            while True:
                 if instant > until or (strict and instant == until):
                     break
-                self._emit(clock, mark, instant, index)
+                self._emit(clock, pending.pop(0), instant)
+                clock.next_at = None
+                if not pending:
+                    break
+                instant = self._first_instant(clock)
 
     def _advance(self, at: datetime) -> None:
         """Bring running clocks up to ``at``: queue what fell due, then add the business time consumed."""
         self._collect(at)
-        for _, clock in self._active():
-            if clock.since is not None and at > clock.since:
-                clock.consumed += self.calendar.elapsed(clock.since, at)
+        for clock in self._live:
+            since = clock.since
+            if since is not None and at > since:
+                clock.consumed += self.calendar.elapsed(since, at)
                 clock.since = at
-            clock.cache.clear()
+            clock.next_at = None
+        self._next_known = False
 
 
 __all__ = ["METRICS", "STOPPED", "SlaEvent", "TicketSla"]
