@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bridge.model import Decision, FieldValue, Record
-from bridge.rules.conditions import Context, compile_condition
+from bridge.rules.conditions import Context, compile_condition, paths_read, reader
 from bridge.rules.engine import MAX_PASSES, Desk, GuardIndex, compile_rules, rule_cycles, rule_guard
 from bridge.rules.explain import format_explain
 from bridge.settings import Config
@@ -341,6 +341,9 @@ _LEAVES = [
     {"field": "ticket.priority", "to": "urgent"},
     {"tag": "vip/*"},
     {"field": "ticket.severity", "in": ["Sev-1", "Sev-2"]},
+    {"field": "ticket.text", "contains": "CRASH"},
+    {"field": "ticket.text", "matches": r"(?i)\b(crash\w*|kelvin)\b"},
+    {"field": "ticket.text", "matches": r"fine|\d+"},
 ]
 _ACTIONS = [
     {"set": {"priority": "urgent"}},
@@ -360,6 +363,7 @@ _EDITS = [
     ("sentiment", 20),
     ("body", "it will crash"),
     ("body", "fine"),
+    ("body", "\u212aELVIN is down"),  # the Kelvin sign: (?i)kelvin matches it, a substring test does not
     ("tags", ["bug/x"]),
     ("tags", []),
     ("severity", "Sev-2"),
@@ -433,7 +437,15 @@ def test_cached_evaluation_equals_full_evaluation(
             {"any": [{"tag": "billing/*"}, {"tag": "bug/sev1"}]},
             [("prefix", "", "billing/"), ("tag", "", "bug/sev1")],
         ),
-        ({"any": [{"tag": "billing/*"}, {"field": "ticket.text", "contains": "invoice"}]}, None),
+        (
+            {"any": [{"tag": "billing/*"}, {"field": "ticket.text", "contains": "Invoice"}]},
+            [("prefix", "", "billing/"), ("text", "", "invoice")],
+        ),
+        (
+            {"field": "ticket.text", "matches": r"(?i)\b(refund|cancel\w*)\b"},
+            [("ascii", "", "cancel"), ("ascii", "", "refund")],
+        ),
+        ({"field": "ticket.text", "matches": r"\d+"}, None),
         ({"none": [{"field": "account.tier", "eq": "free"}]}, None),
         ({"tag": "*/sev1"}, None),
         ({}, None),
@@ -449,15 +461,22 @@ def test_rule_guard(cond: dict[str, Any], guard: Any) -> None:
     st.sampled_from(["low", "high", "urgent"]),
     st.sampled_from([None, "Sev-1", "Sev-3"]),
     st.lists(st.sampled_from(["bug/x", "vip/yes", "vip/no", "other/z"]), max_size=3),
+    st.sampled_from(["all fine", "it will CRASH", "\u212aELVIN is down", "crashes 42", ""]),
 )
 def test_guards_never_hide_a_matching_rule(
-    conds: list[dict[str, Any]], priority: str, severity: str | None, tags: list[str]
+    conds: list[dict[str, Any]], priority: str, severity: str | None, tags: list[str], body: str
 ) -> None:
-    rec = ticket(tags=tuple(tags), priority=priority)
+    rec = ticket(tags=tuple(tags), priority=priority, body=body)
     if severity:
         rec.fields["severity"] = FieldValue(severity, "test", T0)
     ctx = Context(rec, {"ticket.priority": "low"})
-    possible = GuardIndex(conds).candidates(ctx)
+    index = GuardIndex(conds)
+    possible = index.candidates(ctx)
     for i, cond in enumerate(conds):
         if compile_condition(cond).evaluate(ctx):
             assert i in possible
+    # the bit-mask form the engine runs gives the same candidates
+    slots = sorted({p for c in conds for p in paths_read(c)})
+    index.bind({p: n for n, p in enumerate(slots)})
+    bits = index.mask(reader(slots)(ctx), ctx)
+    assert {i for i in range(len(conds)) if bits >> i & 1} == possible

@@ -49,6 +49,7 @@ from bridge.rules.conditions import (
     getter,
     paths_read,
     reader,
+    regex_factors,
     uses_event,
 )
 from bridge.rules.escalation import VolumeWatch, low_confidence
@@ -292,6 +293,8 @@ def rule_guard(cond: Any) -> list[Atom] | None:
         elif cut > 0:
             options.append([("prefix", "", tag[:cut])])
     path = cond.get("field")
+    if path == "ticket.text":
+        options.extend(_text_atoms(cond))
     if isinstance(path, str):
         for op in ("eq", "to"):
             if isinstance(cond.get(op), _SCALARS):
@@ -304,6 +307,21 @@ def rule_guard(cond: Any) -> list[Atom] | None:
     return min(options, key=lambda g: (len(g), sum(a[0] == "prefix" for a in g)))
 
 
+def _text_atoms(leaf: Mapping[str, Any]) -> list[list[Atom]]:
+    # contains: the case-folded needle is in the case-folded text, whatever the text; matches: one of the
+    # literals every match contains, lower-cased, is in the case-folded text when that text is ASCII
+    out: list[list[Atom]] = []
+    needle = leaf.get("contains")
+    if isinstance(needle, str) and needle:
+        out.append([("text", "", needle.casefold())])
+    pattern = leaf.get("matches")
+    if isinstance(pattern, str):
+        factors = regex_factors(pattern)
+        if factors is not None and all(f.isascii() for f in factors[0]):
+            out.append([("ascii", "", f.lower()) for f in factors[0]])
+    return out
+
+
 class GuardIndex:
     """Rules by guard atom: the rules that can match a ticket, found with a few dictionary look-ups."""
 
@@ -313,6 +331,8 @@ class GuardIndex:
         self.by_tag: dict[str, set[int]] = {}
         self.by_prefix: dict[str, set[int]] = {}
         self.path_rules: dict[str, set[int]] = {}
+        self.by_text: dict[str, set[int]] = {}
+        self.by_ascii: dict[str, set[int]] = {}
         for i, cond in enumerate(conditions):
             guard = rule_guard(cond)
             if guard is None:
@@ -324,25 +344,36 @@ class GuardIndex:
                     self.path_rules.setdefault(path, set()).add(i)
                 elif kind == "tag":
                     self.by_tag.setdefault(value, set()).add(i)
+                elif kind == "text":
+                    self.by_text.setdefault(value, set()).add(i)
+                elif kind == "ascii":
+                    self.by_ascii.setdefault(value, set()).add(i)
                 else:
                     self.by_prefix.setdefault(value, set()).add(i)
         self.getters = [(getter(path), table, self.path_rules[path]) for path, table in self.by_value.items()]
         self.prefixes = tuple(self.by_prefix.items())
-        self._bits: tuple[int, tuple[tuple[int, dict[Any, int], int], ...], int | None, dict[str, int],
-                          tuple[tuple[str, int], ...]] | None = None
+        self.texts = tuple(self.by_text.items())
+        self.asciis = tuple(self.by_ascii.items())
+        self.ascii_rules = set().union(*self.by_ascii.values()) if self.by_ascii else set()
+        self._bound = False
 
     def bind(self, slot_of: Mapping[str, int]) -> None:
         """Prepare :meth:`mask` for values read in slot order (every guarded path must have a slot)."""
         def bits(rules: set[int]) -> int:
             return sum(1 << i for i in rules)
 
-        tables = tuple(
+        self._m_unguarded = bits(self.unguarded)
+        self._m_tables = tuple(
             (slot_of[path], {v: bits(r) for v, r in table.items()}, bits(self.path_rules[path]))
             for path, table in self.by_value.items()
         )
-        tag_slot = slot_of.get("ticket.tags") if (self.by_tag or self.by_prefix) else None
-        self._bits = (bits(self.unguarded), tables, tag_slot, {t: bits(r) for t, r in self.by_tag.items()},
-                      tuple((p, bits(r)) for p, r in self.by_prefix.items()))
+        self._m_tag_slot = slot_of.get("ticket.tags") if (self.by_tag or self.by_prefix) else None
+        self._m_by_tag = {t: bits(r) for t, r in self.by_tag.items()}
+        self._m_prefixes = tuple((p, bits(r)) for p, r in self.by_prefix.items())
+        self._m_texts = tuple((t, bits(r)) for t, r in self.texts)
+        self._m_asciis = tuple((t, bits(r)) for t, r in self.asciis)
+        self._m_ascii_all = bits(self.ascii_rules)
+        self._bound = True
 
     def candidates(self, ctx: Context) -> set[int]:
         """Every rule that may match ``ctx`` (a superset of those that do)."""
@@ -374,13 +405,24 @@ class GuardIndex:
                     if tag.startswith(prefix):
                         out |= rules
                         break
+        if self.texts or self.asciis:
+            folded = ctx.folded_text
+            for needle, rules in self.texts:
+                if needle in folded:
+                    out |= rules
+            if not ctx.text.isascii():
+                out |= self.ascii_rules
+            else:
+                for literal, rules in self.asciis:
+                    if literal in folded:
+                        out |= rules
         return out
 
-    def mask(self, values: Sequence[Any]) -> int:
+    def mask(self, values: Sequence[Any], ctx: Context) -> int:
         """:meth:`candidates` as a bit mask, from the values of the bound slots (lists as tuples)."""
-        assert self._bits is not None, "bind() first"
-        out, tables, tag_slot, by_tag, prefixes = self._bits
-        for slot, table, every in tables:
+        assert self._bound, "bind() first"
+        out = self._m_unguarded
+        for slot, table, every in self._m_tables:
             value = values[slot]
             if value is None:
                 continue
@@ -395,18 +437,33 @@ class GuardIndex:
                         out |= hit
             else:
                 out |= every  # dates and such compare after conversion: no hashing shortcut
+        tag_slot = self._m_tag_slot
         if tag_slot is not None:
             tags = values[tag_slot]
             if tags:
+                by_tag = self._m_by_tag
                 for tag in tags:
                     hit = by_tag.get(tag)
                     if hit:
                         out |= hit
-                for prefix, rules in prefixes:
+                for prefix, rules in self._m_prefixes:
                     for tag in tags:
                         if tag.startswith(prefix):
                             out |= rules
                             break
+        texts, asciis = self._m_texts, self._m_asciis
+        if texts or asciis:
+            folded = ctx._folded or ctx.folded_text
+            for needle, rules in texts:
+                if rules & ~out and needle in folded:
+                    out |= rules
+            if asciis:
+                if not (ctx._text or ctx.text).isascii():
+                    out |= self._m_ascii_all
+                else:
+                    for literal, rules in asciis:
+                        if rules & ~out and literal in folded:
+                            out |= rules
         return out
 
 
@@ -612,7 +669,7 @@ class Desk:
         snap = st.snap
         holding = st.holding
         if snap is None:
-            pending = self._guards.mask(cur)
+            pending = self._guards.mask(cur, ctx)
             holding &= pending  # every rule is judged: one whose guard fails does not hold
         else:
             pending = self._event_mask
@@ -624,7 +681,7 @@ class Desk:
                         pending |= masks[slot]
             if not pending:
                 return  # nothing a rule reads changed: every result stands, the snapshot too
-            possible = self._guards.mask(cur)
+            possible = self._guards.mask(cur, ctx)
             holding &= ~(pending & ~possible)  # a failed guard: it does not hold now
             pending &= possible
         tests = self._tests
