@@ -172,3 +172,16 @@ def test_snapshot_paths_and_values() -> None:
     }
     got["ticket.tags"].append("b")
     assert record.tags == ["a"]
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        datetime(2026, 3, 2, 9, 5, 7, 123456, tzinfo=UTC),
+        datetime(999, 1, 2, 3, 4, 5, tzinfo=UTC),
+        datetime(1000, 1, 2, 3, 4, 5, tzinfo=UTC),
+        datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC),
+    ],
+)
+def test_format_time_matches_strftime(when: datetime) -> None:
+    assert format_time(when) == when.strftime("%Y-%m-%dT%H:%M:%SZ")

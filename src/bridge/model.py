@@ -46,9 +46,15 @@ def format_time(value: datetime | None) -> str | None:
         if text is None:
             if len(_FORMATTED) >= _FORMATTED_MAX:
                 _FORMATTED.clear()
-            text = _FORMATTED[value] = value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            text = _FORMATTED[value] = _format(value.astimezone(UTC))
         return text
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _format(value.astimezone(UTC))
+
+
+def _format(u: datetime) -> str:
+    if u.year < 1000:  # strftime does not pad the year to 4 digits
+        return u.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return "%04d-%02d-%02dT%02d:%02d:%02dZ" % (u.year, u.month, u.day, u.hour, u.minute, u.second)  # noqa: UP031
 
 
 @dataclass
@@ -97,7 +103,9 @@ class Change:
     @property
     def text(self) -> str:
         """Subject, body and the newest message, for classification and text conditions."""
-        return " ".join(str(self.attrs.get(k) or "") for k in ("subject", "body", "message")).strip()
+        a = self.attrs
+        parts = (str(a.get("subject") or ""), str(a.get("body") or ""), str(a.get("message") or ""))
+        return " ".join(parts).strip()
 
 
 @dataclass

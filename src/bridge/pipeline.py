@@ -14,7 +14,6 @@ been told this field.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 from collections import defaultdict
 from collections.abc import Iterable
@@ -112,6 +111,7 @@ class Pipeline:
         # field name -> (type of raw, raw) -> canonical value (a multi-select's as a tuple): coercion is pure,
         # and the same few option spellings come with every change
         self._coerced: dict[str, dict[tuple[type, Any], Any]] = defaultdict(dict)
+        self._keyed: dict[str, bool] = {}  # kind -> whether any identity key is configured for it
 
     @property
     def writable(self) -> set[str]:
@@ -166,7 +166,11 @@ class Pipeline:
         once.
         """
         system, kind, ext = change.system, change.kind, change.external_id
-        keys = identity.keys_of(kind, change.attrs, self.config.identity)
+        keyed = self._keyed.get(kind)
+        if keyed is None:
+            names = self.config.identity.get(kind, identity.DEFAULT_KEYS.get(kind, ()))
+            keyed = self._keyed[kind] = bool(names)
+        keys = identity.keys_of(kind, change.attrs, self.config.identity) if keyed else {}
         rid = state.record_id_for(system, kind, ext)
         if rid is None:
             locks = sorted([(f"link:{system}", ext), *keys.items()])
@@ -254,20 +258,23 @@ class Pipeline:
             self._delete(state, record, change, out, now)
             state.save(record, now)
             return out
-        self._restore(state, record, change, now)
+        if "deleted_in" in record.attrs:
+            self._restore(state, record, change, now)
         self._apply_attrs(record, change)
         why: dict[str, _Why] = {}
-        self._reconcile(state, record, change, out, why, now)
+        if change.fields:
+            self._reconcile(state, record, change, out, why, now)
         if change.kind == "ticket":
             self._classify(record, change, out)
-        self._map_tags(state, record, change, out, why, now)
+        if record.tags:
+            self._map_tags(state, record, change, out, why, now)
         if change.kind == "ticket":
             self._account_context(state, record)
         self._rules(state, record, change, now, out)
         self._outbox(state, record, out, why, now)
         for planned in out.plan:
             planned.ref = f"{change.system}:{change.external_id}"
-        for d in out.decisions if _audited(state) else ():
+        for d in out.decisions if out.decisions and _audited(state) else ():
             state.audit(
                 at=now,
                 run=self.run,
@@ -287,14 +294,19 @@ class Pipeline:
         for name, fv in record.fields.items():
             ft = self.types.get(name)
             if ft is not None:
-                with contextlib.suppress(FieldValueError):
+                try:  # noqa: SIM105 - suppress() costs a context manager per field per change
                     fv.value = self.coerce(name, ft, fv.value)  # the store keeps JSON: dates come as text
+                except FieldValueError:
+                    pass
         return record
 
     def _apply_attrs(self, record: Record, change: Change) -> None:
-        for key, value in change.attrs.items():
-            if key != BRIDGE_ID:
-                record.attrs[key] = value
+        if BRIDGE_ID in change.attrs:
+            for key, value in change.attrs.items():
+                if key != BRIDGE_ID:
+                    record.attrs[key] = value
+        else:
+            record.attrs.update(change.attrs)
         if change.tags is not None:
             record.tags = _unique(t.strip() for t in change.tags if t and t.strip())
 
@@ -450,7 +462,7 @@ class Pipeline:
     def _classify(self, record: Record, change: Change, out: Outcome) -> None:
         cfg = self.config.classify
         text = change.text
-        proposals = classify.keyword_tags(text, cfg.keywords)
+        proposals = classify.keyword_tags(text, cfg.keywords) if cfg.keywords else []
         if self.host is not None:
             proposals.extend(self.host.classify(record, change))
         if proposals:

@@ -25,6 +25,7 @@ from bridge.rules.live import snapshot
 from bridge.settings import Config
 
 SYSTEM = "replay"
+_ENCODER = json.JSONEncoder(default=str)  # json.dumps(..., default=str) without building an encoder per call
 EPSILON = timedelta(microseconds=1)
 EVENT_TYPES = ("ticket.created", "ticket.message", "ticket.status", "ticket.updated", "agent.status")
 _TICKET_ATTRS = (
@@ -63,6 +64,7 @@ class Replay:
 
     def run(self, lines: Iterable[str]) -> Iterator[dict[str, Any]]:
         """Yield decision dicts in time order, then one final state per ticket."""
+        desk = self.desk
         try:
             for number, line in enumerate(lines, start=1):
                 if not line.strip():
@@ -78,12 +80,26 @@ class Replay:
                     )
                     at = self.clock
                 # timers strictly before the event: a reply at the very deadline is in time (sla.py)
-                yield from self._advance(at - EPSILON)
+                before = at - EPSILON
+                due = desk.next_timer()
+                if due is not None and due <= before:
+                    yield from self._advance(before)
+                else:
+                    desk.advance(before)  # nothing due: what _advance would end with
                 self.clock = at
+                # the event's output is gathered in a list (cheaper than nested generators); what came out
+                # before a failure is still given, in order, as it would have been streamed
+                out: list[dict[str, Any]] = []
                 try:
-                    yield from self._event(number, event, at)
+                    self._event(number, event, at, out)
                 except (BridgeError, ValueError, KeyError, TypeError) as exc:
+                    yield from out
                     self.problems.append(f"line {number}: {event['type']}: {exc}")
+                    continue
+                except Exception:
+                    yield from out
+                    raise
+                yield from out
             if self.until is not None and (self.clock is None or self.until > self.clock):
                 yield from self._advance(self.until)
             yield from self._finals()
@@ -124,48 +140,53 @@ class Replay:
             return None
         return event
 
-    def _event(self, number: int, event: dict[str, Any], at: datetime) -> Iterator[dict[str, Any]]:
+    def _event(self, number: int, event: dict[str, Any], at: datetime, out: list[dict[str, Any]]) -> None:
+        """Run one event, appending its output to ``out``."""
         kind = event["type"]
         if kind == "agent.status":
-            yield from self._emit(self.desk.on_agent_status(event["agent"], event["status"], at))
+            self._emit_to(out, self.desk.on_agent_status(event["agent"], event["status"], at))
             return
-        change = self._change(number, event, at)
-        if change is None:
-            return
-        rid = self.state.record_id_for(SYSTEM, "ticket", change.external_id)
-        before = self.state.load(rid) if rid else None
+        state = self.state
+        if kind == "ticket.created":
+            change = self._created(event, at)
+            rid = state.record_id_for(SYSTEM, "ticket", change.external_id)
+        else:
+            tid = str(event["ticket_id"])
+            rid = state.record_id_for(SYSTEM, "ticket", tid)
+            if rid is None:
+                self.problems.append(f"line {number}: {kind}: unknown ticket {tid!r}")
+                return
+            change = self._change(kind, tid, event, at)
+        before = state.load(rid) if rid else None
         previous = snapshot(before) if before is not None else {}
-        outcome = self.pipeline.process(self.state, change, at)
+        outcome = self.pipeline.process(state, change, at)
         for problem in outcome.problems:
             self.problems.append(f"line {number}: {problem}")
         record = outcome.record
         record.attrs.setdefault("created_at", at)
-        yield from self._emit(outcome.decisions)
-        yield from self._emit(self.desk.on_ticket(record, previous, event, at))
+        self._emit_to(out, outcome.decisions)
+        self._emit_to(out, self.desk.on_ticket(record, previous, event, at))
         if self.evict_closed and record.attrs.get("status") == "closed":
             self._finalise(record)
 
-    def _change(self, number: int, event: dict[str, Any], at: datetime) -> Change | None:
-        kind = event["type"]
-        if kind == "ticket.created":
-            t = event["ticket"]
-            attrs = {k: t[k] for k in _TICKET_ATTRS if k in t}
-            attrs.setdefault("status", "open")
-            if "sentiment" in event:
-                attrs["sentiment"] = event["sentiment"]
-            return Change(
-                SYSTEM,
-                "ticket",
-                str(t["id"]),
-                at,
-                fields=dict(t.get("fields") or {}),
-                tags=list(t.get("tags") or []),
-                attrs=attrs,
-            )
-        tid = str(event["ticket_id"])
-        if self.state.record_id_for(SYSTEM, "ticket", tid) is None:
-            self.problems.append(f"line {number}: {kind}: unknown ticket {tid!r}")
-            return None
+    @staticmethod
+    def _created(event: dict[str, Any], at: datetime) -> Change:
+        t = event["ticket"]
+        attrs = {k: t[k] for k in _TICKET_ATTRS if k in t}
+        attrs.setdefault("status", "open")
+        if "sentiment" in event:
+            attrs["sentiment"] = event["sentiment"]
+        return Change(
+            SYSTEM,
+            "ticket",
+            str(t["id"]),
+            at,
+            fields=dict(t.get("fields") or {}),
+            tags=list(t.get("tags") or []),
+            attrs=attrs,
+        )
+
+    def _change(self, kind: str, tid: str, event: dict[str, Any], at: datetime) -> Change:
         if kind == "ticket.message":
             message: dict[str, Any] = {"message": event.get("body", ""), "last_author": event.get("author")}
             if "sentiment" in event:
@@ -199,15 +220,19 @@ class Replay:
         self.desk.advance(now)
 
     def _emit(self, decisions: list[Decision]) -> Iterator[dict[str, Any]]:
-        for d in decisions:
-            out = d.as_dict()
-            out.pop("key", None)  # the outbox's idempotency key: internal, not part of the replay contract
-            out["ticket_id"] = self._external(d.record_id)
-            yield out
+        out: list[dict[str, Any]] = []
+        self._emit_to(out, decisions)
+        return iter(out)
 
-    def _external(self, record_id: str) -> str:
-        rec = self.state.records.get(record_id)
-        return rec.links.get(SYSTEM, record_id) if rec is not None else record_id
+    def _emit_to(self, out: list[dict[str, Any]], decisions: list[Decision]) -> None:
+        records = self.state.records
+        for d in decisions:
+            item = d.as_dict()
+            item.pop("key", None)  # the outbox's idempotency key: internal, not part of the replay contract
+            rid = d.record_id
+            rec = records.get(rid)
+            item["ticket_id"] = rec.links.get(SYSTEM, rid) if rec is not None else rid
+            out.append(item)
 
     def final(self, record: Record) -> dict[str, Any]:
         """The final state of one ticket (replay.md)."""
@@ -231,7 +256,7 @@ class Replay:
         }
 
     def _finalise(self, record: Record) -> None:
-        self._spool.write(json.dumps(self.final(record), default=str) + "\n")
+        self._spool.write(_ENCODER.encode(self.final(record)) + "\n")
         self.state.forget(record.id)
         forget = getattr(self.desk, "forget", None)
         if forget is not None:
