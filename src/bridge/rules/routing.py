@@ -104,10 +104,10 @@ class Waiting:
 class Router:
     """Agents, their loads and the waiting queue; picks an agent per the configured strategy.
 
-    For speed the Router keeps the agents in the order of its strategy (least loaded, or round robin) and
-    caches which agents fit each request, so a pick usually looks at one or two agents. An agent's skills,
-    languages, teams and calendar are fixed, and its ``load`` and ``last`` change only through
-    :meth:`hold` and :meth:`note_assigned`.
+    For speed the Router caches which agents fit each request and keeps each agent's rank under the strategy
+    (least loaded or round robin), so a pick is one C-level ``min`` over the fitting agents. An agent's
+    skills, languages, teams and calendar are fixed, and its ``load``, ``last`` and ``status`` change only
+    through :meth:`hold`, :meth:`note_assigned` and :meth:`set_status`.
     """
 
     def __init__(self, config: Config, calendars: dict[str, BusinessCalendar]) -> None:
@@ -126,14 +126,15 @@ class Router:
             cal_name = a.calendar or team_calendar.get(a.email)
             self.agents[a.email] = _agent(a, n, calendars.get(cal_name) if cal_name else None,
                                           frozenset(team_of.get(a.email, ())))
-        # least loaded and round robin pick the first available fitting agent of one order; the order is
-        # mended lazily (only agents whose load or last changed move) before a pick reads it
-        key = {"least_loaded": _LEAST_LOADED, "round_robin": _ROUND_ROBIN, "account_owner": _ROUND_ROBIN}
-        self._key = key.get(self.strategy)
-        self._order: list[Agent] = sorted(self.agents.values(), key=self._key or _ROUND_ROBIN)
-        self._moved: dict[Agent, None] = {}
-        # id(request) -> (request, agents that fit it or None for all, those agents in config order)
-        self._fitting: dict[int, tuple[Request, frozenset[Agent] | None, tuple[Agent, ...]]] = {}
+        # least loaded and round robin pick the least ranked fitting agent: the rank is the strategy's sort
+        # key behind a busy flag (inactive or full), kept up to date by hold, note_assigned and set_status
+        self._by_load = self.strategy == "least_loaded"
+        self._rank: dict[Agent, tuple[bool | int, ...]] = {}
+        for agent in self.agents.values():
+            self._rerank(agent)
+        self._rank_of = self._rank.__getitem__
+        # id(request) -> (request, the agents that fit it in config order)
+        self._fitting: dict[int, tuple[Request, tuple[Agent, ...]]] = {}
         self._calendared = any(a.calendar is not None for a in self.agents.values())
         self._open_at: datetime | None = None
         self._open: dict[int, bool] = {}  # id(calendar) -> open at _open_at
@@ -150,7 +151,7 @@ class Router:
         if agent is None:
             return False
         agent.load += delta
-        self._moved[agent] = None
+        self._rerank(agent)
         return delta < 0 and agent.load < agent.capacity
 
     def note_assigned(self, email: str) -> None:
@@ -159,7 +160,7 @@ class Router:
         if agent is not None:
             self._seq += 1
             agent.last = self._seq
-            self._moved[agent] = None
+            self._rerank(agent)
 
     def set_status(self, email: str, status: str) -> bool:
         """Change an agent's status; True when the agent became active."""
@@ -168,6 +169,7 @@ class Router:
             return False
         was = agent.status
         agent.status = status
+        self._rerank(agent)
         return status == "active" and was != "active"
 
     def is_present(self, email: str | None) -> bool:
@@ -205,41 +207,34 @@ class Router:
             found = self._by(self.fallback, self._candidates(request, at), record, request)
         return found
 
-    def _fits(self, request: Request) -> tuple[frozenset[Agent] | None, tuple[Agent, ...]]:
+    def _fits(self, request: Request) -> tuple[Agent, ...]:
+        """The agents that fit ``request`` (whatever their availability), in config order."""
         # keyed by identity: requests are few long-lived objects (ANY, one per assign action), and hashing
         # the frozen dataclass costs a Python call
         found = self._fitting.get(id(request))
         if found is None or found[0] is not request:
             if len(self._fitting) >= 4096:
                 self._fitting.clear()  # a caller making a new Request per pick: keep the cache bounded
-            fitting = tuple(a for a in self.agents.values() if a.fits(request))
-            found = (request, None if len(fitting) == len(self.agents) else frozenset(fitting), fitting)
+            found = (request, tuple(a for a in self.agents.values() if a.fits(request)))
             self._fitting[id(request)] = found
-        return found[1], found[2]
+        return found[1]
+
+    def _rerank(self, a: Agent) -> None:
+        busy = a.status != "active" or a.load >= a.capacity
+        self._rank[a] = (busy, a.load, a.last, a.index) if self._by_load else (busy, a.last, a.index)
 
     def _first(self, request: Request, at: datetime) -> Agent | None:
-        """The first available agent fitting ``request`` in the order of the strategy's key."""
-        order = self._order
-        if self._moved:
-            # take every moved agent out first: bisect needs the rest of the list sorted
-            key = self._key or _ROUND_ROBIN
-            for agent in self._moved:
-                order.remove(agent)
-            for agent in self._moved:
-                bisect.insort(order, agent, key=key)
-            self._moved.clear()
-        fit, _ = self._fits(request)
+        """The available agent fitting ``request`` that comes first by the strategy's key, if any."""
+        fitting = self._fits(request)
         if self._calendared:
             is_open = self._is_open
-            for a in order:
-                if (a.status == "active" and a.load < a.capacity and (fit is None or a in fit)
-                        and (a.calendar is None or is_open(a.calendar, at))):
-                    return a
+            candidates = [a for a in fitting if a.status == "active" and a.load < a.capacity
+                          and (a.calendar is None or is_open(a.calendar, at))]
+            return min(candidates, key=self._rank_of) if candidates else None
+        if not fitting:
             return None
-        for a in order:
-            if a.status == "active" and a.load < a.capacity and (fit is None or a in fit):
-                return a
-        return None
+        best = min(fitting, key=self._rank_of)
+        return None if self._rank[best][0] else best
 
     def _available(self, a: Agent, at: datetime) -> bool:
         return (a.status == "active" and a.load < a.capacity
@@ -247,7 +242,7 @@ class Router:
 
     def _candidates(self, request: Request, at: datetime) -> list[Agent]:
         """The agents that fit ``request`` and are available at ``at``, in config order."""
-        _, fitting = self._fits(request)
+        fitting = self._fits(request)
         if not self._calendared:
             return [a for a in fitting if a.status == "active" and a.load < a.capacity]
         is_open = self._is_open
