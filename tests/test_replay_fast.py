@@ -185,3 +185,25 @@ def test_snapshot_paths_and_values() -> None:
 )
 def test_format_time_matches_strftime(when: datetime) -> None:
     assert format_time(when) == when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_replay_reports_odd_lines_as_before_and_goes_on() -> None:
+    from bridge.replay import Replay
+
+    lines = [
+        "   \n",
+        '{"type": ["ticket.created"], "at": "2026-03-02T09:00:00Z"}',
+        '{"type": {"a": 1}, "at": "2026-03-02T09:00:00Z"}',
+        '{"type": "ticket.created", "at": "2026-03-02T09:00:00Z", "ticket": {"id": "T1", "subject": "hi"}}',
+        '{"type": "ticket.status", "at": "2026-03-02T09:01:00Z", "ticket_id": "T9", "status": "open"}',
+        '{"type": "ticket.status", "at": "2026-03-02T09:02:00Z", "ticket_id": "T1", "status": "solved"}',
+    ]
+    rp = Replay(Config())
+    out = list(rp.run(lines))
+    assert rp.problems == [
+        "line 2: unknown event type ['ticket.created']",
+        "line 3: unknown event type {'a': 1}",
+        "line 5: ticket.status: unknown ticket 'T9'",
+    ]
+    finals = [o for o in out if o.get("final")]
+    assert [(f["ticket_id"], f["status"]) for f in finals] == [("T1", "solved")]

@@ -28,6 +28,7 @@ SYSTEM = "replay"
 _ENCODER = json.JSONEncoder(default=str)  # json.dumps(..., default=str) without building an encoder per call
 EPSILON = timedelta(microseconds=1)
 EVENT_TYPES = ("ticket.created", "ticket.message", "ticket.status", "ticket.updated", "agent.status")
+_EVENT_TYPES = frozenset(EVENT_TYPES)
 _TICKET_ATTRS = (
     "subject",
     "body",
@@ -67,7 +68,7 @@ class Replay:
         desk = self.desk
         try:
             for number, line in enumerate(lines, start=1):
-                if not line.strip():
+                if not line or line.isspace():  # (not line.strip(), without copying the line)
                     continue
                 event = self._parse(number, line)
                 if event is None:
@@ -118,7 +119,7 @@ class Replay:
             self.problems.append(f"line {number}: an event is a JSON object")
             return None
         kind = event.get("type")
-        if kind not in EVENT_TYPES:
+        if type(kind) is not str or kind not in _EVENT_TYPES:  # (a list or dict would not hash)
             self.problems.append(f"line {number}: unknown event type {kind!r}")
             return None
         try:
