@@ -35,6 +35,7 @@ from bridge.settings import SlaConfig
 METRICS = ("first_response", "next_response", "resolution", "acknowledgement")
 STOPPED = frozenset({"resolved", "closed"})
 _KIND_ORDER = {"sla_warning": 0, "sla_breach": 1, "sla_escalate": 2}
+_DUE_KEYS = tuple(f"{metric}_due" for metric in METRICS)
 
 
 @dataclass(frozen=True)
@@ -58,20 +59,24 @@ class _Threshold:
 
 
 class _Clock:
-    """One metric's clock; ``pending`` holds its thresholds not fired yet, in firing order."""
+    """One metric's clock. ``marks[pos:]`` are its thresholds not fired yet, in firing order."""
 
-    __slots__ = ("breached_at", "consumed", "fired", "index", "met", "metric", "next_at", "pending", "since")
+    __slots__ = ("breached_at", "consumed", "fired", "index", "marks", "met", "metric", "next_at", "pos",
+                 "since")
 
-    def __init__(self, metric: str, index: int, since: datetime | None, pending: list[_Threshold]) -> None:
+    def __init__(
+        self, metric: str, index: int, since: datetime | None, marks: tuple[_Threshold, ...]
+    ) -> None:
         self.metric = metric
         self.index = index  # position in METRICS: orders events of one instant
         self.consumed = ZERO
         self.since = since  # running since; None while the ticket is paused or stopped
         self.met = False
-        self.fired: set[str] = set()
+        self.fired: set[str] | None = None  # keys fired; None: none yet (most clocks never fire)
         self.breached_at: datetime | None = None
-        self.pending = pending
-        self.next_at: datetime | None = None  # instant of pending[0] for (since, consumed); None: not known
+        self.marks = marks  # shared with the compiled policy while nothing fired out of order
+        self.pos = 0
+        self.next_at: datetime | None = None  # instant of marks[pos] for (since, consumed); None: not known
 
 
 @dataclass(frozen=True)
@@ -124,20 +129,22 @@ class TicketSla:
     ``open``.
     """
 
+    # a replay holds one per open ticket and calls it on every event: few objects, no per-call lists
+    __slots__ = ("_agent_replied", "_budgets", "_live", "_next", "_next_known", "_pause_on", "_queue",
+                 "_running", "_thresholds", "calendar", "policy", "status")
+
     def __init__(self, policy: SlaConfig, calendar: BusinessCalendar, opened_at: datetime) -> None:
         self.status = "open"
         self._agent_replied = False
-        self._queue: list[tuple[tuple[datetime, int, int, int], SlaEvent]] = []
+        self._queue: list[tuple[tuple[datetime, int, int, int], SlaEvent]] | None = None  # None: empty
         self._set_policy(policy, calendar)
         marks = self._thresholds
-        # one slot per metric (METRICS order); _live: the clocks not met, in the same order
-        self._slots: list[_Clock | None] = [
-            _Clock("first_response", 0, opened_at, list(marks["first_response"])),
-            None,
-            _Clock("resolution", 2, opened_at, list(marks["resolution"])),
-            _Clock("acknowledgement", 3, opened_at, list(marks["acknowledgement"])),
+        # the clocks not met, in METRICS order (met clocks are dropped: nothing reads them again)
+        self._live: list[_Clock] = [
+            _Clock("first_response", 0, opened_at, marks["first_response"]),
+            _Clock("resolution", 2, opened_at, marks["resolution"]),
+            _Clock("acknowledgement", 3, opened_at, marks["acknowledgement"]),
         ]
-        self._live: list[_Clock] = [c for c in self._slots if c is not None]
         self._next: datetime | None = None
         self._next_known = False  # whether _next is next_timer()'s answer for the current state
 
@@ -166,9 +173,11 @@ class TicketSla:
         for clock in self._live:
             marks = self._thresholds[clock.metric]
             for mark in marks:
-                if mark.key not in clock.fired and mark.offset <= clock.consumed:
+                if (clock.fired is None or mark.key not in clock.fired) and mark.offset <= clock.consumed:
                     self._emit(clock, mark, at)
-            clock.pending = [mark for mark in marks if mark.key not in clock.fired]
+            fired = clock.fired
+            clock.marks = marks if fired is None else tuple(m for m in marks if m.key not in fired)
+            clock.pos = 0
             clock.next_at = None
 
     # ------------------------------------------------------------------ events of the ticket
@@ -203,35 +212,32 @@ class TicketSla:
         A customer message starts a next_response clock only after an agent has replied and when no
         next_response clock is already waiting. Other authors (notes, bots) change nothing.
         """
-        slots = self._slots
         if author == "agent":
-            first, nxt = slots[0], slots[1]
-            waiting = [c for c in (first, nxt) if c is not None and not c.met]
+            waiting = [c for c in self._live if c.index <= 1]  # first and next response
             if waiting:
                 self._collect(at, waiting)
-                for clock in waiting:
-                    self._meet(clock)
+                self._meet(waiting)
             else:
                 self._collect(at)
             self._agent_replied = True
         elif author == "customer":
             self._collect(at)
-            nxt = slots[1]
-            if self._agent_replied and (nxt is None or nxt.met):
+            live = self._live
+            if self._agent_replied and not any(c.index == 1 for c in live):
                 clock = _Clock("next_response", 1, at if self._running else None,
-                               list(self._thresholds["next_response"]))
-                slots[1] = clock
-                self._live = [c for c in slots if c is not None and not c.met]
+                               self._thresholds["next_response"])
+                n = 1 if live and live[0].index == 0 else 0
+                live.insert(n, clock)
                 self._next_known = False
         else:
             self._collect(at)
 
     def on_acknowledge(self, at: datetime) -> None:
         """An agent acknowledged the ticket: the acknowledgement clock is met."""
-        clock = self._slots[3]
-        if clock is not None and not clock.met:
-            self._collect(at, [clock])
-            self._meet(clock)
+        waiting = [c for c in self._live if c.index == 3]
+        if waiting:
+            self._collect(at, waiting)
+            self._meet(waiting)
         else:
             self._collect(at)
 
@@ -245,16 +251,15 @@ class TicketSla:
         message waits for a next response), or the clocks are paused or stopped (no instant can be promised
         while the ticket waits on someone else). A breached clock gives its past deadline.
         """
-        out: dict[str, datetime | None] = {}
-        for metric, clock in zip(METRICS, self._slots, strict=True):
-            budget = self._budgets[metric]
-            value: datetime | None = None
-            if budget is not None and clock is not None and not clock.met and clock.since is not None:
+        out: dict[str, datetime | None] = dict.fromkeys(_DUE_KEYS)
+        for clock in self._live:
+            budget = self._budgets[clock.metric]
+            if budget is not None and clock.since is not None:
                 if clock.consumed < budget:
                     value = self.calendar.add(clock.since, budget - clock.consumed)
                 else:
                     value = clock.breached_at or clock.since
-            out[f"{metric}_due"] = value
+                out[_DUE_KEYS[clock.index]] = value
         return out
 
     def next_timer(self) -> datetime | None:
@@ -262,11 +267,10 @@ class TicketSla:
         if self._next_known:
             return self._next
         found: datetime | None = None
-        for key, _ in self._queue:
-            if found is None or key[0] < found:
-                found = key[0]
+        if self._queue:
+            found = min(key[0] for key, _ in self._queue)
         for clock in self._live:
-            if clock.since is not None and clock.pending:
+            if clock.since is not None and clock.pos < len(clock.marks):
                 instant = clock.next_at
                 if instant is None:
                     instant = self._first_instant(clock)
@@ -284,34 +288,42 @@ class TicketSla:
             return []
         ready = sorted(item for item in queue if item[0][0] <= now)
         if ready:
-            self._queue = [item for item in queue if item[0][0] > now]
+            self._queue = [item for item in queue if item[0][0] > now] or None
             self._next_known = False
         return [event for _, event in ready]
 
     # ------------------------------------------------------------------ internals
 
-    def _meet(self, clock: _Clock) -> None:
-        clock.met = True
-        clock.since = None
-        clock.next_at = None
-        self._live = [c for c in self._live if c is not clock]
+    def _meet(self, clocks: list[_Clock]) -> None:
+        for clock in clocks:
+            clock.met = True
+            clock.since = None
+            clock.next_at = None
+        self._live = [c for c in self._live if not c.met]
         self._next_known = False
 
     def _first_instant(self, clock: _Clock) -> datetime:
         """When the first pending threshold of a running clock is reached (cached until the clock changes)."""
         since = clock.since
         assert since is not None
-        offset = clock.pending[0].offset
+        offset = clock.marks[clock.pos].offset
         found = since if offset <= clock.consumed else self.calendar.add(since, offset - clock.consumed)
         clock.next_at = found
         return found
 
     def _emit(self, clock: _Clock, mark: _Threshold, at: datetime) -> None:
-        clock.fired.add(mark.key)
+        if clock.fired is None:
+            clock.fired = {mark.key}
+        else:
+            clock.fired.add(mark.key)
         if mark.kind == "sla_breach":
             clock.breached_at = at
         event = SlaEvent(at, mark.kind, clock.metric, self.policy.name, mark.to)
-        self._queue.append(((at, _KIND_ORDER[mark.kind], clock.index, mark.level), event))
+        item = ((at, _KIND_ORDER[mark.kind], clock.index, mark.level), event)
+        if self._queue is None:
+            self._queue = [item]
+        else:
+            self._queue.append(item)
         self._next_known = False
 
     def _collect(self, until: datetime, met: list[_Clock] | None = None) -> None:
@@ -319,8 +331,8 @@ class TicketSla:
         if self._next_known and (self._next is None or until < self._next):
             return  # the next timer is no later than any running clock's next threshold: nothing is due
         for clock in self._live:
-            pending = clock.pending
-            if clock.since is None or not pending:
+            marks = clock.marks
+            if clock.since is None or clock.pos >= len(marks):
                 continue
             instant = clock.next_at
             if instant is None:
@@ -328,12 +340,12 @@ class TicketSla:
             if instant > until:
                 continue  # the common case: nothing due yet
             strict = met is not None and clock in met
-            while True:
-                if instant > until or (strict and instant == until):
-                    break
-                self._emit(clock, pending.pop(0), instant)
+            while not (instant > until or (strict and instant == until)):
+                mark = marks[clock.pos]
+                clock.pos += 1
                 clock.next_at = None
-                if not pending:
+                self._emit(clock, mark, instant)
+                if clock.pos >= len(marks):
                     break
                 instant = self._first_instant(clock)
 
