@@ -481,3 +481,34 @@ def test_a_brand_new_account_has_no_usual_volume_to_triple() -> None:
     lines += [created(f"N-{n}", at(5, f"1{n}:00"), account=new) for n in range(3)]
     decisions, _ = run({}, lines)
     assert [d for d in decisions if d["decision"] == "escalate"] == []
+
+
+# ---------------------------------------------------------------- rules on the event itself
+
+
+def test_changed_from_to_rules_see_the_value_before_the_event() -> None:
+    config = {
+        "rules": [
+            {"name": "raised", "when": {"field": "ticket.priority", "to": "urgent"},
+             "then": [{"escalate": "leads"}]},
+            {"name": "lowered", "when": {"field": "ticket.priority", "from": "urgent"},
+             "then": [{"add_tags": ["calmed"]}]},
+            {"name": "moved", "when": {"field": "ticket.status", "changed": True},
+             "then": [{"notify": {"to": "ops"}}]},
+        ],
+        "teams": {"leads": {"members": [A]}},
+    }
+    lines = [
+        created("T-1", at(2, "09:00"), priority="normal"),
+        event("ticket.updated", at(2, "09:10"), ticket_id="T-1", changes={"priority": "urgent"}),
+        event("ticket.updated", at(2, "09:20"), ticket_id="T-1", changes={"priority": "urgent"}),
+        event("ticket.updated", at(2, "09:30"), ticket_id="T-1", changes={"priority": "high"}),
+        status("T-1", at(2, "09:40"), "pending"),
+    ]
+    decisions, finals = run(config, lines)
+    assert [(d["at"], d["decision"], d["rule"]) for d in decisions if d["rule"] != "routing"] == [
+        (at(2, "09:10"), "escalate", "raised"),  # once: the second update does not change the priority
+        (at(2, "09:30"), "tag", "lowered"),
+        (at(2, "09:40"), "notify", "moved"),
+    ]
+    assert finals["T-1"]["tags"] == ["calmed"]

@@ -526,6 +526,10 @@ class Desk:
             for i, p in enumerate(config.sla)
         ]
         self._policy_tests = tuple(evaluator(cond, p.name) for p, cond, _cal in self._policies)
+        # whether a condition looks at the event itself (changed/from/to): only then does on_ticket need the
+        # values from before the event, and callers may pass {} otherwise
+        self.reads_previous = any(r.uses_event for r in self.rules) or any(
+            uses_event(p.when) for p in config.sla)
         owned = {n for n, f in config.fields.items() if f.owner == BRIDGE}
         self._tag_maps = [
             (re.compile(translate(m.match)).match, [(n, v) for n, v in m.set.items() if n in owned])
