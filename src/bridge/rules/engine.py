@@ -21,7 +21,10 @@ stable idempotency key (ticket, kind, rule, instant, object) by which the outbox
 
 Rule results are cached per ticket: a rule whose inputs have not changed since it was last evaluated and that
 does not look at the event itself (``changed``/``from``/``to``) has the same result, so an event evaluates
-again only the rules reading what changed. The outcome is the same as evaluating every rule on every event.
+again only the rules reading what changed. Of those, a rule whose guard (:func:`rule_guard`: a value it needs,
+a tag, a word of the text) is absent cannot match and is not evaluated. Conditions run as generated functions
+(:func:`~bridge.rules.conditions.evaluator`), sets of rules as bit masks over the run order. The outcome is
+the same as evaluating every rule's condition tree on every event (tests/rules check it on random rules).
 """
 
 from __future__ import annotations
