@@ -176,3 +176,21 @@ def test_a_restart_repeats_no_effect(store_url: str) -> None:
     run_timers(again, live2, T0 + timedelta(hours=50))
     assert sum(1 for f in effects_in_outbox(again) if "follow_up" in f) == 1
     again.close()
+
+
+def test_a_rule_on_the_change_itself_sees_the_value_before_it() -> None:
+    when = {"field": "ticket.priority", "to": "urgent"}
+    rules = [{"name": "raised", "when": when, "then": [{"escalate": "x"}]}]
+    live = LiveRules(Config(**{**CONFIG, "rules": rules}))
+    assert live.desk.reads_previous
+    rec = Record("R-1", "ticket", attrs={"subject": "s", "priority": "normal", "status": "open"})
+    fired = []
+    for n, priority in enumerate(["normal", "urgent", "urgent", "high", "urgent"]):
+        rec.attrs["priority"] = priority
+        change = Change("desk", "ticket", "1", T0 + timedelta(minutes=n), attrs={"priority": priority})
+        fired += [(n, d.decision) for d in live.on_change(rec, change, change.at) if d.rule == "raised"]
+    assert fired == [(1, "escalate")]  # the escalation is sent once: a later rise finds it already there
+    # without such rules nothing is kept per ticket for them
+    plain = LiveRules(Config(**CONFIG))
+    plain.on_change(rec, change, change.at)
+    assert not plain.desk.reads_previous and plain._previous == {}

@@ -97,7 +97,8 @@ class LiveRules:
             if record.attrs.get("status") == "closed":
                 self._drop(record.id)
             else:
-                self._previous[record.id] = snapshot(record)
+                if self.desk.reads_previous:  # kept only when a rule or policy reads changed/from/to
+                    self._previous[record.id] = snapshot(record)
                 self.records[record.id] = record
             return decisions
 
