@@ -8,7 +8,7 @@ timers, fired events, deadlines, calendar arithmetic) must be identical. The ref
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -279,15 +279,28 @@ def test_ticket_sla_behaves_exactly_as_before_fixed_seeds() -> None:
 @given(SEEDS)
 def test_calendar_arithmetic_is_exactly_as_before(seed: int) -> None:
     rng = random.Random(seed)
-    name = rng.choice(sorted(CALENDAR_TABLES))
-    new = BusinessCalendar.from_config(CALENDAR_TABLES[name])
-    old = ref_calendar.BusinessCalendar.from_config(CALENDAR_TABLES[name])
-    t = T0 + timedelta(seconds=rng.randrange(0, 400 * 86400))
+    name = rng.choice([*sorted(CALENDAR_TABLES), "always"])
+    if name == "always":
+        new, old = BusinessCalendar.always(), ref_calendar.BusinessCalendar.always()
+    else:
+        new = BusinessCalendar.from_config(CALENDAR_TABLES[name])
+        old = ref_calendar.BusinessCalendar.from_config(CALENDAR_TABLES[name])
+    # instants in UTC and in other fixed offsets (the always-open fast path only takes UTC ones)
+    zone = rng.choice([UTC, UTC, timezone(timedelta(hours=2)), timezone(timedelta(hours=-5, minutes=-30))])
+    t = (T0 + timedelta(seconds=rng.randrange(0, 400 * 86400))).astimezone(zone)
     for _ in range(30):
         d = timedelta(seconds=rng.choice([0, 1, 60, 3600, 86400, 10 * 86400, rng.randrange(0, 90 * 86400)]))
-        assert new.add(t, d) == old.add(t, d)
+        got, want = new.add(t, d), old.add(t, d)
+        assert got == want and got.tzinfo is want.tzinfo
         u = t + timedelta(seconds=rng.randrange(-86400, 30 * 86400))
         assert new.elapsed(t, u) == old.elapsed(t, u)
         assert new.is_open(u) == old.is_open(u)
         assert new.next_open(u) == old.next_open(u)
         t = u
+    with pytest.raises(ValueError, match="negative"):
+        new.add(t, -timedelta(seconds=1))
+    naive = t.replace(tzinfo=None)
+    with pytest.raises(ValueError, match="naive"):
+        new.add(naive, timedelta(hours=1))
+    with pytest.raises(ValueError, match="naive"):
+        new.elapsed(naive, t)

@@ -84,6 +84,8 @@ def _count_after(times: deque[datetime], start: datetime) -> int:
 
 def low_confidence(confidence: object, threshold: float = LOW_CONFIDENCE) -> bool:
     """Whether a classification confidence is a number below ``threshold`` (``[classify] min_confidence``)."""
+    if confidence is None:
+        return False  # the Desk asks on every event of every ticket; most carry no confidence
     if isinstance(confidence, bool) or not isinstance(confidence, int | float):
         return False
     return confidence < threshold
