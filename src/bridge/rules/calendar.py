@@ -453,7 +453,8 @@ class BusinessCalendar:
         if delta == ZERO or self._always:
             return start + delta
         remaining = delta
-        first = day = self._local_date(start)
+        first = day = start.astimezone(self.timezone).date()
+        cached = self._days.get  # _day's cache read inline: the walk visits a day per loop
         idle = 0
         while True:
             if day.weekday() == 0 and day != first and idle < _HORIZON_DAYS:
@@ -465,7 +466,10 @@ class BusinessCalendar:
                     day += _WEEK
                     continue
             found = False
-            for s, e in self._day(day):
+            intervals = cached(day)
+            if intervals is None:
+                intervals = self._day(day)
+            for s, e in intervals:
                 if e <= start:
                     continue
                 found = True
@@ -490,14 +494,19 @@ class BusinessCalendar:
         if self._always:
             return end - start
         total = ZERO
-        first, last = self._local_date(start), self._local_date(end)
+        tz = self.timezone
+        first, last = start.astimezone(tz).date(), end.astimezone(tz).date()
+        cached = self._days.get
         day = first
         while day <= last:
             if day > first and day.weekday() == 0 and day + _WEEK <= last:
                 total += self._week_total(day)
                 day += _WEEK
                 continue
-            for s, e in self._day(day):
+            intervals = cached(day)
+            if intervals is None:
+                intervals = self._day(day)
+            for s, e in intervals:
                 if s < start:
                     s = start
                 if e > end:
