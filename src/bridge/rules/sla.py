@@ -347,7 +347,13 @@ class TicketSla:
                 self._emit(clock, mark, instant)
                 if clock.pos >= len(marks):
                     break
-                instant = self._first_instant(clock)
+                if mark.offset > clock.consumed:
+                    # walk on from this threshold's instant rather than from `since` again: exact, as
+                    # add(add(t, a), b) == add(t, a + b) (offsets are sorted, so the step is not negative)
+                    step = marks[clock.pos].offset - mark.offset
+                    instant = clock.next_at = self.calendar.add(instant, step)
+                else:
+                    instant = self._first_instant(clock)
 
     def _advance(self, at: datetime) -> None:
         """Bring running clocks up to ``at``: queue what fell due, then add the business time consumed."""
