@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -11,6 +13,7 @@ from bridge.errors import FieldValueError
 from bridge.fields import FieldType, coerce
 from bridge.model import Change, FieldValue, Record, format_time, parse_time
 from bridge.pipeline import MemoryState, Pipeline, _holds
+from bridge.replay import GC_THRESHOLD, Replay
 from bridge.rules.live import snapshot
 from bridge.settings import Config
 
@@ -82,6 +85,23 @@ def test_pipeline_coerce_keeps_true_and_one_apart() -> None:
     ft = p.types["f"]
     assert p.coerce("f", ft, 1) == "1"
     assert p.coerce("f", ft, True) == "True"
+
+
+def test_pipeline_coerce_keeps_list_items_of_other_types_apart() -> None:
+    p = pipeline(f={"type": "multi_select", "options": ["1", "True", "2"]})
+    ft = p.types["f"]
+    assert p.coerce("f", ft, [1]) == ["1"]
+    assert p.coerce("f", ft, [True]) == ["True"]  # (1,) == (True,): the items' types are in the key
+    with pytest.raises(FieldValueError):
+        p.coerce("f", ft, [1.0])
+
+
+def test_format_time_tells_the_two_instants_of_a_repeated_hour_apart() -> None:
+    new_york = ZoneInfo("America/New_York")
+    first = datetime(2024, 11, 3, 1, 30, tzinfo=new_york)  # 05:30Z, before clocks go back
+    second = datetime(2024, 11, 3, 1, 30, tzinfo=new_york, fold=1)  # 06:30Z, the same wall time an hour later
+    assert first == second  # Python compares them as equal: a cache keyed on them would mix them up
+    assert (format_time(first), format_time(second)) == ("2024-11-03T05:30:00Z", "2024-11-03T06:30:00Z")
 
 
 def test_pipeline_coerce_gives_a_fresh_list_each_time() -> None:
@@ -188,8 +208,6 @@ def test_format_time_matches_strftime(when: datetime) -> None:
 
 
 def test_replay_reports_odd_lines_as_before_and_goes_on() -> None:
-    from bridge.replay import Replay
-
     lines = [
         "   \n",
         '{"type": ["ticket.created"], "at": "2026-03-02T09:00:00Z"}',
@@ -207,3 +225,15 @@ def test_replay_reports_odd_lines_as_before_and_goes_on() -> None:
     ]
     finals = [o for o in out if o.get("final")]
     assert [(f["ticket_id"], f["status"]) for f in finals] == [("T1", "solved")]
+
+
+def test_interleaved_replays_leave_the_collector_as_they_found_it() -> None:
+    before = gc.get_threshold()
+    lines = ['{"type": "ticket.created", "at": "2026-11-02T09:00:00Z", "ticket": {"id": "T-1"}}']
+    first, second = Replay(Config()).run(lines), Replay(Config()).run(lines)
+    next(first)
+    next(second)
+    assert gc.get_threshold()[0] >= GC_THRESHOLD
+    list(first)
+    list(second)
+    assert gc.get_threshold() == before

@@ -39,9 +39,9 @@ def format_time(value: datetime | None) -> str | None:
     """Format an aware time as UTC ISO 8601 with ``Z``."""
     if value is None:
         return None
-    # many decisions and records share one instant, and strftime is slow: aware times are cached (equal
-    # aware datetimes are the same instant, so they format the same; a naive one depends on the local zone)
-    if type(value) is datetime and value.tzinfo is not None:
+    # many decisions and records share one instant, and strftime is slow: UTC times are cached (two times in
+    # another zone can be equal and hash alike while their fold makes them different instants)
+    if type(value) is datetime and value.tzinfo is UTC:
         text = _FORMATTED.get(value)
         if text is None:
             if len(_FORMATTED) >= _FORMATTED_MAX:

@@ -135,9 +135,10 @@ class Pipeline:
         """:func:`bridge.fields.coerce` for field ``name``, remembered for hashable raw values."""
         kind = type(raw)
         if kind is str or kind is int or kind is bool or kind is list:
-            # (no floats: 0.0 and -0.0 are one key but differ as text; the type is in the key as 1 == True)
+            # (no floats: 0.0 and -0.0 are one key but differ as text; types are in the key, items' too, as
+            # 1 == True == 1.0)
             try:
-                key = (kind, tuple(raw) if kind is list else raw)
+                key = (kind, tuple((type(i), i) for i in raw) if kind is list else raw)
                 memo = self._coerced[name]
                 found = memo.get(key, _MISSING)
             except TypeError:  # a list of unhashable items

@@ -71,7 +71,8 @@ class Replay:
         # a replay allocates millions of short-lived containers and makes almost no cycles: the young
         # generation is collected less often while it runs (the threshold is put back when it ends)
         thresholds = gc.get_threshold()
-        gc.set_threshold(max(thresholds[0], GC_THRESHOLD), *thresholds[1:])
+        ours = (max(thresholds[0], GC_THRESHOLD), *thresholds[1:])
+        gc.set_threshold(*ours)
         try:
             for number, line in enumerate(lines, start=1):
                 if not line or line.isspace():  # (not line.strip(), without copying the line)
@@ -111,7 +112,8 @@ class Replay:
                 yield from self._advance(self.until)
             yield from self._finals()
         finally:
-            gc.set_threshold(*thresholds)
+            if gc.get_threshold() == ours:  # (runs may interleave: the last to end leaves what was there)
+                gc.set_threshold(*thresholds)
             self._spool.close()
 
     # ---------------------------------------------------------------- events

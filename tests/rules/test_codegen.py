@@ -115,3 +115,14 @@ def test_regex_factors_are_literals_every_match_contains() -> None:
     fn = evaluator(compile_condition({"field": "ticket.text", "matches": "(?i)kelvin"}))
     rec = Record("T", "ticket", attrs={"subject": "\u212aelvin"})
     assert re.search("(?i)kelvin", "\u212aelvin") and fn(Context(rec))
+
+
+def test_a_condition_nested_deeper_than_python_parses_falls_back_to_the_tree() -> None:
+    cond: dict[str, Any] = {"field": "ticket.priority", "eq": "high"}
+    for depth in range(400):
+        cond = {("all" if depth % 2 else "any"): [cond, {"tag": f"t{depth}"}]}
+    compiled = compile_condition(cond)
+    every = Record("T", "ticket", tags=[f"t{n}" for n in range(400)], attrs={"priority": "low"})
+    fewer = Record("T", "ticket", tags=[f"t{n}" for n in range(399)], attrs={"priority": "low"})
+    assert evaluator(compiled)(Context(every)) is compiled.evaluate(Context(every)) is True
+    assert evaluator(compiled)(Context(fewer)) is compiled.evaluate(Context(fewer)) is False

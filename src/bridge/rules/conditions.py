@@ -769,9 +769,12 @@ def evaluator(cond: Condition, name: str = "condition") -> Evaluator:
     every other case), ``matches`` on the ticket text first looks for the literals every match contains.
     """
     gen = _Codegen()
-    body = gen.expr(cond)
-    source = f"def _evaluate(ctx):\n    a = ctx.attrs\n    f = ctx.fields\n    return bool({body})\n"
-    code = compile(source, f"<condition {name}>", "exec")
+    try:
+        body = gen.expr(cond)
+        source = f"def _evaluate(ctx):\n    a = ctx.attrs\n    f = ctx.fields\n    return bool({body})\n"
+        code = compile(source, f"<condition {name}>", "exec")
+    except (SyntaxError, RecursionError, MemoryError):
+        return cond.evaluate  # nested deeper than Python's parser allows: the tree evaluates it
     exec(code, gen.ns)  # the source is built from the tree above; values are bound as names, never inlined
     fn: Evaluator = gen.ns["_evaluate"]
     return fn

@@ -677,7 +677,8 @@ class Desk:
         holding = st.holding
         if snap is None:
             pending = self._guards.mask(cur, ctx)
-            holding &= pending  # every rule is judged: one whose guard fails does not hold
+            failed = holding & ~pending
+            pending |= failed
         else:
             pending = self._event_mask
             if cur != snap:
@@ -689,13 +690,16 @@ class Desk:
             if not pending:
                 return  # nothing a rule reads changed: every result stands, the snapshot too
             possible = self._guards.mask(cur, ctx)
-            holding &= ~(pending & ~possible)  # a failed guard: it does not hold now
-            pending &= possible
+            failed = pending & ~possible & holding
+            pending = (pending & possible) | failed
+        # a rule whose guard fails cannot hold on the values the event brought: it is not evaluated, and one
+        # that held stops holding at its turn, unless an earlier rule changed what it reads (then it is run)
         tests = self._tests
         rules = self.rules
         slot_of = self._slot_of
         slot_masks = self._slot_masks
         fired = 0
+        touched = 0
         last_eval: dict[int, int] = {}
         last_change: dict[int, int] = {}
         step = 0
@@ -709,7 +713,7 @@ class Desk:
                 low = pending & -pending
                 pending ^= low
                 i = low.bit_length() - 1
-                held = tests[i](ctx)
+                held = False if low & failed and not low & touched else tests[i](ctx)
                 if last_change:
                     step += 1
                     last_eval[i] = step
@@ -726,6 +730,7 @@ class Desk:
                         continue
                     step += 1
                     last_change[where] = step
+                    touched |= slot_masks[where]
                     readers = slot_masks[where] & ~fired
                     later = readers >> (i + 1) << (i + 1)
                     pending |= later
