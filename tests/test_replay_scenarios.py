@@ -512,3 +512,12 @@ def test_changed_from_to_rules_see_the_value_before_the_event() -> None:
         (at(2, "09:40"), "notify", "moved"),
     ]
     assert finals["T-1"]["tags"] == ["calmed"]
+
+
+@pytest.mark.parametrize(("reply", "breached"), [("09:30", []), ("09:31", ["acknowledgement"])])
+def test_an_agent_reply_at_the_acknowledgement_deadline_is_in_time(reply: str, breached: list[str]) -> None:
+    config = sla(first_response="30m", acknowledgement="30m")
+    lines = [created("T-1", at(2, "09:00")), message("T-1", at(2, reply), "agent")]
+    decisions, _ = run(config, lines, until=at(2, "12:00"))
+    first = [] if reply == "09:30" else ["first_response"]
+    assert [d["metric"] for d in decisions if d["decision"] == "sla_breach"] == first + breached

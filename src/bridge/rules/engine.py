@@ -995,10 +995,7 @@ class Desk:
             sla.on_status(st.status, at)
         kind = event.get("type")
         if kind == "ticket.message":
-            author = str(event.get("author") or "")
-            sla.on_message(author, at)
-            if author == "agent":
-                sla.on_acknowledge(at)
+            sla.on_message(str(event.get("author") or ""), at, acknowledges=True)
         elif kind == "ticket.updated" and (event.get("changes") or {}).get("acknowledged"):
             sla.on_acknowledge(at)
         self._schedule_sla(st)

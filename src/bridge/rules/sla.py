@@ -206,14 +206,18 @@ class TicketSla:
                 clock.since = at if running else None
                 clock.next_at = None
 
-    def on_message(self, author: str, at: datetime) -> None:
+    def on_message(self, author: str, at: datetime, *, acknowledges: bool = False) -> None:
         """A message on the ticket: ``agent`` meets first/next response; ``customer`` may start next response.
 
-        A customer message starts a next_response clock only after an agent has replied and when no
-        next_response clock is already waiting. Other authors (notes, bots) change nothing.
+        ``acknowledges``: the agent's message also acknowledges the ticket (one call, so that a reply at the
+        acknowledgement deadline is in time for both). A customer message starts a next_response clock only
+        after an agent has replied and when no next_response clock is already waiting. Other authors (notes,
+        bots) change nothing.
         """
         if author == "agent":
-            waiting = [c for c in self._live if c.index <= 1]  # first and next response
+            # first and next response (and the acknowledgement): met at this instant, so strictly before it
+            top = 3 if acknowledges else 1
+            waiting = [c for c in self._live if c.index <= top and c.index != 2]
             if waiting:
                 self._collect(at, waiting)
                 self._meet(waiting)
