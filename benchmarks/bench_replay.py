@@ -1,9 +1,10 @@
 """Replay throughput and memory: N tickets of JSONL through ``bridge replay`` with a 100-rule config.
 
 Prints, for the main size: the time to merely ``json.loads`` every line, the replay time (pipeline + Desk),
-the ratio (goal <= 5x) and the Desk's own share (the same events straight into the Desk, no pipeline). Then
-peak memory (tracemalloc) of a replay at each memory size and their ratio (goal <= 1.2x: closed tickets are
-dropped once their final state is out, so memory follows the open tickets, not the length of the recording).
+the ratio (goal <= 5x), the Desk's own share (the same events straight into the Desk, no pipeline) and the
+replay of the same events with no rules at all. Then peak memory of a replay at each memory size and their
+ratio (goal <= 1.2x: closed tickets are dropped once their final state is out, so memory follows the open
+tickets, not the length of the recording).
 
     .venv/bin/python benchmarks/bench_replay.py                       # 100k tickets; memory 100k vs 1M
     .venv/bin/python benchmarks/bench_replay.py --tickets 20000 --memory 20000,200000
@@ -19,7 +20,6 @@ import gc
 import heapq
 import json
 import random
-import resource
 import subprocess
 import sys
 import tempfile
@@ -351,6 +351,20 @@ def peak_memory(config: Config, path: Path) -> int:
     return peak
 
 
+def _status_kb(name: str) -> int:
+    """A figure of /proc/self/status in kB (VmRSS, VmHWM)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(name + ":"):
+            return int(line.split()[1])
+    raise KeyError(name)
+
+
+def _reset_peak() -> int:
+    """Start the peak-RSS count afresh (Linux: a forked child inherits its parent's peak); the RSS now, kB."""
+    Path("/proc/self/clear_refs").write_text("5")
+    return _status_kb("VmRSS")
+
+
 def _child_memory(n: int, rules: int, traced: bool) -> None:
     """In a fresh process: write ``n`` tickets, replay them, print peak RSS (and the traced peak) as JSON."""
     config = make_config(rules)
@@ -358,7 +372,7 @@ def _child_memory(n: int, rules: int, traced: bool) -> None:
         path = Path(tmp) / f"mem-{n}.jsonl"
         write_events(path, n)
         gc.collect()
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        base = _reset_peak()
         t = time.perf_counter()
         traced_peak = peak_memory(config, path) if traced else 0
         if not traced:
@@ -368,7 +382,7 @@ def _child_memory(n: int, rules: int, traced: bool) -> None:
                     if out.get("final"):
                         break
         seconds = time.perf_counter() - t
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        rss = _status_kb("VmHWM")
     print(json.dumps({"tickets": n, "rss_kb": rss, "rss_before_kb": base, "traced": traced_peak,
                       "seconds": seconds}))
 
@@ -406,10 +420,13 @@ def main(argv: list[str] | None = None) -> int:
             parse_s = parse_only(path)
             replay_s, outputs = replay(config, path)
             desk_s = desk_only(config, path)
+            bare_s, _ = replay(make_config(0), path)
             print(f"json parse only : {parse_s:7.2f} s")
             print(f"replay          : {replay_s:7.2f} s  ({outputs:,} out, {lines / replay_s:,.0f} events/s)")
             print(f"ratio           : {replay_s / parse_s:7.2f} x   (goal <= 5x)")
-            print(f"desk alone      : {desk_s:7.2f} s  ({desk_s / parse_s:.2f} x parse)", flush=True)
+            print(f"desk alone      : {desk_s:7.2f} s  ({desk_s / parse_s:.2f} x parse)")
+            bare = f"{bare_s / parse_s:.2f} x parse: pipeline, routing, SLA, timers, output"
+            print(f"replay, no rules: {bare_s:7.2f} s  ({bare})", flush=True)
     sizes = [int(x) for x in args.memory.split(",") if x]
     figures = []
     for n in sizes:
