@@ -448,6 +448,20 @@ def test_a_pending_ticket_gets_one_follow_up() -> None:
     assert finals["T-1"]["status"] == "pending"
 
 
+def test_one_follow_up_until_the_customer_replies() -> None:
+    lines = [
+        created("T-1", at(2, "09:00")),
+        status("T-1", at(2, "10:00"), "pending"),  # reminder due on the 4th at 10:00
+        status("T-1", at(5, "10:00"), "open"),  # an agent's note, no customer reply ...
+        status("T-1", at(5, "11:00"), "pending"),
+        status("T-1", at(6, "11:00"), "on_hold"),
+        status("T-1", at(6, "12:00"), "pending"),  # ... so no second reminder
+        message("T-1", at(9, "09:00"), "customer", "still there?"),  # a reply: the wait starts again
+    ]
+    decisions, _ = run({"follow_up": {"after": "48h"}}, lines, until=at(20, "00:00"))
+    assert [d["at"] for d in decisions if d["decision"] == "follow_up"] == [at(4, "10:00"), at(11, "09:00")]
+
+
 def test_a_resolved_ticket_auto_closes() -> None:
     lines = [
         created("T-1", at(2, "09:00")),

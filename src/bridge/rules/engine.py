@@ -914,8 +914,9 @@ class Desk:
                     self._recount(st)
                     self._route(st, ANY, "routing", at, out)
             st.follow_due = None
-            if status == "pending" and self._follow_after is not None:
-                st.follow_sent = False
+            # one reminder while the customer has not replied: going pending again (after an agent's note, a
+            # hold) does not arm another; a customer reply does (_customer_replied)
+            if status == "pending" and self._follow_after is not None and not st.follow_sent:
                 st.follow_due = at + self._follow_after
                 self._push(st.follow_due, rec.id, "follow")
             st.close_due = None
@@ -927,7 +928,8 @@ class Desk:
     def _customer_replied(self, st: _Ticket, at: datetime) -> None:
         # the wait for a reply starts again from this one
         tid = st.record.id
-        if st.status == "pending" and not st.follow_sent and self._follow_after is not None:
+        st.follow_sent = False
+        if st.status == "pending" and self._follow_after is not None:
             st.follow_due = at + self._follow_after
             self._push(st.follow_due, tid, "follow")
         if st.status == "resolved" and self._close_after is not None:
