@@ -296,3 +296,33 @@ def test_a_bad_value_from_the_environment_names_the_variable(
     monkeypatch.setenv("BRIDGE_ROUTING__STRATEGY", "bogus")
     errors = run_check(tmp_path, GOOD)
     assert len(errors) == 1 and errors[0].startswith("$BRIDGE_ROUTING__STRATEGY: routing.strategy: "), errors
+
+
+def test_brackets_and_hashes_inside_strings_keep_the_line_numbers(tmp_path: Path) -> None:
+    text = (
+        GOOD
+        + '\n[[rules]]\nname = "brackets"\nwhen = { tag = "[unclosed{" }\n'
+        + "[[rules]]\nname = 'lit'\nwhen = { tag = '{[#' }\n"
+        + '[[rules]]\nname = "ml"\nwhen = { field = "ticket.subject", matches = """\nx]]\n{ "\\"""" }\n'
+        + "[[rules]]\nname = 'mll'\nwhen = { field = \"ticket.subject\", matches = '''\n[a\n]''' }\n"
+        + '[[rules]]\nname = "late"\nwhen = { field = "account.nosuchfield", eq = 1 }\n'
+    )
+    errors = run_check(tmp_path, text)
+    hits = [e for e in errors if ": rules.5.when.field: " in e]
+    assert hits, errors
+    assert hits[0].split(":")[1] == str(line_of(text, "account.nosuchfield")), hits
+
+
+def test_an_item_of_a_multi_line_array_is_named_by_its_own_line(tmp_path: Path) -> None:
+    text = GOOD.replace(
+        'when = { all = [{ field = "account.arr", gte = 100000 }] }\nthen = [{ escalate = "leads" }]',
+        'when = { all = [\n  { field = "account.arr", gte = 100000 },\n'
+        '  { field = "ticket.nope", eq = 1 },\n] }\n'
+        'then = [\n  { escalate = "leads" },\n  { escalate = "nobody" },\n]',
+    )
+    errors = run_check(tmp_path, text)
+    field = [e for e in errors if ": rules.0.when.all.1.field: " in e]
+    team = [e for e in errors if ": rules.0.then.1.escalate: " in e]
+    assert field and team, errors
+    assert field[0].split(":")[1] == str(line_of(text, "ticket.nope"))
+    assert team[0].split(":")[1] == str(line_of(text, '"nobody"'))

@@ -336,53 +336,183 @@ def where(path: Path, lines: dict[tuple[str, ...], int], key: tuple[str, ...]) -
     return f"{path}:1: {'.'.join(key) or '(top)'}"
 
 
-_HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
-_KEY = re.compile(
-    r"""^\s*((?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*'))*)\s*="""
-)
-_INLINE_KEY = re.compile(r"""[{,]\s*([A-Za-z0-9_-]+|"[^"]*")\s*=""")
+_BARE = re.compile(r"[A-Za-z0-9_-]+")
+_SCALAR_END = re.compile(r"[,\]}\n#]")
 
 
-def _split_key(text: str) -> tuple[str, ...]:
-    parts = re.findall(r"""[A-Za-z0-9_-]+|"[^"]*"|'[^']*'""", text)
-    return tuple(p.strip("\"'") for p in parts)
+class _LineScanner:
+    """A small TOML reader that records the line of every key and array item (the text is valid TOML)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.i = 0
+        self.line = 1
+        self.lines: dict[tuple[str, ...], int] = {}
+        self.counts: dict[tuple[str, ...], int] = {}
+
+    def run(self) -> dict[tuple[str, ...], int]:
+        text = self.text
+        table: tuple[str, ...] = ()
+        while True:
+            self.skip(newlines=True)
+            if self.i >= len(text):
+                return self.lines
+            if text[self.i] == "[":
+                table = self.header()
+            else:
+                number = self.line
+                path = (*table, *self.key())
+                self.lines[path] = number
+                self.value(path)
+            self.skip(newlines=False)
+
+    def header(self) -> tuple[str, ...]:
+        number, double = self.line, self.text.startswith("[[", self.i)
+        self.i += 2 if double else 1
+        raw = self.key()
+        self.i += 2 if double else 1
+        if double:
+            idx = self.counts.get(raw, -1) + 1
+            self.counts[raw] = idx
+            table = (*raw, str(idx))
+            self.lines.setdefault(raw, number)
+        else:
+            table = _resolve_arrays(raw, self.counts)
+        self.lines[table] = number
+        return table
+
+    def skip(self, newlines: bool) -> None:
+        """Past blanks and comments (and newlines if asked)."""
+        text = self.text
+        while self.i < len(text):
+            c = text[self.i]
+            if c in " \t\r":
+                self.i += 1
+            elif c == "#":
+                end = text.find("\n", self.i)
+                self.i = len(text) if end < 0 else end
+            elif c == "\n" and newlines:
+                self.i += 1
+                self.line += 1
+            else:
+                return
+
+    def key(self) -> tuple[str, ...]:
+        """A dotted key, up to and past its ``=`` (or up to a header's closing bracket)."""
+        parts: list[str] = []
+        while True:
+            self.skip(newlines=False)
+            c = self.text[self.i]
+            if c in "\"'":
+                parts.append(self.string())
+            else:
+                match = _BARE.match(self.text, self.i)
+                if match is None:
+                    raise ValueError(f"no key at line {self.line}")
+                parts.append(match.group())
+                self.i = match.end()
+            self.skip(newlines=False)
+            c = self.text[self.i] if self.i < len(self.text) else ""
+            self.i += 1
+            if c == "=" or c == "]":
+                if c == "]":
+                    self.i -= 1
+                return tuple(parts)
+            if c != ".":
+                raise ValueError(f"unexpected {c!r} at line {self.line}")
+
+    def string(self) -> str:
+        """A quoted string of any of the four kinds; newlines inside it are counted."""
+        text, i = self.text, self.i
+        quote = text[i]
+        if text.startswith(quote * 3, i):
+            end = text.find(quote * 3, i + 3)
+            if quote == '"':
+                while end > 0 and _escaped(text, end):
+                    end = text.find('"""', end + 1)
+            if end < 0:
+                raise ValueError("unterminated string")
+            while text.startswith(quote, end + 3):  # up to two quotes may end the content
+                end += 1
+            value = text[i + 3 : end]
+            self.i = end + 3
+        else:
+            end = text.find(quote, i + 1)
+            if quote == '"':
+                while end > 0 and _escaped(text, end):
+                    end = text.find('"', end + 1)
+            if end < 0:
+                raise ValueError("unterminated string")
+            value = text[i + 1 : end]
+            self.i = end + 1
+        self.line += value.count("\n")
+        return value
+
+    def value(self, path: tuple[str, ...]) -> None:
+        self.skip(newlines=False)
+        c = self.text[self.i]
+        if c == "[":
+            self.items(path)
+        elif c == "{":
+            self.inline(path)
+        elif c in "\"'":
+            self.string()
+        else:
+            match = _SCALAR_END.search(self.text, self.i)
+            self.i = len(self.text) if match is None else match.start()
+
+    def items(self, path: tuple[str, ...]) -> None:
+        self.i += 1
+        idx = 0
+        while True:
+            self.skip(newlines=True)
+            if self.text[self.i] == "]":
+                self.i += 1
+                return
+            self.lines.setdefault((*path, str(idx)), self.line)
+            self.value((*path, str(idx)))
+            self.skip(newlines=True)
+            if self.text[self.i] == ",":
+                self.i += 1
+                idx += 1
+
+    def inline(self, path: tuple[str, ...]) -> None:
+        self.i += 1
+        while True:
+            self.skip(newlines=True)
+            if self.text[self.i] == "}":
+                self.i += 1
+                return
+            number = self.line
+            sub = (*path, *self.key())
+            self.lines.setdefault(sub, number)
+            self.value(sub)
+            self.skip(newlines=True)
+            if self.text[self.i] == ",":
+                self.i += 1
+
+
+def _escaped(text: str, at: int) -> bool:
+    """Whether the character at ``at`` is escaped by an odd run of backslashes."""
+    n = 0
+    while at - n - 1 >= 0 and text[at - n - 1] == "\\":
+        n += 1
+    return n % 2 == 1
 
 
 def key_lines(text: str) -> dict[tuple[str, ...], int]:
     """Map each key path of a TOML document to the line (1-based) where it is written.
 
-    Arrays of tables get their index (``tags.0.match``); keys of an inline table on the same line are
-    mapped to that line. Keys inside multi-line arrays map to the line of the array's key.
+    Arrays of tables get their index (``tags.0.match``); so do array items (``rules.0.then.1``), and keys of
+    inline tables map to their own line even inside a multi-line array. Strings are skipped whole, so a
+    bracket or ``#`` inside one changes nothing. The text is valid TOML (tomllib read it first); should
+    the scanner still meet something it does not follow, the keys read so far are kept.
     """
-    lines: dict[tuple[str, ...], int] = {}
-    counts: dict[tuple[str, ...], int] = {}
-    table: tuple[str, ...] = ()
-    depth = 0  # open brackets of a multi-line value
-    for number, line in enumerate(text.splitlines(), start=1):
-        stripped = line.split("#", 1)[0] if '"' not in line and "'" not in line else line
-        if depth == 0:
-            header = _HEADER.match(line)
-            if header and not _KEY.match(line):
-                raw = _split_key(header.group(2))
-                if header.group(1) == "[[":
-                    idx = counts.get(raw, -1) + 1
-                    counts[raw] = idx
-                    table = (*raw, str(idx))
-                    lines.setdefault(raw, number)
-                else:
-                    table = _resolve_arrays(raw, counts)
-                lines[table] = number
-                continue
-            key = _KEY.match(line)
-            if key:
-                path = (*table, *_split_key(key.group(1)))
-                lines[path] = number
-                rest = line[key.end() :]
-                for inline in _INLINE_KEY.finditer(rest):
-                    lines.setdefault((*path, inline.group(1).strip('"')), number)
-        depth += stripped.count("[") + stripped.count("{") - stripped.count("]") - stripped.count("}")
-        depth = max(depth, 0)
-    return lines
+    scanner = _LineScanner(text)
+    try:
+        return scanner.run()
+    except (ValueError, IndexError):
+        return scanner.lines
 
 
 def _resolve_arrays(raw: tuple[str, ...], counts: dict[tuple[str, ...], int]) -> tuple[str, ...]:
