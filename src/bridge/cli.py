@@ -144,7 +144,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_sync(args: argparse.Namespace) -> int:
     """One sync pass now (``--dry-run`` prints the plan and writes nothing)."""
-    from bridge.sync import Syncer
+    from bridge.scheduler import sync_once
 
     app = _app(args)
     try:
@@ -155,8 +155,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
-        syncer = Syncer(app.config, app.store, app.connector, app.host)
-        report = syncer.sync(args.systems or None, dry_run=args.dry_run)
+        report = sync_once(app, args.systems or None, dry_run=args.dry_run)
     finally:
         app.close()
     if args.json:

@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from bridge.durations import parse_duration
-from bridge.effects import queue_effects, writable_systems
+from bridge.effects import SIDE_EFFECTS, effect_fields, queue_effects, ticket_systems, writable_systems
 from bridge.model import format_time, parse_time, utcnow
+from bridge.pipeline import PlannedWrite
 from bridge.rules.live import LiveRules
 from bridge.sync import Syncer, SyncReport
 
@@ -156,6 +157,42 @@ def run_timers(app: App, live: LiveRules, now: datetime | None = None) -> SyncRe
             queued = queue_effects(tx, app.config, stored, decisions, now, "timers", writable=writable)
             report.writes_queued += len(queued)
     return report
+
+
+def sync_once(app: App, systems: list[str] | None = None, dry_run: bool = False) -> SyncReport:
+    """``bridge sync``: one pass now. With rules configured the Desk acts on what the pass brings, as in
+    ``bridge run``, and due timers fire: a ticket a one-shot sync takes in is routed and escalated too (the
+    next ``bridge run`` rebuilds its Desk and does not act on it again). A dry run plans the rules' effects
+    with the rest, and fires no timer.
+    """
+    live = start_rules(app) if wants_rules(app) else None
+    syncer = Syncer(app.config, app.store, app.connector, app.host)
+    report = syncer.sync(systems, dry_run=dry_run)
+    if live is not None and dry_run:
+        report.plan.extend(_timers_planned(app, live))
+    elif live is not None:
+        timers = run_timers(app, live)
+        report.writes_queued += timers.writes_queued
+        for system, table in app.config.connectors.items():  # what the rules and timers queued
+            if table.enabled and app.connector(system).accepts_writes():
+                syncer.push(system, report)
+    return report
+
+
+def _timers_planned(app: App, live: LiveRules) -> list[PlannedWrite]:
+    """What the timers due now would write (a dry run: the Desk is this process's own and is dropped)."""
+    writable = writable_systems(app.config, app.host.connectors())
+    out: list[PlannedWrite] = []
+    for record, decisions in live.tick(utcnow()):
+        for d in decisions:
+            if d.decision not in SIDE_EFFECTS:
+                continue
+            for system in ticket_systems(app.config, record, writable):
+                external = record.links.get(system)
+                ref = f"{system}:{external}" if external else ""
+                for name, value in effect_fields(app.config, system, record, d).items():
+                    out.append(PlannedWrite(record.id, system, name, None, value, f"rule {d.rule}", ref))
+    return out
 
 
 def run_job(app: App, job: Job, totals: Totals) -> None:

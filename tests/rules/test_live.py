@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -194,3 +195,37 @@ def test_a_rule_on_the_change_itself_sees_the_value_before_it() -> None:
     plain = LiveRules(Config(**CONFIG))
     plain.on_change(rec, change, change.at)
     assert not plain.desk.reads_previous and plain._previous == {}
+
+
+def test_a_one_shot_sync_routes_what_it_takes_in_and_run_does_not_repeat_it(tmp_path: Path) -> None:
+    from bridge.scheduler import run_timers, start_rules, sync_once
+
+    (tmp_path / "in").mkdir()
+    ticket = {"kind": "ticket", "id": "T-1", "updated_at": "2026-11-02T09:15:00Z", "subject": "Refund",
+              "body": "charged twice", "tags": ["bug/sev1"], "status": "open"}
+    (tmp_path / "in" / "tickets.jsonl").write_text(json.dumps(ticket) + "\n")
+    files = {"plugin": "files", "path": str(tmp_path / "in"), "out_path": str(tmp_path / "out.jsonl"),
+             "kinds": ["ticket"]}
+    cfg = {**CONFIG, "connectors": {"desk": files}}
+    def new_app() -> App:
+        return App(LoadedConfig(Config(**cfg), tmp_path / "bridge.toml", {}),
+                   database=f"sqlite:///{tmp_path / 'bridge.db'}")
+
+    app = new_app()
+    try:
+        sync_once(app)
+        with app.store.session() as tx:
+            (record,) = list(tx.records("ticket"))
+        assert record.attrs.get("assignee") == "a@x.example"  # routed by the sync itself
+        sent = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+        assert any(w.get("fields", {}).get("assignee") == "a@x.example" for w in sent)
+        queued = len(app.store.items("desk"))
+    finally:
+        app.close()
+    # the daemon starting afterwards rebuilds its Desk and queues nothing again
+    daemon = new_app()
+    try:
+        run_timers(daemon, start_rules(daemon))
+        assert len(daemon.store.items("desk")) == queued
+    finally:
+        daemon.close()
