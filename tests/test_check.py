@@ -326,3 +326,146 @@ def test_an_item_of_a_multi_line_array_is_named_by_its_own_line(tmp_path: Path) 
     assert field and team, errors
     assert field[0].split(":")[1] == str(line_of(text, "ticket.nope"))
     assert team[0].split(":")[1] == str(line_of(text, '"nobody"'))
+
+
+def run_report(tmp_path: Path, text: str) -> tuple[list[str], list[str]]:
+    path = tmp_path / "bridge.toml"
+    path.write_text(textwrap.dedent(text))
+    _loaded, report = check_file(path, host_factory)
+    return report.errors, report.warnings
+
+
+def hit(lines: list[str], text: str, key: str, needle: str, message: str) -> None:
+    """One of ``lines`` names ``key`` at the line holding ``needle``, with ``message``."""
+    found = [e for e in lines if f": {key}: " in e]
+    assert found, lines
+    assert found[0].split(":")[1] == str(line_of(text, needle)), found
+    assert message in found[0], found
+
+
+SLA_AND_RULES = (
+    GOOD
+    + """
+[[sla]]
+name = "gold"
+first_response = "1h"
+pause_on = ["pending", "pendng"]
+escalate = [{ after = "30m", to = "leads" }, { after = "1h", to = "ghosts" }]
+
+[[sla]]
+name = "gold"
+resolution = "1d"
+
+[[agents]]
+email = "a@x.example"
+
+[[rules]]
+name = "r2"
+when = { field = "ticket.subject", contains = "x" }
+then = [
+  { assign = { skil = "billing", team = "nobody" } },
+  { notify = { to = "ops@x.example", mesage = "hi" } },
+  { set = { priority = "superurgent", status = "wontfix" } },
+]
+"""
+)
+
+
+@pytest.mark.parametrize(
+    ("key", "needle", "message"),
+    [
+        ("sla.0.pause_on.1", '"pendng"', "unknown status 'pendng'"),
+        ("sla.0.escalate.1.to", '"ghosts"', "team 'ghosts' is not defined in [teams]"),
+        ("sla.1.name", 'name = "gold"#2', "SLA name 'gold' is used twice (also sla.0)"),
+        ("agents.1.email", 'email = "a@x.example"#2', "agent 'a@x.example' is listed twice"),
+        ("rules.1.then.0.assign.skil", "skil", "unknown key 'skil' in assign"),
+        ("rules.1.then.0.assign.team", "skil", "team 'nobody' is not defined"),
+        ("rules.1.then.1.notify.mesage", "mesage", "unknown key 'mesage' in notify"),
+        ("rules.1.then.2.set.priority", "superurgent", "unknown priority 'superurgent'"),
+        ("rules.1.then.2.set.status", "wontfix", "unknown status 'wontfix'"),
+    ],
+)
+def test_cross_table_mistakes_are_errors(tmp_path: Path, key: str, needle: str, message: str) -> None:
+    errors, _warnings = run_report(tmp_path, SLA_AND_RULES)
+    needle, _, nth = needle.partition("#")  # "#2": the second line holding it
+    found = [e for e in errors if f": {key}: " in e]
+    assert found, errors
+    lines = [n for n, line in enumerate(SLA_AND_RULES.splitlines(), start=1) if needle in line]
+    assert found[0].split(":")[1] == str(lines[int(nth or 1) - 1]), found
+    assert message in found[0], found
+
+
+def test_the_good_parts_of_those_tables_pass(tmp_path: Path) -> None:
+    errors, warnings = run_report(
+        tmp_path,
+        GOOD.replace(
+            'then = [{ escalate = "leads" }]',
+            'then = [{ notify = { to = "o@x", message = "m" } },'
+            ' { notify = "p@x" }, { set = { priority = "urgent", status = "on_hold" } },'
+            ' { assign = { skill = "b", language = "de", agent = "a@x.example", team = "leads" } }]',
+        )
+        + '\n[[sla]]\nname = "s"\nfirst_response = "1h"\nwarn_before = "15m"\npause_on = ["on_hold"]\n'
+        'escalate = [{ after = "1h", to = "leads" }]\n',
+    )
+    assert errors == [] and warnings == []
+
+
+def test_a_notify_without_recipient_is_an_error(tmp_path: Path) -> None:
+    text = GOOD.replace('then = [{ escalate = "leads" }]', 'then = [{ notify = { message = "m" } }]')
+    errors, _ = run_report(tmp_path, text)
+    hit(errors, text, "rules.0.then.0.notify", "notify", "notify needs to")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "message"),
+    [
+        ('then = [{ escalate = "leads" }]', "then = []", "rules.0.then", "it does nothing"),
+        ('then = [{ escalate = "leads" }]', "then = [{ set = {} }]", "rules.0.then.0.set", "does nothing"),
+        ("gte = 100000", 'gte = "abc"', "rules.0.when.all.0.gte", "never holds (it is not a number)"),
+        ("gte = 100000", 'gte = "100000"', "rules.0.when.all.0.gte", "write 100000 without quotes"),
+        (
+            'field = "account.arr", gte = 100000',
+            'field = "ticket.sentiment", lt = "low"',
+            "rules.0.when.all.0.lt",
+            "ticket.sentiment is a number",
+        ),
+    ],
+)
+def test_legal_but_surely_unintended_is_a_warning(
+    tmp_path: Path, old: str, new: str, key: str, message: str
+) -> None:
+    text = GOOD.replace(old, new)
+    assert text != GOOD
+    errors, warnings = run_report(tmp_path, text)
+    assert errors == []
+    hit(warnings, text, key, new, message)
+
+
+def test_a_declared_number_field_is_numeric_and_others_are_not(tmp_path: Path) -> None:
+    # arr is declared as an account number field; product_area is a ticket multi_select
+    text = GOOD.replace('field = "account.arr", gte = 100000', 'field = "account.arr", gte = "big"')
+    _errors, warnings = run_report(tmp_path, text)
+    assert any(": rules.0.when.all.0.gte: " in w for w in warnings), warnings
+    text = GOOD.replace(
+        'field = "account.arr", gte = 100000', 'field = "ticket.created_at", gte = "2026-01-01"'
+    )
+    errors, warnings = run_report(tmp_path, text)
+    assert errors == [] and warnings == []
+
+
+def test_warn_before_not_shorter_than_a_budget_is_a_warning(tmp_path: Path) -> None:
+    text = GOOD + '\n[[sla]]\nname = "s"\nfirst_response = "1h"\nresolution = "1d"\nwarn_before = "1h"\n'
+    errors, warnings = run_report(tmp_path, text)
+    assert errors == []
+    hit(warnings, text, "sla.0.warn_before", 'warn_before = "1h"', "first_response (1h)")
+    assert "resolution" not in "".join(warnings)
+
+
+def test_a_leaf_with_two_operators_is_legal(tmp_path: Path) -> None:
+    text = GOOD.replace("gte = 100000", "gte = 100000, lt = 500000")
+    assert run_report(tmp_path, text) == ([], [])
+
+
+def test_an_unknown_path_is_reported_once(tmp_path: Path) -> None:
+    errors = run_check(tmp_path, GOOD.replace('field = "account.arr"', 'field = "foo.bar"'))
+    assert len([e for e in errors if ": rules.0.when.all.0.field: " in e]) == 1, errors

@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from bridge.durations import parse_duration
 from bridge.errors import ConfigError, FieldValueError
 from bridge.fields import FIELD_TYPES, coerce
 from bridge.model import BRIDGE, KINDS
@@ -45,6 +46,14 @@ TICKET_ATTRS = frozenset(
 )
 ACCOUNT_ATTRS = frozenset({"id", "name", "tier", "arr", "owner", "domain", "plan", "renewal_date"})
 REQUESTER_ATTRS = frozenset({"id", "email", "name", "language", "vip", "title"})
+STATUSES = ("open", "pending", "on_hold", "resolved", "closed")
+PRIORITIES = ("low", "normal", "high", "urgent")
+ASSIGN_KEYS = ("skill", "language", "agent", "team")  # what routing's Request.from_action reads
+NOTIFY_KEYS = ("to", "message")  # what the engine's notify action reads
+# paths that hold numbers whatever the config declares (declared number fields are added per config)
+NUMERIC_PATHS = frozenset({"ticket.sentiment", "ticket.confidence", "account.arr"})
+ORDER_OPS = ("lt", "lte", "gt", "gte")
+SLA_BUDGETS = ("first_response", "next_response", "resolution", "acknowledgement")
 LEAF_OPS = frozenset(
     {
         "eq",
@@ -117,6 +126,7 @@ def check_config(loaded: LoadedConfig, host: PluginHost | None) -> Report:
                 err(("fields", name, "sync_to", i), f"{target!r} (plugin {plugin!r}) takes no writes")
     _check_tags(cfg, err)
     _check_calendars(loaded, err)
+    _check_slas(cfg, err, warn)
     _check_rules(cfg, err, warn)
 
     if cfg.topics.tracker and cfg.topics.tracker not in systems:
@@ -128,7 +138,14 @@ def check_config(loaded: LoadedConfig, host: PluginHost | None) -> Report:
                 warn(("teams", name, "members", i), f"{member!r} is not one of the [[agents]]")
         if team.calendar and team.calendar not in cfg.calendars:
             err(("teams", name, "calendar"), f"calendar {team.calendar!r} is not defined in [calendars]")
+    emails: dict[str, int] = {}
     for i, agent in enumerate(cfg.agents):
+        if agent.email in emails:
+            err(
+                ("agents", i, "email"),
+                f"agent {agent.email!r} is listed twice (also agents.{emails[agent.email]})",
+            )
+        emails.setdefault(agent.email, i)
         if agent.calendar and agent.calendar not in cfg.calendars:
             err(("agents", i, "calendar"), f"calendar {agent.calendar!r} is not defined in [calendars]")
         if agent.capacity < 0:
@@ -265,11 +282,39 @@ def _check_calendars(loaded: LoadedConfig, err: Emit) -> None:
     for name, cal in cfg.calendars.items():
         for ckey, msg in validate_calendar(name, cal):
             err(("calendars", name, *ckey), msg)
+
+
+def _check_slas(cfg: Config, err: Emit, warn: Emit) -> None:
+    names: dict[str, int] = {}
     for i, sla in enumerate(cfg.sla):
+        if sla.name in names:
+            err(("sla", i, "name"), f"SLA name {sla.name!r} is used twice (also sla.{names[sla.name]})")
+        names.setdefault(sla.name, i)
         if sla.calendar and sla.calendar not in cfg.calendars:
             err(("sla", i, "calendar"), f"calendar {sla.calendar!r} is not defined in [calendars]")
-        for key, msg in _condition_problems(cfg, sla.when):
-            err(("sla", i, "when", *key), msg)
+        _report_condition(cfg, sla.when, ("sla", i, "when"), err, warn)
+        for j, status in enumerate(sla.pause_on):
+            if status not in STATUSES:
+                err(
+                    ("sla", i, "pause_on", j),
+                    f"unknown status {status!r}; expected one of {', '.join(STATUSES)}",
+                )
+        for j, level in enumerate(sla.escalate):
+            if level.to not in cfg.teams:
+                err(("sla", i, "escalate", j, "to"), f"team {level.to!r} is not defined in [teams]")
+        if sla.warn_before is not None:
+            early = parse_duration(sla.warn_before)
+            late = [
+                f"{b} ({getattr(sla, b)})"
+                for b in SLA_BUDGETS
+                if getattr(sla, b) is not None and early >= parse_duration(getattr(sla, b))
+            ]
+            if late:
+                warn(
+                    ("sla", i, "warn_before"),
+                    f"warn_before {sla.warn_before} is not shorter than {', '.join(late)}: "
+                    "that warning can never fire",
+                )
 
 
 def _field_known(cfg: Config, path: str) -> str | None:
@@ -303,6 +348,14 @@ def _leaves(cond: Any, path: tuple[str | int, ...] = ()) -> Iterator[tuple[tuple
     yield path, cond
 
 
+def _numeric_paths(cfg: Config) -> frozenset[str]:
+    roots = {"ticket": "ticket", "account": "account", "contact": "requester"}
+    declared = {
+        f"{roots[f.kind]}.{n}" for n, f in cfg.fields.items() if f.type == "number" and f.kind in roots
+    }
+    return NUMERIC_PATHS | declared
+
+
 def _condition_problems(cfg: Config, cond: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
     problems: list[tuple[tuple[str | int, ...], str]] = []
     if not cond:
@@ -310,12 +363,43 @@ def _condition_problems(cfg: Config, cond: Mapping[str, Any]) -> list[tuple[tupl
     from bridge.rules.conditions import validate_condition
 
     problems.extend(validate_condition(cond))
+    reported = {key for key, _msg in problems}
     for path, leaf in _leaves(cond):
-        if isinstance(leaf, Mapping) and "field" in leaf:
+        if isinstance(leaf, Mapping) and "field" in leaf and (*path, "field") not in reported:
             msg = _field_known(cfg, str(leaf["field"]))
             if msg:
                 problems.append(((*path, "field"), msg))
     return problems
+
+
+def _condition_warnings(cfg: Config, cond: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
+    """Legal conditions that surely do not mean what they say."""
+    out: list[tuple[tuple[str | int, ...], str]] = []
+    numeric = _numeric_paths(cfg)
+    for path, leaf in _leaves(cond):
+        if not isinstance(leaf, Mapping) or leaf.get("field") not in numeric:
+            continue
+        for op in ORDER_OPS:
+            value = leaf.get(op)
+            if not isinstance(value, str):
+                continue
+            try:
+                float(value)
+            except ValueError:
+                why = "it is not a number"
+            else:
+                why = f"write {value} without quotes"
+            out.append(((*path, op), f"{leaf['field']} is a number and {op} {value!r} never holds ({why})"))
+    return out
+
+
+def _report_condition(
+    cfg: Config, cond: Mapping[str, Any], where: tuple[str | int, ...], err: Emit, warn: Emit
+) -> None:
+    for key, msg in _condition_problems(cfg, cond):
+        err((*where, *key), msg)
+    for key, msg in _condition_warnings(cfg, cond):
+        warn((*where, *key), msg)
 
 
 def _check_rules(cfg: Config, err: Emit, warn: Emit) -> None:
@@ -327,9 +411,10 @@ def _check_rules(cfg: Config, err: Emit, warn: Emit) -> None:
             err(
                 ("rules", i, "name"), f"rule name {rule.name!r} is used twice (also rules.{names[rule.name]})"
             )
-        names[rule.name] = i
-        for key, msg in _condition_problems(cfg, rule.when):
-            err(("rules", i, "when", *key), msg)
+        names.setdefault(rule.name, i)
+        _report_condition(cfg, rule.when, ("rules", i, "when"), err, warn)
+        if not rule.then:
+            warn(("rules", i, "then"), "the rule has no actions: it does nothing")
         for j, action in enumerate(rule.then):
             if not isinstance(action, Mapping) or len(action) != 1:
                 err(
@@ -346,15 +431,42 @@ def _check_rules(cfg: Config, err: Emit, warn: Emit) -> None:
             elif verb == "assign":
                 if not isinstance(arg, Mapping):
                     err(where, "assign takes a table: { skill | language | agent | team = ... }")
-                elif "agent" in arg and arg["agent"] not in agents:
+                    continue
+                for key in arg:
+                    if key not in ASSIGN_KEYS:
+                        err(
+                            (*where, key), f"unknown key {key!r} in assign; expected {', '.join(ASSIGN_KEYS)}"
+                        )
+                if "agent" in arg and arg["agent"] not in agents:
                     err((*where, "agent"), f"agent {arg['agent']!r} is not one of the [[agents]]")
-                elif "team" in arg and arg["team"] not in teams:
+                if "team" in arg and arg["team"] not in teams:
                     err((*where, "team"), f"team {arg['team']!r} is not defined in [teams]")
+            elif verb == "notify":
+                if isinstance(arg, Mapping):
+                    for key in arg:
+                        if key not in NOTIFY_KEYS:
+                            err((*where, key), f"unknown key {key!r} in notify; expected to and message")
+                    if "to" not in arg:
+                        err(where, "notify needs to = RECIPIENT")
+                elif not isinstance(arg, str):
+                    err(where, "notify takes a recipient or a table { to = ..., message = ... }")
             elif verb == "set":
                 if not isinstance(arg, Mapping):
                     err(where, "set takes a table of field = value")
                     continue
+                if not arg:
+                    warn(where, "set = {} sets nothing: the action does nothing")
                 for field, value in arg.items():
+                    if field == "priority" and value not in PRIORITIES:
+                        err(
+                            (*where, field),
+                            f"unknown priority {value!r}; expected one of {', '.join(PRIORITIES)}",
+                        )
+                    if field == "status" and value not in STATUSES:
+                        err(
+                            (*where, field),
+                            f"unknown status {value!r}; expected one of {', '.join(STATUSES)}",
+                        )
                     if field in ("priority", "status", "assignee", "team"):
                         continue
                     ft = cfg.field_types().get(field)
@@ -365,7 +477,7 @@ def _check_rules(cfg: Config, err: Emit, warn: Emit) -> None:
                         coerce(ft, value)
                     except FieldValueError as exc:
                         err((*where, field), str(exc).removeprefix(f"field {field!r}: "))
-            elif verb not in ("add_tags", "remove_tags", "notify", "review"):
+            elif verb not in ("add_tags", "remove_tags", "review"):
                 err(where, f"unknown action {verb!r}")
     from bridge.rules.engine import rule_cycles
 
