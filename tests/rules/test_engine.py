@@ -256,10 +256,25 @@ def test_changed_from_to_rules_fire_on_the_event_only() -> None:
                 rule("b", {"tag": "x/*"}, [{"add_tags": ["billing/x"]}]),
                 rule("c", {"field": "ticket.product_area", "eq": "API"}, [{"add_tags": ["x/z"]}]),
             ],
+            # a removes billing/x, which b's x/* never sees: only b and c feed each other
+            ["b -> c -> b (b writes ticket.product_area read by c; c writes ticket.tags read by b)"],
+        ),
+        # a chain of tags with no way back is not a loop; tags that no glob of the reader matches feed nothing
+        ([rule(f"r{n}", {"tag": f"c/{n}"}, [{"add_tags": [f"c/{n + 1}"]}]) for n in range(5)], []),
+        (
             [
-                "a -> b -> a (a writes ticket.tags read by b; b writes ticket.product_area read by a; "
-                "also in the loop: c)"
+                rule("a", {"tag": "x/*"}, [{"set": {"priority": "high"}}]),
+                rule("c", {"field": "ticket.priority", "eq": "high"}, [{"add_tags": ["y/high"]}]),
             ],
+            [],
+        ),
+        # a leaf on ticket.tags itself reads every tag
+        (
+            [
+                rule("a", {"field": "ticket.tags", "contains": "z"}, [{"set": {"priority": "high"}}]),
+                rule("c", {"field": "ticket.priority", "eq": "high"}, [{"add_tags": ["y/high"]}]),
+            ],
+            ["a -> c -> a (a writes ticket.priority read by c; c writes ticket.tags read by a)"],
         ),
     ],
 )

@@ -35,7 +35,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from fnmatch import translate
+from fnmatch import fnmatchcase, translate
 from pathlib import Path
 from typing import Any
 
@@ -182,7 +182,18 @@ def rule_cycles(config: Config) -> list[str]:
     rules = [r for r in config.rules if r.enabled]
     reads = [paths_read(r.when) for r in rules]
     writes = [rule_writes(r, config) for r in rules]
-    edges = {i: [j for j in range(len(rules)) if j != i and writes[i] & reads[j]] for i in range(len(rules))}
+    tags_written = [_tags_written(r) for r in rules]
+    tags_read = [_tags_read(r.when) for r in rules]
+
+    def feeds(i: int, j: int) -> bool:
+        shared = writes[i] & reads[j]
+        if shared != {"ticket.tags"}:
+            return bool(shared)
+        # through tags only: a tag i adds or removes must be one j's globs can see
+        globs, every = tags_read[j]
+        return every or any(fnmatchcase(t, g) for t in tags_written[i] for g in globs)
+
+    edges = {i: [j for j in range(len(rules)) if j != i and feeds(i, j)] for i in range(len(rules))}
     out = []
     for group in _components(edges):
         if len(group) < 2:
@@ -197,6 +208,36 @@ def rule_cycles(config: Config) -> list[str]:
         extra = f"; also in the loop: {', '.join(others)}" if others else ""
         out.append(f"{names} ({'; '.join(steps)}{extra})")
     return out
+
+
+def _tags_written(rule: RuleConfig) -> set[str]:
+    out: set[str] = set()
+    for action in rule.then:
+        for verb in ("add_tags", "remove_tags"):
+            arg = action.get(verb)
+            if arg is not None:
+                out.update((arg,) if isinstance(arg, str) else (str(t) for t in arg))
+    return out
+
+
+def _tags_read(cond: Any) -> tuple[set[str], bool]:
+    """The tag globs a condition tests, and whether it reads the tags some other way (a field leaf)."""
+    globs: set[str] = set()
+    every = False
+    stack = [cond]
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, Mapping):
+            continue
+        if isinstance(node.get("tag"), str):
+            globs.add(node["tag"])
+        if node.get("field") == "ticket.tags":
+            every = True
+        for key in ("all", "any", "none"):
+            children = node.get(key)
+            if isinstance(children, list):
+                stack.extend(children)
+    return globs, every
 
 
 def _components(edges: Mapping[int, list[int]]) -> list[list[int]]:
