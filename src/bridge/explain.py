@@ -71,10 +71,14 @@ def explain_record(app: App, ident: str) -> dict[str, Any] | None:
         "links": record.links,
         "tags": record.tags,
         "attrs": {k: v for k, v in record.attrs.items() if not isinstance(v, dict | list)},
+        "state": {k: record.attrs.get(k) for k in STATE} if record.kind == "ticket" else {},
         "fields": fields,
         "rules": rules,
         "events": [h for h in history if not h.get("field")],
     }
+
+
+STATE = ("status", "priority", "assignee", "escalations")  # a ticket's routing state, shown first
 
 
 def _when(value: Any) -> str:
@@ -99,6 +103,10 @@ def format_explain(data: dict[str, Any]) -> str:
 
     links = ", ".join(f"{s}={e}" for s, e in data["links"].items())
     lines = [f"{data['kind']} {data['record']}  links: {links}", f"tags: {', '.join(data['tags']) or '-'}"]
+    state = data.get("state") or {}
+    if state:
+        shown = {k: ", ".join(v) if isinstance(v, list) else v for k, v in state.items()}
+        lines.append("state: " + ", ".join(f"{k} {'-' if v in (None, '') else v}" for k, v in shown.items()))
     for f in data["fields"]:
         lines.append(
             f"  {f['field']} = {f['value']!r}  (owner {f['owner']}, {f['policy']}; "
