@@ -6,6 +6,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from bridge.replay import Replay, diff
 from bridge.settings import Config
 
@@ -136,3 +138,181 @@ def test_a_classification_below_min_confidence_goes_to_review() -> None:
     out, _ = run([created("T-2", "2026-11-02T09:00:00Z", subject="refund refund", body="")], config)
     assert not [d for d in out if d.get("decision") == "review"]  # two hits: 0.9, confident
     assert "billing/refund" in out[-1]["tags"]
+
+
+STATUS_PROBLEM = "is not one of open, pending, on_hold, resolved, closed; skipped"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        event("ticket.status", "2026-11-02T09:05:00Z", ticket_id="T-1", status="weird"),
+        event("ticket.status", "2026-11-02T09:05:00Z", ticket_id="T-1"),
+        event("ticket.updated", "2026-11-02T09:05:00Z", ticket_id="T-1", changes={"status": "solved"}),
+        event(
+            "ticket.updated",
+            "2026-11-02T09:05:00Z",
+            ticket_id="T-1",
+            changes={"status": ["closed"], "priority": "urgent"},
+        ),
+    ],
+)
+def test_a_status_outside_the_contract_is_reported_and_the_event_skipped(bad: str) -> None:
+    out, rp = run([created("T-1", "2026-11-02T09:00:00Z", priority="normal"), bad])
+    [problem] = rp.problems
+    assert problem.startswith("line 2: ticket.") and STATUS_PROBLEM in problem
+    final = out[-1]
+    assert (final["status"], final["priority"]) == ("open", "normal")  # nothing of the event was applied
+
+
+def test_a_ticket_created_with_a_status_outside_the_contract_is_skipped() -> None:
+    out, rp = run(
+        [created("T-1", "2026-11-02T09:00:00Z", status="new"), created("T-2", "2026-11-02T09:01:00Z")]
+    )
+    assert [p.split(":", 1)[0] for p in rp.problems] == ["line 1"] and STATUS_PROBLEM in rp.problems[0]
+    assert [d["ticket_id"] for d in out if d.get("final")] == ["T-2"]
+
+
+def test_a_second_ticket_created_for_the_same_id_is_reported_and_does_not_replace_the_ticket() -> None:
+    lines = [
+        created("T-1", "2026-11-02T09:00:00Z", subject="Refund", tags=["billing/refund"], sentiment=-40),
+        created("T-1", "2026-11-02T09:05:00Z", subject="dup"),
+    ]
+    out, rp = run(lines)
+    assert rp.problems == ["line 2: ticket.created: ticket 'T-1' is already in the replay; skipped"]
+    [final] = [d for d in out if d.get("final")]
+    assert final["tags"] == ["billing/refund"] and final["sentiment"] == -40
+    assert final["fields"] == {"area": ["Billing"]}
+
+
+AGENTS: dict[str, Any] = {**CONFIG, "agents": [{"email": "alice@example.com"}]}
+
+
+@pytest.mark.parametrize(
+    ("agent", "status", "problem"),
+    [
+        ("alice@example.com", "sleeping", "status 'sleeping' is not one of active, away, offline; skipped"),
+        ("bob@example.com", "away", "'bob@example.com' is not in the config's [[agents]]; skipped"),
+    ],
+)
+def test_an_agent_status_outside_the_contract_or_the_config_is_reported_and_skipped(
+    agent: str, status: str, problem: str
+) -> None:
+    lines = [
+        event("agent.status", "2026-11-02T08:00:00Z", agent=agent, status=status),
+        created("T-1", "2026-11-02T09:00:00Z"),
+    ]
+    out, rp = run(lines, AGENTS)
+    assert rp.problems == [f"line 1: agent.status: {problem}"]
+    assert out[-1]["assignee"] == "alice@example.com"  # alice is still active: the status was not applied
+
+
+def test_a_known_agent_with_a_contract_status_is_no_problem() -> None:
+    lines = [
+        event("agent.status", "2026-11-02T08:00:00Z", agent="alice@example.com", status="away"),
+        created("T-1", "2026-11-02T09:00:00Z"),
+    ]
+    out, rp = run(lines, AGENTS)
+    assert rp.problems == [] and out[-1]["assignee"] is None
+
+
+def test_a_message_by_neither_customer_nor_agent_is_reported_and_meets_no_clock() -> None:
+    config = {
+        **CONFIG,
+        "sla": [{"name": "all", "when": {"field": "ticket.status", "eq": "open"}, "first_response": "1h"}],
+    }
+    lines = [
+        created("T-1", "2026-11-02T09:00:00Z"),
+        event("ticket.message", "2026-11-02T09:10:00Z", ticket_id="T-1", author="bot", body="We got it"),
+    ]
+    out, rp = run(lines, config, until=datetime(2026, 11, 2, 11, tzinfo=UTC))
+    assert rp.problems == [
+        "line 2: ticket.message: author 'bot' is neither customer nor agent; the message counts as neither "
+        "(it meets and starts no response clock)"
+    ]
+    assert [d["decision"] for d in out if d.get("decision", "").startswith("sla_")] == ["sla_breach"]
+
+
+def test_unknown_keys_of_changes_and_undeclared_fields_are_reported_and_ignored() -> None:
+    lines = [
+        created("T-1", "2026-11-02T09:00:00Z", fields={"severity": "Sev-2", "colour": "red"}),
+        event(
+            "ticket.updated",
+            "2026-11-02T09:05:00Z",
+            ticket_id="T-1",
+            changes={"priority": "high", "colour": "blue", "fields": {"mood": "sad"}, "severity": "Sev-3"},
+        ),
+    ]
+    out, rp = run(lines)
+    assert [p.split(": ", 2)[:2] for p in rp.problems] == [
+        ["line 1", "ticket.created"],
+        ["line 2", "ticket.updated"],
+        ["line 2", "ticket.updated"],
+    ]
+    assert "ignored fields 'colour': not declared for tickets" in rp.problems[0]
+    assert "ignored 'colour': neither a ticket attribute" in rp.problems[1]
+    assert "ignored fields 'mood'" in rp.problems[2]
+    final = out[-1]
+    assert final["priority"] == "high" and final["fields"] == {"severity": "Sev-3"}
+    assert "colour" not in rp.state.records[next(iter(rp.state.records))].attrs
+
+
+def test_acknowledged_and_every_ticket_attribute_in_changes_are_no_problem() -> None:
+    lines = [
+        created("T-1", "2026-11-02T09:00:00Z"),
+        event(
+            "ticket.updated",
+            "2026-11-02T09:05:00Z",
+            ticket_id="T-1",
+            changes={"acknowledged": True, "subject": "s2", "language": "fr", "tags": [], "fields": {}},
+        ),
+    ]
+    _, rp = run(lines)
+    assert rp.problems == []
+
+
+def test_until_before_the_last_event_is_reported_and_ignored() -> None:
+    lines = [created("T-1", "2026-11-02T09:00:00Z"), created("T-2", "2026-11-02T10:00:00Z")]
+    out, rp = run(lines, until=datetime(2026, 11, 2, 9, 30, tzinfo=UTC))
+    assert rp.problems == [
+        "line 2: --until 2026-11-02T09:30:00Z is before this last event (2026-11-02T10:00:00Z): the clock "
+        "cannot go back, so --until is ignored"
+    ]
+    assert len([d for d in out if d.get("final")]) == 2
+    _, rp = run(lines, until=datetime(2026, 11, 2, 10, tzinfo=UTC))
+    assert rp.problems == []  # at the last event: nothing to advance, nothing wrong
+
+
+CLASSIFY: dict[str, Any] = {
+    **CONFIG,
+    "classify": {"min_confidence": 0.8, "keywords": {"billing/refund": ["refund"], "access/sso": ["okta"]}},
+}
+
+
+@pytest.mark.parametrize("tags", [[], ["feature/x"]])
+def test_the_classifier_adds_no_tag_to_tags_an_event_gives(tags: list[str]) -> None:
+    lines = [created("T-1", "2026-11-02T09:00:00Z", subject="refund refund", body="okta okta", tags=tags)]
+    out, rp = run(lines, CLASSIFY)
+    assert rp.problems == []
+    assert not [d for d in out if d.get("decision") == "tag"]
+    assert out[-1]["tags"] == tags
+    assert out[-1]["sentiment"] is not None  # what the event lacks is still computed
+
+
+def test_the_classifier_tags_a_ticket_whose_event_gives_no_tags() -> None:
+    lines = [created("T-1", "2026-11-02T09:00:00Z", subject="refund refund", body="")]
+    out, _ = run(lines, CLASSIFY)
+    assert [d["tag"] for d in out if d.get("decision") == "tag"] == ["billing/refund"]
+    assert out[-1]["tags"] == ["billing/refund"]
+
+
+def test_tags_that_are_not_a_list_of_strings_are_reported_and_the_event_skipped() -> None:
+    lines = [
+        created("T-1", "2026-11-02T09:00:00Z", tags="billing/refund"),
+        created("T-2", "2026-11-02T09:01:00Z"),
+        event("ticket.updated", "2026-11-02T09:02:00Z", ticket_id="T-2", changes={"tags": [1]}),
+    ]
+    out, rp = run(lines)
+    assert [p.split(":", 1)[0] for p in rp.problems] == ["line 1", "line 3"]
+    assert all("tags must be a list of strings" in p for p in rp.problems)
+    assert [(d["ticket_id"], d["tags"]) for d in out if d.get("final")] == [("T-2", [])]

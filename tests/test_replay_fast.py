@@ -222,9 +222,11 @@ def test_replay_reports_odd_lines_as_before_and_goes_on() -> None:
         "line 2: unknown event type ['ticket.created']",
         "line 3: unknown event type {'a': 1}",
         "line 5: ticket.status: unknown ticket 'T9'",
+        "line 6: ticket.status: status 'solved' is not one of open, pending, on_hold, resolved, closed; "
+        "skipped",
     ]
     finals = [o for o in out if o.get("final")]
-    assert [(f["ticket_id"], f["status"]) for f in finals] == [("T1", "solved")]
+    assert [(f["ticket_id"], f["status"]) for f in finals] == [("T1", "open")]
 
 
 def test_interleaved_replays_leave_the_collector_as_they_found_it() -> None:
@@ -237,3 +239,17 @@ def test_interleaved_replays_leave_the_collector_as_they_found_it() -> None:
     list(first)
     list(second)
     assert gc.get_threshold() == before
+
+
+def test_only_the_authority_s_given_tags_keep_the_classifier_out() -> None:
+    config = Config(classify={"min_confidence": 0.8, "keywords": {"billing/refund": ["refund"]}})
+    text = {"subject": "refund refund"}
+    # the daemon (no authority): a system's tags do not stop the classifier
+    daemon = Pipeline(config).process(MemoryState(), Change("desk", "ticket", "1", T, tags=[], attrs=text), T)
+    assert daemon.record.tags == ["billing/refund"]
+    # replay: the events' tags are taken as given, and a system other than the authority is classified
+    replay = Pipeline(config, authority="replay")
+    given = replay.process(MemoryState(), Change("replay", "ticket", "1", T, tags=[], attrs=text), T)
+    assert given.record.tags == [] and given.record.attrs["confidence"] == 0.9
+    other = replay.process(MemoryState(), Change("desk", "ticket", "1", T, tags=[], attrs=text), T)
+    assert other.record.tags == ["billing/refund"]

@@ -468,6 +468,8 @@ class Pipeline:
             proposals.extend(self.host.classify(record, change))
         if proposals:
             record.attrs["confidence"] = min(c for _t, c in proposals)
+        if change.tags is not None and change.system == self.authority:
+            proposals = []  # tags the authority's event gives (even none) are taken as given (replay.md)
         for tag, conf in proposals:
             if conf >= cfg.min_confidence and tag not in record.tags:
                 record.tags.append(tag)

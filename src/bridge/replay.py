@@ -31,6 +31,11 @@ EPSILON = timedelta(microseconds=1)
 GC_THRESHOLD = 50_000  # young-generation allocations between collections during a replay (CPython: 700)
 EVENT_TYPES = ("ticket.created", "ticket.message", "ticket.status", "ticket.updated", "agent.status")
 _EVENT_TYPES = frozenset(EVENT_TYPES)
+# (tuples, not sets: an event's value may be a list or a dict, which would not hash)
+TICKET_STATUSES = ("open", "pending", "on_hold", "resolved", "closed")
+AGENT_STATUSES = ("active", "away", "offline")
+AUTHORS = ("customer", "agent")
+_STATUS_LIST = ", ".join(TICKET_STATUSES)
 _TICKET_ATTRS = (
     "subject",
     "body",
@@ -43,6 +48,8 @@ _TICKET_ATTRS = (
     "sentiment",
     "language",
 )
+# what a ticket.updated's changes may name besides ticket attributes and declared fields
+_CHANGE_KEYS = frozenset((*_TICKET_ATTRS, "tags", "fields", "acknowledged"))
 
 
 @dataclass
@@ -64,6 +71,8 @@ class Replay:
         self.clock: datetime | None = None
         self._spool = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 - closed in run()
         self._types = self.config.field_types()
+        self._agents = frozenset(a.email for a in self.config.agents)
+        self._ticket_fields = frozenset(self.pipeline.remote_map(SYSTEM, "ticket"))  # declared ticket fields
 
     def run(self, lines: Iterable[str]) -> Iterator[dict[str, Any]]:
         """Yield decision dicts in time order, then one final state per ticket."""
@@ -73,6 +82,7 @@ class Replay:
         thresholds = gc.get_threshold()
         ours = (max(thresholds[0], GC_THRESHOLD), *thresholds[1:])
         gc.set_threshold(*ours)
+        last = 0  # the line number of the last event taken
         try:
             for number, line in enumerate(lines, start=1):
                 if not line or line.isspace():  # (not line.strip(), without copying the line)
@@ -95,6 +105,7 @@ class Replay:
                 else:
                     desk.advance(before)  # nothing due: what _advance would end with
                 self.clock = at
+                last = number
                 # the event's output is gathered in a list (cheaper than nested generators); what came out
                 # before a failure is still given, in order, as it would have been streamed
                 out: list[dict[str, Any]] = []
@@ -110,6 +121,11 @@ class Replay:
                 yield from out
             if self.until is not None and (self.clock is None or self.until > self.clock):
                 yield from self._advance(self.until)
+            elif self.until is not None and self.clock is not None and self.until < self.clock:
+                self.problems.append(
+                    f"line {last}: --until {format_time(self.until)} is before this last event "
+                    f"({format_time(self.clock)}): the clock cannot go back, so --until is ignored"
+                )
             yield from self._finals()
         finally:
             if gc.get_threshold() == ours:  # (runs may interleave: the last to end leaves what was there)
@@ -141,14 +157,93 @@ class Replay:
             if not isinstance(ticket, dict) or not ticket.get("id"):
                 self.problems.append(f"line {number}: ticket.created needs a ticket object with an id")
                 return None
-        elif kind == "agent.status":
-            if not event.get("agent") or not event.get("status"):
+            if "status" in ticket and not self._status_ok(number, kind, ticket["status"]):
+                return None
+            if not self._tags_ok(number, kind, ticket.get("tags")):
+                return None
+            if isinstance(ticket.get("fields"), dict):
+                ticket["fields"] = self._declared(number, kind, ticket["fields"])
+            return event
+        if kind == "agent.status":
+            agent, status = event.get("agent"), event.get("status")
+            if not agent or not status:
                 self.problems.append(f"line {number}: agent.status needs agent and status")
                 return None
-        elif not event.get("ticket_id"):
+            if status not in AGENT_STATUSES:
+                self.problems.append(
+                    f"line {number}: agent.status: status {status!r} is not one of "
+                    f"{', '.join(AGENT_STATUSES)}; skipped"
+                )
+                return None
+            if type(agent) is not str or agent not in self._agents:
+                self.problems.append(
+                    f"line {number}: agent.status: {agent!r} is not in the config's [[agents]]; skipped"
+                )
+                return None
+            return event
+        if not event.get("ticket_id"):
             self.problems.append(f"line {number}: {kind} needs ticket_id")
             return None
+        if kind == "ticket.status":
+            if not self._status_ok(number, kind, event.get("status")):
+                return None
+        elif kind == "ticket.message":
+            author = event.get("author")
+            if author not in AUTHORS:
+                self.problems.append(
+                    f"line {number}: ticket.message: author {author!r} is neither customer nor agent; the "
+                    f"message counts as neither (it meets and starts no response clock)"
+                )
+        else:
+            changes = event.get("changes")
+            if isinstance(changes, dict):
+                if "status" in changes and not self._status_ok(number, kind, changes["status"]):
+                    return None
+                if not self._tags_ok(number, kind, changes.get("tags")):
+                    return None
+                self._known_changes(number, changes)
         return event
+
+    def _status_ok(self, number: int, kind: str, status: Any) -> bool:
+        """Whether ``status`` is a ticket status; else the problem is reported (the event is skipped)."""
+        if status in TICKET_STATUSES:
+            return True
+        self.problems.append(
+            f"line {number}: {kind}: status {status!r} is not one of {_STATUS_LIST}; skipped"
+        )
+        return False
+
+    def _tags_ok(self, number: int, kind: str, tags: Any) -> bool:
+        """Whether ``tags`` is absent or a list of strings; else the problem is reported (event skipped)."""
+        if tags is None or (type(tags) is list and all(type(t) is str for t in tags)):
+            return True
+        self.problems.append(f"line {number}: {kind}: tags must be a list of strings, not {tags!r}; skipped")
+        return False
+
+    def _known_changes(self, number: int, changes: dict[str, Any]) -> None:
+        """Drop (and report) what a ticket.updated's changes name that the replay does not know."""
+        unknown = [k for k in changes if k not in _CHANGE_KEYS and k not in self._ticket_fields]
+        for key in unknown:
+            del changes[key]
+        if unknown:
+            self.problems.append(
+                f"line {number}: ticket.updated: ignored {', '.join(map(repr, unknown))}: neither a "
+                f"ticket attribute ({', '.join(_TICKET_ATTRS)}), a declared ticket field, tags, fields "
+                "nor acknowledged"
+            )
+        fields = changes.get("fields")
+        if isinstance(fields, dict):
+            changes["fields"] = self._declared(number, "ticket.updated", fields)
+
+    def _declared(self, number: int, kind: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """``fields`` without (and reporting) the names that are not declared ticket fields."""
+        unknown = [n for n in fields if n not in self._ticket_fields]
+        if not unknown:
+            return fields
+        self.problems.append(
+            f"line {number}: {kind}: ignored fields {', '.join(map(repr, unknown))}: not declared for tickets"
+        )
+        return {n: v for n, v in fields.items() if n in self._ticket_fields}
 
     def _event(self, number: int, event: dict[str, Any], at: datetime, out: list[dict[str, Any]]) -> None:
         """Run one event, appending its output to ``out``."""
@@ -159,7 +254,13 @@ class Replay:
         state = self.state
         if kind == "ticket.created":
             change = self._created(event, at)
-            rid = state.record_id_for(SYSTEM, "ticket", change.external_id)
+            if state.record_id_for(SYSTEM, "ticket", change.external_id) is not None:
+                self.problems.append(
+                    f"line {number}: ticket.created: ticket {change.external_id!r} is already in the replay; "
+                    "skipped"
+                )
+                return
+            rid = None
         else:
             tid = str(event["ticket_id"])
             rid = state.record_id_for(SYSTEM, "ticket", tid)
@@ -192,7 +293,8 @@ class Replay:
             str(t["id"]),
             at,
             fields=dict(t.get("fields") or {}),
-            tags=list(t.get("tags") or []),
+            # given tags (even none) are taken as given; without them the classifier computes them
+            tags=None if t.get("tags") is None else list(t["tags"]),
             attrs=attrs,
         )
 
@@ -208,7 +310,7 @@ class Replay:
         tags = changes.pop("tags", None)
         fields = dict(changes.pop("fields", None) or {})
         for name in list(changes):
-            if name in self.config.fields:
+            if name in self._ticket_fields:
                 fields[name] = changes.pop(name)
         return Change(SYSTEM, "ticket", tid, at, fields=fields, tags=tags, attrs=changes)
 
