@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -61,6 +62,7 @@ from bridge.rules.sla import TicketSla
 from bridge.settings import Config, RuleConfig, SlaConfig
 
 MAX_PASSES = 10
+log = logging.getLogger("bridge.rules")
 SET_ORDER = {"triggers": 0, "escalation": 1, "routing": 2}
 DONE = frozenset({"resolved", "closed"})
 ATTRS_SET = ("priority", "status", "team")
@@ -777,6 +779,10 @@ class Desk:
                     pending |= later
                     nxt |= readers ^ later
             pending = nxt & ~fired
+        if pending:
+            left = [rules[j].name for j in range(len(rules)) if pending >> j & 1]
+            log.warning("ticket %s: rule effects still chaining after %d passes; not run in this event: %s",
+                        st.record.id, MAX_PASSES, ", ".join(left))
         if last_change:
             values = list(cur)
             for slot, changed_at in last_change.items():
