@@ -469,3 +469,40 @@ def test_a_leaf_with_two_operators_is_legal(tmp_path: Path) -> None:
 def test_an_unknown_path_is_reported_once(tmp_path: Path) -> None:
     errors = run_check(tmp_path, GOOD.replace('field = "account.arr"', 'field = "foo.bar"'))
     assert len([e for e in errors if ": rules.0.when.all.0.field: " in e]) == 1, errors
+
+
+def test_shape_errors_do_not_hide_the_cross_table_ones(tmp_path: Path) -> None:
+    text = (
+        GOOD.replace('then = [{ escalate = "leads" }]', 'then = [{ escalate = "nobody" }]').replace(
+            'calendar = "support"', 'calendar = "nocal"\nstatus = "busy"'
+        )
+        + '\n[routing]\nstrategy = "least_loadd"\n'
+    )
+    errors = run_check(tmp_path, text)
+    keys = [e.split(": ")[1] for e in errors]
+    # the shape errors first, as before, then what the checks of the valid parts found
+    assert keys == ["routing.strategy", "agents.0.status", "rules.0.then.0.escalate", "agents.0.calendar"], (
+        errors
+    )
+    assert errors[2].split(":")[1] == str(line_of(text, '"nobody"'))
+
+
+def test_an_entry_missing_a_required_key_is_set_aside_quietly(tmp_path: Path) -> None:
+    # product_area has no type: its own problem is reported, the tag mapping naming it is not blamed for it
+    text = GOOD.replace('type = "multi_select"\n', "").replace(
+        'then = [{ escalate = "leads" }]', 'then = [{ escalate = "nobody" }]'
+    )
+    text += '\n[[rules]]\nwhen = { field = "ticket.nope", eq = 1 }\n'
+    errors, warnings = run_report(tmp_path, text)
+    keys = [e.split(": ")[1] for e in errors]
+    assert keys == ["fields.product_area.type", "rules.1.name", "rules.0.then.0.escalate"], errors
+    assert warnings == []
+    assert "Field required" in errors[0] and "Field required" in errors[1]
+
+
+def test_a_bad_value_inside_a_list_sets_aside_only_its_key(tmp_path: Path) -> None:
+    text = (
+        GOOD + '\n[[sla]]\nname = "s"\nfirst_response = "1x"\nescalate = [{ after = "1h", to = "ghosts" }]\n'
+    )
+    keys = [e.split(": ")[1] for e in run_check(tmp_path, text)]
+    assert keys == ["sla.0.first_response", "sla.0.escalate.0.to"]

@@ -21,7 +21,7 @@ from bridge.errors import ConfigError, FieldValueError
 from bridge.fields import FIELD_TYPES, coerce
 from bridge.model import BRIDGE, KINDS
 from bridge.plugins import PluginHost
-from bridge.settings import Config, LoadedConfig, load_config, validation_problems
+from bridge.settings import Config, LoadedConfig, load_partial, validation_problems
 
 TICKET_ATTRS = frozenset(
     {
@@ -89,11 +89,17 @@ class Report:
 def check_file(path: str | Path | None, host_factory: Any) -> tuple[LoadedConfig | None, Report]:
     """Load and check a config file; ``host_factory(config)`` builds the plugin host to check connectors."""
     try:
-        loaded = load_config(path)
+        loaded, problems = load_partial(path)
     except ConfigError as exc:
         return None, Report(list(exc.problems), [])
+    if loaded is None:
+        return None, Report(problems, [])
     host = host_factory(loaded.config)
-    return loaded, check_config(loaded, host)
+    report = check_config(loaded, host)
+    if not problems:
+        return loaded, report
+    # the checks ran on the parts that validated: report them with the parts that did not
+    return None, Report(problems + [e for e in report.errors if e not in problems], report.warnings)
 
 
 def check_config(loaded: LoadedConfig, host: PluginHost | None) -> Report:
@@ -160,10 +166,12 @@ class _Sink:
         self.warnings: list[str] = []
 
     def err(self, key: tuple[str | int, ...], msg: str) -> None:
-        self.errors.append(f"{self.loaded.where(*key)}: {msg}")
+        if not self.loaded.is_set_aside(*key):
+            self.errors.append(f"{self.loaded.where(*key)}: {msg}")
 
     def warn(self, key: tuple[str | int, ...], msg: str) -> None:
-        self.warnings.append(f"{self.loaded.where(*key)}: warning: {msg}")
+        if not self.loaded.is_set_aside(*key):
+            self.warnings.append(f"{self.loaded.where(*key)}: warning: {msg}")
 
 
 Emit = Callable[[tuple[str | int, ...], str], None]
@@ -174,6 +182,8 @@ def _check_connectors(loaded: LoadedConfig, host: PluginHost | None, sink: _Sink
     cfg = loaded.config
     installed = host.connectors() if host is not None else {}
     for name, table in cfg.connectors.items():
+        if loaded.is_set_aside("connectors", name):
+            continue
         if host is not None and table.plugin not in installed:
             known = ", ".join(sorted(installed)) or "none"
             err(

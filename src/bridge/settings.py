@@ -7,6 +7,7 @@ secret, a key ending in ``_file`` names a file holding it; the secret is then av
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import tomllib
@@ -318,10 +319,23 @@ class Config(BaseSettings):
 class LoadedConfig:
     """A validated config with where it came from (for messages naming file and line)."""
 
-    def __init__(self, config: Config, path: Path, lines: dict[tuple[str, ...], int]) -> None:
+    def __init__(
+        self,
+        config: Config,
+        path: Path,
+        lines: dict[tuple[str, ...], int],
+        set_aside: frozenset[tuple[str, ...]] = frozenset(),
+    ) -> None:
         self.config = config
         self.path = path
         self.lines = lines
+        # key paths that did not validate and were dropped (or stubbed) to check the rest: see load_partial
+        self.set_aside = set_aside
+
+    def is_set_aside(self, *key: str | int) -> bool:
+        """Whether ``key`` lies in a part that did not validate (its problems are already reported)."""
+        parts = tuple(str(k) for k in key)
+        return any(parts[:n] in self.set_aside for n in range(1, len(parts) + 1))
 
     def where(self, *key: str | int) -> str:
         """``FILE:LINE: KEY`` for a key path (the nearest enclosing key that has a line)."""
@@ -590,6 +604,76 @@ def load_config(path: str | os.PathLike[str] | None = None) -> LoadedConfig:
     return LoadedConfig(config, file, lines)
 
 
+# what stands in for a missing required key while the rest of the config is checked
+_STAND_INS: dict[str, Any] = {"type": "text", "after": "0m", "window": "0m", "ratio": 0.0}
+
+
+def load_partial(path: str | os.PathLike[str] | None = None) -> tuple[LoadedConfig | None, list[str]]:
+    """The config and its validation problems; with problems, the config holds the parts that validated.
+
+    So that ``bridge check`` reports every problem at once, each invalid value is set aside (dropped back to
+    its default) and an entry missing a required key gets a stand-in; the paths set aside are recorded on
+    the result so that checks on them stay quiet. None when the problems cannot be set aside (a bad value
+    from the environment, say). A syntax error still raises ConfigError.
+    """
+    file = resolve_config_path(path)
+    data, lines = read_toml(file)
+    try:
+        return LoadedConfig(Config(**data), file, lines), []
+    except ValidationError as exc:
+        problems = validation_problems(exc, file, lines)
+        errors = exc.errors()
+    repaired = copy.deepcopy(data)
+    aside: set[tuple[str, ...]] = set()
+    stubbed: set[tuple[str | int, ...]] = set()
+    for _ in range(10):
+        if not any([_set_aside(repaired, tuple(e["loc"]), e["type"], aside, stubbed) for e in errors]):
+            return None, problems
+        try:
+            config = Config(**repaired)
+        except ValidationError as exc:
+            errors = exc.errors()
+            continue
+        return LoadedConfig(config, file, lines, frozenset(aside)), problems
+    return None, problems
+
+
+def _set_aside(
+    data: dict[str, Any],
+    loc: tuple[str | int, ...],
+    kind: str,
+    aside: set[tuple[str, ...]],
+    stubbed: set[tuple[str | int, ...]],
+) -> bool:
+    """Drop (or stub) what one validation error is about; False when nothing in the file could be."""
+    if not loc or _env_source(tuple(str(p) for p in loc)) is not None:
+        return False
+    if kind == "missing" and loc not in stubbed:
+        parent = _get(data, loc[:-1])
+        if isinstance(parent, dict) and isinstance(loc[-1], str):
+            parent[loc[-1]] = _STAND_INS.get(loc[-1], "")
+            stubbed.add(loc)
+            aside.add(tuple(str(p) for p in loc[:-1]))  # the entry is incomplete: none of it is checked
+            return True
+    # drop the innermost table key at or above the error (never a list item: that would renumber the rest)
+    for n in range(len(loc), 0, -1):
+        parent = _get(data, loc[: n - 1])
+        if isinstance(parent, dict) and loc[n - 1] in parent:
+            del parent[loc[n - 1]]
+            aside.add(tuple(str(p) for p in loc[:n]))
+            return True
+    return False
+
+
+def _get(data: Any, loc: tuple[str | int, ...]) -> Any:
+    for part in loc:
+        in_list = isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data)
+        if not in_list and not (isinstance(data, dict) and part in data):
+            return None
+        data = data[part]
+    return data
+
+
 def duration(value: str | None, default: timedelta | None = None) -> timedelta | None:
     """A config duration as a timedelta (None stays ``default``)."""
     return default if value is None else parse_duration(value)
@@ -605,4 +689,5 @@ __all__ = [
     "ConnectorSettings",
     "LoadedConfig",
     "load_config",
+    "load_partial",
 ]
