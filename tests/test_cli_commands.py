@@ -163,6 +163,20 @@ def test_replay_against_prints_only_the_differing_decisions(demo: Path) -> None:
     assert (same.returncode, same.stdout) == (0, "")
 
 
+@pytest.mark.parametrize("against", [False, True])
+def test_replay_refuses_a_config_that_check_rejects(demo: Path, against: bool) -> None:
+    cfg = demo / "config" / "bridge.toml"
+    text = cfg.read_text()
+    assert 'field = "ticket.sentiment", lte = -35' in text
+    (demo / "bad.toml").write_text(text.replace('field = "ticket.sentiment"', 'field = "ticket.mood"'))
+    events = "config/demo/events.jsonl"
+    args = ("--against", "bad.toml") if against else ("--config", "bad.toml")
+    res = bridge("replay", events, "--json", *args, cwd=demo)
+    assert res.returncode == 1  # docs/cli.md: an invalid config exits 1, as `bridge run` and `bridge check`
+    assert res.stdout == ""  # nothing was replayed
+    assert "bad.toml:" in res.stderr and "ticket.mood" in res.stderr and "Traceback" not in res.stderr
+
+
 @pytest.mark.parametrize("until", ["garbage", "2026-13-01T00:00:00Z"])
 def test_replay_with_a_bad_until_is_bad_usage(demo: Path, until: str) -> None:
     res = bridge("replay", "config/demo/events.jsonl", "--until", until, cwd=demo)

@@ -10,10 +10,13 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bridge.errors import BridgeError, ConfigError
 from bridge.model import parse_time
+
+if TYPE_CHECKING:
+    from bridge.settings import LoadedConfig
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -86,9 +89,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     """Replay recorded events through the config on a virtual clock."""
     from bridge.replay import Replay, diff, replay_file
-    from bridge.settings import load_config
 
-    loaded = load_config(args.config)
+    loaded = _valid_config(args.config)
     try:
         until = parse_time(args.until) if args.until else None
     except ValueError:
@@ -99,7 +101,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"{path}: no such file", file=sys.stderr)
         return 2
     if args.against:
-        old_cfg = load_config(args.against).config
+        old_cfg = _valid_config(args.against).config
         old, _old_problems = replay_file(old_cfg, path, until=until)
         new, problems = replay_file(loaded.config, path, until=until)
         rows = diff(old, new)
@@ -115,6 +117,17 @@ def cmd_replay(args: argparse.Namespace) -> int:
     for p in rp.problems:
         print(f"{path}:{p.removeprefix('line ')}", file=sys.stderr)
     return 1 if rp.problems else 0
+
+
+def _valid_config(path: str | None) -> LoadedConfig:
+    """The config at ``path``; raises ConfigError with every error ``bridge check`` reports (as run does)."""
+    from bridge.check import require_valid
+    from bridge.plugins import create_host
+    from bridge.settings import load_config
+
+    loaded = load_config(path)
+    require_valid(loaded, create_host(loaded.config.plugins.disabled, loaded.config.bridge.plugins_dir))
+    return loaded
 
 
 def _decision_line(row: dict[str, Any]) -> str:
