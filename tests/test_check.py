@@ -366,6 +366,7 @@ then = [
   { assign = { skil = "billing", team = "nobody" } },
   { notify = { to = "ops@x.example", mesage = "hi" } },
   { set = { priority = "superurgent", status = "wontfix" } },
+  { set = { team = "phantoms" } },
 ]
 """
 )
@@ -383,6 +384,7 @@ then = [
         ("rules.1.then.1.notify.mesage", "mesage", "unknown key 'mesage' in notify"),
         ("rules.1.then.2.set.priority", "superurgent", "unknown priority 'superurgent'"),
         ("rules.1.then.2.set.status", "wontfix", "unknown status 'wontfix'"),
+        ("rules.1.then.3.set.team", "phantoms", "team 'phantoms' is not defined in [teams]"),
     ],
 )
 def test_cross_table_mistakes_are_errors(tmp_path: Path, key: str, needle: str, message: str) -> None:

@@ -477,6 +477,8 @@ def _check_rules(cfg: Config, err: Emit, warn: Emit) -> None:
                             (*where, field),
                             f"unknown status {value!r}; expected one of {', '.join(STATUSES)}",
                         )
+                    if field == "team" and value not in teams:
+                        err((*where, field), f"team {value!r} is not defined in [teams]")
                     if field in ("priority", "status", "assignee", "team"):
                         continue
                     ft = cfg.field_types().get(field)
