@@ -316,3 +316,31 @@ def test_tags_that_are_not_a_list_of_strings_are_reported_and_the_event_skipped(
     assert [p.split(":", 1)[0] for p in rp.problems] == ["line 1", "line 3"]
     assert all("tags must be a list of strings" in p for p in rp.problems)
     assert [(d["ticket_id"], d["tags"]) for d in out if d.get("final")] == [("T-2", [])]
+
+
+def test_inline_account_values_are_coerced_as_a_sync_would() -> None:
+    config = {
+        "fields": {
+            "tier": {"type": "select", "kind": "account", "options": ["enterprise", "growth"]},
+            "arr": {"type": "number", "kind": "account"},
+        },
+        "rules": [
+            {"name": "big", "when": {"field": "account.arr", "gte": 100000},
+             "then": [{"add_tags": ["hit/arr"]}]},
+            {"name": "ent", "when": {"field": "account.tier", "eq": "enterprise"},
+             "then": [{"add_tags": ["hit/tier"]}]},
+        ],
+    }
+    ticket = {"subject": "s", "body": "b", "status": "open"}
+    lines = [
+        json.dumps({"type": "ticket.created", "at": "2026-11-02T09:00:00Z", "ticket": {
+            **ticket, "id": "T-1", "account": {"id": "A", "tier": "Enterprise", "arr": "120,000"}}}),
+        json.dumps({"type": "ticket.created", "at": "2026-11-02T09:01:00Z", "ticket": {
+            **ticket, "id": "T-2", "account": {"id": "B", "fields": {"tier": "platinum", "arr": 5}}}}),
+    ]
+    rp = Replay(Config(**config))
+    finals = {d["ticket_id"]: d for d in rp.run(lines) if d.get("final")}
+    assert finals["T-1"]["tags"] == ["hit/arr", "hit/tier"]
+    assert finals["T-2"]["tags"] == []
+    assert len(rp.problems) == 1 and rp.problems[0].startswith("line 2: ticket.created: account ")
+    assert "platinum" in rp.problems[0] and "value dropped" in rp.problems[0]

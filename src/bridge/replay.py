@@ -16,8 +16,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bridge.errors import BridgeError
-from bridge.fields import to_json
+from bridge.errors import BridgeError, FieldValueError
+from bridge.fields import coerce, to_json
 from bridge.model import Change, Decision, Record, format_time, parse_time
 from bridge.pipeline import MemoryState, Pipeline
 from bridge.plugins import PluginHost
@@ -73,6 +73,8 @@ class Replay:
         self._types = self.config.field_types()
         self._agents = frozenset(a.email for a in self.config.agents)
         self._ticket_fields = frozenset(self.pipeline.remote_map(SYSTEM, "ticket"))  # declared ticket fields
+        fields = self.config.fields
+        self._account_types = {n: self._types[n] for n, f in fields.items() if f.kind == "account"}
 
     def run(self, lines: Iterable[str]) -> Iterator[dict[str, Any]]:
         """Yield decision dicts in time order, then one final state per ticket."""
@@ -254,6 +256,8 @@ class Replay:
         state = self.state
         if kind == "ticket.created":
             change = self._created(event, at)
+            if self._account_types and isinstance(change.attrs.get("account"), dict):
+                change.attrs["account"] = self._account(number, change.attrs["account"])
             if state.record_id_for(SYSTEM, "ticket", change.external_id) is not None:
                 self.problems.append(
                     f"line {number}: ticket.created: ticket {change.external_id!r} is already in the replay; "
@@ -297,6 +301,26 @@ class Replay:
             tags=None if t.get("tags") is None else list(t["tags"]),
             attrs=attrs,
         )
+
+    def _account(self, number: int, account: dict[str, Any]) -> dict[str, Any]:
+        """The inline account with its declared fields' values coerced as a sync would ("Enterprise" is the
+        option "enterprise", "120,000" the number 120000); a value that does not fit is reported, dropped."""
+        out = dict(account)
+        declared = out.get("fields")
+        tables = [out] + ([dict(declared)] if isinstance(declared, dict) else [])
+        if len(tables) > 1:
+            out["fields"] = tables[1]
+        for table in tables:
+            for name, ft in self._account_types.items():
+                raw = table.get(name)
+                if raw is None:
+                    continue
+                try:
+                    table[name] = to_json(ft, coerce(ft, raw))
+                except FieldValueError as exc:
+                    self.problems.append(f"line {number}: ticket.created: account {exc}; value dropped")
+                    del table[name]
+        return out
 
     def _change(self, kind: str, tid: str, event: dict[str, Any], at: datetime) -> Change:
         if kind == "ticket.message":
