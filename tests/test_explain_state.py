@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bridge.app import App
 from bridge.explain import explain_record, format_explain
-from bridge.model import Record
+from bridge.model import Change, Record
 from bridge.settings import Config, LoadedConfig
 
 
@@ -25,3 +26,28 @@ def test_the_state_line_comes_after_the_tags(tmp_path: Path) -> None:
     lines = format_explain(ticket).splitlines()
     assert lines[2] == "state: status open, priority urgent, assignee -, escalations leads, oncall"
     assert "state:" not in format_explain(account)
+
+
+def test_the_sla_deadlines_come_from_the_tickets_own_changes(tmp_path: Path) -> None:
+    cfg = Config(sla=[{"name": "std", "first_response": "1h", "resolution": "1d"}])
+    app = App(LoadedConfig(cfg, tmp_path / "bridge.toml", {}), database=f"sqlite:///{tmp_path / 'b.db'}")
+    at = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+    try:
+        with app.store.session() as tx:
+            rid = tx.create_record("ticket", now=at)
+            tx.link(rid, "desk", "ticket", "T-1")
+            opened = {"subject": "s", "status": "open"}
+            tx.add_change(Change("desk", "ticket", "T-1", at, attrs=opened), rid, at)
+            record = tx.load(rid)
+            assert record is not None
+            record.attrs.update({"subject": "s", "status": "open"})
+            tx.save(record)
+        data = explain_record(app, "desk:T-1")
+    finally:
+        app.close()
+    assert data is not None
+    assert data["sla"] == {"first_response_due": "2026-11-02T10:00:00Z", "next_response_due": None,
+                           "resolution_due": "2026-11-03T09:00:00Z"}
+    line = ("sla: first response due 2026-11-02T10:00:00Z, next response due -, "
+            "resolution due 2026-11-03T09:00:00Z")
+    assert line in format_explain(data)

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from bridge.fields import to_json
-from bridge.model import format_time
+from bridge.model import Change, Record, format_time
 
 if TYPE_CHECKING:
     from bridge.app import App
@@ -41,6 +41,8 @@ def explain_record(app: App, ident: str) -> dict[str, Any] | None:
             {**h, "at": format_time(h["at"]) if hasattr(h.get("at"), "astimezone") else h.get("at")}
             for h in tx.audit_for(record.id)
         ]
+        ticket = record.kind == "ticket"
+        changes = [c for _rid, c in tx.changes_in_order("ticket", {record.id})] if ticket else []
     types = cfg.field_types()
     fields = []
     for name, fcfg in cfg.fields.items():
@@ -72,6 +74,7 @@ def explain_record(app: App, ident: str) -> dict[str, Any] | None:
         "tags": record.tags,
         "attrs": {k: v for k, v in record.attrs.items() if not isinstance(v, dict | list)},
         "state": {k: record.attrs.get(k) for k in STATE} if record.kind == "ticket" else {},
+        "sla": _sla_due(app, record, changes) if record.kind == "ticket" and cfg.sla else {},
         "fields": fields,
         "rules": rules,
         "events": [h for h in history if not h.get("field")],
@@ -79,6 +82,16 @@ def explain_record(app: App, ident: str) -> dict[str, Any] | None:
 
 
 STATE = ("status", "priority", "assignee", "escalations")  # a ticket's routing state, shown first
+
+
+def _sla_due(app: App, record: Record, changes: list[Change]) -> dict[str, Any]:
+    """The ticket's SLA deadlines: its stored changes run through a private Desk (no other ticket matters)."""
+    from bridge.rules.live import LiveRules
+
+    live = LiveRules(app.config, app.base_dir)
+    live.rebuild([(record.id, dict(record.links), c) for c in changes], None)
+    replayed = live.records.get(record.id)
+    return live.desk.final(replayed)["sla"] if replayed is not None else {}
 
 
 def _when(value: Any) -> str:
@@ -107,6 +120,9 @@ def format_explain(data: dict[str, Any]) -> str:
     if state:
         shown = {k: ", ".join(v) if isinstance(v, list) else v for k, v in state.items()}
         lines.append("state: " + ", ".join(f"{k} {'-' if v in (None, '') else v}" for k, v in shown.items()))
+    sla = data.get("sla") or {}
+    if sla:
+        lines.append("sla: " + ", ".join(f"{k.replace('_', ' ')} {v or '-'}" for k, v in sla.items()))
     for f in data["fields"]:
         lines.append(
             f"  {f['field']} = {f['value']!r}  (owner {f['owner']}, {f['policy']}; "
