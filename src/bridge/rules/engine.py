@@ -396,11 +396,6 @@ class GuardIndex:
                     self.by_ascii.setdefault(value, set()).add(i)
                 else:
                     self.by_prefix.setdefault(value, set()).add(i)
-        self.getters = [(getter(path), table, self.path_rules[path]) for path, table in self.by_value.items()]
-        self.prefixes = tuple(self.by_prefix.items())
-        self.texts = tuple(self.by_text.items())
-        self.asciis = tuple(self.by_ascii.items())
-        self.ascii_rules = set().union(*self.by_ascii.values()) if self.by_ascii else set()
         self._bound = False
 
     def bind(self, slot_of: Mapping[str, int]) -> None:
@@ -416,53 +411,19 @@ class GuardIndex:
         self._m_tag_slot = slot_of.get("ticket.tags") if (self.by_tag or self.by_prefix) else None
         self._m_by_tag = {t: bits(r) for t, r in self.by_tag.items()}
         self._m_prefixes = tuple((p, bits(r)) for p, r in self.by_prefix.items())
-        self._m_texts = tuple((t, bits(r)) for t, r in self.texts)
-        self._m_asciis = tuple((t, bits(r)) for t, r in self.asciis)
-        self._m_ascii_all = bits(self.ascii_rules)
+        self._m_texts = tuple((t, bits(r)) for t, r in self.by_text.items())
+        self._m_asciis = tuple((t, bits(r)) for t, r in self.by_ascii.items())
+        self._m_ascii_all = bits(set().union(*self.by_ascii.values()) if self.by_ascii else set())
+        self._read = reader([path for path, _n in sorted(slot_of.items(), key=lambda item: item[1])])
         self._bound = True
 
     def candidates(self, ctx: Context) -> set[int]:
-        """Every rule that may match ``ctx`` (a superset of those that do)."""
-        out = set(self.unguarded)
-        for get, table, every in self.getters:
-            value = get(ctx)
-            if value is None:
-                continue
-            if type(value) in _SCALARS:
-                hit = table.get(value)
-                if hit:
-                    out |= hit
-            elif isinstance(value, list | tuple):
-                for item in value:
-                    hit = table.get(item) if type(item) in _SCALARS else every
-                    if hit:
-                        out |= hit
-            else:
-                out |= every  # dates and such compare after conversion: no hashing shortcut
-        tags = ctx.record.tags
-        if tags:
-            by_tag = self.by_tag
-            for tag in tags:
-                hit = by_tag.get(tag)
-                if hit:
-                    out |= hit
-            for prefix, rules in self.prefixes:
-                for tag in tags:
-                    if tag.startswith(prefix):
-                        out |= rules
-                        break
-        if self.texts or self.asciis:
-            folded = ctx.folded_text
-            for needle, rules in self.texts:
-                if needle in folded:
-                    out |= rules
-            if not ctx.text.isascii():
-                out |= self.ascii_rules
-            else:
-                for literal, rules in self.asciis:
-                    if literal in folded:
-                        out |= rules
-        return out
+        """Every rule that may match ``ctx`` (a superset of those that do), as rule indexes."""
+        if not self._bound:
+            paths = sorted({*self.by_value, "ticket.tags"})
+            self.bind({path: n for n, path in enumerate(paths)})
+        bits = self.mask(self._read(ctx), ctx)
+        return {i for i in range(bits.bit_length()) if bits >> i & 1}
 
     def mask(self, values: Sequence[Any], ctx: Context) -> int:
         """:meth:`candidates` as a bit mask, from the values of the bound slots (lists as tuples)."""
