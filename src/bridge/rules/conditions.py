@@ -96,15 +96,7 @@ def getter(path: str) -> Getter:
         return ticket_value
 
     def nested_value(ctx: Context) -> Any:
-        sub = ctx.attrs.get(root)
-        if not isinstance(sub, dict):
-            return None
-        found = sub.get(name)
-        if found is None:
-            declared = sub.get("fields")
-            if isinstance(declared, dict):
-                return declared.get(name)
-        return found
+        return _nested(ctx.attrs, root, name)
 
     return nested_value
 
@@ -567,6 +559,7 @@ _NUMBERS = frozenset({int, float})
 
 
 def _nested(attrs: Mapping[str, Any], root: str, name: str) -> Any:
+    # account.tier: the account table's own key, else its declared fields' (a blank is None)
     sub = attrs.get(root)
     if not isinstance(sub, dict):
         return None
