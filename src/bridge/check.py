@@ -19,8 +19,11 @@ from pydantic import ValidationError
 from bridge.durations import parse_duration
 from bridge.errors import ConfigError, FieldValueError
 from bridge.fields import FIELD_TYPES, coerce
-from bridge.model import BRIDGE, KINDS
+from bridge.model import BRIDGE, KINDS, TICKET_STATUSES
 from bridge.plugins import PluginHost
+from bridge.rules.conditions import ORDER_OPS, PRIORITY_RANK
+from bridge.rules.routing import ASSIGN_KEYS
+from bridge.rules.sla import METRICS
 from bridge.settings import Config, LoadedConfig, load_partial, validation_problems
 
 TICKET_ATTRS = frozenset(
@@ -46,31 +49,10 @@ TICKET_ATTRS = frozenset(
 )
 ACCOUNT_ATTRS = frozenset({"id", "name", "tier", "arr", "owner", "domain", "plan", "renewal_date"})
 REQUESTER_ATTRS = frozenset({"id", "email", "name", "language", "vip", "title"})
-STATUSES = ("open", "pending", "on_hold", "resolved", "closed")
-PRIORITIES = ("low", "normal", "high", "urgent")
-ASSIGN_KEYS = ("skill", "language", "agent", "team")  # what routing's Request.from_action reads
 NOTIFY_KEYS = ("to", "message")  # what the engine's notify action reads
 # paths that hold numbers whatever the config declares (declared number fields are added per config)
 NUMERIC_PATHS = frozenset({"ticket.sentiment", "ticket.confidence", "account.arr"})
-ORDER_OPS = ("lt", "lte", "gt", "gte")
-SLA_BUDGETS = ("first_response", "next_response", "resolution", "acknowledgement")
-LEAF_OPS = frozenset(
-    {
-        "eq",
-        "ne",
-        "in",
-        "not_in",
-        "lt",
-        "lte",
-        "gt",
-        "gte",
-        "contains",
-        "matches",
-        "changed",
-        "from",
-        "to",
-    }
-)
+PRIORITIES = tuple(PRIORITY_RANK)
 
 
 @dataclass
@@ -304,10 +286,10 @@ def _check_slas(cfg: Config, err: Emit, warn: Emit) -> None:
             err(("sla", i, "calendar"), f"calendar {sla.calendar!r} is not defined in [calendars]")
         _report_condition(cfg, sla.when, ("sla", i, "when"), err, warn)
         for j, status in enumerate(sla.pause_on):
-            if status not in STATUSES:
+            if status not in TICKET_STATUSES:
                 err(
                     ("sla", i, "pause_on", j),
-                    f"unknown status {status!r}; expected one of {', '.join(STATUSES)}",
+                    f"unknown status {status!r}; expected one of {', '.join(TICKET_STATUSES)}",
                 )
         for j, level in enumerate(sla.escalate):
             if level.to not in cfg.teams:
@@ -316,7 +298,7 @@ def _check_slas(cfg: Config, err: Emit, warn: Emit) -> None:
             early = parse_duration(sla.warn_before)
             late = [
                 f"{b} ({getattr(sla, b)})"
-                for b in SLA_BUDGETS
+                for b in METRICS
                 if getattr(sla, b) is not None and early >= parse_duration(getattr(sla, b))
             ]
             if late:
@@ -455,7 +437,8 @@ def _check_rules(cfg: Config, err: Emit, warn: Emit) -> None:
                 if isinstance(arg, Mapping):
                     for key in arg:
                         if key not in NOTIFY_KEYS:
-                            err((*where, key), f"unknown key {key!r} in notify; expected to and message")
+                            expected = " and ".join(NOTIFY_KEYS)
+                            err((*where, key), f"unknown key {key!r} in notify; expected {expected}")
                     if "to" not in arg:
                         err(where, "notify needs to = RECIPIENT")
                 elif not isinstance(arg, str):
@@ -472,10 +455,10 @@ def _check_rules(cfg: Config, err: Emit, warn: Emit) -> None:
                             (*where, field),
                             f"unknown priority {value!r}; expected one of {', '.join(PRIORITIES)}",
                         )
-                    if field == "status" and value not in STATUSES:
+                    if field == "status" and value not in TICKET_STATUSES:
                         err(
                             (*where, field),
-                            f"unknown status {value!r}; expected one of {', '.join(STATUSES)}",
+                            f"unknown status {value!r}; expected one of {', '.join(TICKET_STATUSES)}",
                         )
                     if field == "team" and value not in teams:
                         err((*where, field), f"team {value!r} is not defined in [teams]")

@@ -10,13 +10,10 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bridge.errors import BridgeError, ConfigError
 from bridge.model import parse_time
-
-if TYPE_CHECKING:
-    from bridge.settings import LoadedConfig
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -88,9 +85,10 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     """Replay recorded events through the config on a virtual clock."""
+    from bridge.app import App
     from bridge.replay import Replay, diff, replay_file
 
-    loaded = _valid_config(args.config)
+    loaded = App.from_path(args.config).loaded  # an invalid config is refused, as by bridge run
     try:
         until = parse_time(args.until) if args.until else None
     except ValueError:
@@ -101,7 +99,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"{path}: no such file", file=sys.stderr)
         return 2
     if args.against:
-        old_cfg = _valid_config(args.against).config
+        old_cfg = App.from_path(args.against).config
         old, _old_problems = replay_file(old_cfg, path, until=until)
         new, problems = replay_file(loaded.config, path, until=until)
         rows = diff(old, new)
@@ -117,17 +115,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
     for p in rp.problems:
         print(f"{path}:{p.removeprefix('line ')}", file=sys.stderr)
     return 1 if rp.problems else 0
-
-
-def _valid_config(path: str | None) -> LoadedConfig:
-    """The config at ``path``; raises ConfigError with every error ``bridge check`` reports (as run does)."""
-    from bridge.check import require_valid
-    from bridge.plugins import create_host
-    from bridge.settings import load_config
-
-    loaded = load_config(path)
-    require_valid(loaded, create_host(loaded.config.plugins.disabled, loaded.config.bridge.plugins_dir))
-    return loaded
 
 
 def _decision_line(row: dict[str, Any]) -> str:

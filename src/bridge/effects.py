@@ -7,7 +7,7 @@ writes use the names below; a connector maps them to its vendor (the ``files`` c
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -68,6 +68,20 @@ def ticket_systems(config: Config, record: Record, writable: Collection[str] | N
     ]
 
 
+def effect_writes(
+    config: Config, record: Record, decision: Decision, writable: Collection[str] | None = None
+) -> list[tuple[str, dict[str, Any]]]:
+    """The writes one decision causes, ``(system, fields)`` per system the ticket's effects land in."""
+    if decision.decision not in SIDE_EFFECTS:
+        return []
+    out = []
+    for system in ticket_systems(config, record, writable):
+        fields = effect_fields(config, system, record, decision)
+        if fields:
+            out.append((system, fields))
+    return out
+
+
 def queue_effects(
     state: State,
     config: Config,
@@ -77,8 +91,12 @@ def queue_effects(
     run: str,
     audit: bool = True,
     writable: Collection[str] | None = None,
+    on_queued: Callable[[Decision, Write], None] | None = None,
 ) -> list[Write]:
-    """Queue each side effect once (auditing every decision unless the caller did); returns the writes."""
+    """Queue each side effect once (auditing every decision unless the caller did); returns the writes.
+
+    ``on_queued`` hears of each write with the decision behind it (the pipeline plans them for a dry run).
+    """
     queued: list[Write] = []
     for decision in decisions:
         key = decision.detail.get("key")
@@ -100,12 +118,12 @@ def queue_effects(
             continue
         if not state.claim_effect(str(key), record.id, decision.decision, decision.at or now):
             continue  # taken before: a retry or a rebuild does not repeat it
-        for system in ticket_systems(config, record, writable):
-            fields = effect_fields(config, system, record, decision)
-            if fields:
-                write = Write(system, record.kind, record.id, record.links.get(system), fields)
-                state.enqueue(write, now)
-                queued.append(write)
+        for system, fields in effect_writes(config, record, decision, writable):
+            write = Write(system, record.kind, record.id, record.links.get(system), fields)
+            state.enqueue(write, now)
+            queued.append(write)
+            if on_queued is not None:
+                on_queued(decision, write)
     return queued
 
 

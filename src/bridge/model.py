@@ -10,6 +10,8 @@ from typing import Any
 
 KINDS = ("ticket", "account", "contact")
 BRIDGE = "bridge"  # the owner name of fields the bridge derives itself
+TICKET_STATUSES = ("open", "pending", "on_hold", "resolved", "closed")
+AGENT_STATUSES = ("active", "away", "offline")
 
 
 def utcnow() -> datetime:

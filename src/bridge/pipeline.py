@@ -548,9 +548,16 @@ class Pipeline:
             return
         decisions = self.host.evaluate_rules(record, change, now)
         out.decisions.extend(decisions)
+
+        def plan(decision: Decision, write: Write) -> None:
+            rule = f"rule {decision.rule}"
+            out.plan.extend(PlannedWrite(record.id, write.system, name, None, value, rule)
+                            for name, value in write.fields.items())
+
         # side effects are queued in this transaction, each once (their keys are claimed with them)
         out.writes += queue_effects(
-            state, self.config, record, decisions, now, self.run, audit=False, writable=self.writable
+            state, self.config, record, decisions, now, self.run, audit=False, writable=self.writable,
+            on_queued=plan,
         )
 
     # ------------------------------------------------------------------ outbox

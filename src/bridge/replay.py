@@ -18,7 +18,7 @@ from typing import Any
 
 from bridge.errors import BridgeError, FieldValueError
 from bridge.fields import coerce, to_json
-from bridge.model import Change, Decision, Record, format_time, parse_time
+from bridge.model import AGENT_STATUSES, TICKET_STATUSES, Change, Decision, Record, format_time, parse_time
 from bridge.pipeline import MemoryState, Pipeline
 from bridge.plugins import PluginHost
 from bridge.rules.engine import Desk
@@ -32,8 +32,6 @@ GC_THRESHOLD = 50_000  # young-generation allocations between collections during
 EVENT_TYPES = ("ticket.created", "ticket.message", "ticket.status", "ticket.updated", "agent.status")
 _EVENT_TYPES = frozenset(EVENT_TYPES)
 # (tuples, not sets: an event's value may be a list or a dict, which would not hash)
-TICKET_STATUSES = ("open", "pending", "on_hold", "resolved", "closed")
-AGENT_STATUSES = ("active", "away", "offline")
 AUTHORS = ("customer", "agent")
 _STATUS_LIST = ", ".join(TICKET_STATUSES)
 _TICKET_ATTRS = (

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from bridge.durations import parse_duration
-from bridge.effects import SIDE_EFFECTS, effect_fields, queue_effects, ticket_systems, writable_systems
+from bridge.effects import effect_writes, queue_effects, writable_systems
 from bridge.model import format_time, parse_time, utcnow
 from bridge.pipeline import PlannedWrite
 from bridge.rules.live import LiveRules
@@ -185,13 +185,11 @@ def _timers_planned(app: App, live: LiveRules) -> list[PlannedWrite]:
     out: list[PlannedWrite] = []
     for record, decisions in live.tick(utcnow()):
         for d in decisions:
-            if d.decision not in SIDE_EFFECTS:
-                continue
-            for system in ticket_systems(app.config, record, writable):
+            for system, fields in effect_writes(app.config, record, d, writable):
                 external = record.links.get(system)
                 ref = f"{system}:{external}" if external else ""
-                for name, value in effect_fields(app.config, system, record, d).items():
-                    out.append(PlannedWrite(record.id, system, name, None, value, f"rule {d.rule}", ref))
+                out.extend(PlannedWrite(record.id, system, name, None, value, f"rule {d.rule}", ref)
+                           for name, value in fields.items())
     return out
 
 

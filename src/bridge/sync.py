@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bridge.connector import Connector, Cursor, PullPage, PushResult
-from bridge.effects import EFFECT_FIELDS, SIDE_EFFECTS, effect_fields
+from bridge.effects import EFFECT_FIELDS
 from bridge.errors import (
     ConnectorAuthError,
     ConnectorError,
@@ -312,32 +312,10 @@ class Syncer:
         report.writes_queued += len(outcome.writes)
         report.conflicts.extend(outcome.conflicts)
         report.plan.extend(outcome.plan)
-        if outcome.writes and outcome.decisions:
-            report.plan.extend(self._effects_planned(outcome))
         report.problems.extend(outcome.problems)
         for tag in outcome.record.tags:
             if not self.pipeline.mapper.apply([tag]):
                 report.unmapped_tags[tag] = report.unmapped_tags.get(tag, 0) + 1
-
-    def _effects_planned(self, outcome: Outcome) -> list[PlannedWrite]:
-        """The plan lines of the rules' side effects queued with a change (the pipeline plans its own)."""
-        record = outcome.record
-        planned = {(p.system, p.field) for p in outcome.plan}
-        queued = {(w.system, f) for w in outcome.writes for f in w.fields}
-        ref = next((p.ref for p in outcome.plan if p.ref), "")
-        out: list[PlannedWrite] = []
-        for d in outcome.decisions:
-            if d.decision not in SIDE_EFFECTS:
-                continue
-            for system in {w.system for w in outcome.writes}:
-                for name, value in effect_fields(self.config, system, record, d).items():
-                    if (system, name) in queued and (system, name) not in planned:
-                        planned.add((system, name))
-                        linked = record.links.get(system)
-                        where = ref or (f"{system}:{linked}" if linked else "")
-                        rule = f"rule {d.rule}"
-                        out.append(PlannedWrite(record.id, system, name, None, value, rule, where))
-        return out
 
     # ---------------------------------------------------------------- push
 

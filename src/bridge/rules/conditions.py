@@ -152,6 +152,7 @@ _ORDER: dict[str, Callable[[Any, Any], bool]] = {
     "gte": lambda a, b: bool(a >= b),
 }
 
+ORDER_OPS = tuple(_ORDER)
 Test = Callable[[Any, Context], bool]
 
 
@@ -776,6 +777,7 @@ __all__ = [
     "ALWAYS",
     "COMBINATORS",
     "OPERATORS",
+    "ORDER_OPS",
     "Condition",
     "Context",
     "LeafTrace",

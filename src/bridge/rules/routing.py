@@ -47,12 +47,12 @@ class Request:
             return cls(agent=arg)
         if not isinstance(arg, dict):
             return cls()
-        keys = ("skill", "language", "agent", "team")
-        parts = (str(arg[k]) if arg.get(k) is not None else None for k in keys)
+        parts = (str(arg[k]) if arg.get(k) is not None else None for k in ASSIGN_KEYS)
         return cls(*parts)
 
 
 ANY = Request()
+ASSIGN_KEYS = ("skill", "language", "agent", "team")  # the keys of an assign action, in Request order
 # sort keys of the strategies (attrgetter: no Python call per agent)
 _LEAST_LOADED = attrgetter("load", "last", "index")
 _ROUND_ROBIN = attrgetter("last", "index")
