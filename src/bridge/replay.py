@@ -102,8 +102,6 @@ class Replay:
                 due = desk.next_timer()
                 if due is not None and due <= before:
                     yield from self._advance(before)
-                else:
-                    desk.advance(before)  # nothing due: what _advance would end with
                 self.clock = at
                 last = number
                 # the event's output is gathered in a list (cheaper than nested generators); what came out
@@ -254,14 +252,14 @@ class Replay:
         state = self.state
         if kind == "ticket.created":
             change = self._created(event, at)
-            if self._account_types and isinstance(change.attrs.get("account"), dict):
-                change.attrs["account"] = self._account(number, change.attrs["account"])
             if state.record_id_for(SYSTEM, "ticket", change.external_id) is not None:
                 self.problems.append(
                     f"line {number}: ticket.created: ticket {change.external_id!r} is already in the replay; "
                     "skipped"
                 )
                 return
+            if self._account_types and isinstance(change.attrs.get("account"), dict):
+                change.attrs["account"] = self._account(number, change.attrs["account"])
             rid = None
         else:
             tid = str(event["ticket_id"])

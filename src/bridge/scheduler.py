@@ -173,9 +173,7 @@ def sync_once(app: App, systems: list[str] | None = None, dry_run: bool = False)
     elif live is not None:
         timers = run_timers(app, live)
         report.writes_queued += timers.writes_queued
-        for system, table in app.config.connectors.items():  # what the rules and timers queued
-            if table.enabled and app.connector(system).accepts_writes():
-                syncer.push(system, report)
+        syncer.push_all(report)  # what the timers queued
     return report
 
 

@@ -185,9 +185,14 @@ class Syncer:
             return report
         for name in names:
             self.pull(name, report)
-        for name in enabled:
-            self.push(name, report)
+        self.push_all(report)
         return report
+
+    def push_all(self, report: SyncReport) -> None:
+        """Push the outbox of every enabled system (a read-only one has its writes settled)."""
+        for name, table in self.config.connectors.items():
+            if table.enabled:
+                self.push(name, report)
 
     @contextmanager
     def _dry(self) -> Iterator[Tx]:

@@ -320,12 +320,8 @@ class _Tag(Condition):
         tags = ctx.record.tags
         if self.literal is not None:
             return self.literal in tags
-        prefix = self.prefix
-        if prefix is not None:
-            for tag in tags:  # noqa: SIM110 - a plain loop: no generator on the hot path
-                if tag.startswith(prefix):
-                    return True
-            return False
+        if self.prefix is not None:
+            return _any_prefix(tags, self.prefix)
         match = self.match
         for tag in tags:  # noqa: SIM110 - a plain loop: no generator on the hot path
             if match(tag) is not None:

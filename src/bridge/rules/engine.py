@@ -414,7 +414,7 @@ class GuardIndex:
         self._m_texts = tuple((t, bits(r)) for t, r in self.by_text.items())
         self._m_asciis = tuple((t, bits(r)) for t, r in self.by_ascii.items())
         self._m_ascii_all = bits(set().union(*self.by_ascii.values()) if self.by_ascii else set())
-        self._read = reader([path for path, _n in sorted(slot_of.items(), key=lambda item: item[1])])
+        self._slot_paths = tuple(path for path, _n in sorted(slot_of.items(), key=lambda item: item[1]))
         self._bound = True
 
     def candidates(self, ctx: Context) -> set[int]:
@@ -422,7 +422,7 @@ class GuardIndex:
         if not self._bound:
             paths = sorted({*self.by_value, "ticket.tags"})
             self.bind({path: n for n, path in enumerate(paths)})
-        bits = self.mask(self._read(ctx), ctx)
+        bits = self.mask(reader(self._slot_paths)(ctx), ctx)
         return {i for i in range(bits.bit_length()) if bits >> i & 1}
 
     def mask(self, values: Sequence[Any], ctx: Context) -> int:
@@ -532,7 +532,8 @@ class Desk:
              self._calendars[p.calendar] if p.calendar else self._always_open)
             for i, p in enumerate(config.sla)
         ]
-        self._policy_tests = tuple(evaluator(cond, p.name) for p, cond, _cal in self._policies)
+        # (test, policy, calendar) in policy order: the hot path's view of _policies
+        self._policy_tests = tuple((evaluator(cond, p.name), p, cal) for p, cond, cal in self._policies)
         # whether a condition looks at the event itself (changed/from/to): only then does on_ticket need the
         # values from before the event, and callers may pass {} otherwise
         self.reads_previous = any(r.uses_event for r in self.rules) or any(
@@ -986,7 +987,7 @@ class Desk:
 
     def _clocks(self, st: _Ticket, ctx: Context, event: Mapping[str, Any], at: datetime) -> None:
         chosen = None
-        for (policy, _cond, calendar), test in zip(self._policies, self._policy_tests, strict=True):
+        for test, policy, calendar in self._policy_tests:
             if test(ctx):
                 chosen = (policy, calendar)
                 break

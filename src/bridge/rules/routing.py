@@ -82,13 +82,6 @@ class Agent:
             and (request.team is None or request.team in self.teams)
         )
 
-    def available(self, at: datetime) -> bool:
-        """Active, under capacity and inside calendar hours at ``at``."""
-        return (
-            self.status == "active"
-            and self.load < self.capacity
-            and (self.calendar is None or self.calendar.is_open(at))
-        )
 
 
 @dataclass(slots=True)
@@ -225,29 +218,24 @@ class Router:
 
     def _first(self, request: Request, at: datetime) -> Agent | None:
         """The available agent fitting ``request`` that comes first by the strategy's key, if any."""
-        fitting = self._fits(request)
         if self._calendared:
-            is_open = self._is_open
-            candidates = [a for a in fitting if a.status == "active" and a.load < a.capacity
-                          and (a.calendar is None or is_open(a.calendar, at))]
+            candidates = self._candidates(request, at)
             return min(candidates, key=self._rank_of) if candidates else None
+        fitting = self._fits(request)
         if not fitting:
             return None
         best = min(fitting, key=self._rank_of)
         return None if self._rank[best][0] else best
 
     def _available(self, a: Agent, at: datetime) -> bool:
+        """Active, under capacity and inside calendar hours at ``at``."""
         return (a.status == "active" and a.load < a.capacity
                 and (a.calendar is None or self._is_open(a.calendar, at)))
 
     def _candidates(self, request: Request, at: datetime) -> list[Agent]:
         """The agents that fit ``request`` and are available at ``at``, in config order."""
-        fitting = self._fits(request)
-        if not self._calendared:
-            return [a for a in fitting if a.status == "active" and a.load < a.capacity]
-        is_open = self._is_open
-        return [a for a in fitting if a.status == "active" and a.load < a.capacity
-                and (a.calendar is None or is_open(a.calendar, at))]
+        available = self._available
+        return [a for a in self._fits(request) if available(a, at)]
 
     def _is_open(self, calendar: BusinessCalendar, at: datetime) -> bool:
         # a drain asks about the same calendars at the same instant once per waiting ticket
@@ -284,12 +272,8 @@ class Router:
 
     def any_available(self, at: datetime) -> bool:
         """Whether at least one agent could take a ticket now."""
-        is_open = self._is_open
-        for a in self.agents.values():
-            if (a.status == "active" and a.load < a.capacity
-                    and (a.calendar is None or is_open(a.calendar, at))):
-                return True
-        return False
+        available = self._available
+        return any(available(a, at) for a in self.agents.values())
 
     def next_opening(self, at: datetime) -> datetime | None:
         """When the next agent who is active and under capacity but outside calendar hours opens."""

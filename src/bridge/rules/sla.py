@@ -36,6 +36,10 @@ METRICS = ("first_response", "next_response", "resolution", "acknowledgement")
 STOPPED = frozenset({"resolved", "closed"})
 _KIND_ORDER = {"sla_warning": 0, "sla_breach": 1, "sla_escalate": 2}
 _DUE_KEYS = tuple(f"{metric}_due" for metric in METRICS)
+# clocks by their index in METRICS: what an agent's reply meets, and the acknowledgement
+_REPLY = frozenset({0, 1})
+_ACK = frozenset({3})
+_REPLY_AND_ACK = _REPLY | _ACK
 
 
 @dataclass(frozen=True)
@@ -215,14 +219,8 @@ class TicketSla:
         bots) change nothing.
         """
         if author == "agent":
-            # first and next response (and the acknowledgement): met at this instant, so strictly before it
-            top = 3 if acknowledges else 1
-            waiting = [c for c in self._live if c.index <= top and c.index != 2]
-            if waiting:
-                self._collect(at, waiting)
-                self._meet(waiting)
-            else:
-                self._collect(at)
+            met = _REPLY_AND_ACK if acknowledges else _REPLY
+            self._met_at(at, [c for c in self._live if c.index in met])
             self._agent_replied = True
         elif author == "customer":
             self._collect(at)
@@ -238,12 +236,7 @@ class TicketSla:
 
     def on_acknowledge(self, at: datetime) -> None:
         """An agent acknowledged the ticket: the acknowledgement clock is met."""
-        waiting = [c for c in self._live if c.index == 3]
-        if waiting:
-            self._collect(at, waiting)
-            self._meet(waiting)
-        else:
-            self._collect(at)
+        self._met_at(at, [c for c in self._live if c.index in _ACK])
 
     # ------------------------------------------------------------------ reading and firing
 
@@ -297,6 +290,14 @@ class TicketSla:
         return [event for _, event in ready]
 
     # ------------------------------------------------------------------ internals
+
+    def _met_at(self, at: datetime, clocks: list[_Clock]) -> None:
+        """``clocks`` are met at ``at``: what falls due by then is queued (strictly before it for them)."""
+        if clocks:
+            self._collect(at, clocks)
+            self._meet(clocks)
+        else:
+            self._collect(at)
 
     def _meet(self, clocks: list[_Clock]) -> None:
         for clock in clocks:
