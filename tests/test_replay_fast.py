@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bridge.errors import FieldValueError
-from bridge.fields import FieldType, coerce
+from bridge.fields import FieldType, adds_nothing, coerce
 from bridge.model import Change, FieldValue, Record, format_time, parse_time
-from bridge.pipeline import MemoryState, Pipeline, _holds
+from bridge.pipeline import MemoryState, Pipeline
 from bridge.replay import GC_THRESHOLD, Replay
 from bridge.rules.live import snapshot
 from bridge.settings import Config
@@ -138,18 +138,18 @@ def test_pipeline_coerce_still_refuses_a_bad_value_with_its_message() -> None:
         (["Billing", "Billing"], ["Billing"], False),
     ],
 )
-def test_holds_multi_select_only_when_merge_would_keep_the_value(
+def test_adds_nothing_multi_select_only_when_merge_would_keep_the_value(
     current: Any, value: list[str], held: bool
 ) -> None:
     ft = FieldType("multi_select", ("Billing", "API"), name="f")
-    assert _holds(ft, current, value) is held
+    assert adds_nothing(ft, current, value) is held
 
 
-def test_holds_a_single_value_only_of_the_same_type() -> None:
+def test_adds_nothing_a_single_value_only_of_the_same_type() -> None:
     ft = FieldType("number", name="n")
-    assert _holds(ft, 1, 1)
-    assert not _holds(ft, True, 1)
-    assert not _holds(ft, 1, 2)
+    assert adds_nothing(ft, 1, 1)
+    assert not adds_nothing(ft, True, 1)
+    assert not adds_nothing(ft, 1, 2)
 
 
 def test_tag_mapping_still_fills_a_field_a_rule_left_out_of_order() -> None:

@@ -324,6 +324,20 @@ def equal(ft: FieldType, a: Any, b: Any) -> bool:
     return bool(ca == cb)
 
 
+def adds_nothing(ft: FieldType, current: Any, value: Any) -> bool:
+    """Whether :func:`merge` of a canonical ``value`` would leave a canonical ``current`` as it is.
+
+    A fast test without coercion; False when it cannot tell (then merge decides).
+    """
+    if ft.type != "multi_select":
+        return type(current) is type(value) and bool(current == value)
+    # current must itself be canonical (declared options, in declared order; compared without hashing, so an
+    # odd item is left to merge's own error) and already hold every option
+    if type(current) is not list or current != [opt for opt in ft.options if opt in current]:
+        return False
+    return set(value) <= set(current)
+
+
 def merge(ft: FieldType, current: Any, new: Any) -> Any:
     """Apply a tag mapping's value: a multi_select adds the new options to the current ones; others replace.
 

@@ -6,6 +6,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 KINDS = ("ticket", "account", "contact")
@@ -33,24 +34,20 @@ def parse_time(value: str | datetime) -> datetime:
     return dt.astimezone(UTC)
 
 
-_FORMATTED: dict[datetime, str] = {}
-_FORMATTED_MAX = 4096
-
-
 def format_time(value: datetime | None) -> str | None:
     """Format an aware time as UTC ISO 8601 with ``Z``."""
     if value is None:
         return None
-    # many decisions and records share one instant, and strftime is slow: UTC times are cached (two times in
-    # another zone can be equal and hash alike while their fold makes them different instants)
     if type(value) is datetime and value.tzinfo is UTC:
-        text = _FORMATTED.get(value)
-        if text is None:
-            if len(_FORMATTED) >= _FORMATTED_MAX:
-                _FORMATTED.clear()
-            text = _FORMATTED[value] = _format(value.astimezone(UTC))
-        return text
+        return _format_utc(value)
     return _format(value.astimezone(UTC))
+
+
+# many decisions and records share one instant: UTC times are cached (not times in other zones: two can be
+# equal and hash alike while their fold makes them different instants)
+@lru_cache(maxsize=4096)
+def _format_utc(value: datetime) -> str:
+    return _format(value)
 
 
 def _format(u: datetime) -> str:

@@ -24,7 +24,7 @@ from typing import Any
 from bridge import classify, identity
 from bridge.effects import queue_effects, writable_systems
 from bridge.errors import FieldValueError, IdentityError
-from bridge.fields import FieldType, coerce, equal, merge, to_json
+from bridge.fields import FieldType, adds_nothing, coerce, equal, merge, to_json
 from bridge.model import BRIDGE, Change, Decision, FieldValue, Record, Write, format_time, parse_time
 from bridge.ownership import Shadow, Verdict, blank, decide, detect
 from bridge.plugins import PluginHost
@@ -275,7 +275,7 @@ class Pipeline:
         self._outbox(state, record, out, why, now)
         for planned in out.plan:
             planned.ref = f"{change.system}:{change.external_id}"
-        for d in out.decisions if out.decisions and _audited(state) else ():
+        for d in out.decisions if state.keep_audit else ():
             state.audit(
                 at=now,
                 run=self.run,
@@ -445,8 +445,8 @@ class Pipeline:
         response: Any = None,
     ) -> None:
         """One field value's before → after in the audit log."""
-        if not _audited(state):
-            return
+        if not state.keep_audit:
+            return  # (building the rows is wasted)
         state.audit(
             at=now,
             run=self.run,
@@ -499,7 +499,7 @@ class Pipeline:
             if current is not None and self.authority is not None and current.system == self.authority:
                 continue  # a value the events gave stands
             old = None if current is None else current.value
-            if current is not None and _holds(ft, old, value):
+            if current is not None and adds_nothing(ft, old, value):
                 continue
             new = merge(ft, old, value)
             if current is not None and equal(ft, new, old):
@@ -522,8 +522,6 @@ class Pipeline:
 
         What the ticket's own system says of its account stands; the CRM's record fills the rest.
         """
-        if isinstance(state, MemoryState) and "account" not in state.keyed_kinds:
-            return  # no account has a domain here (replay has tickets only): nothing can match
         given = record.attrs.get("account")
         requester = record.attrs.get("requester")
         email = (requester.get("email") if isinstance(requester, dict) else None) or record.attrs.get("email")
@@ -647,22 +645,6 @@ _MISSING = object()
 _MEMO_MAX = 4096
 
 
-def _audited(state: State) -> bool:
-    """Whether ``state`` keeps audit rows (a MemoryState may not: then building them is wasted)."""
-    return not isinstance(state, MemoryState) or state.keep_audit
-
-
-def _holds(ft: FieldType, current: Any, value: Any) -> bool:
-    """Whether a canonical tag-mapped ``value`` would leave the canonical ``current`` value as it is."""
-    if ft.type != "multi_select":
-        return type(current) is type(value) and bool(current == value)
-    # merging keeps current only when current is itself canonical (declared options, in declared order; this
-    # compares without hashing, so an odd item is left to merge's own error) and already has every option
-    if type(current) is not list or current != [opt for opt in ft.options if opt in current]:
-        return False
-    return set(value) <= set(current)
-
-
 def _unique(items: Iterable[str]) -> list[str]:
     seen: dict[str, None] = {}
     for item in items:
@@ -694,7 +676,6 @@ class MemoryState:
         self.audits: list[dict[str, Any]] = []
         self.keep_audit = keep_audit
         self._ids = itertools.count(1)
-        self.keyed_kinds: set[str] = set()  # kinds any record of which was ever given an identity key
 
     def record_id_for(self, system: str, kind: str, external_id: str) -> str | None:
         """See State."""
@@ -716,8 +697,6 @@ class MemoryState:
     def set_keys(self, record_id: str, kind: str, keys: dict[str, str]) -> None:
         """See State (an empty value removes the key)."""
         have = self.record_keys[record_id]
-        if keys:
-            self.keyed_kinds.add(kind)
         for key, value in keys.items():
             old = have.pop(key, None)
             if old is not None:

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from fnmatch import translate
+from functools import lru_cache
 from typing import Any
 
 from bridge.model import Record, parse_time
@@ -575,6 +576,7 @@ def _any_prefix(tags: Iterable[str], prefix: str) -> bool:
     return False
 
 
+@lru_cache(maxsize=1024)  # the guards and the generated evaluators both ask, once per rule
 def regex_factors(pattern: str) -> tuple[tuple[str, ...], bool] | None:
     """Literals one of which every match of ``pattern`` contains, and whether they compare case-folded.
 

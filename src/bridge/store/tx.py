@@ -76,6 +76,8 @@ class Tx:
     Everything done through one Tx commits together when the ``with`` block ends, or not at all.
     """
 
+    keep_audit = True  # the store keeps every audit row
+
     def __init__(self, conn: sa.Connection) -> None:
         self.conn = conn
         self._pg = conn.dialect.name == "postgresql"
