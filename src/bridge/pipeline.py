@@ -111,7 +111,6 @@ class Pipeline:
         # field name -> (type of raw, raw) -> canonical value (a multi-select's as a tuple): coercion is pure,
         # and the same few option spellings come with every change
         self._coerced: dict[str, dict[tuple[type, Any], Any]] = defaultdict(dict)
-        self._keyed: dict[str, bool] = {}  # kind -> whether any identity key is configured for it
 
     @property
     def writable(self) -> set[str]:
@@ -167,11 +166,7 @@ class Pipeline:
         once.
         """
         system, kind, ext = change.system, change.kind, change.external_id
-        keyed = self._keyed.get(kind)
-        if keyed is None:
-            names = self.config.identity.get(kind, identity.DEFAULT_KEYS.get(kind, ()))
-            keyed = self._keyed[kind] = bool(names)
-        keys = identity.keys_of(kind, change.attrs, self.config.identity) if keyed else {}
+        keys = identity.keys_of(kind, change.attrs, self.config.identity)
         rid = state.record_id_for(system, kind, ext)
         if rid is None:
             locks = sorted([(f"link:{system}", ext), *keys.items()])

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from fnmatch import translate
@@ -515,17 +515,24 @@ def paths_read(cond: Any) -> set[str]:
 
 
 def _collect(cond: Any, out: set[str]) -> None:
+    for leaf in raw_leaves(cond):
+        if "tag" in leaf:
+            out.add("ticket.tags")
+        if isinstance(leaf.get("field"), str):
+            out.add(leaf["field"])
+
+
+def raw_leaves(cond: Any) -> Iterator[Mapping[str, Any]]:
+    """The leaf tables of a condition table as written (tolerant of invalid parts)."""
     if not isinstance(cond, Mapping):
         return
     for key in COMBINATORS:
         children = cond.get(key)
         if isinstance(children, list):
             for child in children:
-                _collect(child, out)
-    if "tag" in cond:
-        out.add("ticket.tags")
-    if isinstance(cond.get("field"), str):
-        out.add(cond["field"])
+                yield from raw_leaves(child)
+    if "tag" in cond or "field" in cond:
+        yield cond
 
 
 def uses_event(cond: Any) -> bool:
@@ -784,6 +791,7 @@ __all__ = [
     "getter",
     "iter_leaves",
     "paths_read",
+    "raw_leaves",
     "reader",
     "regex_factors",
     "uses_event",

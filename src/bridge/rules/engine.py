@@ -52,6 +52,7 @@ from bridge.rules.conditions import (
     evaluator,
     getter,
     paths_read,
+    raw_leaves,
     reader,
     regex_factors,
     uses_event,
@@ -224,22 +225,9 @@ def _tags_written(rule: RuleConfig) -> set[str]:
 
 def _tags_read(cond: Any) -> tuple[set[str], bool]:
     """The tag globs a condition tests, and whether it reads the tags some other way (a field leaf)."""
-    globs: set[str] = set()
-    every = False
-    stack = [cond]
-    while stack:
-        node = stack.pop()
-        if not isinstance(node, Mapping):
-            continue
-        if isinstance(node.get("tag"), str):
-            globs.add(node["tag"])
-        if node.get("field") == "ticket.tags":
-            every = True
-        for key in ("all", "any", "none"):
-            children = node.get(key)
-            if isinstance(children, list):
-                stack.extend(children)
-    return globs, every
+    leaves = list(raw_leaves(cond))
+    globs = {leaf["tag"] for leaf in leaves if isinstance(leaf.get("tag"), str)}
+    return globs, any(leaf.get("field") == "ticket.tags" for leaf in leaves)
 
 
 def _components(edges: Mapping[int, list[int]]) -> list[list[int]]:

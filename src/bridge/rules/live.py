@@ -13,6 +13,7 @@ import logging
 import threading
 from collections.abc import Iterable, Mapping
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -26,29 +27,22 @@ from bridge.settings import Config
 log = logging.getLogger("bridge.rules")
 
 
-_PATHS: dict[str, str] = {}  # name -> "ticket.NAME": formatting it each time was most of the cost
-_PATHS_MAX = 1024
 _NESTED = (dict, list)
 
 
+@lru_cache(maxsize=1024)  # formatting "ticket.NAME" for every attribute of every event was most of the cost
 def _path(name: str) -> str:
-    path = f"ticket.{name}"
-    if type(name) is str:
-        if len(_PATHS) >= _PATHS_MAX:
-            _PATHS.clear()
-        _PATHS[name] = path
-    return path
+    return f"ticket.{name}"
 
 
 def snapshot(record: Record) -> dict[str, Any]:
     """Path -> value of a ticket (for ``changed``, ``from`` and ``to`` conditions on the next event)."""
-    paths = _PATHS
     out: dict[str, Any] = {}
     for k, v in record.attrs.items():
         if not isinstance(v, _NESTED):
-            out[paths.get(k) or _path(k)] = v
+            out[_path(k)] = v
     for n, fv in record.fields.items():
-        out[paths.get(n) or _path(n)] = fv.value
+        out[_path(n)] = fv.value
     out["ticket.tags"] = list(record.tags)
     return out
 
