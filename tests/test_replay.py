@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -102,6 +102,48 @@ def test_closed_tickets_are_finalised_early_and_still_reported() -> None:
     assert [f["ticket_id"] for f in finals] == ["T-1", "T-0", "T-2"]  # the closed one waited in the spool
     assert finals[0]["status"] == "closed"
     assert len(rp.state.records) == 2  # the closed ticket left memory when it closed
+
+
+def test_events_for_a_closed_ticket_are_reported_as_such_and_its_id_is_not_created_again() -> None:
+    config = {**CONFIG, "auto_close": {"after": "1d"}}
+    lines = [
+        created("T-1", "2026-11-02T09:00:00Z"),
+        created("T-2", "2026-11-02T09:01:00Z"),
+        event("ticket.status", "2026-11-02T09:05:00Z", ticket_id="T-1", status="closed"),
+        event("ticket.status", "2026-11-02T09:06:00Z", ticket_id="T-2", status="resolved"),
+        event("ticket.message", "2026-11-02T10:00:00Z", ticket_id="T-1", author="customer", body="hi"),
+        created("T-1", "2026-11-02T11:00:00Z", subject="again"),
+        # T-2 auto-closes at 2026-11-03T09:06 (a timer): then it too takes no more events
+        event("ticket.status", "2026-11-04T09:00:00Z", ticket_id="T-2", status="open"),
+        event("ticket.status", "2026-11-04T09:01:00Z", ticket_id="T-9", status="open"),
+    ]
+    out, rp = run(lines, config)
+    assert rp.problems == [
+        "line 5: ticket.message: ticket 'T-1' closed at 2026-11-02T09:05:00Z; a closed ticket takes no more "
+        "events (a follow-up is a new ticket); skipped",
+        "line 6: ticket.created: ticket 'T-1' closed at 2026-11-02T09:05:00Z; a ticket id is not created "
+        "twice; skipped",
+        "line 7: ticket.status: ticket 'T-2' closed at 2026-11-03T09:06:00Z; a closed ticket takes no more "
+        "events (a follow-up is a new ticket); skipped",
+        "line 8: ticket.status: unknown ticket 'T-9'",
+    ]
+    finals = [d for d in out if d.get("final")]
+    assert [(f["ticket_id"], f["status"]) for f in finals] == [("T-1", "closed"), ("T-2", "closed")]
+
+
+def test_closed_ids_are_remembered_for_a_bounded_time_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("bridge.replay.CLOSED_MEMORY", timedelta(hours=1))
+    lines = [
+        created("T-1", "2026-11-02T09:00:00Z"),
+        event("ticket.status", "2026-11-02T09:05:00Z", ticket_id="T-1", status="closed"),
+        created("T-2", "2026-11-02T12:00:00Z"),
+        event("ticket.status", "2026-11-02T12:05:00Z", ticket_id="T-2", status="closed"),
+        created("T-1", "2026-11-02T13:00:00Z", subject="reused id, long after"),
+    ]
+    out, rp = run(lines)
+    assert rp.problems == []  # T-1 closed more than the window before T-2 did: forgotten, a new ticket
+    assert list(rp._closed) == ["T-2"]
+    assert [f["ticket_id"] for f in out if f.get("final")] == ["T-1", "T-2", "T-1"]
 
 
 def test_until_fires_timers_after_the_last_event() -> None:

@@ -29,6 +29,9 @@ SYSTEM = "replay"
 _ENCODER = json.JSONEncoder(default=str)  # json.dumps(..., default=str) without building an encoder per call
 EPSILON = timedelta(microseconds=1)
 GC_THRESHOLD = 50_000  # young-generation allocations between collections during a replay (CPython: 700)
+# how long a closed (finalised, dropped) ticket's id is remembered, to name it in the problems of later events:
+# bounded by time, not count, so memory follows the ticket rate, not the length of the recording
+CLOSED_MEMORY = timedelta(days=30)
 EVENT_TYPES = ("ticket.created", "ticket.message", "ticket.status", "ticket.updated", "agent.status")
 _EVENT_TYPES = frozenset(EVENT_TYPES)
 # (tuples, not sets: an event's value may be a list or a dict, which would not hash)
@@ -73,6 +76,7 @@ class Replay:
         self._ticket_fields = frozenset(self.pipeline.remote_map(SYSTEM, "ticket"))  # declared ticket fields
         fields = self.config.fields
         self._account_types = {n: self._types[n] for n, f in fields.items() if f.kind == "account"}
+        self._closed: dict[str, datetime] = {}  # external id -> when it closed, oldest first (CLOSED_MEMORY)
 
     def run(self, lines: Iterable[str]) -> Iterator[dict[str, Any]]:
         """Yield decision dicts in time order, then one final state per ticket."""
@@ -258,6 +262,13 @@ class Replay:
                     "skipped"
                 )
                 return
+            closed = self._closed_at(change.external_id)
+            if closed is not None:
+                self.problems.append(
+                    f"line {number}: ticket.created: ticket {change.external_id!r} closed at "
+                    f"{format_time(closed)}; a ticket id is not created twice; skipped"
+                )
+                return
             if self._account_types and isinstance(change.attrs.get("account"), dict):
                 change.attrs["account"] = self._account(number, change.attrs["account"])
             rid = None
@@ -265,7 +276,14 @@ class Replay:
             tid = str(event["ticket_id"])
             rid = state.record_id_for(SYSTEM, "ticket", tid)
             if rid is None:
-                self.problems.append(f"line {number}: {kind}: unknown ticket {tid!r}")
+                closed = self._closed_at(tid)
+                if closed is None:
+                    self.problems.append(f"line {number}: {kind}: unknown ticket {tid!r}")
+                else:
+                    self.problems.append(
+                        f"line {number}: {kind}: ticket {tid!r} closed at {format_time(closed)}; a closed "
+                        "ticket takes no more events (a follow-up is a new ticket); skipped"
+                    )
                 return
             change = self._change(kind, tid, event, at)
         before = state.load(rid) if rid else None
@@ -278,7 +296,7 @@ class Replay:
         self._emit_to(out, outcome.decisions)
         self._emit_to(out, self.desk.on_ticket(record, previous, event, at))
         if self.evict_closed and record.attrs.get("status") == "closed":
-            self._finalise(record)
+            self._finalise(record, at)
 
     @staticmethod
     def _created(event: dict[str, Any], at: datetime) -> Change:
@@ -346,7 +364,7 @@ class Replay:
             for d in decisions:
                 rec = self.state.load(d.record_id) if d.decision == "auto_close" else None
                 if rec is not None and self.evict_closed:
-                    self._finalise(rec)
+                    self._finalise(rec, d.at)
             if not decisions and self.desk.next_timer() == due:
                 break  # nothing fired at a due timer: stop rather than spin
         self.desk.advance(now)
@@ -387,8 +405,21 @@ class Replay:
             "sla": desk.get("sla", {}),
         }
 
-    def _finalise(self, record: Record) -> None:
+    def _closed_at(self, ticket_id: str) -> datetime | None:
+        """When the ticket ``ticket_id`` closed and was dropped, if that was within :data:`CLOSED_MEMORY`."""
+        return self._closed.get(ticket_id)
+
+    def _finalise(self, record: Record, at: datetime) -> None:
         self._spool.write(_ENCODER.encode(self.final(record)) + "\n")
+        closed = self._closed
+        # closings come in clock order, so the oldest are first: forget those past the window
+        horizon = at - CLOSED_MEMORY
+        while closed:
+            oldest = next(iter(closed))
+            if closed[oldest] >= horizon:
+                break
+            del closed[oldest]
+        closed[record.links.get(SYSTEM, record.id)] = at
         self.state.forget(record.id)
         forget = getattr(self.desk, "forget", None)
         if forget is not None:
