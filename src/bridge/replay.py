@@ -29,7 +29,7 @@ SYSTEM = "replay"
 _ENCODER = json.JSONEncoder(default=str)  # json.dumps(..., default=str) without building an encoder per call
 EPSILON = timedelta(microseconds=1)
 GC_THRESHOLD = 50_000  # young-generation allocations between collections during a replay (CPython: 700)
-# how long a closed (finalised, dropped) ticket's id is remembered, to name it in the problems of later events:
+# how long a closed (finalised, dropped) ticket's id is remembered, to name it in later events' problems:
 # bounded by time, not count, so memory follows the ticket rate, not the length of the recording
 CLOSED_MEMORY = timedelta(days=30)
 EVENT_TYPES = ("ticket.created", "ticket.message", "ticket.status", "ticket.updated", "agent.status")
