@@ -364,7 +364,7 @@ class Replay:
             for d in decisions:
                 rec = self.state.load(d.record_id) if d.decision == "auto_close" else None
                 if rec is not None and self.evict_closed:
-                    self._finalise(rec, d.at)
+                    self._finalise(rec, d.at or due)
             if not decisions and self.desk.next_timer() == due:
                 break  # nothing fired at a due timer: stop rather than spin
         self.desk.advance(now)
