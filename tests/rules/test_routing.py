@@ -305,6 +305,43 @@ def test_reopened_ticket_waits_when_nobody_is_there_and_keeps_its_place() -> Non
     assert assigns(sim.agent("b@x", "active", m(4))) == [("T1", "b@x", "routing")]
 
 
+def test_a_waiting_reopened_ticket_holds_no_slot_of_its_away_owner() -> None:
+    one = agents({"email": "a@x", "capacity": 1}, {"email": "b@x", "capacity": 1})
+    sim = Sim(agents=one)
+    sim.create("T1", m(0))
+    sim.create("T2", m(1))
+    assert (sim.assignee("T1"), sim.assignee("T2")) == ("a@x", "b@x")
+    sim.status("T1", "resolved", m(30))
+    sim.agent("a@x", "away", m(40))
+    assert assigns(sim.status("T1", "open", m(60))) == []  # b@x is full: T1 waits
+    # a@x is back: T1's own wait must not make a@x look full (capacity 1)
+    assert assigns(sim.agent("a@x", "active", m(90))) == [("T1", "a@x", "routing")]
+    assert sim.desk.router.agents["a@x"].load == 1
+
+
+def test_a_ticket_assigned_by_hand_while_waiting_leaves_the_queue() -> None:
+    one = agents({"email": "a@x", "capacity": 1}, {"email": "b@x", "capacity": 1})
+    sim = Sim(agents=one)
+    sim.create("T1", m(0))
+    sim.create("T2", m(1))
+    assert assigns(sim.create("T3", m(2))) == []  # everyone is full: T3 waits
+    rec = sim.tickets["T3"]
+    rec.attrs["assignee"] = "a@x"  # a person assigns it in the helpdesk
+    sim._on(rec, {}, {"type": "ticket.updated", "ticket_id": "T3"}, m(10))
+    assert "T3" not in sim.desk.router.waiting
+    assert assigns(sim.status("T2", "resolved", m(60))) == []  # b@x's freed slot does not take T3 away
+    assert sim.assignee("T3") == "a@x"
+    assert sim.desk.router.agents["a@x"].load == 2  # T1 and T3: a human may go over capacity
+
+
+def test_account_owner_email_matches_whatever_its_case() -> None:
+    sim = Sim(agents=agents({"email": "b@x"}, {"email": "owner@x"}), routing={"strategy": "account_owner"})
+    assert assigns(sim.create("T1", m(0), owner="Owner@X")) == [("T1", "owner@x", "routing")]
+    sim.tickets["T1"].attrs["assignee"] = "OWNER@x"  # as a helpdesk may spell it
+    sim.status("T1", "pending", m(1))
+    assert sim.desk.router.agents["owner@x"].load == 1
+
+
 @pytest.mark.parametrize(
     ("assign", "expected"),
     [

@@ -565,6 +565,9 @@ class Desk:
             self._tickets[ticket.id] = st
         else:
             st.record = ticket
+            queued = self.router.waiting.get(ticket.id) if self.router.waiting else None
+            if queued is not None and ticket.attrs.get("assignee") != queued.assignee:
+                self.router.dequeue(ticket.id)  # assigned by a person (or another system) while it waited
         ctx = Context(ticket, previous)
         if self.rules:
             self._run_rules(st, ctx, at, out)
@@ -838,7 +841,7 @@ class Desk:
             return False
         current = rec.attrs.get("assignee")
         if current:
-            agent = self.router.agents.get(current)
+            agent = self.router.agent(current)
             if (agent is not None and agent.fits(request)) or (agent is None and request == ANY):
                 return False
         return self._route(st, request, rule, at, out)
@@ -856,13 +859,18 @@ class Desk:
     def _assign(self, st: _Ticket, agent: str, rule: str, at: datetime, out: list[Decision]) -> None:
         rec = st.record
         rec.attrs["assignee"] = agent
+        self.router.dequeue(rec.id)
         self.router.note_assigned(agent)
         self._recount(st)
         self._decide(out, at, rec.id, "assign", rule, {"to": agent}, agent)
 
     def _recount(self, st: _Ticket) -> None:
-        assignee = st.record.attrs.get("assignee")
-        want = assignee if st.status not in DONE and assignee in self.router.agents else None
+        rec = st.record
+        assignee = rec.attrs.get("assignee")
+        router = self.router
+        # a waiting ticket holds nobody's slot (its assignee, if any, is away or does not fit)
+        want = (assignee if st.status not in DONE and router.agent(assignee) is not None
+                and rec.id not in router.waiting else None)
         if want != st.counted:
             if st.counted is not None:
                 self._freed |= self.router.hold(st.counted, -1)
@@ -907,8 +915,8 @@ class Desk:
                 self.router.dequeue(rec.id)
             elif old in DONE:
                 owner = rec.attrs.get("assignee")
-                if owner and owner in self.router.agents and not self.router.is_present(owner):
-                    self._recount(st)
+                if owner and self.router.agent(owner) is not None and not self.router.is_present(owner):
+                    # routed before it counts: if it waits, it must not hold the away owner's slot
                     self._route(st, ANY, "routing", at, out)
             st.follow_due = None
             # one reminder while the customer has not replied: going pending again (after an agent's note, a

@@ -14,7 +14,9 @@ picks:
   language, then the least loaded. Nobody matching any wanted skill counts as nobody.
 
 ``fallback`` is tried when the strategy finds nobody. Waiting tickets leave the queue in ``tier_order``
-(account tiers listed first go first, unlisted tiers after), oldest first within a tier.
+(account tiers listed first go first, unlisted tiers after), oldest first within a tier. A waiting ticket
+counts on nobody's load (a reopened ticket whose owner is away waits without holding the owner's slot), and
+leaves the queue when someone assigns it by hand or by a rule. Emails are compared without regard to case.
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ class Waiting:
     record: Record
     request: Request
     rule: str
+    assignee: Any = None  # the ticket's assignee when it was queued: another one means someone assigned it
 
 
 class Router:
@@ -119,6 +122,8 @@ class Router:
             cal_name = a.calendar or team_calendar.get(a.email)
             self.agents[a.email] = _agent(a, n, calendars.get(cal_name) if cal_name else None,
                                           frozenset(team_of.get(a.email, ())))
+        # emails are case-insensitive: a CRM owner or a helpdesk assignee may spell one differently
+        self._folded = {email.casefold(): agent for email, agent in self.agents.items()}
         # least loaded and round robin pick the least ranked fitting agent: the rank is the strategy's sort
         # key behind a busy flag (inactive or full), kept up to date by hold, note_assigned and set_status
         self._by_load = self.strategy == "least_loaded"
@@ -136,11 +141,18 @@ class Router:
         self.waiting: dict[str, Waiting] = {}
         self._qseq = 0
 
+    def agent(self, email: object) -> Agent | None:
+        """The configured agent ``email`` names, whatever its letter case; None for anyone else."""
+        if not isinstance(email, str):
+            return None
+        found = self.agents.get(email)
+        return found if found is not None else self._folded.get(email.casefold())
+
     # ---------------------------------------------------------------- loads
 
     def hold(self, email: str | None, delta: int) -> bool:
         """Add ``delta`` open tickets to an agent's load; True when that freed a slot."""
-        agent = self.agents.get(email) if email else None
+        agent = self.agent(email)
         if agent is None:
             return False
         agent.load += delta
@@ -149,7 +161,7 @@ class Router:
 
     def note_assigned(self, email: str) -> None:
         """Record an assignment for round robin."""
-        agent = self.agents.get(email)
+        agent = self.agent(email)
         if agent is not None:
             self._seq += 1
             agent.last = self._seq
@@ -157,7 +169,7 @@ class Router:
 
     def set_status(self, email: str, status: str) -> bool:
         """Change an agent's status; True when the agent became active."""
-        agent = self.agents.get(email)
+        agent = self.agent(email)
         if agent is None:
             return False
         was = agent.status
@@ -167,7 +179,7 @@ class Router:
 
     def is_present(self, email: str | None) -> bool:
         """Whether ``email`` is a configured agent whose status is active."""
-        agent = self.agents.get(email) if email else None
+        agent = self.agent(email)
         return agent is not None and agent.status == "active"
 
     # ---------------------------------------------------------------- picking
@@ -182,7 +194,7 @@ class Router:
         if strategy == "account_owner":
             account = record.attrs.get("account")
             owner = account.get("owner") if isinstance(account, dict) else None
-            agent = self.agents.get(owner) if isinstance(owner, str) else None
+            agent = self.agent(owner)
             if agent is not None and agent.fits(request):
                 # an owner who cannot take it now: the fallback decides, or with none it waits for them
                 if self._available(agent, at):
@@ -251,7 +263,7 @@ class Router:
         if strategy == "account_owner":
             account = record.attrs.get("account")
             owner = account.get("owner") if isinstance(account, dict) else None
-            agent = self.agents.get(owner) if isinstance(owner, str) else None
+            agent = self.agent(owner)
             if agent is not None and agent.fits(request):
                 # an owner who cannot take it now: the fallback decides, or with none it waits for them
                 return agent.email if agent in candidates else None
@@ -290,13 +302,14 @@ class Router:
         if found is not None:
             found.request = request
             found.rule = rule
+            found.assignee = record.attrs.get("assignee")
             return
         account = record.attrs.get("account")
         tier = account.get("tier") if isinstance(account, dict) else None
         self._qseq += 1
         rank = self.tier_rank.get(tier, len(self.tier_rank)) if isinstance(tier, str) else len(self.tier_rank)
         key = (rank, since, self._qseq)
-        self.waiting[record.id] = Waiting(key, record, request, rule)
+        self.waiting[record.id] = Waiting(key, record, request, rule, record.attrs.get("assignee"))
         bisect.insort(self._queue, (key, record.id))
 
     def dequeue(self, record_id: str) -> None:
