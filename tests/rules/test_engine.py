@@ -14,6 +14,7 @@ from bridge.model import Decision, FieldValue, Record
 from bridge.rules.conditions import Context, compile_condition, paths_read, reader
 from bridge.rules.engine import MAX_PASSES, Desk, GuardIndex, compile_rules, rule_cycles, rule_guard
 from bridge.rules.explain import format_explain
+from bridge.rules.live import snapshot
 from bridge.settings import Config
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -50,7 +51,7 @@ def created(desk: Desk, rec: Record, at: datetime = T0) -> list[Decision]:
 
 
 def updated(desk: Desk, rec: Record, at: datetime, **attrs: Any) -> list[Decision]:
-    previous = {f"ticket.{k}": rec.attrs.get(k) for k in attrs}
+    previous = snapshot(rec)
     rec.attrs.update(attrs)
     return desk.on_ticket(
         rec, previous, {"type": "ticket.updated", "ticket_id": rec.id, "changes": attrs}, at
@@ -215,6 +216,51 @@ def test_changed_from_to_rules_fire_on_the_event_only() -> None:
     out = updated(desk, rec, T0 + timedelta(minutes=1), status="open")
     assert brief(out) == [("notify", "reopened", "owner")]
     assert updated(desk, rec, T0 + timedelta(minutes=2), body="x") == []
+
+
+def test_a_rule_on_the_event_fires_on_every_event_in_which_it_holds_even_back_to_back() -> None:
+    desk = Desk(
+        config(
+            rule("prio-changed", {"field": "ticket.priority", "changed": True}, [{"notify": "ops"}]),
+            rule("reopened", {"field": "ticket.status", "to": "open"}, [{"notify": "owner"}]),
+        )
+    )
+    rec = ticket()
+    assert created(desk, rec) == []
+    changes: list[dict[str, Any]] = [
+        {"priority": "urgent"},
+        {"priority": "high"},  # straight after another change: a change of its own
+        {"priority": "low"},
+        {"status": "pending"},
+        {"status": "open"},
+        {"status": "on_hold"},
+        {"status": "open", "priority": "urgent"},
+    ]
+    fired = []
+    for n, change in enumerate(changes, start=1):
+        fired += [(n, d.rule) for d in updated(desk, rec, T0 + timedelta(minutes=n), **change)]
+    assert fired == [
+        (1, "prio-changed"), (2, "prio-changed"), (3, "prio-changed"), (5, "reopened"),
+        (7, "prio-changed"), (7, "reopened"),
+    ]
+
+
+def test_a_rule_on_the_event_fires_at_most_once_per_event_even_when_a_chain_changes_it_again() -> None:
+    desk = Desk(
+        config(
+            rule("bump", {"field": "ticket.priority", "changed": True}, [{"set": {"severity": "Sev-1"}}]),
+            rule("calm", {"field": "ticket.severity", "eq": "Sev-1"},
+                 [{"set": {"priority": "low"}}, {"set": {"severity": "Sev-3"}}], priority=5),
+        )
+    )
+    rec = ticket()
+    created(desk, rec)
+    out = updated(desk, rec, T0 + timedelta(minutes=1), priority="urgent")
+    # calm changes the priority again in the same event: bump holds again but does not fire twice
+    assert [d.rule for d in out].count("bump") == 1
+    assert brief(updated(desk, rec, T0 + timedelta(minutes=2), priority="high"))[0] == (
+        "set_field", "bump", "Sev-1"
+    )
 
 
 @pytest.mark.parametrize(

@@ -6,9 +6,10 @@ Per ticket event the :class:`Desk` runs, in this order:
    set — priority, tags, fields — is what escalation and routing see; routing last because it only assigns).
    Within a set rules run by ``priority`` (lower first), ties by name. A rule fires when its condition starts
    to hold: on the first event where it holds, and again only after an event where it did not (so the bridge
-   does not fight a human who lowered the priority a rule raised, nor notify twice for one episode). An
-   action's change can make other rules match: rules are evaluated again, pass after pass, up to
-   :data:`MAX_PASSES` passes; a rule fires at most once per event, so rules feeding each other cannot loop;
+   does not fight a human who lowered the priority a rule raised, nor notify twice for one episode); a rule
+   on the event itself (``changed``/``from``/``to``) fires on every event in which it holds. An action's
+   change can make other rules match: rules are evaluated again, pass after pass, up to :data:`MAX_PASSES`
+   passes; a rule fires at most once per event, so rules feeding each other cannot loop;
 2. the built-in triggers: an account's volume spike (a check-in task) and low classification confidence (a
    review);
 3. the status bookkeeping: open-ticket loads, the queue, a reopened ticket whose owner is away is rerouted,
@@ -670,7 +671,9 @@ class Desk:
     def _run_rules(self, st: _Ticket, ctx: Context, at: datetime, out: list[Decision]) -> None:
         cur = self._read(ctx)
         snap = st.snap
-        holding = st.holding
+        # a rule on the event itself (changed/from/to) holds of one event, not of a stretch of time: it may
+        # fire on every event in which it holds (two changes in a row are two changes), at most once per event
+        holding = st.holding & ~self._event_mask
         if snap is None:
             pending = self._guards.mask(cur, ctx)
             failed = holding & ~pending
