@@ -456,21 +456,34 @@ def test_one_follow_up_until_the_customer_replies() -> None:
         status("T-1", at(5, "11:00"), "pending"),
         status("T-1", at(6, "11:00"), "on_hold"),
         status("T-1", at(6, "12:00"), "pending"),  # ... so no second reminder
-        message("T-1", at(9, "09:00"), "customer", "still there?"),  # a reply: the wait starts again
+        message("T-1", at(9, "09:00"), "customer", "here it is"),  # they replied: nothing to remind of
+        message("T-1", at(10, "09:00"), "agent", "one more question"),  # the wait starts again
     ]
     decisions, _ = run({"follow_up": {"after": "48h"}}, lines, until=at(20, "00:00"))
-    assert [d["at"] for d in decisions if d["decision"] == "follow_up"] == [at(4, "10:00"), at(11, "09:00")]
+    assert [d["at"] for d in decisions if d["decision"] == "follow_up"] == [at(4, "10:00"), at(12, "09:00")]
 
 
 def test_a_resolved_ticket_auto_closes() -> None:
     lines = [
         created("T-1", at(2, "09:00")),
         status("T-1", at(2, "10:00"), "resolved"),
-        message("T-1", at(4, "10:00"), "customer", "thanks"),  # a reply restarts the wait
     ]
     decisions, finals = run({"auto_close": {"after": "7d"}}, lines, until=at(20, "00:00"))
-    assert brief(decisions, "auto_close") == [(at(11, "10:00"), "T-1", "auto_close", "auto_close", None)]
+    assert brief(decisions, "auto_close") == [(at(9, "10:00"), "T-1", "auto_close", "auto_close", None)]
     assert finals["T-1"]["status"] == "closed"
+
+
+def test_a_resolved_ticket_the_customer_answered_does_not_close_on_them() -> None:
+    lines = [
+        created("T-1", at(2, "09:00")),
+        status("T-1", at(2, "10:00"), "resolved"),
+        message("T-1", at(4, "10:00"), "customer", "still broken"),  # no closing while this waits
+        message("T-1", at(8, "10:00"), "agent", "fixed now, for real"),  # the 7 days count from here
+    ]
+    decisions, finals = run({"auto_close": {"after": "7d"}}, lines, until=at(20, "00:00"))
+    assert brief(decisions, "auto_close") == [(at(15, "10:00"), "T-1", "auto_close", "auto_close", None)]
+    decisions, finals = run({"auto_close": {"after": "7d"}}, lines[:3], until=at(30, "00:00"))
+    assert brief(decisions, "auto_close") == [] and finals["T-1"]["status"] == "resolved"
 
 
 def test_a_phrase_in_a_follow_up_customer_message_escalates() -> None:

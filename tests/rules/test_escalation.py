@@ -346,17 +346,21 @@ def test_follow_up_once_for_a_pending_ticket_without_reply() -> None:
     assert out[0].detail["key"].startswith("T1|follow_up|")
 
 
-def test_customer_reply_restarts_the_follow_up_wait_and_leaving_pending_cancels_it() -> None:
+def test_a_customer_reply_cancels_the_follow_up_and_the_agents_answer_starts_the_wait_again() -> None:
     sim = Sim(**FOLLOW)
     sim.create("T1", h(0))
     sim.status("T1", "pending", h(1))
     sim.message("T1", "customer", h(30))
-    out = sim.run_until(h(100))
-    assert [d.at for d in out if d.decision == "follow_up"] == [h(78)]
-    sim.create("T2", h(100))
-    sim.status("T2", "pending", h(101))
-    sim.status("T2", "open", h(102))
-    assert [d for d in sim.run_until(h(300)) if d.decision == "follow_up"] == []
+    assert [d for d in sim.run_until(h(60)) if d.decision == "follow_up"] == []  # they answered: no nagging
+    sim.message("T1", "agent", h(60))
+    out = sim.run_until(h(200))
+    assert [d.at for d in out if d.decision == "follow_up"] == [h(108)]  # 48 h after the agent's answer
+    sim.message("T1", "agent", h(200))
+    assert [d for d in sim.run_until(h(400)) if d.decision == "follow_up"] == []  # one until they reply
+    sim.create("T2", h(400))
+    sim.status("T2", "pending", h(401))
+    sim.status("T2", "open", h(402))
+    assert [d for d in sim.run_until(h(600)) if d.decision == "follow_up"] == []
 
 
 def test_auto_close_once_and_frees_nothing_twice() -> None:
@@ -371,13 +375,15 @@ def test_auto_close_once_and_frees_nothing_twice() -> None:
     assert sim.desk.next_timer() is None
 
 
-def test_auto_close_waits_again_after_a_customer_reply_and_not_after_a_reopen() -> None:
+def test_a_customer_reply_stops_auto_close_until_the_agent_answers_and_a_reopen_cancels_it() -> None:
     sim = Sim(**FOLLOW)
     sim.create("T1", h(0))
     sim.status("T1", "resolved", h(1))
-    sim.message("T1", "customer", h(24))
+    sim.message("T1", "customer", h(24))  # "still broken": the ticket must not close on them
+    assert [d for d in sim.run_until(h(24 * 20)) if d.decision == "auto_close"] == []
+    sim.message("T1", "agent", h(24 * 20))
     out = sim.run_until(h(24 * 30))
-    assert [d.at for d in out if d.decision == "auto_close"] == [h(24) + timedelta(days=7)]
+    assert [d.at for d in out if d.decision == "auto_close"] == [h(24 * 20) + timedelta(days=7)]
     sim.create("T2", h(24 * 30))
     sim.status("T2", "resolved", h(24 * 30 + 1))
     sim.status("T2", "open", h(24 * 30 + 2))

@@ -580,8 +580,12 @@ class Desk:
                          {"reason": "low classification confidence",
                           "confidence": ticket.attrs.get("confidence")})
         self._status(st, str(ticket.attrs.get("status") or "open"), at, out)
-        if event.get("type") == "ticket.message" and event.get("author") == "customer":
-            self._customer_replied(st, at)
+        if event.get("type") == "ticket.message":
+            author = event.get("author")
+            if author == "customer":
+                self._customer_replied(st)
+            elif author == "agent":
+                self._agent_replied(st, at)
         if (st.status not in DONE and not ticket.attrs.get("assignee")
                 and ticket.id not in self.router.waiting):
             self._route(st, ANY, "routing", at, out)
@@ -923,7 +927,7 @@ class Desk:
                     self._route(st, ANY, "routing", at, out)
             st.follow_due = None
             # one reminder while the customer has not replied: going pending again (after an agent's note, a
-            # hold) does not arm another; a customer reply does (_customer_replied)
+            # hold) does not arm another; after a customer reply, an agent's answer does (_agent_replied)
             if status == "pending" and self._follow_after is not None and not st.follow_sent:
                 st.follow_due = at + self._follow_after
                 self._push(st.follow_due, rec.id, "follow")
@@ -933,14 +937,20 @@ class Desk:
                 self._push(st.close_due, rec.id, "close")
         self._recount(st)
 
-    def _customer_replied(self, st: _Ticket, at: datetime) -> None:
-        # the wait for a reply starts again from this one
-        tid = st.record.id
+    def _customer_replied(self, st: _Ticket) -> None:
+        # the customer answered: no reminder and no closing while their message waits for the agent (the next
+        # agent reply, or the ticket going pending or resolved again, starts the wait afresh)
         st.follow_sent = False
-        if st.status == "pending" and self._follow_after is not None:
+        st.follow_due = None
+        st.close_due = None
+
+    def _agent_replied(self, st: _Ticket, at: datetime) -> None:
+        # an agent's answer to a ticket that waits on the customer: the wait for their reply starts from it
+        tid = st.record.id
+        if st.status == "pending" and self._follow_after is not None and not st.follow_sent:
             st.follow_due = at + self._follow_after
             self._push(st.follow_due, tid, "follow")
-        if st.status == "resolved" and self._close_after is not None:
+        elif st.status == "resolved" and self._close_after is not None:
             st.close_due = at + self._close_after
             self._push(st.close_due, tid, "close")
 
