@@ -211,3 +211,15 @@ def test_plugins_json_lists_the_built_in_connectors_and_webform(demo: Path) -> N
     assert plugins["files"]["origin"] == "builtin" and plugins["files"]["connectors"] == ["files"]
     assert plugins["webform"]["origin"] == "entry_point"
     assert plugins["webform"]["distribution"] == "bridge-webform"
+
+
+def test_replay_against_names_bad_lines_as_plain_replay_does(demo: Path) -> None:
+    events = demo / "bad.jsonl"
+    good = (demo / "config/demo/events.jsonl").read_text().splitlines()[0]
+    events.write_text(good + "\n{oops\n")
+    plain = bridge("replay", "bad.jsonl", cwd=demo)
+    against = bridge("replay", "bad.jsonl", "--against", "config/bridge.toml", cwd=demo)
+    assert plain.returncode == against.returncode == 1
+    assert plain.stderr.splitlines() == against.stderr.splitlines() == [
+        "bad.jsonl:2: not JSON: Expecting property name enclosed in double quotes (column 2)"
+    ]

@@ -104,9 +104,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
         new, problems = replay_file(loaded.config, path, until=until)
         rows = diff(old, new)
         for row in rows:
-            print(json.dumps(row, default=str) if args.json else _decision_line(row))
+            print(json.dumps(row, default=str, ensure_ascii=False) if args.json else _decision_line(row))
         for p in problems:
-            print(f"{path}:{p}", file=sys.stderr)
+            print(f"{path}:{p.removeprefix('line ')}", file=sys.stderr)
         return 1 if problems else 0
     rp = Replay(loaded.config, until=until)
     with path.open(encoding="utf-8") as fh:
