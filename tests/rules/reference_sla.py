@@ -1,5 +1,8 @@
 # Frozen copy of src/bridge/rules/sla.py before the speed work (commit 6583367): the oracle
 # that the differential tests compare the optimised module with. Do not optimise this file.
+# Behaviour fixes since then are mirrored here, the plain way (marked "fix:"): a policy change applies
+# the new pause_on at once, waits for a reopen while resolved/closed, and due() of a used-up clock is
+# the instant it was used up under the current policy (from a timeline of calendars).
 """SLA clocks of one ticket: deadlines, warnings, breaches and escalation levels, on a business calendar.
 
 A policy (``[[sla]]``) gives each metric a budget of business time: ``first_response`` (met by the first
@@ -62,6 +65,7 @@ class _Threshold:
 @dataclass
 class _Clock:
     metric: str
+    start: datetime | None = None  # fix: when the clock started (for due() of a used-up clock)
     consumed: timedelta = ZERO
     since: datetime | None = None  # running since; None while the ticket is paused or stopped
     met: bool = False
@@ -126,7 +130,11 @@ class TicketSla:
         self._queue: list[tuple[tuple[datetime, int, int, int], SlaEvent]] = []
         self._set_policy(policy, calendar)
         started = ("first_response", "resolution", "acknowledgement")
-        self._clocks: dict[str, _Clock] = {metric: _Clock(metric, since=opened_at) for metric in started}
+        self._clocks: dict[str, _Clock] = {
+            metric: _Clock(metric, start=opened_at, since=opened_at) for metric in started
+        }
+        # fix: (from, calendar or None while not counting)
+        self._timeline: list[tuple[datetime, BusinessCalendar | None]] = [(opened_at, calendar)]
 
     # ------------------------------------------------------------------ policy
 
@@ -148,7 +156,12 @@ class TicketSla:
         """
         self._advance(at)
         self._set_policy(policy, calendar)
+        self._timeline.append((at, calendar if self.running else None))
         for index, clock in self._active():
+            clock.since = at if self.running else None  # fix: the new pause_on applies at once
+            clock.cache.clear()
+            if self.status in STOPPED:
+                continue  # fix: what the consumed time passed fires on reopen
             for mark in self._thresholds[clock.metric]:
                 if mark.key not in clock.fired and mark.offset <= clock.consumed:
                     self._emit(clock, mark, at, index)
@@ -175,6 +188,7 @@ class TicketSla:
                     clock.consumed += self.calendar.elapsed(clock.since, at)
                 clock.since = at if self.running else None
                 clock.cache.clear()
+            self._timeline.append((at, self.calendar if self.running else None))
 
     def on_message(self, author: str, at: datetime) -> None:
         """A message on the ticket: ``agent`` meets first/next response; ``customer`` may start next response.
@@ -191,7 +205,9 @@ class TicketSla:
         elif author == "customer":
             self._collect(at)
             if self._agent_replied and not self._is_active("next_response"):
-                self._clocks["next_response"] = _Clock("next_response", since=at if self.running else None)
+                self._clocks["next_response"] = _Clock(
+                    "next_response", start=at, since=at if self.running else None
+                )
         else:
             self._collect(at)
 
@@ -221,7 +237,7 @@ class TicketSla:
                 if clock.consumed < budget:
                     value = self.calendar.add(clock.since, budget - clock.consumed)
                 else:
-                    value = clock.breached_at or clock.since
+                    value = self._used_up(clock, budget)
             out[f"{metric}_due"] = value
         return out
 
@@ -269,6 +285,20 @@ class TicketSla:
                 found = self.calendar.add(clock.since, mark.offset - clock.consumed)
             clock.cache[mark.key] = found
         return found
+
+    def _used_up(self, clock: _Clock, budget: timedelta) -> datetime:
+        """fix: the instant the clock consumed ``budget``, walking the timeline of calendars."""
+        assert clock.start is not None
+        done = ZERO
+        for n, (start, calendar) in enumerate(self._timeline):
+            if calendar is None:
+                continue
+            start = max(start, clock.start)
+            end = self._timeline[n + 1][0] if n + 1 < len(self._timeline) else None
+            if end is None or (end > start and done + calendar.elapsed(start, end) >= budget):
+                return calendar.add(start, budget - done)
+            done += calendar.elapsed(start, end) if end > start else ZERO
+        raise AssertionError("a used-up clock has consumed its budget somewhere")
 
     def _emit(self, clock: _Clock, mark: _Threshold, at: datetime, index: int) -> None:
         clock.fired.add(mark.key)

@@ -316,11 +316,14 @@ def test_change_policy_keeps_consumed_time() -> None:
 def test_change_to_a_tighter_policy_breaches_at_the_change() -> None:
     sla = TicketSla(policy("standard", first_response="8h", warn_before="1h"), WALL, T0)
     sla.change_policy(policy("enterprise", first_response="1h", warn_before="15m"), WALL, h(2))
-    assert brief(sla.fire(h(2))) == [
+    events = sla.fire(h(2))
+    assert brief(events) == [
         ("sla_warning", "first_response", "2026-11-02T02:00:00Z", None),
         ("sla_breach", "first_response", "2026-11-02T02:00:00Z", None),
     ]
-    assert sla.due()["first_response_due"] == h(2)
+    # dated at the change, never before it; each says when its threshold was passed under the new policy
+    assert [e.due for e in events] == [h(0.75), h(1)]
+    assert sla.due()["first_response_due"] == h(1)
 
 
 def test_change_policy_does_not_repeat_fired_events() -> None:

@@ -995,21 +995,18 @@ class Desk:
     # ---------------------------------------------------------------- SLA clocks
 
     def _clocks(self, st: _Ticket, ctx: Context, event: Mapping[str, Any], at: datetime) -> None:
-        chosen = None
-        for test, policy, calendar in self._policy_tests:
+        policy: SlaConfig | None = None
+        calendar: BusinessCalendar | None = None
+        for test, candidate, cal in self._policy_tests:
             if test(ctx):
-                chosen = (policy, calendar)
+                policy, calendar = candidate, cal
                 break
         sla = st.sla
-        if chosen is None:
-            if sla is not None:
-                st.sla = None
-                st.sla_timer = None
-            return
-        policy, calendar = chosen
         if sla is None:
+            # kept from the first event even while no policy applies: a policy that applies later counts
+            # from the ticket's opening and sees the replies and pauses before it (sla.py)
             sla = st.sla = TicketSla(policy, calendar, min(st.created, at))
-        elif sla.policy.name != policy.name:
+        elif sla.policy is not policy:
             sla.change_policy(policy, calendar, at)
         if sla.status != st.status:
             sla.on_status(st.status, at)
@@ -1037,10 +1034,16 @@ class Desk:
                 escalations = st.record.attrs.setdefault("escalations", [])
                 if ev.to not in escalations:
                     escalations.append(ev.to)
-                self._decide(out, ev.at, tid, "escalate", ev.policy,
-                             {"to": ev.to, "reason": "sla", "metric": ev.metric}, f"{ev.metric}:{ev.to}")
+                detail: dict[str, Any] = {"to": ev.to, "reason": "sla", "metric": ev.metric}
+                what = f"{ev.metric}:{ev.to}"
             else:
-                self._decide(out, ev.at, tid, ev.kind, ev.policy, {"metric": ev.metric}, ev.metric)
+                detail, what = {"metric": ev.metric}, ev.metric
+            if ev.due is not None:
+                # passed before its policy applied (or before a reopen): stated late, dated now, never before
+                detail["late"] = True
+                detail["due"] = format_time(ev.due)
+            self._decide(out, ev.at, tid, "escalate" if ev.kind == "sla_escalate" else ev.kind, ev.policy,
+                         detail, what)
         nxt = sla.next_timer()
         if nxt is not None and nxt > now:
             st.sla_timer = nxt

@@ -2,22 +2,36 @@
 
 A policy (``[[sla]]``) gives each metric a budget of business time: ``first_response`` (met by the first
 agent message), ``next_response`` (a new clock for each customer message that follows an agent reply, met by
-the next agent message), ``resolution`` (stopped while resolved or closed, resumed on reopen) and
-``acknowledgement`` (met by ``on_acknowledge``). Each clock counts consumed business time; it runs only while
-the ticket is neither in one of the policy's ``pause_on`` statuses nor resolved/closed, so paused time does
-not count.
+the next agent message), ``resolution`` (met by resolving or closing the ticket; it stops while resolved or
+closed and resumes on reopen) and ``acknowledgement`` (met by ``on_acknowledge``, or by an agent message that
+acknowledges). Each clock counts consumed business time; it runs only while the ticket is neither in one of
+the policy's ``pause_on`` statuses nor resolved/closed, so paused time does not count.
 
-Each clock fires three kinds of events, each at most once per clock (a next_response clock per reply cycle):
+Each clock fires three kinds of events, each at most once per clock (a next_response clock per reply cycle),
+whatever policy applies when it fires:
 
 - ``sla_warning`` when ``warn_before`` of its budget is left (only when ``warn_before`` is shorter than the
   budget, so a short budget never warns at the moment it starts);
 - ``sla_breach`` when the budget is used up, at the deadline instant (a deadline at a closing time is that
   closing instant);
 - ``sla_escalate`` for each level of ``escalate``: ``after`` more business time on the breached clock, ``to``
-  naming the team. A breached clock keeps counting, so escalation also skips paused time, and stops once the
-  metric is met or the ticket is resolved.
+  naming the team (once per clock and team, so a policy change does not escalate to a team twice, and does
+  escalate to a team the previous policy did not name). A breached clock keeps counting, so escalation also
+  skips paused time, and stops once the metric is met or the ticket is resolved.
 
-A metric met at or before its deadline never breaches (an agent reply at the deadline instant is in time).
+A metric met at or before its deadline never breaches: an agent reply, an acknowledgement, a resolve or a
+close at the deadline instant is in time (a state change at an instant comes before the timers of that
+instant).
+
+The policy may change, or stop and start applying, at any time (:meth:`TicketSla.change_policy`); the clocks
+are the ticket's, not the policy's. What was met stays met, and the time a clock consumed is kept. While no
+policy applies nothing counts or fires, but the ticket's statuses are remembered: when a policy applies again,
+its calendar and ``pause_on`` are applied over that gap as if it had applied all along (so a policy that first
+applies mid-ticket counts from the ticket's opening, minus its pauses). Thresholds that the consumed time has
+already passed when a policy starts to apply fire at that moment, never before: such an event carries ``due``,
+the earlier instant at which the threshold was passed. While the ticket is resolved or closed they wait for a
+reopen (a resolved ticket does not breach).
+
 Events due before a state change (message, status, policy) are kept with their own instants, so callers may
 call :meth:`TicketSla.fire` as rarely as they like; a caller that has events and timers at the same instant
 should apply the events first.
@@ -44,20 +58,25 @@ _REPLY_AND_ACK = _REPLY | _ACK
 
 @dataclass(frozen=True)
 class SlaEvent:
-    """One SLA timer that went off: a warning, a breach or an escalation level of one metric."""
+    """One SLA timer that went off: a warning, a breach or an escalation level of one metric.
+
+    ``due`` is set when the event comes later than the instant its threshold was passed (a policy started to
+    apply, or a ticket was reopened, after it): that earlier instant.
+    """
 
     at: datetime
     kind: str
     metric: str
     policy: str
     to: str | None = None
+    due: datetime | None = None
 
 
 @dataclass(frozen=True)
 class _Threshold:
     offset: timedelta  # consumed business time at which it fires
     kind: str
-    key: str
+    key: str  # what the clock remembers as fired: the kind, and the team for an escalation level
     level: int = -1
     to: str | None = None
 
@@ -65,19 +84,18 @@ class _Threshold:
 class _Clock:
     """One metric's clock. ``marks[pos:]`` are its thresholds not fired yet, in firing order."""
 
-    __slots__ = ("breached_at", "consumed", "fired", "index", "marks", "met", "metric", "next_at", "pos",
-                 "since")
+    __slots__ = ("consumed", "fired", "index", "marks", "met", "metric", "next_at", "pos", "since", "start")
 
     def __init__(
-        self, metric: str, index: int, since: datetime | None, marks: tuple[_Threshold, ...]
+        self, metric: str, index: int, start: datetime, since: datetime | None, marks: tuple[_Threshold, ...]
     ) -> None:
         self.metric = metric
         self.index = index  # position in METRICS: orders events of one instant
-        self.consumed = ZERO
-        self.since = since  # running since; None while the ticket is paused or stopped
+        self.start = start  # when it started: the ticket's opening, or the customer message of its cycle
+        self.consumed = ZERO  # business time counted up to `since` (or up to the pause)
+        self.since = since  # running since; None while the ticket is paused or stopped, or no policy applies
         self.met = False
         self.fired: set[str] | None = None  # keys fired; None: none yet (most clocks never fire)
-        self.breached_at: datetime | None = None
         self.marks = marks  # shared with the compiled policy while nothing fired out of order
         self.pos = 0
         self.next_at: datetime | None = None  # instant of marks[pos] for (since, consumed); None: not known
@@ -89,6 +107,11 @@ class _Compiled:
     budgets: dict[str, timedelta | None]
     thresholds: dict[str, tuple[_Threshold, ...]]
 
+
+# no policy: nothing to count, nothing to fire
+_NONE = _Compiled(frozenset(), dict.fromkeys(METRICS), dict.fromkeys(METRICS, ()))
+# the calendar attribute while no policy applies (no clock runs then, so it is never asked anything)
+_NO_CALENDAR = BusinessCalendar.always()
 
 # policies are few and long-lived; a replay builds one TicketSla per ticket, so parse each policy once.
 # The policy object is kept beside its compiled form so that its id cannot be reused while cached.
@@ -112,6 +135,7 @@ def _compile(policy: SlaConfig) -> _Compiled:
             if warn is not None and ZERO < warn < budget:
                 marks.append(_Threshold(budget - warn, "sla_warning", "warning"))
             marks.append(_Threshold(budget, "sla_breach", "breach"))
+            # remembered by team, not by position: another policy's first level may name another team
             marks.extend(
                 _Threshold(budget + after, "sla_escalate", f"escalate:{n}", n, to)
                 for n, (after, to) in enumerate(levels)
@@ -126,77 +150,146 @@ def _compile(policy: SlaConfig) -> _Compiled:
 
 
 class TicketSla:
-    """The SLA clocks of one ticket under one policy and calendar, driven by the ticket's events.
+    """The SLA clocks of one ticket under its current policy and calendar, driven by the ticket's events.
 
     Time only moves through the ``at`` of the calls; calls must come in time order. ``calendar`` is the
-    policy's calendar, or :meth:`BusinessCalendar.always` for a policy without one. The ticket starts
-    ``open``.
+    policy's calendar, or :meth:`BusinessCalendar.always` for a policy without one; ``policy`` None: no policy
+    applies yet (the ticket's statuses are remembered until one does). The ticket starts ``open``.
     """
 
     # a replay holds one per open ticket and calls it on every event: few objects, no per-call lists
-    __slots__ = ("_agent_replied", "_budgets", "_live", "_next", "_next_known", "_pause_on", "_queue",
-                 "_running", "_thresholds", "calendar", "policy", "status")
+    __slots__ = ("_agent_replied", "_budgets", "_gap", "_live", "_next", "_next_known", "_pause_on", "_queue",
+                 "_running", "_thresholds", "_timeline", "calendar", "policy", "status")
 
-    def __init__(self, policy: SlaConfig, calendar: BusinessCalendar, opened_at: datetime) -> None:
+    def __init__(
+        self, policy: SlaConfig | None, calendar: BusinessCalendar | None, opened_at: datetime
+    ) -> None:
         self.status = "open"
         self._agent_replied = False
         self._queue: list[tuple[tuple[datetime, int, int, int], SlaEvent]] | None = None  # None: empty
+        # (from, calendar): from that instant on the clocks count on that calendar (None: they do not)
+        self._timeline: list[tuple[datetime, BusinessCalendar | None]] = []
+        # while no policy applies: the statuses since it stopped, as (from, status); None while one applies
+        self._gap: list[tuple[datetime, str]] | None = None
         self._set_policy(policy, calendar)
         marks = self._thresholds
+        since = opened_at if self._running else None
         # the clocks not met, in METRICS order (met clocks are dropped: nothing reads them again)
         self._live: list[_Clock] = [
-            _Clock("first_response", 0, opened_at, marks["first_response"]),
-            _Clock("resolution", 2, opened_at, marks["resolution"]),
-            _Clock("acknowledgement", 3, opened_at, marks["acknowledgement"]),
+            _Clock("first_response", 0, opened_at, since, marks["first_response"]),
+            _Clock("resolution", 2, opened_at, since, marks["resolution"]),
+            _Clock("acknowledgement", 3, opened_at, since, marks["acknowledgement"]),
         ]
+        if policy is None:
+            self._gap = [(opened_at, self.status)]
+        else:
+            self._mark(opened_at)
         self._next: datetime | None = None
         self._next_known = False  # whether _next is next_timer()'s answer for the current state
 
     # ------------------------------------------------------------------ policy
 
-    def _set_policy(self, policy: SlaConfig, calendar: BusinessCalendar) -> None:
+    def _set_policy(self, policy: SlaConfig | None, calendar: BusinessCalendar | None) -> None:
         self.policy = policy
-        self.calendar = calendar
-        compiled = _compile(policy)
+        self.calendar = calendar or _NO_CALENDAR
+        compiled = _NONE if policy is None else _compile(policy)
         self._pause_on, self._budgets, self._thresholds = (
             compiled.pause_on,
             compiled.budgets,
             compiled.thresholds,
         )
-        self._running = self.status not in self._pause_on and self.status not in STOPPED
+        self._running = (policy is not None and self.status not in self._pause_on
+                         and self.status not in STOPPED)
 
-    def change_policy(self, policy: SlaConfig, calendar: BusinessCalendar, at: datetime) -> None:
-        """Switch to another policy (and calendar) at ``at``, keeping the business time each clock consumed.
+    def change_policy(
+        self, policy: SlaConfig | None, calendar: BusinessCalendar | None, at: datetime
+    ) -> None:
+        """Switch to another policy (and calendar) at ``at``, keeping what was met and the time consumed.
 
-        Deadlines are recomputed from what is left under the new budgets. Events already fired are not fired
-        again; thresholds of the new policy that the consumed time has already passed fire at ``at``.
+        Deadlines are recomputed from what is left under the new budgets, and the new ``pause_on`` pauses or
+        resumes the clocks at ``at``. Events already fired are not fired again; thresholds of the new policy
+        that the consumed time has already passed fire at ``at`` (on reopen while resolved or closed).
+        ``policy`` None: no policy applies from ``at``; when one applies again, the time in between is counted
+        under its calendar and ``pause_on`` (see the module docstring).
         """
         self._advance(at)
+        gap = self._gap
         self._set_policy(policy, calendar)
         self._next_known = False
-        for clock in self._live:
+        live = self._live
+        if policy is None:
+            if gap is None:
+                self._gap = [(at, self.status)]
+                self._mark(at)
+            for clock in live:
+                clock.since = clock.next_at = None
+                clock.marks, clock.pos = (), 0
+            return
+        if gap is not None:
+            self._gap = None
+            self._count_gap(gap, at)
+        since = at if self._running else None
+        self._mark(at)
+        stopped = self.status in STOPPED
+        for clock in live:
+            clock.since = since
             marks = self._thresholds[clock.metric]
-            for mark in marks:
-                if (clock.fired is None or mark.key not in clock.fired) and mark.offset <= clock.consumed:
-                    self._emit(clock, mark, at)
+            if not stopped:
+                for mark in marks:
+                    if (clock.fired is None or mark.key not in clock.fired) and mark.offset <= clock.consumed:
+                        self._emit(clock, mark, at, passed=True)
             fired = clock.fired
             clock.marks = marks if fired is None else tuple(m for m in marks if m.key not in fired)
             clock.pos = 0
             clock.next_at = None
 
+    def _count_gap(self, gap: list[tuple[datetime, str]], until: datetime) -> None:
+        """Count the time since the last policy stopped under the new one: its calendar, its pauses."""
+        calendar, pause_on = self.calendar, self._pause_on
+        counted: list[tuple[datetime, datetime]] = []
+        for n, (start, status) in enumerate(gap):
+            end = gap[n + 1][0] if n + 1 < len(gap) else until
+            counts = status not in pause_on and status not in STOPPED
+            self._mark(start, counts)
+            if counts and end > start:
+                counted.append((start, end))
+        for clock in self._live:
+            for start, end in counted:
+                start = max(start, clock.start)
+                if end > start:
+                    clock.consumed += calendar.elapsed(start, end)
+
+    def _mark(self, at: datetime, counts: bool | None = None) -> None:
+        """Note in the timeline that from ``at`` the clocks count (on the current calendar) or do not."""
+        calendar = self.calendar if (self._running if counts is None else counts) else None
+        timeline = self._timeline
+        if timeline and timeline[-1][0] == at:
+            timeline.pop()  # superseded at the same instant
+        if not timeline or timeline[-1][1] is not calendar:
+            timeline.append((at, calendar))
+
     # ------------------------------------------------------------------ events of the ticket
 
     @property
     def running(self) -> bool:
-        """Whether clocks count now: the status is neither paused by the policy nor resolved/closed."""
+        """Whether clocks count now: a policy applies, and the status is neither paused by it nor
+        resolved/closed."""
         return self._running
 
     def on_status(self, status: str, at: datetime) -> None:
         """The ticket's status changed (open, pending, on_hold, resolved, closed) at ``at``.
 
-        A ``pause_on`` status pauses every clock, resolved/closed stops them, any other status (a reopen)
-        resumes them with the business time they had consumed.
+        A ``pause_on`` status pauses every clock, resolved/closed stops them (and meets resolution: a resolve
+        at the deadline instant is in time), any other status (a reopen) resumes them with the business time
+        they had consumed.
         """
+        gap = self._gap
+        if gap is not None:
+            if gap[-1][0] == at:
+                gap.pop()
+            gap.append((at, status))
+            self.status = status
+            return
         self._collect(at)
         was = self._running
         self.status = status
@@ -209,6 +302,7 @@ class TicketSla:
                     clock.consumed += self.calendar.elapsed(since, at)
                 clock.since = at if running else None
                 clock.next_at = None
+            self._mark(at)
 
     def on_message(self, author: str, at: datetime, *, acknowledges: bool = False) -> None:
         """A message on the ticket: ``agent`` meets first/next response; ``customer`` may start next response.
@@ -226,7 +320,7 @@ class TicketSla:
             self._collect(at)
             live = self._live
             if self._agent_replied and not any(c.index == 1 for c in live):
-                clock = _Clock("next_response", 1, at if self._running else None,
+                clock = _Clock("next_response", 1, at, at if self._running else None,
                                self._thresholds["next_response"])
                 n = 1 if live and live[0].index == 0 else 0
                 live.insert(n, clock)
@@ -246,7 +340,9 @@ class TicketSla:
 
         None when the policy has no budget for the metric, its clock is not waiting (met, or no customer
         message waits for a next response), or the clocks are paused or stopped (no instant can be promised
-        while the ticket waits on someone else). A breached clock gives its past deadline.
+        while the ticket waits on someone else), or no policy applies. A clock whose budget is used up gives
+        the past instant at which it was, under the current policy's calendar and pauses (even when that
+        policy started to apply later, or the breach was stated under another policy).
         """
         out: dict[str, datetime | None] = dict.fromkeys(_DUE_KEYS)
         for clock in self._live:
@@ -255,7 +351,7 @@ class TicketSla:
                 if clock.consumed < budget:
                     value = self.calendar.add(clock.since, budget - clock.consumed)
                 else:
-                    value = clock.breached_at or clock.since
+                    value = self._crossing(clock, budget) or clock.since
                 out[_DUE_KEYS[clock.index]] = value
         return out
 
@@ -316,14 +412,36 @@ class TicketSla:
         clock.next_at = found
         return found
 
-    def _emit(self, clock: _Clock, mark: _Threshold, at: datetime) -> None:
+    def _crossing(self, clock: _Clock, offset: timedelta) -> datetime | None:
+        """The instant ``clock`` consumed ``offset``, from the timeline; None when it has not yet."""
+        timeline = self._timeline
+        done = ZERO
+        for n, (start, calendar) in enumerate(timeline):
+            if calendar is None:
+                continue
+            start = max(start, clock.start)
+            if n + 1 == len(timeline):
+                return calendar.add(start, offset - done)
+            end = timeline[n + 1][0]
+            if end <= start:
+                continue
+            span = calendar.elapsed(start, end)
+            if done + span >= offset:
+                return calendar.add(start, offset - done)
+            done += span
+        return None
+
+    def _emit(self, clock: _Clock, mark: _Threshold, at: datetime, passed: bool = False) -> None:
+        """Queue ``mark`` of ``clock`` at ``at``; ``passed``: the consumed time had reached it already."""
         if clock.fired is None:
             clock.fired = {mark.key}
         else:
             clock.fired.add(mark.key)
-        if mark.kind == "sla_breach":
-            clock.breached_at = at
-        event = SlaEvent(at, mark.kind, clock.metric, self.policy.name, mark.to)
+        due = self._crossing(clock, mark.offset) if passed else None
+        policy = self.policy
+        assert policy is not None  # no threshold is left to fire while no policy applies
+        event = SlaEvent(at, mark.kind, clock.metric, policy.name, mark.to,
+                         due if due is not None and due < at else None)
         item = ((at, _KIND_ORDER[mark.kind], clock.index, mark.level), event)
         if self._queue is None:
             self._queue = [item]
@@ -332,7 +450,8 @@ class TicketSla:
         self._next_known = False
 
     def _collect(self, until: datetime, met: list[_Clock] | None = None) -> None:
-        """Queue every event of a running clock due by ``until`` (strictly before it for clocks met then)."""
+        """Queue every event of a running clock due by ``until`` (strictly before it for ``met`` clocks: they
+        are met, or for resolution stopped, at ``until``)."""
         if self._next_known and (self._next is None or until < self._next):
             return  # the next timer is no later than any running clock's next threshold: nothing is due
         for clock in self._live:
@@ -349,7 +468,7 @@ class TicketSla:
                 mark = marks[clock.pos]
                 clock.pos += 1
                 clock.next_at = None
-                self._emit(clock, mark, instant)
+                self._emit(clock, mark, instant, mark.offset <= clock.consumed)
                 if clock.pos >= len(marks):
                     break
                 if mark.offset > clock.consumed:
