@@ -169,6 +169,11 @@ def test_combinators(cond: dict[str, Any], expected: bool) -> None:
         ({"field": "ticket.status", "from": "resolved", "to": "open"}, {"ticket.status": "resolved"}, True),
         ({"field": "ticket.tags", "changed": True}, {"ticket.tags": ["billing/refund"]}, False),
         ({"field": "ticket.tags", "changed": True}, {"ticket.tags": []}, True),
+        # a path the snapshot leaves out was blank: set now, it changed
+        ({"field": "ticket.status", "to": "open"}, {"ticket.priority": "normal"}, True),
+        ({"field": "ticket.status", "changed": True}, {"ticket.priority": "normal"}, True),
+        ({"field": "ticket.language", "changed": True}, {"ticket.priority": "normal"}, False),  # still blank
+        ({"field": "ticket.status", "to": "open"}, {}, False),  # no earlier state at all: nothing changed
     ],
 )
 def test_changed_from_to(leaf: dict[str, Any], previous: dict[str, Any], expected: bool) -> None:

@@ -263,6 +263,53 @@ def test_a_rule_on_the_event_fires_at_most_once_per_event_even_when_a_chain_chan
     )
 
 
+def test_changed_and_to_hold_when_a_value_is_set_for_the_first_time() -> None:
+    desk = Desk(
+        config(
+            rule("sev-to-1", {"field": "ticket.severity", "to": "Sev-1"}, [{"notify": "ops"}]),
+            rule("sev-changed", {"field": "ticket.severity", "changed": True}, [{"notify": "ops"}]),
+            rule("lang-changed", {"field": "ticket.language", "changed": True}, [{"notify": "ops"}]),
+        )
+    )
+    rec = ticket()
+    assert created(desk, rec) == []
+    previous = snapshot(rec)  # no severity, no language: both blank
+    rec.fields["severity"] = FieldValue("Sev-1", "test", T0)
+    rec.attrs["language"] = "de"
+    event = {"type": "ticket.updated", "ticket_id": "T1", "changes": {"severity": "Sev-1", "language": "de"}}
+    out = desk.on_ticket(rec, previous, event, T0 + timedelta(minutes=1))
+    assert sorted(d.rule for d in out) == ["lang-changed", "sev-changed", "sev-to-1"]
+
+
+def test_what_a_ticket_is_created_with_is_no_change_but_what_a_rule_sets_then_is() -> None:
+    watch = rule("sev-changed", {"field": "ticket.severity", "changed": True}, [{"notify": "ops"}],
+                 set="escalation")
+    prio = rule("prio-to-urgent", {"field": "ticket.priority", "to": "urgent"}, [{"notify": "ops"}])
+    desk = Desk(config(watch, prio))
+    rec = ticket(priority="urgent")
+    rec.fields["severity"] = FieldValue("Sev-2", "test", T0)
+    assert created(desk, rec) == []
+    # an earlier rule sets the severity in the creation event: that is a change the later rule sees
+    setter = rule("sev1", {"field": "ticket.sentiment", "lte": -50}, [{"set": {"severity": "Sev-1"}}])
+    desk = Desk(config(setter, watch, prio))
+    rec = ticket("T2", sentiment=-80, priority="urgent")
+    assert brief(created(desk, rec)) == [("set_field", "sev1", "Sev-1"), ("notify", "sev-changed", "ops")]
+
+
+def test_changed_holds_when_an_earlier_rule_sets_a_blank_field_in_the_same_event() -> None:
+    desk = Desk(
+        config(
+            rule("sev1", {"field": "ticket.sentiment", "lte": -50}, [{"set": {"severity": "Sev-1"}}]),
+            rule("sev-to-1", {"field": "ticket.severity", "to": "Sev-1"}, [{"notify": "ops"}],
+                 set="escalation"),
+        )
+    )
+    rec = ticket()
+    assert created(desk, rec) == []
+    out = updated(desk, rec, T0 + timedelta(minutes=1), sentiment=-70)
+    assert brief(out) == [("set_field", "sev1", "Sev-1"), ("notify", "sev-to-1", "ops")]
+
+
 @pytest.mark.parametrize(
     ("rules", "expected"),
     [

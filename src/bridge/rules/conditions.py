@@ -11,7 +11,9 @@ field>``, ``requester.<attr>``. Operators:
   value never compares.
 - ``contains``: case-insensitive substring (a list value: one item equals it, case-insensitively).
 - ``matches``: regular expression search (``(?i)`` for case-insensitive).
-- ``changed`` (true/false), ``from`` / ``to``: the value changed in this event, from / to the given value.
+- ``changed`` (true/false), ``from`` / ``to``: the value changed in this event, from / to the given value. A
+  value set for the first time changed from blank (None). A ticket just created has no earlier values: what it
+  arrives with is not a change, what a rule changes in that same event is.
 
 :func:`compile_condition` precompiles regexes, globs and path lookups once; :meth:`Condition.evaluate` is the
 hot path, :meth:`Condition.trace` and :meth:`Condition.reasons` serve ``bridge explain``.
@@ -43,7 +45,12 @@ _EMPTY: Mapping[str, Any] = {}
 
 
 class Context:
-    """What conditions read: one ticket record plus the values its paths had before the current event."""
+    """What conditions read: one ticket record plus the values its paths had before the current event.
+
+    ``previous`` is a :func:`path_values` snapshot: a path it leaves out was blank. An empty ``previous``
+    means there is no earlier state (a ticket just created, or the ticket at rest in ``bridge explain``):
+    then nothing ``changed``.
+    """
 
     __slots__ = ("_folded", "_text", "attrs", "fields", "previous", "record")
 
@@ -79,6 +86,26 @@ class Context:
 Getter = Callable[[Context], Any]
 
 
+def path_values(record: Record) -> dict[str, Any]:
+    """Path -> value of a ticket as conditions read it: the ``previous`` of the next event.
+
+    A path it leaves out is blank (None). Values are copies: the ticket may change in place afterwards.
+    """
+    out: dict[str, Any] = {}
+    for k, v in record.attrs.items():
+        if not isinstance(v, dict | list):
+            out[_ticket_path(k)] = v
+    for n, fv in record.fields.items():
+        out[_ticket_path(n)] = fv.value
+    out["ticket.tags"] = list(record.tags)
+    return out
+
+
+@lru_cache(maxsize=1024)  # formatting "ticket.NAME" for every attribute of every event was most of the cost
+def _ticket_path(name: str) -> str:
+    return f"ticket.{name}"
+
+
 def getter(path: str) -> Getter:
     """A fast reader for one PATH (validated separately by :func:`validate_condition`)."""
     root, _, name = path.partition(".")
@@ -106,7 +133,8 @@ def getter(path: str) -> Getter:
 
 
 def _norm(value: Any) -> Any:
-    return tuple(value) if isinstance(value, list) else value
+    # lists compare as tuples, and an empty list is as blank as a missing value
+    return (tuple(value) or None) if isinstance(value, list | tuple) else value
 
 
 def _equals(actual: Any, expected: Any) -> bool:
@@ -159,7 +187,7 @@ Test = Callable[[Any, Context], bool]
 
 def _changed(path: str, actual: Any, ctx: Context) -> bool:
     prev = ctx.previous
-    return path in prev and _norm(prev[path]) != _norm(actual)
+    return bool(prev) and _norm(prev.get(path)) != _norm(actual)
 
 
 def _make_test(path: str, op: str, expected: Any) -> Test:
@@ -216,7 +244,7 @@ def _make_test(path: str, op: str, expected: Any) -> Test:
         want = bool(expected)
         return lambda v, ctx: _changed(path, v, ctx) is want
     if op == "from":
-        return lambda v, ctx: _changed(path, v, ctx) and _equals(ctx.previous[path], expected)
+        return lambda v, ctx: _changed(path, v, ctx) and _equals(ctx.previous.get(path), expected)
     if op == "to":
         return lambda v, ctx: _changed(path, v, ctx) and _equals(v, expected)
     raise ValueError(f"unknown operator {op!r}")
@@ -790,6 +818,7 @@ __all__ = [
     "evaluator",
     "getter",
     "iter_leaves",
+    "path_values",
     "paths_read",
     "raw_leaves",
     "reader",

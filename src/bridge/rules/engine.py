@@ -52,6 +52,7 @@ from bridge.rules.conditions import (
     compile_condition,
     evaluator,
     getter,
+    path_values,
     paths_read,
     raw_leaves,
     reader,
@@ -678,6 +679,10 @@ class Desk:
         # a rule on the event itself (changed/from/to) holds of one event, not of a stretch of time: it may
         # fire on every event in which it holds (two changes in a row are two changes), at most once per event
         holding = st.holding & ~self._event_mask
+        if not ctx.previous and self.reads_previous:
+            # a ticket just created has no earlier values: what it arrived with is no change, while what a
+            # rule changes in this same event is one (from the value it arrived with)
+            ctx.previous = path_values(ctx.record)
         if snap is None:
             pending = self._guards.mask(cur, ctx)
             failed = holding & ~pending

@@ -13,7 +13,6 @@ import logging
 import threading
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -21,30 +20,19 @@ from bridge.effects import queue_effects as queue_effects
 from bridge.model import Change, Decision, Record
 from bridge.pipeline import MemoryState, Pipeline
 from bridge.plugins import hookimpl
+from bridge.rules.conditions import path_values
 from bridge.rules.engine import Desk
 from bridge.settings import Config
 
 log = logging.getLogger("bridge.rules")
 
 
-_NESTED = (dict, list)
-
-
-@lru_cache(maxsize=1024)  # formatting "ticket.NAME" for every attribute of every event was most of the cost
-def _path(name: str) -> str:
-    return f"ticket.{name}"
-
-
 def snapshot(record: Record) -> dict[str, Any]:
-    """Path -> value of a ticket (for ``changed``, ``from`` and ``to`` conditions on the next event)."""
-    out: dict[str, Any] = {}
-    for k, v in record.attrs.items():
-        if not isinstance(v, _NESTED):
-            out[_path(k)] = v
-    for n, fv in record.fields.items():
-        out[_path(n)] = fv.value
-    out["ticket.tags"] = list(record.tags)
-    return out
+    """Path -> value of a ticket (for ``changed``, ``from`` and ``to`` conditions on the next event).
+
+    A path it leaves out was blank (see :func:`bridge.rules.conditions.path_values`).
+    """
+    return path_values(record)
 
 
 def change_event(change: Change, created: bool) -> dict[str, Any]:
