@@ -2,7 +2,8 @@
 # that the differential tests compare the optimised module with. Do not optimise this file.
 # Behaviour fixes since then are mirrored here, the plain way (marked "fix:"): a policy change applies
 # the new pause_on at once, waits for a reopen while resolved/closed, and due() of a used-up clock is
-# the instant it was used up under the current policy (from a timeline of calendars).
+# the instant it was used up under the current policy (from a timeline of calendars); a resolve or
+# close at the resolution deadline is in time.
 """SLA clocks of one ticket: deadlines, warnings, breaches and escalation levels, on a business calendar.
 
 A policy (``[[sla]]``) gives each metric a budget of business time: ``first_response`` (met by the first
@@ -179,7 +180,8 @@ class TicketSla:
         A ``pause_on`` status pauses every clock, resolved/closed stops them, any other status (a reopen)
         resumes them with the business time they had consumed.
         """
-        self._collect(at)
+        # fix: a resolve or close meets resolution: at the deadline instant it is in time
+        self._collect(at, met=["resolution"] if status in STOPPED and self.status not in STOPPED else None)
         was = self.running
         self.status = status
         if self.running != was:

@@ -185,6 +185,34 @@ def test_resolve_stops_the_clock_and_reopen_resumes_it(stop: str) -> None:
     ]
 
 
+@pytest.mark.parametrize("stop", ["resolved", "closed"])
+@pytest.mark.parametrize(
+    ("when", "breached"), [(h(1), False), (h(1) - timedelta(microseconds=1), False), (h(1.5), True)]
+)
+def test_resolving_at_the_deadline_instant_is_in_time(stop: str, when: datetime, breached: bool) -> None:
+    # as an agent reply at the first-response deadline: the resolve comes before the timer of its instant
+    sla = TicketSla(policy(resolution="1h", first_response="1h"), WALL, T0)
+    sla.on_message("agent", h(0.5))
+    sla.on_status(stop, when)
+    assert [e.kind for e in sla.fire(h(10))] == (["sla_breach"] if breached else [])
+
+
+def test_reopening_a_ticket_resolved_at_its_deadline_breaches_at_the_reopen() -> None:
+    sla = TicketSla(policy(resolution="1h"), WALL, T0)
+    sla.on_status("resolved", h(1))
+    assert sla.fire(h(5)) == []
+    sla.on_status("open", h(5))  # no resolution time left
+    events = sla.fire(h(5))
+    assert brief(events) == [("sla_breach", "resolution", "2026-11-02T05:00:00Z", None)]
+    assert events[0].due == h(1)
+
+
+def test_resolving_at_the_first_response_deadline_does_not_meet_it() -> None:
+    sla = TicketSla(policy(first_response="1h"), WALL, T0)
+    sla.on_status("resolved", h(1))
+    assert brief(sla.fire(h(1))) == [("sla_breach", "first_response", "2026-11-02T01:00:00Z", None)]
+
+
 def test_resolve_also_stops_an_unanswered_first_response() -> None:
     sla = TicketSla(policy(first_response="2h"), WALL, T0)
     sla.on_status("resolved", h(1))

@@ -260,3 +260,14 @@ def test_replay_a_switch_to_a_policy_that_pauses_stops_while_pending() -> None:
     assert decisions == []
     assert finals["T-1"]["sla"] == {"first_response_due": None, "next_response_due": None,
                                     "resolution_due": None}
+
+
+def test_replay_resolving_at_the_resolution_deadline_is_in_time() -> None:
+    config = Config(sla=[{"name": "p", "resolution": "1h", "first_response": "1h"}])
+    decisions, _ = _replay(config, [
+        json.dumps({"type": "ticket.created", "at": "2026-11-02T09:00:00Z", "ticket": {
+            "id": "T-1", "subject": "s", "body": "x", "tags": [], "status": "open"}}),
+        _event("ticket.message", "2026-11-02T09:30:00Z", "T-1", author="agent", body="x"),
+        _event("ticket.status", "2026-11-02T10:00:00Z", "T-1", status="resolved"),
+    ])
+    assert decisions == []

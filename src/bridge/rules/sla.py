@@ -290,7 +290,10 @@ class TicketSla:
             gap.append((at, status))
             self.status = status
             return
-        self._collect(at)
+        if status in STOPPED and self.status not in STOPPED:
+            self._collect(at, [c for c in self._live if c.index == 2])  # resolution: met at `at`
+        else:
+            self._collect(at)
         was = self._running
         self.status = status
         running = self._running = status not in self._pause_on and status not in STOPPED
