@@ -189,9 +189,13 @@ def test_snapshot_paths_and_values() -> None:
         "ticket.when": date(2026, 1, 1),
         "ticket.severity": "Sev-1",
         "ticket.tags": ["a"],
+        "ticket.escalations": ["x"],
+        "ticket.text": "",
+        "requester.email": "x",
     }
     got["ticket.tags"].append("b")
-    assert record.tags == ["a"]
+    got["ticket.escalations"].append("y")
+    assert record.tags == ["a"] and record.attrs["escalations"] == ["x"]
 
 
 @pytest.mark.parametrize(

@@ -328,3 +328,18 @@ def test_nested_conditions_agree_with_a_reference(
     )
     assert compile_condition(cond).evaluate(Context(ticket)) is ref(attrs)
     assert evaluator(compile_condition(cond))(Context(ticket)) is ref(attrs)
+
+
+def test_path_values_holds_every_path_a_condition_reads_and_copies_lists() -> None:
+    from bridge.rules.conditions import path_values
+
+    rec = make_ticket(fields={"severity": "Sev-1", "areas": ["API"]}, tags=["bug/x"], escalations=["leads"])
+    values = path_values(rec)
+    for path in ("ticket.priority", "ticket.severity", "ticket.areas", "ticket.tags", "ticket.text",
+                 "ticket.escalations", "account.tier", "account.arr", "account.region", "requester.language",
+                 "requester.email"):
+        assert values[path] == Context(rec).value(path), path
+    assert "ticket.language" not in values  # blank: left out
+    rec.attrs["escalations"].append("ops")
+    rec.tags.append("bug/y")
+    assert values["ticket.escalations"] == ["leads"] and values["ticket.tags"] == ["bug/x"]

@@ -310,6 +310,32 @@ def test_changed_holds_when_an_earlier_rule_sets_a_blank_field_in_the_same_event
     assert brief(out) == [("set_field", "sev1", "Sev-1"), ("notify", "sev-to-1", "ops")]
 
 
+def test_changed_reads_account_requester_text_and_escalations() -> None:
+    watched = ["account.tier", "requester.language", "ticket.text", "ticket.escalations", "account.region"]
+    rules = [rule(f"{p}-changed", {"field": p, "changed": True}, [{"notify": "ops"}], set="escalation")
+             for p in watched]
+    angry = rule("angry", {"field": "ticket.sentiment", "lte": -50}, [{"escalate": "leads"}])
+    desk = Desk(config(angry, *rules))
+    rec = ticket(requester={"email": "ana@acme.example", "language": "fr"})
+    assert created(desk, rec) == []
+
+    def fired(at: int, **attrs: Any) -> list[str]:
+        return sorted(d.rule for d in updated(desk, rec, T0 + timedelta(minutes=at), **attrs)
+                      if d.decision == "notify")
+
+    assert fired(1, account={"id": "A-1", "tier": "enterprise"}) == ["account.tier-changed"]
+    requester = {"email": "ana@acme.example", "language": "de"}
+    assert fired(2, requester=requester) == ["requester.language-changed"]
+    assert fired(3, subject="Still broken") == ["ticket.text-changed"]
+    # an earlier rule escalates in the same event: the list it appends to in place is seen to change
+    assert fired(4, sentiment=-80) == ["ticket.escalations-changed"]
+    assert fired(5, status="pending") == []
+    # a declared account field, kept under the account's "fields"
+    account = {"id": "A-1", "tier": "enterprise", "fields": {"region": "emea"}}
+    assert fired(6, account=account) == ["account.region-changed"]
+    assert fired(7, account={**account, "fields": {"region": "apac"}}) == ["account.region-changed"]
+
+
 @pytest.mark.parametrize(
     ("rules", "expected"),
     [

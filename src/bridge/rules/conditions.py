@@ -89,16 +89,40 @@ Getter = Callable[[Context], Any]
 def path_values(record: Record) -> dict[str, Any]:
     """Path -> value of a ticket as conditions read it: the ``previous`` of the next event.
 
-    A path it leaves out is blank (None). Values are copies: the ticket may change in place afterwards.
+    Every PATH is there: ``ticket.<attr or field>`` (lists too, such as ``ticket.escalations``),
+    ``ticket.tags``, ``ticket.text``, ``account.<...>`` and ``requester.<...>``. A path it leaves out is blank
+    (None). Lists are copied: the ticket may change in place afterwards.
     """
     out: dict[str, Any] = {}
     for k, v in record.attrs.items():
-        if not isinstance(v, dict | list):
-            out[_ticket_path(k)] = v
+        if type(v) is dict:
+            if k in _NESTED_ROOTS:
+                _nested_values(k, v, out)
+        else:
+            out[_ticket_path(k)] = list(v) if type(v) is list else v
     for n, fv in record.fields.items():
-        out[_ticket_path(n)] = fv.value
+        v = fv.value
+        out[_ticket_path(n)] = list(v) if type(v) is list else v
     out["ticket.tags"] = list(record.tags)
+    out["ticket.text"] = Context(record).text
     return out
+
+
+_NESTED_ROOTS = frozenset({"account", "requester"})
+
+
+def _nested_values(root: str, table: Mapping[str, Any], out: dict[str, Any]) -> None:
+    # as _nested reads them: the table's own key unless blank, else its declared fields' value
+    declared = table.get("fields")
+    for source in (declared if isinstance(declared, dict) else {}, table):
+        for k, v in source.items():
+            if v is not None and type(v) is not dict:
+                out[_root_path(root, k)] = list(v) if type(v) is list else v
+
+
+@lru_cache(maxsize=1024)
+def _root_path(root: str, name: str) -> str:
+    return f"{root}.{name}"
 
 
 @lru_cache(maxsize=1024)  # formatting "ticket.NAME" for every attribute of every event was most of the cost
