@@ -11,7 +11,7 @@ import copy
 import os
 import re
 import tomllib
-from datetime import timedelta
+from datetime import date, time, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -180,6 +180,15 @@ class CalendarConfig(Strict):
     hours: dict[str, list[str]] = Field(default_factory=dict)
     holidays: list[str] = Field(default_factory=list)
     ical: str | None = None
+
+    @field_validator("holidays", mode="before")
+    @classmethod
+    def _toml_dates(cls, value: Any) -> Any:
+        """A TOML date (``holidays = [2026-12-25]``) is that day, as the string ``"2026-12-25"`` is; a TOML
+        date-time or time becomes its text, which the calendar check then names as not a date."""
+        if not isinstance(value, list):
+            return value
+        return [v.isoformat() if isinstance(v, date | time) else v for v in value]
 
 
 class EscalationLevel(Strict):

@@ -3,7 +3,7 @@
 # Behaviour fixes since then are mirrored here, the plain way (marked "fix:"): a policy change applies
 # the new pause_on at once, waits for a reopen while resolved/closed, and due() of a used-up clock is
 # the instant it was used up under the current policy (from a timeline of calendars); a resolve or
-# close at the resolution deadline is in time.
+# close at the resolution deadline is in time; escalation levels are remembered by team.
 """SLA clocks of one ticket: deadlines, warnings, breaches and escalation levels, on a business calendar.
 
 A policy (``[[sla]]``) gives each metric a budget of business time: ``first_response`` (met by the first
@@ -105,7 +105,7 @@ def _compile(policy: SlaConfig) -> _Compiled:
                 marks.append(_Threshold(budget - warn, "sla_warning", "warning"))
             marks.append(_Threshold(budget, "sla_breach", "breach"))
             marks.extend(
-                _Threshold(budget + after, "sla_escalate", f"escalate:{n}", n, to)
+                _Threshold(budget + after, "sla_escalate", f"escalate:{to}", n, to)  # fix: by team
                 for n, (after, to) in enumerate(levels)
             )
         marks.sort(key=lambda m: (m.offset, _KIND_ORDER[m.kind], m.level))

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bridge.rules.calendar import BusinessCalendar, parse_period, validate_calendar
-from bridge.settings import CalendarConfig
+from bridge.settings import CalendarConfig, load_partial
 
 DATA = Path(__file__).parent.parent / "data" / "calendars"
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri")
@@ -452,6 +452,31 @@ def test_valid_calendars_have_no_problems() -> None:
     assert (
         validate_calendar("ics", CalendarConfig(hours=NINE_TO_FIVE, ical="holidays.ics"), base_dir=DATA) == []
     )
+
+
+def test_a_toml_date_is_a_holiday_like_its_text(tmp_path: Path) -> None:
+    (tmp_path / "bridge.toml").write_text(
+        '[bridge]\ndatabase = "sqlite:///:memory:"\n[calendars.s]\nhours = { mon = ["09:00-17:00"] }\n'
+        'holidays = [2026-12-25, "2026-12-26", 2026-12-28T10:00:00]\n'
+    )
+    loaded, problems = load_partial(tmp_path / "bridge.toml")
+    assert problems == [] and loaded is not None
+    cfg = loaded.config.calendars["s"]
+    assert cfg.holidays == ["2026-12-25", "2026-12-26", "2026-12-28T10:00:00"]
+    # a date-time is not a whole day: named as not a date, not as "not a valid string"
+    assert validate_calendar("s", cfg) == [
+        (("holidays", "2"), "'2026-12-28T10:00:00' is not a date (use YYYY-MM-DD)")
+    ]
+    ok = BusinessCalendar.from_config(CalendarConfig(hours=NINE_TO_FIVE, holidays=cfg.holidays[:2]))
+    assert ok.is_holiday(date(2026, 12, 25)) and ok.is_holiday(date(2026, 12, 26))
+
+
+def test_hours_that_did_not_validate_are_not_also_reported_as_no_open_hours() -> None:
+    # `hours = { mon = "09:00-17:00" }` (not a list) is reported by the config loader and set aside
+    cfg = CalendarConfig(hours={})
+    assert validate_calendar("s", cfg, set_aside=[("hours", "mon")]) == []
+    assert [p for p, _ in validate_calendar("s", cfg)] == [("hours",)]
+    assert [p for p, _ in validate_calendar("s", cfg, set_aside=[("holidays", "0")])] == [("hours",)]
 
 
 def test_parse_period() -> None:

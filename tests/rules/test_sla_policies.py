@@ -146,6 +146,37 @@ def test_switching_to_a_policy_that_pauses_stops_the_clocks() -> None:
     assert sla.due()["first_response_due"] == h(10) + timedelta(minutes=50)
 
 
+# ---------------------------------------------------------------- what is remembered across a switch
+
+
+def test_an_escalation_to_another_team_fires_after_a_switch_and_to_the_same_team_does_not() -> None:
+    a = policy("a", first_response="1h", escalate=[{"after": "0m", "to": "l1"}])
+    b = policy("b", first_response="1h", escalate=[{"after": "0m", "to": "l3"}, {"after": "1h", "to": "l1"}])
+    sla = TicketSla(a, WALL, T0)
+    assert [(e.kind, e.to) for e in sla.fire(h(1.5))] == [("sla_breach", None), ("sla_escalate", "l1")]
+    sla.change_policy(b, WALL, h(1.5))
+    # b's first level (another team) fires at the switch, its breach was already stated, and l1 is not
+    # called a second time when b's second level comes
+    events = sla.fire(h(5))
+    assert [(e.kind, e.to, e.at) for e in events] == [("sla_escalate", "l3", h(1.5))]
+    assert events[0].due == h(1)
+
+
+def test_due_after_a_switch_is_the_current_policys_deadline() -> None:
+    tight, loose = policy("tight", first_response="1h"), policy("loose", first_response="2h")
+    sla = TicketSla(tight, WALL, T0)
+    assert [e.at for e in sla.fire(h(1.5))] == [h(1)]
+    sla.change_policy(loose, WALL, h(1.5))
+    assert sla.due()["first_response_due"] == h(2)
+    assert sla.fire(h(3)) == []  # one breach per clock
+    assert sla.due()["first_response_due"] == h(2)  # not the tight policy's h(1) once h(2) has passed
+    # used up under both when the switch comes: the loose policy's deadline, not the tight one's breach
+    late = TicketSla(tight, WALL, T0)
+    late.fire(h(3))
+    late.change_policy(loose, WALL, h(3))
+    assert late.due()["first_response_due"] == h(2)
+
+
 # ---------------------------------------------------------------- through the replay
 
 

@@ -247,13 +247,19 @@ def read_ical(path: Path, tz: tzinfo) -> tuple[set[date], list[YearlyHoliday]]:
     return dates, rules
 
 
-def validate_calendar(name: str, cfg: CalendarConfig, base_dir: Path | None = None) -> list[Problem]:
+def validate_calendar(
+    name: str,
+    cfg: CalendarConfig,
+    base_dir: Path | None = None,
+    set_aside: Iterable[tuple[str, ...]] = (),
+) -> list[Problem]:
     """Every problem of one ``[calendars.NAME]`` table, as (key path inside the table, message).
 
     Finds unknown day names, periods that are not ``HH:MM-HH:MM``, end not after start, times beyond 24:00,
     overlapping periods in one day, an unknown IANA zone, holidays that are not ``YYYY-MM-DD``, an iCalendar
     file that cannot be read or parsed (relative paths are read under ``base_dir``), and a calendar with no
-    open hours.
+    open hours. ``set_aside``: key paths inside the table that did not validate and were dropped (their
+    problems are already reported); a calendar whose hours lost a day that way is not said to have none.
     """
     problems: list[Problem] = []
     tz: tzinfo = UTC
@@ -292,7 +298,8 @@ def validate_calendar(name: str, cfg: CalendarConfig, base_dir: Path | None = No
             read_ical(_ical_path(cfg.ical, base_dir), tz)
         except ValueError as exc:
             problems.append((("ical",), str(exc)))
-    if open_minutes == 0 and not any(p[0][:1] == ("hours",) for p in problems):
+    dropped = any(path[:1] == ("hours",) for path in set_aside)
+    if open_minutes == 0 and not dropped and not any(p[0][:1] == ("hours",) for p in problems):
         problems.append((("hours",), f"calendar {name} has no open hours"))
     return problems
 

@@ -137,7 +137,7 @@ def _compile(policy: SlaConfig) -> _Compiled:
             marks.append(_Threshold(budget, "sla_breach", "breach"))
             # remembered by team, not by position: another policy's first level may name another team
             marks.extend(
-                _Threshold(budget + after, "sla_escalate", f"escalate:{n}", n, to)
+                _Threshold(budget + after, "sla_escalate", f"escalate:{to}", n, to)
                 for n, (after, to) in enumerate(levels)
             )
         marks.sort(key=lambda m: (m.offset, _KIND_ORDER[m.kind], m.level))
