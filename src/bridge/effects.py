@@ -16,6 +16,9 @@ from bridge.model import Decision, Record, Write, format_time
 from bridge.settings import Config
 from bridge.state import State
 
+# the ticket attributes the Desk sets (assign, escalate, auto-close ...): a ticket it changed while acting on
+# another one (or on a timer) is saved with these as the Desk left them
+DESK_ATTRS = ("status", "assignee", "priority", "escalations")
 # what a helpdesk is told for a side effect; not declared fields, so ownership does not apply to them
 EFFECT_FIELDS = frozenset({"assignee", "escalation", "status", "follow_up", "review", "tags", "priority"})
 SIDE_EFFECTS = ("assign", "escalate", "set_field", "follow_up", "auto_close", "review", "tag")
@@ -135,3 +138,41 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, datetime):
         return format_time(value)
     return value
+
+
+def apply_touched(
+    state: State,
+    config: Config,
+    touched: Iterable[tuple[Record, list[Decision]]],
+    now: datetime,
+    run: str,
+    current: Record | None = None,
+    audit: bool = True,
+    writable: Collection[str] | None = None,
+    on_queued: Callable[[Decision, Write], None] | None = None,
+) -> list[Write]:
+    """Queue the effects of the Desk's decisions against the tickets they are about; returns the writes.
+
+    ``touched`` pairs each ticket as the Desk left it with its decisions. ``current`` (the ticket being
+    processed, which the caller saves) takes its decisions as is; any other ticket is loaded from ``state``,
+    given the attributes the Desk set on it (:data:`DESK_ATTRS`) and saved. A ticket ``state`` does not hold
+    is skipped.
+    """
+    queued: list[Write] = []
+    for seen, decisions in touched:
+        if current is not None and seen.id == current.id:
+            target = current
+        else:
+            stored = state.load(seen.id)
+            if stored is None:
+                continue
+            if stored is not seen:
+                for attr in DESK_ATTRS:
+                    if attr in seen.attrs:
+                        stored.attrs[attr] = seen.attrs[attr]
+            state.save(stored, now)
+            target = stored
+        queued += queue_effects(
+            state, config, target, decisions, now, run, audit=audit, writable=writable, on_queued=on_queued
+        )
+    return queued

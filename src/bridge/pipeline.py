@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from bridge import classify, identity
-from bridge.effects import queue_effects, writable_systems
+from bridge.effects import apply_touched, writable_systems
 from bridge.errors import FieldValueError, IdentityError
 from bridge.fields import FieldType, adds_nothing, coerce, equal, merge, to_json
 from bridge.model import BRIDGE, Change, Decision, FieldValue, Record, Write, format_time, parse_time
@@ -32,10 +32,43 @@ from bridge.settings import Config
 from bridge.state import State
 from bridge.taxonomy import TagMapper
 
+DESK_PLUGIN = "rules"  # the name the daemon's Desk is registered under on the plugin host (bridge.rules.live)
 DELETE_POLICIES = ("ignore", "flag", "archive")
 DEFAULT_DELETE = "ignore"
 SEEN = "seen_at"  # record attribute: system -> time of the newest change applied from it
 BRIDGE_ID = "bridge_id"  # a change attribute: the bridge record a system's record was created for
+
+
+Touched = list[tuple[Record, list[Decision]]]
+"""Each ticket a Desk call changed, as the Desk left it, with the decisions about it."""
+
+
+@runtime_checkable
+class DeskState(State, Protocol):
+    """A State the daemon's Desk can run on (the store's Tx, MemoryState).
+
+    The Desk keeps its state in memory beside the store: it hears when work it saw is undone, so it never runs
+    ahead of what was committed, and the change log keeps the time it took each change at.
+    """
+
+    def on_rollback(self, callback: Callable[[], None]) -> None: ...
+    def on_end(self, callback: Callable[[bool], None]) -> None: ...
+    def set_desk_time(self, change_id: int, at: datetime) -> None: ...
+
+
+@runtime_checkable
+class LiveDesk(Protocol):
+    """The daemon's Desk as the pipeline drives it (:class:`bridge.rules.live.LiveRules`)."""
+
+    def before(self, state: DeskState, at: datetime) -> Touched:
+        """Fire the timers due strictly before a ticket change of ``at`` is taken (before it is applied)."""
+        ...
+
+    def on_change(
+        self, state: DeskState, record: Record, change: Change, change_id: int
+    ) -> tuple[datetime, Touched]:
+        """Feed the applied change; returns the time the Desk took it at, and what it decided."""
+        ...
 
 
 @dataclass
@@ -235,10 +268,21 @@ class Pipeline:
         Raises IdentityError before writing anything when the change's record is ambiguous.
         """
         rid, created = self.identify(state, change, now)
+        desk = self.desk(change.kind)
+        early: list[Decision] = []
+        plan: list[PlannedWrite] = []
+        writes: list[Write] = []
+        if desk is not None:
+            # timers due before the change fire first, as in replay: a change that closes a ticket does not
+            # swallow the breach or follow-up that fell due just before it
+            touched = desk.before(self._desk_state(state), change.at)
+            if touched:
+                writes = self._apply(state, touched, now, None, plan)
+                early = [d for _r, ds in touched for d in ds]
         record = self._load(state, rid, change.kind)
         record.links[change.system] = change.external_id
-        out = Outcome(record, created=created)
-        state.add_change(change, rid, now)
+        out = Outcome(record, created=created, decisions=early, writes=writes, plan=plan)
+        change_id = state.add_change(change, rid, now)
         seen = record.attrs.setdefault(SEEN, {})
         last = seen.get(change.system)
         if last is not None and change.at < parse_time(last):
@@ -266,15 +310,16 @@ class Pipeline:
             self._map_tags(state, record, change, out, why, now)
         if change.kind == "ticket":
             self._account_context(state, record)
-        self._rules(state, record, change, now, out)
+        self._rules(state, record, change, change_id, now, out, desk)
         self._outbox(state, record, out, why, now)
         for planned in out.plan:
-            planned.ref = f"{change.system}:{change.external_id}"
+            if not planned.ref:
+                planned.ref = f"{change.system}:{change.external_id}"
         for d in out.decisions if state.keep_audit else ():
             state.audit(
                 at=now,
                 run=self.run,
-                record_id=record.id,
+                record_id=d.record_id,
                 field=d.detail.get("field"),
                 before=None,
                 after=d.as_dict(),
@@ -536,21 +581,71 @@ class Pipeline:
             context.update({k: v for k, v in given.items() if v is not None})
         record.attrs["account"] = context
 
-    def _rules(self, state: State, record: Record, change: Change, now: datetime, out: Outcome) -> None:
+    def desk(self, kind: str) -> LiveDesk | None:
+        """The daemon's Desk when one is registered on the host and ``kind`` is what it acts on (tickets)."""
+        if kind != "ticket" or self.host is None:
+            return None
+        plugin = self.host.pm.get_plugin(DESK_PLUGIN)
+        return plugin if plugin is not None and isinstance(plugin, LiveDesk) else None
+
+    @staticmethod
+    def _desk_state(state: State) -> DeskState:
+        if not isinstance(state, DeskState):
+            raise TypeError(f"{type(state).__name__} cannot run the Desk: it has no on_rollback/on_end")
+        return state
+
+    def _rules(
+        self,
+        state: State,
+        record: Record,
+        change: Change,
+        change_id: int,
+        now: datetime,
+        out: Outcome,
+        desk: LiveDesk | None,
+    ) -> None:
         if self.host is None:
             return
+        touched: Touched = []
+        if desk is not None:
+            dstate = self._desk_state(state)
+            at, touched = desk.on_change(dstate, record, change, change_id)
+            if at != change.at:  # a late change, taken at the Desk's clock: a rebuild takes it there too
+                dstate.set_desk_time(change_id, at)
         decisions = self.host.evaluate_rules(record, change, now)
-        out.decisions.extend(decisions)
+        if decisions:  # a plugin's decisions, each about the ticket it names
+            mine = next((ds for r, ds in touched if r.id == record.id), None)
+            if mine is None:
+                mine = []
+                touched.append((record, mine))
+            for d in decisions:
+                if d.record_id == record.id:
+                    mine.append(d)
+                else:
+                    other = state.load(d.record_id)
+                    if other is not None:
+                        touched.append((other, [d]))
+        if touched:
+            out.writes += self._apply(state, touched, now, record, out.plan)
+            out.decisions.extend(d for _r, ds in touched for d in ds)
 
-        def plan(decision: Decision, write: Write) -> None:
+    def _apply(
+        self, state: State, touched: Touched, now: datetime, current: Record | None, plan: list[PlannedWrite]
+    ) -> list[Write]:
+        """Queue the effects of rule decisions, each against the ticket it is about (see apply_touched)."""
+
+        def planned(decision: Decision, write: Write) -> None:
             rule = f"rule {decision.rule}"
-            out.plan.extend(PlannedWrite(record.id, write.system, name, None, value, rule)
-                            for name, value in write.fields.items())
+            ref = ""
+            if current is None or write.record_id != current.id:  # (the change's own ref is set later)
+                ref = f"{write.system}:{write.external_id}" if write.external_id else write.record_id
+            plan.extend(PlannedWrite(write.record_id, write.system, name, None, value, rule, ref)
+                        for name, value in write.fields.items())
 
         # side effects are queued in this transaction, each once (their keys are claimed with them)
-        out.writes += queue_effects(
-            state, self.config, record, decisions, now, self.run, audit=False, writable=self.writable,
-            on_queued=plan,
+        return apply_touched(
+            state, self.config, touched, now, self.run, current=current, audit=False,
+            writable=self.writable, on_queued=planned,
         )
 
     # ------------------------------------------------------------------ outbox
@@ -759,6 +854,15 @@ class MemoryState:
                 if not ids:
                     del self.keys[(kind, key, value)]
         self.shadows.pop(record_id, None)
+
+    def on_rollback(self, callback: Callable[[], None]) -> None:
+        """See Tx (nothing here is ever rolled back)."""
+
+    def on_end(self, callback: Callable[[bool], None]) -> None:
+        """See Tx (a MemoryState never ends: nothing to call)."""
+
+    def set_desk_time(self, change_id: int, at: datetime) -> None:
+        """See Tx (changes are only counted here)."""
 
     def claim_effect(self, key: str, record_id: str, decision: str, at: datetime) -> bool:
         """See State."""

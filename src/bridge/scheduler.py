@@ -10,7 +10,8 @@ import json
 import logging
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import FrameType
@@ -19,10 +20,11 @@ from typing import TYPE_CHECKING
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from bridge.durations import parse_duration
-from bridge.effects import effect_writes, queue_effects, writable_systems
-from bridge.model import format_time, parse_time, utcnow
-from bridge.pipeline import PlannedWrite
-from bridge.rules.live import LiveRules
+from bridge.effects import apply_touched, effect_writes, writable_systems
+from bridge.model import Record, format_time, parse_time, utcnow
+from bridge.pipeline import DESK_PLUGIN, DeskState, PlannedWrite
+from bridge.rules.live import Created, History, Item, LiveRules, Stored, volume_history
+from bridge.store import Store, Tx
 from bridge.sync import Syncer, SyncReport
 
 if TYPE_CHECKING:
@@ -120,42 +122,61 @@ def wants_rules(app: App) -> bool:
     return bool(cfg.rules or cfg.sla or cfg.agents or cfg.follow_up or cfg.auto_close)
 
 
-def start_rules(app: App) -> LiveRules:
-    """Build the daemon's Desk, rebuild it from the store's change log and register it on the plugin host."""
-    live = LiveRules(app.config, app.base_dir)
+def rules_history(state: DeskState, exclude: int | None = None) -> History:
+    """What a rebuilt Desk is fed, read in ``state`` (a store transaction): every change of the tickets still
+    open, in the order they were processed, each with the time the live Desk took it at; the creations the
+    volume trigger still counts of the other tickets; and the last tick committed. ``exclude`` leaves out
+    one change (the one being processed)."""
+    if not isinstance(state, Tx):
+        raise TypeError(f"the rules' history is read from the store, not from {type(state).__name__}")
+    tx = state
+    open_links: dict[str, dict[str, str]] = {}
+    closed: dict[str, Record] = {}
+    for r in tx.records("ticket"):
+        if r.attrs.get("status") != "closed":
+            open_links[r.id] = dict(r.links)
+        elif isinstance(r.attrs.get("account"), dict):
+            closed[r.id] = Record(r.id, "ticket", attrs={"account": r.attrs["account"]})
+    feed = [
+        Stored(c.record_id, open_links[c.record_id], c.change, c.desk_at, c.id)
+        for c in tx.logged_changes("ticket", open_links)
+        if c.id != exclude
+    ]
+    firsts = tx.first_changes("ticket") if closed else {}
+    created = [(c.id, c.desk_at or c.change.at, closed[rid]) for rid, c in firsts.items() if rid in closed]
+    times = [at for _id, at, _t in created] + [s.desk_at or s.change.at for s in feed]
+    items: list[Stored | Created] = [*feed, *volume_history(created, max(times, default=None))]
+    items.sort(key=lambda i: i.change_id)
+    history: list[Item] = list(items)
+    handled = tx.cursor(RULES_CURSOR[0], RULES_CURSOR[1])
+    return history, parse_time(handled) if handled else None
+
+
+def start_rules(app: App, dry: bool = False) -> LiveRules:
+    """Build the daemon's Desk, rebuild it from the store's change log and register it on the plugin host
+    (where the pipeline finds it). ``dry``: for a dry run, whose rolled-back work the Desk keeps."""
+    live = LiveRules(app.config, app.base_dir, loader=rules_history, dry=dry)
     with app.store.session() as tx:
-        records = {r.id: dict(r.links) for r in tx.records("ticket") if r.attrs.get("status") != "closed"}
-        feed = [(rid, records[rid], c) for rid, c in tx.changes_in_order("ticket", records)]
-        handled = tx.cursor(RULES_CURSOR[0], RULES_CURSOR[1])
-    fed = live.rebuild(feed, parse_time(handled) if handled else None)
+        history, handled = rules_history(tx)
+        fed = live.rebuild(history, handled)
     # timers that fell due while the daemon was down fire in the first run of the rules job
-    app.host.register(live, "rules")
+    app.host.register(live, DESK_PLUGIN)
     log.info("rules: desk rebuilt from %d stored changes", fed)
     return live
 
 
 def run_timers(app: App, live: LiveRules, now: datetime | None = None) -> SyncReport:
-    """Fire due SLA, follow-up and auto-close timers; queue their effects once and save the tickets."""
+    """Fire due SLA, follow-up and auto-close timers; queue their effects once and save the tickets, in one
+    transaction with the rules cursor (should it not commit, the Desk is rebuilt and fires them again)."""
     report = SyncReport()
     now = now or utcnow()
-    touched = live.tick(now)
-    if not touched:
-        with app.store.session() as tx:  # the rebuild after a restart skips what was handled up to here
-            tx.set_cursor(RULES_CURSOR[0], RULES_CURSOR[1], format_time(live.clock or now) or "")
-        return report
     writable = writable_systems(app.config, app.host.connectors())
     with app.store.session() as tx:
-        tx.set_cursor(RULES_CURSOR[0], RULES_CURSOR[1], format_time(live.clock or now) or "")
-        for record, decisions in touched:
-            stored = tx.load(record.id)
-            if stored is None:
-                continue
-            for attr in ("status", "assignee", "priority", "escalations"):
-                if attr in record.attrs:
-                    stored.attrs[attr] = record.attrs[attr]
-            tx.save(stored)
-            queued = queue_effects(tx, app.config, stored, decisions, now, "timers", writable=writable)
-            report.writes_queued += len(queued)
+        handled, touched = live.tick(tx, now)
+        # the rebuild after a restart skips what was handled up to here
+        tx.set_cursor(RULES_CURSOR[0], RULES_CURSOR[1], format_time(handled) or "")
+        queued = apply_touched(tx, app.config, touched, now, "timers", writable=writable)
+        report.writes_queued += len(queued)
     return report
 
 
@@ -165,7 +186,7 @@ def sync_once(app: App, systems: list[str] | None = None, dry_run: bool = False)
     next ``bridge run`` rebuilds its Desk and does not act on it again). A dry run plans the rules' effects
     with the rest, and fires no timer.
     """
-    live = start_rules(app) if wants_rules(app) else None
+    live = start_rules(app, dry=dry_run) if wants_rules(app) else None
     syncer = Syncer(app.config, app.store, app.connector, app.host)
     report = syncer.sync(systems, dry_run=dry_run)
     if live is not None and dry_run:
@@ -177,11 +198,27 @@ def sync_once(app: App, systems: list[str] | None = None, dry_run: bool = False)
     return report
 
 
+class _RollBack(Exception):
+    """Ends a dry transaction: everything in it is undone."""
+
+
+@contextmanager
+def _rolled_back(store: Store) -> Iterator[Tx]:
+    try:
+        with store.session() as tx:
+            yield tx
+            raise _RollBack
+    except _RollBack:
+        pass
+
+
 def _timers_planned(app: App, live: LiveRules) -> list[PlannedWrite]:
     """What the timers due now would write (a dry run: the Desk is this process's own and is dropped)."""
     writable = writable_systems(app.config, app.host.connectors())
     out: list[PlannedWrite] = []
-    for record, decisions in live.tick(utcnow()):
+    with _rolled_back(app.store) as tx:
+        _handled, touched = live.tick(tx, utcnow())
+    for record, decisions in touched:
         for d in decisions:
             for system, fields in effect_writes(app.config, record, d, writable):
                 external = record.links.get(system)

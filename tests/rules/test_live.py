@@ -12,9 +12,9 @@ import pytest
 from bridge.app import App
 from bridge.effects import effect_fields, queue_effects
 from bridge.model import Change, Record
-from bridge.pipeline import Pipeline
+from bridge.pipeline import DESK_PLUGIN, MemoryState, Pipeline
 from bridge.rules.live import LiveRules, change_event
-from bridge.scheduler import run_timers
+from bridge.scheduler import rules_history, run_timers
 from bridge.settings import Config, LoadedConfig
 from bridge.store.testing import require_postgres, temp_postgres_schema_url
 
@@ -53,14 +53,18 @@ def make_app(url: str) -> App:
     return App(LoadedConfig(Config(**CONFIG), Path("bridge.toml"), {}), database=url)
 
 
-def ingest(app: App, live: LiveRules, change: Change) -> Record:
-    """What the pipeline does with the rules stage: process, then queue the Desk's effects."""
-    pipeline = Pipeline(app.config, None, run="test")
+def desk_of(app: App) -> LiveRules:
+    """A Desk registered where the pipeline finds it (what start_rules does, without the rebuild)."""
+    live = LiveRules(app.config, loader=rules_history)
+    app.host.register(live, DESK_PLUGIN)
+    return live
+
+
+def ingest(app: App, change: Change) -> Record:
+    """The pipeline with its rules stage: process, the Desk's effects queued in the same transaction."""
+    pipeline = Pipeline(app.config, app.host, run="test")
     with app.store.session() as tx:
         outcome = pipeline.process(tx, change, change.at)
-        decisions = live.on_change(outcome.record, change, change.at)
-        tx.save(outcome.record)
-        queue_effects(tx, app.config, outcome.record, decisions, change.at, "test")
     return outcome.record
 
 
@@ -70,10 +74,10 @@ def effects_in_outbox(app: App) -> list[dict[str, object]]:
 
 def test_follow_up_and_auto_close_once_across_restart(store_url: str) -> None:
     app = make_app(store_url)
-    live = LiveRules(app.config)
+    live = desk_of(app)
     created = Change("desk", "ticket", "T-1", T0, tags=["bug/sev1"], attrs={"status": "open", "subject": "x"})
-    ingest(app, live, created)
-    ingest(app, live, Change("desk", "ticket", "T-1", T0 + timedelta(hours=1), attrs={"status": "pending"}))
+    ingest(app, created)
+    ingest(app, Change("desk", "ticket", "T-1", T0 + timedelta(hours=1), attrs={"status": "pending"}))
     first = effects_in_outbox(app)
     assert {"severity": "Sev-1"} in first and {"assignee": "a@x.example"} in first
 
@@ -95,13 +99,11 @@ def test_follow_up_and_auto_close_once_across_restart(store_url: str) -> None:
 
 def test_a_crash_between_claim_and_commit_leaves_the_effect_to_the_retry(store_url: str) -> None:
     app = make_app(store_url)
-    live = LiveRules(app.config)
-    ingest(app, live, Change("desk", "ticket", "T-2", T0, attrs={"status": "open"}))
-    ingest(
-        app, live, Change("desk", "ticket", "T-2", T0 + timedelta(minutes=5), attrs={"status": "resolved"})
-    )
+    live = desk_of(app)
+    ingest(app, Change("desk", "ticket", "T-2", T0, attrs={"status": "open"}))
+    ingest(app, Change("desk", "ticket", "T-2", T0 + timedelta(minutes=5), attrs={"status": "resolved"}))
     due = T0 + timedelta(minutes=5) + timedelta(days=7)
-    decisions = live.tick(due)
+    _handled, decisions = live.tick(MemoryState(), due)
     assert [d.decision for _r, ds in decisions for d in ds] == ["auto_close"]
     record, ds = decisions[0]
     with pytest.raises(RuntimeError), app.store.session() as tx:
@@ -186,14 +188,16 @@ def test_a_rule_on_the_change_itself_sees_the_value_before_it() -> None:
     assert live.desk.reads_previous
     rec = Record("R-1", "ticket", attrs={"subject": "s", "priority": "normal", "status": "open"})
     fired = []
+    state = MemoryState()
     for n, priority in enumerate(["normal", "urgent", "urgent", "high", "urgent"]):
         rec.attrs["priority"] = priority
         change = Change("desk", "ticket", "1", T0 + timedelta(minutes=n), attrs={"priority": priority})
-        fired += [(n, d.decision) for d in live.on_change(rec, change, change.at) if d.rule == "raised"]
+        _at, touched = live.on_change(state, rec, change)
+        fired += [(n, d.decision) for _r, ds in touched for d in ds if d.rule == "raised"]
     assert fired == [(1, "escalate")]  # the escalation is sent once: a later rise finds it already there
     # without such rules nothing is kept per ticket for them
     plain = LiveRules(Config(**CONFIG))
-    plain.on_change(rec, change, change.at)
+    plain.on_change(state, rec, change)
     assert not plain.desk.reads_previous and plain._previous == {}
 
 

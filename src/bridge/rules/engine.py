@@ -1079,6 +1079,15 @@ class Desk:
         detail["key"] = f"{ticket_id}|{kind}|{rule}|{self._stamp}|{what}"
         out.append(Decision(at, ticket_id, kind, rule, detail))
 
+    def note_created(self, ticket: Record, at: datetime) -> None:
+        """Count a ticket created at ``at`` in its account's volume, deciding nothing (a rebuilt Desk's
+        history of tickets no longer open); calls come in time order with :meth:`on_ticket`'s."""
+        account = ticket.attrs.get("account")
+        if isinstance(account, dict):
+            account_id = account.get("id") or account.get("name")
+            if account_id:
+                self._volume.record(str(account_id), at)
+
 
 __all__ = [
     "MAX_PASSES",

@@ -1,30 +1,67 @@
-"""Rules in the daemon: the Desk fed by every committed ticket change, its timers run by the scheduler.
+"""Rules in the daemon: the Desk fed by every ticket change the pipeline processes, its timers run by the
+scheduler.
 
 The Desk keeps its state in memory. At start it is rebuilt from the store's change log (the same changes run
-through a private pipeline on a virtual clock, as in replay), so SLA clocks, queues and capacity survive a
-restart. Every side effect a decision causes (assign, escalate, set a field, follow up, close) is queued once:
-its idempotency key is claimed in the transaction that queues its write, so a crash, a retry or a
-rebuild never repeats it.
+through a private pipeline on a virtual clock, as in replay, each at the time the live Desk took it), so SLA
+clocks, queues, capacity and the volume trigger's history survive a restart. Every side effect a decision
+causes (assign, escalate, set a field, follow up, close) is queued once: its idempotency key is claimed in the
+transaction that queues its write, so a crash, a retry or a rebuild never repeats it.
+
+The Desk never runs ahead of the store: a transaction that used it and did not commit (or a savepoint of it
+that rolled back) marks it stale, and it is rebuilt from what the store committed before it is used again.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Mapping
-from datetime import datetime
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from bridge.effects import queue_effects as queue_effects
 from bridge.model import Change, Decision, Record
-from bridge.pipeline import MemoryState, Pipeline
-from bridge.plugins import hookimpl
+from bridge.pipeline import DeskState, MemoryState, Pipeline, Touched
 from bridge.rules.conditions import path_values
 from bridge.rules.engine import Desk
+from bridge.rules.escalation import WEEK, VolumeWatch
 from bridge.settings import Config
 
 log = logging.getLogger("bridge.rules")
+
+EPSILON = timedelta(microseconds=1)  # timers strictly before a change fire before it (as in replay)
+# how far back a rebuild counts tickets no longer open for the volume trigger: the five weeks it compares,
+# and the week an account it flagged stays quiet
+VOLUME_WINDOW = WEEK * (VolumeWatch().weeks + 2)
+
+
+class Stored(NamedTuple):
+    """A stored ticket change a rebuild feeds, with the time the live Desk took it at (None: its own)."""
+
+    record_id: str
+    links: Mapping[str, str]
+    change: Change
+    desk_at: datetime | None = None
+    change_id: int = 0  # its place in the change log (0: unknown)
+
+
+@dataclass(frozen=True)
+class Created:
+    """A ticket no longer open, counted in its account's volume where the Desk first took it."""
+
+    ticket: Record  # (only its ``account`` attribute is read)
+    at: datetime
+    change_id: int = 0
+
+
+Item = Stored | Created | tuple[str, Mapping[str, str], Change]
+History = tuple[Iterable[Item], datetime | None]
+Loader = Callable[[DeskState, int | None], History]
+"""Reads a rebuild's history in a transaction: ``(items in processing order, the last tick committed)``;
+its second argument is a change id to leave out (the change being processed)."""
 
 
 def snapshot(record: Record) -> dict[str, Any]:
@@ -36,96 +73,226 @@ def snapshot(record: Record) -> dict[str, Any]:
 
 
 def change_event(change: Change, created: bool) -> dict[str, Any]:
-    """The replay-style event a Change amounts to (the Desk reads its type and author)."""
+    """The replay-style event a Change amounts to (the Desk reads its type, author and changes)."""
     if created:
         return {"type": "ticket.created"}
     if "message" in change.attrs:
         return {"type": "ticket.message", "author": change.attrs.get("last_author", "customer")}
     if set(change.attrs) == {"status"} and not change.fields and change.tags is None:
         return {"type": "ticket.status", "status": change.attrs["status"]}
-    return {"type": "ticket.updated"}
+    changes: dict[str, Any] = dict(change.attrs)  # (``acknowledged`` meets the SLA's acknowledgement clock)
+    if change.tags is not None:
+        changes["tags"] = list(change.tags)
+    return {"type": "ticket.updated", "changes": changes}
+
+
+def volume_history(closed: Iterable[tuple[int, datetime, Record]], newest: datetime | None) -> list[Created]:
+    """What the volume trigger counted of tickets no longer open, given ``(first change id, Desk time,
+    ticket)`` of each: those created within :data:`VOLUME_WINDOW` before ``newest``, and each account's first
+    ticket (an account is judged only once the trigger has known it four weeks). In change-log order."""
+    if newest is None:
+        return []
+    since = newest - VOLUME_WINDOW
+    first: dict[str, Created] = {}
+    out: list[Created] = []
+    for change_id, at, ticket in sorted(closed, key=lambda c: c[0]):
+        if at > since:
+            out.append(Created(ticket, at, change_id))
+            continue
+        account = ticket.attrs.get("account")
+        key = str(account.get("id") or account.get("name") or "") if isinstance(account, dict) else ""
+        if key and key not in first:  # (keyed as the Desk's volume trigger keys accounts)
+            first[key] = Created(ticket, at, change_id)
+    out += first.values()
+    out.sort(key=lambda c: c.change_id)
+    return out
 
 
 class LiveRules:
-    """The Desk of a running daemon, registered on the plugin host to implement ``evaluate_rules``."""
+    """The Desk of a running daemon. Registered on the plugin host as ``rules``, where the pipeline finds it:
+    it is fed every ticket change (:meth:`before`, :meth:`on_change`) and the rules job runs its timers
+    (:meth:`tick`). Webhooks and scheduled jobs share it under one lock; no database write is made under it.
+    """
 
-    def __init__(self, config: Config, base_dir: Path | None = None) -> None:
+    def __init__(
+        self, config: Config, base_dir: Path | None = None, loader: Loader | None = None, dry: bool = False
+    ) -> None:
+        """``loader`` reads a rebuild's history from the store (:func:`bridge.scheduler.rules_history`);
+        ``dry``: a dry run's Desk, dropped afterwards, keeps what it saw when the run rolls back."""
         self.config = config
-        self.desk = Desk(config, base_dir=base_dir)
-        self.lock = threading.Lock()  # webhooks and scheduled jobs share one Desk
+        self.base_dir = base_dir
+        self.loader = loader
+        self.dry = dry
+        self.lock = threading.RLock()
+        self.stale = False  # work the Desk saw was undone: rebuild it before it is used again
+        self.rebuilds = 0  # how many times that happened
+        self._inflight: set[object] = set()  # transactions that used the Desk and have not ended
+        self._unseen: set[object] = set()  # of those, the ones the last rebuild could not see
+        self._fired: dict[object, datetime] = {}  # such a transaction -> the earliest timer it acted on
+        self._reset()
+
+    def _reset(self) -> None:
+        self.desk = Desk(self.config, base_dir=self.base_dir)
         self._previous: dict[str, dict[str, Any]] = {}
         self._seen: set[str] = set()
         self.records: dict[str, Record] = {}  # the newest copy of each open ticket the Desk has seen
         self.clock: datetime | None = None  # the Desk's time: calls reach it in time order
 
-    @hookimpl
-    def evaluate_rules(self, record: Record, change: Change, now: datetime) -> list[Decision]:
-        """Run the Desk on a ticket the pipeline just changed (see :meth:`on_change`)."""
-        if record.kind != "ticket":
-            return []
-        return self.on_change(record, change, change.at)
+    # ---------------------------------------------------------------- calls of the pipeline and the scheduler
 
-    def on_change(self, record: Record, change: Change, at: datetime) -> list[Decision]:
-        """Feed one ticket change to the Desk; returns its decisions (the caller queues their effects)."""
+    def before(self, state: DeskState, at: datetime) -> Touched:
+        """Fire the timers due strictly before a ticket change of ``at`` is taken, as replay does (call it
+        before the change is applied). Returns each touched ticket (as the Desk left it), its decisions."""
         with self.lock:
-            # a change dated before the Desk's clock (a late pull, old data) is taken at the clock's time
+            self._use(state)
             at = at if self.clock is None else max(at, self.clock)
-            self.clock = at
-            created = record.id not in self._seen
-            self._seen.add(record.id)
-            record.attrs.setdefault("created_at", at)
-            previous = self._previous.get(record.id, {})
-            decisions = self.desk.on_ticket(record, previous, change_event(change, created), at)
-            if record.attrs.get("status") == "closed":
-                self._drop(record.id)
-            else:
-                if self.desk.reads_previous:  # kept only when a rule or policy reads changed/from/to
-                    self._previous[record.id] = snapshot(record)
-                self.records[record.id] = record
-            return decisions
+            return self._settle(state, self._fire_before(at), None)
+
+    def on_change(
+        self, state: DeskState, record: Record, change: Change, change_id: int = 0
+    ) -> tuple[datetime, Touched]:
+        """Feed one applied ticket change (``change_id``: its place in the change log). Returns the time the
+        Desk took it at (its own, or the Desk's clock for a late one) and each ticket touched, ``record``
+        among them, with its decisions."""
+        with self.lock:
+            self._use(state, exclude=change_id)
+            # a change dated before the Desk's clock (a late pull, old data) is taken at the clock's time
+            at = change.at if self.clock is None else max(change.at, self.clock)
+            decisions = self._fire_before(at)  # (none, unless another thread moved the clock since before())
+            decisions += self._feed(record, change, at)
+            return at, self._settle(state, decisions, record)
+
+    def tick(self, state: DeskState, now: datetime) -> tuple[datetime, Touched]:
+        """Fire every timer due by ``now`` in ``state``'s transaction. Returns the time up to which every
+        timer is acted on once that transaction commits (the rules cursor), and each touched ticket, as the
+        Desk left it, with its decisions."""
+        with self.lock:
+            self._use(state)
+            now = now if self.clock is None else max(now, self.clock)
+            self.clock = now
+            touched = self._settle(state, self.desk.advance(now), None)
+            # a timer another open transaction acted on is handled only once that one commits
+            others = [at - EPSILON for tx, at in self._fired.items() if tx is not state]
+            return min([now, *others]), touched
+
+    def invalidate(self) -> None:
+        """Work the Desk saw was undone: rebuild it from the store before it is used again (a dry run's Desk,
+        dropped afterwards, keeps what it saw)."""
+        if not self.dry:
+            self.stale = True
+
+    # ---------------------------------------------------------------- rebuild
+
+    def rebuild(self, history: Iterable[Item], handled_until: datetime | None) -> int:
+        """Rebuild the Desk from stored ticket changes in processing order (:class:`Stored`, or ``(record id,
+        links, change)``) and the creations of tickets no longer open (:class:`Created`, for the volume
+        trigger).
+
+        The changes run through a private pipeline so each reaches the Desk with the ticket as it was then, at
+        the time the live Desk took it, after the timers due before it. Every decision taken while rebuilding
+        is dropped, and so is every timer due by ``handled_until`` (the last tick the daemon committed): those
+        were acted on before. Timers due later fire on the next tick, and any effect they repeat is stopped by
+        its key. Returns how many changes were fed.
+        """
+        with self.lock:
+            self._reset()
+            mem = MemoryState(keep_audit=False, keep_outbox=False)
+            pipeline = Pipeline(self.config, None, run="rebuild")
+            fed = 0
+            for item in history:
+                if isinstance(item, Created):
+                    self.desk.note_created(item.ticket, item.at)
+                    continue
+                stored = item if isinstance(item, Stored) else Stored(*item)
+                change = stored.change
+                at = stored.desk_at or (change.at if self.clock is None else max(change.at, self.clock))
+                self._settle(None, self._fire_before(at), None)
+                if mem.load(stored.record_id) is None:
+                    mem.create_record("ticket", stored.record_id)
+                    for system, external in stored.links.items():
+                        mem.link(stored.record_id, system, "ticket", external)
+                outcome = pipeline.process(mem, change, at)
+                if outcome.stale or outcome.deleted is not None:
+                    continue  # the live pipeline takes such a change to no rule either
+                self._settle(None, self._feed(outcome.record, change, at), outcome.record)
+                fed += 1
+            if handled_until is not None:
+                now = handled_until if self.clock is None else max(handled_until, self.clock)
+                self.clock = now
+                self._settle(None, self.desk.advance(now), None)
+            self.stale = False
+            return fed
+
+    # ---------------------------------------------------------------- plumbing (under the lock)
+
+    def _use(self, state: DeskState, exclude: int | None = None) -> None:
+        """Before the Desk is used in ``state``'s transaction: hear if that work is undone, and first rebuild
+        the Desk when it may be ahead of the store (or behind it)."""
+        if state not in self._inflight:
+            self._inflight.add(state)
+            state.on_end(partial(self._ended, state))
+        state.on_rollback(self.invalidate)
+        if not self.stale:
+            return
+        if self.loader is None:
+            raise RuntimeError("the rules' Desk must be rebuilt from the store and has no loader to read it")
+        # a transaction open elsewhere is not seen by this rebuild: when it commits, rebuild again
+        self._unseen = self._inflight - {state}
+        history, handled = self.loader(state, exclude or None)
+        fed = self.rebuild(history, handled)
+        self.rebuilds += 1
+        log.info("rules: work the desk saw was undone; rebuilt it from %d stored changes", fed)
+
+    def _ended(self, state: object, committed: bool) -> None:
+        with self.lock:
+            self._inflight.discard(state)
+            self._fired.pop(state, None)
+            unseen = state in self._unseen
+            self._unseen.discard(state)
+            if unseen or not committed:
+                self.invalidate()
+
+    def _fire_before(self, at: datetime) -> list[Decision]:
+        due = self.desk.next_timer()
+        if due is None or due >= at:
+            return []
+        return self.desk.advance(at - EPSILON)
+
+    def _feed(self, record: Record, change: Change, at: datetime) -> list[Decision]:
+        self.clock = at
+        created = record.id not in self._seen
+        self._seen.add(record.id)
+        record.attrs.setdefault("created_at", at)
+        previous = self._previous.get(record.id, {})
+        decisions = self.desk.on_ticket(record, previous, change_event(change, created), at)
+        if record.attrs.get("status") != "closed":
+            if self.desk.reads_previous:  # kept only when a rule or policy reads changed/from/to
+                self._previous[record.id] = snapshot(record)
+            self.records[record.id] = record
+        return decisions
+
+    def _settle(self, state: object, decisions: list[Decision], current: Record | None) -> Touched:
+        """Group decisions by the ticket they are about and drop the tickets that closed; note the earliest
+        timer ``state``'s transaction acted on."""
+        by_ticket: dict[str, list[Decision]] = {}
+        for d in decisions:
+            by_ticket.setdefault(d.record_id, []).append(d)
+        if state is not None and current is None:  # (timers: before() and tick())
+            first = min((d.at for d in decisions if d.at is not None), default=None)
+            if first is not None and (state not in self._fired or first < self._fired[state]):
+                self._fired[state] = first
+        out: Touched = []
+        for rid, ds in by_ticket.items():
+            rec = current if current is not None and rid == current.id else self.records.get(rid)
+            if rec is not None:
+                out.append((rec, ds))
+        for rec in [r for r, _ds in out] + ([current] if current is not None else []):
+            if rec.attrs.get("status") == "closed":
+                self._drop(rec.id)
+        return out
 
     def _drop(self, record_id: str) -> None:
         self._previous.pop(record_id, None)
         self._seen.discard(record_id)
         self.records.pop(record_id, None)
         self.desk.forget(record_id)
-
-    def tick(self, now: datetime) -> list[tuple[Record, list[Decision]]]:
-        """Fire every timer due by ``now``; returns each touched ticket (as the Desk left it), decisions."""
-        with self.lock:
-            now = now if self.clock is None else max(now, self.clock)
-            self.clock = now
-            decisions = self.desk.advance(now)
-            touched: dict[str, list[Decision]] = {}
-            for d in decisions:
-                touched.setdefault(d.record_id, []).append(d)
-            out = [(self.records[rid], ds) for rid, ds in touched.items() if rid in self.records]
-            for record, _ds in out:
-                if record.attrs.get("status") == "closed":
-                    self._drop(record.id)
-            return out
-
-    def rebuild(
-        self, changes: Iterable[tuple[str, Mapping[str, str], Change]], handled_until: datetime | None
-    ) -> int:
-        """Rebuild the Desk from stored ticket changes ``(record id, links, change)`` in processing order.
-
-        The changes run through a private pipeline so each reaches the Desk with the ticket as it was then.
-        Every decision taken while rebuilding is dropped, and so is every timer due by ``handled_until`` (the
-        last tick the daemon committed): those were acted on before the restart. Timers due later fire on the
-        next tick, and any effect they repeat is stopped by its key. Returns how many changes were fed.
-        """
-        mem = MemoryState(keep_audit=False)
-        pipeline = Pipeline(self.config, None, run="rebuild")
-        fed = 0
-        for record_id, links, change in changes:
-            if mem.load(record_id) is None:
-                mem.create_record("ticket", record_id)
-                for system, external in links.items():
-                    mem.link(record_id, system, "ticket", external)
-            outcome = pipeline.process(mem, change, change.at)
-            self.on_change(outcome.record, change, change.at)
-            fed += 1
-        if handled_until is not None:
-            self.tick(handled_until)
-        return fed

@@ -178,10 +178,20 @@ class Store:
         """One transaction: commits when the block ends, rolls back when it raises.
 
         Sessions do not nest: opening one (or calling an outbox method) inside another in the same thread
-        raises RuntimeError. A Tx belongs to its thread.
+        raises RuntimeError. A Tx belongs to its thread. Its ``on_end`` callbacks, and the ``on_rollback``
+        callbacks of a transaction that did not commit, run after it ended.
         """
-        with self._transaction() as conn:
-            yield Tx(conn)
+        tx: Tx | None = None
+        try:
+            with self._transaction() as conn:
+                tx = Tx(conn)
+                yield tx
+        except BaseException:
+            if tx is not None:
+                tx.ended(committed=False)
+            raise
+        if tx is not None:
+            tx.ended(committed=True)
 
     def close(self) -> None:
         """Close every pooled connection."""

@@ -119,6 +119,9 @@ changes = sa.Table(
     sa.Column("at", UTCDateTime(), nullable=False),
     sa.Column("payload", JSONValue, nullable=False),
     sa.Column("received_at", UTCDateTime(), nullable=False),
+    # when the rules' Desk took the change, where that is not ``at`` (a late change is taken at the Desk's
+    # clock): a rebuilt Desk takes it at the same time, so its timers fall where the live Desk's did
+    sa.Column("desk_at", UTCDateTime(), nullable=True),
     sa.Index(None, "record_id"),
     sa.Index(None, "system", "kind", "external_id"),
 )

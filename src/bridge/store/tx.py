@@ -5,10 +5,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import logging
 import uuid
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -19,6 +20,16 @@ from bridge.store import tables as t
 from bridge.store.values import jsonable
 
 _PAGE = 500
+log = logging.getLogger("bridge.store")
+
+
+class LoggedChange(NamedTuple):
+    """A change as the change log keeps it: its id, its record, and the time the rules' Desk took it at."""
+
+    id: int
+    record_id: str
+    change: Change
+    desk_at: datetime | None  # None: the Desk took it at ``change.at`` (or no Desk took it)
 
 
 def lock_key(name: str) -> int:
@@ -57,6 +68,14 @@ def _upsert_statement(
     return built
 
 
+def _call_all(callbacks: list[Callable[[], None]]) -> None:
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:  # one listener's failure must not hide the others
+            log.exception("rollback callback failed")
+
+
 def _change(row: sa.Row[Any]) -> Change:
     return Change(
         system=row.system,
@@ -81,17 +100,58 @@ class Tx:
     def __init__(self, conn: sa.Connection) -> None:
         self.conn = conn
         self._pg = conn.dialect.name == "postgresql"
+        # on_rollback callbacks, one list per open savepoint (the first: the transaction's own)
+        self._undo: list[list[Callable[[], None]]] = [[]]
+        self._end: list[Callable[[bool], None]] = []
 
     @contextlib.contextmanager
     def savepoint(self) -> Iterator[None]:
         """A nested transaction: an exception inside undoes only what was done inside, then propagates."""
         nested = self.conn.begin_nested()
+        self._undo.append([])
+        released = False
         try:
             yield
+            nested.commit()
+            released = True
         except BaseException:
-            nested.rollback()
+            if nested.is_active:
+                nested.rollback()
             raise
-        nested.commit()
+        finally:
+            frame = self._undo.pop()
+            if released:
+                outer = self._undo[-1]
+                outer.extend(cb for cb in frame if cb not in outer)
+            else:
+                _call_all(frame)
+
+    def on_rollback(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` if what is done from now on is undone: the savepoint open now, or the
+        transaction, rolls back (or fails to commit). Memory kept beside the store (the rules' Desk) hears
+        of it so as never to run ahead of what was committed. Registering the same callback again in the
+        same savepoint is a no-op; callbacks must not raise.
+        """
+        frame = self._undo[-1]
+        if callback not in frame:
+            frame.append(callback)
+
+    def on_end(self, callback: Callable[[bool], None]) -> None:
+        """Call ``callback(committed)`` once, when this transaction commits (True) or does not (False)."""
+        self._end.append(callback)
+
+    def ended(self, committed: bool) -> None:
+        """Run the on_rollback (when not committed) and on_end callbacks; :meth:`Store.session` calls it."""
+        if not committed:
+            for frame in reversed(self._undo):
+                _call_all(frame)
+        self._undo = [[]]
+        ends, self._end = self._end, []
+        for callback in ends:
+            try:
+                callback(committed)
+            except Exception:  # one listener's failure must not hide the others
+                log.exception("transaction end callback failed")
 
     # ---------------------------------------------------------------- identity
     def record_id_for(self, system: str, kind: str, external_id: str) -> str | None:
@@ -310,6 +370,35 @@ class Tx:
         for row in self.conn.execute(q):
             if row.record_id in record_ids:
                 yield row.record_id, _change(row)
+
+    def logged_changes(self, kind: str, record_ids: Collection[str]) -> Iterator[LoggedChange]:
+        """The changes of the given records of ``kind``, in the order they were processed (id order)."""
+        q = (
+            sa.select(t.changes)
+            .where(t.changes.c.kind == kind, t.changes.c.record_id.is_not(None))
+            .order_by(t.changes.c.id)
+        )
+        for row in self.conn.execute(q):
+            if row.record_id in record_ids:
+                yield LoggedChange(row.id, row.record_id, _change(row), row.desk_at)
+
+    def first_changes(self, kind: str) -> dict[str, LoggedChange]:
+        """Record id -> the first change kept for it, for every record of ``kind`` that has one."""
+        c = t.changes
+        first = (
+            sa.select(sa.func.min(c.c.id))
+            .where(c.c.kind == kind, c.c.record_id.is_not(None))
+            .group_by(c.c.record_id)
+        )
+        q = sa.select(c).where(c.c.id.in_(first)).order_by(c.c.id)
+        return {
+            row.record_id: LoggedChange(row.id, row.record_id, _change(row), row.desk_at)
+            for row in self.conn.execute(q)
+        }
+
+    def set_desk_time(self, change_id: int, at: datetime) -> None:
+        """Keep the time the rules' Desk took change ``change_id`` at (a rebuilt Desk takes it then too)."""
+        self.conn.execute(t.changes.update().where(t.changes.c.id == change_id).values(desk_at=at))
 
     # ------------------------------------------------------------------ shadow
     def shadow(self, record_id: str, field: str, system: str) -> tuple[bool, Any]:

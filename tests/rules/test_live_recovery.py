@@ -1,0 +1,354 @@
+"""The daemon's Desk against the store: decisions land on the ticket they are about, the Desk never runs ahead
+of what was committed (rollbacks, failed timer runs), and a restart rebuilds it exactly (late changes, the
+volume trigger's history); timers due before a change fire before it, as in replay."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bridge.app import App
+from bridge.model import Change, Record
+from bridge.pipeline import Outcome, Pipeline
+from bridge.rules.live import LiveRules
+from bridge.scheduler import run_timers, start_rules
+from bridge.settings import Config, LoadedConfig
+from bridge.store import Store
+from bridge.store.testing import require_postgres, temp_postgres_schema_url
+
+T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+DESK = {"desk": {"plugin": "files", "path": "in", "kinds": ["ticket"]}}
+ESCALATE_SEV1 = {
+    "name": "esc",
+    "set": "escalation",
+    "when": {"all": [{"tag": "bug/sev1"}]},
+    "then": [{"escalate": "leads"}],
+}
+
+
+class Boom(Exception):
+    """A failure after the Desk saw the change (a database error, a later change of the page failing)."""
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'bridge.db'}"
+        return
+    require_postgres()
+    with temp_postgres_schema_url() as url:
+        yield url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'bridge.db'}"
+
+
+def make_app(url: str, **config: Any) -> App:
+    return App(LoadedConfig(Config(**{"connectors": DESK, **config}), Path("bridge.toml"), {}), database=url)
+
+
+def ingest(app: App, change: Change, fail: bool = False) -> Outcome:
+    """One change through the pipeline in its own transaction, as a pull or a webhook does."""
+    pipeline = Pipeline(app.config, app.host, run="live")
+    with app.store.session() as tx:
+        outcome = pipeline.process(tx, change, change.at)
+        if fail:
+            raise Boom("the transaction does not commit")
+    return outcome
+
+
+def attempt(app: App, change: Change) -> None:
+    with pytest.raises(Boom):
+        ingest(app, change, fail=True)
+
+
+def stored(app: App, external: str) -> Record:
+    with app.store.session() as tx:
+        rid = tx.record_id_for("desk", "ticket", external)
+        assert rid is not None
+        record = tx.load(rid)
+    assert record is not None
+    return record
+
+
+def writes(app: App) -> list[tuple[str | None, dict[str, Any]]]:
+    return [(i.external_id, i.fields) for i in app.store.items("desk")]
+
+
+def loads(live: LiveRules) -> dict[str, int]:
+    return {a.email: a.load for a in live.desk.router.agents.values()}
+
+
+def ticket(external: str, at: datetime, **attrs: Any) -> Change:
+    tags = attrs.pop("tags", None)
+    return Change("desk", "ticket", external, at, tags=tags, attrs=attrs)
+
+
+# ------------------------------------------------------------------ decisions about another ticket
+
+
+def test_a_waiting_ticket_assigned_while_another_is_processed_is_saved_and_written_as_itself(
+    store_url: str,
+) -> None:
+    app = make_app(store_url, agents=[{"email": "a@x.example", "capacity": 1}])
+    start_rules(app)
+    ingest(app, ticket("T-1", T0, status="open", subject="x"))
+    ingest(app, ticket("T-2", T0 + timedelta(minutes=1), status="open", subject="y"))
+    assert stored(app, "T-2").attrs.get("assignee") is None  # the agent is full: T-2 waits
+
+    # T-1 resolving frees the agent, and the Desk gives T-2 to them while processing T-1's change
+    out = ingest(app, ticket("T-1", T0 + timedelta(hours=1), status="resolved"))
+    t2 = stored(app, "T-2")
+    assert [(d.record_id, d.decision) for d in out.decisions] == [(t2.id, "assign")]
+    assert t2.attrs["assignee"] == "a@x.example"
+    assert writes(app) == [("T-1", {"assignee": "a@x.example"}), ("T-2", {"assignee": "a@x.example"})]
+    with app.store.session() as tx:
+        audited = [a["record_id"] for a in tx.audit_for(t2.id) if a["kind"] == "decision"]
+    assert audited == [t2.id]
+    # T-2's next change finds it assigned: nothing is decided again
+    out = ingest(app, ticket("T-2", T0 + timedelta(hours=2), priority="high"))
+    assert [d.decision for d in out.decisions if d.decision == "assign"] == []
+    app.close()
+
+
+# ------------------------------------------------------------------ the Desk never runs ahead of the store
+
+
+def test_a_rolled_back_new_ticket_leaves_no_phantom_in_the_desk(store_url: str) -> None:
+    app = make_app(
+        store_url,
+        agents=[{"email": "a@x.example", "capacity": 1}, {"email": "b@x.example", "capacity": 1}],
+        rules=[ESCALATE_SEV1],
+        teams={"leads": {"members": ["a@x.example"]}},
+    )
+    live = start_rules(app)
+    created = ticket("T-1", T0, status="open", subject="x", tags=["bug/sev1"])
+    attempt(app, created)
+    assert live.stale and writes(app) == []
+
+    out = ingest(app, created)  # the retry is the ticket's first committed sight: escalated and routed once
+    assert [(d.decision, d.detail.get("to")) for d in out.decisions] == [
+        ("escalate", "leads"),
+        ("assign", "a@x.example"),
+    ]
+    assert list(live.records) == [stored(app, "T-1").id]
+    assert loads(live) == {"a@x.example": 1, "b@x.example": 0}
+    out = ingest(app, ticket("T-2", T0 + timedelta(minutes=1), status="open", subject="y"))
+    assert [(d.decision, d.detail.get("to")) for d in out.decisions] == [("assign", "b@x.example")]
+    assert writes(app) == [
+        ("T-1", {"escalation": "leads"}),
+        ("T-1", {"assignee": "a@x.example"}),
+        ("T-2", {"assignee": "b@x.example"}),
+    ]
+    app.close()
+
+
+def test_a_rolled_back_update_is_decided_again_on_retry(store_url: str) -> None:
+    app = make_app(
+        store_url,
+        agents=[{"email": "a@x.example", "capacity": 5}],
+        rules=[ESCALATE_SEV1],
+        teams={"leads": {"members": ["a@x.example"]}},
+    )
+    live = start_rules(app)
+    ingest(app, ticket("T-1", T0, status="open", subject="x", tags=[]))
+    update = ticket("T-1", T0 + timedelta(minutes=5), tags=["bug/sev1"])
+    attempt(app, update)
+    out = ingest(app, update)
+    assert [(d.decision, d.detail.get("to")) for d in out.decisions] == [("escalate", "leads")]
+    assert ("T-1", {"escalation": "leads"}) in writes(app)
+    assert live.rebuilds == 1
+    app.close()
+
+
+def test_a_savepoint_rolled_back_after_the_desk_saw_its_change_is_undone_in_the_desk(sqlite_url: str) -> None:
+    # a pull processes each change of a page in a savepoint: a failing one is undone, the page commits
+    app = make_app(sqlite_url, agents=[{"email": "a@x.example", "capacity": 1}])
+    live = start_rules(app)
+    pipeline = Pipeline(app.config, app.host, run="pull")
+    with app.store.session() as tx:
+        with pytest.raises(Boom), tx.savepoint():
+            pipeline.process(tx, ticket("T-1", T0, status="open"), T0)
+            raise Boom("bad data found after the rules ran")
+        assert live.stale
+        second = pipeline.process(tx, ticket("T-2", T0 + timedelta(minutes=1), status="open"), T0)
+    # the agent's one seat went to T-2: T-1 was never committed
+    t2 = second.record.id
+    assert [(d.record_id, d.detail.get("to")) for d in second.decisions] == [(t2, "a@x.example")]
+    assert loads(live) == {"a@x.example": 1} and list(live.records) == [second.record.id]
+    app.close()
+
+
+def test_timers_fired_in_a_failed_transaction_fire_again(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bridge.scheduler as scheduler
+
+    app = make_app(store_url, agents=[{"email": "a@x.example", "capacity": 5}], follow_up={"after": "48h"})
+    live = start_rules(app)
+    ingest(app, ticket("T-1", T0, status="open", subject="x"))
+    ingest(app, ticket("T-1", T0 + timedelta(hours=1), status="pending"))
+
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        raise Boom("database is locked")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(scheduler, "apply_touched", locked)
+        with pytest.raises(Boom):
+            run_timers(app, live, T0 + timedelta(hours=50))
+    run_timers(app, live, T0 + timedelta(hours=51))  # the next run of the rules job, same process
+    assert [f for _e, f in writes(app) if "follow_up" in f] == [{"follow_up": ""}]
+    run_timers(app, live, T0 + timedelta(hours=52))
+    assert len([f for _e, f in writes(app) if "follow_up" in f]) == 1
+    app.close()
+
+
+def test_a_transaction_committing_after_a_rebuild_it_was_hidden_from_is_fed_again() -> None:
+    # PostgreSQL: transactions run side by side; a rebuild inside one cannot see another still open
+    require_postgres()
+    with temp_postgres_schema_url() as url:
+        app = make_app(url, agents=[{"email": "a@x.example", "capacity": 5}])
+        live = start_rules(app)
+        other = Store(url)  # a second connection pool: a second thread's transactions
+        pipeline = Pipeline(app.config, app.host, run="live")
+        with app.store.session() as slow:
+            first = pipeline.process(slow, ticket("T-1", T0, status="open"), T0)
+            with pytest.raises(Boom), other.session() as tx:  # rolls back: the Desk is stale
+                pipeline.process(tx, ticket("T-2", T0 + timedelta(minutes=1), status="open"), T0)
+                raise Boom
+            with other.session() as tx:  # rebuilds without T-1, still uncommitted
+                pipeline.process(tx, ticket("T-3", T0 + timedelta(minutes=2), status="open"), T0)
+            assert first.record.id not in live.records
+        with other.session() as tx:  # T-1 committed after that rebuild: the Desk is rebuilt again
+            pipeline.process(tx, ticket("T-4", T0 + timedelta(minutes=3), status="open"), T0)
+        assert sorted(r.links["desk"] for r in live.records.values()) == ["T-1", "T-3", "T-4"]
+        assert loads(live) == {"a@x.example": 3}
+        other.close()
+        app.close()
+
+
+# ------------------------------------------------------------------ a restart rebuilds the Desk exactly
+
+
+def test_a_late_change_keeps_its_follow_up_across_a_restart(store_url: str) -> None:
+    config = {"agents": [{"email": "a@x.example", "capacity": 5}], "follow_up": {"after": "48h"}}
+    app = make_app(store_url, **config)
+    live = start_rules(app)
+    ingest(app, ticket("T-1", T0, status="open", subject="x"))
+    run_timers(app, live, T0 + timedelta(hours=1, minutes=5))  # the rules job at 10:05
+    # the helpdesk set it pending at 10:00; the sync brings that at 10:06: the Desk takes it at 10:05
+    late = ingest(app, ticket("T-1", T0 + timedelta(hours=1), status="pending"))
+    with app.store.session() as tx:
+        logged = list(tx.logged_changes("ticket", {late.record.id}))
+    assert [c.desk_at for c in logged] == [None, T0 + timedelta(hours=1, minutes=5)]
+    run_timers(app, live, T0 + timedelta(hours=49, minutes=3))  # the last tick before a crash: not yet due
+    assert not [f for _e, f in writes(app) if "follow_up" in f]
+    app.close()
+
+    app = make_app(store_url, **config)
+    live = start_rules(app)
+    for minute in (4, 5, 6, 30):
+        run_timers(app, live, T0 + timedelta(hours=49, minutes=minute))
+    assert len([f for _e, f in writes(app) if "follow_up" in f]) == 1
+    app.close()
+
+
+def test_the_volume_trigger_keeps_its_history_across_a_restart(sqlite_url: str) -> None:
+    # an account writes four tickets a week, each closed the same day; a restart must not forget them
+    start = datetime(2026, 9, 7, 9, 0, tzinfo=UTC)
+    config = {"agents": [{"email": "a@x.example", "capacity": 500}]}
+    account = {"id": "A1", "owner": "o@x.example"}
+    app = make_app(sqlite_url, **config)
+    start_rules(app)
+    ingest(app, ticket("OLD", start - timedelta(weeks=1), status="open", account=account))
+    n = 0
+    for week in range(5):
+        for k in range(4):
+            n += 1
+            at = start + timedelta(weeks=week, hours=k)
+            ingest(app, ticket(f"T{n}", at, status="open", account=account))
+            ingest(app, ticket(f"T{n}", at + timedelta(minutes=30), status="closed"))
+    app.close()
+
+    app = make_app(sqlite_url, **config)
+    start_rules(app)
+    spikes = []
+    for k in range(12):  # the usual four tickets, then three times as many
+        n += 1
+        at = start + timedelta(weeks=5, days=1, hours=k)
+        out = ingest(app, ticket(f"T{n}", at, status="open", account=account))
+        spikes += [(k + 1, d.detail["count"], d.detail["usual"]) for d in out.decisions if d.rule == "volume"]
+    assert spikes == [(12, 12, 4.0)]
+    app.close()
+
+
+# ------------------------------------------------------------------ what the live Desk reads of a change
+
+
+def test_an_acknowledged_change_meets_the_acknowledgement_clock(sqlite_url: str) -> None:
+    app = make_app(sqlite_url, sla=[{"name": "p", "acknowledgement": "1h", "first_response": "8h"}])
+    live = start_rules(app)
+    ingest(app, ticket("T-1", T0, status="open", subject="s"))
+    ingest(app, ticket("T-2", T0, status="open", subject="s"))
+    ingest(app, ticket("T-1", T0 + timedelta(minutes=10), acknowledged=True))
+    run_timers(app, live, T0 + timedelta(hours=2))
+    breached = []
+    for external in ("T-1", "T-2"):
+        rid = stored(app, external).id
+        with app.store.session() as tx:
+            rows = tx.audit_for(rid)
+        breached += [(external, r["after"].get("metric")) for r in rows if r["response"] == "sla_breach"]
+    assert breached == [("T-2", "acknowledgement")]  # T-1 was acknowledged in time
+    app.close()
+
+
+def test_a_change_that_closes_a_ticket_comes_after_the_timers_due_before_it(store_url: str) -> None:
+    app = make_app(
+        store_url,
+        teams={"leads": {"members": []}},
+        sla=[{"name": "p", "first_response": "1h", "escalate": [{"after": "0m", "to": "leads"}]}],
+    )
+    live = start_rules(app)
+    ingest(app, ticket("T-1", T0, status="open", subject="s"))
+    run_timers(app, live, T0 + timedelta(minutes=59))
+    # closed at 10:00:30, before the rules job ran again: the breach at 10:00 still escalates
+    out = ingest(app, ticket("T-1", T0 + timedelta(hours=1, seconds=30), status="closed"))
+    assert [(d.decision, d.at) for d in out.decisions] == [
+        ("sla_breach", T0 + timedelta(hours=1)),
+        ("escalate", T0 + timedelta(hours=1)),
+    ]
+    assert writes(app) == [("T-1", {"escalation": "leads"})]
+    assert stored(app, "T-1").attrs["escalations"] == ["leads"]
+    run_timers(app, live, T0 + timedelta(hours=2))
+    assert writes(app) == [("T-1", {"escalation": "leads"})]
+    app.close()
+
+
+# ------------------------------------------------------------------ the store's rollback callbacks
+
+
+def test_rollback_callbacks_hear_what_is_undone(sqlite_url: str) -> None:
+    store = Store.open(sqlite_url)
+    heard: list[str] = []
+    with store.session() as tx:
+        tx.on_end(lambda committed: heard.append(f"end {committed}"))
+        with pytest.raises(Boom), tx.savepoint():
+            tx.on_rollback(lambda: heard.append("inner undone"))
+            raise Boom
+        with tx.savepoint():
+            tx.on_rollback(lambda: heard.append("kept, then committed"))
+    assert heard == ["inner undone", "end True"]
+    heard.clear()
+    with pytest.raises(Boom), store.session() as tx:
+        tx.on_end(lambda committed: heard.append(f"end {committed}"))
+        with tx.savepoint():
+            tx.on_rollback(lambda: heard.append("undone with the transaction"))
+        raise Boom
+    assert heard == ["undone with the transaction", "end False"]
+    store.close()
