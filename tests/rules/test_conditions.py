@@ -343,3 +343,31 @@ def test_path_values_holds_every_path_a_condition_reads_and_copies_lists() -> No
     rec.attrs["escalations"].append("ops")
     rec.tags.append("bug/y")
     assert values["ticket.escalations"] == ["leads"] and values["ticket.tags"] == ["bug/x"]
+
+
+@pytest.mark.parametrize(
+    ("leaf", "before", "after", "expected"),
+    [
+        ({"field": "ticket.tags", "to": "bug/x"}, ["billing/refund"], ["billing/refund", "bug/x"], True),
+        # already there before: another tag was added, this one was not
+        ({"field": "ticket.tags", "to": "billing/refund"}, ["billing/refund"], ["billing/refund", "bug/x"],
+         False),
+        ({"field": "ticket.tags", "from": "bug/x"}, ["billing/refund", "bug/x"], ["billing/refund"], True),
+        ({"field": "ticket.tags", "from": "bug/x"}, ["bug/x"], ["bug/x", "other/y"], False),
+        ({"field": "ticket.tags", "to": "bug/x"}, [], ["bug/x"], True),
+        ({"field": "ticket.areas", "to": "API"}, ["Billing"], ["Billing", "API"], True),
+        ({"field": "ticket.areas", "to": "API"}, ["Billing", "API"], ["API"], False),  # Billing removed
+        ({"field": "ticket.areas", "from": "Billing"}, ["Billing", "API"], ["API"], True),
+        ({"field": "ticket.areas", "from": "Billing", "to": "API"}, ["Billing"], ["API"], True),
+        ({"field": "ticket.areas", "to": "API"}, None, ["API"], True),  # first set
+        ({"field": "ticket.areas", "to": ["Billing", "API"]}, ["Billing"], ["Billing", "API"], True),  # whole
+        ({"field": "ticket.areas", "to": ["API"]}, ["Billing"], ["Billing", "API"], False),
+    ],
+)
+def test_to_and_from_on_a_list_mean_added_and_removed(
+    leaf: dict[str, Any], before: list[str] | None, after: list[str], expected: bool
+) -> None:
+    path = leaf["field"]
+    ticket = make_ticket(tags=after) if path == "ticket.tags" else make_ticket(fields={"areas": after})
+    previous = {"ticket.priority": "normal"} if before is None else {path: before}
+    assert holds(leaf, ticket, previous) is expected

@@ -11,8 +11,9 @@ field>``, ``requester.<attr>``. Operators:
   value never compares.
 - ``contains``: case-insensitive substring (a list value: one item equals it, case-insensitively).
 - ``matches``: regular expression search (``(?i)`` for case-insensitive).
-- ``changed`` (true/false), ``from`` / ``to``: the value changed in this event, from / to the given value. A
-  value set for the first time changed from blank (None). A ticket just created has no earlier values: what it
+- ``changed`` (true/false), ``from`` / ``to``: the value changed in this event, from / to the given value;
+  on a list value (tags, multi_select) ``to`` means the item was added, ``from`` that it was removed. A value
+  set for the first time changed from blank (None). A ticket just created has no earlier values: what it
   arrives with is not a change, what a rule changes in that same event is.
 
 :func:`compile_condition` precompiles regexes, globs and path lookups once; :meth:`Condition.evaluate` is the
@@ -267,11 +268,34 @@ def _make_test(path: str, op: str, expected: Any) -> Test:
     if op == "changed":
         want = bool(expected)
         return lambda v, ctx: _changed(path, v, ctx) is want
-    if op == "from":
-        return lambda v, ctx: _changed(path, v, ctx) and _equals(ctx.previous.get(path), expected)
-    if op == "to":
-        return lambda v, ctx: _changed(path, v, ctx) and _equals(v, expected)
+    if op in ("from", "to"):
+        return _moved(path, op == "to", expected)
     raise ValueError(f"unknown operator {op!r}")
+
+
+def _moved(path: str, to: bool, expected: Any) -> Test:
+    # to: the value changed and now is the expected one; from: it changed and was. On a list (tags,
+    # multi_select) an item is "to" when it was added (in the new list, not the old), "from" when removed
+    whole = isinstance(expected, list | tuple)
+
+    def moved(v: Any, ctx: Context) -> bool:
+        if not _changed(path, v, ctx):
+            return False
+        before = ctx.previous.get(path)
+        now, then = (v, before) if to else (before, v)
+        if not whole and (isinstance(now, list | tuple) or isinstance(then, list | tuple)):
+            return _has(now, expected) and not _has(then, expected)
+        return _equals(now, expected)
+
+    return moved
+
+
+def _has(value: Any, item: Any) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, list | tuple):
+        return any(_equals(i, item) for i in value)
+    return _equals(value, item)
 
 
 def _member(value: Any, pool: frozenset[Any] | list[Any]) -> bool:
