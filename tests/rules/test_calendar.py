@@ -374,6 +374,73 @@ def test_ical_yearly_rules(tmp_path: Path, rule: str, holiday: str | None, probl
     assert c.is_holiday(date.fromisoformat(holiday)) is (problem is None)
 
 
+def _ics(*events: str) -> str:
+    """A calendar of VEVENTs written ``UID|PROPERTIES`` (properties one a line)."""
+    body = "".join(
+        f"BEGIN:VEVENT\r\nUID:{uid}\r\n{props.replace(chr(10), chr(13) + chr(10))}\r\nEND:VEVENT\r\n"
+        for uid, props in (e.split("|", 1) for e in events)
+    )
+    return f"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//bridge tests//x//EN\r\n{body}END:VCALENDAR\r\n"
+
+
+def _closed(tmp_path: Path, *events: str, years: range = range(2024, 2029)) -> list[str]:
+    (tmp_path / "h.ics").write_text(_ics(*events), newline="")
+    c = BusinessCalendar.from_config(CalendarConfig(hours=NINE_TO_FIVE, ical="h.ics"), base_dir=tmp_path)
+    days = (date(y, 1, 1) + timedelta(days=n) for y in years for n in range(366))
+    return sorted({str(d) for d in days if d.year in years and c.is_holiday(d)})
+
+
+@pytest.mark.parametrize(
+    ("events", "closed"),
+    [
+        # US Thanksgiving written as RFC 5545's example: the Thursday among the 22nd-28th (both parts hold)
+        (["tg|DTSTART;VALUE=DATE:20241128\nRRULE:FREQ=YEARLY;BYMONTH=11;BYDAY=TH;BYMONTHDAY=22,23,24,25,26,27,28"],
+         ["2024-11-28", "2025-11-27", "2026-11-26", "2027-11-25", "2028-11-23"]),
+        # a Friday the 13th, in any month
+        (["f13|DTSTART;VALUE=DATE:20260213\nRRULE:FREQ=YEARLY;BYDAY=FR;BYMONTHDAY=13;COUNT=3"],
+         ["2026-02-13", "2026-03-13", "2026-11-13"]),
+        # BYMONTHDAY without BYMONTH: that day of every month
+        (["m|DTSTART;VALUE=DATE:20281101\nRRULE:FREQ=YEARLY;BYMONTHDAY=1"], ["2028-11-01", "2028-12-01"]),
+        # a DTSTART the rule does not produce is still the first occurrence, and counts towards COUNT
+        (["d|DTSTART;VALUE=DATE:20260102\nRRULE:FREQ=YEARLY;BYMONTH=1;BYMONTHDAY=1;COUNT=2"],
+         ["2026-01-02", "2027-01-01"]),
+        # a moved occurrence replaces the original date
+        (["mv|DTSTART;VALUE=DATE:20260601\nRRULE:FREQ=YEARLY",
+          "mv|RECURRENCE-ID;VALUE=DATE:20270601\nDTSTART;VALUE=DATE:20270602"],
+         ["2026-06-01", "2027-06-02", "2028-06-01"]),
+        # a cancelled occurrence, and a moved one listed before its series
+        (["cx|RECURRENCE-ID;VALUE=DATE:20270704\nDTSTART;VALUE=DATE:20270704\nSTATUS:CANCELLED",
+          "cx|DTSTART;VALUE=DATE:20260704\nRRULE:FREQ=YEARLY;UNTIL=20281231"],
+         ["2026-07-04", "2028-07-04"]),
+        # RDATE adds dates (and periods), EXDATE removes them too
+        (["r|DTSTART;VALUE=DATE:20260101\nRDATE;VALUE=DATE:20260601,20260701\nEXDATE;VALUE=DATE:20260701",
+          "p|DTSTART;VALUE=DATE:20250301\nRDATE;VALUE=PERIOD:20250310T120000Z/20250312T080000Z"],
+         ["2025-03-01", "2025-03-10", "2025-03-11", "2025-03-12", "2026-01-01", "2026-06-01"]),
+        # a cancelled event closes nothing
+        (["c|DTSTART;VALUE=DATE:20260301\nSTATUS:CANCELLED",
+          "cs|DTSTART;VALUE=DATE:20260401\nRRULE:FREQ=YEARLY\nSTATUS:CANCELLED"], []),
+    ],
+)
+def test_ical_recurrence_as_rfc_5545_says(tmp_path: Path, events: list[str], closed: list[str]) -> None:
+    assert _closed(tmp_path, *events) == closed
+
+
+@pytest.mark.parametrize(
+    ("event", "problem"),
+    [
+        ("x|DTSTART;VALUE=DATE:20260101\nRRULE:FREQ=WEEKLY", "FREQ=WEEKLY is not supported"),
+        ("x|DTSTART;VALUE=DATE:20260101\nRRULE:FREQ=YEARLY\nEXRULE:FREQ=YEARLY;BYMONTH=1", "EXRULE"),
+        ("x|RECURRENCE-ID;RANGE=THISANDFUTURE;VALUE=DATE:20270101\nDTSTART;VALUE=DATE:20270102", "RANGE"),
+        ("x|DTSTART;VALUE=DATE:20260101\nRRULE:FREQ=YEARLY;BYDAY=MO", "BYDAY needs BYMONTH"),
+    ],
+)
+def test_unsupported_ical_is_an_error_naming_file_and_event(tmp_path: Path, event: str, problem: str) -> None:
+    (tmp_path / "h.ics").write_text(_ics(event), newline="")
+    problems = validate_calendar("s", CalendarConfig(hours=NINE_TO_FIVE, ical="h.ics"), base_dir=tmp_path)
+    assert [p for p, _ in problems] == [("ical",)]
+    assert problem in problems[0][1] and "h.ics" in problems[0][1] and "event x:" in problems[0][1]
+
+
 # ---------------------------------------------------------------- validation
 
 

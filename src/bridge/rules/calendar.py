@@ -6,8 +6,7 @@ UTC interval through the zone, so daylight saving is exact: a ``09:00-17:00`` da
 switch day, and a ``00:00-06:00`` day is 5 (spring) or 7 (autumn) real hours when the switch falls inside it.
 A local time that does not exist (spring gap) is read with the offset before the switch, as zoneinfo does; a
 period that comes out empty that way is dropped. Holidays remove every period of a whole local date; they
-come from the ``holidays`` list and from an iCalendar file (all-day and timed VEVENTs, multi-day spans, yearly
-RRULEs).
+come from the ``holidays`` list and from an iCalendar file (see :func:`read_ical` for what it supports).
 
 Conventions (all inputs must be aware datetimes; every result is UTC):
 
@@ -55,8 +54,10 @@ class YearlyHoliday:
 
     Each occurrence closes ``days`` whole local days from its date. ``months``, ``monthdays`` and ``weekdays``
     are the RRULE's BYMONTH, BYMONTHDAY and BYDAY parts (BYDAY as ``(ordinal, weekday)``, ordinal 0 meaning
-    every such weekday of the month, negative counting from the month's end); empty parts default to the start
-    date's.
+    every such weekday of the month, negative counting from the month's end), as RFC 5545 combines them:
+    BYMONTHDAY without BYMONTH is in every month; BYDAY with BYMONTHDAY keeps the days that satisfy both;
+    without either, the start date's month and day. The start date is always the first occurrence, even when
+    the rule does not produce it (RFC 5545 3.8.5.3), and counts towards COUNT, as ``exdates`` do.
     """
 
     start: date
@@ -73,15 +74,19 @@ class YearlyHoliday:
         """Occurrence dates in ``year`` (COUNT not applied), sorted."""
         if year < self.start.year or (year - self.start.year) % self.interval:
             return []
-        out: set[date] = set()
-        for month in self.months or (self.start.month,):
+        out: set[date] = {self.start} if year == self.start.year else set()
+        months = self.months or (range(1, 13) if self.monthdays else (self.start.month,))
+        for month in months:
+            monthdays: set[date] = set()
+            for day in self.monthdays or (() if self.weekdays else (self.start.day,)):
+                found = _month_day(year, month, day)
+                if found is not None:
+                    monthdays.add(found)
             if self.weekdays:
-                out.update(_month_weekdays(year, month, self.weekdays))
+                weekdays = set(_month_weekdays(year, month, self.weekdays))
+                out.update(weekdays & monthdays if self.monthdays else weekdays)
             else:
-                for day in self.monthdays or (self.start.day,):
-                    found = _month_day(year, month, day)
-                    if found is not None:
-                        out.add(found)
+                out.update(monthdays)
         return sorted(d for d in out if d >= self.start and (self.until is None or d <= self.until))
 
 
@@ -160,14 +165,19 @@ def _event_span(event: Any, tz: tzinfo) -> tuple[date, int]:
     if start_prop is None:
         raise ValueError("a VEVENT has no DTSTART")
     start = start_prop.dt
-    first = _as_date(start, tz)
     end_prop, duration = event.get("DTEND"), event.get("DURATION")
     if end_prop is not None:
         end = end_prop.dt
     elif duration is not None:
         end = start + duration.dt
     else:
-        return first, 1
+        return _as_date(start, tz), 1
+    return _span(start, end, tz)
+
+
+def _span(start: Any, end: Any, tz: tzinfo) -> tuple[date, int]:
+    """First local date of ``[start, end)`` and how many whole local days it covers (at least one)."""
+    first = _as_date(start, tz)
     if isinstance(end, datetime):
         # a timed event covers every local date it touches; an end at midnight does not touch the next day
         last = _as_date(end - timedelta(microseconds=1), tz)
@@ -179,8 +189,10 @@ def _recur_ints(rule: Any, key: str) -> list[str]:
     return [str(v).upper() for v in rule.get(key, [])]
 
 
-def _yearly(event: Any, first: date, days: int, tz: tzinfo) -> YearlyHoliday:
+def _yearly(event: Any, first: date, days: int, tz: tzinfo, exdates: set[date]) -> YearlyHoliday:
     rule = event.get("RRULE")
+    if isinstance(rule, list):
+        raise ValueError("more than one RRULE is not supported")
     freq = _recur_ints(rule, "FREQ")
     if freq != ["YEARLY"]:
         raise ValueError(f"RRULE FREQ={','.join(freq) or '?'} is not supported (only FREQ=YEARLY)")
@@ -188,9 +200,9 @@ def _yearly(event: Any, first: date, days: int, tz: tzinfo) -> YearlyHoliday:
     extra = sorted(set(rule) - supported)
     if extra:
         raise ValueError(f"RRULE part {', '.join(extra)} is not supported")
-    if rule.get("BYDAY") and not rule.get("BYMONTH"):
-        # a yearly BYDAY without BYMONTH counts weekdays through the whole year; not needed for holidays
-        raise ValueError("RRULE BYDAY needs BYMONTH (e.g. BYMONTH=11;BYDAY=4TH)")
+    if rule.get("BYDAY") and not rule.get("BYMONTH") and not rule.get("BYMONTHDAY"):
+        # a yearly BYDAY alone counts weekdays through the whole year; not needed for holidays
+        raise ValueError("RRULE BYDAY needs BYMONTH or BYMONTHDAY (e.g. BYMONTH=11;BYDAY=4TH)")
     weekdays = []
     for text in _recur_ints(rule, "BYDAY"):
         match = _BYDAY.match(text)
@@ -200,10 +212,6 @@ def _yearly(event: Any, first: date, days: int, tz: tzinfo) -> YearlyHoliday:
     until = rule.get("UNTIL")
     count = rule.get("COUNT")
     interval = rule.get("INTERVAL")
-    exdates: set[date] = set()
-    ex = event.get("EXDATE")
-    for group in ex if isinstance(ex, list) else ([ex] if ex is not None else []):
-        exdates.update(_as_date(d.dt, tz) for d in group.dts)
     try:
         return YearlyHoliday(
             start=first,
@@ -220,8 +228,40 @@ def _yearly(event: Any, first: date, days: int, tz: tzinfo) -> YearlyHoliday:
         raise ValueError(f"RRULE is not understood: {exc}") from None
 
 
+def _values(event: Any, key: str) -> list[Any]:
+    """The values of a date-list property (EXDATE, RDATE), which may appear several times."""
+    prop = event.get(key)
+    groups = prop if isinstance(prop, list) else ([prop] if prop is not None else [])
+    return [d.dt for group in groups for d in group.dts]
+
+
+def _rdates(event: Any, days: int, tz: tzinfo) -> list[tuple[date, int]]:
+    """RDATE occurrences as (first local date, days): a date or date-time lasts as long as the event, a
+    period as itself."""
+    out = []
+    for value in _values(event, "RDATE"):
+        if isinstance(value, tuple):
+            start, end = value
+            out.append(_span(start, start + end if isinstance(end, timedelta) else end, tz))
+        else:
+            out.append((_as_date(value, tz), days))
+    return out
+
+
+def _cancelled(event: Any) -> bool:
+    return str(event.get("STATUS", "")).upper() == "CANCELLED"
+
+
 def read_ical(path: Path, tz: tzinfo) -> tuple[set[date], list[YearlyHoliday]]:
-    """Holidays of an iCalendar file: one-off dates, and yearly rules; raises ValueError saying why not."""
+    """Holidays of an iCalendar file: one-off dates, and yearly rules; raises ValueError saying why not.
+
+    Each VEVENT closes the whole local days it touches (all-day or timed, multi-day spans), on its DTSTART
+    and on its recurrences: a yearly RRULE (see :class:`YearlyHoliday`) and RDATE dates or periods, minus
+    EXDATE. An event with RECURRENCE-ID moves the occurrence of its UID on that date to its own DTSTART (or,
+    with STATUS:CANCELLED, removes it); any other STATUS:CANCELLED event closes nothing. What is not supported
+    (another FREQ, BYSETPOS and the like, EXRULE, a RECURRENCE-ID with RANGE) is an error naming the file and
+    the event's UID, never ignored.
+    """
     import icalendar
 
     try:
@@ -234,16 +274,41 @@ def read_ical(path: Path, tz: tzinfo) -> tuple[set[date], list[YearlyHoliday]]:
         raise ValueError(f"{path} is not an iCalendar file: {exc}") from None
     dates: set[date] = set()
     rules: list[YearlyHoliday] = []
-    for event in calendar.walk("VEVENT"):
+    events = list(calendar.walk("VEVENT"))
+    # the occurrences that RECURRENCE-ID events move or cancel: UID -> original dates
+    moved: dict[str, set[date]] = {}
+    for event in events:
+        rid = event.get("RECURRENCE-ID")
+        if rid is None:
+            continue
         try:
-            first, days = _event_span(event, tz)
-            if event.get("RRULE") is not None:
-                rules.append(_yearly(event, first, days, tz))
-            else:
-                dates.update(first + timedelta(days=n) for n in range(days))
+            if "RANGE" in rid.params:
+                raise ValueError(f"RECURRENCE-ID;RANGE={rid.params['RANGE']} is not supported")
+            moved.setdefault(str(event.get("UID", "")), set()).add(_as_date(rid.dt, tz))
         except (ValueError, TypeError, AttributeError) as exc:
-            uid = event.get("UID", "?")
-            raise ValueError(f"{path}: event {uid}: {exc}") from None
+            raise ValueError(f"{path}: event {event.get('UID', '?')}: {exc}") from None
+    for event in events:
+        try:
+            if event.get("EXRULE") is not None:
+                raise ValueError("EXRULE is not supported (use EXDATE)")
+            if _cancelled(event):
+                continue  # a cancelled event, or (with RECURRENCE-ID) a cancelled occurrence
+            first, days = _event_span(event, tz)
+            if event.get("RECURRENCE-ID") is not None:
+                dates.update(first + timedelta(days=n) for n in range(days))  # the occurrence, moved here
+                continue
+            excluded = {_as_date(d, tz) for d in _values(event, "EXDATE")}
+            excluded |= moved.get(str(event.get("UID", "")), set())
+            occurrences = _rdates(event, days, tz)
+            if event.get("RRULE") is not None:
+                rules.append(_yearly(event, first, days, tz, excluded))
+            else:
+                occurrences.append((first, days))
+            for start, span in occurrences:
+                if start not in excluded:
+                    dates.update(start + timedelta(days=n) for n in range(span))
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise ValueError(f"{path}: event {event.get('UID', '?')}: {exc}") from None
     return dates, rules
 
 
