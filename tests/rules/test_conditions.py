@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
@@ -371,3 +371,38 @@ def test_to_and_from_on_a_list_mean_added_and_removed(
     ticket = make_ticket(tags=after) if path == "ticket.tags" else make_ticket(fields={"areas": after})
     previous = {"ticket.priority": "normal"} if before is None else {path: before}
     assert holds(leaf, ticket, previous) is expected
+
+
+@pytest.mark.parametrize(
+    ("leaf", "expected"),
+    [
+        # a TOML date against an ISO date string in the data, against a time by its UTC day
+        ({"field": "account.renewal_date", "lt": date(2027, 1, 1)}, True),
+        ({"field": "account.renewal_date", "gte": date(2027, 1, 1)}, False),
+        ({"field": "account.renewal_date", "eq": date(2026, 12, 1)}, True),
+        ({"field": "account.renewal_date", "ne": date(2026, 12, 1)}, False),
+        ({"field": "account.renewal_date", "in": [date(2026, 12, 1), date(2027, 1, 1)]}, True),
+        ({"field": "account.renewal_date", "not_in": [date(2026, 12, 1)]}, False),
+        ({"field": "ticket.created_at", "lt": date(2027, 1, 1)}, True),
+        ({"field": "ticket.created_at", "eq": date(2026, 11, 2)}, True),
+        ({"field": "ticket.created_at", "gt": date(2026, 11, 2)}, False),  # same day: not after it
+        ({"field": "ticket.created_at", "lte": date(2026, 11, 2)}, True),
+        # a TOML date-time without an offset is UTC
+        ({"field": "ticket.created_at", "gt": datetime(2026, 1, 1)}, True),
+        ({"field": "ticket.created_at", "gt": datetime(2026, 11, 2, 8, 59)}, True),
+        ({"field": "ticket.created_at", "gt": datetime(2026, 11, 2, 9, 1)}, False),
+        ({"field": "ticket.created_at", "eq": datetime(2026, 11, 2, 9, 0)}, True),
+        ({"field": "ticket.updated_at", "gt": datetime(2026, 11, 2, 8, 0, tzinfo=UTC)}, True),  # ISO string
+        ({"field": "ticket.updated_at", "lt": date(2026, 11, 3)}, True),
+        ({"field": "account.due", "gt": datetime(2026, 11, 30, 23, 0)}, True),  # a date is its midnight
+        ({"field": "account.due", "lt": date(2026, 12, 1)}, False),
+        ({"field": "ticket.subject", "lt": date(2027, 1, 1)}, False),  # not a date: never compares
+        ({"field": "ticket.missing", "lt": date(2027, 1, 1)}, False),
+    ],
+)
+def test_dates_and_times_compare_with_dates_times_and_iso_strings(
+    leaf: dict[str, Any], expected: bool
+) -> None:
+    ticket = make_ticket(updated_at="2026-11-02T09:30:00Z")
+    ticket.attrs["account"].update(renewal_date="2026-12-01", due=date(2026, 12, 1))
+    assert holds(leaf, ticket) is expected

@@ -9,6 +9,9 @@ field>``, ``requester.<attr>``. Operators:
 - ``in`` / ``not_in``: the value is one of a list (a list value: any of its items is).
 - ``lt`` ``lte`` ``gt`` ``gte``: ordering; ``ticket.priority`` compares low < normal < high < urgent; a blank
   value never compares.
+- Dates and times: a TOML date (``lt = 2027-01-01``) compares with a date or a time by its (UTC) day; a TOML
+  date-time compares as an instant, one without an offset being UTC; ISO strings in the data are read as
+  dates or times for such comparisons (``eq``, ``ne``, ``in``, ``not_in`` and the ordering operators).
 - ``contains``: case-insensitive substring (a list value: one item equals it, case-insensitively).
 - ``matches``: regular expression search (``(?i)`` for case-insensitive).
 - ``changed`` (true/false), ``from`` / ``to``: the value changed in this event, from / to the given value;
@@ -26,7 +29,7 @@ import importlib
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from fnmatch import translate
 from functools import lru_cache
 from typing import Any
@@ -166,7 +169,11 @@ def _equals(actual: Any, expected: Any) -> bool:
     if type(actual) is type(expected):
         return bool(actual == expected)
     if isinstance(actual, list | tuple) and not isinstance(expected, list | tuple):
+        if isinstance(expected, date):
+            return any(_equals(item, expected) for item in actual)
         return expected in actual
+    if isinstance(expected, date):
+        return _as_time(actual, expected) == expected
     if isinstance(actual, list | tuple) and isinstance(expected, list | tuple):
         return list(actual) == list(expected)
     if isinstance(actual, datetime | date) and isinstance(expected, str):
@@ -181,6 +188,9 @@ def _EQ(a: Any, b: Any) -> bool:
 def _ordered(actual: Any, expected: Any, cmp: Callable[[Any, Any], bool]) -> bool:
     if actual is None or isinstance(actual, list | tuple | dict):
         return False
+    if isinstance(expected, date):
+        when = _as_time(actual, expected)
+        return when is not None and cmp(when, expected)
     try:
         return cmp(actual, expected)
     except TypeError:
@@ -197,6 +207,32 @@ def _ordered(actual: Any, expected: Any, cmp: Callable[[Any, Any], bool]) -> boo
     except (TypeError, ValueError):
         return False
     return False
+
+
+def _instant(value: datetime) -> datetime:
+    # a date-time without an offset (a TOML local date-time, a naive value) is UTC
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _as_time(value: Any, like: date) -> date | None:
+    """``value`` made comparable with ``like``: an aware datetime, or a date (a time by its UTC day).
+
+    ISO strings are parsed; None when ``value`` is no date or time.
+    """
+    if isinstance(value, str):
+        try:
+            value = date.fromisoformat(value) if len(value) == 10 else parse_time(value)
+        except ValueError:
+            return None
+    if isinstance(like, datetime):
+        if isinstance(value, datetime):
+            return _instant(value)
+        if isinstance(value, date):
+            return datetime(value.year, value.month, value.day, tzinfo=UTC)
+        return None
+    if isinstance(value, datetime):
+        return _instant(value).astimezone(UTC).date()
+    return value if isinstance(value, date) else None
 
 
 _ORDER: dict[str, Callable[[Any, Any], bool]] = {
@@ -216,6 +252,10 @@ def _changed(path: str, actual: Any, ctx: Context) -> bool:
 
 
 def _make_test(path: str, op: str, expected: Any) -> Test:
+    if isinstance(expected, datetime):
+        expected = _instant(expected)
+    elif isinstance(expected, list) and any(isinstance(e, datetime) for e in expected):
+        expected = [_instant(e) if isinstance(e, datetime) else e for e in expected]
     if op == "eq":
         return lambda v, ctx: _equals(v, expected)
     if op == "ne":
@@ -226,11 +266,15 @@ def _make_test(path: str, op: str, expected: Any) -> Test:
             pool: frozenset[Any] | list[Any] = frozenset(items)
         except TypeError:
             pool = items
+        times = [e for e in items if isinstance(e, date)]
+
+        def member(v: Any) -> bool:
+            return _member(v, pool) or (bool(times) and any(_equals(v, e) for e in times))
 
         def is_in(v: Any, ctx: Context) -> bool:
             if isinstance(v, list | tuple):
-                return any(_member(i, pool) for i in v)
-            return _member(v, pool)
+                return any(member(i) for i in v)
+            return member(v)
 
         if op == "in":
             return is_in
@@ -791,6 +835,8 @@ class _Codegen:
             return fast if op == "eq" else f"(({v} != {e}) if type({v} := {value}) is " \
                 f"{self.const(type(expected))} else {slow})"
         if op in ("in", "not_in") and isinstance(expected, list):
+            if any(isinstance(e, date) for e in expected):
+                return f"{test}({value}, ctx)"  # a date in the data may be an ISO string: no hashing shortcut
             try:
                 pool = frozenset(expected)
             except TypeError:
