@@ -51,3 +51,31 @@ def test_the_sla_deadlines_come_from_the_tickets_own_changes(tmp_path: Path) -> 
     line = ("sla: first response due 2026-11-02T10:00:00Z, next response due -, "
             "resolution due 2026-11-03T09:00:00Z")
     assert line in format_explain(data)
+
+
+def test_history_shows_who_set_an_attribute_and_sla_policies_show_without_rules(tmp_path: Path) -> None:
+    fields = {"severity": {"type": "select", "options": ["Sev-1", "Sev-2"], "owner": "bridge"}}
+    cfg = Config(fields=fields, sla=[{"name": "urgent", "first_response": "1h",
+                                      "when": {"field": "ticket.priority", "eq": "urgent"}}])
+    app = App(LoadedConfig(cfg, tmp_path / "bridge.toml", {}), database=f"sqlite:///{tmp_path / 'b.db'}")
+    at = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+    try:
+        with app.store.session() as tx:
+            tx.save(Record("R-1", "ticket", attrs={"status": "open", "priority": "urgent", "subject": "x"}))
+            for field, value, rule in (("priority", "urgent", "angry"), ("severity", "Sev-1", "sev"),
+                                       ("status", "pending", "wait")):
+                tx.audit(at=at, run="r", record_id="R-1", field=field, before=None,
+                         after={"field": field, "value": value}, origin="bridge", rule=rule, kind="decision",
+                         response="set_field")
+        data = explain_record(app, "R-1")
+    finally:
+        app.close()
+    assert data is not None
+    # priority and status are no declared field: their rows are in the history, not lost
+    assert [(h["field"], h["rule"]) for h in data["events"]] == [("priority", "angry"), ("status", "wait")]
+    assert [h["rule"] for f in data["fields"] for h in f["history"]] == ["sev"]
+    text = format_explain(data)
+    assert "(angry)" in text and "(wait)" in text
+    # no [[rules]]: the SLA policies are still explained
+    assert [(e["rule"], e["matched"], e["chosen"]) for e in data["rules"]] == [("urgent", True, True)]
+    assert "SLA policies, as the ticket is now:" in text and "✓ urgent [sla] (applies)" in text

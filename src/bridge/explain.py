@@ -44,6 +44,7 @@ def explain_record(app: App, ident: str) -> dict[str, Any] | None:
         ticket = record.kind == "ticket"
         changes = [c for _rid, c in tx.changes_in_order("ticket", {record.id})] if ticket else []
     types = cfg.field_types()
+    declared = {name for name, fcfg in cfg.fields.items() if fcfg.kind == record.kind}
     fields = []
     for name, fcfg in cfg.fields.items():
         if fcfg.kind != record.kind:
@@ -63,7 +64,7 @@ def explain_record(app: App, ident: str) -> dict[str, Any] | None:
             }
         )
     rules: list[dict[str, Any]] = []
-    if record.kind == "ticket" and cfg.rules:
+    if record.kind == "ticket" and (cfg.rules or cfg.sla):
         from bridge.rules.engine import Desk
 
         rules = Desk(cfg, base_dir=app.base_dir).explain(record)
@@ -77,7 +78,8 @@ def explain_record(app: App, ident: str) -> dict[str, Any] | None:
         "sla": _sla_due(app, record, changes) if record.kind == "ticket" and cfg.sla else {},
         "fields": fields,
         "rules": rules,
-        "events": [h for h in history if not h.get("field")],
+        # what no declared field shows: decisions, writes, changes of attributes such as priority or status
+        "events": [h for h in history if h.get("field") not in declared],
     }
 
 
@@ -130,7 +132,8 @@ def format_explain(data: dict[str, Any]) -> str:
         )
         lines.extend(f"      {_history_line(h)}" for h in f["history"])
     if data["rules"]:
-        lines.append("rules, as the ticket is now:")
+        what = "rules" if any(e["set"] != "sla" for e in data["rules"]) else "SLA policies"
+        lines.append(f"{what}, as the ticket is now:")
         lines.extend(f"  {line}" for line in format_rules(data["rules"]).splitlines())
     if data["events"]:
         lines.append("history:")

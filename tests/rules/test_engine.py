@@ -457,6 +457,35 @@ def test_explain_lists_every_rule_with_values_and_reasons() -> None:
     assert "✓ standard [sla] (applies)" in text
 
 
+def test_explain_says_an_event_leaf_is_about_an_event_not_the_ticket_at_rest() -> None:
+    notify = [{"notify": "ops"}]
+    to_urgent = {"field": "ticket.priority", "to": "urgent"}
+    desk = Desk(
+        config(
+            rule("a-raised", {"field": "ticket.priority", "changed": True, "to": "urgent"}, notify),
+            rule("b-raised-vip", {"all": [{"field": "account.tier", "eq": "enterprise"}, to_urgent]}, notify),
+            rule("c-raised-or-open", {"any": [{"field": "ticket.status", "eq": "open"}, to_urgent]}, notify),
+            rule("d-calm", {"none": [{"field": "ticket.priority", "from": "low"}]}, notify),
+        )
+    )
+    entries = desk.explain(ticket(priority="urgent"))
+    assert [(e["rule"], e["matched"]) for e in entries] == [
+        ("a-raised", None), ("b-raised-vip", False), ("c-raised-or-open", True), ("d-calm", None),
+    ]
+    raised = entries[0]
+    assert [(leaf["op"], leaf["result"], leaf.get("event")) for leaf in raised["leaves"]] == [
+        ("changed", None, True), ("to", None, True),
+    ]
+    assert raised["why_not"] == []
+    assert raised["on_event"] == ["ticket.priority changed True", "ticket.priority to 'urgent'"]
+    # the state part decides: not because of the event leaf
+    assert entries[1]["why_not"] == ["account.tier is 'growth', not eq 'enterprise'"]
+    text = format_explain(entries)
+    assert "? a-raised [triggers]" in text and "✗ a-raised" not in text
+    assert "n/a ticket.priority changed True: about an event, not the ticket at rest (now 'urgent')" in text
+    assert "holds only in an event where: ticket.priority changed True; ticket.priority to 'urgent'" in text
+
+
 def test_compile_rules_rejects_a_bad_condition_with_its_place() -> None:
     bad = config(rule("ok", {}, []), rule("bad", {"field": "ticket.text", "matches": "("}, []))
     with pytest.raises(ValueError, match=r"rules\[1\]\.when\.matches"):

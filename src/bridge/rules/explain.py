@@ -9,6 +9,10 @@ One entry per rule, in run order::
      "then": [{"assign": {"skill": "billing"}}]}
 
 SLA policies follow with ``"set": "sla"`` and ``"chosen"`` (the first matching policy applies).
+
+The ticket is explained at rest, between events: a ``changed``/``from``/``to`` leaf is about an event, so it
+has no result (``"result": null, "event": true``). A condition those leaves decide has ``"matched": null`` and
+``"on_event"`` lists them: it holds only in an event that makes them true.
 """
 
 from __future__ import annotations
@@ -42,27 +46,87 @@ def _jsonable(value: Any) -> Any:
 
 
 def leaf_dict(trace: LeafTrace) -> dict[str, Any]:
-    """One leaf trace as JSON-ready data."""
+    """One leaf trace as JSON-ready data (a leaf about an event has no result: the ticket is at rest)."""
+    event = trace.op in EVENT_OPS
     out = {
         "where": _where(trace.where),
         "field": trace.field,
         "op": trace.op,
         "expected": _jsonable(trace.expected),
         "actual": _jsonable(trace.actual),
-        "result": trace.result,
+        "result": None if event else trace.result,
     }
-    if trace.op in ("changed", "from", "to"):
-        out["previous"] = _jsonable(trace.previous)
+    if event:
+        out["event"] = True
     return out
 
 
+EVENT_OPS = ("changed", "from", "to")
+
+
+def _about_event(cond: Condition) -> bool:
+    return cond.kind == "leaf" and getattr(cond, "op", None) in EVENT_OPS
+
+
+def _children(cond: Condition) -> tuple[Condition, ...]:
+    children: tuple[Condition, ...] = getattr(cond, "children", ())
+    return children
+
+
+def settle(cond: Condition, ctx: Context) -> bool | None:
+    """Whether ``cond`` holds for the ticket at rest; None when that depends on an event (changed/from/to).
+
+    Three-valued: ``all`` fails when one part fails whatever the event, ``any`` holds when one part holds.
+    """
+    if _about_event(cond):
+        return None
+    if cond.kind not in ("all", "any", "none"):
+        return cond.evaluate(ctx)
+    results = [settle(c, ctx) for c in _children(cond)]
+    if cond.kind == "all":
+        return False if False in results else (None if None in results else True)
+    held = True if True in results else (None if None in results else False)
+    if cond.kind == "any":
+        return held
+    return None if held is None else not held
+
+
+def _why_not(cond: Condition, ctx: Context) -> list[str]:
+    # the reasons of the parts that fail whatever the event (settle is False)
+    kind = cond.kind
+    if kind not in ("all", "any", "none"):
+        return cond.reasons(ctx)
+    children = _children(cond)
+    if kind == "all":
+        return [r for c in children if settle(c, ctx) is False for r in _why_not(c, ctx)]
+    if kind == "any":
+        inner = [r for c in children for r in _why_not(c, ctx)]
+        return ["none of these holds: " + "; ".join(inner)] if len(inner) > 1 else inner
+    out = []
+    for child in children:
+        if settle(child, ctx):
+            leaves = [t.describe() for t in child.trace(ctx) if t.result and t.op not in EVENT_OPS]
+            out.append("excluded by: " + "; ".join(leaves))
+    return out
+
+
+def _event_leaves(cond: Condition) -> list[str]:
+    if _about_event(cond):
+        leaf: Any = cond
+        return [f"{leaf.field} {leaf.op} {_jsonable(leaf.expected)!r}"]
+    return [text for c in _children(cond) for text in _event_leaves(c)]
+
+
 def _entry(cond: Condition, ctx: Context) -> dict[str, Any]:
-    matched = cond.evaluate(ctx)
-    return {
+    matched = settle(cond, ctx)
+    out: dict[str, Any] = {
         "matched": matched,
         "leaves": [leaf_dict(t) for t in cond.trace(ctx)],
-        "why_not": [] if matched else cond.reasons(ctx),
+        "why_not": _why_not(cond, ctx) if matched is False else [],
     }
+    if matched is None:
+        out["on_event"] = _event_leaves(cond)
+    return out
 
 
 def explain_rules(rules: Sequence[CompiledRule], ctx: Context) -> list[dict[str, Any]]:
@@ -83,8 +147,8 @@ def explain_policies(policies: Sequence[tuple[str, Condition]], ctx: Context) ->
     for name, cond in policies:
         entry: dict[str, Any] = {"rule": name, "set": "sla"}
         entry.update(_entry(cond, ctx))
-        entry["chosen"] = entry["matched"] and not chosen
-        chosen = chosen or entry["matched"]
+        entry["chosen"] = entry["matched"] is True and not chosen
+        chosen = chosen or entry["matched"] is True
         out.append(entry)
     return out
 
@@ -93,14 +157,20 @@ def format_explain(entries: Sequence[dict[str, Any]]) -> str:
     """The entries as text, one block per rule: a mark, name and set, then each leaf or the reasons."""
     lines = []
     for e in entries:
-        mark = "✓" if e["matched"] else "✗"
+        mark = {True: "✓", False: "✗", None: "?"}[e["matched"]]
         extra = " (applies)" if e.get("chosen") else ""
         lines.append(f"{mark} {e['rule']} [{e['set']}]{extra}")
         for leaf in e["leaves"]:
+            if leaf.get("event"):
+                lines.append(f"    n/a {leaf['field']} {leaf['op']} {leaf['expected']!r}: about an event, "
+                             f"not the ticket at rest (now {leaf['actual']!r})")
+                continue
             ok = "yes" if leaf["result"] else "no "
             lines.append(f"    {ok} {leaf['field']} {leaf['op']} {leaf['expected']!r}: {leaf['actual']!r}")
         lines.extend(f"    why not: {reason}" for reason in e["why_not"])
+        if e.get("on_event"):
+            lines.append(f"    holds only in an event where: {'; '.join(e['on_event'])}")
     return "\n".join(lines)
 
 
-__all__ = ["explain_policies", "explain_rules", "format_explain", "leaf_dict"]
+__all__ = ["EVENT_OPS", "explain_policies", "explain_rules", "format_explain", "leaf_dict", "settle"]
