@@ -452,12 +452,24 @@ def replay_file(
 def diff(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Decisions and final states that differ between two replays (``--against``), marked ``-`` and ``+``."""
 
+    from collections import Counter
+
     def key(d: dict[str, Any]) -> str:
         return json.dumps(d, sort_keys=True, default=str)
 
-    old_keys = {key(d) for d in old}
-    new_keys = {key(d) for d in new}
-    out = [{"diff": "-", **d} for d in old if key(d) not in new_keys]
-    out += [{"diff": "+", **d} for d in new if key(d) not in old_keys]
+    def beyond(items: list[dict[str, Any]], others: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        # as multisets: a decision taken twice in one run and once in the other is a difference
+        left = Counter(key(d) for d in others)
+        out = []
+        for d in items:
+            k = key(d)
+            if left[k]:
+                left[k] -= 1
+            else:
+                out.append(d)
+        return out
+
+    out = [{"diff": "-", **d} for d in beyond(old, new)]
+    out += [{"diff": "+", **d} for d in beyond(new, old)]
     out.sort(key=lambda d: (str(d.get("at") or "~"), str(d.get("ticket_id")), d["diff"]))
     return out
