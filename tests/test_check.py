@@ -508,3 +508,30 @@ def test_a_bad_value_inside_a_list_sets_aside_only_its_key(tmp_path: Path) -> No
     )
     keys = [e.split(": ")[1] for e in run_check(tmp_path, text)]
     assert keys == ["sla.0.first_response", "sla.0.escalate.0.to"]
+
+
+@pytest.mark.parametrize(
+    ("new", "key", "message"),
+    [
+        ('field = "ticket.priority", gte = "High"', "rules.0.when.all.0.gte",
+         "unknown priority 'High'; expected one of low, normal, high, urgent (write 'high')"),
+        ('field = "ticket.priority", eq = "Urgent"', "rules.0.when.all.0.eq", "unknown priority 'Urgent'"),
+        ('field = "ticket.priority", to = "P1"', "rules.0.when.all.0.to", "unknown priority 'P1'"),
+        ('field = "ticket.priority", lt = 3', "rules.0.when.all.0.lt", "unknown priority 3"),
+        ('field = "ticket.priority", in = ["high", "critical"]', "rules.0.when.all.0.in.1",
+         "unknown priority 'critical'"),
+    ],
+)
+def test_a_priority_outside_the_known_ones_in_a_condition_is_an_error(
+    tmp_path: Path, new: str, key: str, message: str
+) -> None:
+    text = GOOD.replace('field = "account.arr", gte = 100000', new)
+    errors, _warnings = run_report(tmp_path, text)
+    hit(errors, text, key, new, message)
+    assert len(errors) == 1, errors
+
+
+def test_known_priorities_in_a_condition_pass(tmp_path: Path) -> None:
+    leaf = 'field = "ticket.priority", gte = "high", not_in = ["low"], from = "normal", to = "urgent"'
+    text = GOOD.replace('field = "account.arr", gte = 100000', leaf)
+    assert run_report(tmp_path, text) == ([], [])

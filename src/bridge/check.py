@@ -361,7 +361,32 @@ def _condition_problems(cfg: Config, cond: Mapping[str, Any]) -> list[tuple[tupl
             msg = _field_known(cfg, str(leaf["field"]))
             if msg:
                 problems.append(((*path, "field"), msg))
+        if isinstance(leaf, Mapping) and leaf.get("field") == "ticket.priority":
+            problems.extend(p for p in _priority_problems(leaf, path) if p[0][:len(path) + 1] not in reported)
     return problems
+
+
+PRIORITY_OPS = ("eq", "ne", "lt", "lte", "gt", "gte", "from", "to")
+
+
+def _priority_problems(
+    leaf: Mapping[str, Any], path: tuple[str | int, ...]
+) -> list[tuple[tuple[str | int, ...], str]]:
+    """A priority a leaf on ticket.priority compares with must be one of the known ones: any other (``High``,
+    ``Urgent``) never equals a ticket's priority and has no rank to order by."""
+    out: list[tuple[tuple[str | int, ...], str]] = []
+    values: list[tuple[tuple[str | int, ...], Any]] = [
+        ((*path, op), leaf[op]) for op in PRIORITY_OPS if op in leaf
+    ]
+    for op in ("in", "not_in"):
+        if isinstance(leaf.get(op), list):
+            values.extend(((*path, op, i), v) for i, v in enumerate(leaf[op]))
+    for key, value in values:
+        if value in PRIORITIES:
+            continue
+        hint = f" (write {value.lower()!r})" if isinstance(value, str) and value.lower() in PRIORITIES else ""
+        out.append((key, f"unknown priority {value!r}; expected one of {', '.join(PRIORITIES)}{hint}"))
+    return out
 
 
 def _condition_warnings(cfg: Config, cond: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:

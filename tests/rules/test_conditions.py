@@ -406,3 +406,18 @@ def test_dates_and_times_compare_with_dates_times_and_iso_strings(
     ticket = make_ticket(updated_at="2026-11-02T09:30:00Z")
     ticket.attrs["account"].update(renewal_date="2026-12-01", due=date(2026, 12, 1))
     assert holds(leaf, ticket) is expected
+
+
+@pytest.mark.parametrize(
+    ("leaf", "priority", "expected"),
+    [
+        ({"field": "ticket.priority", "gte": "high"}, ["urgent"], False),  # a list: never compares, no crash
+        ({"field": "ticket.priority", "eq": "urgent"}, ["urgent"], True),  # a list contains it
+        ({"field": "ticket.priority", "in": ["urgent"]}, ["urgent"], True),
+        ({"field": "ticket.priority", "gte": "High"}, "urgent", False),  # no rank: not "urgent" >= "High"
+        ({"field": "ticket.priority", "lt": "High"}, "high", False),
+        ({"field": "ticket.priority", "gte": "high"}, "Urgent", False),  # not a known priority in the data
+    ],
+)
+def test_priorities_compare_by_rank_only(leaf: dict[str, Any], priority: Any, expected: bool) -> None:
+    assert holds(leaf, make_ticket(priority=priority)) is expected

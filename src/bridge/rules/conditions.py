@@ -7,8 +7,8 @@ field>``, ``requester.<attr>``. Operators:
 
 - ``eq`` / ``ne``: equality; when the value is a list (tags, multi_select) ``eq`` means "contains this item".
 - ``in`` / ``not_in``: the value is one of a list (a list value: any of its items is).
-- ``lt`` ``lte`` ``gt`` ``gte``: ordering; ``ticket.priority`` compares low < normal < high < urgent; a blank
-  value never compares.
+- ``lt`` ``lte`` ``gt`` ``gte``: ordering; ``ticket.priority`` compares low < normal < high < urgent (any
+  other value never compares); a blank value never compares.
 - Dates and times: a TOML date (``lt = 2027-01-01``) compares with a date or a time by its (UTC) day; a TOML
   date-time compares as an instant, one without an offset being UTC; ISO strings in the data are read as
   dates or times for such comparisons (``eq``, ``ne``, ``in``, ``not_in`` and the ordering operators).
@@ -281,9 +281,13 @@ def _make_test(path: str, op: str, expected: Any) -> Test:
         return lambda v, ctx: not is_in(v, ctx)
     if op in _ORDER:
         cmp = _ORDER[op]
-        if path == "ticket.priority" and isinstance(expected, str) and expected in PRIORITY_RANK:
-            rank = PRIORITY_RANK[expected]
-            return lambda v, ctx: v in PRIORITY_RANK and cmp(PRIORITY_RANK[v], rank)
+        if path == "ticket.priority":
+            # priorities order by rank, never alphabetically: a value outside the ranks never compares
+            # (bridge check rejects one in the config)
+            rank = PRIORITY_RANK.get(expected) if isinstance(expected, str) else None
+            if rank is None:
+                return lambda v, ctx: False
+            return lambda v, ctx: type(v) is str and v in PRIORITY_RANK and cmp(PRIORITY_RANK[v], rank)
         return lambda v, ctx: _ordered(v, expected, cmp)
     if op == "contains":
         needle = str(expected).casefold()
@@ -847,7 +851,9 @@ class _Codegen:
         if op in _ORDER:
             sign = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">="}[op]
             if path == "ticket.priority" and isinstance(expected, str) and expected in PRIORITY_RANK:
-                return f"(({v} := _RANK.get({value})) is not None and {v} {sign} {PRIORITY_RANK[expected]})"
+                # only a string is looked up: a list (odd data) is unhashable and never compares
+                return f"(type({v} := {value}) is str and ({v} := _RANK.get({v})) is not None " \
+                    f"and {v} {sign} {PRIORITY_RANK[expected]})"
             if type(expected) in (int, float):
                 e = self.const(expected)
                 return f"(({v} {sign} {e}) if type({v} := {value}) in _NUMBERS else {slow})"
