@@ -15,6 +15,7 @@ been told this field.
 from __future__ import annotations
 
 import itertools
+import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from bridge.settings import Config
 from bridge.state import State
 from bridge.taxonomy import TagMapper
 
+log = logging.getLogger("bridge.pipeline")
 DESK_PLUGIN = "rules"  # the name the daemon's Desk is registered under on the plugin host (bridge.rules.live)
 DELETE_POLICIES = ("ignore", "flag", "archive")
 DEFAULT_DELETE = "ignore"
@@ -60,14 +62,19 @@ class DeskState(State, Protocol):
 class LiveDesk(Protocol):
     """The daemon's Desk as the pipeline drives it (:class:`bridge.rules.live.LiveRules`)."""
 
-    def before(self, state: DeskState, at: datetime) -> Touched:
-        """Fire the timers due strictly before a ticket change of ``at`` is taken (before it is applied)."""
+    def before(self, state: DeskState, at: datetime) -> tuple[datetime, Touched]:
+        """Fire the timers due strictly before a ticket change of ``at`` is taken (before it is applied);
+        returns the time the change would be taken at, and what the timers decided."""
         ...
 
     def on_change(
         self, state: DeskState, record: Record, change: Change, change_id: int
     ) -> tuple[datetime, Touched]:
         """Feed the applied change; returns the time the Desk took it at, and what it decided."""
+        ...
+
+    def invalidate(self) -> None:
+        """Rebuild from the store before the next use (work it saw was undone, or it failed midway)."""
         ...
 
 
@@ -111,6 +118,7 @@ class Outcome:
     echoes: int = 0
     deleted: str | None = None  # the delete policy applied, for a delete
     stale: bool = False  # older than what the system said before: not applied
+    desk_at: datetime | None = None  # when the daemon's Desk took it (None: no Desk took it)
 
 
 @dataclass
@@ -268,21 +276,57 @@ class Pipeline:
         Raises IdentityError before writing anything when the change's record is ambiguous.
         """
         rid, created = self.identify(state, change, now)
+        change_id = state.add_change(change, rid, now)
         desk = self.desk(change.kind)
         early: list[Decision] = []
         plan: list[PlannedWrite] = []
         writes: list[Write] = []
+        desk_at = None
+        problems: list[str] = []
         if desk is not None:
             # timers due before the change fire first, as in replay: a change that closes a ticket does not
             # swallow the breach or follow-up that fell due just before it
-            touched = desk.before(self._desk_state(state), change.at)
+            try:
+                desk_at, touched = desk.before(self._desk_state(state), change.at)
+            except Exception as exc:
+                desk = self._desk_failed(desk, change, exc, problems)
+                touched = []
             if touched:
                 writes = self._apply(state, touched, now, None, plan)
                 early = [d for _r, ds in touched for d in ds]
         record = self._load(state, rid, change.kind)
         record.links[change.system] = change.external_id
-        out = Outcome(record, created=created, decisions=early, writes=writes, plan=plan)
-        change_id = state.add_change(change, rid, now)
+        out = Outcome(record, created=created, decisions=early, writes=writes, plan=plan, desk_at=desk_at)
+        out.problems += problems
+        self._stages(state, record, change, change_id, now, out, desk)
+        if out.desk_at is not None:  # the Desk took it (the leader catches up the changes no Desk took)
+            self._desk_state(state).set_desk_time(change_id, out.desk_at)
+        for d in out.decisions if state.keep_audit else ():
+            state.audit(
+                at=now,
+                run=self.run,
+                record_id=d.record_id,
+                field=d.detail.get("field"),
+                before=None,
+                after=d.as_dict(),
+                origin=BRIDGE,
+                rule=d.rule,
+                kind="decision",
+            )
+        if not out.stale:
+            state.save(record, now)
+        return out
+
+    def _stages(
+        self,
+        state: State,
+        record: Record,
+        change: Change,
+        change_id: int,
+        now: datetime,
+        out: Outcome,
+        desk: LiveDesk | None,
+    ) -> None:
         seen = record.attrs.setdefault(SEEN, {})
         last = seen.get(change.system)
         if last is not None and change.at < parse_time(last):
@@ -292,12 +336,11 @@ class Pipeline:
                 f"{change.system} {change.kind} {change.external_id}: a change of "
                 f"{format_time(change.at)} came after one of {last}; kept in the change log, not applied"
             )
-            return out
+            return
         seen[change.system] = format_time(change.at) if change.at.microsecond == 0 else change.at.isoformat()
         if change.deleted:
             self._delete(state, record, change, out, now)
-            state.save(record, now)
-            return out
+            return
         if "deleted_in" in record.attrs:
             self._restore(state, record, change, now)
         self._apply_attrs(record, change)
@@ -315,19 +358,35 @@ class Pipeline:
         for planned in out.plan:
             if not planned.ref:
                 planned.ref = f"{change.system}:{change.external_id}"
+
+    def catch_up(
+        self, state: State, record_id: str, change: Change, change_id: int, now: datetime
+    ) -> Outcome:
+        """Feed the daemon's Desk a committed ticket change no Desk took (another replica processed it
+        without rules): the timers due before it fire, then the Desk acts on the ticket as stored now; the
+        effects are queued in ``state`` and the change is marked as taken. Returns what was decided."""
+        desk = self.desk("ticket")
+        if desk is None:
+            return Outcome(self._load(state, record_id, "ticket"))
+        dstate = self._desk_state(state)
+        desk_at, touched = desk.before(dstate, change.at)
+        plan: list[PlannedWrite] = []
+        writes = self._apply(state, touched, now, None, plan)
+        record = self._load(state, record_id, "ticket")  # (as the timers left it)
+        out = Outcome(record, [d for _r, ds in touched for d in ds], writes, plan, desk_at=desk_at)
+        if not change.deleted:
+            try:
+                out.desk_at, touched = desk.on_change(dstate, record, change, change_id)
+            except Exception as exc:  # taken all the same: a change the rules fail on is not retried forever
+                self._desk_failed(desk, change, exc, out.problems)
+                touched = []
+            out.writes += self._apply(state, touched, now, record, out.plan)
+            out.decisions += [d for _r, ds in touched for d in ds]
+            state.save(record, now)
+        dstate.set_desk_time(change_id, out.desk_at or desk_at)
         for d in out.decisions if state.keep_audit else ():
-            state.audit(
-                at=now,
-                run=self.run,
-                record_id=d.record_id,
-                field=d.detail.get("field"),
-                before=None,
-                after=d.as_dict(),
-                origin=BRIDGE,
-                rule=d.rule,
-                kind="decision",
-            )
-        state.save(record, now)
+            state.audit(at=now, run=self.run, record_id=d.record_id, field=d.detail.get("field"), before=None,
+                        after=d.as_dict(), origin=BRIDGE, rule=d.rule, kind="decision")
         return out
 
     def _load(self, state: State, rid: str, kind: str) -> Record:
@@ -589,6 +648,15 @@ class Pipeline:
         return plugin if plugin is not None and isinstance(plugin, LiveDesk) else None
 
     @staticmethod
+    def _desk_failed(desk: LiveDesk, change: Change, exc: Exception, problems: list[str]) -> None:
+        """The Desk failed on a change: it is rebuilt before its next use, and the change goes on without it
+        (as a failing rules plugin decides nothing)."""
+        where = f"{change.system} {change.kind} {change.external_id}"
+        log.error("rules failed on %s; taken in without them", where, exc_info=exc)
+        problems.append(f"{where}: rules failed: {type(exc).__name__}: {exc}; taken in without them")
+        desk.invalidate()
+
+    @staticmethod
     def _desk_state(state: State) -> DeskState:
         if not isinstance(state, DeskState):
             raise TypeError(f"{type(state).__name__} cannot run the Desk: it has no on_rollback/on_end")
@@ -608,10 +676,11 @@ class Pipeline:
             return
         touched: Touched = []
         if desk is not None:
-            dstate = self._desk_state(state)
-            at, touched = desk.on_change(dstate, record, change, change_id)
-            if at != change.at:  # a late change, taken at the Desk's clock: a rebuild takes it there too
-                dstate.set_desk_time(change_id, at)
+            try:
+                out.desk_at, touched = desk.on_change(self._desk_state(state), record, change, change_id)
+            except Exception as exc:  # not taken: the leader's catch-up tries once more
+                self._desk_failed(desk, change, exc, out.problems)
+                out.desk_at = None
         decisions = self.host.evaluate_rules(record, change, now)
         if decisions:  # a plugin's decisions, each about the ticket it names
             mine = next((ds for r, ds in touched if r.id == record.id), None)

@@ -1,7 +1,8 @@
-"""``bridge run``: APScheduler jobs (one sync job per connector, the outbox pusher) until SIGTERM or SIGINT.
+"""``bridge run``: APScheduler jobs (one sync job per connector, the outbox pusher, the rules) until SIGTERM
+or SIGINT.
 
 With PostgreSQL several replicas may run: each job takes an advisory lock named after it, so one replica at a
-time runs it; the others skip that round.
+time runs it; the others skip that round. Rules run on one replica only, the leader (:class:`RulesLeader`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import logging
 import signal
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import FrameType
@@ -22,7 +23,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from bridge.durations import parse_duration
 from bridge.effects import apply_touched, effect_writes, writable_systems
 from bridge.model import Record, format_time, parse_time, utcnow
-from bridge.pipeline import DESK_PLUGIN, DeskState, PlannedWrite
+from bridge.pipeline import DESK_PLUGIN, DeskState, Pipeline, PlannedWrite
 from bridge.rules.live import Created, History, Item, LiveRules, Stored, volume_history
 from bridge.store import Store, Tx
 from bridge.sync import Syncer, SyncReport
@@ -35,6 +36,10 @@ DEFAULT_EVERY = timedelta(minutes=5)
 PUSH_EVERY = timedelta(seconds=30)
 RULES_EVERY = timedelta(minutes=1)
 RULES_CURSOR = ("bridge", "rules")  # the last tick committed: a rebuilt Desk does not act before it again
+LEADER_LOCK = "rules-leader"  # held by the one replica that runs the rules, for as long as it runs
+# a transaction open longer than this is taken as gone: a change received this long ago and not yet seen by
+# the rules leader will not appear (the leader's catch-up looks no further back)
+SETTLE = timedelta(minutes=15)
 
 
 @dataclass
@@ -86,8 +91,9 @@ class Totals:
         return "\n".join(lines)
 
 
-def build_jobs(app: App, syncer: Syncer, live: LiveRules | None = None) -> list[Job]:
-    """One sync job per enabled connector (``sync_every``), the outbox pusher, and the rules' timers."""
+def build_jobs(app: App, syncer: Syncer, leader: RulesLeader | None = None) -> list[Job]:
+    """One sync job per enabled connector (``sync_every``), the outbox pusher, and the rules job (the
+    leader's catch-up and timers; on another replica, an attempt to become the leader)."""
     jobs = []
     for name, table in app.config.connectors.items():
         if not table.enabled:
@@ -110,10 +116,55 @@ def build_jobs(app: App, syncer: Syncer, live: LiveRules | None = None) -> list[
                 syncer.push(system, report)
         return report
 
-    if live is not None:  # before the pusher, so that a pass pushes what the timers decided
-        jobs.append(Job("rules", RULES_EVERY, lambda: run_timers(app, live)))
+    if leader is not None:  # before the pusher, so that a pass pushes what the timers decided
+        jobs.append(Job("rules", RULES_EVERY, lambda: run_rules(app, leader)))
     jobs.append(Job("outbox", PUSH_EVERY, push_all))
     return jobs
+
+
+class RulesLeader:
+    """Rules run on one replica: the one holding the store's :data:`LEADER_LOCK`, kept for the life of the
+    process. It has the Desk: its pipelines feed it what they process, and its rules job catches up what the
+    other replicas took in (they process changes without rules). A replica that is not the leader tries
+    again on each run of its rules job, so one takes over when the leader stops."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.live: LiveRules | None = None
+        self._held: ExitStack | None = None
+
+    def claim(self, now: datetime | None = None) -> LiveRules | None:
+        """The Desk when this replica leads (taking the lead if it is free), else None."""
+        if self.live is not None:
+            return self.live
+        hold = ExitStack()
+        try:
+            if not hold.enter_context(self.app.store.advisory_lock(LEADER_LOCK)):
+                hold.close()
+                return None
+            self.live = start_rules(self.app, now=now)
+        except BaseException:
+            hold.close()
+            raise
+        self._held = hold
+        log.info("rules: this replica leads: it runs the rules and catches up what the others take in")
+        return self.live
+
+    def release(self) -> None:
+        """Give the lead up (at shutdown: the Desk stays registered, but no job runs it any more)."""
+        if self._held is not None:
+            self._held.close()
+            self._held = None
+
+
+def run_rules(app: App, leader: RulesLeader, now: datetime | None = None) -> SyncReport:
+    """The rules job: on the leader, catch up and fire due timers (:func:`run_timers`); elsewhere, try to
+    take the lead (a replica that is not the leader processes changes without rules)."""
+    live = leader.claim(now)
+    if live is None:
+        log.info("rules: another replica leads; this one takes changes in without rules")
+        return SyncReport()
+    return run_timers(app, live, now)
 
 
 def wants_rules(app: App) -> bool:
@@ -122,11 +173,10 @@ def wants_rules(app: App) -> bool:
     return bool(cfg.rules or cfg.sla or cfg.agents or cfg.follow_up or cfg.auto_close)
 
 
-def rules_history(state: DeskState, exclude: int | None = None) -> History:
+def rules_history(state: DeskState) -> History:
     """What a rebuilt Desk is fed, read in ``state`` (a store transaction): every change of the tickets still
     open, in the order they were processed, each with the time the live Desk took it at; the creations the
-    volume trigger still counts of the other tickets; and the last tick committed. ``exclude`` leaves out
-    one change (the one being processed)."""
+    volume trigger still counts of the other tickets; and the last tick committed."""
     if not isinstance(state, Tx):
         raise TypeError(f"the rules' history is read from the store, not from {type(state).__name__}")
     tx = state
@@ -140,7 +190,6 @@ def rules_history(state: DeskState, exclude: int | None = None) -> History:
     feed = [
         Stored(c.record_id, open_links[c.record_id], c.change, c.desk_at, c.id)
         for c in tx.logged_changes("ticket", open_links)
-        if c.id != exclude
     ]
     firsts = tx.first_changes("ticket") if closed else {}
     created = [(c.id, c.desk_at or c.change.at, closed[rid]) for rid, c in firsts.items() if rid in closed]
@@ -152,11 +201,16 @@ def rules_history(state: DeskState, exclude: int | None = None) -> History:
     return history, parse_time(handled) if handled else None
 
 
-def start_rules(app: App, dry: bool = False) -> LiveRules:
+def start_rules(app: App, dry: bool = False, now: datetime | None = None) -> LiveRules:
     """Build the daemon's Desk, rebuild it from the store's change log and register it on the plugin host
-    (where the pipeline finds it). ``dry``: for a dry run, whose rolled-back work the Desk keeps."""
+    (where the pipeline finds it). ``dry``: for a dry run, whose rolled-back work the Desk keeps.
+
+    Ticket changes no Desk took are history up to the last one received :data:`SETTLE` before ``now``; the
+    later ones (another replica took them in while no leader ran rules) are caught up by the rules job.
+    """
     live = LiveRules(app.config, app.base_dir, loader=rules_history, dry=dry)
     with app.store.session() as tx:
+        live.floor = tx.last_change_id(received_before=(now or utcnow()) - SETTLE)
         history, handled = rules_history(tx)
         fed = live.rebuild(history, handled)
     # timers that fell due while the daemon was down fire in the first run of the rules job
@@ -165,13 +219,27 @@ def start_rules(app: App, dry: bool = False) -> LiveRules:
     return live
 
 
+def catch_up(app: App, live: LiveRules, tx: Tx, now: datetime) -> int:
+    """Feed the Desk, in id order, the committed ticket changes no Desk took (other replicas processed them
+    without rules), queueing their effects in ``tx``; returns how many writes were queued. The floor rises
+    past what was received :data:`SETTLE` before ``now`` once ``tx`` commits."""
+    pipeline = Pipeline(app.config, app.host, run="rules")
+    queued = 0
+    for c in tx.untaken_changes("ticket", live.floor):
+        queued += len(pipeline.catch_up(tx, c.record_id, c.change, c.id, now).writes)
+    live.settle(tx, tx.last_change_id(received_before=now - SETTLE, after=live.floor))
+    return queued
+
+
 def run_timers(app: App, live: LiveRules, now: datetime | None = None) -> SyncReport:
-    """Fire due SLA, follow-up and auto-close timers; queue their effects once and save the tickets, in one
-    transaction with the rules cursor (should it not commit, the Desk is rebuilt and fires them again)."""
+    """Catch up the ticket changes other replicas took in, then fire due SLA, follow-up and auto-close
+    timers; queue their effects once and save the tickets, in one transaction with the rules cursor (should
+    it not commit, the Desk is rebuilt and all of it runs again)."""
     report = SyncReport()
     now = now or utcnow()
     writable = writable_systems(app.config, app.host.connectors())
     with app.store.session() as tx:
+        report.writes_queued += catch_up(app, live, tx, now)
         handled, touched = live.tick(tx, now)
         # the rebuild after a restart skips what was handled up to here
         tx.set_cursor(RULES_CURSOR[0], RULES_CURSOR[1], format_time(handled) or "")
@@ -186,15 +254,22 @@ def sync_once(app: App, systems: list[str] | None = None, dry_run: bool = False)
     next ``bridge run`` rebuilds its Desk and does not act on it again). A dry run plans the rules' effects
     with the rest, and fires no timer.
     """
-    live = start_rules(app, dry=dry_run) if wants_rules(app) else None
-    syncer = Syncer(app.config, app.store, app.connector, app.host)
-    report = syncer.sync(systems, dry_run=dry_run)
-    if live is not None and dry_run:
-        report.plan.extend(_timers_planned(app, live))
-    elif live is not None:
-        timers = run_timers(app, live)
-        report.writes_queued += timers.writes_queued
-        syncer.push_all(report)  # what the timers queued
+    leader = RulesLeader(app) if wants_rules(app) and not dry_run else None
+    live = start_rules(app, dry=True) if wants_rules(app) and dry_run else None
+    if leader is not None:
+        live = leader.claim()  # (None while a daemon leads: its rules job catches this pass up)
+    try:
+        syncer = Syncer(app.config, app.store, app.connector, app.host)
+        report = syncer.sync(systems, dry_run=dry_run)
+        if live is not None and dry_run:
+            report.plan.extend(_timers_planned(app, live))
+        elif live is not None:
+            timers = run_timers(app, live)
+            report.writes_queued += timers.writes_queued
+            syncer.push_all(report)  # what the timers queued
+    finally:
+        if leader is not None:
+            leader.release()
     return report
 
 
@@ -256,9 +331,11 @@ def run_daemon(
     from bridge.check import require_valid
 
     require_valid(app.loaded, app.host)
-    live = start_rules(app) if wants_rules(app) else None
+    leader = RulesLeader(app) if wants_rules(app) else None
+    if leader is not None:
+        leader.claim()
     syncer = Syncer(app.config, app.store, app.connector, app.host)
-    jobs = build_jobs(app, syncer, live)
+    jobs = build_jobs(app, syncer, leader)
     totals = Totals()
     app.host.call_each("startup", app=app)
     try:
@@ -316,3 +393,5 @@ def run_daemon(
         return 0
     finally:
         app.host.call_each("shutdown", app=app)
+        if leader is not None:
+            leader.release()

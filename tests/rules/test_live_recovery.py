@@ -233,6 +233,29 @@ def test_a_transaction_committing_after_a_rebuild_it_was_hidden_from_is_fed_agai
         app.close()
 
 
+def test_a_change_the_rules_fail_on_is_taken_in_and_caught_up_by_the_rules_job(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = make_app(sqlite_url, agents=[{"email": "a@x.example", "capacity": 5}])
+    live = start_rules(app)
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise KeyError("a bug in the rules")
+
+    monkeypatch.setattr(live.desk, "on_ticket", broken)  # (a rebuilt Desk is a new one, without the bug)
+    out = ingest(app, ticket("T-1", T0, status="open", subject="x"))
+    assert out.desk_at is None and out.problems == [
+        "desk ticket T-1: rules failed: KeyError: 'a bug in the rules'; taken in without them"
+    ]
+    assert stored(app, "T-1").attrs.get("assignee") is None and live.stale
+    run_timers(app, live, T0 + timedelta(minutes=1))  # the rules job catches the change up
+    assert stored(app, "T-1").attrs["assignee"] == "a@x.example"
+    assert writes(app) == [("T-1", {"assignee": "a@x.example"})]
+    run_timers(app, live, T0 + timedelta(minutes=2))
+    assert writes(app) == [("T-1", {"assignee": "a@x.example"})]
+    app.close()
+
+
 # ------------------------------------------------------------------ a restart rebuilds the Desk exactly
 
 
@@ -246,7 +269,7 @@ def test_a_late_change_keeps_its_follow_up_across_a_restart(store_url: str) -> N
     late = ingest(app, ticket("T-1", T0 + timedelta(hours=1), status="pending"))
     with app.store.session() as tx:
         logged = list(tx.logged_changes("ticket", {late.record.id}))
-    assert [c.desk_at for c in logged] == [None, T0 + timedelta(hours=1, minutes=5)]
+    assert [c.desk_at for c in logged] == [T0, T0 + timedelta(hours=1, minutes=5)]
     run_timers(app, live, T0 + timedelta(hours=49, minutes=3))  # the last tick before a crash: not yet due
     assert not [f for _e, f in writes(app) if "follow_up" in f]
     app.close()
@@ -352,3 +375,43 @@ def test_rollback_callbacks_hear_what_is_undone(sqlite_url: str) -> None:
         raise Boom
     assert heard == ["undone with the transaction", "end False"]
     store.close()
+
+
+# ------------------------------------------------------------------ replicas: one leader runs the rules
+
+
+def test_one_replica_leads_and_catches_up_what_the_others_take_in() -> None:
+    from bridge.scheduler import RulesLeader, run_rules
+
+    require_postgres()
+    config: dict[str, Any] = {
+        "teams": {"leads": {"members": []}},
+        "sla": [{"name": "p", "first_response": "1h", "escalate": [{"after": "0m", "to": "leads"}]}],
+    }
+    with temp_postgres_schema_url() as url:
+        a, b = make_app(url, **config), make_app(url, **config)
+        lead_a, lead_b = RulesLeader(a), RulesLeader(b)
+        assert lead_a.claim(T0) is not None and lead_b.claim(T0) is None
+        ingest(a, ticket("T-1", T0, status="open", subject="s"))  # replica A's sync
+        # replica B's webhooks: an agent answers T-1 in time; T-2 is created and never answered
+        ingest(b, Change("desk", "ticket", "T-1", T0 + timedelta(minutes=10),
+                         attrs={"message": "on it", "last_author": "agent"}))
+        ingest(b, ticket("T-2", T0 + timedelta(minutes=20), status="open", subject="s"))
+        assert run_rules(b, lead_b, T0 + timedelta(hours=2)).writes_queued == 0  # B runs no rules
+        assert run_rules(a, lead_a, T0 + timedelta(hours=2)).writes_queued == 1  # A caught B's changes up
+        assert writes(a) == [("T-2", {"escalation": "leads"})]
+        with a.store.session() as tx:
+            assert tx.untaken_changes("ticket", 0) == []
+        run_rules(a, lead_a, T0 + timedelta(hours=3))
+        assert writes(a) == [("T-2", {"escalation": "leads"})]
+
+        # A stops; B, taking changes in meanwhile, takes the lead on its next rules job
+        lead_a.release()
+        a.close()
+        ingest(b, ticket("T-3", T0 + timedelta(hours=3), status="open", subject="s"))
+        live_b = lead_b.claim(T0 + timedelta(hours=3, minutes=1))
+        assert live_b is not None
+        run_rules(b, lead_b, T0 + timedelta(hours=5))
+        assert writes(b) == [("T-2", {"escalation": "leads"}), ("T-3", {"escalation": "leads"})]
+        lead_b.release()
+        b.close()

@@ -39,7 +39,8 @@ VOLUME_WINDOW = WEEK * (VolumeWatch().weeks + 2)
 
 
 class Stored(NamedTuple):
-    """A stored ticket change a rebuild feeds, with the time the live Desk took it at (None: its own)."""
+    """A stored ticket change a rebuild feeds, with the time the live Desk took it at (None: no Desk took
+    it: history when its id is not above the Desk's floor, else the leader's to catch up)."""
 
     record_id: str
     links: Mapping[str, str]
@@ -59,9 +60,8 @@ class Created:
 
 Item = Stored | Created | tuple[str, Mapping[str, str], Change]
 History = tuple[Iterable[Item], datetime | None]
-Loader = Callable[[DeskState, int | None], History]
-"""Reads a rebuild's history in a transaction: ``(items in processing order, the last tick committed)``;
-its second argument is a change id to leave out (the change being processed)."""
+Loader = Callable[[DeskState], History]
+"""Reads a rebuild's history in a transaction: ``(items in processing order, the last tick committed)``."""
 
 
 def snapshot(record: Record) -> dict[str, Any]:
@@ -129,6 +129,9 @@ class LiveRules:
         self._inflight: set[object] = set()  # transactions that used the Desk and have not ended
         self._unseen: set[object] = set()  # of those, the ones the last rebuild could not see
         self._fired: dict[object, datetime] = {}  # such a transaction -> the earliest timer it acted on
+        # a ticket change no Desk took with an id up to this is history (a rebuild takes it as such); one
+        # above it was processed without rules (another replica): the leader catches it up
+        self.floor = 0
         self._reset()
 
     def _reset(self) -> None:
@@ -140,13 +143,14 @@ class LiveRules:
 
     # ---------------------------------------------------------------- calls of the pipeline and the scheduler
 
-    def before(self, state: DeskState, at: datetime) -> Touched:
+    def before(self, state: DeskState, at: datetime) -> tuple[datetime, Touched]:
         """Fire the timers due strictly before a ticket change of ``at`` is taken, as replay does (call it
-        before the change is applied). Returns each touched ticket (as the Desk left it), its decisions."""
+        before the change is applied). Returns the time the change is taken at (``at``, or the Desk's clock
+        for a late one) and each touched ticket (as the Desk left it) with its decisions."""
         with self.lock:
             self._use(state)
             at = at if self.clock is None else max(at, self.clock)
-            return self._settle(state, self._fire_before(at), None)
+            return at, self._settle(state, self._fire_before(at), None)
 
     def on_change(
         self, state: DeskState, record: Record, change: Change, change_id: int = 0
@@ -155,7 +159,7 @@ class LiveRules:
         Desk took it at (its own, or the Desk's clock for a late one) and each ticket touched, ``record``
         among them, with its decisions."""
         with self.lock:
-            self._use(state, exclude=change_id)
+            self._use(state)
             # a change dated before the Desk's clock (a late pull, old data) is taken at the clock's time
             at = change.at if self.clock is None else max(change.at, self.clock)
             decisions = self._fire_before(at)  # (none, unless another thread moved the clock since before())
@@ -175,6 +179,16 @@ class LiveRules:
             others = [at - EPSILON for tx, at in self._fired.items() if tx is not state]
             return min([now, *others]), touched
 
+    def settle(self, state: DeskState, floor: int) -> None:
+        """Raise the floor to ``floor`` once ``state``'s transaction commits (the leader caught up to it)."""
+
+        def committed(done: bool) -> None:
+            if done:
+                with self.lock:
+                    self.floor = max(self.floor, floor)
+
+        state.on_end(committed)
+
     def invalidate(self) -> None:
         """Work the Desk saw was undone: rebuild it from the store before it is used again (a dry run's Desk,
         dropped afterwards, keeps what it saw)."""
@@ -189,10 +203,11 @@ class LiveRules:
         trigger).
 
         The changes run through a private pipeline so each reaches the Desk with the ticket as it was then, at
-        the time the live Desk took it, after the timers due before it. Every decision taken while rebuilding
-        is dropped, and so is every timer due by ``handled_until`` (the last tick the daemon committed): those
-        were acted on before. Timers due later fire on the next tick, and any effect they repeat is stopped by
-        its key. Returns how many changes were fed.
+        the time the live Desk took it, after the timers due before it; a change no Desk took above the
+        :attr:`floor` is left to the leader's catch-up. Every decision taken while rebuilding is dropped, and
+        so is every timer due by ``handled_until`` (the last tick the daemon committed): those were acted on
+        before. Timers due later fire on the next tick, and any effect they repeat is stopped by its key.
+        Returns how many changes were fed.
         """
         with self.lock:
             self._reset()
@@ -204,8 +219,11 @@ class LiveRules:
                     self.desk.note_created(item.ticket, item.at)
                     continue
                 stored = item if isinstance(item, Stored) else Stored(*item)
+                if stored.desk_at is None and stored.change_id > self.floor:
+                    continue  # processed without rules: the catch-up feeds it, and acts on it
                 change = stored.change
-                at = stored.desk_at or (change.at if self.clock is None else max(change.at, self.clock))
+                at = stored.desk_at or change.at
+                at = at if self.clock is None else max(at, self.clock)
                 self._settle(None, self._fire_before(at), None)
                 if mem.load(stored.record_id) is None:
                     mem.create_record("ticket", stored.record_id)
@@ -214,7 +232,11 @@ class LiveRules:
                 outcome = pipeline.process(mem, change, at)
                 if outcome.stale or outcome.deleted is not None:
                     continue  # the live pipeline takes such a change to no rule either
-                self._settle(None, self._feed(outcome.record, change, at), outcome.record)
+                try:
+                    self._settle(None, self._feed(outcome.record, change, at), outcome.record)
+                except Exception:  # the live Desk failed on it too, and went on
+                    log.exception("rules: rebuilding, the desk failed on change %s", stored.change_id)
+                    continue
                 fed += 1
             if handled_until is not None:
                 now = handled_until if self.clock is None else max(handled_until, self.clock)
@@ -225,7 +247,7 @@ class LiveRules:
 
     # ---------------------------------------------------------------- plumbing (under the lock)
 
-    def _use(self, state: DeskState, exclude: int | None = None) -> None:
+    def _use(self, state: DeskState) -> None:
         """Before the Desk is used in ``state``'s transaction: hear if that work is undone, and first rebuild
         the Desk when it may be ahead of the store (or behind it)."""
         if state not in self._inflight:
@@ -238,7 +260,7 @@ class LiveRules:
             raise RuntimeError("the rules' Desk must be rebuilt from the store and has no loader to read it")
         # a transaction open elsewhere is not seen by this rebuild: when it commits, rebuild again
         self._unseen = self._inflight - {state}
-        history, handled = self.loader(state, exclude or None)
+        history, handled = self.loader(state)
         fed = self.rebuild(history, handled)
         self.rebuilds += 1
         log.info("rules: work the desk saw was undone; rebuilt it from %d stored changes", fed)

@@ -119,8 +119,9 @@ changes = sa.Table(
     sa.Column("at", UTCDateTime(), nullable=False),
     sa.Column("payload", JSONValue, nullable=False),
     sa.Column("received_at", UTCDateTime(), nullable=False),
-    # when the rules' Desk took the change, where that is not ``at`` (a late change is taken at the Desk's
-    # clock): a rebuilt Desk takes it at the same time, so its timers fall where the live Desk's did
+    # when the rules' Desk took the change (a late one is taken at the Desk's clock), written in the
+    # transaction that fed it: a rebuilt Desk takes it at the same time, so its timers fall where the live
+    # Desk's did; NULL: no Desk took it (another replica processed it), the rules leader catches it up
     sa.Column("desk_at", UTCDateTime(), nullable=True),
     sa.Index(None, "record_id"),
     sa.Index(None, "system", "kind", "external_id"),

@@ -29,7 +29,8 @@ class LoggedChange(NamedTuple):
     id: int
     record_id: str
     change: Change
-    desk_at: datetime | None  # None: the Desk took it at ``change.at`` (or no Desk took it)
+    desk_at: datetime | None  # None: no Desk took it
+    received_at: datetime | None = None
 
 
 def lock_key(name: str) -> int:
@@ -74,6 +75,10 @@ def _call_all(callbacks: list[Callable[[], None]]) -> None:
             callback()
         except Exception:  # one listener's failure must not hide the others
             log.exception("rollback callback failed")
+
+
+def _logged(row: sa.Row[Any]) -> LoggedChange:
+    return LoggedChange(row.id, row.record_id, _change(row), row.desk_at, row.received_at)
 
 
 def _change(row: sa.Row[Any]) -> Change:
@@ -380,7 +385,7 @@ class Tx:
         )
         for row in self.conn.execute(q):
             if row.record_id in record_ids:
-                yield LoggedChange(row.id, row.record_id, _change(row), row.desk_at)
+                yield _logged(row)
 
     def first_changes(self, kind: str) -> dict[str, LoggedChange]:
         """Record id -> the first change kept for it, for every record of ``kind`` that has one."""
@@ -391,10 +396,27 @@ class Tx:
             .group_by(c.c.record_id)
         )
         q = sa.select(c).where(c.c.id.in_(first)).order_by(c.c.id)
-        return {
-            row.record_id: LoggedChange(row.id, row.record_id, _change(row), row.desk_at)
-            for row in self.conn.execute(q)
-        }
+        return {row.record_id: _logged(row) for row in self.conn.execute(q)}
+
+    def untaken_changes(self, kind: str, after: int) -> list[LoggedChange]:
+        """The changes of ``kind`` after change id ``after`` that no rules' Desk took (``desk_at`` unset), in
+        id order: what other replicas processed without rules, for the rules leader to catch up."""
+        c = t.changes
+        q = (
+            sa.select(c)
+            .where(c.c.id > after, c.c.kind == kind, c.c.record_id.is_not(None), c.c.desk_at.is_(None))
+            .order_by(c.c.id)
+        )
+        return [_logged(row) for row in self.conn.execute(q)]
+
+    def last_change_id(self, received_before: datetime | None = None, after: int = 0) -> int:
+        """The newest change id after ``after`` (received before ``received_before``), or ``after``."""
+        c = t.changes
+        q = sa.select(sa.func.max(c.c.id)).where(c.c.id > after)
+        if received_before is not None:
+            q = q.where(c.c.received_at < received_before)
+        found = self.conn.scalar(q)
+        return after if found is None else int(found)
 
     def set_desk_time(self, change_id: int, at: datetime) -> None:
         """Keep the time the rules' Desk took change ``change_id`` at (a rebuilt Desk takes it then too)."""

@@ -1,4 +1,4 @@
-"""The time the rules' Desk took each change at (a late change is taken at the Desk's clock).
+"""The time the rules' Desk took each ticket change at (a late change is taken at the Desk's clock).
 
 Revision ID: 0003
 Revises: 0002
@@ -19,9 +19,11 @@ depends_on = None
 
 
 def upgrade() -> None:
-    """Add the nullable ``changes.desk_at`` column (None: the Desk took the change at its own time)."""
+    """Add the nullable ``changes.desk_at`` column (None: no Desk took the change). The ticket changes
+    already kept were taken at their own time: the rules leader does not catch them up."""
     with op.batch_alter_table("changes") as batch:
         batch.add_column(sa.Column("desk_at", UTCDateTime(), nullable=True))
+    op.execute("UPDATE changes SET desk_at = at WHERE kind = 'ticket'")
 
 
 def downgrade() -> None:
