@@ -535,3 +535,13 @@ def test_known_priorities_in_a_condition_pass(tmp_path: Path) -> None:
     leaf = 'field = "ticket.priority", gte = "high", not_in = ["low"], from = "normal", to = "urgent"'
     text = GOOD.replace('field = "account.arr", gte = 100000', leaf)
     assert run_report(tmp_path, text) == ([], [])
+
+
+def test_a_rule_setting_a_field_of_another_kind_is_an_error(tmp_path: Path) -> None:
+    # arr is an account field: a rule's set writes the ticket, so it would write a ticket field named arr
+    new = "then = [{ set = { arr = 5 } }]"
+    text = GOOD.replace('then = [{ escalate = "leads" }]', new)
+    errors, _warnings = run_report(tmp_path, text)
+    hit(errors, text, "rules.0.then.0.set.arr", new,
+        "field 'arr' is of kind 'account': a rule sets fields of the ticket only")
+    assert len(errors) == 1, errors

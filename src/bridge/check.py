@@ -493,6 +493,13 @@ def _check_rules(cfg: Config, err: Emit, warn: Emit) -> None:
                     if ft is None:
                         err((*where, field), f"field {field!r} is not declared in [fields]")
                         continue
+                    if cfg.fields[field].kind != "ticket":
+                        err(
+                            (*where, field),
+                            f"field {field!r} is of kind {cfg.fields[field].kind!r}: a rule sets fields of "
+                            "the ticket only",
+                        )
+                        continue
                     try:
                         coerce(ft, value)
                     except FieldValueError as exc:

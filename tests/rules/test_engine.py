@@ -486,6 +486,16 @@ def test_explain_says_an_event_leaf_is_about_an_event_not_the_ticket_at_rest() -
     assert "holds only in an event where: ticket.priority changed True; ticket.priority to 'urgent'" in text
 
 
+def test_a_rule_never_writes_a_field_of_another_kind_onto_the_ticket() -> None:
+    fields = {**FIELDS, "tier": {"type": "select", "kind": "account", "options": ["enterprise", "growth"]}}
+    cfg = Config(rules=[rule("tier", {"tag": "x/y"}, [{"set": {"tier": "enterprise", "severity": "Sev-1"}}])],
+                 fields=fields)
+    rec = ticket(tags=("x/y",))
+    out = created(Desk(cfg), rec)
+    assert brief(out) == [("set_field", "tier", "Sev-1")]
+    assert "tier" not in rec.fields
+
+
 def test_compile_rules_rejects_a_bad_condition_with_its_place() -> None:
     bad = config(rule("ok", {}, []), rule("bad", {"field": "ticket.text", "matches": "("}, []))
     with pytest.raises(ValueError, match=r"rules\[1\]\.when\.matches"):

@@ -163,7 +163,8 @@ def rule_writes(rule: RuleConfig, config: Config) -> set[str]:
 
 def compile_rules(config: Config) -> list[CompiledRule]:
     """The enabled rules in run order: set (triggers, escalation, routing), priority, name."""
-    types = config.field_types()
+    # a rule sets fields of the ticket only (bridge check rejects a set of an account or contact field)
+    types = {n: t for n, t in config.field_types().items() if config.fields[n].kind == "ticket"}
     rules = []
     for i, rule in enumerate(config.rules):
         if not rule.enabled:
