@@ -545,3 +545,8 @@ def test_a_rule_setting_a_field_of_another_kind_is_an_error(tmp_path: Path) -> N
     hit(errors, text, "rules.0.then.0.set.arr", new,
         "field 'arr' is of kind 'account': a rule sets fields of the ticket only")
     assert len(errors) == 1, errors
+
+
+def test_hours_of_the_wrong_shape_are_one_problem_not_also_no_open_hours(tmp_path: Path) -> None:
+    errors = run_check(tmp_path, '[calendars.s]\nhours = { mon = "09:00-17:00" }\n')
+    assert [e.split(": ", 1)[1] for e in errors] == ["calendars.s.hours.mon: Input should be a valid list"]

@@ -272,7 +272,9 @@ def _check_calendars(loaded: LoadedConfig, err: Emit) -> None:
 
     cfg = loaded.config
     for name, cal in cfg.calendars.items():
-        for ckey, msg in validate_calendar(name, cal):
+        # parts that did not validate were reported already: no second problem of them ("no open hours")
+        aside = {p[2:] for p in loaded.set_aside if p[:2] == ("calendars", name)}
+        for ckey, msg in validate_calendar(name, cal, set_aside=aside):
             err(("calendars", name, *ckey), msg)
 
 
