@@ -548,3 +548,24 @@ def test_an_agent_reply_at_the_acknowledgement_deadline_is_in_time(reply: str, b
     decisions, _ = run(config, lines, until=at(2, "12:00"))
     first = [] if reply == "09:30" else ["first_response"]
     assert [d["metric"] for d in decisions if d["decision"] == "sla_breach"] == first + breached
+
+
+@pytest.mark.parametrize("with_rules", [False, True])
+def test_an_sla_policy_on_a_change_reads_a_new_ticket_as_the_rules_do(with_rules: bool) -> None:
+    # what a ticket arrives with is no change; what routing does in its first event is one, with or without
+    # [[rules]] in the config
+    unrelated = {"name": "unrelated", "when": {"field": "ticket.channel", "eq": "fax"},
+                 "then": [{"review": "x"}]}
+    config: dict[str, Any] = {
+        "agents": [{"email": A}],
+        "sla": [
+            {"name": "just-assigned", "when": {"field": "ticket.assignee", "changed": True},
+             "first_response": "1h"},
+            {"name": "arrived-urgent", "when": {"field": "ticket.priority", "to": "urgent"},
+             "first_response": "2h"},
+        ],
+        "rules": [unrelated] if with_rules else [],
+    }
+    _, finals = run(config, [created("T-1", at(2, "09:00"), priority="urgent")])
+    assert finals["T-1"]["assignee"] == A
+    assert finals["T-1"]["sla"]["first_response_due"] == at(2, "10:00")

@@ -572,6 +572,11 @@ class Desk:
             if queued is not None and ticket.attrs.get("assignee") != queued.assignee:
                 self.router.dequeue(ticket.id)  # assigned by a person (or another system) while it waited
         ctx = Context(ticket, previous)
+        if not previous and self.reads_previous:
+            # a ticket just created has no earlier values: what it arrived with is no change, while what a
+            # rule or routing changes in this same event is one (from the value it arrived with), for the
+            # rules and the SLA policies alike
+            ctx.previous = path_values(ticket)
         if self.rules:
             self._run_rules(st, ctx, at, out)
         if new or event.get("type") == "ticket.created":
@@ -680,10 +685,6 @@ class Desk:
         # a rule on the event itself (changed/from/to) holds of one event, not of a stretch of time: it may
         # fire on every event in which it holds (two changes in a row are two changes), at most once per event
         holding = st.holding & ~self._event_mask
-        if not ctx.previous and self.reads_previous:
-            # a ticket just created has no earlier values: what it arrived with is no change, while what a
-            # rule changes in this same event is one (from the value it arrived with)
-            ctx.previous = path_values(ctx.record)
         if snap is None:
             pending = self._guards.mask(cur, ctx)
             failed = holding & ~pending
