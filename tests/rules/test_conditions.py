@@ -421,3 +421,26 @@ def test_dates_and_times_compare_with_dates_times_and_iso_strings(
 )
 def test_priorities_compare_by_rank_only(leaf: dict[str, Any], priority: Any, expected: bool) -> None:
     assert holds(leaf, make_ticket(priority=priority)) is expected
+
+
+TWO_TAGS = ["billing/refund", "bug/ui"]
+
+
+@pytest.mark.parametrize(
+    ("leaf", "attrs", "expected"),
+    [
+        ({"field": "ticket.tags", "eq": ["bug/ui", "billing/refund"]}, {"tags": TWO_TAGS}, True),
+        ({"field": "ticket.tags", "eq": ["bug/ui"]}, {"tags": TWO_TAGS}, False),
+        ({"field": "ticket.tags", "ne": ["bug/ui", "billing/refund"]}, {"tags": TWO_TAGS}, False),
+        ({"field": "ticket.area", "eq": ["API", "Billing"]}, {"fields": {"area": ["Billing", "API"]}}, True),
+        ({"field": "ticket.sentiment", "eq": -40}, {"sentiment": "-40"}, True),
+        ({"field": "ticket.sentiment", "ne": -40}, {"sentiment": "-40"}, False),
+        ({"field": "ticket.sentiment", "eq": "-40"}, {"sentiment": -40}, True),
+        ({"field": "account.arr", "eq": 120000}, {"account": {"arr": "120000.0"}}, True),
+        ({"field": "ticket.sentiment", "eq": -40}, {"sentiment": "minus forty"}, False),
+    ],
+)
+def test_eq_takes_lists_in_any_order_and_numbers_sent_as_text(
+    leaf: dict[str, Any], attrs: dict[str, Any], expected: bool
+) -> None:
+    assert holds(leaf, make_ticket(**attrs)) is expected

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import importlib
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -167,6 +168,8 @@ def _norm(value: Any) -> Any:
 
 def _equals(actual: Any, expected: Any) -> bool:
     if type(actual) is type(expected):
+        if type(actual) is list:
+            return _same_items(actual, expected)
         return bool(actual == expected)
     if isinstance(actual, list | tuple) and not isinstance(expected, list | tuple):
         if isinstance(expected, date):
@@ -175,10 +178,33 @@ def _equals(actual: Any, expected: Any) -> bool:
     if isinstance(expected, date):
         return _as_time(actual, expected) == expected
     if isinstance(actual, list | tuple) and isinstance(expected, list | tuple):
-        return list(actual) == list(expected)
+        return _same_items(actual, expected)
     if isinstance(actual, datetime | date) and isinstance(expected, str):
         return _ordered(actual, expected, _EQ)
+    if type(actual) is str and type(expected) in (int, float):
+        return bool(_numeric(actual) == expected)  # a number a system sent as text ("-40", "120000.0")
+    if type(expected) is str and type(actual) in (int, float):
+        return bool(_numeric(expected) == actual)
     return bool(actual == expected)
+
+
+def _same_items(actual: Sequence[Any], expected: Sequence[Any]) -> bool:
+    """Lists (tags, a multi_select) are equal when they hold the same items, in whatever order."""
+    if len(actual) != len(expected):
+        return False
+    if list(actual) == list(expected):
+        return True
+    try:
+        return Counter(actual) == Counter(expected)
+    except TypeError:  # unhashable items: count them one by one
+        return all(actual.count(item) == expected.count(item) for item in actual)
+
+
+def _numeric(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def _EQ(a: Any, b: Any) -> bool:
