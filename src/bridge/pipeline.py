@@ -67,9 +67,7 @@ class LiveDesk(Protocol):
         returns the time the change would be taken at, and what the timers decided."""
         ...
 
-    def on_change(
-        self, state: DeskState, record: Record, change: Change, change_id: int
-    ) -> tuple[datetime, Touched]:
+    def on_change(self, state: DeskState, record: Record, change: Change) -> tuple[datetime, Touched]:
         """Feed the applied change; returns the time the Desk took it at, and what it decided."""
         ...
 
@@ -298,7 +296,7 @@ class Pipeline:
         record.links[change.system] = change.external_id
         out = Outcome(record, created=created, decisions=early, writes=writes, plan=plan, desk_at=desk_at)
         out.problems += problems
-        self._stages(state, record, change, change_id, now, out, desk)
+        self._stages(state, record, change, now, out, desk)
         if out.desk_at is not None:  # the Desk took it (the leader catches up the changes no Desk took)
             self._desk_state(state).set_desk_time(change_id, out.desk_at)
         for d in out.decisions if state.keep_audit else ():
@@ -322,7 +320,6 @@ class Pipeline:
         state: State,
         record: Record,
         change: Change,
-        change_id: int,
         now: datetime,
         out: Outcome,
         desk: LiveDesk | None,
@@ -353,7 +350,7 @@ class Pipeline:
             self._map_tags(state, record, change, out, why, now)
         if change.kind == "ticket":
             self._account_context(state, record)
-        self._rules(state, record, change, change_id, now, out, desk)
+        self._rules(state, record, change, now, out, desk)
         self._outbox(state, record, out, why, now)
         for planned in out.plan:
             if not planned.ref:
@@ -376,7 +373,7 @@ class Pipeline:
         out = Outcome(record, [d for _r, ds in touched for d in ds], writes, plan, desk_at=desk_at)
         if not change.deleted:
             try:
-                out.desk_at, touched = desk.on_change(dstate, record, change, change_id)
+                out.desk_at, touched = desk.on_change(dstate, record, change)
             except Exception as exc:  # taken all the same: a change the rules fail on is not retried forever
                 self._desk_failed(desk, change, exc, out.problems)
                 touched = []
@@ -667,7 +664,6 @@ class Pipeline:
         state: State,
         record: Record,
         change: Change,
-        change_id: int,
         now: datetime,
         out: Outcome,
         desk: LiveDesk | None,
@@ -677,7 +673,7 @@ class Pipeline:
         touched: Touched = []
         if desk is not None:
             try:
-                out.desk_at, touched = desk.on_change(self._desk_state(state), record, change, change_id)
+                out.desk_at, touched = desk.on_change(self._desk_state(state), record, change)
             except Exception as exc:  # not taken: the leader's catch-up tries once more
                 self._desk_failed(desk, change, exc, out.problems)
                 out.desk_at = None

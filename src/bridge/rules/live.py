@@ -152,12 +152,9 @@ class LiveRules:
             at = at if self.clock is None else max(at, self.clock)
             return at, self._settle(state, self._fire_before(at), None)
 
-    def on_change(
-        self, state: DeskState, record: Record, change: Change, change_id: int = 0
-    ) -> tuple[datetime, Touched]:
-        """Feed one applied ticket change (``change_id``: its place in the change log). Returns the time the
-        Desk took it at (its own, or the Desk's clock for a late one) and each ticket touched, ``record``
-        among them, with its decisions."""
+    def on_change(self, state: DeskState, record: Record, change: Change) -> tuple[datetime, Touched]:
+        """Feed one applied ticket change. Returns the time the Desk took it at (its own, or the Desk's clock
+        for a late one) and each ticket touched, ``record`` among them, with its decisions."""
         with self.lock:
             self._use(state)
             # a change dated before the Desk's clock (a late pull, old data) is taken at the clock's time
