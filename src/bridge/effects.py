@@ -20,8 +20,10 @@ from bridge.state import State
 # another one (or on a timer) is saved with these as the Desk left them
 DESK_ATTRS = ("status", "assignee", "priority", "escalations")
 # what a helpdesk is told for a side effect; not declared fields, so ownership does not apply to them
-EFFECT_FIELDS = frozenset({"assignee", "escalation", "status", "follow_up", "review", "tags", "priority"})
-SIDE_EFFECTS = ("assign", "escalate", "set_field", "follow_up", "auto_close", "review", "tag")
+EFFECT_FIELDS = frozenset(
+    {"assignee", "escalation", "status", "follow_up", "review", "tags", "priority", "notify"}
+)
+SIDE_EFFECTS = ("assign", "escalate", "set_field", "follow_up", "auto_close", "review", "tag", "notify")
 
 
 def effect_fields(config: Config, system: str, record: Record, decision: Decision) -> dict[str, Any]:
@@ -38,6 +40,9 @@ def effect_fields(config: Config, system: str, record: Record, decision: Decisio
             return {"follow_up": d.get("message") or (config.follow_up.message if config.follow_up else "")}
         case "review":
             return {"review": d.get("reason") or "review"}
+        case "notify":
+            # the helpdesk tells the recipient (an internal note, a mention); the message may be blank
+            return {"notify": {"to": d.get("to"), "message": d.get("message") or ""}}
         case "tag":
             return {"tags": list(record.tags)}
         case "set_field":

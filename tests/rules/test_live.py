@@ -233,3 +233,18 @@ def test_a_one_shot_sync_routes_what_it_takes_in_and_run_does_not_repeat_it(tmp_
         assert len(daemon.store.items("desk")) == queued
     finally:
         daemon.close()
+
+
+def test_a_notify_action_reaches_the_helpdesk_once(store_url: str) -> None:
+    from bridge.scheduler import start_rules
+
+    rule = {"name": "page-oncall", "set": "escalation", "when": {"tag": "bug/sev1"},
+            "then": [{"notify": {"to": "#oncall", "message": "Sev-1 opened"}}]}
+    config = {**CONFIG, "rules": [*CONFIG["rules"], rule]}  # type: ignore[list-item]
+    app = App(LoadedConfig(Config(**config), Path("bridge.toml"), {}), database=store_url)
+    start_rules(app)
+    ingest(app, Change("desk", "ticket", "T-1", T0, tags=["bug/sev1"], attrs={"status": "open"}))
+    ingest(app, Change("desk", "ticket", "T-1", T0 + timedelta(minutes=1), attrs={"subject": "more"}))
+    notes = [f["notify"] for f in effects_in_outbox(app) if "notify" in f]
+    assert notes == [{"to": "#oncall", "message": "Sev-1 opened"}]
+    app.close()
