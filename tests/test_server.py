@@ -40,6 +40,7 @@ def config(tmp_path: Path, **bridge: Any) -> dict[str, Any]:
             }
         },
         "tags": [{"match": "bug/sev1", "set": {"severity": "Sev-1"}}],
+        "agents": [{"email": "alice@example.com"}],
     }
 
 
@@ -202,9 +203,11 @@ def test_a_body_over_the_limit_answers_413_without_being_read(served: tuple[Serv
     ("path", "error"),
     [
         ("/webhooks/nowhere", "no connector named 'nowhere' is configured"),
-        ("/webhooks", "POST /webhooks/SYSTEM"),
-        ("/webhooks/desk/extra", "POST /webhooks/SYSTEM"),
-        ("/other/desk", "POST /webhooks/SYSTEM"),
+        ("/webhooks", "POST /webhooks/SYSTEM or POST /agents/status"),
+        ("/webhooks/desk/extra", "POST /webhooks/SYSTEM or POST /agents/status"),
+        ("/other/desk", "POST /webhooks/SYSTEM or POST /agents/status"),
+        ("/agents", "POST /webhooks/SYSTEM or POST /agents/status"),
+        ("/agents/status/alice", "POST /webhooks/SYSTEM or POST /agents/status"),
     ],
 )
 def test_an_unknown_system_or_path_answers_404(served: tuple[Server, str], path: str, error: str) -> None:
@@ -240,6 +243,90 @@ def test_signature_is_required_when_a_secret_is_set(signed: tuple[Server, str]) 
     good = post(base, body, **{"X-Bridge-Signature": sign(SECRET.encode(), body)})
     assert good.status_code == 202 and good.json()["accepted"] == 1
     assert [r.value("severity") for r in records(served[0])] == ["Sev-1"]
+
+
+def test_an_agent_status_needs_the_signature_too(signed: tuple[Server, str]) -> None:
+    server, base = signed
+    body = b'{"agent": "alice@example.com", "status": "away"}'
+    for headers in ({}, {"X-Bridge-Signature": sign(SECRET.encode(), body + b" ")}):
+        res = httpx.post(f"{base}/agents/status", content=body, headers=headers, timeout=10)
+        assert res.status_code == 401 and res.json() == {"error": "bad or missing X-Bridge-Signature"}
+    assert agent_changes(server) == []
+    # a malformed body is not judged for an unsigned caller either
+    assert httpx.post(f"{base}/agents/status", content=b"{", timeout=10).status_code == 401
+    headers = {"X-Bridge-Signature": sign(SECRET.encode(), body)}
+    res = httpx.post(f"{base}/agents/status", content=body, headers=headers, timeout=10)
+    assert res.status_code == 202, res.text
+    assert agent_changes(server) == [("alice@example.com", {"status": "away"})]
+
+
+def agent_changes(server: Server) -> list[tuple[str, dict[str, Any]]]:
+    with server.app.store.session() as tx:
+        return [(c.change.external_id, c.change.attrs) for c in tx.own_changes("agent")]
+
+
+def test_an_agent_status_is_kept_for_the_rules_at_the_time_given_or_now(served: tuple[Server, str]) -> None:
+    server, base = served
+    body = {"agent": "Alice@Example.COM", "status": "away", "at": "2026-11-02T09:40:00Z"}
+    res = httpx.post(f"{base}/agents/status", json=body, timeout=10)
+    assert res.status_code == 202, res.text
+    # no rules run in this process (it does not lead): the rules leader's catch-up takes it
+    assert res.json() == {"agent": "alice@example.com", "status": "away", "at": "2026-11-02T09:40:00Z",
+                          "taken": False, "writes_queued": 0}
+    before = datetime.now(UTC).replace(microsecond=0)
+    res = httpx.post(f"{base}/agents/status", json={"agent": "alice@example.com", "status": "active"},
+                     timeout=10)
+    assert res.status_code == 202, res.text
+    assert before <= parse_time(res.json()["at"]) <= datetime.now(UTC)
+    with server.app.store.session() as tx:
+        logged = [(c.record_id, c.change.system, c.change.external_id, c.change.attrs, c.desk_at)
+                  for c in tx.own_changes("agent")]
+    assert logged == [
+        ("", "bridge", "alice@example.com", {"status": "away"}, None),
+        ("", "bridge", "alice@example.com", {"status": "active"}, None),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (b"{", "agents/status: malformed JSON: Expecting property name enclosed in double quotes: "
+               "line 1 column 2 (char 1)"),
+        (b'["alice@example.com", "away"]',
+         'agents/status: expected a JSON object: {"agent": EMAIL, "status": STATUS, "at": TIME (optional)}'),
+        (b'{"status": "away"}', "agents/status: agent is missing"),
+        (b'{"agent": "alice@example.com"}', "agents/status: status is missing"),
+        (b'{"agent": "alice@example.com", "status": "lunch"}',
+         "agents/status: status 'lunch' is not one of active, away, offline"),
+        (b'{"agent": "bob@example.com", "status": "away"}',
+         "agents/status: agent 'bob@example.com' is not in the config's [[agents]] "
+         "(configured: alice@example.com)"),
+        (b'{"agent": 7, "status": "away"}', "agents/status: agent: expected an agent's email, got 7"),
+        (b'{"agent": "alice@example.com", "status": "away", "why": "lunch"}',
+         "agents/status: unknown key(s) 'why'; expected agent, status and at"),
+        (b'{"agent": "alice@example.com", "status": "away", "at": "yesterday"}',
+         "agents/status: at 'yesterday' is not an ISO 8601 time"),
+        (b'{"agent": "alice@example.com", "status": "away", "at": 1700000000}',
+         "agents/status: at: expected an ISO 8601 time, got 1700000000"),
+    ],
+)
+def test_a_bad_agent_status_answers_400_naming_the_problem(
+    served: tuple[Server, str], body: bytes, error: str
+) -> None:
+    server, base = served
+    res = httpx.post(f"{base}/agents/status", content=body, timeout=10)
+    assert (res.status_code, res.json()) == (400, {"error": error})
+    assert agent_changes(server) == []
+
+
+def test_an_agent_status_dated_in_the_future_answers_400(served: tuple[Server, str]) -> None:
+    server, base = served
+    body = {"agent": "alice@example.com", "status": "away", "at": "2999-01-01T00:00:00Z"}
+    res = httpx.post(f"{base}/agents/status", json=body, timeout=10)
+    assert res.status_code == 400
+    error = res.json()["error"]
+    assert error.startswith("agents/status: at '2999-01-01T00:00:00Z' is in the future (now is "), error
+    assert agent_changes(server) == []
 
 
 def test_a_non_ascii_signature_answers_401_not_500(signed: tuple[Server, str]) -> None:

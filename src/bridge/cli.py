@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.errors import BridgeError, ConfigError
-from bridge.model import parse_time
+from bridge.model import AGENT_STATUSES, parse_time
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -215,6 +215,32 @@ def cmd_deadletter(args: argparse.Namespace) -> int:
         app.close()
 
 
+def cmd_agent_status(args: argparse.Namespace) -> int:
+    """Record an agent's status change in the store, for the rules of the running daemon."""
+    from bridge.model import format_time, utcnow
+    from bridge.scheduler import agent_status_request, record_agent_status
+
+    app = _app(args)
+    try:
+        payload = {"agent": args.agent, "status": args.status}
+        if args.at is not None:
+            payload["at"] = args.at
+        try:
+            agent, status, at = agent_status_request(app.config, payload, utcnow())
+        except ValueError as exc:
+            print(f"agent-status: {exc}", file=sys.stderr)
+            return 2
+        done = record_agent_status(app, agent, status, at)
+    finally:
+        app.close()
+    if args.json:
+        _print_json({"agent": agent, "status": status, "at": format_time(at), "change_id": done.change_id})
+    else:
+        print(f"{agent} is {status} from {format_time(at)} (change {done.change_id}); the rules leader of "
+              "`bridge run` takes it on its next rules job")
+    return 0
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     """Why a record has its fields: owner, provenance and history."""
     from bridge.explain import explain_record, format_explain
@@ -372,6 +398,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("files", nargs="*", metavar="FILE.jsonl", help="JSONL files or folders whose tags to lint")
     t.add_argument("--no-store", dest="store", action="store_false", help="do not read tags from the store")
     t.set_defaults(func=cmd_taxonomy_lint)
+
+    p = sub.add_parser("agent-status", parents=[common], help="an agent became active, away or offline")
+    p.add_argument("agent", metavar="EMAIL", help="an agent of the config's [[agents]] (any letter case)")
+    p.add_argument("status", choices=AGENT_STATUSES)
+    p.add_argument("--at", help="when (ISO 8601; default: now)")
+    p.set_defaults(func=cmd_agent_status)
 
     p = sub.add_parser("deadletter", parents=[common], help="writes that failed for good")
     p.add_argument("action", choices=["list", "retry"])

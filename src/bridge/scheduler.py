@@ -16,15 +16,26 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from bridge.durations import parse_duration
 from bridge.effects import apply_touched, effect_writes, writable_systems
-from bridge.model import Record, format_time, parse_time, utcnow
+from bridge.model import AGENT_STATUSES, Change, Record, Write, format_time, parse_time, utcnow
 from bridge.pipeline import DESK_PLUGIN, DeskState, Pipeline, PlannedWrite
-from bridge.rules.live import Created, History, Item, LiveRules, Stored, volume_history
+from bridge.rules.live import (
+    AGENT_KIND,
+    Created,
+    History,
+    Item,
+    LiveRules,
+    Stored,
+    agent_change,
+    is_agent_change,
+    volume_history,
+)
+from bridge.settings import Config
 from bridge.store import Store, Tx
 from bridge.sync import Syncer, SyncReport
 
@@ -40,6 +51,10 @@ LEADER_LOCK = "rules-leader"  # held by the one replica that runs the rules, for
 # a transaction open longer than this is taken as gone: a change received this long ago and not yet seen by
 # the rules leader will not appear (the leader's catch-up looks no further back)
 SETTLE = timedelta(minutes=15)
+AGENT_STATUS_KEYS = ("agent", "status", "at")
+# how far ahead of this host's clock an agent status change may be dated (clock skew): a later one would move
+# the rules' clock, and fire their timers, early
+FUTURE_SLACK = timedelta(minutes=5)
 
 
 @dataclass
@@ -175,8 +190,9 @@ def wants_rules(app: App) -> bool:
 
 def rules_history(state: DeskState) -> History:
     """What a rebuilt Desk is fed, read in ``state`` (a store transaction): every change of the tickets still
-    open, in the order they were processed, each with the time the live Desk took it at; the creations the
-    volume trigger still counts of the other tickets; and the last tick committed."""
+    open and every agent status change, in the order they were processed, each with the time the live Desk
+    took it at; the creations the volume trigger still counts of the other tickets; and the last tick
+    committed."""
     if not isinstance(state, Tx):
         raise TypeError(f"the rules' history is read from the store, not from {type(state).__name__}")
     tx = state
@@ -194,7 +210,8 @@ def rules_history(state: DeskState) -> History:
     firsts = tx.first_changes("ticket") if closed else {}
     created = [(c.id, c.desk_at or c.change.at, closed[rid]) for rid, c in firsts.items() if rid in closed]
     times = [at for _id, at, _t in created] + [s.desk_at or s.change.at for s in feed]
-    items: list[Stored | Created] = [*feed, *volume_history(created, max(times, default=None))]
+    agents = [Stored("", {}, c.change, c.desk_at, c.id) for c in tx.own_changes(AGENT_KIND)]
+    items: list[Stored | Created] = [*feed, *agents, *volume_history(created, max(times, default=None))]
     items.sort(key=lambda i: i.change_id)
     history: list[Item] = list(items)
     handled = tx.cursor(RULES_CURSOR[0], RULES_CURSOR[1])
@@ -220,15 +237,110 @@ def start_rules(app: App, dry: bool = False, now: datetime | None = None) -> Liv
 
 
 def catch_up(app: App, live: LiveRules, tx: Tx, now: datetime) -> int:
-    """Feed the Desk, in id order, the committed ticket changes no Desk took (other replicas processed them
-    without rules), queueing their effects in ``tx``; returns how many writes were queued. The floor rises
-    past what was received :data:`SETTLE` before ``now`` once ``tx`` commits."""
+    """Feed the Desk, in id order, the committed ticket changes and agent status changes no Desk took (other
+    replicas processed them without rules), queueing their effects in ``tx``; returns how many writes were
+    queued. The floor rises past what was received :data:`SETTLE` before ``now`` once ``tx`` commits."""
     pipeline = Pipeline(app.config, app.host, run="rules")
     queued = 0
-    for c in tx.untaken_changes("ticket", live.floor):
+    for c in tx.untaken_changes("ticket", live.floor, own=AGENT_KIND):
+        if is_agent_change(c.change):
+            queued += len(take_agent_status(app, live, tx, c.change, c.id, now, "rules", retry=False) or [])
+            continue
         queued += len(pipeline.catch_up(tx, c.record_id, c.change, c.id, now).writes)
     live.settle(tx, tx.last_change_id(received_before=now - SETTLE, after=live.floor))
     return queued
+
+
+def take_agent_status(
+    app: App, live: LiveRules, tx: Tx, change: Change, change_id: int, now: datetime, run: str, retry: bool
+) -> list[Write] | None:
+    """Feed the Desk an agent status change kept in ``tx``'s change log as ``change_id``, queue the effects
+    of what it decides (the waiting tickets an agent back to active takes, each on its ticket, once) and mark
+    the change taken; returns the writes queued. Should the Desk fail on it, it is rebuilt before its next
+    use, and the change is left to the rules job's catch-up (``retry``; returns None) or taken all the same
+    (a change the rules fail on is not retried forever)."""
+    status = str(change.attrs.get("status"))
+    try:
+        desk_at, touched = live.on_agent(tx, change.external_id, status, change.at)
+    except Exception:
+        log.exception("rules failed on agent %s becoming %s", change.external_id, status)
+        live.invalidate()
+        if retry:
+            return None
+        tx.set_desk_time(change_id, change.at)
+        return []
+    writable = writable_systems(app.config, app.host.connectors())
+    writes = apply_touched(tx, app.config, touched, now, run, writable=writable)
+    tx.set_desk_time(change_id, desk_at)
+    return writes
+
+
+@dataclass
+class AgentStatusTaken:
+    """What recording an agent's status change did."""
+
+    change_id: int
+    taken: bool  # this process's rules took it (else the rules leader's catch-up takes it)
+    writes: list[Write] = field(default_factory=list)
+
+
+def configured_agent(config: Config, name: object) -> str:
+    """The email of the ``[[agents]]`` entry ``name`` names, as configured (any letter case); ValueError
+    naming the problem otherwise."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"agent: expected an agent's email, got {name!r}")
+    folded = name.strip().casefold()
+    for agent in config.agents:
+        if agent.email.casefold() == folded:
+            return agent.email
+    known = ", ".join(a.email for a in config.agents) or "none"
+    raise ValueError(f"agent {name!r} is not in the config's [[agents]] (configured: {known})")
+
+
+def agent_status_request(config: Config, payload: Any, now: datetime) -> tuple[str, str, datetime]:
+    """``(agent as configured, status, at)`` of a ``POST /agents/status`` body (parsed JSON); ValueError
+    naming the problem for a malformed one, an unknown status or agent, or a time later than ``now``."""
+    if not isinstance(payload, dict):
+        raise ValueError('expected a JSON object: {"agent": EMAIL, "status": STATUS, "at": TIME (optional)}')
+    unknown = [k for k in payload if k not in AGENT_STATUS_KEYS]
+    if unknown:
+        raise ValueError(f"unknown key(s) {', '.join(map(repr, unknown))}; expected agent, status and at")
+    for key in ("agent", "status"):
+        if key not in payload:
+            raise ValueError(f"{key} is missing")
+    email = configured_agent(config, payload["agent"])
+    status = payload["status"]
+    if not isinstance(status, str) or status not in AGENT_STATUSES:
+        raise ValueError(f"status {status!r} is not one of {', '.join(AGENT_STATUSES)}")
+    raw = payload.get("at")
+    if raw is None:
+        return email, status, now
+    if not isinstance(raw, str):
+        raise ValueError(f"at: expected an ISO 8601 time, got {raw!r}")
+    try:
+        at = parse_time(raw)
+    except ValueError:
+        raise ValueError(f"at {raw!r} is not an ISO 8601 time") from None
+    if at > now + FUTURE_SLACK:
+        raise ValueError(f"at {raw!r} is in the future (now is {format_time(now)})")
+    return email, status, at
+
+
+def record_agent_status(
+    app: App, agent: str, status: str, at: datetime, now: datetime | None = None, run: str = "agent-status"
+) -> AgentStatusTaken:
+    """Keep agent ``agent`` (as configured) becoming ``status`` at ``at`` in the change log, in one
+    transaction with what this process's rules do about it: when this process leads (its Desk is
+    registered), the Desk takes it now and the effects are queued; otherwise the leader's rules job catches
+    it up, as it does ticket changes other replicas take in."""
+    now = now or utcnow()
+    change = agent_change(agent, status, at)
+    plugin = app.host.pm.get_plugin(DESK_PLUGIN)
+    live = plugin if isinstance(plugin, LiveRules) and not plugin.dry else None
+    with app.store.session() as tx:
+        change_id = tx.add_change(change, None, now)
+        writes = take_agent_status(app, live, tx, change, change_id, now, run, retry=True) if live else None
+    return AgentStatusTaken(change_id, writes is not None, writes or [])
 
 
 def run_timers(app: App, live: LiveRules, now: datetime | None = None) -> SyncReport:

@@ -1,4 +1,5 @@
-"""HTTP for ``bridge run``: webhooks (``POST /webhooks/SYSTEM``, signed), ``/healthz``, ``/metrics``.
+"""HTTP for ``bridge run``: webhooks (``POST /webhooks/SYSTEM``, signed), agents' status changes
+(``POST /agents/status``, signed alike), ``/healthz``, ``/metrics``.
 
 A webhook's changes go through the same pipeline as a pull, in one transaction (each change in a savepoint).
 Answers: 202 with the count accepted and per-change problems; 400 with the reason for a malformed body or a
@@ -6,6 +7,11 @@ bad ``Content-Length``; 401 for a bad signature; 404 for an unknown system; 411 
 413 for a body over ``MAX_BODY``; 500 only for an internal error (the details go to the log, not the answer).
 When ``[bridge] webhook_secret`` (or ``webhook_secret_env``) is set, every webhook must carry
 ``X-Bridge-Signature: sha256=<hex HMAC of the body>``. No answer ever contains the secret.
+
+``POST /agents/status`` takes ``{"agent": EMAIL, "status": "active"|"away"|"offline", "at": TIME}`` (``at``
+optional: now) and keeps it in the change log for the rules (:func:`bridge.scheduler.record_agent_status`):
+202 with what was recorded, 400 naming what is wrong (malformed, an unknown status, an agent not in
+``[[agents]]``), 401 for a bad signature.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from bridge.errors import BridgeError, SkippableRecordError
-from bridge.model import Change, utcnow
+from bridge.model import Change, format_time, utcnow
 from bridge.pipeline import Outcome, Pipeline
 
 if TYPE_CHECKING:
@@ -108,13 +114,44 @@ class Server:
                 text = text.replace(secret, "***")
         return text
 
+    def signed(self, headers: dict[str, str], body: bytes) -> bool:
+        """Whether the body carries the right ``X-Bridge-Signature`` (always, when no secret is set)."""
+        if self.secret is None:
+            return True
+        # compare bytes: a str holding non-ASCII would make compare_digest raise
+        given = headers.get("x-bridge-signature", "").encode("utf-8", errors="replace")
+        return hmac.compare_digest(given, sign(self.secret, body).encode())
+
+    def handle_agent_status(self, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
+        """Record one agent's status change; returns (HTTP status, JSON answer). Internal errors propagate."""
+        from bridge.scheduler import agent_status_request, record_agent_status
+
+        if not self.signed(headers, body):
+            return 401, {"error": "bad or missing X-Bridge-Signature"}
+        now = utcnow()
+        try:
+            payload = json.loads(body)
+        except (ValueError, RecursionError) as exc:
+            return 400, {"error": f"agents/status: malformed JSON: {exc}"}
+        try:
+            agent, status, at = agent_status_request(self.app.config, payload, now)
+        except ValueError as exc:
+            return 400, {"error": f"agents/status: {exc}"}
+        with self.lock:
+            done = record_agent_status(self.app, agent, status, at, now)
+        log.info("agent %s is %s from %s (change %d)", agent, status, format_time(at), done.change_id)
+        return 202, {
+            "agent": agent,
+            "status": status,
+            "at": format_time(at),
+            "taken": done.taken,
+            "writes_queued": len(done.writes),
+        }
+
     def handle_webhook(self, system: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
         """Process one webhook; returns (HTTP status, JSON answer). Internal errors propagate."""
-        if self.secret is not None:
-            # compare bytes: a str holding non-ASCII would make compare_digest raise
-            given = headers.get("x-bridge-signature", "").encode("utf-8", errors="replace")
-            if not hmac.compare_digest(given, sign(self.secret, body).encode()):
-                return 401, {"error": "bad or missing X-Bridge-Signature"}
+        if not self.signed(headers, body):
+            return 401, {"error": "bad or missing X-Bridge-Signature"}
         if system not in self.app.config.connectors:
             return 404, {"error": f"no connector named {system!r} is configured"}
         connector = self.app.connector(system)
@@ -200,9 +237,10 @@ def _handler(server: Server) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             parts = urlsplit(self.path).path.strip("/").split("/")
-            if len(parts) != 2 or parts[0] != "webhooks" or not parts[1]:
+            agents = parts == ["agents", "status"]
+            if not agents and (len(parts) != 2 or parts[0] != "webhooks" or not parts[1]):
                 self.close_connection = True  # the body is left unread
-                self._send(404, b'{"error": "POST /webhooks/SYSTEM"}')
+                self._send(404, b'{"error": "POST /webhooks/SYSTEM or POST /agents/status"}')
                 return
             system = parts[1]
             try:
@@ -231,9 +269,12 @@ def _handler(server: Server) -> type[BaseHTTPRequestHandler]:
                 return
             headers = {k.lower(): v for k, v in self.headers.items()}
             try:
-                status, answer = server.handle_webhook(system, headers, body)
+                if agents:
+                    status, answer = server.handle_agent_status(headers, body)
+                else:
+                    status, answer = server.handle_webhook(system, headers, body)
             except Exception:  # answer 500 and keep serving; the sender retries
-                self._internal_error(f"webhook for {system}")
+                self._internal_error("agent status" if agents else f"webhook for {system}")
                 return
             self._json(status, answer)
 

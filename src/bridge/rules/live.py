@@ -3,9 +3,11 @@ scheduler.
 
 The Desk keeps its state in memory. At start it is rebuilt from the store's change log (the same changes run
 through a private pipeline on a virtual clock, as in replay, each at the time the live Desk took it), so SLA
-clocks, queues, capacity and the volume trigger's history survive a restart. Every side effect a decision
-causes (assign, escalate, set a field, follow up, close) is queued once: its idempotency key is claimed in the
-transaction that queues its write, so a crash, a retry or a rebuild never repeats it.
+clocks, queues, capacity, the agents' statuses and the volume trigger's history survive a restart. An agent's
+status change (``POST /agents/status``) is kept in the change log too (:func:`agent_change`) and reaches the
+Desk in change-log order with the ticket changes. Every side effect a decision causes (assign, escalate, set a
+field, follow up, close) is queued once: its idempotency key is claimed in the transaction that queues its
+write, so a crash, a retry or a rebuild never repeats it.
 
 The Desk never runs ahead of the store: a transaction that used it and did not commit (or a savepoint of it
 that rolled back) marks it stale, and it is rebuilt from what the store committed before it is used again.
@@ -23,7 +25,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from bridge.effects import queue_effects as queue_effects
-from bridge.model import Change, Decision, Record
+from bridge.model import BRIDGE, Change, Decision, Record
 from bridge.pipeline import DeskState, MemoryState, Pipeline, Touched
 from bridge.rules.conditions import path_values
 from bridge.rules.engine import Desk
@@ -36,11 +38,25 @@ EPSILON = timedelta(microseconds=1)  # timers strictly before a change fire befo
 # how far back a rebuild counts tickets no longer open for the volume trigger: the five weeks it compares,
 # and the week an account it flagged stays quiet
 VOLUME_WINDOW = WEEK * (VolumeWatch().weeks + 2)
+# an agent's status change in the change log: system ``bridge``, this kind, the agent's configured email as
+# external id, ``attrs={"status": ...}``, and no record
+AGENT_KIND = "agent"
+
+
+def agent_change(email: str, status: str, at: datetime) -> Change:
+    """The change-log entry of agent ``email`` (as configured) becoming ``status`` at ``at``."""
+    return Change(BRIDGE, AGENT_KIND, email, at, attrs={"status": status})
+
+
+def is_agent_change(change: Change) -> bool:
+    """Whether ``change`` is an agent's status change (:func:`agent_change`), not a ticket's."""
+    return change.system == BRIDGE and change.kind == AGENT_KIND
 
 
 class Stored(NamedTuple):
-    """A stored ticket change a rebuild feeds, with the time the live Desk took it at (None: no Desk took
-    it: history when its id is not above the Desk's floor, else the leader's to catch up)."""
+    """A stored ticket change (or agent status change: no record, no links) a rebuild feeds, with the time
+    the live Desk took it at (None: no Desk took it: history when its id is not above the Desk's floor, else
+    the leader's to catch up)."""
 
     record_id: str
     links: Mapping[str, str]
@@ -110,8 +126,9 @@ def volume_history(closed: Iterable[tuple[int, datetime, Record]], newest: datet
 
 class LiveRules:
     """The Desk of a running daemon. Registered on the plugin host as ``rules``, where the pipeline finds it:
-    it is fed every ticket change (:meth:`before`, :meth:`on_change`) and the rules job runs its timers
-    (:meth:`tick`). Webhooks and scheduled jobs share it under one lock; no database write is made under it.
+    it is fed every ticket change (:meth:`before`, :meth:`on_change`) and every agent's status change
+    (:meth:`on_agent`), and the rules job runs its timers (:meth:`tick`). Webhooks and scheduled jobs share
+    it under one lock; no database write is made under it.
     """
 
     def __init__(
@@ -163,6 +180,18 @@ class LiveRules:
             decisions += self._feed(record, change, at)
             return at, self._settle(state, decisions, record)
 
+    def on_agent(self, state: DeskState, agent: str, status: str, at: datetime) -> tuple[datetime, Touched]:
+        """Feed an agent's status change (``agent`` as configured): the timers due before it fire first.
+        Returns the time the Desk took it at (``at``, or the Desk's clock for a late one) and each ticket
+        touched (the waiting tickets an agent back to active takes) with its decisions."""
+        with self.lock:
+            self._use(state)
+            at = at if self.clock is None else max(at, self.clock)
+            fired = self._fire_before(at)
+            self._note_fired(state, fired)
+            self.clock = at
+            return at, self._settle(None, fired + self.desk.on_agent_status(agent, status, at), None)
+
     def tick(self, state: DeskState, now: datetime) -> tuple[datetime, Touched]:
         """Fire every timer due by ``now`` in ``state``'s transaction. Returns the time up to which every
         timer is acted on once that transaction commits (the rules cursor), and each touched ticket, as the
@@ -195,9 +224,9 @@ class LiveRules:
     # ---------------------------------------------------------------- rebuild
 
     def rebuild(self, history: Iterable[Item], handled_until: datetime | None) -> int:
-        """Rebuild the Desk from stored ticket changes in processing order (:class:`Stored`, or ``(record id,
-        links, change)``) and the creations of tickets no longer open (:class:`Created`, for the volume
-        trigger).
+        """Rebuild the Desk from stored ticket changes and agent status changes in processing order
+        (:class:`Stored`, or ``(record id, links, change)``) and the creations of tickets no longer open
+        (:class:`Created`, for the volume trigger).
 
         The changes run through a private pipeline so each reaches the Desk with the ticket as it was then, at
         the time the live Desk took it, after the timers due before it; a change no Desk took above the
@@ -222,6 +251,16 @@ class LiveRules:
                 at = stored.desk_at or change.at
                 at = at if self.clock is None else max(at, self.clock)
                 self._settle(None, self._fire_before(at), None)
+                if is_agent_change(change):
+                    self.clock = at
+                    try:
+                        status = str(change.attrs.get("status"))
+                        self._settle(None, self.desk.on_agent_status(change.external_id, status, at), None)
+                    except Exception:  # the live Desk failed on it too, and went on
+                        log.exception("rules: rebuilding, the desk failed on change %s", stored.change_id)
+                        continue
+                    fed += 1
+                    continue
                 if mem.load(stored.record_id) is None:
                     mem.create_record("ticket", stored.record_id)
                     for system, external in stored.links.items():
@@ -296,10 +335,8 @@ class LiveRules:
         by_ticket: dict[str, list[Decision]] = {}
         for d in decisions:
             by_ticket.setdefault(d.record_id, []).append(d)
-        if state is not None and current is None:  # (timers: before() and tick())
-            first = min((d.at for d in decisions if d.at is not None), default=None)
-            if first is not None and (state not in self._fired or first < self._fired[state]):
-                self._fired[state] = first
+        if current is None:  # (timers: before() and tick())
+            self._note_fired(state, decisions)
         out: Touched = []
         for rid, ds in by_ticket.items():
             rec = current if current is not None and rid == current.id else self.records.get(rid)
@@ -309,6 +346,14 @@ class LiveRules:
             if rec.attrs.get("status") == "closed":
                 self._drop(rec.id)
         return out
+
+    def _note_fired(self, state: object, timers: list[Decision]) -> None:
+        """Note the earliest timer ``state``'s transaction acted on (see :meth:`tick`)."""
+        first = min((d.at for d in timers if d.at is not None), default=None)
+        if state is None or first is None:
+            return
+        if state not in self._fired or first < self._fired[state]:
+            self._fired[state] = first
 
     def _drop(self, record_id: str) -> None:
         self._previous.pop(record_id, None)

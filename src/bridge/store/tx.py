@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bridge.errors import IdentityError
-from bridge.model import Change, FieldValue, Record, Write, parse_time, utcnow
+from bridge.model import BRIDGE, Change, FieldValue, Record, Write, parse_time, utcnow
 from bridge.store import tables as t
 from bridge.store.values import jsonable
 
@@ -78,7 +78,13 @@ def _call_all(callbacks: list[Callable[[], None]]) -> None:
 
 
 def _logged(row: sa.Row[Any]) -> LoggedChange:
-    return LoggedChange(row.id, row.record_id, _change(row), row.desk_at, row.received_at)
+    return LoggedChange(row.id, row.record_id or "", _change(row), row.desk_at, row.received_at)
+
+
+def _own(kind: str) -> sa.ColumnElement[bool]:
+    """The bridge's own changes of ``kind``, about no record (an agent's status)."""
+    c = t.changes
+    return sa.and_(c.c.system == BRIDGE, c.c.kind == kind, c.c.record_id.is_(None))
 
 
 def _change(row: sa.Row[Any]) -> Change:
@@ -398,15 +404,21 @@ class Tx:
         q = sa.select(c).where(c.c.id.in_(first)).order_by(c.c.id)
         return {row.record_id: _logged(row) for row in self.conn.execute(q)}
 
-    def untaken_changes(self, kind: str, after: int) -> list[LoggedChange]:
+    def untaken_changes(self, kind: str, after: int, own: str | None = None) -> list[LoggedChange]:
         """The changes of ``kind`` after change id ``after`` that no rules' Desk took (``desk_at`` unset), in
-        id order: what other replicas processed without rules, for the rules leader to catch up."""
+        id order: what other replicas processed without rules, for the rules leader to catch up. ``own``:
+        the bridge's own changes of that kind about no record (agents' statuses) too, in their place."""
         c = t.changes
-        q = (
-            sa.select(c)
-            .where(c.c.id > after, c.c.kind == kind, c.c.record_id.is_not(None), c.c.desk_at.is_(None))
-            .order_by(c.c.id)
-        )
+        which = sa.and_(c.c.kind == kind, c.c.record_id.is_not(None))
+        if own is not None:
+            which = sa.or_(which, _own(own))
+        q = sa.select(c).where(c.c.id > after, which, c.c.desk_at.is_(None)).order_by(c.c.id)
+        return [_logged(row) for row in self.conn.execute(q)]
+
+    def own_changes(self, kind: str) -> list[LoggedChange]:
+        """The bridge's own changes of ``kind``, about no record (agents' statuses), in id order; their
+        ``record_id`` is ``""``."""
+        q = sa.select(t.changes).where(_own(kind)).order_by(t.changes.c.id)
         return [_logged(row) for row in self.conn.execute(q)]
 
     def last_change_id(self, received_before: datetime | None = None, after: int = 0) -> int:
