@@ -29,6 +29,7 @@ from bridge.rules.live import (
     Created,
     History,
     Item,
+    Known,
     LiveRules,
     Stored,
     agent_change,
@@ -213,7 +214,9 @@ def rules_history(state: DeskState) -> History:
     agents = [Stored("", {}, c.change, c.desk_at, c.id) for c in tx.own_changes(AGENT_KIND)]
     items: list[Stored | Created] = [*feed, *agents, *volume_history(created, max(times, default=None))]
     items.sort(key=lambda i: i.change_id)
-    history: list[Item] = list(items)
+    # accounts first, as they are now (the CRM context a ticket's SLA policy or routing may read)
+    history: list[Item] = [Known(r, tx.keys_of(r.id)) for r in tx.records("account")]
+    history += items
     handled = tx.cursor(RULES_CURSOR[0], RULES_CURSOR[1])
     return history, parse_time(handled) if handled else None
 

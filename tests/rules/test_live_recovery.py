@@ -415,3 +415,31 @@ def test_one_replica_leads_and_catches_up_what_the_others_take_in() -> None:
         assert writes(b) == [("T-2", {"escalation": "leads"}), ("T-3", {"escalation": "leads"})]
         lead_b.release()
         b.close()
+
+
+# ------------------------------------------------------------------ the CRM context after a restart
+
+
+def test_a_rebuilt_desk_reads_the_crm_account_as_the_live_one_did(store_url: str) -> None:
+    # the SLA policy is chosen by the account's tier, which only the CRM's record knows (by the domain)
+    config: dict[str, Any] = {
+        "connectors": {**DESK, "crm": {"plugin": "files", "path": "c", "kinds": ["account"]}},
+        "sla": [
+            {"name": "enterprise", "when": {"field": "account.tier", "eq": "enterprise"},
+             "first_response": "1h", "escalate": [{"after": "1h", "to": "leads"}]},
+            {"name": "standard", "first_response": "8h"},
+        ],
+        "teams": {"leads": {"members": []}},
+    }
+    app = make_app(store_url, **config)
+    start_rules(app)
+    ingest(app, Change("crm", "account", "A-1", T0, attrs={"name": "Acme", "domain": "acme.example",
+                                                            "tier": "enterprise"}))
+    ingest(app, ticket("T-1", T0, status="open", subject="help", requester={"email": "ana@acme.example"}))
+    app.close()
+
+    again = make_app(store_url, **config)  # a restart before the deadline: the Desk is rebuilt
+    live = start_rules(again)
+    run_timers(again, live, T0 + timedelta(hours=3))
+    assert ("T-1", {"escalation": "leads"}) in writes(again)  # the enterprise clock, 1 h, breached
+    again.close()

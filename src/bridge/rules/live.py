@@ -74,7 +74,15 @@ class Created:
     change_id: int = 0
 
 
-Item = Stored | Created | tuple[str, Mapping[str, str], Change]
+class Known(NamedTuple):
+    """An account as the store holds it now, with its identity keys: a rebuilt Desk's tickets find their CRM
+    context (tier, ARR, owner) in it as the live pipeline found it in the store."""
+
+    record: Record
+    keys: Mapping[str, str]
+
+
+Item = Stored | Created | Known | tuple[str, Mapping[str, str], Change]
 History = tuple[Iterable[Item], datetime | None]
 Loader = Callable[[DeskState], History]
 """Reads a rebuild's history in a transaction: ``(items in processing order, the last tick committed)``."""
@@ -243,6 +251,12 @@ class LiveRules:
             for item in history:
                 if isinstance(item, Created):
                     self.desk.note_created(item.ticket, item.at)
+                    continue
+                if isinstance(item, Known):
+                    rec = item.record
+                    mem.create_record(rec.kind, rec.id)
+                    mem.set_keys(rec.id, rec.kind, dict(item.keys))
+                    mem.save(rec)
                     continue
                 stored = item if isinstance(item, Stored) else Stored(*item)
                 if stored.desk_at is None and stored.change_id > self.floor:
