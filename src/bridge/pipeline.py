@@ -67,8 +67,11 @@ class LiveDesk(Protocol):
         returns the time the change would be taken at, and what the timers decided."""
         ...
 
-    def on_change(self, state: DeskState, record: Record, change: Change) -> tuple[datetime, Touched]:
-        """Feed the applied change; returns the time the Desk took it at, and what it decided."""
+    def on_change(
+        self, state: DeskState, record: Record, change: Change, created: bool | None = None
+    ) -> tuple[datetime, Touched]:
+        """Feed the applied change (``created``: whether it created the ticket, None when unknown); returns
+        the time the Desk took it at, and what it decided."""
         ...
 
     def invalidate(self) -> None:
@@ -673,7 +676,7 @@ class Pipeline:
         touched: Touched = []
         if desk is not None:
             try:
-                out.desk_at, touched = desk.on_change(self._desk_state(state), record, change)
+                out.desk_at, touched = desk.on_change(self._desk_state(state), record, change, out.created)
             except Exception as exc:  # not taken: the leader's catch-up tries once more
                 self._desk_failed(desk, change, exc, out.problems)
                 out.desk_at = None

@@ -443,3 +443,21 @@ def test_a_rebuilt_desk_reads_the_crm_account_as_the_live_one_did(store_url: str
     run_timers(again, live, T0 + timedelta(hours=3))
     assert ("T-1", {"escalation": "leads"}) in writes(again)  # the enterprise clock, 1 h, breached
     again.close()
+
+
+def test_a_change_to_a_ticket_closed_before_is_taken_without_rules(store_url: str) -> None:
+    app = make_app(store_url, agents=[{"email": "a@x.example"}], rules=[ESCALATE_SEV1],
+                   teams={"leads": {"members": []}})
+    live = start_rules(app)
+    ingest(app, ticket("T-1", T0, status="open", subject="x"))
+    ingest(app, ticket("T-1", T0 + timedelta(minutes=5), status="closed"))
+    before = writes(app)
+    # the helpdesk tags and reopens it later: its fields sync, but the rules do not take it up afresh
+    # (no second routing, no escalation, no second count for the volume trigger)
+    out = ingest(app, ticket("T-1", T0 + timedelta(hours=1), status="open", tags=["bug/sev1"]))
+    assert out.decisions == [] and writes(app) == before
+    assert stored(app, "T-1").id not in live.records
+    # a new ticket is routed as ever
+    ingest(app, ticket("T-2", T0 + timedelta(hours=2), status="open", tags=["bug/sev1"]))
+    assert ("T-2", {"escalation": "leads"}) in writes(app)
+    app.close()

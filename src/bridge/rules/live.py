@@ -41,6 +41,7 @@ VOLUME_WINDOW = WEEK * (VolumeWatch().weeks + 2)
 # an agent's status change in the change log: system ``bridge``, this kind, the agent's configured email as
 # external id, ``attrs={"status": ...}``, and no record
 AGENT_KIND = "agent"
+CLOSED_MEMORY = timedelta(days=30)  # how long a closed ticket is known as such (its later changes: no rules)
 
 
 def agent_change(email: str, status: str, at: datetime) -> Change:
@@ -157,6 +158,8 @@ class LiveRules:
         # a ticket change no Desk took with an id up to this is history (a rebuild takes it as such); one
         # above it was processed without rules (another replica): the leader catches it up
         self.floor = 0
+        # tickets let go when they closed -> when, for CLOSED_MEMORY (the process's memory: rebuilds keep it)
+        self._dropped: dict[str, datetime] = {}
         self._reset()
 
     def _reset(self) -> None:
@@ -177,13 +180,24 @@ class LiveRules:
             at = at if self.clock is None else max(at, self.clock)
             return at, self._settle(state, self._fire_before(at), None)
 
-    def on_change(self, state: DeskState, record: Record, change: Change) -> tuple[datetime, Touched]:
+    def on_change(
+        self, state: DeskState, record: Record, change: Change, created: bool | None = None
+    ) -> tuple[datetime, Touched]:
         """Feed one applied ticket change. Returns the time the Desk took it at (its own, or the Desk's clock
-        for a late one) and each ticket touched, ``record`` among them, with its decisions."""
+        for a late one) and each ticket touched, ``record`` among them, with its decisions.
+
+        ``created``: whether the change created the ticket (None: not known). A change to a ticket the Desk
+        let go when it closed is taken without rules: a closed ticket is final for the rules, as in replay
+        (its fields still sync); a customer writing again opens a new ticket in the helpdesk.
+        """
         with self.lock:
             self._use(state)
             # a change dated before the Desk's clock (a late pull, old data) is taken at the clock's time
             at = change.at if self.clock is None else max(change.at, self.clock)
+            if created is False and record.id in self._dropped and record.id not in self._seen:
+                log.info("rules: %s %s is closed: its change is taken without rules",
+                         change.system, change.external_id)
+                return at, []
             decisions = self._fire_before(at)  # (none, unless another thread moved the clock since before())
             decisions += self._feed(record, change, at)
             return at, self._settle(state, decisions, record)
@@ -370,6 +384,16 @@ class LiveRules:
             self._fired[state] = first
 
     def _drop(self, record_id: str) -> None:
+        if self.clock is not None:
+            dropped = self._dropped
+            horizon = self.clock - CLOSED_MEMORY
+            while dropped:  # oldest first: forget those past the window
+                oldest = next(iter(dropped))
+                if dropped[oldest] >= horizon:
+                    break
+                del dropped[oldest]
+            dropped.pop(record_id, None)
+            dropped[record_id] = self.clock
         self._previous.pop(record_id, None)
         self._seen.discard(record_id)
         self.records.pop(record_id, None)
