@@ -302,3 +302,24 @@ def test_replay_resolving_at_the_resolution_deadline_is_in_time() -> None:
         _event("ticket.status", "2026-11-02T10:00:00Z", "T-1", status="resolved"),
     ])
     assert decisions == []
+
+
+def test_a_switch_whose_late_level_ties_with_an_old_one_does_not_crash() -> None:
+    # the switch at 13:00 lands on "normal"'s own escalation instant while "high"'s passed level at the same
+    # position names another team: two events with one sort key (they must not be compared themselves)
+    config = Config(
+        teams={"l1": {"members": ["a@x.com"]}, "l2": {"members": ["a@x.com"]}},
+        agents=[{"email": "a@x.com"}],
+        sla=[
+            {"name": "normal", "when": {"field": "ticket.priority", "eq": "normal"}, "first_response": "3h",
+             "escalate": [{"after": "1h", "to": "l1"}]},
+            {"name": "high", "when": {"field": "ticket.priority", "eq": "high"}, "first_response": "2h",
+             "escalate": [{"after": "30m", "to": "l2"}]},
+        ],
+    )
+    decisions, finals = _replay(config, [
+        _ticket("T-1", "2026-11-02T09:00:00Z", "normal", "growth"),
+        _event("ticket.updated", "2026-11-02T13:00:00Z", "T-1", changes={"priority": "high"}),
+    ])
+    assert {d["to"] for d in decisions if d["decision"] == "escalate"} == {"l1", "l2"}
+    assert finals["T-1"]["priority"] == "high"

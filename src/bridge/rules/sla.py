@@ -382,7 +382,8 @@ class TicketSla:
         queue = self._queue
         if not queue:
             return []
-        ready = sorted(item for item in queue if item[0][0] <= now)
+        # by key only (a stable sort: equal keys keep the order they were queued in; events do not compare)
+        ready = sorted((item for item in queue if item[0][0] <= now), key=lambda item: item[0])
         if ready:
             self._queue = [item for item in queue if item[0][0] > now] or None
             self._next_known = False
