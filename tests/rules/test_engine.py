@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -681,3 +681,22 @@ def test_guards_never_hide_a_matching_rule(
     index.bind({p: n for n, p in enumerate(slots)})
     bits = index.mask(reader(slots)(ctx), ctx)
     assert {i for i in range(len(conds)) if bits >> i & 1} == possible
+
+
+@pytest.mark.parametrize(
+    ("leaf", "sentiment"),
+    [
+        ({"field": "ticket.sentiment", "eq": -40}, "-40"),  # a number a system sent as text
+        ({"field": "ticket.sentiment", "eq": "-40"}, -40),
+        ({"field": "ticket.sentiment", "in": [-40, 7]}, "-40"),
+        ({"field": "ticket.due", "eq": "2026-12-01"}, None),  # a date in the data equals its ISO text
+    ],
+)
+def test_guards_look_up_only_values_nothing_else_can_equal(leaf: dict[str, Any], sentiment: Any) -> None:
+    assert rule_guard(leaf) is None
+    desk = Desk(config(rule("hit", leaf, [{"add_tags": ["hit/yes"]}])))
+    rec = ticket(sentiment=sentiment, due=date(2026, 12, 1))
+    fired = [d for d in created(desk, rec) if d.decision == "tag"]
+    assert compile_condition(leaf).evaluate(Context(rec)) is bool(fired)  # the Desk agrees with the condition
+    if "eq" in leaf:
+        assert fired  # and these hold

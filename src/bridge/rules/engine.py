@@ -334,14 +334,26 @@ def rule_guard(cond: Any) -> list[Atom] | None:
         options.extend(_text_atoms(cond))
     if isinstance(path, str):
         for op in ("eq", "to"):
-            if isinstance(cond.get(op), _SCALARS):
+            if _exact(cond.get(op)):
                 options.append([("eq", path, cond[op])])
         values = cond.get("in")
-        if isinstance(values, list) and values and all(isinstance(v, _SCALARS) for v in values):
+        if isinstance(values, list) and values and all(_exact(v) for v in values):
             options.append([("eq", path, v) for v in values])
     if not options:
         return None
     return min(options, key=lambda g: (len(g), sum(a[0] == "prefix" for a in g)))
+
+
+_LOOSE_TEXT = re.compile(r"\s*[-+]?(\d|\.\d)|\d{4}-\d{2}-\d{2}")
+
+
+def _exact(value: Any) -> bool:
+    """Whether only this very value can equal ``value`` (so a guard may look it up): not a number, which
+    equals the same number sent as text, nor text that reads as a number or a date, which a number or a date
+    in the data equals (conditions._equals)."""
+    if type(value) is bool:
+        return True
+    return type(value) is str and _LOOSE_TEXT.match(value) is None
 
 
 def _text_atoms(leaf: Mapping[str, Any]) -> list[list[Atom]]:
