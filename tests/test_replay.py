@@ -249,9 +249,10 @@ def test_an_agent_status_outside_the_contract_or_the_config_is_reported_and_skip
     assert out[-1]["assignee"] == "alice@example.com"  # alice is still active: the status was not applied
 
 
-def test_a_known_agent_with_a_contract_status_is_no_problem() -> None:
+@pytest.mark.parametrize("spelling", ["alice@example.com", "Alice@Example.COM"])
+def test_a_known_agent_with_a_contract_status_is_no_problem(spelling: str) -> None:
     lines = [
-        event("agent.status", "2026-11-02T08:00:00Z", agent="alice@example.com", status="away"),
+        event("agent.status", "2026-11-02T08:00:00Z", agent=spelling, status="away"),
         created("T-1", "2026-11-02T09:00:00Z"),
     ]
     out, rp = run(lines, AGENTS)

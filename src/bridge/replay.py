@@ -72,7 +72,7 @@ class Replay:
         self.clock: datetime | None = None
         self._spool = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 - closed in run()
         self._types = self.config.field_types()
-        self._agents = frozenset(a.email for a in self.config.agents)
+        self._agents = {a.email.casefold(): a.email for a in self.config.agents}  # emails match without case
         self._ticket_fields = frozenset(self.pipeline.remote_map(SYSTEM, "ticket"))  # declared ticket fields
         fields = self.config.fields
         self._account_types = {n: self._types[n] for n, f in fields.items() if f.kind == "account"}
@@ -177,11 +177,13 @@ class Replay:
                     f"{', '.join(AGENT_STATUSES)}; skipped"
                 )
                 return None
-            if type(agent) is not str or agent not in self._agents:
+            known = self._agents.get(agent.casefold()) if type(agent) is str else None
+            if known is None:
                 self.problems.append(
                     f"line {number}: agent.status: {agent!r} is not in the config's [[agents]]; skipped"
                 )
                 return None
+            event["agent"] = known
             return event
         if not event.get("ticket_id"):
             self.problems.append(f"line {number}: {kind} needs ticket_id")

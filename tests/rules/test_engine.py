@@ -700,3 +700,10 @@ def test_guards_look_up_only_values_nothing_else_can_equal(leaf: dict[str, Any],
     assert compile_condition(leaf).evaluate(Context(rec)) is bool(fired)  # the Desk agrees with the condition
     if "eq" in leaf:
         assert fired  # and these hold
+
+
+def test_a_ticket_id_never_changes() -> None:
+    desk = Desk(config(rule("id", {"field": "ticket.id", "changed": True}, [{"add_tags": ["odd/id"]}])))
+    rec = ticket()
+    assert created(desk, rec) == []
+    assert updated(desk, rec, T0 + timedelta(minutes=1), priority="high") == []

@@ -110,6 +110,7 @@ def path_values(record: Record) -> dict[str, Any]:
         out[_ticket_path(n)] = list(v) if type(v) is list else v
     out["ticket.tags"] = list(record.tags)
     out["ticket.text"] = Context(record).text
+    out["ticket.id"] = record.id  # (read from the record, not its attributes: it never changes)
     return out
 
 
