@@ -387,3 +387,17 @@ def test_inline_account_values_are_coerced_as_a_sync_would() -> None:
     assert finals["T-2"]["tags"] == []
     assert len(rp.problems) == 1 and rp.problems[0].startswith("line 2: ticket.created: account ")
     assert "platinum" in rp.problems[0] and "value dropped" in rp.problems[0]
+
+
+def test_a_timer_due_at_the_last_events_instant_fires_without_until() -> None:
+    config = {**CONFIG, "follow_up": {"after": "1h"}}
+    lines = [
+        created("T-1", "2026-11-02T09:00:00Z"),
+        event("ticket.status", "2026-11-02T10:00:00Z", ticket_id="T-1", status="pending"),
+        created("T-2", "2026-11-02T11:00:00Z"),  # the last event, at the follow-up's very instant
+    ]
+    for until in (None, datetime(2026, 11, 2, 11, 0, tzinfo=UTC)):
+        out, _ = run(lines, config, until=until)
+        assert [(d["at"], d["ticket_id"]) for d in out if d.get("decision") == "follow_up"] == [
+            ("2026-11-02T11:00:00Z", "T-1")
+        ]

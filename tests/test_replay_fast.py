@@ -191,6 +191,7 @@ def test_snapshot_paths_and_values() -> None:
         "ticket.tags": ["a"],
         "ticket.escalations": ["x"],
         "ticket.text": "",
+        "ticket.id": "t1",
         "requester.email": "x",
     }
     got["ticket.tags"].append("b")

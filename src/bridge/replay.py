@@ -121,9 +121,12 @@ class Replay:
                     yield from out
                     raise
                 yield from out
-            if self.until is not None and (self.clock is None or self.until > self.clock):
-                yield from self._advance(self.until)
-            elif self.until is not None and self.clock is not None and self.until < self.clock:
+            # timers due at the last event's very instant fire after it (and by --until, those due by then)
+            end = self.clock if self.until is None or (self.clock is not None and self.until < self.clock) \
+                else self.until
+            if end is not None:
+                yield from self._advance(end)
+            if self.until is not None and self.clock is not None and self.until < self.clock:
                 self.problems.append(
                     f"line {last}: --until {format_time(self.until)} is before this last event "
                     f"({format_time(self.clock)}): the clock cannot go back, so --until is ignored"
