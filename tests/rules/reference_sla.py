@@ -155,7 +155,7 @@ class TicketSla:
         Deadlines are recomputed from what is left under the new budgets. Events already fired are not fired
         again; thresholds of the new policy that the consumed time has already passed fire at ``at``.
         """
-        self._advance(at)
+        self._advance(at, strict=True)  # fix: what the old policy has due at this very instant does not fire
         self._set_policy(policy, calendar)
         self._timeline.append((at, calendar if self.running else None))
         for index, clock in self._active():
@@ -323,9 +323,9 @@ class TicketSla:
                     break
                 self._emit(clock, mark, instant, index)
 
-    def _advance(self, at: datetime) -> None:
+    def _advance(self, at: datetime, strict: bool = False) -> None:
         """Bring running clocks up to ``at``: queue what fell due, then add the business time consumed."""
-        self._collect(at)
+        self._collect(at, list(METRICS) if strict else None)
         for _, clock in self._active():
             if clock.since is not None and at > clock.since:
                 clock.consumed += self.calendar.elapsed(clock.since, at)

@@ -89,12 +89,12 @@ def test_a_gap_with_no_policy_neither_resets_nor_forgets_the_clocks() -> None:
     assert [e.metric for e in sla.fire(h(10))] == ["resolution", "resolution"]
 
 
-def test_events_due_when_a_policy_stops_still_fire() -> None:
+def test_events_due_before_a_policy_stops_still_fire_but_not_those_of_its_very_instant() -> None:
     sla = TicketSla(URGENT, WALL, T0)
     sla.change_policy(None, None, h(0.5))  # the first-response deadline is this very instant
+    # the change that ended the policy comes before a timer of its instant: no breach is stated
     assert brief(sla.fire(h(0.5))) == [
         ("sla_warning", "first_response", "2026-11-02T00:20:00Z", None),
-        ("sla_breach", "first_response", "2026-11-02T00:30:00Z", None),
     ]
     assert sla.fire(h(10)) == []
 
@@ -304,9 +304,10 @@ def test_replay_resolving_at_the_resolution_deadline_is_in_time() -> None:
     assert decisions == []
 
 
-def test_a_switch_whose_late_level_ties_with_an_old_one_does_not_crash() -> None:
-    # the switch at 13:00 lands on "normal"'s own escalation instant while "high"'s passed level at the same
-    # position names another team: two events with one sort key (they must not be compared themselves)
+def test_a_switch_on_an_old_levels_instant_calls_the_new_policys_passed_level_only() -> None:
+    # the switch at 13:00 lands on "normal"'s own escalation instant (12:00 breach + 1 h) while "high"'s
+    # passed level at the same position names another team: the switch comes first, so l1 is not called;
+    # l2 is, late (this once crashed the replay comparing two events of one sort key)
     config = Config(
         teams={"l1": {"members": ["a@x.com"]}, "l2": {"members": ["a@x.com"]}},
         agents=[{"email": "a@x.com"}],
@@ -321,5 +322,46 @@ def test_a_switch_whose_late_level_ties_with_an_old_one_does_not_crash() -> None
         _ticket("T-1", "2026-11-02T09:00:00Z", "normal", "growth"),
         _event("ticket.updated", "2026-11-02T13:00:00Z", "T-1", changes={"priority": "high"}),
     ])
-    assert {d["to"] for d in decisions if d["decision"] == "escalate"} == {"l1", "l2"}
+    [escalated] = [d for d in decisions if d["decision"] == "escalate"]
+    assert (escalated["to"], escalated["at"], escalated.get("late")) == ("l2", "2026-11-02T13:00:00Z", True)
     assert finals["T-1"]["priority"] == "high"
+
+
+def test_a_switch_at_the_old_policys_deadline_comes_before_its_breach() -> None:
+    # a timer due at the very instant of an event fires after it: the switch at 10:00 is first
+    config = Config(sla=[
+        {"name": "normal", "when": {"field": "ticket.priority", "eq": "normal"}, "first_response": "1h"},
+        {"name": "urgent", "when": {"field": "ticket.priority", "eq": "urgent"}, "first_response": "3h"},
+    ])
+    decisions, finals = _replay(config, [
+        _ticket("T-1", "2026-11-02T09:00:00Z", "normal", "growth"),
+        _ticket("T-2", "2026-11-02T09:00:00Z", "normal", "growth"),
+        _event("ticket.updated", "2026-11-02T10:00:00Z", "T-1", changes={"priority": "urgent"}),
+        _event("ticket.updated", "2026-11-02T10:00:00Z", "T-2", changes={"priority": "low"}),  # no policy
+        _event("ticket.message", "2026-11-02T10:30:00Z", "T-1", author="agent", body="x"),
+    ])
+    assert [d for d in decisions if d["decision"].startswith("sla")] == []
+    assert finals["T-1"]["sla"]["first_response_due"] is None  # met at 10:30, within urgent's 3 h
+
+
+def test_one_event_that_resolves_and_switches_policy_stops_the_clocks_first() -> None:
+    config = Config(
+        teams={"l1": {"members": ["a@x.com"]}}, agents=[{"email": "a@x.com"}],
+        sla=[{"name": "urgent", "when": {"field": "ticket.priority", "eq": "urgent"}, "first_response": "1h",
+              "resolution": "2h", "escalate": [{"after": "30m", "to": "l1"}]}],
+    )
+    decisions, _ = _replay(config, [
+        _ticket("T-1", "2026-11-02T09:00:00Z", "low", "growth"),
+        _ticket("T-2", "2026-11-02T09:00:00Z", "low", "growth"),
+        _event("ticket.updated", "2026-11-02T13:00:00Z", "T-1", changes={"priority": "urgent",
+                                                                          "status": "resolved"}),
+        _event("ticket.status", "2026-11-02T13:00:00Z", "T-2", status="resolved"),  # open 4 h
+        _event("ticket.updated", "2026-11-02T15:00:00Z", "T-2", changes={"priority": "urgent",
+                                                                          "status": "open"}),
+    ])
+    sla = [(d["ticket_id"], d["at"][11:16], d["decision"], d.get("late")) for d in decisions
+           if d["decision"] != "assign"]
+    # T-1 was resolved by the very event that made it urgent: nothing is stated against it
+    assert [s for s in sla if s[0] == "T-1"] == []
+    # T-2 reopens urgent: what its 4 h open already passed is stated at the reopen, late
+    assert [s for s in sla if s[0] == "T-2"] and all(s[1] == "15:00" and s[3] for s in sla if s[0] == "T-2")

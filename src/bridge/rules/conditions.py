@@ -882,7 +882,9 @@ class _Codegen:
             return f"(({v} {word} {p}) if type({v} := {value}) in _HASHABLE else {slow})"
         if op in _ORDER:
             sign = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">="}[op]
-            if path == "ticket.priority" and isinstance(expected, str) and expected in PRIORITY_RANK:
+            if path == "ticket.priority":
+                if not (isinstance(expected, str) and expected in PRIORITY_RANK):
+                    return "False"  # by rank only, as the tree: nothing else compares with a priority
                 # only a string is looked up: a list (odd data) is unhashable and never compares
                 return f"(type({v} := {value}) is str and ({v} := _RANK.get({v})) is not None " \
                     f"and {v} {sign} {PRIORITY_RANK[expected]})"

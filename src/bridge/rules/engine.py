@@ -1025,10 +1025,12 @@ class Desk:
             # kept from the first event even while no policy applies: a policy that applies later counts
             # from the ticket's opening and sees the replies and pauses before it (sla.py)
             sla = st.sla = TicketSla(policy, calendar, min(st.created, at))
-        elif sla.policy is not policy:
-            sla.change_policy(policy, calendar, at)
+        # the status first: one event that resolves a ticket and switches its policy stops the clocks before
+        # the new policy looks at them (what it finds passed waits for a reopen, as after a resolve alone)
         if sla.status != st.status:
             sla.on_status(st.status, at)
+        if sla.policy is not policy:
+            sla.change_policy(policy, calendar, at)
         kind = event.get("type")
         if kind == "ticket.message":
             sla.on_message(str(event.get("author") or ""), at, acknowledges=True)

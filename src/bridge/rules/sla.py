@@ -212,7 +212,9 @@ class TicketSla:
         ``policy`` None: no policy applies from ``at``; when one applies again, the time in between is counted
         under its calendar and ``pause_on`` (see the module docstring).
         """
-        self._advance(at)
+        # what the old policy has due at this very instant does not fire: the event that switched it comes
+        # first (as a timer due at the instant of an event fires after it)
+        self._advance(at, strict=True)
         gap = self._gap
         self._set_policy(policy, calendar)
         self._next_known = False
@@ -483,9 +485,10 @@ class TicketSla:
                 else:
                     instant = self._first_instant(clock)
 
-    def _advance(self, at: datetime) -> None:
-        """Bring running clocks up to ``at``: queue what fell due, then add the business time consumed."""
-        self._collect(at)
+    def _advance(self, at: datetime, strict: bool = False) -> None:
+        """Bring running clocks up to ``at``: queue what fell due (``strict``: strictly before ``at``), then
+        add the business time consumed."""
+        self._collect(at, self._live if strict else None)
         for clock in self._live:
             since = clock.since
             if since is not None and at > since:
