@@ -444,3 +444,9 @@ def test_eq_takes_lists_in_any_order_and_numbers_sent_as_text(
     leaf: dict[str, Any], attrs: dict[str, Any], expected: bool
 ) -> None:
     assert holds(leaf, make_ticket(**attrs)) is expected
+
+
+def test_the_same_tags_in_another_order_are_no_change() -> None:
+    rec = make_ticket(tags=["b/x", "a/y"])
+    assert holds({"field": "ticket.tags", "changed": True}, rec, {"ticket.tags": ["a/y", "b/x"]}) is False
+    assert holds({"field": "ticket.tags", "changed": True}, rec, {"ticket.tags": ["a/y"]}) is True

@@ -415,3 +415,17 @@ def test_every_assignment_carries_a_stable_key() -> None:
     first = run()
     assert first == run()
     assert len(set(first)) == 2
+
+
+def test_a_waiting_ticket_whose_assignee_is_resent_in_another_case_stays_queued() -> None:
+    one = agents({"email": "a@x", "capacity": 1}, {"email": "b@x", "capacity": 1})
+    sim = Sim(agents=one)
+    sim.create("T1", m(0))
+    sim.create("T2", m(1))
+    sim.status("T1", "resolved", m(30))
+    sim.agent("a@x", "away", m(40))
+    sim.status("T1", "open", m(60))  # waits: its owner a@x is away, b@x is full
+    rec = sim.tickets["T1"]
+    rec.attrs["assignee"] = "A@X"  # the helpdesk sends the same owner back, spelled otherwise
+    sim._on(rec, {}, {"type": "ticket.updated", "ticket_id": "T1"}, m(70))
+    assert "T1" in sim.desk.router.waiting

@@ -280,7 +280,12 @@ Test = Callable[[Any, Context], bool]
 
 def _changed(path: str, actual: Any, ctx: Context) -> bool:
     prev = ctx.previous
-    return bool(prev) and _norm(prev.get(path)) != _norm(actual)
+    if not prev:
+        return False
+    before, now = _norm(prev.get(path)), _norm(actual)
+    if type(before) is tuple and type(now) is tuple:
+        return not _same_items(before, now)  # the same tags in another order are no change
+    return bool(before != now)
 
 
 def _make_test(path: str, op: str, expected: Any) -> Test:

@@ -72,6 +72,11 @@ ATTRS_SET = ("priority", "status", "team")
 _UNKNOWN = object()  # a snapshot slot that never equals a value: "evaluate its readers again"
 
 
+def _same_person(a: Any, b: Any) -> bool:
+    """Whether two assignees are one (emails compare without regard to case)."""
+    return bool(a == b) or (isinstance(a, str) and isinstance(b, str) and a.casefold() == b.casefold())
+
+
 def _norm(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
@@ -581,7 +586,7 @@ class Desk:
         else:
             st.record = ticket
             queued = self.router.waiting.get(ticket.id) if self.router.waiting else None
-            if queued is not None and ticket.attrs.get("assignee") != queued.assignee:
+            if queued is not None and not _same_person(ticket.attrs.get("assignee"), queued.assignee):
                 self.router.dequeue(ticket.id)  # assigned by a person (or another system) while it waited
         ctx = Context(ticket, previous)
         if not previous and self.reads_previous:
