@@ -438,6 +438,10 @@ TWO_TAGS = ["billing/refund", "bug/ui"]
         ({"field": "ticket.sentiment", "eq": "-40"}, {"sentiment": -40}, True),
         ({"field": "account.arr", "eq": 120000}, {"account": {"arr": "120000.0"}}, True),
         ({"field": "ticket.sentiment", "eq": -40}, {"sentiment": "minus forty"}, False),
+        ({"field": "ticket.sentiment", "in": [-40, 7]}, {"sentiment": "-40"}, True),
+        ({"field": "ticket.sentiment", "in": ["-40"]}, {"sentiment": -40}, True),
+        ({"field": "ticket.sentiment", "not_in": [-40]}, {"sentiment": "-40"}, False),
+        ({"field": "ticket.sentiment", "in": [-41, 7]}, {"sentiment": "-40"}, False),
     ],
 )
 def test_eq_takes_lists_in_any_order_and_numbers_sent_as_text(

@@ -304,9 +304,16 @@ def _make_test(path: str, op: str, expected: Any) -> Test:
         except TypeError:
             pool = items
         times = [e for e in items if isinstance(e, date)]
+        # a number and the same number sent as text are one value, as for eq
+        numbers = frozenset(e for e in items if type(e) in (int, float))
+        texts = frozenset(n for e in items if type(e) is str and (n := _numeric(e)) is not None)
 
         def member(v: Any) -> bool:
-            return _member(v, pool) or (bool(times) and any(_equals(v, e) for e in times))
+            if _member(v, pool) or (bool(times) and any(_equals(v, e) for e in times)):
+                return True
+            if numbers and type(v) is str:
+                return _numeric(v) in numbers
+            return bool(texts) and type(v) in (int, float) and v in texts
 
         def is_in(v: Any, ctx: Context) -> bool:
             if isinstance(v, list | tuple):
@@ -876,8 +883,10 @@ class _Codegen:
             return fast if op == "eq" else f"(({v} != {e}) if type({v} := {value}) is " \
                 f"{self.const(type(expected))} else {slow})"
         if op in ("in", "not_in") and isinstance(expected, list):
-            if any(isinstance(e, date) for e in expected):
-                return f"{test}({value}, ctx)"  # a date in the data may be an ISO string: no hashing shortcut
+            if any(isinstance(e, date) or type(e) in (int, float)
+                   or (type(e) is str and _numeric(e) is not None) for e in expected):
+                # a date in the data may be an ISO string, a number a text: no hashing shortcut
+                return f"{test}({value}, ctx)"
             try:
                 pool = frozenset(expected)
             except TypeError:
