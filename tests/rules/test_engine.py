@@ -478,6 +478,7 @@ def test_explain_says_an_event_leaf_is_about_an_event_not_the_ticket_at_rest() -
     ]
     assert raised["why_not"] == []
     assert raised["on_event"] == ["ticket.priority changed True", "ticket.priority to 'urgent'"]
+    assert entries[3]["on_event"] == ["not (ticket.priority from 'low')"]  # under none: the other way round
     # the state part decides: not because of the event leaf
     assert entries[1]["why_not"] == ["account.tier is 'growth', not eq 'enterprise'"]
     text = format_explain(entries)

@@ -110,11 +110,14 @@ def _why_not(cond: Condition, ctx: Context) -> list[str]:
     return out
 
 
-def _event_leaves(cond: Condition) -> list[str]:
+def _event_leaves(cond: Condition, negated: bool = False) -> list[str]:
     if _about_event(cond):
         leaf: Any = cond
-        return [f"{leaf.field} {leaf.op} {_jsonable(leaf.expected)!r}"]
-    return [text for c in _children(cond) for text in _event_leaves(c)]
+        text = f"{leaf.field} {leaf.op} {_jsonable(leaf.expected)!r}"
+        return [f"not ({text})" if negated else text]
+    # under `none` a part must not hold: its leaves read the other way round
+    inner = negated != (cond.kind == "none")
+    return [text for c in _children(cond) for text in _event_leaves(c, inner)]
 
 
 def _entry(cond: Condition, ctx: Context) -> dict[str, Any]:
