@@ -45,8 +45,9 @@ def synced(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copytree(ROOT / "config", root / "config")
     res = bridge("sync", cwd=root)
     # 9 tickets get fields, and the rules route T-1006 (accounts go nowhere); T-1003, waiting for an agent, is
-    # routed at 12:00, before the next ticket is taken (as in replay), so its route joins its fields' write
-    assert "pushed 10 " in res.stdout, res.stdout + res.stderr
+    # routed at 12:00, before the next ticket is taken (as in replay), so its route joins its fields' write;
+    # T-1003's escalation is an event, pushed as a write of its own
+    assert "pushed 11 " in res.stdout, res.stdout + res.stderr
     return root
 
 

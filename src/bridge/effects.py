@@ -7,7 +7,10 @@ writes use the names below; a connector maps them to its vendor (the ``files`` c
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -23,7 +26,37 @@ DESK_ATTRS = ("status", "assignee", "priority", "escalations")
 EFFECT_FIELDS = frozenset(
     {"assignee", "escalation", "status", "follow_up", "review", "tags", "priority", "notify"}
 )
+# the effects that are events, not values: each is told once as its own write (two notifications are two,
+# whatever they say), never merged with another write nor taken for a twin of an equal one
+EVENT_FIELDS = frozenset({"escalation", "follow_up", "review", "notify"})
 SIDE_EFFECTS = ("assign", "escalate", "set_field", "follow_up", "auto_close", "review", "tag", "notify")
+
+
+@dataclass
+class EffectWrite(Write):
+    """The write of one event-type side effect: its key comes from its decision, not from what it says.
+
+    ``key`` is :func:`effect_key` of the decision (the outbox row's key once queued), so two equal
+    notifications of two decisions are two writes, and the vendor sees the key of the decision behind each.
+    """
+
+    key: str = ""
+
+    @property
+    def idempotency_key(self) -> str:
+        """The key of the decision behind this write (see :func:`effect_key`)."""
+        return self.key
+
+
+def effect_key(system: str, kind: str, record_id: str, decision_key: str) -> str:
+    """The outbox key of a decision's event write to ``system``: one per decision, system and record."""
+    body = json.dumps([system, kind, record_id, "effect", decision_key])
+    return hashlib.sha256(body.encode()).hexdigest()[:32]
+
+
+def is_event(fields: Mapping[str, Any], declared: Collection[str] = ()) -> bool:
+    """True when ``fields`` is an event-type side effect (:data:`EVENT_FIELDS`), no declared field's name."""
+    return bool(fields) and all(k in EVENT_FIELDS and k not in declared for k in fields)
 
 
 def effect_fields(config: Config, system: str, record: Record, decision: Decision) -> dict[str, Any]:
@@ -127,12 +160,21 @@ def queue_effects(
         if not state.claim_effect(str(key), record.id, decision.decision, decision.at or now):
             continue  # taken before: a retry or a rebuild does not repeat it
         for system, fields in effect_writes(config, record, decision, writable):
-            write = Write(system, record.kind, record.id, record.links.get(system), fields)
+            write = _effect_write(config, system, record, fields, str(key))
             state.enqueue(write, now)
             queued.append(write)
             if on_queued is not None:
                 on_queued(decision, write)
     return queued
+
+
+def _effect_write(config: Config, system: str, record: Record, fields: dict[str, Any], key: str) -> Write:
+    external = record.links.get(system)
+    if is_event(fields, config.remote_to_field(system, record.kind)):
+        return EffectWrite(
+            system, record.kind, record.id, external, fields, effect_key(system, record.kind, record.id, key)
+        )
+    return Write(system, record.kind, record.id, external, fields)  # a value: merges with the record's others
 
 
 def _jsonable(value: Any) -> Any:

@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bridge.connector import Connector, Cursor, PullPage, PushResult
-from bridge.effects import EFFECT_FIELDS
+from bridge.effects import EFFECT_FIELDS, EffectWrite, is_event
 from bridge.errors import (
     ConnectorAuthError,
     ConnectorError,
@@ -39,7 +39,7 @@ from bridge.errors import (
 )
 from bridge.errors import RetriableConnectorError as Retriable
 from bridge.fields import equal
-from bridge.model import BRIDGE, Change, Write, utcnow
+from bridge.model import BRIDGE, Change, Record, Write, utcnow
 from bridge.ownership import Shadow
 from bridge.pipeline import Conflict, Outcome, Pipeline, PlannedWrite
 from bridge.plugins import PluginHost
@@ -166,6 +166,7 @@ class Syncer:
         self.run_id = run or uuid.uuid4().hex[:12]
         self.pipeline = Pipeline(config, host, run=self.run_id)
         self.types = config.field_types()
+        self._held: set[str] = set()  # records whose write failed in this push round: later ones wait
 
     # ---------------------------------------------------------------- pass
 
@@ -354,9 +355,17 @@ class Syncer:
             (kind, self._prepare(conn.system, kind, group, report)) for kind, group in by_kind.items()
         ]
         size = max(1, conn.batch_max)
+        self._held = set()
         for n, (kind, pendings) in enumerate(prepared):
-            batches = [pendings[i : i + size] for i in range(0, len(pendings), size)]
+            batches = [
+                b
+                for wave in _waves(pendings)
+                for b in (wave[i : i + size] for i in range(0, len(wave), size))
+            ]
             for b, batch in enumerate(batches):
+                batch = self._hold_after_failure(batch, report)
+                if not batch:
+                    continue
                 try:
                     self._send(conn, kind, batch, report)
                 except _Stop as stop:
@@ -367,7 +376,12 @@ class Syncer:
         return True
 
     def _prepare(self, system: str, kind: str, items: list[OutboxItem], report: SyncReport) -> list[_Pending]:
-        """Merge rows per record and keep only what the system still needs, as the store says now."""
+        """Merge rows per record and keep only what the system still needs, as the store says now.
+
+        A record's field writes merge into one write (the last value wins); each event-type side effect
+        (:data:`bridge.effects.EVENT_FIELDS`) stays a write of its own with its row's key. A record's writes
+        keep the order of their first rows.
+        """
         by_record: dict[str, list[OutboxItem]] = defaultdict(list)
         for item in items:
             by_record[item.record_id].append(item)
@@ -377,60 +391,85 @@ class Syncer:
         now = self.clock()
         with self.store.session() as tx:
             for rid, group in by_record.items():
-                merged: dict[str, Any] = {}
-                for item in group:
-                    merged.update(item.fields)
                 record = tx.load(rid)
                 why = "the record is gone" if record is None else self.pipeline.blocked(record, system)
-                keep: dict[str, Any] = {}
-                names: dict[str, str] = {}
-                dropped: dict[str, str] = {}
-                for rname, value in merged.items() if why is None else ():
-                    assert record is not None
-                    name = remote.get(rname)
-                    if name is None and rname in EFFECT_FIELDS:
-                        keep[rname] = value  # a rule's side effect, queued once under its own key
-                        continue
-                    if name is None or system not in self.config.fields[name].sync_to:
-                        dropped[rname] = f"{system} does not receive it"
-                        continue
-                    ft = self.types[name]
-                    fv = record.fields.get(name)
-                    if fv is None or not equal(ft, fv.value, value):
-                        dropped[rname] = "superseded by the record's newer value"
-                        continue
-                    shadow = Shadow.load(tx.shadow(rid, name, system))
-                    if shadow.known and equal(ft, shadow.held, value):
-                        dropped[rname] = f"{system} holds it already"
-                        shadow.confirm(ft, value)
-                        tx.set_shadow(rid, name, system, shadow.dump(), now)
-                        continue
-                    keep[rname] = value
-                    names[rname] = name
-                if keep:
-                    assert record is not None
-                    external = record.links.get(system) or next(
-                        (i.external_id for i in group if i.external_id), None
-                    )
-                    out.append(_Pending(group, Write(system, kind, rid, external, keep), names))
-                    continue
-                reason = why or "; ".join(f"{k}: {v}" for k, v in dropped.items()) or "nothing to send"
-                tx.audit(
-                    at=now,
-                    run=self.run_id,
-                    record_id=rid,
-                    field=None,
-                    before=None,
-                    after=merged,
-                    origin=BRIDGE,
-                    rule=f"not sent to {system}: {reason}",
-                    kind="write",
-                )
-                settled.extend((i.id, None, {"skipped": reason}) for i in group)
+                values = [i for i in group if not is_event(i.fields, remote)]
+                pieces = [[i] for i in group if is_event(i.fields, remote)]
+                if values:
+                    pieces.append(values)
+                pieces.sort(key=lambda rows: rows[0].id)
+                for rows in pieces:
+                    pending = self._keep(tx, system, kind, record, why, rows, remote, now)
+                    if isinstance(pending, _Pending):
+                        out.append(pending)
+                    else:
+                        settled.extend((i.id, None, {"skipped": pending}) for i in rows)
         if settled:
             self.store.complete(settled, now)
             report.skipped += len(settled)
         return out
+
+    def _keep(
+        self,
+        tx: Tx,
+        system: str,
+        kind: str,
+        record: Record | None,
+        why: str | None,
+        rows: list[OutboxItem],
+        remote: dict[str, str],
+        now: datetime,
+    ) -> _Pending | str:
+        """The write ``rows`` of one record still make (merged), or why nothing is sent (audited)."""
+        rid = rows[0].record_id
+        merged: dict[str, Any] = {}
+        for item in rows:
+            merged.update(item.fields)
+        keep: dict[str, Any] = {}
+        names: dict[str, str] = {}
+        dropped: dict[str, str] = {}
+        for rname, value in merged.items() if why is None else ():
+            assert record is not None
+            name = remote.get(rname)
+            if name is None and rname in EFFECT_FIELDS:
+                keep[rname] = value  # a rule's side effect, queued once under its own key
+                continue
+            if name is None or system not in self.config.fields[name].sync_to:
+                dropped[rname] = f"{system} does not receive it"
+                continue
+            ft = self.types[name]
+            fv = record.fields.get(name)
+            if fv is None or not equal(ft, fv.value, value):
+                dropped[rname] = "superseded by the record's newer value"
+                continue
+            shadow = Shadow.load(tx.shadow(rid, name, system))
+            if shadow.known and equal(ft, shadow.held, value):
+                dropped[rname] = f"{system} holds it already"
+                shadow.confirm(ft, value)
+                tx.set_shadow(rid, name, system, shadow.dump(), now)
+                continue
+            keep[rname] = value
+            names[rname] = name
+        if keep:
+            assert record is not None
+            external = record.links.get(system) or next((i.external_id for i in rows if i.external_id), None)
+            if len(rows) == 1 and is_event(rows[0].fields, remote):
+                # the row's key (its decision's) travels with the event to the vendor
+                return _Pending(rows, EffectWrite(system, kind, rid, external, keep, rows[0].key), names)
+            return _Pending(rows, Write(system, kind, rid, external, keep), names)
+        reason = why or "; ".join(f"{k}: {v}" for k, v in dropped.items()) or "nothing to send"
+        tx.audit(
+            at=now,
+            run=self.run_id,
+            record_id=rid,
+            field=None,
+            before=None,
+            after=merged,
+            origin=BRIDGE,
+            rule=f"not sent to {system}: {reason}",
+            kind="write",
+        )
+        return reason
 
     def _send(self, conn: Connector, kind: str, batch: list[_Pending], report: SyncReport) -> None:
         report.push_calls += 1
@@ -561,6 +600,7 @@ class Syncer:
                     },
                 )
         for p, retry_at in plan:
+            self._held.add(p.write.record_id)
             for item in p.items:
                 self.store.fail(item.id, error, now, retry_at)
             if retry_at is None:
@@ -568,6 +608,19 @@ class Syncer:
                 log.warning("write to %s record %s is dead: %s", p.write.system, p.write.record_id, error)
             else:
                 report.failed += 1
+
+    def _hold_after_failure(self, batch: list[_Pending], report: SyncReport) -> list[_Pending]:
+        """Keep back the writes of a record whose earlier write failed in this pass (they stay in order)."""
+        held = [p for p in batch if p.write.record_id in self._held]
+        if not held:
+            return batch
+        now = self.clock()
+        retry_at = now + self.backoff.delay(1)
+        for p in held:
+            for item in p.items:
+                self.store.fail(item.id, "deferred: an earlier write to the record failed", now, retry_at)
+        report.deferred += len(held)
+        return [p for p in batch if p.write.record_id not in self._held]
 
     def _defer(
         self, rest: list[_Pending], error: ConnectorError, retry_after: float | None, report: SyncReport
@@ -580,6 +633,19 @@ class Syncer:
             for item in p.items:
                 self.store.fail(item.id, f"deferred: {error}", now, retry_at)
         report.deferred += len(rest)
+
+
+def _waves(pendings: list[_Pending]) -> list[list[_Pending]]:
+    """Pendings in waves: each record's first write, then each one's second ... (one per record a batch)."""
+    waves: list[list[_Pending]] = []
+    seen: dict[str, int] = defaultdict(int)
+    for p in pendings:
+        n = seen[p.write.record_id]
+        seen[p.write.record_id] = n + 1
+        if n == len(waves):
+            waves.append([])
+        waves[n].append(p)
+    return waves
 
 
 def _response(result: PushResult, write: Write) -> dict[str, Any]:

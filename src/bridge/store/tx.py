@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from bridge.effects import EffectWrite
 from bridge.errors import IdentityError
 from bridge.model import BRIDGE, Change, FieldValue, Record, Write, parse_time, utcnow
 from bridge.store import tables as t
@@ -478,11 +479,15 @@ class Tx:
 
         When the pending twin is no longer the last pending write to that record in that system (a
         different write was queued after it), the twin is dropped and this write is queued at the end, so
-        writes still land in the order they were decided.
+        writes still land in the order they were decided. A side effect that is an event is keyed by its
+        decision (:class:`bridge.effects.EffectWrite`): an equal event of another decision is no twin, and
+        its own twin is the same event, which keeps its place.
         """
         o = t.outbox
         key = write.idempotency_key
         twin = self.conn.scalar(sa.select(o.c.id).where(o.c.key == key, o.c.status == "pending"))
+        if twin is not None and isinstance(write, EffectWrite):
+            return False
         if twin is not None:
             later = self.conn.scalar(
                 sa.select(o.c.id)
