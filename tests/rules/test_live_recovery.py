@@ -461,3 +461,31 @@ def test_a_change_to_a_ticket_closed_before_is_taken_without_rules(store_url: st
     ingest(app, ticket("T-2", T0 + timedelta(hours=2), status="open", tags=["bug/sev1"]))
     assert ("T-2", {"escalation": "leads"}) in writes(app)
     app.close()
+
+
+def test_a_bad_record_the_rules_never_saw_costs_no_rebuild(store_url: str) -> None:
+    app = make_app(store_url, agents=[{"email": "a@x.example"}])
+    live = start_rules(app)
+    ingest(app, ticket("T-1", T0, status="open", subject="x"))
+    pipeline = Pipeline(app.config, app.host, run="live")
+    with app.store.session() as tx:
+        for n in range(3):  # a page: each change in a savepoint; a tag that is no text fails in a stage
+            at = T0 + timedelta(minutes=n)
+            bad = Change("desk", "ticket", f"B-{n}", at, tags=[1], attrs={"status": "open"})
+            with pytest.raises(AttributeError), tx.savepoint():
+                pipeline.process(tx, bad, bad.at)
+        pipeline.process(tx, ticket("T-2", T0 + timedelta(minutes=5), status="open"), T0)
+    assert live.rebuilds == 0 and not live.stale
+    assert ("T-2", {"assignee": "a@x.example"}) in writes(app)
+    app.close()
+
+
+def test_a_change_dated_in_the_future_does_not_fire_every_timer(store_url: str) -> None:
+    app = make_app(store_url, agents=[{"email": "a@x.example"}], follow_up={"after": "48h"})
+    start_rules(app)
+    now = datetime.now(UTC)
+    ingest(app, ticket("T-1", now - timedelta(hours=1), status="pending"))  # its follow-up: 47 h from now
+    out = ingest(app, ticket("T-2", datetime(2100, 1, 1, tzinfo=UTC), status="open"))  # a wrong clock
+    assert out.desk_at is not None and out.desk_at < datetime(2100, 1, 1, tzinfo=UTC)
+    assert not [f for _t, f in writes(app) if "follow_up" in f]  # T-1's 48 h have not passed: no reminder
+    app.close()

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from bridge.effects import queue_effects as queue_effects
-from bridge.model import BRIDGE, Change, Decision, Record
+from bridge.model import BRIDGE, Change, Decision, Record, utcnow
 from bridge.pipeline import DeskState, MemoryState, Pipeline, Touched
 from bridge.rules.conditions import path_values
 from bridge.rules.engine import Desk
@@ -41,6 +41,9 @@ VOLUME_WINDOW = WEEK * (VolumeWatch().weeks + 2)
 # an agent's status change in the change log: system ``bridge``, this kind, the agent's configured email as
 # external id, ``attrs={"status": ...}``, and no record
 AGENT_KIND = "agent"
+# a ticket change dated further ahead than this of the wall clock (a wrong clock, bad data) is taken at the
+# wall clock plus this: else the Desk's clock would jump ahead and fire every timer of every ticket at once
+FUTURE_SLACK = timedelta(minutes=5)
 CLOSED_MEMORY = timedelta(days=30)  # how long a closed ticket is known as such (its later changes: no rules)
 
 
@@ -176,9 +179,14 @@ class LiveRules:
         before the change is applied). Returns the time the change is taken at (``at``, or the Desk's clock
         for a late one) and each touched ticket (as the Desk left it) with its decisions."""
         with self.lock:
-            self._use(state)
-            at = at if self.clock is None else max(at, self.clock)
-            return at, self._settle(state, self._fire_before(at), None)
+            # watched only when a timer fired: a change that fails before the rules saw it (a bad record of
+            # a page, its savepoint undone) must not cost a rebuild when the Desk did nothing for it
+            self._use(state, watch=False)
+            at = self._when(at)
+            fired = self._fire_before(at)
+            if fired:
+                self._watch(state)
+            return at, self._settle(state, fired, None)
 
     def on_change(
         self, state: DeskState, record: Record, change: Change, created: bool | None = None
@@ -192,8 +200,7 @@ class LiveRules:
         """
         with self.lock:
             self._use(state)
-            # a change dated before the Desk's clock (a late pull, old data) is taken at the clock's time
-            at = change.at if self.clock is None else max(change.at, self.clock)
+            at = self._when(change.at)
             if created is False and record.id in self._dropped and record.id not in self._seen:
                 log.info("rules: %s %s is closed: its change is taken without rules",
                          change.system, change.external_id)
@@ -311,13 +318,25 @@ class LiveRules:
 
     # ---------------------------------------------------------------- plumbing (under the lock)
 
-    def _use(self, state: DeskState) -> None:
-        """Before the Desk is used in ``state``'s transaction: hear if that work is undone, and first rebuild
-        the Desk when it may be ahead of the store (or behind it)."""
+    def _when(self, at: datetime) -> datetime:
+        """The time a ticket change of ``at`` is taken at: a change dated before the Desk's clock (a late
+        pull, old data) at the clock's time, one dated in the future (beyond :data:`FUTURE_SLACK`) at the
+        wall clock."""
+        at = min(at, utcnow() + FUTURE_SLACK)
+        return at if self.clock is None else max(at, self.clock)
+
+    def _watch(self, state: DeskState) -> None:
+        """Hear whether ``state``'s transaction (or its open savepoint) that changed the Desk is undone."""
         if state not in self._inflight:
             self._inflight.add(state)
             state.on_end(partial(self._ended, state))
         state.on_rollback(self.invalidate)
+
+    def _use(self, state: DeskState, watch: bool = True) -> None:
+        """Before the Desk is used in ``state``'s transaction: hear if that work is undone (``watch``), and
+        first rebuild the Desk when it may be ahead of the store (or behind it)."""
+        if watch:
+            self._watch(state)
         if not self.stale:
             return
         if self.loader is None:
