@@ -68,10 +68,16 @@ class LiveDesk(Protocol):
         ...
 
     def on_change(
-        self, state: DeskState, record: Record, change: Change, created: bool | None = None
+        self,
+        state: DeskState,
+        record: Record,
+        change: Change,
+        created: bool | None = None,
+        was_closed: bool = False,
     ) -> tuple[datetime, Touched]:
-        """Feed the applied change (``created``: whether it created the ticket, None when unknown); returns
-        the time the Desk took it at, and what it decided."""
+        """Feed the applied change (``created``: whether it created the ticket, None when unknown;
+        ``was_closed``: whether the ticket was closed before it); returns the time the Desk took it at, and
+        what it decided."""
         ...
 
     def invalidate(self) -> None:
@@ -120,6 +126,7 @@ class Outcome:
     deleted: str | None = None  # the delete policy applied, for a delete
     stale: bool = False  # older than what the system said before: not applied
     desk_at: datetime | None = None  # when the daemon's Desk took it (None: no Desk took it)
+    was_closed: bool = False  # the record was a closed ticket before this change
 
 
 @dataclass
@@ -297,7 +304,8 @@ class Pipeline:
                 early = [d for _r, ds in touched for d in ds]
         record = self._load(state, rid, change.kind)
         record.links[change.system] = change.external_id
-        out = Outcome(record, created=created, decisions=early, writes=writes, plan=plan, desk_at=desk_at)
+        out = Outcome(record, created=created, decisions=early, writes=writes, plan=plan, desk_at=desk_at,
+                      was_closed=record.attrs.get("status") == "closed")
         out.problems += problems
         self._stages(state, record, change, now, out, desk)
         if out.desk_at is not None:  # the Desk took it (the leader catches up the changes no Desk took)
@@ -676,7 +684,8 @@ class Pipeline:
         touched: Touched = []
         if desk is not None:
             try:
-                out.desk_at, touched = desk.on_change(self._desk_state(state), record, change, out.created)
+                out.desk_at, touched = desk.on_change(self._desk_state(state), record, change, out.created,
+                                                      out.was_closed)
             except Exception as exc:  # not taken: the leader's catch-up tries once more
                 self._desk_failed(desk, change, exc, out.problems)
                 out.desk_at = None

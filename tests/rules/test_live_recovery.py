@@ -489,3 +489,26 @@ def test_a_change_dated_in_the_future_does_not_fire_every_timer(store_url: str) 
     assert out.desk_at is not None and out.desk_at < datetime(2100, 1, 1, tzinfo=UTC)
     assert not [f for _t, f in writes(app) if "follow_up" in f]  # T-1's 48 h have not passed: no reminder
     app.close()
+
+
+def test_a_closed_ticket_stays_final_for_the_rules_across_restarts(store_url: str) -> None:
+    config: dict[str, Any] = {"agents": [{"email": "a@x.example"}], "rules": [ESCALATE_SEV1],
+                              "teams": {"leads": {"members": []}}}
+    app = make_app(store_url, **config)
+    start_rules(app)
+    ingest(app, ticket("T-1", T0, status="open", subject="x"))
+    ingest(app, ticket("T-1", T0 + timedelta(minutes=5), status="closed"))
+    app.close()
+
+    app = make_app(store_url, **config)  # a restart: the closed ticket is not in the rebuilt Desk
+    start_rules(app)
+    before = writes(app)
+    assert ingest(app, ticket("T-1", T0 + timedelta(hours=1), status="open")).decisions == []  # a reopen
+    app.close()
+
+    app = make_app(store_url, **config)  # another restart: T-1 is open in the store now, its history replayed
+    live = start_rules(app)
+    assert stored(app, "T-1").id not in live.records
+    assert ingest(app, ticket("T-1", T0 + timedelta(hours=2), tags=["bug/sev1"])).decisions == []
+    assert writes(app) == before  # no routing, no escalation of the closed ticket
+    app.close()

@@ -189,19 +189,25 @@ class LiveRules:
             return at, self._settle(state, fired, None)
 
     def on_change(
-        self, state: DeskState, record: Record, change: Change, created: bool | None = None
+        self,
+        state: DeskState,
+        record: Record,
+        change: Change,
+        created: bool | None = None,
+        was_closed: bool = False,
     ) -> tuple[datetime, Touched]:
         """Feed one applied ticket change. Returns the time the Desk took it at (its own, or the Desk's clock
         for a late one) and each ticket touched, ``record`` among them, with its decisions.
 
-        ``created``: whether the change created the ticket (None: not known). A change to a ticket the Desk
-        let go when it closed is taken without rules: a closed ticket is final for the rules, as in replay
-        (its fields still sync); a customer writing again opens a new ticket in the helpdesk.
+        ``created``: whether the change created the ticket (None: not known); ``was_closed``: whether the
+        ticket was closed before it. A change to a closed ticket, or to one the Desk let go when it closed,
+        is taken without rules: a closed ticket is final for the rules, as in replay (its fields still
+        sync); a customer writing again opens a new ticket in the helpdesk.
         """
         with self.lock:
             self._use(state)
             at = self._when(change.at)
-            if created is False and record.id in self._dropped and record.id not in self._seen:
+            if was_closed or (not created and record.id in self._dropped and record.id not in self._seen):
                 log.info("rules: %s %s is closed: its change is taken without rules",
                          change.system, change.external_id)
                 return at, []
@@ -296,6 +302,8 @@ class LiveRules:
                         continue
                     fed += 1
                     continue
+                if stored.record_id in self._dropped and stored.record_id not in self._seen:
+                    continue  # closed earlier in the history: final for the rules, as it was live
                 if mem.load(stored.record_id) is None:
                     mem.create_record("ticket", stored.record_id)
                     for system, external in stored.links.items():
