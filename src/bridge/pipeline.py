@@ -84,6 +84,10 @@ class LiveDesk(Protocol):
         """Rebuild from the store before the next use (work it saw was undone, or it failed midway)."""
         ...
 
+    def forget(self, state: DeskState, record_id: str) -> None:
+        """The ticket was deleted: drop its state (timers, queue place, load)."""
+        ...
+
 
 @dataclass
 class Conflict:
@@ -348,6 +352,8 @@ class Pipeline:
         seen[change.system] = format_time(change.at) if change.at.microsecond == 0 else change.at.isoformat()
         if change.deleted:
             self._delete(state, record, change, out, now)
+            if desk is not None:
+                desk.forget(self._desk_state(state), record.id)  # no timers nor load for a deleted ticket
             return
         if "deleted_in" in record.attrs:
             self._restore(state, record, change, now)

@@ -512,3 +512,20 @@ def test_a_closed_ticket_stays_final_for_the_rules_across_restarts(store_url: st
     assert ingest(app, ticket("T-1", T0 + timedelta(hours=2), tags=["bug/sev1"])).decisions == []
     assert writes(app) == before  # no routing, no escalation of the closed ticket
     app.close()
+
+
+@pytest.mark.parametrize("policy", ["flag", "archive"])
+def test_a_deleted_ticket_leaves_the_desk(store_url: str, policy: str) -> None:
+    app = make_app(store_url, agents=[{"email": "a@x.example", "capacity": 1}], deletes={"ticket": policy},
+                   follow_up={"after": "1h"})
+    live = start_rules(app)
+    ingest(app, ticket("T-1", T0, status="pending", subject="x"))
+    ingest(app, Change("desk", "ticket", "T-1", T0 + timedelta(minutes=10), deleted=True))
+    assert live.desk.router.agents["a@x.example"].load == 0  # its seat is free
+    run_timers(app, live, T0 + timedelta(hours=3))
+    assert not [f for _t, f in writes(app) if "follow_up" in f]  # no reminder for a deleted ticket
+    app.close()
+    again = make_app(store_url, agents=[{"email": "a@x.example", "capacity": 1}], deletes={"ticket": policy},
+                     follow_up={"after": "1h"})
+    assert start_rules(again).desk.router.agents["a@x.example"].load == 0  # nor after a rebuild
+    again.close()

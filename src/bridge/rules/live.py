@@ -250,6 +250,19 @@ class LiveRules:
 
         state.on_end(committed)
 
+    def forget(self, state: DeskState, record_id: str) -> None:
+        """The ticket ``record_id`` was deleted in ``state``'s transaction: drop its state (timers, queue
+        place, the agent's load); a change restoring it later starts it afresh."""
+        with self.lock:
+            self._use(state)
+            self._forget(record_id)
+
+    def _forget(self, record_id: str) -> None:
+        self._previous.pop(record_id, None)
+        self._seen.discard(record_id)
+        self.records.pop(record_id, None)
+        self.desk.forget(record_id)
+
     def invalidate(self) -> None:
         """Work the Desk saw was undone: rebuild it from the store before it is used again (a dry run's Desk,
         dropped afterwards, keeps what it saw)."""
@@ -309,7 +322,10 @@ class LiveRules:
                     for system, external in stored.links.items():
                         mem.link(stored.record_id, system, "ticket", external)
                 outcome = pipeline.process(mem, change, at)
-                if outcome.stale or outcome.deleted is not None:
+                if outcome.deleted is not None:
+                    self._forget(stored.record_id)  # as the live pipeline did
+                    continue
+                if outcome.stale:
                     continue  # the live pipeline takes such a change to no rule either
                 try:
                     self._settle(None, self._feed(outcome.record, change, at), outcome.record)
@@ -421,7 +437,4 @@ class LiveRules:
                 del dropped[oldest]
             dropped.pop(record_id, None)
             dropped[record_id] = self.clock
-        self._previous.pop(record_id, None)
-        self._seen.discard(record_id)
-        self.records.pop(record_id, None)
-        self.desk.forget(record_id)
+        self._forget(record_id)
