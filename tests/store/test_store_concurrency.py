@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -143,3 +144,30 @@ def test_two_replicas_creating_the_same_contact(pg_store: Store, use_lock: bool,
         assert len(tx.find_by_key("contact", "email", email)) == records
         assert len(list(tx.records("contact"))) == records
     assert (a_out[0] == b_out[0]) is (records == 1)
+
+
+def test_an_advisory_lock_on_a_sqlite_file_is_exclusive_across_processes(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'bridge.db'}"
+    store = Store(url)
+    probe = (
+        "import sys\nfrom bridge.store import Store\n"
+        "with Store(sys.argv[1]).advisory_lock('rules-leader') as got:\n    print(got)\n"
+    )
+
+    def ask() -> str:
+        done = subprocess.run([sys.executable, "-c", probe, url], capture_output=True, text=True, check=True)
+        return done.stdout.strip()
+
+    try:
+        with store.advisory_lock("rules-leader") as got:
+            assert got
+            # another process on the same file (bridge sync beside bridge run) is refused
+            assert ask() == "False"
+            with Store(url).advisory_lock("rules-leader") as second, store.advisory_lock("other") as free:
+                assert (second, free) == (False, True)
+        assert ask() == "True"
+    finally:
+        store.close()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -127,6 +130,11 @@ class Store:
         self._open = threading.local()
         self._local_locks: dict[str, threading.Lock] = {}
         self._local_locks_guard = threading.Lock()
+        # a SQLite file may be opened by two processes (`bridge sync` beside `bridge run`): their locks meet
+        # in lock files beside it
+        self._lock_base: str | None = None
+        if self.dialect == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            self._lock_base = str(parsed.database)
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -356,7 +364,9 @@ class Store:
         """Try to take the lock ``name`` without waiting; the context yields whether it was taken.
 
         PostgreSQL: ``pg_try_advisory_lock`` on a connection held for the block, so one replica at a time
-        runs a scheduled job. SQLite: a lock inside this process (one process serves one SQLite file).
+        runs a scheduled job. SQLite: a lock inside this process and, for a file, a lock file beside it
+        (``bridge.db.NAME.lock``), so that another process on the same file (``bridge sync`` beside ``bridge
+        run``) is refused too.
         """
         return self._pg_lock(name) if self._pg else self._local_lock(name)
 
@@ -384,8 +394,22 @@ class Store:
         with self._local_locks_guard:
             lock = self._local_locks.setdefault(name, threading.Lock())
         got = lock.acquire(blocking=False)
+        held = None
+        if got and self._lock_base is not None:
+            # flock: another process (or another open of the file) holding it makes this one fail at once
+            held = Path(f"{self._lock_base}.{re.sub(r'[^A-Za-z0-9_-]', '_', name)}.lock").open("a")  # noqa: SIM115 - closed below
+            try:
+                fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                held.close()
+                held = None
+                lock.release()
+                got = False
         try:
             yield got
         finally:
+            if held is not None:
+                fcntl.flock(held.fileno(), fcntl.LOCK_UN)
+                held.close()
             if got:
                 lock.release()
