@@ -213,12 +213,20 @@ def rules_history(state: DeskState) -> History:
     times = [at for _id, at, _t in created] + [s.desk_at or s.change.at for s in feed]
     agents = [Stored("", {}, c.change, c.desk_at, c.id) for c in tx.own_changes(AGENT_KIND)]
     items: list[Stored | Created] = [*feed, *agents, *volume_history(created, max(times, default=None))]
-    items.sort(key=lambda i: i.change_id)
+    # in the order the live Desk took them: by the time it took each at (a change another replica processed
+    # is taken by the leader's catch-up after changes with higher ids), then by place in the change log
+    items.sort(key=_taken_order)
     # accounts first, as they are now (the CRM context a ticket's SLA policy or routing may read)
     history: list[Item] = [Known(r, tx.keys_of(r.id)) for r in tx.records("account")]
     history += items
     handled = tx.cursor(RULES_CURSOR[0], RULES_CURSOR[1])
     return history, parse_time(handled) if handled else None
+
+
+def _taken_order(item: Stored | Created) -> tuple[datetime, int]:
+    if isinstance(item, Created):
+        return item.at, item.change_id
+    return item.desk_at or item.change.at, item.change_id
 
 
 def start_rules(app: App, dry: bool = False, now: datetime | None = None) -> LiveRules:

@@ -529,3 +529,36 @@ def test_a_deleted_ticket_leaves_the_desk(store_url: str, policy: str) -> None:
                      follow_up={"after": "1h"})
     assert start_rules(again).desk.router.agents["a@x.example"].load == 0  # nor after a rebuild
     again.close()
+
+
+def test_a_rebuild_takes_changes_in_the_order_the_live_desk_took_them() -> None:
+    # a change another replica processed has a lower id than one the leader took meanwhile, but the leader's
+    # catch-up took it later: a rebuild in id order would move the leader's follow-up (a new key: sent twice)
+    from bridge.scheduler import RulesLeader, run_rules
+
+    require_postgres()
+    cfg: dict[str, Any] = {"agents": [{"email": "a@x.example", "capacity": 5}], "follow_up": {"after": "48h"}}
+    with temp_postgres_schema_url() as url:
+        a, b = make_app(url, **cfg), make_app(url, **cfg)
+        leader = RulesLeader(a)
+        assert leader.claim(T0)
+        with b.store.session() as txb:  # the other replica's page stays open while the leader works
+            Pipeline(b.config, b.host, run="b").process(txb, ticket("T-1", T0, status="open"), T0)
+            ingest(a, ticket("T-2", T0 + timedelta(seconds=20), status="open"))
+            ingest(a, ticket("T-2", T0 + timedelta(seconds=30), status="pending"))
+            run_rules(a, leader, T0 + timedelta(minutes=1))
+        run_rules(a, leader, T0 + timedelta(minutes=2))  # the catch-up takes T-1
+        fired = T0 + timedelta(hours=48, seconds=45)
+        run_rules(a, leader, fired)
+        sent = a.store.claim("desk", None, 100, fired, timedelta(minutes=5))
+        a.store.complete([(i.id, None, {}) for i in sent], fired)
+        leader.release()
+        a.close()
+        again = make_app(url, **cfg)  # a restart just after the follow-up went out
+        second = RulesLeader(again)
+        second.claim(fired + timedelta(seconds=5))
+        run_rules(again, second, T0 + timedelta(hours=48, minutes=5))
+        assert len([f for _t, f in writes(again) if "follow_up" in f]) == 1
+        second.release()
+        again.close()
+        b.close()
