@@ -562,3 +562,22 @@ def test_a_rebuild_takes_changes_in_the_order_the_live_desk_took_them() -> None:
         second.release()
         again.close()
         b.close()
+
+
+def test_a_stale_change_another_replica_kept_is_not_fed_to_the_leaders_desk(store_url: str) -> None:
+    cfg: dict[str, Any] = {"agents": [{"email": "a@x.example", "capacity": 5}], "follow_up": {"after": "48h"}}
+    app = make_app(store_url, **cfg)
+    live = start_rules(app, now=T0)
+    ingest(app, ticket("T-1", T0, status="open", subject="x"))
+    ingest(app, ticket("T-1", T0 + timedelta(hours=1), status="pending"))
+    # a customer message of 09:30 delivered late to a replica without rules: older than what the helpdesk
+    # said since, kept in the change log, not applied; the leader's catch-up must not act on it either
+    other = make_app(store_url, **cfg)
+    old = Change("desk", "ticket", "T-1", T0 + timedelta(minutes=30), attrs={"message": "old",
+                                                                             "last_author": "customer"})
+    assert ingest(other, old).stale
+    other.close()
+    for hours in (3, 50, 51):
+        run_timers(app, live, T0 + timedelta(hours=hours))
+    assert len([f for _t, f in writes(app) if "follow_up" in f]) == 1  # the reminder still goes out
+    app.close()
