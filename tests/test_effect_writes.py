@@ -4,7 +4,6 @@ order, as writes of their own keyed by their decisions; field writes of the same
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -18,7 +17,6 @@ from bridge.effects import EffectWrite, effect_key
 from bridge.model import Write
 from bridge.scheduler import start_rules
 from bridge.settings import Config, LoadedConfig
-from bridge.store.testing import require_postgres, temp_postgres_schema_url
 from bridge.sync import Syncer, SyncReport
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -44,16 +42,6 @@ RULES: list[dict[str, Any]] = [
         "then": [{"notify": {"to": "am@x.example", "message": "outage"}}, {"escalate": "incident"}],
     },
 ]
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'bridge.db'}"
-        return
-    require_postgres()
-    with temp_postgres_schema_url() as url:
-        yield url
 
 
 def make_app(tmp_path: Path, url: str) -> App:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,7 +15,6 @@ from bridge.pipeline import DESK_PLUGIN, MemoryState, Pipeline
 from bridge.rules.live import LiveRules, change_event
 from bridge.scheduler import rules_history, run_timers
 from bridge.settings import Config, LoadedConfig
-from bridge.store.testing import require_postgres, temp_postgres_schema_url
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
@@ -37,16 +35,6 @@ CONFIG = {
         }
     ],
 }
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'bridge.db'}"
-        return
-    require_postgres()
-    with temp_postgres_schema_url() as url:
-        yield url
 
 
 def make_app(url: str) -> App:

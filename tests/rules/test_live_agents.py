@@ -4,7 +4,6 @@ decisions queued once, and still known after a restart."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,16 +25,6 @@ DESK = {"desk": {"plugin": "files", "path": "in", "kinds": ["ticket"]}}
 ALICE, BOB = "alice@x.example", "bob@x.example"
 BOTH = {"agents": [{"email": ALICE, "capacity": 5}, {"email": BOB, "capacity": 5}]}
 ALONE = {"agents": [{"email": ALICE, "capacity": 5}]}
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'bridge.db'}"
-        return
-    require_postgres()
-    with temp_postgres_schema_url() as url:
-        yield url
 
 
 def make_app(url: str, **config: Any) -> App:

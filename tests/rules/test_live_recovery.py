@@ -4,7 +4,6 @@ volume trigger's history); timers due before a change fire before it, as in repl
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,16 +31,6 @@ ESCALATE_SEV1 = {
 
 class Boom(Exception):
     """A failure after the Desk saw the change (a database error, a later change of the page failing)."""
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'bridge.db'}"
-        return
-    require_postgres()
-    with temp_postgres_schema_url() as url:
-        yield url
 
 
 @pytest.fixture
