@@ -152,7 +152,15 @@ class RulesLeader:
     def claim(self, now: datetime | None = None) -> LiveRules | None:
         """The Desk when this replica leads (taking the lead if it is free), else None."""
         if self.live is not None:
-            return self.live
+            if self.app.store.still_holds(LEADER_LOCK):
+                return self.live
+            # the lock went with a dropped database connection: another replica may lead now
+            log.error("rules: this replica lost the lead (its database connection dropped): its rules stop; "
+                      "it tries to take the lead again on the next run")
+            self.app.host.pm.unregister(name=DESK_PLUGIN)  # its pipelines take changes without rules
+            self.live = None
+            self.release()
+            return None
         hold = ExitStack()
         try:
             if not hold.enter_context(self.app.store.advisory_lock(LEADER_LOCK)):

@@ -570,3 +570,32 @@ def test_a_stale_change_another_replica_kept_is_not_fed_to_the_leaders_desk(stor
         run_timers(app, live, T0 + timedelta(hours=hours))
     assert len([f for _t, f in writes(app) if "follow_up" in f]) == 1  # the reminder still goes out
     app.close()
+
+
+def test_a_leader_whose_lock_connection_dropped_gives_up_the_rules() -> None:
+    import sqlalchemy as sa
+
+    from bridge.pipeline import DESK_PLUGIN
+    from bridge.scheduler import RulesLeader
+    from bridge.store.tx import lock_key
+
+    require_postgres()
+    with temp_postgres_schema_url() as url:
+        crew: dict[str, Any] = {"agents": [{"email": "a@x.example"}]}
+        a, b = make_app(url, **crew), make_app(url, **crew)
+        first, second = RulesLeader(a), RulesLeader(b)
+        assert first.claim(T0) is not None and second.claim(T0) is None
+        with b.store.engine.connect() as admin:  # the leader's lock connection is cut
+            holders = sa.text("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                              "AND objid = (:k & 4294967295)::oid")
+            for pid in admin.execute(holders, {"k": lock_key("lock\0rules-leader")}).scalars().all():
+                admin.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+            admin.commit()
+        assert second.claim(T0) is not None  # another replica takes the lead ...
+        assert first.claim(T0) is None  # ... and the first sees it lost it, and stops its rules
+        assert a.host.pm.get_plugin(DESK_PLUGIN) is None
+        out = ingest(a, ticket("T-1", T0, status="open"))
+        assert out.desk_at is None  # taken without rules: the new leader catches it up
+        second.release()
+        a.close()
+        b.close()

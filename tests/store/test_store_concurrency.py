@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from bridge.model import Write
 from bridge.store import OutboxItem, Store
+from bridge.store.tx import lock_key
 
 LEASE = timedelta(minutes=5)
 WAIT = 10.0  # seconds; only a safety net so a broken lock fails instead of hanging
@@ -171,3 +172,24 @@ def test_an_advisory_lock_on_a_sqlite_file_is_exclusive_across_processes(tmp_pat
         assert ask() == "True"
     finally:
         store.close()
+
+
+def test_a_lock_whose_connection_dropped_is_no_longer_held(pg_store: Store, pg_url: str) -> None:
+    other = Store(pg_url)
+    try:
+        with pg_store.advisory_lock("rules-leader") as got:
+            assert got and pg_store.still_holds("rules-leader")
+            assert not pg_store.still_holds("job:other")  # never taken
+            with pg_store.engine.connect() as admin:  # the lock's connection dies (a network cut, a restart)
+                pids = admin.execute(sa.text(
+                    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                    "AND objid = (:k & 4294967295)::oid"
+                ), {"k": lock_key("lock\0rules-leader")}).scalars().all()
+                for pid in pids:
+                    admin.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+                admin.commit()
+            assert not pg_store.still_holds("rules-leader")
+            with other.advisory_lock("rules-leader") as second:
+                assert second  # another replica may lead now: the first must know it lost the lead
+    finally:
+        other.close()

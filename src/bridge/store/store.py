@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import logging
 import re
 import threading
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from bridge.store.tx import Tx, lock_key
 from bridge.store.values import jsonable
 
 MIGRATIONS = "bridge.store:migrations"
+log = logging.getLogger("bridge.store")
 
 
 @dataclass
@@ -130,6 +132,7 @@ class Store:
         self._open = threading.local()
         self._local_locks: dict[str, threading.Lock] = {}
         self._local_locks_guard = threading.Lock()
+        self._pg_held: dict[str, sa.Connection] = {}  # name -> the connection holding that advisory lock
         # a SQLite file may be opened by two processes (`bridge sync` beside `bridge run`): their locks meet
         # in lock files beside it
         self._lock_base: str | None = None
@@ -370,6 +373,27 @@ class Store:
         """
         return self._pg_lock(name) if self._pg else self._local_lock(name)
 
+    def still_holds(self, name: str) -> bool:
+        """Whether the advisory lock ``name`` taken by :meth:`advisory_lock` (its block still open) is held.
+
+        PostgreSQL frees a session's locks when its connection drops: another replica may then take the lock
+        while this one still runs. SQLite: a lock file is held as long as this process runs (True)."""
+        if not self._pg:
+            return True
+        conn = self._pg_held.get(name)
+        if conn is None:
+            return False
+        try:
+            held = conn.scalar(
+                sa.text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                        "AND pid = pg_backend_pid() AND objid = (:k & 4294967295)::oid"),
+                {"k": lock_key(f"lock\0{name}")},
+            )
+            conn.commit()
+        except sa.exc.SQLAlchemyError:
+            return False  # the connection is gone, and the lock with it
+        return bool(held)
+
     @contextmanager
     def _pg_lock(self, name: str) -> Iterator[bool]:
         key = lock_key(f"lock\0{name}")
@@ -377,17 +401,21 @@ class Store:
             got = bool(conn.scalar(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": key}))
             # a session-level lock outlives the transaction: do not sit idle in one while the job runs
             conn.commit()
+            if got:
+                self._pg_held[name] = conn
             try:
                 yield got
             finally:
+                self._pg_held.pop(name, None)
                 if got:
                     try:
                         conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
                         conn.commit()
-                    except sa.exc.DBAPIError:
-                        # never hand a connection that may still hold the lock back to the pool
+                    except sa.exc.SQLAlchemyError:
+                        # never hand a connection that may still hold the lock back to the pool; closing it
+                        # frees the lock (a connection already dropped took it along)
                         conn.invalidate()
-                        raise
+                        log.warning("lock %s: released by closing its connection", name)
 
     @contextmanager
     def _local_lock(self, name: str) -> Iterator[bool]:
