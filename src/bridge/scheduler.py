@@ -225,7 +225,8 @@ def rules_history(state: DeskState) -> History:
     # is taken by the leader's catch-up after changes with higher ids), then by place in the change log
     items.sort(key=_taken_order)
     # accounts first, as they are now (the CRM context a ticket's SLA policy or routing may read)
-    history: list[Item] = [Known(r, tx.keys_of(r.id)) for r in tx.records("account")]
+    keys = tx.keys_of_kind("account")
+    history: list[Item] = [Known(r, keys.get(r.id, {})) for r in tx.records("account")]
     history += items
     handled = tx.cursor(RULES_CURSOR[0], RULES_CURSOR[1])
     return history, parse_time(handled) if handled else None

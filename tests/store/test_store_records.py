@@ -165,6 +165,10 @@ def test_ambiguous_key_lookup_returns_every_match(store: Store) -> None:
         assert tx.find_by_key("account", "domain", "globex.com") == [c]
         assert tx.find_by_key("contact", "domain", "acme.com") == []
         assert tx.keys_of(a) == {"domain": "acme.com", "name": "acme"}
+        assert tx.keys_of_kind("account") == {  # every account's keys in one query (a rules rebuild)
+            a: {"domain": "acme.com", "name": "acme"}, b: {"domain": "acme.com"}, c: {"domain": "globex.com"}
+        }
+        assert tx.keys_of_kind("contact") == {}
 
 
 def test_set_keys_replaces_and_clears(store: Store) -> None:

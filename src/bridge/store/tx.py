@@ -234,6 +234,16 @@ class Tx:
         )
         return {key: value for key, value in self.conn.execute(q)}
 
+    def keys_of_kind(self, kind: str) -> dict[str, dict[str, str]]:
+        """The identity keys of every record of ``kind``, by record id (one query, for a rebuild)."""
+        q = sa.select(t.record_keys.c.record_id, t.record_keys.c.key, t.record_keys.c.value).where(
+            t.record_keys.c.kind == kind
+        )
+        out: dict[str, dict[str, str]] = {}
+        for record_id, key, value in self.conn.execute(q):
+            out.setdefault(record_id, {})[key] = value
+        return out
+
     def lock_identity(self, kind: str, key: str, value: str) -> None:
         """Serialise "find or create" of one identity until this transaction ends.
 
