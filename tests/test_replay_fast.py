@@ -14,7 +14,7 @@ from bridge.fields import FieldType, adds_nothing, coerce
 from bridge.model import Change, FieldValue, Record, format_time, parse_time
 from bridge.pipeline import MemoryState, Pipeline
 from bridge.replay import GC_THRESHOLD, Replay
-from bridge.rules.live import snapshot
+from bridge.rules.conditions import path_values
 from bridge.settings import Config
 
 T = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -183,7 +183,7 @@ def test_snapshot_paths_and_values() -> None:
         tags=["a"],
         attrs={"status": "open", "requester": {"email": "x"}, "escalations": ["x"], "when": date(2026, 1, 1)},
     )
-    got = snapshot(record)
+    got = path_values(record)
     assert got == {
         "ticket.status": "open",
         "ticket.when": date(2026, 1, 1),

@@ -6,10 +6,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from bridge.fields import to_json
-from bridge.model import Change, Record, format_time
+from bridge.model import Record, format_time
 
 if TYPE_CHECKING:
     from bridge.app import App
+    from bridge.store.tx import LoggedChange
 
 
 def explain_record(app: App, ident: str) -> dict[str, Any] | None:
@@ -42,7 +43,7 @@ def explain_record(app: App, ident: str) -> dict[str, Any] | None:
             for h in tx.audit_for(record.id)
         ]
         ticket = record.kind == "ticket"
-        changes = [c for _rid, c in tx.changes_in_order("ticket", {record.id})] if ticket else []
+        changes = list(tx.logged_changes("ticket", {record.id})) if ticket else []
     types = cfg.field_types()
     declared = {name for name, fcfg in cfg.fields.items() if fcfg.kind == record.kind}
     fields = []
@@ -86,12 +87,14 @@ def explain_record(app: App, ident: str) -> dict[str, Any] | None:
 STATE = ("status", "priority", "assignee", "escalations")  # a ticket's routing state, shown first
 
 
-def _sla_due(app: App, record: Record, changes: list[Change]) -> dict[str, Any]:
-    """The ticket's SLA deadlines: its stored changes run through a private Desk (no other ticket matters)."""
-    from bridge.rules.live import LiveRules
+def _sla_due(app: App, record: Record, changes: list[LoggedChange]) -> dict[str, Any]:
+    """The ticket's SLA deadlines: its stored changes run through a private Desk (no other ticket matters),
+    each at the time the daemon's rules took it."""
+    from bridge.rules.live import LiveRules, Stored
 
     live = LiveRules(app.config, app.base_dir)
-    live.rebuild([(record.id, dict(record.links), c) for c in changes], None)
+    live.floor = max((c.id for c in changes), default=0)  # every change is history here, none to catch up
+    live.rebuild([Stored(record.id, dict(record.links), c.change, c.desk_at, c.id) for c in changes], None)
     replayed = live.records.get(record.id)
     return live.desk.final(replayed)["sla"] if replayed is not None else {}
 

@@ -1,11 +1,12 @@
-"""The few types every module shares: Record, Change, Write, FieldValue, Decision."""
+"""The few types every module shares: Record, Change, Write, FieldValue, Decision, RecentlySeen."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -13,6 +14,38 @@ KINDS = ("ticket", "account", "contact")
 BRIDGE = "bridge"  # the owner name of fields the bridge derives itself
 TICKET_STATUSES = ("open", "pending", "on_hold", "resolved", "closed")
 AGENT_STATUSES = ("active", "away", "offline")
+
+
+class RecentlySeen:
+    """Keys noted with the time they were noted, remembered for ``window`` of that clock. Times are noted in
+    order, so the oldest come first and are forgotten as the clock moves on: the memory follows the rate of
+    notes, not how long the clock has run."""
+
+    def __init__(self, window: timedelta) -> None:
+        self.window = window
+        self._at: dict[str, datetime] = {}
+
+    def note(self, key: str, at: datetime) -> None:
+        """Remember ``key`` as of ``at`` (and forget what is older than the window before ``at``)."""
+        seen = self._at
+        horizon = at - self.window
+        while seen:
+            oldest = next(iter(seen))
+            if seen[oldest] >= horizon:
+                break
+            del seen[oldest]
+        seen.pop(key, None)
+        seen[key] = at
+
+    def get(self, key: str) -> datetime | None:
+        """When ``key`` was noted, if it is still remembered."""
+        return self._at.get(key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._at
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._at)
 
 
 def utcnow() -> datetime:

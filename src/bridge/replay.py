@@ -18,11 +18,20 @@ from typing import Any
 
 from bridge.errors import BridgeError, FieldValueError
 from bridge.fields import coerce, to_json
-from bridge.model import AGENT_STATUSES, TICKET_STATUSES, Change, Decision, Record, format_time, parse_time
+from bridge.model import (
+    AGENT_STATUSES,
+    TICKET_STATUSES,
+    Change,
+    Decision,
+    RecentlySeen,
+    Record,
+    format_time,
+    parse_time,
+)
 from bridge.pipeline import MemoryState, Pipeline
 from bridge.plugins import PluginHost
+from bridge.rules.conditions import path_values
 from bridge.rules.engine import Desk
-from bridge.rules.live import snapshot
 from bridge.settings import Config
 
 SYSTEM = "replay"
@@ -76,7 +85,7 @@ class Replay:
         self._ticket_fields = frozenset(self.pipeline.remote_map(SYSTEM, "ticket"))  # declared ticket fields
         fields = self.config.fields
         self._account_types = {n: self._types[n] for n, f in fields.items() if f.kind == "account"}
-        self._closed: dict[str, datetime] = {}  # external id -> when it closed, oldest first (CLOSED_MEMORY)
+        self._closed = RecentlySeen(CLOSED_MEMORY)  # external ids of closed tickets -> when they closed
 
     def run(self, lines: Iterable[str]) -> Iterator[dict[str, Any]]:
         """Yield decision dicts in time order, then one final state per ticket."""
@@ -267,7 +276,7 @@ class Replay:
                     "skipped"
                 )
                 return
-            closed = self._closed_at(change.external_id)
+            closed = self._closed.get(change.external_id)
             if closed is not None:
                 self.problems.append(
                     f"line {number}: ticket.created: ticket {change.external_id!r} closed at "
@@ -281,7 +290,7 @@ class Replay:
             tid = str(event["ticket_id"])
             rid = state.record_id_for(SYSTEM, "ticket", tid)
             if rid is None:
-                closed = self._closed_at(tid)
+                closed = self._closed.get(tid)
                 if closed is None:
                     self.problems.append(f"line {number}: {kind}: unknown ticket {tid!r}")
                 else:
@@ -292,7 +301,7 @@ class Replay:
                 return
             change = self._change(kind, tid, event, at)
         before = state.load(rid) if rid else None
-        previous = snapshot(before) if before is not None and self.desk.reads_previous else {}
+        previous = path_values(before) if before is not None and self.desk.reads_previous else {}
         outcome = self.pipeline.process(state, change, at)
         for problem in outcome.problems:
             self.problems.append(f"line {number}: {problem}")
@@ -410,21 +419,9 @@ class Replay:
             "sla": desk.get("sla", {}),
         }
 
-    def _closed_at(self, ticket_id: str) -> datetime | None:
-        """When the ticket ``ticket_id`` closed and was dropped, if that was within :data:`CLOSED_MEMORY`."""
-        return self._closed.get(ticket_id)
-
     def _finalise(self, record: Record, at: datetime) -> None:
         self._spool.write(_ENCODER.encode(self.final(record)) + "\n")
-        closed = self._closed
-        # closings come in clock order, so the oldest are first: forget those past the window
-        horizon = at - CLOSED_MEMORY
-        while closed:
-            oldest = next(iter(closed))
-            if closed[oldest] >= horizon:
-                break
-            del closed[oldest]
-        closed[record.links.get(SYSTEM, record.id)] = at
+        self._closed.note(record.links.get(SYSTEM, record.id), at)
         self.state.forget(record.id)
         forget = getattr(self.desk, "forget", None)
         if forget is not None:

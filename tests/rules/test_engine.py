@@ -11,10 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bridge.model import Decision, FieldValue, Record
-from bridge.rules.conditions import Context, compile_condition, paths_read, reader
+from bridge.rules.conditions import Context, compile_condition, path_values, paths_read, reader
 from bridge.rules.engine import MAX_PASSES, Desk, GuardIndex, compile_rules, rule_cycles, rule_guard
 from bridge.rules.explain import format_explain
-from bridge.rules.live import snapshot
 from bridge.settings import Config
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -51,7 +50,7 @@ def created(desk: Desk, rec: Record, at: datetime = T0) -> list[Decision]:
 
 
 def updated(desk: Desk, rec: Record, at: datetime, **attrs: Any) -> list[Decision]:
-    previous = snapshot(rec)
+    previous = path_values(rec)
     rec.attrs.update(attrs)
     return desk.on_ticket(
         rec, previous, {"type": "ticket.updated", "ticket_id": rec.id, "changes": attrs}, at
@@ -273,7 +272,7 @@ def test_changed_and_to_hold_when_a_value_is_set_for_the_first_time() -> None:
     )
     rec = ticket()
     assert created(desk, rec) == []
-    previous = snapshot(rec)  # no severity, no language: both blank
+    previous = path_values(rec)  # no severity, no language: both blank
     rec.fields["severity"] = FieldValue("Sev-1", "test", T0)
     rec.attrs["language"] = "de"
     event = {"type": "ticket.updated", "ticket_id": "T1", "changes": {"severity": "Sev-1", "language": "de"}}

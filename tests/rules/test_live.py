@@ -12,7 +12,7 @@ from bridge.app import App
 from bridge.effects import effect_fields, queue_effects
 from bridge.model import Change, Record
 from bridge.pipeline import DESK_PLUGIN, MemoryState, Pipeline
-from bridge.rules.live import LiveRules, change_event
+from bridge.rules.live import LiveRules, Stored, change_event
 from bridge.scheduler import rules_history, run_timers
 from bridge.settings import Config, LoadedConfig
 
@@ -77,7 +77,8 @@ def test_follow_up_and_auto_close_once_across_restart(store_url: str) -> None:
     # a restart: a new Desk rebuilt from the change log fires the same timer again; its key stops a repeat
     with app.store.session() as tx:
         links = {r.id: dict(r.links) for r in tx.records("ticket")}
-        feed = [(rid, links[rid], c) for rid, c in tx.changes_in_order("ticket", links)]
+        feed = [Stored(c.record_id, links[c.record_id], c.change, c.desk_at, c.id)
+                for c in tx.logged_changes("ticket", links)]
     again = LiveRules(app.config)
     assert again.rebuild(feed, None) == 2
     run_timers(app, again, T0 + timedelta(hours=50))

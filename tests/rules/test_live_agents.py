@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from live_support import stored, writes
 
 from bridge.app import App
 from bridge.model import Change, Record, format_time
@@ -59,19 +60,6 @@ def ingest(app: App, change: Change) -> Record:
 
 def ticket(external: str, at: datetime, **attrs: Any) -> Change:
     return Change("desk", "ticket", external, at, attrs={"status": "open", "subject": external, **attrs})
-
-
-def stored(app: App, external: str) -> Record:
-    with app.store.session() as tx:
-        rid = tx.record_id_for("desk", "ticket", external)
-        assert rid is not None
-        record = tx.load(rid)
-    assert record is not None
-    return record
-
-
-def writes(app: App) -> list[tuple[str | None, dict[str, Any]]]:
-    return [(i.external_id, i.fields) for i in app.store.items("desk")]
 
 
 def statuses(live: LiveRules) -> dict[str, str]:

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from live_support import stored, writes
 
 from bridge.app import App
-from bridge.model import Change, Record
+from bridge.model import Change
 from bridge.pipeline import Outcome, Pipeline
 from bridge.rules.live import LiveRules
 from bridge.scheduler import run_timers, start_rules
@@ -55,19 +56,6 @@ def ingest(app: App, change: Change, fail: bool = False) -> Outcome:
 def attempt(app: App, change: Change) -> None:
     with pytest.raises(Boom):
         ingest(app, change, fail=True)
-
-
-def stored(app: App, external: str) -> Record:
-    with app.store.session() as tx:
-        rid = tx.record_id_for("desk", "ticket", external)
-        assert rid is not None
-        record = tx.load(rid)
-    assert record is not None
-    return record
-
-
-def writes(app: App) -> list[tuple[str | None, dict[str, Any]]]:
-    return [(i.external_id, i.fields) for i in app.store.items("desk")]
 
 
 def loads(live: LiveRules) -> dict[str, int]:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from bridge.effects import queue_effects as queue_effects
-from bridge.model import BRIDGE, Change, Decision, Record, utcnow
+from bridge.model import BRIDGE, Change, Decision, RecentlySeen, Record, utcnow
 from bridge.pipeline import DeskState, MemoryState, Pipeline, Touched
 from bridge.rules.conditions import path_values
 from bridge.rules.engine import Desk
@@ -86,18 +86,10 @@ class Known(NamedTuple):
     keys: Mapping[str, str]
 
 
-Item = Stored | Created | Known | tuple[str, Mapping[str, str], Change]
+Item = Stored | Created | Known
 History = tuple[Iterable[Item], datetime | None]
 Loader = Callable[[DeskState], History]
 """Reads a rebuild's history in a transaction: ``(items in processing order, the last tick committed)``."""
-
-
-def snapshot(record: Record) -> dict[str, Any]:
-    """Path -> value of a ticket (for ``changed``, ``from`` and ``to`` conditions on the next event).
-
-    A path it leaves out was blank (see :func:`bridge.rules.conditions.path_values`).
-    """
-    return path_values(record)
 
 
 def change_event(change: Change, created: bool) -> dict[str, Any]:
@@ -161,8 +153,8 @@ class LiveRules:
         # a ticket change no Desk took with an id up to this is history (a rebuild takes it as such); one
         # above it was processed without rules (another replica): the leader catches it up
         self.floor = 0
-        # tickets let go when they closed -> when, for CLOSED_MEMORY (the process's memory: rebuilds keep it)
-        self._dropped: dict[str, datetime] = {}
+        # tickets let go when they closed, for CLOSED_MEMORY (the process's memory: rebuilds keep it)
+        self._dropped = RecentlySeen(CLOSED_MEMORY)
         self._reset()
 
     def _reset(self) -> None:
@@ -221,7 +213,7 @@ class LiveRules:
         touched (the waiting tickets an agent back to active takes) with its decisions."""
         with self.lock:
             self._use(state)
-            at = at if self.clock is None else max(at, self.clock)
+            at = self._when(at)
             fired = self._fire_before(at)
             self._note_fired(state, fired)
             self.clock = at
@@ -273,7 +265,7 @@ class LiveRules:
 
     def rebuild(self, history: Iterable[Item], handled_until: datetime | None) -> int:
         """Rebuild the Desk from stored ticket changes and agent status changes in processing order
-        (:class:`Stored`, or ``(record id, links, change)``) and the creations of tickets no longer open
+        (:class:`Stored`) and the creations of tickets no longer open
         (:class:`Created`, for the volume trigger).
 
         The changes run through a private pipeline so each reaches the Desk with the ticket as it was then, at
@@ -298,7 +290,7 @@ class LiveRules:
                     mem.set_keys(rec.id, rec.kind, dict(item.keys))
                     mem.save(rec)
                     continue
-                stored = item if isinstance(item, Stored) else Stored(*item)
+                stored = item
                 if stored.desk_at is None and stored.change_id > self.floor:
                     continue  # processed without rules: the catch-up feeds it, and acts on it
                 change = stored.change
@@ -396,7 +388,7 @@ class LiveRules:
         decisions = self.desk.on_ticket(record, previous, change_event(change, created), at)
         if record.attrs.get("status") != "closed":
             if self.desk.reads_previous:  # kept only when a rule or policy reads changed/from/to
-                self._previous[record.id] = snapshot(record)
+                self._previous[record.id] = path_values(record)
             self.records[record.id] = record
         return decisions
 
@@ -428,13 +420,5 @@ class LiveRules:
 
     def _drop(self, record_id: str) -> None:
         if self.clock is not None:
-            dropped = self._dropped
-            horizon = self.clock - CLOSED_MEMORY
-            while dropped:  # oldest first: forget those past the window
-                oldest = next(iter(dropped))
-                if dropped[oldest] >= horizon:
-                    break
-                del dropped[oldest]
-            dropped.pop(record_id, None)
-            dropped[record_id] = self.clock
+            self._dropped.note(record_id, self.clock)
         self._forget(record_id)

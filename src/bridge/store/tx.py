@@ -382,17 +382,6 @@ class Tx:
         q = sa.select(t.changes).where(t.changes.c.record_id == record_id).order_by(t.changes.c.id)
         return [_change(row) for row in self.conn.execute(q)]
 
-    def changes_in_order(self, kind: str, record_ids: Collection[str]) -> Iterator[tuple[str, Change]]:
-        """``(record id, change)`` for the given records of ``kind``, in the order they were processed."""
-        q = (
-            sa.select(t.changes)
-            .where(t.changes.c.kind == kind, t.changes.c.record_id.is_not(None))
-            .order_by(t.changes.c.id)
-        )
-        for row in self.conn.execute(q):
-            if row.record_id in record_ids:
-                yield row.record_id, _change(row)
-
     def logged_changes(self, kind: str, record_ids: Collection[str]) -> Iterator[LoggedChange]:
         """The changes of the given records of ``kind``, in the order they were processed (id order)."""
         q = (
