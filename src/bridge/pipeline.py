@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -957,6 +957,10 @@ class MemoryState:
             return False
         self._effects.add(key)
         return True
+
+    def claimed(self, keys: Collection[str]) -> set[str]:
+        """See State."""
+        return {k for k in keys if k in self._effects}
 
     def enqueue(self, write: Write, now: datetime) -> bool:
         """See State."""

@@ -210,6 +210,41 @@ def test_a_transaction_committing_after_a_rebuild_it_was_hidden_from_is_fed_agai
         app.close()
 
 
+def test_a_ticket_that_waited_for_a_seat_an_undone_change_took_is_assigned_after_the_rebuild() -> None:
+    # PostgreSQL: T-2 commits while T-1, which took the agent's one seat, is still open; T-1 then rolls back.
+    # The rebuilt Desk gives the seat to T-2: that assignment is owed, and the next transaction queues it
+    require_postgres()
+    with temp_postgres_schema_url() as url:
+        app = make_app(url, agents=[{"email": "a@x.example", "capacity": 1}])
+        live = start_rules(app)
+        other = Store(url)
+        pipeline = Pipeline(app.config, app.host, run="live")
+        with pytest.raises(Boom), app.store.session() as slow:
+            first = pipeline.process(slow, ticket("T-1", T0, status="open"), T0)
+            assert [d.detail.get("to") for d in first.decisions] == ["a@x.example"]
+            with other.session() as tx:
+                waiting = pipeline.process(tx, ticket("T-2", T0 + timedelta(minutes=1), status="open"), T0)
+                assert waiting.decisions == []  # the agent is full: T-2 waits
+            raise Boom("T-1 does not commit")
+        assert stored(app, "T-2").attrs.get("assignee") is None
+        out = ingest(app, ticket("T-3", T0 + timedelta(minutes=2), status="open"))
+        assert live.rebuilds == 1
+        assert [(d.record_id, d.detail.get("to")) for d in out.decisions] == [
+            (stored(app, "T-2").id, "a@x.example")
+        ]
+        assert stored(app, "T-2").attrs.get("assignee") == "a@x.example"
+        assert writes(app) == [("T-2", {"assignee": "a@x.example"})]
+        assert loads(live) == {"a@x.example": 1}  # T-3 waits for the seat T-2 holds
+        ingest(app, ticket("T-3", T0 + timedelta(minutes=3), subject="again"))
+        app.close()
+        again = make_app(url, agents=[{"email": "a@x.example", "capacity": 1}])  # a restart owes nothing more
+        start_rules(again)
+        ingest(again, ticket("T-3", T0 + timedelta(minutes=4), subject="and again"))
+        assert writes(again) == [("T-2", {"assignee": "a@x.example"})]
+        again.close()
+        other.close()
+
+
 def test_a_change_the_rules_fail_on_is_taken_in_and_caught_up_by_the_rules_job(
     sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -24,6 +24,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from bridge.effects import SIDE_EFFECTS
 from bridge.effects import queue_effects as queue_effects
 from bridge.model import BRIDGE, Change, Decision, RecentlySeen, Record, utcnow
 from bridge.pipeline import DeskState, MemoryState, Pipeline, Touched
@@ -155,6 +156,10 @@ class LiveRules:
         self.floor = 0
         # tickets let go when they closed, for CLOSED_MEMORY (the process's memory: rebuilds keep it)
         self._dropped = RecentlySeen(CLOSED_MEMORY)
+        # side effects a rebuilt Desk decided that no committed work took (see :meth:`rebuild`): checked
+        # against the claimed keys at the next use, then queued by the next transaction that uses the Desk
+        self._owed: list[Decision] = []
+        self._owing: list[Decision] = []
         self._reset()
 
     def _reset(self) -> None:
@@ -270,16 +275,28 @@ class LiveRules:
 
         The changes run through a private pipeline so each reaches the Desk with the ticket as it was then, at
         the time the live Desk took it, after the timers due before it; a change no Desk took above the
-        :attr:`floor` is left to the leader's catch-up. Every decision taken while rebuilding is dropped, and
-        so is every timer due by ``handled_until`` (the last tick the daemon committed): those were acted on
-        before. Timers due later fire on the next tick, and any effect they repeat is stopped by its key.
-        Returns how many changes were fed.
+        :attr:`floor` is left to the leader's catch-up. Decisions taken while rebuilding were acted on when
+        their changes committed, as were the timers due by ``handled_until`` (the last tick the daemon
+        committed); timers due later fire on the next tick, and any effect they repeat is stopped by its key.
+
+        Where the rebuilt Desk decided a side effect no committed work took (its key unclaimed: a ticket that
+        waited for a seat a change since undone had taken gets that seat now), the effect is owed: the next
+        transaction that uses the Desk queues it. Decisions about history no live Desk took (changes from
+        before the rules ran) are never owed. Returns how many changes were fed.
         """
         with self.lock:
             self._reset()
             mem = MemoryState(keep_audit=False, keep_outbox=False)
             pipeline = Pipeline(self.config, None, run="rebuild")
             fed = 0
+            owed: list[Decision] = []
+            live_era = False  # from the first change a live Desk took, what the rebuild decides may be owed
+
+            def settle(decisions: list[Decision], record: Record | None) -> None:
+                if live_era:
+                    owed.extend(d for d in decisions if d.decision in SIDE_EFFECTS and d.detail.get("key"))
+                self._settle(None, decisions, record)
+
             for item in history:
                 if isinstance(item, Created):
                     self.desk.note_created(item.ticket, item.at)
@@ -296,12 +313,13 @@ class LiveRules:
                 change = stored.change
                 at = stored.desk_at or change.at
                 at = at if self.clock is None else max(at, self.clock)
-                self._settle(None, self._fire_before(at), None)
+                settle(self._fire_before(at), None)
+                live_era = live_era or stored.desk_at is not None
                 if is_agent_change(change):
                     self.clock = at
                     try:
                         status = str(change.attrs.get("status"))
-                        self._settle(None, self.desk.on_agent_status(change.external_id, status, at), None)
+                        settle(self.desk.on_agent_status(change.external_id, status, at), None)
                     except Exception:  # the live Desk failed on it too, and went on
                         log.exception("rules: rebuilding, the desk failed on change %s", stored.change_id)
                         continue
@@ -320,7 +338,7 @@ class LiveRules:
                 if outcome.stale:
                     continue  # the live pipeline takes such a change to no rule either
                 try:
-                    self._settle(None, self._feed(outcome.record, change, at), outcome.record)
+                    settle(self._feed(outcome.record, change, at), outcome.record)
                 except Exception:  # the live Desk failed on it too, and went on
                     log.exception("rules: rebuilding, the desk failed on change %s", stored.change_id)
                     continue
@@ -328,7 +346,14 @@ class LiveRules:
             if handled_until is not None:
                 now = handled_until if self.clock is None else max(handled_until, self.clock)
                 self.clock = now
-                self._settle(None, self.desk.advance(now), None)
+                settle(self.desk.advance(now), None)
+            # only the last word on each effect counts (a ticket assigned twice while rebuilding owes the
+            # second), and only about a ticket the rebuilt Desk still holds
+            last: dict[tuple[str, str], Decision] = {}
+            for d in owed:
+                if d.record_id in self.records:
+                    last[(d.record_id, d.decision if d.decision == "assign" else str(d.detail["key"]))] = d
+            self._owed, self._owing = list(last.values()), []
             self.stale = False
             return fed
 
@@ -353,8 +378,19 @@ class LiveRules:
         first rebuild the Desk when it may be ahead of the store (or behind it)."""
         if watch:
             self._watch(state)
-        if not self.stale:
-            return
+        if self.stale:
+            self._rebuild_in(state)
+        if self._owed:
+            owed, self._owed = self._owed, []
+            taken = state.claimed([str(d.detail["key"]) for d in owed])
+            self._owing = [d for d in owed if d.detail["key"] not in taken]
+            if self._owing:
+                # queued in this transaction: should it be undone, a rebuild finds them owed again
+                self._watch(state)
+                log.info("rules: the rebuilt desk owes %d side effects no committed work took: queued now",
+                         len(self._owing))
+
+    def _rebuild_in(self, state: DeskState) -> None:
         if self.loader is None:
             raise RuntimeError("the rules' Desk must be rebuilt from the store and has no loader to read it")
         # a transaction open elsewhere is not seen by this rebuild: when it commits, rebuild again
@@ -395,11 +431,14 @@ class LiveRules:
     def _settle(self, state: object, decisions: list[Decision], current: Record | None) -> Touched:
         """Group decisions by the ticket they are about and drop the tickets that closed; note the earliest
         timer ``state``'s transaction acted on."""
+        if current is None:  # (timers: before() and tick())
+            self._note_fired(state, decisions)
+        if state is not None and self._owing:
+            decisions = self._owing + decisions
+            self._owing = []
         by_ticket: dict[str, list[Decision]] = {}
         for d in decisions:
             by_ticket.setdefault(d.record_id, []).append(d)
-        if current is None:  # (timers: before() and tick())
-            self._note_fired(state, decisions)
         out: Touched = []
         for rid, ds in by_ticket.items():
             rec = current if current is not None and rid == current.id else self.records.get(rid)

@@ -538,6 +538,15 @@ class Tx:
         # RETURNING, not rowcount: psycopg reports a row for a skipped conflict on some versions
         return self.conn.execute(stmt).scalar() is not None
 
+    def claimed(self, keys: Collection[str]) -> set[str]:
+        """Which of these side effects' keys were claimed (their effects taken), without claiming any."""
+        found: set[str] = set()
+        todo = list(keys)
+        for start in range(0, len(todo), 500):
+            chunk = todo[start : start + 500]
+            found.update(self.conn.execute(sa.select(t.effects.c.key).where(t.effects.c.key.in_(chunk))).scalars())
+        return found
+
     # ------------------------------------------------------------------- audit
     def audit(
         self,
