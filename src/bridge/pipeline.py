@@ -314,9 +314,10 @@ class Pipeline:
         self._stages(state, record, change, now, out, desk)
         if out.desk_at is not None:  # the Desk took it (the leader catches up the changes no Desk took)
             self._desk_state(state).set_desk_time(change_id, out.desk_at)
-        elif out.stale and isinstance(state, DeskState):
-            # an out-of-date change is not applied, so there is nothing in it for the rules: marked as taken,
-            # the leader's catch-up does not feed it to its Desk either
+        elif (out.stale or out.was_closed) and isinstance(state, DeskState):
+            # an out-of-date change is not applied, and a closed ticket is final for the rules: nothing in it
+            # for them, so it is marked as taken and the leader's catch-up does not feed it to its Desk either
+            # (a leader restarted since the ticket closed would no longer know it was closed)
             state.set_desk_time(change_id, change.at)
         for d in out.decisions if state.keep_audit else ():
             state.audit(

@@ -475,6 +475,39 @@ def test_a_change_to_a_ticket_closed_before_is_taken_without_rules(store_url: st
     app.close()
 
 
+def test_a_change_another_replica_takes_in_for_a_ticket_closed_before_the_leaders_restart_takes_no_rules(
+) -> None:
+    # the restarted leader no longer remembers that T-1 closed: the replica that took the change in knew it
+    from bridge.scheduler import RulesLeader, run_rules
+
+    require_postgres()
+    cfg: dict[str, Any] = {"agents": [{"email": "a@x.example"}], "rules": [ESCALATE_SEV1],
+                           "teams": {"leads": {"members": []}}}
+    with temp_postgres_schema_url() as url:
+        a = make_app(url, **cfg)
+        lead = RulesLeader(a)
+        assert lead.claim(T0) is not None
+        ingest(a, ticket("T-1", T0, status="open", subject="x"))
+        ingest(a, ticket("T-1", T0 + timedelta(minutes=5), status="closed"))
+        assert writes(a) == [("T-1", {"assignee": "a@x.example"})]
+        lead.release()
+        a.close()
+        again = make_app(url, **cfg)
+        lead = RulesLeader(again)
+        assert lead.claim(T0 + timedelta(minutes=10)) is not None
+        b = make_app(url, **cfg)  # another replica, no rules: the helpdesk reopens and tags T-1
+        ingest(b, ticket("T-1", T0 + timedelta(hours=1), status="open", tags=["bug/sev1"]))
+        run_rules(again, lead, T0 + timedelta(hours=2))
+        assert writes(again) == [("T-1", {"assignee": "a@x.example"})]  # no second routing, no escalation
+        # a new ticket another replica takes in is caught up as ever
+        ingest(b, ticket("T-2", T0 + timedelta(hours=3), status="open", tags=["bug/sev1"]))
+        run_rules(again, lead, T0 + timedelta(hours=4))
+        assert writes(again)[1:] == [("T-2", {"escalation": "leads"}), ("T-2", {"assignee": "a@x.example"})]
+        lead.release()
+        again.close()
+        b.close()
+
+
 def test_a_bad_record_the_rules_never_saw_costs_no_rebuild(store_url: str) -> None:
     app = make_app(store_url, agents=[{"email": "a@x.example"}])
     live = start_rules(app)
