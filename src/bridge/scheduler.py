@@ -26,6 +26,7 @@ from bridge.model import AGENT_STATUSES, Change, Record, Write, format_time, par
 from bridge.pipeline import DESK_PLUGIN, DeskState, Pipeline, PlannedWrite
 from bridge.rules.live import (
     AGENT_KIND,
+    Assignee,
     Created,
     History,
     Item,
@@ -200,16 +201,18 @@ def wants_rules(app: App) -> bool:
 def rules_history(state: DeskState) -> History:
     """What a rebuilt Desk is fed, read in ``state`` (a store transaction): every change of the tickets still
     open and every agent status change, in the order they were processed, each with the time the live Desk
-    took it at; the creations the volume trigger still counts of the other tickets; and the last tick
-    committed."""
+    took it at; the creations the volume trigger still counts of the other tickets; each open ticket's
+    assignee as stored; and the last tick committed."""
     if not isinstance(state, Tx):
         raise TypeError(f"the rules' history is read from the store, not from {type(state).__name__}")
     tx = state
     open_links: dict[str, dict[str, str]] = {}
     closed: dict[str, Record] = {}
+    assignees: list[Item] = []
     for r in tx.records("ticket"):
         if r.attrs.get("status") != "closed":
             open_links[r.id] = dict(r.links)
+            assignees.append(Assignee(r.id, r.attrs.get("assignee") or None))
         elif isinstance(r.attrs.get("account"), dict):
             closed[r.id] = Record(r.id, "ticket", attrs={"account": r.attrs["account"]})
     feed = [
@@ -228,6 +231,7 @@ def rules_history(state: DeskState) -> History:
     keys = tx.keys_of_kind("account")
     history: list[Item] = [Known(r, keys.get(r.id, {})) for r in tx.records("account")]
     history += items
+    history += assignees  # last: what the store holds now
     handled = tx.cursor(RULES_CURSOR[0], RULES_CURSOR[1])
     return history, parse_time(handled) if handled else None
 

@@ -1100,6 +1100,17 @@ class Desk:
         detail["key"] = f"{ticket_id}|{kind}|{rule}|{self._stamp}|{what}"
         out.append(Decision(at, ticket_id, kind, rule, detail))
 
+    def hold_as(self, ticket_id: str, assignee: str) -> bool:
+        """Take an open ticket as assigned to ``assignee`` (what the store holds, when a rebuilt Desk chose
+        otherwise): out of the queue, the seat counted on that agent. Returns whether anything changed."""
+        st = self._tickets.get(ticket_id)
+        if st is None or _same_person(st.record.attrs.get("assignee"), assignee):
+            return False
+        st.record.attrs["assignee"] = assignee
+        self.router.dequeue(ticket_id)
+        self._recount(st)
+        return True
+
     def note_created(self, ticket: Record, at: datetime) -> None:
         """Count a ticket created at ``at`` in its account's volume, deciding nothing (a rebuilt Desk's
         history of tickets no longer open); calls come in time order with :meth:`on_ticket`'s."""

@@ -24,7 +24,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from bridge.effects import SIDE_EFFECTS
 from bridge.effects import queue_effects as queue_effects
 from bridge.model import BRIDGE, Change, Decision, RecentlySeen, Record, utcnow
 from bridge.pipeline import DeskState, MemoryState, Pipeline, Touched
@@ -87,7 +86,15 @@ class Known(NamedTuple):
     keys: Mapping[str, str]
 
 
-Item = Stored | Created | Known
+class Assignee(NamedTuple):
+    """An open ticket's assignee as the store holds it now (None: unassigned): what was acted on, which a
+    rebuilt Desk's own routing may not reproduce (round robin replayed without the closed tickets)."""
+
+    record_id: str
+    assignee: str | None
+
+
+Item = Stored | Created | Known | Assignee
 History = tuple[Iterable[Item], datetime | None]
 Loader = Callable[[DeskState], History]
 """Reads a rebuild's history in a transaction: ``(items in processing order, the last tick committed)``."""
@@ -279,25 +286,35 @@ class LiveRules:
         their changes committed, as were the timers due by ``handled_until`` (the last tick the daemon
         committed); timers due later fire on the next tick, and any effect they repeat is stopped by its key.
 
-        Where the rebuilt Desk decided a side effect no committed work took (its key unclaimed: a ticket that
-        waited for a seat a change since undone had taken gets that seat now), the effect is owed: the next
-        transaction that uses the Desk queues it. Decisions about history no live Desk took (changes from
-        before the rules ran) are never owed. Returns how many changes were fed.
+        The store's assignees (:class:`Assignee`) are the truth of what was acted on: a ticket the rebuilt
+        Desk routed otherwise is taken as the store holds it. One the store holds unassigned that the rebuilt
+        Desk assigned (it waited for a seat a change since undone had taken, on PostgreSQL) is owed that
+        assignment: the next transaction that uses the Desk queues it, unless its key was claimed. Decisions
+        about history no live Desk took (changes from before the rules ran) are never owed. Returns how many
+        changes were fed.
         """
         with self.lock:
             self._reset()
             mem = MemoryState(keep_audit=False, keep_outbox=False)
             pipeline = Pipeline(self.config, None, run="rebuild")
             fed = 0
-            owed: list[Decision] = []
+            assigned: dict[str, Decision] = {}  # each ticket's last assignment while rebuilding
+            held: dict[str, str | None] = {}
             live_era = False  # from the first change a live Desk took, what the rebuild decides may be owed
 
             def settle(decisions: list[Decision], record: Record | None) -> None:
-                if live_era:
-                    owed.extend(d for d in decisions if d.decision in SIDE_EFFECTS and d.detail.get("key"))
+                for d in decisions:
+                    if d.decision == "assign":
+                        if live_era:
+                            assigned[d.record_id] = d
+                        else:
+                            assigned.pop(d.record_id, None)
                 self._settle(None, decisions, record)
 
             for item in history:
+                if isinstance(item, Assignee):
+                    held[item.record_id] = item.assignee
+                    continue
                 if isinstance(item, Created):
                     self.desk.note_created(item.ticket, item.at)
                     continue
@@ -347,13 +364,16 @@ class LiveRules:
                 now = handled_until if self.clock is None else max(handled_until, self.clock)
                 self.clock = now
                 settle(self.desk.advance(now), None)
-            # only the last word on each effect counts (a ticket assigned twice while rebuilding owes the
-            # second), and only about a ticket the rebuilt Desk still holds
-            last: dict[tuple[str, str], Decision] = {}
-            for d in owed:
-                if d.record_id in self.records:
-                    last[(d.record_id, d.decision if d.decision == "assign" else str(d.detail["key"]))] = d
-            self._owed, self._owing = list(last.values()), []
+            owed: list[Decision] = []
+            for rid, rec in list(self.records.items()):
+                if rid not in held:
+                    continue  # (a history without the store's assignees: a test's, a dry run's own)
+                now_held, mine = held[rid], rec.attrs.get("assignee")
+                if now_held:
+                    self.desk.hold_as(rid, now_held)
+                elif mine and rid in assigned and assigned[rid].detail.get("to") == mine:
+                    owed.append(assigned[rid])
+            self._owed, self._owing = owed, []
             self.stale = False
             return fed
 
