@@ -146,6 +146,25 @@ def test_closed_ids_are_remembered_for_a_bounded_time_only(monkeypatch: pytest.M
     assert [f["ticket_id"] for f in out if f.get("final")] == ["T-1", "T-2", "T-1"]
 
 
+def test_a_closed_id_is_forgotten_after_the_window_even_when_no_other_ticket_closes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("bridge.replay.CLOSED_MEMORY", timedelta(hours=1))
+    lines = [
+        created("T-1", "2026-11-02T09:00:00Z"),
+        event("ticket.status", "2026-11-02T09:05:00Z", ticket_id="T-1", status="closed"),
+        event("ticket.message", "2026-11-02T09:30:00Z", ticket_id="T-1", author="customer", body="hi"),
+        created("T-1", "2026-11-02T13:00:00Z", subject="reused id, long after"),
+        event("ticket.message", "2026-11-02T13:10:00Z", ticket_id="T-1", author="customer", body="hello?"),
+    ]
+    out, rp = run(lines)
+    assert rp.problems == [
+        "line 3: ticket.message: ticket 'T-1' closed at 2026-11-02T09:05:00Z; a closed ticket takes no more "
+        "events (a follow-up is a new ticket); skipped",
+    ]
+    assert [f["ticket_id"] for f in out if f.get("final")] == ["T-1", "T-1"]
+
+
 def test_until_fires_timers_after_the_last_event() -> None:
     config = {**CONFIG, "follow_up": {"after": "48h"}}
     lines = [

@@ -37,12 +37,13 @@ class RecentlySeen:
         seen.pop(key, None)
         seen[key] = at
 
-    def get(self, key: str) -> datetime | None:
-        """When ``key`` was noted, if it is still remembered."""
-        return self._at.get(key)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._at
+    def get(self, key: str, now: datetime) -> datetime | None:
+        """When ``key`` was noted, if that is within the window before ``now`` (older notes are forgotten
+        whether or not a later note has pruned them yet)."""
+        at = self._at.get(key)
+        if at is None or now - at > self.window:
+            return None
+        return at
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._at)

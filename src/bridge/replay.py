@@ -276,7 +276,7 @@ class Replay:
                     "skipped"
                 )
                 return
-            closed = self._closed.get(change.external_id)
+            closed = self._closed.get(change.external_id, at)
             if closed is not None:
                 self.problems.append(
                     f"line {number}: ticket.created: ticket {change.external_id!r} closed at "
@@ -290,7 +290,7 @@ class Replay:
             tid = str(event["ticket_id"])
             rid = state.record_id_for(SYSTEM, "ticket", tid)
             if rid is None:
-                closed = self._closed.get(tid)
+                closed = self._closed.get(tid, at)
                 if closed is None:
                     self.problems.append(f"line {number}: {kind}: unknown ticket {tid!r}")
                 else:

@@ -211,7 +211,7 @@ class LiveRules:
         with self.lock:
             self._use(state)
             at = self._when(change.at)
-            if was_closed or (not created and record.id in self._dropped and record.id not in self._seen):
+            if was_closed or (not created and record.id not in self._seen and self._closed(record.id, at)):
                 log.info("rules: %s %s is closed: its change is taken without rules",
                          change.system, change.external_id)
                 return at, []
@@ -342,7 +342,7 @@ class LiveRules:
                         continue
                     fed += 1
                     continue
-                if stored.record_id in self._dropped and stored.record_id not in self._seen:
+                if stored.record_id not in self._seen and self._closed(stored.record_id, at):
                     continue  # closed earlier in the history: final for the rules, as it was live
                 if mem.load(stored.record_id) is None:
                     mem.create_record("ticket", stored.record_id)
@@ -476,6 +476,10 @@ class LiveRules:
             return
         if state not in self._fired or first < self._fired[state]:
             self._fired[state] = first
+
+    def _closed(self, record_id: str, at: datetime) -> bool:
+        """Whether the ticket was let go when it closed, within :data:`CLOSED_MEMORY` before ``at``."""
+        return self._dropped.get(record_id, at) is not None
 
     def _drop(self, record_id: str) -> None:
         if self.clock is not None:
