@@ -420,3 +420,87 @@ def test_a_timer_due_at_the_last_events_instant_fires_without_until() -> None:
         assert [(d["at"], d["ticket_id"]) for d in out if d.get("decision") == "follow_up"] == [
             ("2026-11-02T11:00:00Z", "T-1")
         ]
+
+
+def test_a_ticket_created_as_the_desk_opens_does_not_jump_the_queue() -> None:
+    config = {
+        "calendars": {"day": {"hours": {"mon": ["09:00-17:00"]}}},
+        "agents": [{"email": "a@x.example", "capacity": 1, "calendar": "day"}],
+    }
+    for at, first in (("2026-11-02T09:00:00Z", "T-old"), ("2026-11-02T09:00:01Z", "T-old")):
+        out, rp = run([created("T-old", "2026-11-02T07:00:00Z"), created("T-new", at)], config)
+        assigned = [(d["ticket_id"], d["at"]) for d in out if d.get("decision") == "assign"]
+        assert assigned == [(first, "2026-11-02T09:00:00Z")], at  # the one seat goes to the oldest
+        assert rp.problems == []
+
+
+def test_an_inline_account_in_an_update_is_coerced_as_at_creation() -> None:
+    config = {
+        "fields": {
+            "tier": {"type": "select", "options": ["enterprise", "starter"], "kind": "account"},
+            "arr": {"type": "number", "kind": "account"},
+        },
+        "rules": [
+            {"name": "big", "set": "triggers", "when": {"field": "account.arr", "gte": 100000},
+             "then": [{"add_tags": ["vip/arr"]}]},
+            {"name": "ent", "set": "triggers", "when": {"field": "account.tier", "eq": "enterprise"},
+             "then": [{"add_tags": ["vip/tier"]}]},
+        ],
+    }
+    account = {"id": "A-1", "tier": "Enterprise", "arr": "120,000"}
+    lines = [
+        created("T-1", "2026-11-02T09:00:00Z", account={"id": "A-1", "tier": "starter", "arr": 10}),
+        event("ticket.updated", "2026-11-02T09:05:00Z", ticket_id="T-1", changes={"account": account}),
+        event("ticket.updated", "2026-11-02T09:06:00Z", ticket_id="T-1",
+              changes={"account": {"id": "A-1", "tier": "platinum"}}),
+    ]
+    out, rp = run(lines, config)
+    [final] = [d for d in out if d.get("final")]
+    assert sorted(final["tags"]) == ["vip/arr", "vip/tier"]
+    assert rp.problems == [
+        "line 3: ticket.updated: account field 'tier': 'platinum' is not an option of this select; options: "
+        "enterprise, starter; value dropped"
+    ]
+
+
+def test_text_that_is_not_valid_unicode_is_reported_by_line_and_skipped(tmp_path: Any) -> None:
+    from bridge.replay import replay_file
+
+    path = tmp_path / "events.jsonl"
+    good = created("T-1", "2026-11-02T09:00:00Z").encode()
+    latin1 = created("T-2", "2026-11-02T09:01:00Z").encode()
+    latin1 = latin1.replace(b'"subject": "s"', b'"subject": "caf\xe9"')
+    assert b"\xe9" in latin1
+    surrogate = created("T-3", "2026-11-02T09:02:00Z", tags=["bug/x"])
+    surrogate = surrogate.replace("bug/x", "bug/\\ud800").encode()
+    path.write_bytes(b"\n".join([good, latin1, surrogate, good.replace(b"T-1", b"T-4")]) + b"\n")
+    out, problems = replay_file(Config(**CONFIG), path)
+    assert [d["ticket_id"] for d in out if d.get("final")] == ["T-1", "T-4"]
+    assert problems == [
+        "line 2: not UTF-8 text; skipped",
+        "line 3: ticket.created: text with a lone surrogate (\\ud800) is not valid Unicode; skipped",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        (event("ticket.updated", "2026-11-02T09:05:00Z", ticket_id="T-1", changes=["priority", "high"]),
+         "line 2: ticket.updated: changes must be an object, not ['priority', 'high']; skipped"),
+        (event("ticket.updated", "2026-11-02T09:05:00Z", ticket_id="T-1", changes={"fields": "Sev-1"}),
+         "line 2: ticket.updated: fields must be an object, not 'Sev-1'; skipped"),
+        (event("ticket.updated", "2026-11-02T09:05:00Z", ticket_id="T-1", changes={"acknowledged": "no"}),
+         "line 2: ticket.updated: acknowledged must be true or false, not 'no'; skipped"),
+        (created("T-2", "2026-11-02T09:05:00Z", fields="Sev-1"),
+         "line 2: ticket.created: fields must be an object, not 'Sev-1'; skipped"),
+        (created("T-2", "2026-11-02T09:05:00Z", account="Acme"),
+         "line 2: ticket.created: account must be an object, not 'Acme'; skipped"),
+        (created("T-2", "2026-11-02T09:05:00Z", requester=["a@b.example"]),
+         "line 2: ticket.created: requester must be an object, not ['a@b.example']; skipped"),
+    ],
+)
+def test_a_wrong_shaped_value_is_named_and_its_event_skipped(line: str, problem: str) -> None:
+    out, rp = run([created("T-1", "2026-11-02T09:00:00Z"), line])
+    assert rp.problems == [problem]
+    [final] = [d for d in out if d.get("final") and d["ticket_id"] == "T-1"]
+    assert final["priority"] != "high"

@@ -109,7 +109,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             print(f"{path}:{p.removeprefix('line ')}", file=sys.stderr)
         return 1 if problems else 0
     rp = Replay(loaded.config, until=until)
-    with path.open(encoding="utf-8") as fh:
+    with path.open(encoding="utf-8", errors="surrogateescape") as fh:  # (a bad line is reported, not fatal)
         for row in rp.run(fh):
             print(json.dumps(row, default=str, ensure_ascii=False) if args.json else _decision_line(row))
     for p in rp.problems:

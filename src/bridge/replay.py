@@ -100,6 +100,9 @@ class Replay:
             for number, line in enumerate(lines, start=1):
                 if not line or line.isspace():  # (not line.strip(), without copying the line)
                     continue
+                if not line.isascii() and not _utf8(line):
+                    self.problems.append(f"line {number}: not UTF-8 text; skipped")
+                    continue
                 event = self._parse(number, line)
                 if event is None:
                     continue
@@ -113,8 +116,15 @@ class Replay:
                 # timers strictly before the event: a reply at the very deadline is in time (sla.py)
                 before = at - EPSILON
                 due = desk.next_timer()
-                if due is not None and due <= before:
-                    yield from self._advance(before)
+                if due is not None and due <= at:
+                    if due <= before:
+                        yield from self._advance(before)
+                    # agents whose hours begin at this instant take the queue before the event (oldest first)
+                    opened = desk.open_due(at)
+                    if opened:
+                        out0: list[dict[str, Any]] = []
+                        self._emit_to(out0, opened)
+                        yield from out0
                 self.clock = at
                 last = number
                 # the event's output is gathered in a list (cheaper than nested generators); what came out
@@ -166,10 +176,20 @@ class Replay:
         except (KeyError, ValueError, TypeError, AttributeError):
             self.problems.append(f"line {number}: {kind}: 'at' must be an ISO 8601 time")
             return None
+        text = json.dumps(event, ensure_ascii=False, default=str) if "\\ud" in line or "\\uD" in line else ""
+        if text and not _utf8(text):
+            bad = next(c for c in text if "\ud800" <= c <= "\udfff")
+            self.problems.append(
+                f"line {number}: {kind}: text with a lone surrogate ({ascii(bad)[1:-1]}) is not valid "
+                "Unicode; skipped"
+            )
+            return None
         if kind == "ticket.created":
             ticket = event.get("ticket")
             if not isinstance(ticket, dict) or not ticket.get("id"):
                 self.problems.append(f"line {number}: ticket.created needs a ticket object with an id")
+                return None
+            if not self._objects_ok(number, kind, ticket, ("fields", "account", "requester")):
                 return None
             if "status" in ticket and not self._status_ok(number, kind, ticket["status"]):
                 return None
@@ -212,13 +232,38 @@ class Replay:
                 )
         else:
             changes = event.get("changes")
+            if changes is not None and not isinstance(changes, dict):
+                self.problems.append(
+                    f"line {number}: {kind}: changes must be an object, not {changes!r}; skipped"
+                )
+                return None
             if isinstance(changes, dict):
+                if not self._objects_ok(number, kind, changes, ("fields", "account", "requester")):
+                    return None
+                ack = changes.get("acknowledged")
+                if ack is not None and type(ack) is not bool:
+                    self.problems.append(
+                        f"line {number}: {kind}: acknowledged must be true or false, not {ack!r}; skipped"
+                    )
+                    return None
                 if "status" in changes and not self._status_ok(number, kind, changes["status"]):
                     return None
                 if not self._tags_ok(number, kind, changes.get("tags")):
                     return None
                 self._known_changes(number, changes)
         return event
+
+    def _objects_ok(self, number: int, kind: str, table: dict[str, Any], keys: tuple[str, ...]) -> bool:
+        """Whether each of ``keys`` in ``table`` is absent, null or an object; else the problem is reported
+        (the event is skipped)."""
+        for key in keys:
+            value = table.get(key)
+            if value is not None and not isinstance(value, dict):
+                self.problems.append(
+                    f"line {number}: {kind}: {key} must be an object, not {value!r}; skipped"
+                )
+                return False
+        return True
 
     def _status_ok(self, number: int, kind: str, status: Any) -> bool:
         """Whether ``status`` is a ticket status; else the problem is reported (the event is skipped)."""
@@ -283,8 +328,6 @@ class Replay:
                     f"{format_time(closed)}; a ticket id is not created twice; skipped"
                 )
                 return
-            if self._account_types and isinstance(change.attrs.get("account"), dict):
-                change.attrs["account"] = self._account(number, change.attrs["account"])
             rid = None
         else:
             tid = str(event["ticket_id"])
@@ -300,6 +343,8 @@ class Replay:
                     )
                 return
             change = self._change(kind, tid, event, at)
+        if self._account_types and isinstance(change.attrs.get("account"), dict):
+            change.attrs["account"] = self._account(number, kind, change.attrs["account"])
         before = state.load(rid) if rid else None
         previous = path_values(before) if before is not None and self.desk.reads_previous else {}
         outcome = self.pipeline.process(state, change, at)
@@ -330,7 +375,7 @@ class Replay:
             attrs=attrs,
         )
 
-    def _account(self, number: int, account: dict[str, Any]) -> dict[str, Any]:
+    def _account(self, number: int, kind: str, account: dict[str, Any]) -> dict[str, Any]:
         """The inline account with its declared fields' values coerced as a sync would ("Enterprise" is the
         option "enterprise", "120,000" the number 120000); a value that does not fit is reported, dropped."""
         out = dict(account)
@@ -346,7 +391,7 @@ class Replay:
                 try:
                     table[name] = to_json(ft, coerce(ft, raw))
                 except FieldValueError as exc:
-                    self.problems.append(f"line {number}: ticket.created: account {exc}; value dropped")
+                    self.problems.append(f"line {number}: {kind}: account {exc}; value dropped")
                     del table[name]
         return out
 
@@ -446,9 +491,19 @@ def replay_file(
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Replay a JSONL file into a list (for ``--against`` and tests); returns (output, problems)."""
     rp = Replay(config, base_dir=base_dir, host=host, until=until)
-    with path.open(encoding="utf-8") as fh:
+    with path.open(encoding="utf-8", errors="surrogateescape") as fh:  # (a bad line is reported, not fatal)
         out = list(rp.run(fh))
     return out, rp.problems
+
+
+def _utf8(text: str) -> bool:
+    """Whether ``text`` is valid Unicode: no bytes a UTF-8 read could not decode (kept as surrogate escapes),
+    no lone surrogate a JSON escape made."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def diff(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -653,6 +653,15 @@ class Desk:
                 self._drain(t, out)
         return out
 
+    def open_due(self, now: datetime) -> list[Decision]:
+        """Let agents whose hours begin by ``now`` take the waiting tickets (oldest first): called before an
+        event of that very instant is taken, so a ticket created as the desk opens does not jump the queue."""
+        out: list[Decision] = []
+        if self._open_at is not None and self._open_at <= now:
+            self._open_at = None
+            self._drain(now, out)
+        return out
+
     def next_timer(self) -> datetime | None:
         """When the next timer is due (None: nothing scheduled)."""
         heap = self._heap

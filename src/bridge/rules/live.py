@@ -431,9 +431,10 @@ class LiveRules:
 
     def _fire_before(self, at: datetime) -> list[Decision]:
         due = self.desk.next_timer()
-        if due is None or due >= at:
+        if due is None or due > at:
             return []
-        return self.desk.advance(at - EPSILON)
+        fired = self.desk.advance(at - EPSILON) if due < at else []
+        return fired + self.desk.open_due(at)  # (agents opening at this instant take the queue first)
 
     def _feed(self, record: Record, change: Change, at: datetime) -> list[Decision]:
         self.clock = at
