@@ -45,6 +45,10 @@ class RecentlySeen:
             return None
         return at
 
+    def forget(self, key: str) -> None:
+        """Forget ``key`` (its note was undone)."""
+        self._at.pop(key, None)
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._at)
 

@@ -186,6 +186,29 @@ def test_timers_fired_in_a_failed_transaction_fire_again(
     app.close()
 
 
+def test_an_auto_close_fired_in_a_failed_transaction_fires_again(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bridge.scheduler as scheduler
+
+    app = make_app(store_url, agents=[{"email": "a@x.example", "capacity": 5}], auto_close={"after": "2h"})
+    live = start_rules(app)
+    ingest(app, ticket("T-1", T0, status="open", subject="x"))
+    ingest(app, ticket("T-1", T0 + timedelta(hours=1), status="resolved"))
+
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        raise Boom("database is locked")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(scheduler, "apply_touched", locked)
+        with pytest.raises(Boom):
+            run_timers(app, live, T0 + timedelta(hours=4))
+    run_timers(app, live, T0 + timedelta(hours=4, minutes=1))  # the undone close is not taken as done
+    assert [f for _e, f in writes(app) if "status" in f] == [{"status": "closed"}]
+    assert stored(app, "T-1").attrs["status"] == "closed"
+    app.close()
+
+
 def test_a_transaction_committing_after_a_rebuild_it_was_hidden_from_is_fed_again() -> None:
     # PostgreSQL: transactions run side by side; a rebuild inside one cannot see another still open
     require_postgres()

@@ -467,7 +467,7 @@ class LiveRules:
                 out.append((rec, ds))
         for rec in [r for r, _ds in out] + ([current] if current is not None else []):
             if rec.attrs.get("status") == "closed":
-                self._drop(rec.id)
+                self._drop(rec.id, state)
         return out
 
     def _note_fired(self, state: object, timers: list[Decision]) -> None:
@@ -482,7 +482,15 @@ class LiveRules:
         """Whether the ticket was let go when it closed, within :data:`CLOSED_MEMORY` before ``at``."""
         return self._dropped.get(record_id, at) is not None
 
-    def _drop(self, record_id: str) -> None:
+    def _drop(self, record_id: str, state: object = None) -> None:
         if self.clock is not None:
             self._dropped.note(record_id, self.clock)
+            if isinstance(state, DeskState):
+                # closed in a transaction that may not commit: undone, the ticket is open again for the rules
+                # (the rebuild that follows must feed it and re-arm its timers)
+                state.on_rollback(partial(self._undo_close, record_id))
         self._forget(record_id)
+
+    def _undo_close(self, record_id: str) -> None:
+        with self.lock:
+            self._dropped.forget(record_id)
