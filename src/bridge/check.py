@@ -119,10 +119,10 @@ def check_config(loaded: LoadedConfig, host: PluginHost | None) -> Report:
 
     if cfg.topics.tracker and cfg.topics.tracker not in systems:
         err(("topics", "tracker"), f"tracker {cfg.topics.tracker!r} is not a configured connector")
+    agents = {a.email.casefold() for a in cfg.agents}  # emails match without case, as routing matches them
     for name, team in cfg.teams.items():
-        agents = {a.email for a in cfg.agents}
         for i, member in enumerate(team.members):
-            if member not in agents:
+            if member.casefold() not in agents:
                 warn(("teams", name, "members", i), f"{member!r} is not one of the [[agents]]")
         if team.calendar and team.calendar not in cfg.calendars:
             err(("teams", name, "calendar"), f"calendar {team.calendar!r} is not defined in [calendars]")

@@ -586,8 +586,12 @@ class Desk:
         else:
             st.record = ticket
             queued = self.router.waiting.get(ticket.id) if self.router.waiting else None
-            if queued is not None and not _same_person(ticket.attrs.get("assignee"), queued.assignee):
-                self.router.dequeue(ticket.id)  # assigned by a person (or another system) while it waited
+            if queued is not None:
+                if not _same_person(ticket.attrs.get("assignee"), queued.assignee):
+                    self.router.dequeue(ticket.id)  # assigned by a person (or another system) while it waited
+                else:
+                    # still waiting: a changed account tier moves it in the queue (it keeps its waiting time)
+                    self.router.enqueue(ticket, queued.request, queued.rule, st.created)
         ctx = Context(ticket, previous)
         if not previous and self.reads_previous:
             # a ticket just created has no earlier values: what it arrived with is no change, while what a

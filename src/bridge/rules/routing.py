@@ -110,18 +110,21 @@ class Router:
         self.strategy = config.routing.strategy
         self.fallback = config.routing.fallback
         self.tier_rank = {tier: n for n, tier in enumerate(config.routing.tier_order)}
+        # keyed by the folded email: a member spelled Bob@Example.com is the agent bob@example.com
         team_of: dict[str, set[str]] = {}
         team_calendar: dict[str, str] = {}
         for name, team in config.teams.items():
             for member in team.members:
-                team_of.setdefault(member, set()).add(name)
-                if team.calendar and member not in team_calendar:
-                    team_calendar[member] = team.calendar
+                folded = member.casefold()
+                team_of.setdefault(folded, set()).add(name)
+                if team.calendar and folded not in team_calendar:
+                    team_calendar[folded] = team.calendar
         self.agents: dict[str, Agent] = {}
         for n, a in enumerate(config.agents):
-            cal_name = a.calendar or team_calendar.get(a.email)
+            folded = a.email.casefold()
+            cal_name = a.calendar or team_calendar.get(folded)
             self.agents[a.email] = _agent(a, n, calendars.get(cal_name) if cal_name else None,
-                                          frozenset(team_of.get(a.email, ())))
+                                          frozenset(team_of.get(folded, ())))
         # emails are case-insensitive: a CRM owner or a helpdesk assignee may spell one differently
         self._folded = {email.casefold(): agent for email, agent in self.agents.items()}
         # least loaded and round robin pick the least ranked fitting agent: the rank is the strategy's sort
@@ -297,17 +300,31 @@ class Router:
     # ---------------------------------------------------------------- the queue
 
     def enqueue(self, record: Record, request: Request, rule: str, since: datetime) -> None:
-        """Put (or keep) a ticket in the queue; its place is kept when it is already waiting."""
+        """Put a ticket in the queue, or update it while it waits.
+
+        A waiting ticket keeps the time it waits since (``since`` is read only the first time); when its
+        account tier changed, it moves to that tier's place, still ordered by that time within the tier.
+        """
+        account = record.attrs.get("account")
+        tier = account.get("tier") if isinstance(account, dict) else None
+        rank = self.tier_rank.get(tier, len(self.tier_rank)) if isinstance(tier, str) else len(self.tier_rank)
         found = self.waiting.get(record.id)
         if found is not None:
+            found.record = record  # the pick after a drain reads the ticket as it is now (tier, owner, tags)
             found.request = request
             found.rule = rule
             found.assignee = record.attrs.get("assignee")
+            old = found.key
+            if old[0] != rank:
+                # same (since, seq): only the tier moves it, and bisect finds the old entry by its unique key
+                queue = self._queue
+                i = bisect.bisect_left(queue, (old, record.id))
+                if i < len(queue) and queue[i][1] == record.id:
+                    del queue[i]
+                found.key = (rank, old[1], old[2])
+                bisect.insort(queue, (found.key, record.id))
             return
-        account = record.attrs.get("account")
-        tier = account.get("tier") if isinstance(account, dict) else None
         self._qseq += 1
-        rank = self.tier_rank.get(tier, len(self.tier_rank)) if isinstance(tier, str) else len(self.tier_rank)
         key = (rank, since, self._qseq)
         self.waiting[record.id] = Waiting(key, record, request, rule, record.attrs.get("assignee"))
         bisect.insort(self._queue, (key, record.id))
