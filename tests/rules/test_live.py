@@ -237,3 +237,32 @@ def test_a_notify_action_reaches_the_helpdesk_once(store_url: str) -> None:
     notes = [f["notify"] for f in effects_in_outbox(app) if "notify" in f]
     assert notes == [{"to": "#oncall", "message": "Sev-1 opened"}]
     app.close()
+
+
+def test_two_notes_of_one_rule_and_two_firings_at_one_instant_are_each_sent_once(store_url: str) -> None:
+    from bridge.scheduler import start_rules
+
+    rules = [
+        {"name": "page", "set": "escalation", "when": {"tag": "bug/sev1"},
+         "then": [{"notify": {"to": "#oncall", "message": "page"}},
+                  {"notify": {"to": "#oncall", "message": "and the status page"}}]},
+        {"name": "prio", "set": "triggers", "when": {"field": "ticket.priority", "changed": True},
+         "then": [{"notify": {"to": "lead@x.example", "message": "priority changed"}}, {"review": "look"}]},
+    ]
+    config = {**CONFIG, "rules": rules}
+    app = App(LoadedConfig(Config(**config), Path("bridge.toml"), {}), database=store_url)
+    start_rules(app)
+    ingest(app, Change("desk", "ticket", "T-1", T0, tags=["bug/sev1"], attrs={"status": "open"}))
+    # two changes pulled late, both dated before the rules' clock: taken at one instant, still two changes
+    ingest(app, Change("desk", "ticket", "T-2", T0 + timedelta(hours=1), attrs={"status": "open"}))
+    ingest(app, Change("desk", "ticket", "T-1", T0 + timedelta(minutes=10), attrs={"priority": "high"}))
+    ingest(app, Change("desk", "ticket", "T-1", T0 + timedelta(minutes=20), attrs={"priority": "urgent"}))
+    notes = [f["notify"]["message"] for f in effects_in_outbox(app) if "notify" in f]
+    assert notes == ["page", "and the status page", "priority changed", "priority changed"]
+    assert len([f for f in effects_in_outbox(app) if "review" in f]) == 2
+    app.close()
+    again = App(LoadedConfig(Config(**config), Path("bridge.toml"), {}), database=store_url)
+    start_rules(again)  # a restart repeats none of them
+    run_timers(again, desk_of(again), T0 + timedelta(hours=2))
+    assert [f["notify"]["message"] for f in effects_in_outbox(again) if "notify" in f] == notes
+    again.close()

@@ -499,6 +499,7 @@ class _Ticket:
     reviewed: bool = False
     snap: tuple[Any, ...] | None = None
     holding: int = 0  # bit i: rule i's condition held when last evaluated
+    events: int = 0  # events taken: tells apart the decisions of two events at one instant (their keys)
 
 
 Timer = tuple[datetime, int, str, str]
@@ -592,6 +593,7 @@ class Desk:
                 else:
                     # still waiting: a changed account tier moves it in the queue (it keeps its waiting time)
                     self.router.enqueue(ticket, queued.request, queued.rule, st.created)
+        st.events += 1
         ctx = Context(ticket, previous)
         if not previous and self.reads_previous:
             # a ticket just created has no earlier values: what it arrived with is no change, while what a
@@ -807,7 +809,7 @@ class Desk:
         rec = st.record
         tid = rec.id
         name = rule.name
-        for verb, arg in rule.actions:
+        for n, (verb, arg) in enumerate(rule.actions):
             if verb == "set":
                 for key, value, json_value, kind in arg:
                     if kind == "field":
@@ -850,9 +852,11 @@ class Desk:
                 if self._assign_action(st, arg, name, at, out):
                     changed.add("ticket.assignee")
             elif verb == "notify":
-                self._decide(out, at, tid, "notify", name, dict(arg), str(arg.get("to")))
+                # an event, not a value: each action of each firing is its own (two notes to one person are
+                # two), so its key names the event and the action
+                self._decide(out, at, tid, "notify", name, dict(arg), f"{arg.get('to')}|{st.events}.{n}")
             elif verb == "review":
-                self._decide(out, at, tid, "review", name, {"reason": arg})
+                self._decide(out, at, tid, "review", name, {"reason": arg}, f"{st.events}.{n}")
         return changed
 
     def _map_tag(self, rec: Record, tag: str, at: datetime, out: list[Decision]) -> set[str]:
