@@ -79,3 +79,35 @@ def test_history_shows_who_set_an_attribute_and_sla_policies_show_without_rules(
     # no [[rules]]: the SLA policies are still explained
     assert [(e["rule"], e["matched"], e["chosen"]) for e in data["rules"]] == [("urgent", True, True)]
     assert "SLA policies, as the ticket is now:" in text and "✓ urgent [sla] (applies)" in text
+
+
+def test_the_sla_deadlines_are_those_of_the_policy_the_crm_account_chooses(tmp_path: Path) -> None:
+    from bridge.pipeline import Pipeline
+    from bridge.scheduler import start_rules
+
+    cfg = Config(
+        connectors={"desk": {"plugin": "files", "path": "in", "kinds": ["ticket"]},
+                    "crm": {"plugin": "files", "path": "c", "kinds": ["account"]}},
+        sla=[{"name": "enterprise", "when": {"field": "account.tier", "eq": "enterprise"},
+              "first_response": "1h", "resolution": "1d"},
+             {"name": "standard", "first_response": "8h", "resolution": "5d"}],
+    )
+    app = App(LoadedConfig(cfg, tmp_path / "bridge.toml", {}), database=f"sqlite:///{tmp_path / 'b.db'}")
+    at = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+    try:
+        start_rules(app)
+        pipeline = Pipeline(app.config, app.host, run="live")
+        for change in (
+            Change("crm", "account", "A-1", at, attrs={"name": "Acme", "domain": "acme.example",
+                                                        "tier": "enterprise"}),
+            Change("desk", "ticket", "T-1", at, attrs={"status": "open", "subject": "help",
+                                                       "requester": {"email": "ana@acme.example"}}),
+        ):
+            with app.store.session() as tx:
+                pipeline.process(tx, change, at)
+        data = explain_record(app, "desk:T-1")
+    finally:
+        app.close()
+    assert data is not None
+    assert data["sla"] == {"first_response_due": "2026-11-02T10:00:00Z", "next_response_due": None,
+                           "resolution_due": "2026-11-03T09:00:00Z"}

@@ -44,6 +44,8 @@ def explain_record(app: App, ident: str) -> dict[str, Any] | None:
         ]
         ticket = record.kind == "ticket"
         changes = list(tx.logged_changes("ticket", {record.id})) if ticket else []
+        # the CRM accounts as the store holds them: a policy chosen by the account's tier is chosen again
+        accounts = [(r, tx.keys_of(r.id)) for r in tx.records("account")] if ticket and cfg.sla else []
     types = cfg.field_types()
     declared = {name for name, fcfg in cfg.fields.items() if fcfg.kind == record.kind}
     fields = []
@@ -76,7 +78,7 @@ def explain_record(app: App, ident: str) -> dict[str, Any] | None:
         "tags": record.tags,
         "attrs": {k: v for k, v in record.attrs.items() if not isinstance(v, dict | list)},
         "state": {k: record.attrs.get(k) for k in STATE} if record.kind == "ticket" else {},
-        "sla": _sla_due(app, record, changes) if record.kind == "ticket" and cfg.sla else {},
+        "sla": _sla_due(app, record, changes, accounts) if record.kind == "ticket" and cfg.sla else {},
         "fields": fields,
         "rules": rules,
         # what no declared field shows: decisions, writes, changes of attributes such as priority or status
@@ -87,14 +89,19 @@ def explain_record(app: App, ident: str) -> dict[str, Any] | None:
 STATE = ("status", "priority", "assignee", "escalations")  # a ticket's routing state, shown first
 
 
-def _sla_due(app: App, record: Record, changes: list[LoggedChange]) -> dict[str, Any]:
+def _sla_due(
+    app: App, record: Record, changes: list[LoggedChange], accounts: list[tuple[Record, dict[str, str]]]
+) -> dict[str, Any]:
     """The ticket's SLA deadlines: its stored changes run through a private Desk (no other ticket matters),
-    each at the time the daemon's rules took it."""
-    from bridge.rules.live import LiveRules, Stored
+    each at the time the daemon's rules took it, with the CRM ``accounts`` (and their identity keys) the
+    daemon's rebuild reads."""
+    from bridge.rules.live import Item, Known, LiveRules, Stored
 
     live = LiveRules(app.config, app.base_dir)
     live.floor = max((c.id for c in changes), default=0)  # every change is history here, none to catch up
-    live.rebuild([Stored(record.id, dict(record.links), c.change, c.desk_at, c.id) for c in changes], None)
+    items: list[Item] = [Known(r, keys) for r, keys in accounts]
+    items += [Stored(record.id, dict(record.links), c.change, c.desk_at, c.id) for c in changes]
+    live.rebuild(items, None)
     replayed = live.records.get(record.id)
     return live.desk.final(replayed)["sla"] if replayed is not None else {}
 
