@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -14,6 +14,10 @@ KINDS = ("ticket", "account", "contact")
 BRIDGE = "bridge"  # the owner name of fields the bridge derives itself
 TICKET_STATUSES = ("open", "pending", "on_hold", "resolved", "closed")
 AGENT_STATUSES = ("active", "away", "offline")
+CUSTOMER = "customer"  # the ``last_author`` of a message the customer wrote
+# record attribute: the newest message the customer wrote, kept apart from ``message`` (the newest message of
+# anyone), which an agent's reply overwrites: ticket.text reads it
+CUSTOMER_MESSAGE = "customer_message"
 
 
 class RecentlySeen:
@@ -138,11 +142,24 @@ class Change:
     deleted: bool = False
 
     @property
+    def customer_wrote(self) -> bool:
+        """Whether this change carries a message the customer wrote (see :func:`by_customer`)."""
+        return "message" in self.attrs and by_customer(self.attrs)
+
+    @property
     def text(self) -> str:
-        """Subject, body and the newest message, for classification and text conditions."""
+        """The customer's words this change carries, for classification: subject, body and its message when
+        the customer wrote it (an agent's, a bot's or a system's message is not the customer's)."""
         a = self.attrs
-        parts = (str(a.get("subject") or ""), str(a.get("body") or ""), str(a.get("message") or ""))
+        message = a.get("message") if by_customer(a) else None
+        parts = (str(a.get("subject") or ""), str(a.get("body") or ""), str(message or ""))
         return " ".join(parts).strip()
+
+
+def by_customer(attrs: Mapping[str, Any]) -> bool:
+    """Whether the message in ``attrs`` (a change's or a record's) is the customer's: its ``last_author`` is
+    ``customer`` or not said, as the rules read a message (an agent, a bot or a system is not)."""
+    return bool(attrs.get("last_author", CUSTOMER) == CUSTOMER)
 
 
 @dataclass

@@ -26,7 +26,17 @@ from bridge import classify, identity
 from bridge.effects import apply_touched, writable_systems
 from bridge.errors import FieldValueError, IdentityError
 from bridge.fields import FieldType, adds_nothing, coerce, equal, merge, to_json
-from bridge.model import BRIDGE, Change, Decision, FieldValue, Record, Write, format_time, parse_time
+from bridge.model import (
+    BRIDGE,
+    CUSTOMER_MESSAGE,
+    Change,
+    Decision,
+    FieldValue,
+    Record,
+    Write,
+    format_time,
+    parse_time,
+)
 from bridge.ownership import Shadow, Verdict, blank, decide, detect
 from bridge.plugins import PluginHost
 from bridge.settings import Config
@@ -426,6 +436,10 @@ class Pipeline:
                     record.attrs[key] = value
         else:
             record.attrs.update(change.attrs)
+        if change.customer_wrote:
+            # ``message`` is anyone's newest message (an agent's reply overwrites it): the customer's is kept
+            # apart, for ticket.text
+            record.attrs[CUSTOMER_MESSAGE] = change.attrs["message"]
         if change.tags is not None:
             record.tags = _unique(t.strip() for t in change.tags if t and t.strip())
 
@@ -579,6 +593,14 @@ class Pipeline:
         )
 
     def _classify(self, record: Record, change: Change, out: Outcome) -> None:
+        """Tags from the classifiers and the computed sentiment, from the customer's words only: the ticket as
+        created (subject, body) and each customer message. An agent's, a bot's or a system's message and an
+        edit (a renamed subject, a new priority) leave what was computed; a sentiment a change gives
+        stands."""
+        if "sentiment" in change.attrs:
+            record.attrs["sentiment_source"] = "system"  # given (whoever wrote it): never computed over
+        if not (out.created or change.customer_wrote):
+            return
         cfg = self.config.classify
         text = change.text
         proposals = classify.keyword_tags(text, cfg.keywords) if cfg.keywords else []
@@ -596,14 +618,8 @@ class Pipeline:
                         change.at, record.id, "tag", "classifier", {"tag": tag, "confidence": round(conf, 2)}
                     )
                 )
-        if (
-            "sentiment" not in change.attrs
-            and text
-            and record.attrs.get("sentiment_source") != "system"
-        ):
+        if text and record.attrs.get("sentiment_source") != "system":
             record.attrs["sentiment"] = classify.sentiment(text)
-        elif "sentiment" in change.attrs:
-            record.attrs["sentiment_source"] = "system"
 
     def _map_tags(
         self, state: State, record: Record, change: Change, out: Outcome, why: dict[str, _Why], now: datetime

@@ -2,8 +2,8 @@
 
 A leaf is ``{ field = PATH, OP = VALUE }`` (several operators in one leaf must all hold) or
 ``{ tag = GLOB }``.
-PATHs: ``ticket.<attr or field>``, ``ticket.text`` (subject and body), ``ticket.tags``, ``account.<attr or
-field>``, ``requester.<attr>``. Operators:
+PATHs: ``ticket.<attr or field>``, ``ticket.text`` (subject, body and the newest customer message),
+``ticket.tags``, ``account.<attr or field>``, ``requester.<attr>``. Operators:
 
 - ``eq`` / ``ne``: equality; when the value is a list (tags, multi_select) ``eq`` means "contains this item".
 - ``in`` / ``not_in``: the value is one of a list (a list value: any of its items is).
@@ -35,7 +35,7 @@ from fnmatch import translate
 from functools import lru_cache
 from typing import Any
 
-from bridge.model import Record, parse_time
+from bridge.model import CUSTOMER_MESSAGE, Record, by_customer, parse_time
 
 Path = tuple[str | int, ...]
 Problem = tuple[Path, str]
@@ -47,6 +47,7 @@ OPERATORS = (
 ROOTS = ("ticket", "account", "requester")
 PRIORITY_RANK = {"low": 0, "normal": 1, "high": 2, "urgent": 3}
 _EMPTY: Mapping[str, Any] = {}
+_UNSET: Any = object()  # an attribute a record does not have (None is a value it may have)
 
 
 class Context:
@@ -69,10 +70,15 @@ class Context:
 
     @property
     def text(self) -> str:
-        """Subject, body and the newest customer message (a phrase may arrive in a follow-up)."""
+        """Subject, body and the newest customer message (a phrase may arrive in a follow-up), whatever
+        agents wrote since."""
         if self._text is None:
             a = self.attrs
-            message = a.get("message") if a.get("last_author", "customer") != "agent" else None
+            message = a.get(CUSTOMER_MESSAGE, _UNSET)
+            if message is _UNSET:
+                # no customer message kept apart (none yet, or a record stored before it was kept): the newest
+                # message is the customer's when the customer wrote it
+                message = a.get("message") if by_customer(a) else None
             self._text = " ".join(str(p) for p in (a.get("subject"), a.get("body"), message) if p).strip()
         return self._text
 
