@@ -70,6 +70,28 @@ class YearlyHoliday:
     weekdays: tuple[tuple[int, int], ...] = ()
     exdates: frozenset[date] = frozenset()
 
+    def __post_init__(self) -> None:
+        # a rule out of these ranges would fail (or close the wrong days) on every date asked later, so it
+        # is refused when the calendar is read, where `bridge check` reports it
+        if self.days < 1:
+            raise ValueError(f"an occurrence must last at least one day, not {self.days}")
+        if self.interval < 1:
+            raise ValueError(f"RRULE INTERVAL={self.interval} is not allowed (it must be 1 or more)")
+        if self.count is not None and self.count < 1:
+            raise ValueError(f"RRULE COUNT={self.count} is not allowed (it must be 1 or more)")
+        for month in self.months:
+            if not 1 <= month <= 12:
+                raise ValueError(f"RRULE BYMONTH={month} is not a month (1 to 12)")
+        for day in self.monthdays:
+            if not 1 <= abs(day) <= 31:
+                raise ValueError(f"RRULE BYMONTHDAY={day} is not a day of the month (1 to 31 or -31 to -1)")
+        for ordinal, weekday in self.weekdays:
+            if not (abs(ordinal) <= 53 and 0 <= weekday <= 6):
+                raise ValueError(
+                    f"RRULE BYDAY ({ordinal}, {weekday}) is not a weekday (ordinal 1 to 53 or -53 to -1, "
+                    "weekday 0 to 6)"
+                )
+
     def occurrences(self, year: int) -> list[date]:
         """Occurrence dates in ``year`` (COUNT not applied), sorted."""
         if year < self.start.year or (year - self.start.year) % self.interval:
@@ -151,6 +173,10 @@ def _zone(key: str) -> ZoneInfo:
         raise ValueError(f"unknown time zone {key!r} (use an IANA name such as Europe/Berlin)") from None
 
 
+def _aware(value: datetime, tz: tzinfo) -> datetime:
+    return value.replace(tzinfo=tz) if value.tzinfo is None else value
+
+
 def _as_date(value: Any, tz: tzinfo) -> date:
     if isinstance(value, datetime):
         return (value.replace(tzinfo=tz) if value.tzinfo is None else value.astimezone(tz)).date()
@@ -176,8 +202,18 @@ def _event_span(event: Any, tz: tzinfo) -> tuple[date, int]:
 
 
 def _span(start: Any, end: Any, tz: tzinfo) -> tuple[date, int]:
-    """First local date of ``[start, end)`` and how many whole local days it covers (at least one)."""
+    """First local date of ``[start, end)`` and how many whole local days it covers (at least one).
+
+    Raises ValueError when ``end`` is before ``start`` (RFC 5545 wants it later): which days that closes is a
+    guess, so it is not made.
+    """
     first = _as_date(start, tz)
+    if isinstance(start, datetime) and isinstance(end, datetime):
+        backwards = _aware(end, tz) < _aware(start, tz)
+    else:
+        backwards = _as_date(end, tz) < first
+    if backwards:
+        raise ValueError(f"it ends ({end.isoformat()}) before it starts ({start.isoformat()})")
     if isinstance(end, datetime):
         # a timed event covers every local date it touches; an end at midnight does not touch the next day
         last = _as_date(end - timedelta(microseconds=1), tz)
@@ -187,6 +223,14 @@ def _span(start: Any, end: Any, tz: tzinfo) -> tuple[date, int]:
 
 def _recur_ints(rule: Any, key: str) -> list[str]:
     return [str(v).upper() for v in rule.get(key, [])]
+
+
+def _single(rule: Any, key: str) -> Any:
+    """The one value of an RRULE part that takes one (INTERVAL, COUNT, UNTIL), or None when it is absent."""
+    values = rule.get(key) or []
+    if len(values) > 1:
+        raise ValueError(f"RRULE {key}={','.join(str(v) for v in values)} has more than one value")
+    return values[0] if values else None
 
 
 def _yearly(event: Any, first: date, days: int, tz: tzinfo, exdates: set[date]) -> YearlyHoliday:
@@ -208,24 +252,46 @@ def _yearly(event: Any, first: date, days: int, tz: tzinfo, exdates: set[date]) 
         match = _BYDAY.match(text)
         if match is None:
             raise ValueError(f"RRULE BYDAY={text} is not understood")
-        weekdays.append((int(match.group(1) or 0), _WEEKDAYS.index(match.group(2))))
-    until = rule.get("UNTIL")
-    count = rule.get("COUNT")
-    interval = rule.get("INTERVAL")
+        ordinal = match.group(1)
+        if ordinal is not None and not 1 <= abs(int(ordinal)) <= 53:
+            # "0MO" is not RFC 5545; read as 0 it would mean every Monday
+            raise ValueError(f"RRULE BYDAY={text}: the ordinal must be 1 to 53 or -53 to -1")
+        if ordinal is not None and not rule.get("BYMONTH"):
+            # without BYMONTH, RFC 5545 counts the ordinal through the whole year, not within each month
+            raise ValueError(f"RRULE BYDAY={text} with an ordinal needs BYMONTH (e.g. BYMONTH=11;BYDAY=4TH)")
+        weekdays.append((int(ordinal or 0), _WEEKDAYS.index(match.group(2))))
+    months = []
+    for text in _recur_ints(rule, "BYMONTH"):
+        if text.endswith("L"):
+            # RFC 7529 leap months exist only in other calendar scales (RSCALE), not in the Gregorian one
+            raise ValueError(f"RRULE BYMONTH={text}: leap months are not supported")
+        months.append(text)
+    count, until = _single(rule, "COUNT"), _single(rule, "UNTIL")
+    if count is not None and until is not None:
+        raise ValueError("RRULE has both COUNT and UNTIL (RFC 5545 allows only one of them)")
+    interval = _single(rule, "INTERVAL")
     try:
-        return YearlyHoliday(
-            start=first,
-            days=days,
-            interval=int(interval[0]) if interval else 1,
-            count=int(count[0]) if count else None,
-            until=_as_date(until[0], tz) if until else None,
-            months=tuple(int(m.rstrip("L")) for m in _recur_ints(rule, "BYMONTH")),
-            monthdays=tuple(int(d) for d in _recur_ints(rule, "BYMONTHDAY")),
-            weekdays=tuple(weekdays),
-            exdates=frozenset(exdates),
+        parsed = (
+            int(interval) if interval is not None else 1,
+            int(count) if count is not None else None,
+            _as_date(until, tz) if until is not None else None,
+            tuple(int(m) for m in months),
+            tuple(int(d) for d in _recur_ints(rule, "BYMONTHDAY")),
         )
     except ValueError as exc:
         raise ValueError(f"RRULE is not understood: {exc}") from None
+    # YearlyHoliday checks the ranges (INTERVAL, COUNT, BYMONTH, BYMONTHDAY, BYDAY), naming the part
+    return YearlyHoliday(
+        start=first,
+        days=days,
+        interval=parsed[0],
+        count=parsed[1],
+        until=parsed[2],
+        months=parsed[3],
+        monthdays=parsed[4],
+        weekdays=tuple(weekdays),
+        exdates=frozenset(exdates),
+    )
 
 
 def _values(event: Any, key: str) -> list[Any]:

@@ -15,9 +15,10 @@ whatever policy applies when it fires:
 - ``sla_breach`` when the budget is used up, at the deadline instant (a deadline at a closing time is that
   closing instant);
 - ``sla_escalate`` for each level of ``escalate``: ``after`` more business time on the breached clock, ``to``
-  naming the team (once per clock and team, so a policy change does not escalate to a team twice, and does
-  escalate to a team the previous policy did not name). A breached clock keeps counting, so escalation also
-  skips paused time, and stops once the metric is met or the ticket is resolved.
+  naming the team (once per clock and team: a later level naming a team already called is skipped, a policy
+  change does not escalate to a team twice, and does escalate to a team the previous policy did not name).
+  A breached clock keeps counting, so escalation also skips paused time, and stops once the metric is met or
+  the ticket is resolved.
 
 A metric met at or before its deadline never breaches: an agent reply, an acknowledgement, a resolve or a
 close at the deadline instant is in time (a state change at an instant comes before the timers of that
@@ -123,7 +124,14 @@ def _compile(policy: SlaConfig) -> _Compiled:
     if cached is not None and cached[0] is policy:
         return cached[1]
     warn = parse_duration(policy.warn_before) if policy.warn_before else None
-    levels = [(parse_duration(level.after), level.to) for level in policy.escalate]
+    # a clock escalates to a team once: of several levels naming one team only the earliest can fire (the
+    # first listed on a tie), so the later ones are dropped here rather than left as timers that fire nothing
+    earliest: dict[str, tuple[timedelta, int]] = {}
+    for n, level in enumerate(policy.escalate):
+        after = parse_duration(level.after)
+        if level.to not in earliest or after < earliest[level.to][0]:
+            earliest[level.to] = (after, n)
+    levels = sorted((n, after, to) for to, (after, n) in earliest.items())
     budgets: dict[str, timedelta | None] = {}
     thresholds: dict[str, tuple[_Threshold, ...]] = {}
     for metric in METRICS:
@@ -137,8 +145,7 @@ def _compile(policy: SlaConfig) -> _Compiled:
             marks.append(_Threshold(budget, "sla_breach", "breach"))
             # remembered by team, not by position: another policy's first level may name another team
             marks.extend(
-                _Threshold(budget + after, "sla_escalate", f"escalate:{to}", n, to)
-                for n, (after, to) in enumerate(levels)
+                _Threshold(budget + after, "sla_escalate", f"escalate:{to}", n, to) for n, after, to in levels
             )
         marks.sort(key=lambda m: (m.offset, _KIND_ORDER[m.kind], m.level))
         thresholds[metric] = tuple(marks)
@@ -441,6 +448,11 @@ class TicketSla:
         """Queue ``mark`` of ``clock`` at ``at``; ``passed``: the consumed time had reached it already."""
         if clock.fired is None:
             clock.fired = {mark.key}
+        elif mark.key in clock.fired:
+            # once per clock and key (an escalation: once per team), whatever the policy; _compile already
+            # drops such levels, this guards the invariant. The caller moved past the mark all the same.
+            self._next_known = False
+            return
         else:
             clock.fired.add(mark.key)
         due = self._crossing(clock, mark.offset) if passed else None
