@@ -58,6 +58,10 @@ def _cfg(tmp_path: Path, props: str) -> CalendarConfig:
         ("DTSTART;VALUE=DATE:20261225\nRRULE:FREQ=YEARLY;INTERVAL=1,2", "more than one value"),
         ("DTSTART;VALUE=DATE:20261225\nDTEND;VALUE=DATE:20261220", "before it starts"),
         ("DTSTART;VALUE=DATE:20261225\nDURATION:-P1D", "before it starts"),
+        ("DTSTART;TZID=Mars/Base:20261225T100000\nDTEND;TZID=Mars/Base:20261225T120000",
+         "DTSTART names the unknown time zone TZID=Mars/Base"),
+        ("DTSTART:20261225T100000Z\nDTEND;TZID=Mars/Base:20261225T120000",
+         "DTEND names the unknown time zone TZID=Mars/Base"),
         ("DTSTART:20261225T100000Z\nDTEND:20261225T090000Z", "before it starts"),
         ("DTSTART;VALUE=DATE:20261201\nRDATE;VALUE=PERIOD:20261210T120000Z/20261209T080000Z",
          "before it starts"),
@@ -92,6 +96,9 @@ def test_an_ical_value_out_of_range_is_an_error_naming_file_event_and_value(
          ["2026-11-13", "2027-08-13"]),
         # an end equal to the start is still the one day
         ("DTSTART;VALUE=DATE:20261224\nDTEND;VALUE=DATE:20261224", ["2026-12-24"]),
+        # a TZID the IANA database knows (10:00-12:00 in New York is 16:00-18:00 in Berlin: that day)
+        ("DTSTART;TZID=America/New_York:20261225T100000\nDTEND;TZID=America/New_York:20261225T120000",
+         ["2026-12-25"]),
     ],
 )
 def test_values_within_range_are_still_accepted(tmp_path: Path, props: str, closed: list[str]) -> None:

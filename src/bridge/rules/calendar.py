@@ -190,15 +190,26 @@ def _event_span(event: Any, tz: tzinfo) -> tuple[date, int]:
     start_prop = event.get("DTSTART")
     if start_prop is None:
         raise ValueError("a VEVENT has no DTSTART")
+    _known_zone(start_prop, "DTSTART")
     start = start_prop.dt
     end_prop, duration = event.get("DTEND"), event.get("DURATION")
     if end_prop is not None:
+        _known_zone(end_prop, "DTEND")
         end = end_prop.dt
     elif duration is not None:
         end = start + duration.dt
     else:
         return _as_date(start, tz), 1
     return _span(start, end, tz)
+
+
+def _known_zone(prop: Any, name: str) -> None:
+    """Raise ValueError when a time names a ``TZID`` neither the file (VTIMEZONE) nor the IANA database
+    knows: the library leaves it a floating time, which would silently be read in the calendar's zone."""
+    tzid = prop.params.get("TZID") if hasattr(prop, "params") else None
+    value = getattr(prop, "dt", None)
+    if tzid and isinstance(value, datetime) and value.tzinfo is None:
+        raise ValueError(f"{name} names the unknown time zone TZID={tzid}")
 
 
 def _span(start: Any, end: Any, tz: tzinfo) -> tuple[date, int]:
