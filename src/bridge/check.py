@@ -11,12 +11,13 @@ import re
 import zoneinfo
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from bridge.durations import parse_duration
+from bridge.durations import format_duration, parse_duration
 from bridge.errors import ConfigError, FieldValueError
 from bridge.fields import FIELD_TYPES, coerce
 from bridge.model import BRIDGE, KINDS, TICKET_STATUSES
@@ -24,7 +25,15 @@ from bridge.plugins import PluginHost
 from bridge.rules.conditions import ORDER_OPS, PRIORITY_RANK
 from bridge.rules.routing import ASSIGN_KEYS
 from bridge.rules.sla import METRICS
-from bridge.settings import Config, LoadedConfig, load_partial, validation_problems
+from bridge.settings import (
+    DAYS,
+    CalendarConfig,
+    Config,
+    LoadedConfig,
+    SlaConfig,
+    load_partial,
+    validation_problems,
+)
 
 TICKET_ATTRS = frozenset(
     {
@@ -128,12 +137,13 @@ def check_config(loaded: LoadedConfig, host: PluginHost | None) -> Report:
             err(("teams", name, "calendar"), f"calendar {team.calendar!r} is not defined in [calendars]")
     emails: dict[str, int] = {}
     for i, agent in enumerate(cfg.agents):
-        if agent.email in emails:
+        folded = agent.email.casefold()  # Alice@Example.com and alice@example.com are one agent
+        if folded in emails:
             err(
                 ("agents", i, "email"),
-                f"agent {agent.email!r} is listed twice (also agents.{emails[agent.email]})",
+                f"agent {agent.email!r} is listed twice (also agents.{emails[folded]})",
             )
-        emails.setdefault(agent.email, i)
+        emails.setdefault(folded, i)
         if agent.calendar and agent.calendar not in cfg.calendars:
             err(("agents", i, "calendar"), f"calendar {agent.calendar!r} is not defined in [calendars]")
         if agent.capacity < 0:
@@ -309,6 +319,42 @@ def _check_slas(cfg: Config, err: Emit, warn: Emit) -> None:
                     f"warn_before {sla.warn_before} is not shorter than {', '.join(late)}: "
                     "that warning can never fire",
                 )
+        if sla.calendar in cfg.calendars:
+            _check_sla_reach(sla, cfg.calendars[sla.calendar], ("sla", i), err)
+
+
+# An SLA's deadlines are found by walking its calendar's open time: on a calendar open a few minutes a week,
+# even a budget within the bound of a duration ends past the year 9999 and crashes the rules at run time.
+MAX_DEADLINE_YEARS = 100
+
+
+def _check_sla_reach(sla: SlaConfig, cal: CalendarConfig, where: tuple[str | int, ...], err: Emit) -> None:
+    """An error when the SLA's longest budget, with its last escalation, ends too far away on its calendar."""
+    from bridge.rules.calendar import parse_period
+
+    open_minutes = 0
+    for day, periods in cal.hours.items():
+        for text in periods if day in DAYS else ():
+            try:
+                start, end = parse_period(text)
+            except ValueError:
+                continue  # reported by the calendar's own check
+            open_minutes += end - start
+    budgets = [(parse_duration(text), metric, text) for metric in METRICS if (text := getattr(sla, metric))]
+    if not open_minutes or not budgets:
+        return  # a calendar with no open hours is reported as such
+    longest, metric, text = max(budgets)
+    last = max((parse_duration(level.after) for level in sla.escalate), default=timedelta(0))
+    # each minute of open time takes (minutes in a week / open minutes a week) minutes of wall time
+    years = (longest + last).total_seconds() * (7 * 24 * 60 / open_minutes) / (365.25 * 86400)
+    if years > MAX_DEADLINE_YEARS:
+        then = f" and an escalation {format_duration(last)} after it" if last else ""
+        err(
+            (*where, metric),
+            f"{metric} {text}{then} of open time ends about {years:,.0f} years later on calendar "
+            f"{sla.calendar!r} (open {format_duration(timedelta(minutes=open_minutes))} a week); a deadline "
+            f"is at most {MAX_DEADLINE_YEARS} years away",
+        )
 
 
 def _field_known(cfg: Config, path: str) -> str | None:
@@ -396,7 +442,9 @@ def _condition_warnings(cfg: Config, cond: Mapping[str, Any]) -> list[tuple[tupl
     out: list[tuple[tuple[str | int, ...], str]] = []
     numeric = _numeric_paths(cfg)
     for path, leaf in _leaves(cond):
-        if not isinstance(leaf, Mapping) or leaf.get("field") not in numeric:
+        # (a field that is not a path string is an error reported by validate_condition)
+        field = leaf.get("field") if isinstance(leaf, Mapping) else None
+        if not isinstance(field, str) or field not in numeric:
             continue
         for op in ORDER_OPS:
             value = leaf.get(op)
@@ -421,9 +469,125 @@ def _report_condition(
         warn((*where, *key), msg)
 
 
+def _shape(value: Any) -> str:
+    kinds = {list: "a list", dict: "a table", bool: "a boolean", int: "a number", float: "a number"}
+    return kinds.get(type(value), type(value).__name__)
+
+
+@dataclass
+class _Actions:
+    """The checks of a rule's actions, by verb: each value must have the shape the engine reads, because the
+    engine coerces whatever it gets (a list's text as a team name, a table's keys as tags) without a word."""
+
+    cfg: Config
+    teams: set[str]
+    agents: set[str]  # casefolded: emails match without case, as routing matches them
+    err: Emit
+    warn: Emit
+
+    def check(self, verb: str, arg: Any, where: tuple[str | int, ...]) -> None:
+        """Report the problems of one action ``verb = arg`` written at ``where``."""
+        checks: dict[str, Callable[[Any, tuple[str | int, ...]], None]] = {
+            "escalate": self.team,
+            "assign": self.assign,
+            "notify": self.notify,
+            "set": self.set,
+            "add_tags": self.tags,
+            "remove_tags": self.tags,
+            "review": self.review,
+        }
+        if verb not in checks:
+            self.err(where, f"unknown action {verb!r}")
+        else:
+            checks[verb](arg, where)
+
+    def team(self, value: Any, where: tuple[str | int, ...]) -> None:
+        if not isinstance(value, str):
+            self.err(where, f"{where[-1]} takes a team name (a string), got {_shape(value)}")
+        elif value not in self.teams:
+            self.err(where, f"team {value!r} is not defined in [teams]")
+
+    def assign(self, arg: Any, where: tuple[str | int, ...]) -> None:
+        if not isinstance(arg, Mapping):
+            self.err(where, "assign takes a table: { skill | language | agent | team = ... }")
+            return
+        for key, value in arg.items():
+            if key not in ASSIGN_KEYS:
+                self.err((*where, key), f"unknown key {key!r} in assign; expected {', '.join(ASSIGN_KEYS)}")
+            elif not isinstance(value, str):
+                self.err((*where, key), f"assign {key} takes a string, got {_shape(value)}")
+            elif key == "agent" and value.casefold() not in self.agents:
+                self.err((*where, key), f"agent {value!r} is not one of the [[agents]]")
+            elif key == "team":
+                self.team(value, (*where, key))
+
+    def notify(self, arg: Any, where: tuple[str | int, ...]) -> None:
+        if isinstance(arg, str):
+            return
+        if not isinstance(arg, Mapping):
+            self.err(where, "notify takes a recipient or a table { to = ..., message = ... }")
+            return
+        for key, value in arg.items():
+            if key not in NOTIFY_KEYS:
+                expected = " and ".join(NOTIFY_KEYS)
+                self.err((*where, key), f"unknown key {key!r} in notify; expected {expected}")
+            elif not isinstance(value, str):
+                what = "one recipient (a string: one notify per recipient)" if key == "to" else "a string"
+                self.err((*where, key), f"notify {key} takes {what}, got {_shape(value)}")
+        if "to" not in arg:
+            self.err(where, "notify needs to = RECIPIENT")
+
+    def tags(self, arg: Any, where: tuple[str | int, ...]) -> None:
+        if isinstance(arg, str):
+            return
+        if not isinstance(arg, list):
+            self.err(where, f"{where[-1]} takes a tag or a list of tags, got {_shape(arg)}")
+            return
+        for k, tag in enumerate(arg):
+            if not isinstance(tag, str):
+                self.err((*where, k), f"a tag is a string, got {_shape(tag)} {tag!r}")
+
+    def review(self, arg: Any, where: tuple[str | int, ...]) -> None:
+        # the engine takes a string as the reason and anything else as none (the rule's name)
+        if not isinstance(arg, str) and arg is not True:
+            self.err(where, f"review takes a reason (a string) or true, got {_shape(arg)}")
+
+    def set(self, arg: Any, where: tuple[str | int, ...]) -> None:
+        if not isinstance(arg, Mapping):
+            self.err(where, "set takes a table of field = value")
+            return
+        if not arg:
+            self.warn(where, "set = {} sets nothing: the action does nothing")
+        for field, value in arg.items():
+            key = (*where, field)
+            if field == "priority" and value not in PRIORITIES:
+                self.err(key, f"unknown priority {value!r}; expected one of {', '.join(PRIORITIES)}")
+            elif field == "status" and value not in TICKET_STATUSES:
+                self.err(key, f"unknown status {value!r}; expected one of {', '.join(TICKET_STATUSES)}")
+            elif field == "team":
+                self.team(value, key)
+            elif field == "assignee" and not isinstance(value, str):
+                self.err(key, f"assignee takes an email (a string), got {_shape(value)}")
+            if field not in ("priority", "status", "assignee", "team"):
+                self.field(field, value, key)
+
+    def field(self, name: str, value: Any, key: tuple[str | int, ...]) -> None:
+        cfg = self.cfg
+        ft = cfg.field_types().get(name)
+        if ft is None:
+            self.err(key, f"field {name!r} is not declared in [fields]")
+        elif cfg.fields[name].kind != "ticket":
+            kind = cfg.fields[name].kind
+            self.err(key, f"field {name!r} is of kind {kind!r}: a rule sets fields of the ticket only")
+        else:
+            try:
+                coerce(ft, value)
+            except FieldValueError as exc:
+                self.err(key, str(exc).removeprefix(f"field {name!r}: "))
+
+
 def _check_rules(cfg: Config, err: Emit, warn: Emit) -> None:
-    teams = set(cfg.teams)
-    agents = {a.email for a in cfg.agents}
+    actions = _Actions(cfg, set(cfg.teams), {a.email.casefold() for a in cfg.agents}, err, warn)
     names: dict[str, int] = {}
     for i, rule in enumerate(cfg.rules):
         if rule.name in names:
@@ -443,71 +607,8 @@ def _check_rules(cfg: Config, err: Emit, warn: Emit) -> None:
                 )
                 continue
             ((verb, arg),) = action.items()
-            where = ("rules", i, "then", j, verb)
-            if verb == "escalate":
-                if arg not in teams:
-                    err(where, f"team {arg!r} is not defined in [teams]")
-            elif verb == "assign":
-                if not isinstance(arg, Mapping):
-                    err(where, "assign takes a table: { skill | language | agent | team = ... }")
-                    continue
-                for key in arg:
-                    if key not in ASSIGN_KEYS:
-                        err(
-                            (*where, key), f"unknown key {key!r} in assign; expected {', '.join(ASSIGN_KEYS)}"
-                        )
-                if "agent" in arg and arg["agent"] not in agents:
-                    err((*where, "agent"), f"agent {arg['agent']!r} is not one of the [[agents]]")
-                if "team" in arg and arg["team"] not in teams:
-                    err((*where, "team"), f"team {arg['team']!r} is not defined in [teams]")
-            elif verb == "notify":
-                if isinstance(arg, Mapping):
-                    for key in arg:
-                        if key not in NOTIFY_KEYS:
-                            expected = " and ".join(NOTIFY_KEYS)
-                            err((*where, key), f"unknown key {key!r} in notify; expected {expected}")
-                    if "to" not in arg:
-                        err(where, "notify needs to = RECIPIENT")
-                elif not isinstance(arg, str):
-                    err(where, "notify takes a recipient or a table { to = ..., message = ... }")
-            elif verb == "set":
-                if not isinstance(arg, Mapping):
-                    err(where, "set takes a table of field = value")
-                    continue
-                if not arg:
-                    warn(where, "set = {} sets nothing: the action does nothing")
-                for field, value in arg.items():
-                    if field == "priority" and value not in PRIORITIES:
-                        err(
-                            (*where, field),
-                            f"unknown priority {value!r}; expected one of {', '.join(PRIORITIES)}",
-                        )
-                    if field == "status" and value not in TICKET_STATUSES:
-                        err(
-                            (*where, field),
-                            f"unknown status {value!r}; expected one of {', '.join(TICKET_STATUSES)}",
-                        )
-                    if field == "team" and value not in teams:
-                        err((*where, field), f"team {value!r} is not defined in [teams]")
-                    if field in ("priority", "status", "assignee", "team"):
-                        continue
-                    ft = cfg.field_types().get(field)
-                    if ft is None:
-                        err((*where, field), f"field {field!r} is not declared in [fields]")
-                        continue
-                    if cfg.fields[field].kind != "ticket":
-                        err(
-                            (*where, field),
-                            f"field {field!r} is of kind {cfg.fields[field].kind!r}: a rule sets fields of "
-                            "the ticket only",
-                        )
-                        continue
-                    try:
-                        coerce(ft, value)
-                    except FieldValueError as exc:
-                        err((*where, field), str(exc).removeprefix(f"field {field!r}: "))
-            elif verb not in ("add_tags", "remove_tags", "review"):
-                err(where, f"unknown action {verb!r}")
+            actions.check(verb, arg, ("rules", i, "then", j, verb))
+
     from bridge.rules.engine import rule_cycles
 
     for cycle in rule_cycles(cfg):

@@ -347,8 +347,13 @@ class LoadedConfig:
         return any(parts[:n] in self.set_aside for n in range(1, len(parts) + 1))
 
     def where(self, *key: str | int) -> str:
-        """``FILE:LINE: KEY`` for a key path (the nearest enclosing key that has a line)."""
-        return where(self.path, self.lines, tuple(str(k) for k in key))
+        """``FILE:LINE: KEY`` for a key path (the nearest enclosing key that has a line), or ``$VAR: KEY``
+        when a ``BRIDGE_*`` variable set the key or a table holding it (the file's line would be wrong)."""
+        parts = tuple(str(k) for k in key)
+        var = env_source(parts)
+        if var is not None:
+            return f"${var}: {'.'.join(parts) or '(top)'}"
+        return where(self.path, self.lines, parts)
 
 
 def where(path: Path, lines: dict[tuple[str, ...], int], key: tuple[str, ...]) -> str:
@@ -385,6 +390,7 @@ class _LineScanner:
             else:
                 number = self.line
                 path = (*table, *self.key())
+                self.enclosing(path, number)
                 self.lines[path] = number
                 self.value(path)
             self.skip(newlines=False)
@@ -395,14 +401,22 @@ class _LineScanner:
         raw = self.key()
         self.i += 2 if double else 1
         if double:
-            idx = self.counts.get(raw, -1) + 1
-            self.counts[raw] = idx
-            table = (*raw, str(idx))
-            self.lines.setdefault(raw, number)
+            # [[rules.then]] under [[rules]] belongs to the last rule: its items are counted per rule
+            array = (*_resolve_arrays(raw[:-1], self.counts), raw[-1])
+            idx = self.counts.get(array, -1) + 1
+            self.counts[array] = idx
+            table = (*array, str(idx))
         else:
             table = _resolve_arrays(raw, self.counts)
+        self.enclosing(table, number)
         self.lines[table] = number
         return table
+
+    def enclosing(self, path: tuple[str, ...], number: int) -> None:
+        """Give the tables a header or dotted key creates on the way (``calendar`` of ``[calendar.support]``)
+        the line where they first appear, so that a problem about one of them is not put at line 1."""
+        for n in range(1, len(path)):
+            self.lines.setdefault(path[:n], number)
 
     def skip(self, newlines: bool) -> None:
         """Past blanks and comments (and newlines if asked)."""
@@ -508,6 +522,7 @@ class _LineScanner:
                 return
             number = self.line
             sub = (*path, *self.key())
+            self.enclosing(sub, number)
             self.lines.setdefault(sub, number)
             self.value(sub)
             self.skip(newlines=True)
@@ -539,11 +554,12 @@ def key_lines(text: str) -> dict[tuple[str, ...], int]:
 
 
 def _resolve_arrays(raw: tuple[str, ...], counts: dict[tuple[str, ...], int]) -> tuple[str, ...]:
-    # [a.b] under [[a]] refers to the last element of a
+    # a header names the last element of each array of tables on its way: [a.b] under [[a]] is a.N.b, and
+    # counts is keyed by such resolved paths, so [[a.b]] items are counted per element of a
     out: list[str] = []
     for part in raw:
         out.append(part)
-        if tuple(o for o in out if not o.isdigit()) in counts and tuple(out) in counts:
+        if tuple(out) in counts:
             out.append(str(counts[tuple(out)]))
     return tuple(out)
 
@@ -577,7 +593,7 @@ def validation_problems(
             msg = msg.removeprefix("Value error, ")
         elif err["type"] == "literal_error" and not any("secret" in str(p) or "token" in str(p) for p in loc):
             msg = f"{msg}, got {err['input']!r}"
-        var = _env_source(loc)
+        var = env_source(loc)
         if var is not None:  # the value came from the environment, not from the file
             out.append(f"${var}: {'.'.join(loc)}: {msg}")
         else:
@@ -585,7 +601,7 @@ def validation_problems(
     return out
 
 
-def _env_source(loc: tuple[str, ...]) -> str | None:
+def env_source(loc: tuple[str, ...]) -> str | None:
     """The ``BRIDGE_*`` variable that set ``loc`` (or a table holding it), if one did."""
     names = {k.upper(): k for k in os.environ if k.upper().startswith("BRIDGE_")}
     for n in range(len(loc), 0, -1):
@@ -655,7 +671,7 @@ def _set_aside(
     stubbed: set[tuple[str | int, ...]],
 ) -> bool:
     """Drop (or stub) what one validation error is about; False when nothing in the file could be."""
-    if not loc or _env_source(tuple(str(p) for p in loc)) is not None:
+    if not loc or env_source(tuple(str(p) for p in loc)) is not None:
         return False
     if kind == "missing" and loc not in stubbed:
         parent = _get(data, loc[:-1])

@@ -155,9 +155,11 @@ def rule_writes(rule: RuleConfig, config: Config) -> set[str]:
             elif verb == "add_tags" or verb == "remove_tags":
                 out.add("ticket.tags")
                 if verb == "add_tags":
-                    for tag in (arg,) if isinstance(arg, str) else arg:
+                    # a tag mapping applies to an added tag only; a value of another shape (bridge check
+                    # reports it) maps nothing
+                    for tag in _tags_written(rule, only=action):
                         for match, sets in mapped:
-                            if match(str(tag)):
+                            if match(tag):
                                 out.update(f"ticket.{k}" for k in sets)
             elif verb == "assign":
                 out.add("ticket.assignee")
@@ -188,23 +190,104 @@ def rule_cycles(config: Config) -> list[str]:
 
     One message per cycle (a strongly connected group of the write -> read graph with two rules or more):
     ``a -> b -> a (a writes ticket.priority read by b; b writes ticket.tags read by a)``. A rule that writes
-    what it reads itself is not reported (it fires at most once per event).
+    what it reads itself is not reported (it fires at most once per event). A write feeds a reader only if it
+    can make the reader's condition start to hold: where a rule sets a constant and the reader's leaves on
+    that path compare with constants (``eq``, ``ne``, ``in``, ``not_in``, ``to``), the value must be one the
+    leaves can match (or, under ``none``, fail to); a tag must be added to match a tag glob (or removed, under
+    ``none``). Anything not known so is taken to feed, so a real cycle is never missed.
     """
     rules = [r for r in config.rules if r.enabled]
+    types = config.field_types()
     reads = [paths_read(r.when) for r in rules]
     writes = [rule_writes(r, config) for r in rules]
-    tags_written = [_tags_written(r) for r in rules]
-    tags_read = [_tags_read(r.when) for r in rules]
+    added = [_tags_written(r) for r in rules]
+    removed = [_tags_written(r, "remove_tags") for r in rules]
+    every_tag = [_tags_read(r.when)[1] for r in rules]
+    unknown = object()  # a written value rule_cycles cannot compare: it may match anything
 
-    def feeds(i: int, j: int) -> bool:
-        shared = writes[i] & reads[j]
-        if shared != {"ticket.tags"}:
-            return bool(shared)
-        # through tags only: a tag i adds or removes must be one j's globs can see
-        globs, every = tags_read[j]
-        return every or any(fnmatchcase(t, g) for t in tags_written[i] for g in globs)
+    def constant(path: str, value: Any) -> Any:
+        name = path.removeprefix("ticket.")
+        if name in ATTRS_SET:
+            typed = value
+        elif name in types:
+            try:
+                typed = coerce(types[name], value)  # what the ticket then holds: "sev-1" may become "Sev-1"
+            except FieldValueError:
+                return unknown
+        else:
+            return unknown  # an assignee compares by letter case or not; lists and dates by their own rules
+        return typed if type(typed) in (str, int, float, bool) else unknown
 
-    edges = {i: [j for j in range(len(rules)) if j != i and feeds(i, j)] for i in range(len(rules))}
+    def set_values(rule: RuleConfig) -> dict[str, list[Any]]:
+        out: dict[str, list[Any]] = {}
+        for action in rule.then:
+            arg = action.get("set")
+            if isinstance(arg, Mapping):
+                for name, value in arg.items():
+                    out.setdefault(f"ticket.{name}", []).append(constant(f"ticket.{name}", value))
+        return out
+
+    def polar(cond: Any, negated: bool = False) -> list[tuple[Mapping[str, Any], bool]]:
+        # each leaf and whether it sits under an odd number of `none`: there it helps the rule hold by failing
+        if not isinstance(cond, Mapping):
+            return []
+        out = [(cond, negated)] if "tag" in cond or "field" in cond else []
+        for key in ("all", "any", "none"):
+            children = cond.get(key)
+            if isinstance(children, list):
+                for child in children:
+                    out.extend(polar(child, negated != (key == "none")))
+        return out
+
+    def same(value: Any, expected: Any) -> bool | None:
+        kinds = (type(value), type(expected))
+        if kinds[0] is kinds[1] or set(kinds) == {int, float}:
+            return bool(value == expected)
+        return None  # a number as text, a date...: the runtime has its own rules, so it may match
+
+    def holds(leaf: Mapping[str, Any], value: Any) -> bool | None:
+        # the leaf's operators all hold (True), one surely fails (False), or it cannot be told (None)
+        results: list[bool | None] = []
+        for op, expected in leaf.items():
+            if op in ("eq", "ne", "to"):
+                hit = same(value, expected)
+                results.append(None if hit is None else hit != (op == "ne"))
+            elif op in ("in", "not_in") and isinstance(expected, list):
+                hits = [same(value, e) for e in expected]
+                hit = True if True in hits else None if None in hits else False
+                results.append(None if hit is None else hit != (op == "not_in"))
+            elif op != "field":
+                results.append(None)
+        if False in results:
+            return False
+        return True if all(results) else None
+
+    sets = [set_values(r) for r in rules]
+    leaves = [polar(r.when) for r in rules]
+    # the paths a rule writes through a [[tags]] mapping (of a tag it adds), whatever it also sets
+    mapped = [{f"ticket.{k}" for m in config.tags if any(fnmatchcase(t, m.match) for t in added[i])
+               for k in m.set} for i in range(len(rules))]
+
+    def feeds_path(i: int, j: int, path: str) -> bool:
+        if path == "ticket.tags":
+            if every_tag[j]:
+                return True
+            globs = [(leaf["tag"], neg) for leaf, neg in leaves[j] if isinstance(leaf.get("tag"), str)]
+            # an added tag can make a glob match; only a removed one can make it stop matching
+            return any(fnmatchcase(t, g) for g, neg in globs for t in (removed[i] if neg else added[i]))
+        values = sets[i].get(path)
+        # written otherwise too (a tag mapping, an assign, an escalate): its value is not known
+        if values is None or unknown in values or path in mapped[i]:
+            return True
+        on_path = [(leaf, neg) for leaf, neg in leaves[j] if leaf.get("field") == path]
+        return not on_path or any(holds(leaf, v) is not neg for leaf, neg in on_path for v in values)
+
+    def feeds(i: int, j: int) -> set[str]:
+        """The paths through which i's actions can make j's condition start to hold."""
+        return {path for path in writes[i] & reads[j] if feeds_path(i, j, path)}
+
+    fed = {(i, j): feeds(i, j) for i in range(len(rules)) for j in range(len(rules)) if i != j}
+    edges = {i: [j for j in range(len(rules)) if j != i and fed[i, j]] for i in range(len(rules))}
     out = []
     for group in _components(edges):
         if len(group) < 2:
@@ -212,7 +295,7 @@ def rule_cycles(config: Config) -> list[str]:
         members = set(group)
         start = min(group)
         path = _cycle_through(start, edges, members)
-        steps = [f"{rules[a].name} writes {', '.join(sorted(writes[a] & reads[b]))} read by {rules[b].name}"
+        steps = [f"{rules[a].name} writes {', '.join(sorted(fed[a, b]))} read by {rules[b].name}"
                  for a, b in itertools.pairwise(path)]
         names = " -> ".join(rules[k].name for k in path)
         others = sorted(rules[k].name for k in members - set(path))
@@ -221,13 +304,18 @@ def rule_cycles(config: Config) -> list[str]:
     return out
 
 
-def _tags_written(rule: RuleConfig) -> set[str]:
+def _tags_written(
+    rule: RuleConfig, verb: str = "add_tags", only: Mapping[str, Any] | None = None
+) -> set[str]:
+    """The tags a rule's ``add_tags`` (or ``remove_tags``) actions name, or those of the one action ``only``;
+    a value that is neither a tag nor a list of them names none (bridge check reports it)."""
     out: set[str] = set()
-    for action in rule.then:
-        for verb in ("add_tags", "remove_tags"):
-            arg = action.get(verb)
-            if arg is not None:
-                out.update((arg,) if isinstance(arg, str) else (str(t) for t in arg))
+    for action in rule.then if only is None else [only]:
+        arg = action.get(verb)
+        if isinstance(arg, str):
+            out.add(arg)
+        elif isinstance(arg, list):
+            out.update(str(t) for t in arg)
     return out
 
 
