@@ -155,3 +155,18 @@ def test_a_tier_upgrade_moves_the_waiting_ticket_ahead() -> None:
         (at("09:00"), "T0", "routing", A),
         (at("09:04"), "T2", "routing", A),
     ]
+
+
+def test_an_assign_action_names_its_agent_in_any_letter_case() -> None:
+    config = {
+        "agents": [{"email": "Bob@Example.com", "capacity": 2},
+                   {"email": "carol@example.com", "capacity": 2}],
+        "rules": [{"name": "to-bob", "set": "routing", "when": {"tag": "billing/*"},
+                   "then": [{"assign": {"agent": "bob@EXAMPLE.com"}}]}],
+    }
+    lines = [json.dumps({"type": "ticket.created", "at": "2026-11-02T09:00:00Z",
+                         "ticket": {"id": "T1", "subject": "s", "body": "b", "tags": ["billing/x"]}})]
+    out = list(Replay(Config(**config)).run(lines))
+    assert [(d["decision"], d["to"]) for d in out if d.get("decision") == "assign"] == [
+        ("assign", "Bob@Example.com")  # the agent as configured
+    ]

@@ -46,11 +46,12 @@ class Request:
     def from_action(cls, arg: Any) -> Request:
         """``{ skill = "billing" }`` and friends (a bare string names an agent)."""
         if isinstance(arg, str):
-            return cls(agent=arg)
+            return cls(agent=arg.casefold())
         if not isinstance(arg, dict):
             return cls()
-        parts = (str(arg[k]) if arg.get(k) is not None else None for k in ASSIGN_KEYS)
-        return cls(*parts)
+        skill, language, agent, team = (str(arg[k]) if arg.get(k) is not None else None for k in ASSIGN_KEYS)
+        # an agent's email matches without regard to case (Agent.folded)
+        return cls(skill, language, agent.casefold() if agent is not None else None, team)
 
 
 ANY = Request()
@@ -74,13 +75,17 @@ class Agent:
     teams: frozenset[str]
     load: int = 0
     last: int = -1  # sequence number of the last assignment; -1: never
+    folded: str = ""  # the email case-folded, as an assign action's agent is compared
+
+    def __post_init__(self) -> None:
+        self.folded = self.email.casefold()
 
     def fits(self, request: Request) -> bool:
         """Whether this agent satisfies the request (regardless of availability)."""
         return (
             (request.skill is None or request.skill in self.skills)
             and (request.language is None or request.language in self.languages)
-            and (request.agent is None or request.agent == self.email)
+            and (request.agent is None or request.agent == self.folded)
             and (request.team is None or request.team in self.teams)
         )
 
