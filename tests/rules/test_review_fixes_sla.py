@@ -58,6 +58,7 @@ def _cfg(tmp_path: Path, props: str) -> CalendarConfig:
         ("DTSTART;VALUE=DATE:20261225\nRRULE:FREQ=YEARLY;INTERVAL=1,2", "more than one value"),
         ("DTSTART;VALUE=DATE:20261225\nDTEND;VALUE=DATE:20261220", "before it starts"),
         ("DTSTART;VALUE=DATE:20261225\nDURATION:-P1D", "before it starts"),
+        ("DTSTART;VALUE=DATE:20261225\nDURATION:P100000D", "it closes 100000 days in a row (at most 366)"),
         ("DTSTART;TZID=Mars/Base:20261225T100000\nDTEND;TZID=Mars/Base:20261225T120000",
          "DTSTART names the unknown time zone TZID=Mars/Base"),
         ("DTSTART:20261225T100000Z\nDTEND;TZID=Mars/Base:20261225T120000",

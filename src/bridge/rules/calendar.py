@@ -203,6 +203,9 @@ def _event_span(event: Any, tz: tzinfo) -> tuple[date, int]:
     return _span(start, end, tz)
 
 
+MAX_HOLIDAY_DAYS = 366
+
+
 def _known_zone(prop: Any, name: str) -> None:
     """Raise ValueError when a time names a ``TZID`` neither the file (VTIMEZONE) nor the IANA database
     knows: the library leaves it a floating time, which would silently be read in the calendar's zone."""
@@ -228,8 +231,13 @@ def _span(start: Any, end: Any, tz: tzinfo) -> tuple[date, int]:
     if isinstance(end, datetime):
         # a timed event covers every local date it touches; an end at midnight does not touch the next day
         last = _as_date(end - timedelta(microseconds=1), tz)
-        return first, max((last - first).days + 1, 1)
-    return first, max((_as_date(end, tz) - first).days, 1)
+        days = max((last - first).days + 1, 1)
+    else:
+        days = max((_as_date(end, tz) - first).days, 1)
+    if days > MAX_HOLIDAY_DAYS:
+        # closed for longer than a year is a typo (P100000D), and would leave no open hour to count SLAs in
+        raise ValueError(f"it closes {days} days in a row (at most {MAX_HOLIDAY_DAYS})")
+    return first, days
 
 
 def _recur_ints(rule: Any, key: str) -> list[str]:
