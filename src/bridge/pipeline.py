@@ -292,12 +292,15 @@ class Pipeline:
 
     # ------------------------------------------------------------------ process
 
-    def process(self, state: State, change: Change, now: datetime) -> Outcome:
+    def process(self, state: State, change: Change, now: datetime, first: bool = False) -> Outcome:
         """Run one change through every stage; the caller commits (or rolls back) the State.
 
+        ``first``: the change is its record's first, though the record exists (a rebuild makes it beforehand,
+        with the store's id): it is taken as creating it (classified as a new ticket is).
         Raises IdentityError before writing anything when the change's record is ambiguous.
         """
         rid, created = self.identify(state, change, now)
+        created = created or first
         change_id = state.add_change(change, rid, now)
         desk = self.desk(change.kind)
         early: list[Decision] = []

@@ -289,6 +289,36 @@ def test_a_restart_reassigns_no_ticket_whose_routing_the_rebuild_decides_otherwi
     again.close()
 
 
+def test_a_rebuilt_desk_classifies_its_tickets_as_the_live_one_did(store_url: str) -> None:
+    # the rebuild makes each ticket before feeding its first change: that change still creates it for the
+    # classifier, so a rule on a classifier tag does not fire again, and a policy chosen by it stands
+    from bridge.explain import explain_record
+
+    conf: dict[str, Any] = {
+        "classify": {"keywords": {"billing/refund": ["refund"]}},
+        "rules": [{"name": "refunds", "set": "triggers", "when": {"tag": "billing/refund"},
+                   "then": [{"notify": {"to": "#billing", "message": "a refund"}}]}],
+        "sla": [{"name": "refunds", "when": {"tag": "billing/*"}, "first_response": "1h"},
+                {"name": "standard", "first_response": "8h"}],
+    }
+    app = make_app(store_url, **conf)
+    start_rules(app)
+    ingest(app, ticket("T-1", T0, status="open", subject="refund please", body="charged"))
+    notes = [f["notify"] for _t, f in writes(app) if "notify" in f]
+    assert notes == [{"to": "#billing", "message": "a refund"}]
+    app.close()
+    again = make_app(store_url, **conf)
+    live = start_rules(again)
+    [rebuilt] = live.records.values()
+    assert rebuilt.tags == ["billing/refund"] and live.desk.final(rebuilt)["sla"]["first_response_due"] == (
+        "2026-11-02T10:00:00Z")
+    shown = explain_record(again, "desk:T-1")
+    assert shown is not None and shown["sla"]["first_response_due"] == "2026-11-02T10:00:00Z"
+    ingest(again, ticket("T-1", T0 + timedelta(minutes=5), status="pending"))
+    assert len([f for _t, f in writes(again) if "notify" in f]) == 1
+    again.close()
+
+
 def test_a_change_the_rules_fail_on_is_taken_in_and_caught_up_by_the_rules_job(
     sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

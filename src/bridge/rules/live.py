@@ -344,11 +344,12 @@ class LiveRules:
                     continue
                 if stored.record_id not in self._seen and self._closed(stored.record_id, at):
                     continue  # closed earlier in the history: final for the rules, as it was live
-                if mem.load(stored.record_id) is None:
+                first = mem.load(stored.record_id) is None
+                if first:
                     mem.create_record("ticket", stored.record_id)
                     for system, external in stored.links.items():
                         mem.link(stored.record_id, system, "ticket", external)
-                outcome = pipeline.process(mem, change, at)
+                outcome = pipeline.process(mem, change, at, first=first)
                 if outcome.deleted is not None:
                     self._forget(stored.record_id)  # as the live pipeline did
                     continue
