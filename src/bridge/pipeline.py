@@ -330,8 +330,11 @@ class Pipeline:
         elif (out.stale or out.was_closed) and isinstance(state, DeskState):
             # an out-of-date change is not applied, and a closed ticket is final for the rules: nothing in it
             # for them, so it is marked as taken and the leader's catch-up does not feed it to its Desk either
-            # (a leader restarted since the ticket closed would no longer know it was closed)
-            state.set_desk_time(change_id, change.at)
+            # (a leader restarted since the ticket closed would no longer know it was closed). A stale change
+            # is dated as taken after the newer one it came behind: a rebuild, taking changes in that order,
+            # finds it stale again instead of taking it for the ticket's first
+            seen = record.attrs.get(SEEN, {}).get(change.system) if out.stale else None
+            state.set_desk_time(change_id, max(change.at, parse_time(seen)) if seen else change.at)
         for d in out.decisions if state.keep_audit else ():
             state.audit(
                 at=now,

@@ -319,6 +319,101 @@ def test_a_rebuilt_desk_classifies_its_tickets_as_the_live_one_did(store_url: st
     again.close()
 
 
+def test_a_restart_gives_no_ticket_to_an_agent_who_is_away(store_url: str) -> None:
+    # T-2 waited; the agent went away before T-1 (which held the seat) closed. The rebuild, without the closed
+    # T-1, finds the seat free: T-2 still waits, as the store has it
+    from bridge.scheduler import record_agent_status
+
+    agents = [{"email": "a@x.example", "capacity": 1}]
+    app = make_app(store_url, agents=agents)
+    start_rules(app)
+    ingest(app, ticket("T-1", T0, status="open", subject="x"))
+    ingest(app, ticket("T-2", T0 + timedelta(minutes=1), status="open", subject="y"))
+    record_agent_status(app, "a@x.example", "away", T0 + timedelta(minutes=2), now=T0 + timedelta(minutes=2))
+    ingest(app, ticket("T-1", T0 + timedelta(minutes=3), status="closed"))
+    before = writes(app)
+    app.close()
+    again = make_app(store_url, agents=agents)
+    live = start_rules(again)
+    assert list(live.desk.router.waiting) == [stored(again, "T-2").id]
+    ingest(again, ticket("T-3", T0 + timedelta(minutes=5), status="open", subject="z"))
+    assert writes(again) == before and stored(again, "T-2").attrs.get("assignee") is None
+    back = T0 + timedelta(minutes=6)
+    record_agent_status(again, "a@x.example", "active", back, now=back)
+    assert writes(again)[len(before):] == [("T-2", {"assignee": "a@x.example"})]  # the oldest first
+    again.close()
+
+
+@pytest.mark.parametrize("history", ["closed and reopened", "stale"])
+def test_turning_the_rules_on_acts_on_no_ticket_of_the_history(store_url: str, history: str) -> None:
+    plain = make_app(store_url)  # the bridge only syncs: no rules yet
+    if history == "stale":
+        ingest(plain, ticket("T-1", T0 + timedelta(minutes=5), status="open", subject="x"))
+        ingest(plain, ticket("T-1", T0 + timedelta(minutes=4), subject="a late webhook"))  # not applied
+    else:
+        ingest(plain, ticket("T-1", T0, status="open", subject="x"))
+        ingest(plain, ticket("T-1", T0 + timedelta(minutes=1), status="closed"))
+        ingest(plain, ticket("T-1", T0 + timedelta(minutes=2), status="open"))  # reopened in the helpdesk
+    ingest(plain, ticket("T-2", T0 + timedelta(minutes=6), status="open", subject="old, unassigned"))
+    plain.close()
+    app = make_app(store_url, agents=[{"email": "a@x.example", "capacity": 1}])  # routing is turned on
+    live = start_rules(app)
+    run_timers(app, live, T0 + timedelta(days=1))
+    assert writes(app) == [] and loads(live) == {"a@x.example": 0}  # no phantom seat either
+    ingest(app, ticket("T-3", T0 + timedelta(days=1, minutes=1), status="open", subject="new"))
+    assert writes(app) == [("T-3", {"assignee": "a@x.example"})]
+    app.close()
+
+
+def test_a_restart_fires_no_rule_on_the_assignee_again(store_url: str) -> None:
+    conf: dict[str, Any] = {
+        "agents": [{"email": "a@x.example"}, {"email": "b@x.example"}],
+        "routing": {"strategy": "round_robin"},
+        "rules": [{"name": "b-notice", "set": "triggers",
+                   "when": {"field": "ticket.assignee", "eq": "b@x.example"},
+                   "then": [{"notify": {"to": "#leads", "message": "b has one"}}]}],
+    }
+    app = make_app(store_url, **conf)
+    start_rules(app)
+    ingest(app, ticket("T-1", T0, status="open", subject="x"))  # -> a
+    ingest(app, ticket("T-2", T0 + timedelta(minutes=1), status="open", subject="y"))  # -> b
+    ingest(app, ticket("T-2", T0 + timedelta(minutes=2), subject="y2"))  # the rule sees b: one note
+    ingest(app, ticket("T-1", T0 + timedelta(minutes=3), status="closed"))
+    app.close()
+    again = make_app(store_url, **conf)
+    start_rules(again)  # the rebuild routes T-2 to a (T-1 is not replayed); it is taken as the store has it
+    ingest(again, ticket("T-2", T0 + timedelta(minutes=4), subject="y3"))
+    assert len([f for _t, f in writes(again) if "notify" in f]) == 1
+    again.close()
+
+
+def test_a_reopened_ticket_of_an_away_owner_still_waits_after_a_restart(store_url: str) -> None:
+    from bridge.scheduler import record_agent_status
+
+    def status(app: App, who: str, what: str, minutes: int) -> None:
+        at = T0 + timedelta(minutes=minutes)
+        record_agent_status(app, who, what, at, now=at)
+
+    agents = [{"email": "x@x.example", "capacity": 1}, {"email": "y@x.example", "capacity": 1}]
+    app = make_app(store_url, agents=agents)
+    start_rules(app)
+    ingest(app, ticket("T-1", T0, status="open", subject="a"))  # -> x
+    ingest(app, ticket("T-2", T0 + timedelta(minutes=1), status="open", subject="b"))  # -> y
+    ingest(app, ticket("T-1", T0 + timedelta(minutes=2), status="resolved"))
+    status(app, "x@x.example", "away", 3)
+    ingest(app, ticket("T-1", T0 + timedelta(minutes=4), status="open"))  # reopened: x away, y full: waits
+    status(app, "y@x.example", "away", 5)
+    ingest(app, ticket("T-2", T0 + timedelta(minutes=6), status="closed"))
+    app.close()
+    again = make_app(store_url, agents=agents)
+    live = start_rules(again)
+    assert list(live.desk.router.waiting) == [stored(again, "T-1").id]
+    assert loads(live) == {"x@x.example": 0, "y@x.example": 0}
+    status(again, "y@x.example", "active", 10)
+    assert writes(again)[-1] == ("T-1", {"assignee": "y@x.example"})
+    again.close()
+
+
 def test_a_change_the_rules_fail_on_is_taken_in_and_caught_up_by_the_rules_job(
     sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

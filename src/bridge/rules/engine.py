@@ -1205,16 +1205,38 @@ class Desk:
         detail["key"] = f"{ticket_id}|{kind}|{rule}|{self._stamp}|{what}"
         out.append(Decision(at, ticket_id, kind, rule, detail))
 
-    def hold_as(self, ticket_id: str, assignee: str) -> bool:
-        """Take an open ticket as assigned to ``assignee`` (what the store holds, when a rebuilt Desk chose
-        otherwise): out of the queue, the seat counted on that agent. Returns whether anything changed."""
+    def hold_as(self, ticket_id: str, assignee: str | None, wait: bool) -> bool:
+        """Take an open ticket as the store holds it, when a rebuilt Desk routed it otherwise (the store is
+        what was acted on). Assigned to ``assignee``: its seat is counted, or, when that agent is not active,
+        it waits with the assignee kept (as a reopened ticket of an away owner waits). Unassigned: it waits in
+        the queue when ``wait``, else its next change routes it. What the rules held is taken afresh, silently
+        (a rule that held with the store's assignee does not fire again). Returns whether anything changed;
+        call :meth:`serve_queue` after the last one."""
         st = self._tickets.get(ticket_id)
-        if st is None or _same_person(st.record.attrs.get("assignee"), assignee):
+        if st is None or st.status in DONE:
             return False
-        st.record.attrs["assignee"] = assignee
-        self.router.dequeue(ticket_id)
+        rec = st.record
+        if _same_person(rec.attrs.get("assignee"), assignee) and (assignee or wait == (ticket_id in
+                                                                                     self.router.waiting)):
+            return False
+        rec.attrs["assignee"] = assignee
+        router = self.router
+        router.dequeue(ticket_id)
+        if (assignee and router.agent(assignee) is not None and not router.is_present(assignee)) or (
+                not assignee and wait):
+            router.enqueue(rec, ANY, "routing", st.created)
         self._recount(st)
+        if self.rules:
+            ctx = Context(rec, {})
+            st.holding = sum(1 << i for i, test in enumerate(self._tests) if test(ctx))
+            st.snap = self._read(ctx)
         return True
+
+    def serve_queue(self, at: datetime) -> list[Decision]:
+        """Give the seats free at ``at`` to the waiting tickets, oldest first (after :meth:`hold_as`)."""
+        out: list[Decision] = []
+        self._drain(at, out)
+        return out
 
     def note_created(self, ticket: Record, at: datetime) -> None:
         """Count a ticket created at ``at`` in its account's volume, deciding nothing (a rebuilt Desk's

@@ -286,11 +286,13 @@ class LiveRules:
         their changes committed, as were the timers due by ``handled_until`` (the last tick the daemon
         committed); timers due later fire on the next tick, and any effect they repeat is stopped by its key.
 
-        The store's assignees (:class:`Assignee`) are the truth of what was acted on: a ticket the rebuilt
-        Desk routed otherwise is taken as the store holds it. One the store holds unassigned that the rebuilt
-        Desk assigned (it waited for a seat a change since undone had taken, on PostgreSQL) is owed that
-        assignment: the next transaction that uses the Desk queues it, unless its key was claimed. Decisions
-        about history no live Desk took (changes from before the rules ran) are never owed. Returns how many
+        The store's assignees (:class:`Assignee`) are the truth of what was acted on: a rebuild replays only
+        the open tickets, so its routing can come out otherwise. A ticket it routed otherwise is taken as the
+        store holds it (:meth:`Desk.hold_as`). One the store holds unassigned waits in the queue if a live
+        Desk took any of its changes (it waited live, or waited for a seat a transaction since undone had
+        taken, on PostgreSQL), and the seats free then are given out at once, oldest first: those decisions
+        are new, and the next transaction that uses the Desk queues their writes. A ticket no live Desk took a
+        change of (history from before the rules ran) is left for its next change to route. Returns how many
         changes were fed.
         """
         with self.lock:
@@ -298,19 +300,9 @@ class LiveRules:
             mem = MemoryState(keep_audit=False, keep_outbox=False)
             pipeline = Pipeline(self.config, None, run="rebuild")
             fed = 0
-            assigned: dict[str, Decision] = {}  # each ticket's last assignment while rebuilding
             held: dict[str, str | None] = {}
-            live_era = False  # from the first change a live Desk took, what the rebuild decides may be owed
-
-            def settle(decisions: list[Decision], record: Record | None) -> None:
-                for d in decisions:
-                    if d.decision == "assign":
-                        if live_era:
-                            assigned[d.record_id] = d
-                        else:
-                            assigned.pop(d.record_id, None)
-                self._settle(None, decisions, record)
-
+            taken: set[str] = set()  # tickets a live Desk took a change of (not history)
+            settle = partial(self._settle, None)
             for item in history:
                 if isinstance(item, Assignee):
                     held[item.record_id] = item.assignee
@@ -331,7 +323,6 @@ class LiveRules:
                 at = stored.desk_at or change.at
                 at = at if self.clock is None else max(at, self.clock)
                 settle(self._fire_before(at), None)
-                live_era = live_era or stored.desk_at is not None
                 if is_agent_change(change):
                     self.clock = at
                     try:
@@ -360,20 +351,20 @@ class LiveRules:
                 except Exception:  # the live Desk failed on it too, and went on
                     log.exception("rules: rebuilding, the desk failed on change %s", stored.change_id)
                     continue
+                if stored.desk_at is not None:
+                    # (only a change fed here counts: a stale change, or one to a closed ticket, is marked as
+                    # taken by a replica that ran no rules, and is not fed)
+                    taken.add(stored.record_id)
                 fed += 1
             if handled_until is not None:
                 now = handled_until if self.clock is None else max(handled_until, self.clock)
                 self.clock = now
                 settle(self.desk.advance(now), None)
-            owed: list[Decision] = []
-            for rid, rec in list(self.records.items()):
-                if rid not in held:
-                    continue  # (a history without the store's assignees: a test's, a dry run's own)
-                now_held, mine = held[rid], rec.attrs.get("assignee")
-                if now_held:
-                    self.desk.hold_as(rid, now_held)
-                elif mine and rid in assigned and assigned[rid].detail.get("to") == mine:
-                    owed.append(assigned[rid])
+            changed = False
+            for rid in list(self.records):
+                if rid in held:  # (a history without the store's assignees, a test's, leaves the Desk's)
+                    changed |= self.desk.hold_as(rid, held[rid], wait=rid in taken)
+            owed = self.desk.serve_queue(self.clock) if changed and self.clock is not None else []
             self._owed, self._owing = owed, []
             self.stale = False
             return fed
