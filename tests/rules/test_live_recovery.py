@@ -209,6 +209,30 @@ def test_an_auto_close_fired_in_a_failed_transaction_fires_again(
     app.close()
 
 
+def test_an_auto_close_fired_before_an_agent_status_change_that_fails_fires_again(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bridge.scheduler as scheduler
+    from bridge.scheduler import record_agent_status
+
+    app = make_app(store_url, agents=[{"email": "a@x.example", "capacity": 5}], auto_close={"after": "2h"})
+    live = start_rules(app)
+    ingest(app, ticket("T-1", T0, status="open", subject="x"))
+    ingest(app, ticket("T-1", T0 + timedelta(hours=1), status="resolved"))
+
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        raise Boom("database is locked")
+
+    at = T0 + timedelta(hours=3, minutes=5)  # the auto-close (due at 12:00) fires before the status change
+    with monkeypatch.context() as patched:
+        patched.setattr(scheduler, "apply_touched", locked)
+        with pytest.raises(Boom):
+            record_agent_status(app, "a@x.example", "away", at, now=at)
+    run_timers(app, live, T0 + timedelta(hours=4))
+    assert [f for _e, f in writes(app) if "status" in f] == [{"status": "closed"}]
+    app.close()
+
+
 def test_a_transaction_committing_after_a_rebuild_it_was_hidden_from_is_fed_again() -> None:
     # PostgreSQL: transactions run side by side; a rebuild inside one cannot see another still open
     require_postgres()

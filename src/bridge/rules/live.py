@@ -229,7 +229,9 @@ class LiveRules:
             fired = self._fire_before(at)
             self._note_fired(state, fired)
             self.clock = at
-            return at, self._settle(None, fired + self.desk.on_agent_status(agent, status, at), None)
+            # (in state: a ticket a timer closed here is open again should this transaction be undone)
+            decisions = fired + self.desk.on_agent_status(agent, status, at)
+            return at, self._settle(state, decisions, None, timers=False)
 
     def tick(self, state: DeskState, now: datetime) -> tuple[datetime, Touched]:
         """Fire every timer due by ``now`` in ``state``'s transaction. Returns the time up to which every
@@ -441,10 +443,12 @@ class LiveRules:
             self.records[record.id] = record
         return decisions
 
-    def _settle(self, state: object, decisions: list[Decision], current: Record | None) -> Touched:
+    def _settle(
+        self, state: object, decisions: list[Decision], current: Record | None, timers: bool = True
+    ) -> Touched:
         """Group decisions by the ticket they are about and drop the tickets that closed; note the earliest
-        timer ``state``'s transaction acted on."""
-        if current is None:  # (timers: before() and tick())
+        timer ``state``'s transaction acted on (``timers``: the decisions without ``current`` are timers')."""
+        if current is None and timers:  # (timers: before() and tick())
             self._note_fired(state, decisions)
         if state is not None and self._owing:
             decisions = self._owing + decisions
