@@ -409,12 +409,25 @@ class Pipeline:
         writes = self._apply(state, touched, now, None, plan)
         record = self._load(state, record_id, "ticket")  # (as the timers left it)
         out = Outcome(record, [d for _r, ds in touched for d in ds], writes, plan, desk_at=desk_at)
-        if not change.deleted:
+        if change.deleted:
+            desk.forget(dstate, record_id)  # as the other replica's pipeline did: it leaves the rules
+        else:
+            # the ticket as stored now, but with the status this change gave it: a close that a later change
+            # (caught up or marked taken) reopened is still a close for the rules
+            seen = record
+            status = change.attrs.get("status")
+            if status is not None and status != record.attrs.get("status"):
+                # (tags and fields shared: what the rules set lands on the record; attributes copied back)
+                seen = Record(record.id, record.kind, links=record.links, fields=record.fields,
+                              tags=record.tags, attrs={**record.attrs, "status": status})
             try:
-                out.desk_at, touched = desk.on_change(dstate, record, change)
+                out.desk_at, touched = desk.on_change(dstate, seen, change)
             except Exception as exc:  # taken all the same: a change the rules fail on is not retried forever
                 self._desk_failed(desk, change, exc, out.problems)
                 touched = []
+            if seen is not record:
+                record.attrs.update((k, v) for k, v in seen.attrs.items() if k != "status")
+                touched = [(record if r is seen else r, ds) for r, ds in touched]
             out.writes += self._apply(state, touched, now, record, out.plan)
             out.decisions += [d for _r, ds in touched for d in ds]
             state.save(record, now)

@@ -701,6 +701,55 @@ def test_a_change_another_replica_takes_in_for_a_ticket_closed_before_the_leader
         b.close()
 
 
+@pytest.mark.parametrize("replica_takes_them", [False, True])
+def test_a_close_and_a_reopen_another_replica_takes_in_are_a_close_for_the_leader(
+    replica_takes_them: bool,
+) -> None:
+    # the catch-up feeds the close with the ticket as stored now (reopened): the Desk must still see it close
+    from bridge.scheduler import RulesLeader, run_rules
+
+    require_postgres()
+    sla = [{"name": "p", "first_response": "1h", "escalate": [{"after": "0m", "to": "leads"}]}]
+    cfg: dict[str, Any] = {"teams": {"leads": {"members": []}}, "sla": sla}
+    with temp_postgres_schema_url() as url:
+        a, b = make_app(url, **cfg), make_app(url, **cfg)
+        lead = RulesLeader(a)
+        assert lead.claim(T0) is not None
+        ingest(a, ticket("T-1", T0, status="open", subject="s"))
+        other = b if replica_takes_them else a
+        ingest(other, ticket("T-1", T0 + timedelta(minutes=10), status="closed"))
+        ingest(other, ticket("T-1", T0 + timedelta(minutes=20), status="open"))  # reopened in the helpdesk
+        run_rules(a, lead, T0 + timedelta(hours=2))
+        assert writes(a) == []  # closed before its first response was due: final, no escalation
+        lead.release()
+        a.close()
+        b.close()
+
+
+@pytest.mark.parametrize("replica_takes_it", [False, True])
+def test_a_deleted_tickets_seat_goes_to_the_oldest_waiting_ticket(replica_takes_it: bool) -> None:
+    from bridge.scheduler import RulesLeader, run_rules
+
+    require_postgres()
+    cfg: dict[str, Any] = {"agents": [{"email": "a@x.example", "capacity": 1}], "deletes": {"ticket": "flag"}}
+    with temp_postgres_schema_url() as url:
+        a, b = make_app(url, **cfg), make_app(url, **cfg)
+        lead = RulesLeader(a)
+        live = lead.claim(T0)
+        assert live is not None
+        ingest(a, ticket("T-1", T0, status="open", subject="s"))  # the agent's one seat
+        ingest(a, ticket("T-2", T0 + timedelta(minutes=1), status="open", subject="s"))  # waits
+        ingest(b if replica_takes_it else a, Change("desk", "ticket", "T-1", T0 + timedelta(minutes=10),
+                                                    deleted=True))
+        run_rules(a, lead, T0 + timedelta(minutes=20))
+        ingest(a, ticket("T-3", T0 + timedelta(minutes=30), status="open", subject="s"))  # waits in turn
+        assert writes(a) == [("T-1", {"assignee": "a@x.example"}), ("T-2", {"assignee": "a@x.example"})]
+        assert loads(live) == {"a@x.example": 1}
+        lead.release()
+        a.close()
+        b.close()
+
+
 def test_a_bad_record_the_rules_never_saw_costs_no_rebuild(store_url: str) -> None:
     app = make_app(store_url, agents=[{"email": "a@x.example"}])
     live = start_rules(app)

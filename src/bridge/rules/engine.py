@@ -681,6 +681,8 @@ class Desk:
                 else:
                     # still waiting: a changed account tier moves it in the queue (it keeps its waiting time)
                     self.router.enqueue(ticket, queued.request, queued.rule, st.created)
+        if self._freed:
+            self._drain(at, out)  # a seat freed since (a ticket deleted) goes to the queue before this ticket
         st.events += 1
         ctx = Context(ticket, previous)
         if not previous and self.reads_previous:
@@ -723,6 +725,8 @@ class Desk:
     def advance(self, now: datetime) -> list[Decision]:
         """Fire every timer due at or before ``now``, in time order."""
         out: list[Decision] = []
+        if self._freed:
+            self._drain(now, out)  # a seat freed since (a ticket deleted) goes to the queue now
         heap = self._heap
         while heap and heap[0][0] <= now:
             t, _, tid, kind = heapq.heappop(heap)
