@@ -83,6 +83,18 @@ def test_run_once_ingests_demo_and_prints_summary(demo: Path) -> None:
     assert (demo / "out" / "inbox-writes.jsonl").read_text().count("\n") == len(writes), again.stdout
 
 
+def test_run_once_reports_a_malformed_inbox_line_and_takes_the_others_in(demo: Path) -> None:
+    inbox = sorted((demo / "config" / "demo" / "inbox").glob("*.jsonl"))[0]
+    lines = inbox.read_text().splitlines()
+    inbox.write_text("\n".join([lines[0], '{"kind": "ticket", "id": "T-BAD", "subj', *lines[1:]]) + "\n")
+    res = bridge("run", "--once", cwd=demo)
+    assert res.returncode == 1
+    assert f"{inbox.name}:2: not JSON" in res.stdout, res.stdout + res.stderr
+    assert "Traceback" not in res.stdout + res.stderr
+    ids = {json.loads(line)["id"] for line in (demo / "out" / "inbox-writes.jsonl").read_text().splitlines()}
+    assert {"T-1001", "T-1003"} <= ids  # the records before and after the bad line went through
+
+
 def test_replay_demo_json(demo: Path) -> None:
     res = bridge("replay", "config/demo/events.jsonl", "--json", "--until", "2026-11-06T00:00:00Z", cwd=demo)
     assert res.returncode == 0, res.stderr

@@ -10,7 +10,6 @@ import pytest
 
 from bridge.connector import ConnectorContext, Cursor
 from bridge.connectors.files import FilesConnector, FilesSettings, record_to_change
-from bridge.errors import SkippableRecordError
 from bridge.model import Write, parse_time
 
 
@@ -51,13 +50,17 @@ def test_pull_is_ordered_paged_and_resumes_after_the_cursor(tmp_path: Path) -> N
     assert list(conn.pull("ticket", Cursor(parse_time("2026-03-02T10:00:00Z"), "T-3"))) == []
 
 
-def test_a_malformed_line_names_file_and_line(tmp_path: Path) -> None:
-    write_lines(tmp_path / "in" / "x.jsonl", [{"id": "T-1"}, "{not json"])
-    with pytest.raises(SkippableRecordError, match=r"x\.jsonl:2: not JSON"):
-        list(connector(tmp_path).pull("ticket", Cursor()))
-    write_lines(tmp_path / "in" / "x.jsonl", [{"subject": "no id"}])
-    with pytest.raises(SkippableRecordError, match=r"x\.jsonl:1: a record needs an id"):
-        list(connector(tmp_path).pull("ticket", Cursor()))
+def test_a_malformed_line_is_named_by_file_and_line_and_the_others_go_on(tmp_path: Path) -> None:
+    lines: list[Any] = [{"id": "T-1"}, "{not json", {"subject": "no id"}, {"id": "T-4", "tags": "x"},
+                        {"id": "T-5"}]
+    write_lines(tmp_path / "in" / "x.jsonl", lines)
+    [page] = list(connector(tmp_path).pull("ticket", Cursor()))
+    assert [c.external_id for c in page.changes] == ["T-1", "T-5"]
+    assert [p.split("x.jsonl:")[1].split(":")[0] for p in page.problems] == ["2", "3", "4"]
+    assert "not JSON" in page.problems[0] and "a record needs an id" in page.problems[1]
+    write_lines(tmp_path / "in" / "x.jsonl", ["{not json"])  # nothing else: the problem still comes out
+    [empty] = list(connector(tmp_path).pull("ticket", Cursor()))
+    assert empty.changes == [] and empty.cursor == Cursor() and len(empty.problems) == 1
 
 
 def test_push_appends_one_line_per_write_with_its_idempotency_key(tmp_path: Path) -> None:

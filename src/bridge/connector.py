@@ -57,6 +57,8 @@ class PullPage:
 
     changes: list[Change]
     cursor: Cursor
+    # records the source holds that could not be read (a malformed line): reported, the others go on
+    problems: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -251,6 +251,9 @@ class Syncer:
         self, tx: Tx, system: str, kind: str, page: PullPage, report: SyncReport
     ) -> list[tuple[Change, Outcome]]:
         done: list[tuple[Change, Outcome]] = []
+        for problem in page.problems:
+            report.problems.append(f"pull {system} {kind}: {problem}")
+            log.warning("pull %s %s: %s", system, kind, problem)
         for change in page.changes:
             if change.system != system or change.kind != kind:
                 raise FatalConnectorError(

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.connector import Connector, Cursor, PullPage, PushResult
-from bridge.errors import FatalConnectorError, SkippableRecordError
+from bridge.errors import FatalConnectorError
 from bridge.model import Change, Write, parse_time, utcnow
 from bridge.plugins import Register, hookimpl
 from bridge.settings import ConnectorSettings
@@ -66,31 +66,32 @@ class FilesConnector(Connector):
         assert isinstance(settings, FilesSettings)
         return settings
 
-    def _lines(self) -> Iterator[tuple[Path, int, dict[str, Any]]]:
+    def _lines(self, problems: list[str]) -> Iterator[tuple[Path, int, dict[str, Any]]]:
+        """Each record line of the inbox; a line that is not one is added to ``problems`` and skipped."""
         root = Path(self.files_settings.path)
         files = sorted(root.glob("*.jsonl")) if root.is_dir() else [root]
         for file in files:
-            with file.open(encoding="utf-8") as fh:
+            with file.open(encoding="utf-8", errors="replace") as fh:  # (bad bytes fail that line's JSON)
                 for number, line in enumerate(fh, start=1):
                     if not line.strip():
                         continue
                     try:
                         data = json.loads(line)
                     except json.JSONDecodeError as exc:
-                        raise SkippableRecordError(
-                            f"{file}:{number}: not JSON: {exc.msg}", system=self.system
-                        ) from None
+                        problems.append(f"{file}:{number}: not JSON: {exc.msg}; skipped")
+                        continue
                     if not isinstance(data, dict) or "id" not in data:
-                        raise SkippableRecordError(
-                            f"{file}:{number}: a record needs an id", system=self.system
-                        )
+                        problems.append(f"{file}:{number}: a record needs an id; skipped")
+                        continue
                     yield file, number, data
 
     def pull(self, kind: str, cursor: Cursor) -> Iterator[PullPage]:
-        """Every record of ``kind`` after ``cursor``, in pages of ``page_size``."""
+        """Every record of ``kind`` after ``cursor``, in pages of ``page_size``. A line that is not a valid
+        record is reported with the first page (file and line) and skipped: the others go on."""
         rows: list[Change] = []
         mtimes: dict[Path, datetime] = {}
-        for file, number, data in self._lines():
+        problems: list[str] = []
+        for file, number, data in self._lines(problems):
             if data.get("kind", "ticket") != kind:
                 continue
             if file not in mtimes:
@@ -100,13 +101,15 @@ class FilesConnector(Connector):
                 _validate_item(data)
                 rows.append(record_to_change(self.system, kind, data, default_at=mtimes[file]))
             except ValueError as exc:
-                raise SkippableRecordError(f"{file}:{number}: {exc}", system=self.system) from None
+                problems.append(f"{file}:{number}: {exc}; skipped")
         rows.sort(key=lambda c: (c.at, c.external_id))
         fresh = [c for c in rows if cursor.after(c.at, c.external_id)]
         size = max(1, self.files_settings.page_size)
+        if not fresh and problems:
+            yield PullPage([], cursor, problems)
         for start in range(0, len(fresh), size):
             page = fresh[start : start + size]
-            yield PullPage(page, Cursor(page[-1].at, page[-1].external_id))
+            yield PullPage(page, Cursor(page[-1].at, page[-1].external_id), problems if start == 0 else [])
 
     def push(self, kind: str, writes: list[Write]) -> list[PushResult]:
         """Append each write as one JSON line to ``out_path``."""
