@@ -115,3 +115,20 @@ def test_a_push_that_cannot_write_is_a_fatal_error_naming_the_file(tmp_path: Pat
     conn = make_connector(FilesConnector, "inbox", path=str(tmp_path), out_path=str(tmp_path / "out.jsonl"))
     with pytest.raises(FatalConnectorError, match=r"inbox: cannot write .*out\.jsonl: Is a directory"):
         conn.push("ticket", [Write("inbox", "ticket", "r1", "T-1", {"severity": "Sev-1"})])
+
+
+def test_a_ticket_line_carries_its_message_and_a_bad_status_or_author_is_refused(tmp_path: Path) -> None:
+    write_lines(tmp_path / "in" / "x.jsonl", [
+        {"id": "T-1", "status": "open", "message": "on it", "last_author": "agent", "acknowledged": True},
+        {"id": "T-2", "status": "weird"},
+        {"id": "T-3", "last_author": ["agent"]},
+        {"id": "T-4", "acknowledged": "yes"},
+    ])
+    [page] = list(connector(tmp_path).pull("ticket", Cursor()))
+    [change] = page.changes
+    assert change.attrs == {"status": "open", "message": "on it", "last_author": "agent", "acknowledged": True}
+    assert [p.split("x.jsonl:")[1] for p in page.problems] == [
+        "2: status 'weird' is not one of open, pending, on_hold, resolved, closed; skipped",
+        "3: last_author must be a string, not an array; skipped",
+        "4: acknowledged must be true or false, not a string; skipped",
+    ]

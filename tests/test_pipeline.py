@@ -163,6 +163,14 @@ def test_an_ambiguous_match_writes_nothing_and_names_the_candidates(state: Any) 
         assert one.record.id in str(err.value) and two.record.id in str(err.value)
 
 
+def test_a_ticket_status_outside_the_five_is_refused_before_anything_is_written(state: Any) -> None:
+    p = Pipeline(config())
+    with state() as s:
+        with pytest.raises(ValueError, match="status 'weird' is not one of open, pending, on_hold, resolved"):
+            p.process(s, change("desk", "T-1", kind="ticket", attrs={"status": "weird"}), T)
+        assert s.record_id_for("desk", "ticket", "T-1") is None
+
+
 def test_a_match_already_linked_in_the_same_system_is_refused(state: Any) -> None:
     p = Pipeline(config())
     run(state, p, change("crm", "c1", kind="contact", attrs={"email": "x@y.io"}))

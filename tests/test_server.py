@@ -16,7 +16,6 @@ import pytest
 from bridge.app import App
 from bridge.connector import Cursor
 from bridge.connectors.files import FilesConnector
-from bridge.errors import SkippableRecordError
 from bridge.model import parse_time
 from bridge.server import MAX_BODY, Server, sign
 from bridge.settings import Config, LoadedConfig
@@ -403,5 +402,6 @@ def test_files_pull_names_file_and_line_of_a_bad_record(served: tuple[Server, st
     inbox = tmp_path / "in" / "a.jsonl"
     inbox.parent.mkdir()
     inbox.write_text('{"id": "T-1"}\n{"id": "T-2", "updated_at": "last tuesday"}\n')
-    with pytest.raises(SkippableRecordError, match=r"a\.jsonl:2: bad time 'last tuesday'"):
-        list(server.app.connector("desk").pull("ticket", Cursor()))
+    [page] = list(server.app.connector("desk").pull("ticket", Cursor()))
+    assert [c.external_id for c in page.changes] == ["T-1"]
+    assert len(page.problems) == 1 and "a.jsonl:2: bad time 'last tuesday'" in page.problems[0]

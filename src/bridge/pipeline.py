@@ -29,6 +29,7 @@ from bridge.fields import FieldType, adds_nothing, coerce, equal, merge, to_json
 from bridge.model import (
     BRIDGE,
     CUSTOMER_MESSAGE,
+    TICKET_STATUSES,
     Change,
     Decision,
     FieldValue,
@@ -297,8 +298,13 @@ class Pipeline:
 
         ``first``: the change is its record's first, though the record exists (a rebuild makes it beforehand,
         with the store's id): it is taken as creating it (classified as a new ticket is).
-        Raises IdentityError before writing anything when the change's record is ambiguous.
+        Raises IdentityError before writing anything when the change's record is ambiguous, and ValueError
+        when a ticket's status is none of :data:`TICKET_STATUSES` (the caller reports and keeps it).
         """
+        status = change.attrs.get("status") if change.kind == "ticket" else None
+        if status is not None and status not in TICKET_STATUSES:
+            # (what a connector let through: routed or escalated, it would be taken for an open ticket)
+            raise ValueError(f"status {status!r} is not one of {', '.join(TICKET_STATUSES)}")
         rid, created = self.identify(state, change, now)
         created = created or first
         change_id = state.add_change(change, rid, now)

@@ -21,7 +21,7 @@ from typing import Any
 
 from bridge.connector import Connector, Cursor, PullPage, PushResult
 from bridge.errors import FatalConnectorError
-from bridge.model import Change, Write, parse_time, utcnow
+from bridge.model import TICKET_STATUSES, Change, Write, parse_time, utcnow
 from bridge.plugins import Register, hookimpl
 from bridge.settings import ConnectorSettings
 
@@ -40,6 +40,12 @@ _ATTRS = (
     "requester",
     "account",
     "created_at",
+    # a ticket's newest message (``last_author``: customer, agent or another author) and whether an agent
+    # acknowledged it: what meets the SLA's response and acknowledgement clocks. A line carrying a message is
+    # that message's event: give it only on the line of the change that brings the message
+    "message",
+    "last_author",
+    "acknowledged",
 )
 
 
@@ -196,6 +202,16 @@ def _validate_item(item: Any) -> None:
     tags = item.get("tags")
     if tags is not None and (not isinstance(tags, list) or not all(isinstance(t, str) for t in tags)):
         raise ValueError("tags must be an array of strings")
+    status = item.get("status")
+    if kind == "ticket" and status is not None and status not in TICKET_STATUSES:
+        raise ValueError(f"status {status!r} is not one of {', '.join(TICKET_STATUSES)}")
+    for key in ("message", "last_author"):
+        value = item.get(key)
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"{key} must be a string, not {_json_type(value)}")
+    acknowledged = item.get("acknowledged")
+    if acknowledged is not None and not isinstance(acknowledged, bool):
+        raise ValueError(f"acknowledged must be true or false, not {_json_type(acknowledged)}")
 
 
 def _json_type(value: Any) -> str:
