@@ -126,7 +126,8 @@ def test_a_ticket_line_carries_its_message_and_a_bad_status_or_author_is_refused
     ])
     [page] = list(connector(tmp_path).pull("ticket", Cursor()))
     [change] = page.changes
-    assert change.attrs == {"status": "open", "message": "on it", "last_author": "agent", "acknowledged": True}
+    want = {"status": "open", "message": "on it", "last_author": "agent", "acknowledged": True}
+    assert change.attrs == want
     assert [p.split("x.jsonl:")[1] for p in page.problems] == [
         "2: status 'weird' is not one of open, pending, on_hold, resolved, closed; skipped",
         "3: last_author must be a string, not an array; skipped",
