@@ -41,9 +41,6 @@ VOLUME_WINDOW = WEEK * (VolumeWatch().weeks + 2)
 # an agent's status change in the change log: system ``bridge``, this kind, the agent's configured email as
 # external id, ``attrs={"status": ...}``, and no record
 AGENT_KIND = "agent"
-# a ticket change dated further ahead than this of the wall clock (a wrong clock, bad data) is taken at the
-# wall clock plus this: else the Desk's clock would jump ahead and fire every timer of every ticket at once
-FUTURE_SLACK = timedelta(minutes=5)
 CLOSED_MEMORY = timedelta(days=30)  # how long a closed ticket is known as such (its later changes: no rules)
 
 
@@ -375,9 +372,9 @@ class LiveRules:
 
     def _when(self, at: datetime) -> datetime:
         """The time a ticket change of ``at`` is taken at: a change dated before the Desk's clock (a late
-        pull, old data) at the clock's time, one dated in the future (beyond :data:`FUTURE_SLACK`) at the
-        wall clock."""
-        at = min(at, utcnow() + FUTURE_SLACK)
+        pull, old data) at the clock's time, one dated in the future (a wrong clock, bad data) at the wall
+        clock: the Desk's clock never runs ahead of it, or every other ticket's timers would fire early."""
+        at = min(at, utcnow())
         return at if self.clock is None else max(at, self.clock)
 
     def _watch(self, state: DeskState) -> None:
