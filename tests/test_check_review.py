@@ -437,3 +437,14 @@ def test_assign_to_an_agent_spelled_in_another_case_passes(tmp_path: Path) -> No
     )
     _path, report = check(tmp_path, text)
     assert report.errors == [], report.errors
+
+
+def test_a_webhook_secret_variable_not_set_is_a_warning_and_a_port_out_of_range_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("NO_SUCH_HOOK_SECRET", raising=False)
+    text = '[bridge]\nwebhook_secret_env = "NO_SUCH_HOOK_SECRET"\nhttp_port = 99999\n'
+    _path, report = check(tmp_path, text)
+    lines = "\n".join(report.errors + report.warnings)
+    assert "bridge.toml:2: bridge.webhook_secret_env: warning: $NO_SUCH_HOOK_SECRET is not set here" in lines
+    assert "bridge.toml:3: bridge.http_port:" in lines and "65535" in lines

@@ -345,6 +345,30 @@ def test_the_secret_can_come_from_the_environment(tmp_path: Path, monkeypatch: p
         assert post(base, body, **{"X-Bridge-Signature": sign(SECRET.encode(), body)}).status_code == 202
 
 
+def test_a_secret_variable_that_is_not_set_stops_the_server_instead_of_taking_unsigned_requests(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bridge.errors import ConfigError
+
+    monkeypatch.delenv("TEST_BRIDGE_HOOK_SECRET", raising=False)
+    with pytest.raises(ConfigError, match=r"\$TEST_BRIDGE_HOOK_SECRET is not set: the HTTP server would"):
+        list(make_server(tmp_path, webhook_secret_env="TEST_BRIDGE_HOOK_SECRET"))
+
+
+def test_a_port_already_taken_is_named_with_its_key(tmp_path: Path) -> None:
+    from bridge.errors import ConfigError
+
+    for first, _base in make_server(tmp_path):
+        _host, port = first.address
+        app = App(LoadedConfig(Config(**config(tmp_path)), Path("bridge.toml"), {}),
+                  database=f"sqlite:///{tmp_path / 'other.db'}")
+        try:
+            with pytest.raises(ConfigError, match=rf"bridge.http_port: cannot listen on 127.0.0.1:{port}: "):
+                Server(app, "127.0.0.1", port)
+        finally:
+            app.close()
+
+
 def test_an_internal_error_answers_500_without_details_and_the_server_keeps_serving(
     signed: tuple[Server, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

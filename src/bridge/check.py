@@ -7,6 +7,7 @@ options, rules and SLAs naming known fields, teams, agents and calendars, connec
 
 from __future__ import annotations
 
+import os
 import re
 import zoneinfo
 from collections.abc import Callable, Iterator, Mapping
@@ -172,6 +173,10 @@ Emit = Callable[[tuple[str | int, ...], str], None]
 def _check_connectors(loaded: LoadedConfig, host: PluginHost | None, sink: _Sink) -> None:
     err, warn = sink.err, sink.warn
     cfg = loaded.config
+    secret_env = cfg.bridge.webhook_secret_env
+    if secret_env and not os.environ.get(secret_env) and cfg.bridge.webhook_secret is None:
+        # a warning: the variable may be set only where the daemon runs (bridge run refuses to start without)
+        warn(("bridge", "webhook_secret_env"), f"${secret_env} is not set here: bridge run will not start")
     installed = host.connectors() if host is not None else {}
     for name, table in cfg.connectors.items():
         if loaded.is_set_aside("connectors", name):

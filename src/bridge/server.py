@@ -27,7 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from bridge.errors import BridgeError, SkippableRecordError
+from bridge.errors import BridgeError, ConfigError, SkippableRecordError
 from bridge.model import Change, format_time, utcnow
 from bridge.pipeline import Outcome, Pipeline
 
@@ -43,13 +43,21 @@ _CHANGE_ERRORS = (BridgeError, ValueError, TypeError, KeyError, LookupError, Ari
 
 
 def webhook_secret(app: App) -> bytes | None:
-    """The shared secret webhooks are signed with, if one is configured."""
+    """The shared secret webhooks are signed with, if one is configured.
+
+    Raises ConfigError when ``webhook_secret_env`` names a variable that is not set: the server must not
+    quietly take unsigned requests that the admin meant to be signed.
+    """
     cfg = app.config.bridge
     if cfg.webhook_secret is not None:
         return cfg.webhook_secret.get_secret_value().encode()
     if cfg.webhook_secret_env:
         value = os.environ.get(cfg.webhook_secret_env)
-        return value.encode() if value else None
+        if not value:
+            where = app.loaded.where("bridge", "webhook_secret_env")
+            raise ConfigError([f"{where}: ${cfg.webhook_secret_env} is not set: the HTTP server would take "
+                               "webhooks and agent status changes unsigned; set it, or remove the key"])
+        return value.encode()
     return None
 
 
@@ -78,10 +86,13 @@ class Server:
         self.lock = threading.Lock()  # SQLite takes one writer at a time
         self.received = 0
         handler = _handler(self)
-        self.httpd = ThreadingHTTPServer(
-            (host or app.config.bridge.http_host, app.config.bridge.http_port if port is None else port),
-            handler,
-        )
+        address = (host or app.config.bridge.http_host, app.config.bridge.http_port if port is None else port)
+        try:
+            self.httpd = ThreadingHTTPServer(address, handler)
+        except OSError as exc:  # the port taken, the host not this machine's
+            where = app.loaded.where("bridge", "http_port")
+            problem = f"{where}: cannot listen on {address[0]}:{address[1]}: {exc.strerror}"
+            raise ConfigError([problem]) from None
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(
             target=self.httpd.serve_forever,

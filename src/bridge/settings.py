@@ -126,7 +126,7 @@ class BridgeSection(Strict):
     plugins_dir: str | None = None
     log_level: str = "INFO"
     http_host: str = "127.0.0.1"
-    http_port: int = 8787
+    http_port: int = Field(default=8787, ge=0, le=65535)  # (0: any free port)
     serve: bool = True
     webhook_secret: SecretStr | None = None
     webhook_secret_env: str | None = None
