@@ -413,16 +413,19 @@ class Pipeline:
         desk_at, touched = desk.before(dstate, change.at)
         plan: list[PlannedWrite] = []
         writes = self._apply(state, touched, now, None, plan)
+        gone = state.load(record_id) is None
         record = self._load(state, record_id, "ticket")  # (as the timers left it)
         out = Outcome(record, [d for _r, ds in touched for d in ds], writes, plan, desk_at=desk_at)
         if change.deleted:
             desk.forget(dstate, record_id)  # as the other replica's pipeline did: it leaves the rules
+        elif gone or record.attrs.get("deleted_in"):
+            pass  # deleted since (a later change the leader took): the rules do not take it up again
         else:
-            # the ticket as stored now, but with the status this change gave it: a close that a later change
-            # (caught up or marked taken) reopened is still a close for the rules
+            # the ticket as stored now; but a close that a later change (caught up, or marked as taken)
+            # reopened is still a close for the rules, final as when the leader takes both changes itself
             seen = record
             status = change.attrs.get("status")
-            if status is not None and status != record.attrs.get("status"):
+            if status == "closed" and record.attrs.get("status") != "closed":
                 # (tags and fields shared: what the rules set lands on the record; attributes copied back)
                 seen = Record(record.id, record.kind, links=record.links, fields=record.fields,
                               tags=record.tags, attrs={**record.attrs, "status": status})

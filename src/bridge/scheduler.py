@@ -23,10 +23,12 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from bridge.durations import parse_duration
 from bridge.effects import apply_touched, effect_writes, writable_systems
 from bridge.model import AGENT_STATUSES, Change, Record, Write, format_time, parse_time, utcnow
-from bridge.pipeline import DESK_PLUGIN, DeskState, Pipeline, PlannedWrite
+from bridge.pipeline import DESK_PLUGIN, SEEN, DeskState, Pipeline, PlannedWrite
 from bridge.rules.live import (
     AGENT_KIND,
+    CLOSED_MEMORY,
     Assignee,
+    Closed,
     Created,
     History,
     Item,
@@ -209,11 +211,16 @@ def rules_history(state: DeskState) -> History:
     open_links: dict[str, dict[str, str]] = {}
     closed: dict[str, Record] = {}
     assignees: list[Item] = []
+    ended: list[Closed] = []
     for r in tx.records("ticket"):
         if r.attrs.get("status") != "closed":
             open_links[r.id] = dict(r.links)
             assignees.append(Assignee(r.id, r.attrs.get("assignee") or None))
-        elif isinstance(r.attrs.get("account"), dict):
+            continue
+        seen = [parse_time(v) for v in (r.attrs.get(SEEN) or {}).values() if isinstance(v, str)]
+        if seen:
+            ended.append(Closed(r.id, max(seen)))
+        if isinstance(r.attrs.get("account"), dict):
             closed[r.id] = Record(r.id, "ticket", attrs={"account": r.attrs["account"]})
     feed = [
         Stored(c.record_id, open_links[c.record_id], c.change, c.desk_at, c.id)
@@ -230,6 +237,10 @@ def rules_history(state: DeskState) -> History:
     # accounts first, as they are now (the CRM context a ticket's SLA policy or routing may read)
     keys = tx.keys_of_kind("account")
     history: list[Item] = [Known(r, keys.get(r.id, {})) for r in tx.records("account")]
+    # the tickets closed lately, oldest first: final for the rules even when a change reopens them later
+    newest = max(times, default=None)
+    ended.sort(key=lambda c: c.at)
+    history += [c for c in ended if newest is None or c.at > newest - CLOSED_MEMORY]
     history += items
     history += assignees  # last: what the store holds now
     handled = tx.cursor(RULES_CURSOR[0], RULES_CURSOR[1])

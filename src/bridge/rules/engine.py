@@ -588,6 +588,11 @@ class _Ticket:
     snap: tuple[Any, ...] | None = None
     holding: int = 0  # bit i: rule i's condition held when last evaluated
     events: int = 0  # events taken: tells apart the decisions of two events at one instant (their keys)
+    # routing memory, for a rebuilt Desk that must take the ticket as the store holds it (hold_as): what it
+    # was last routed for, whom it had before its last assignment, and the event of that assignment
+    asked: tuple[Request, str] | None = None
+    moved_from: str | None = None
+    assigned_in: int = 0
 
 
 Timer = tuple[datetime, int, str, str]
@@ -681,8 +686,10 @@ class Desk:
                 else:
                     # still waiting: a changed account tier moves it in the queue (it keeps its waiting time)
                     self.router.enqueue(ticket, queued.request, queued.rule, st.created)
-        if self._freed:
-            self._drain(at, out)  # a seat freed since (a ticket deleted) goes to the queue before this ticket
+        if self._freed and ticket.id not in self.router.waiting:
+            # a seat freed since (a ticket deleted) goes to the queue before this new ticket is routed (a
+            # waiting ticket's own change is taken first, as it may resolve it: the end's drain serves it)
+            self._drain(at, out)
         st.events += 1
         ctx = Context(ticket, previous)
         if not previous and self.reads_previous:
@@ -987,6 +994,7 @@ class Desk:
         return self._route(st, request, rule, at, out)
 
     def _route(self, st: _Ticket, request: Request, rule: str, at: datetime, out: list[Decision]) -> bool:
+        st.asked = (request, rule)
         pick = self.router.pick(st.record, request, at)
         if pick is None:
             self.router.enqueue(st.record, request, rule, st.created)
@@ -998,6 +1006,7 @@ class Desk:
 
     def _assign(self, st: _Ticket, agent: str, rule: str, at: datetime, out: list[Decision]) -> None:
         rec = st.record
+        st.moved_from, st.assigned_in = rec.attrs.get("assignee"), st.events
         rec.attrs["assignee"] = agent
         self.router.dequeue(rec.id)
         self.router.note_assigned(agent)
@@ -1210,31 +1219,50 @@ class Desk:
         out.append(Decision(at, ticket_id, kind, rule, detail))
 
     def hold_as(self, ticket_id: str, assignee: str | None, wait: bool) -> bool:
-        """Take an open ticket as the store holds it, when a rebuilt Desk routed it otherwise (the store is
-        what was acted on). Assigned to ``assignee``: its seat is counted, or, when that agent is not active,
-        it waits with the assignee kept (as a reopened ticket of an away owner waits). Unassigned: it waits in
-        the queue when ``wait``, else its next change routes it. What the rules held is taken afresh, silently
-        (a rule that held with the store's assignee does not fire again). Returns whether anything changed;
-        call :meth:`serve_queue` after the last one."""
+        """Take a ticket as the store holds it, when a rebuilt Desk routed it otherwise (the store is what was
+        acted on; a rebuild replays only the open tickets).
+
+        Assigned to ``assignee``: its seat is counted on that agent, even one away (an agent away keeps the
+        tickets they have), unless the rebuild moved the ticket away from that very agent (a reopen while they
+        were away): then, as live, it waits with the assignee kept. Unassigned: it waits in the queue, for
+        what it was routed for, when ``wait``; else its next change routes it. When an event came after the
+        rebuild's assignment, what the rules held is taken afresh with the store's assignee, silently (a rule
+        that held with it live does not fire again). A resolved or closed ticket only takes the assignee.
+        Returns whether anything changed; call :meth:`serve_queue` after the last one.
+        """
         st = self._tickets.get(ticket_id)
-        if st is None or st.status in DONE:
+        if st is None:
             return False
         rec = st.record
-        if _same_person(rec.attrs.get("assignee"), assignee) and (assignee or wait == (ticket_id in
-                                                                                     self.router.waiting)):
-            return False
-        rec.attrs["assignee"] = assignee
         router = self.router
+        queued = ticket_id in router.waiting
+        if _same_person(rec.attrs.get("assignee"), assignee) and (assignee or wait == queued):
+            return False
+        mine = rec.attrs.get("assignee")
+        rec.attrs["assignee"] = assignee
+        if st.status in DONE:
+            return True
         router.dequeue(ticket_id)
-        if (assignee and router.agent(assignee) is not None and not router.is_present(assignee)) or (
-                not assignee and wait):
-            router.enqueue(rec, ANY, "routing", st.created)
+        request, rule = st.asked or (ANY, "routing")
+        if assignee:
+            if (router.agent(assignee) is not None and not router.is_present(assignee)
+                    and _same_person(st.moved_from, assignee)):
+                router.enqueue(rec, request, rule, st.created)
+        elif wait:
+            router.enqueue(rec, request, rule, st.created)
         self._recount(st)
-        if self.rules:
+        if self.rules and mine and st.events > st.assigned_in:
             ctx = Context(rec, {})
             st.holding = sum(1 << i for i, test in enumerate(self._tests) if test(ctx))
             st.snap = self._read(ctx)
         return True
+
+    def hush(self, ticket_id: str) -> None:
+        """Let no timer of this ticket fire (SLA, follow-up, auto-close) until its next change sets them
+        again: history from before the rules ran, which a rebuilt Desk must not act on."""
+        st = self._tickets.get(ticket_id)
+        if st is not None:
+            st.sla_timer = st.follow_due = st.close_due = None
 
     def serve_queue(self, at: datetime) -> list[Decision]:
         """Give the seats free at ``at`` to the waiting tickets, oldest first (after :meth:`hold_as`)."""
