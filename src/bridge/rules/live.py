@@ -99,7 +99,14 @@ class Closed(NamedTuple):
     at: datetime
 
 
-Item = Stored | Created | Known | Assignee | Closed
+class Rotation(NamedTuple):
+    """The agents given a ticket lately, least recently first (from the effects log): round robin's order,
+    which a rebuild that replays only the open tickets would not know."""
+
+    agents: tuple[str, ...]
+
+
+Item = Stored | Created | Known | Assignee | Closed | Rotation
 History = tuple[Iterable[Item], datetime | None]
 Loader = Callable[[DeskState], History]
 """Reads a rebuild's history in a transaction: ``(items in processing order, the last tick committed)``."""
@@ -309,6 +316,7 @@ class LiveRules:
             fed = 0
             held: dict[str, str | None] = {}
             taken: set[str] = set()  # tickets a live Desk took a change of (not history)
+            rotation: tuple[str, ...] = ()
             settle = partial(self._settle, None)
             for item in history:
                 if isinstance(item, Assignee):
@@ -316,6 +324,9 @@ class LiveRules:
                     continue
                 if isinstance(item, Closed):
                     self._dropped.note(item.record_id, item.at)
+                    continue
+                if isinstance(item, Rotation):
+                    rotation = item.agents
                     continue
                 if isinstance(item, Created):
                     self.desk.note_created(item.ticket, item.at)
@@ -379,6 +390,8 @@ class LiveRules:
                     changed |= self.desk.hold_as(rid, held[rid], wait=rid in taken)
                     if rid not in taken:
                         self.desk.hush(rid)  # history: its timers wait for its next change
+            for agent in rotation:  # round robin's order as the live Desk left it (least recent first)
+                self.desk.router.note_assigned(agent)
             owed = self.desk.serve_queue(self.clock) if changed and self.clock is not None else []
             self._owed, self._owing = owed, []
             self.stale = False

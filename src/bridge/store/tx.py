@@ -538,6 +538,19 @@ class Tx:
         # RETURNING, not rowcount: psycopg reports a row for a skipped conflict on some versions
         return self.conn.execute(stmt).scalar() is not None
 
+    def last_assignments(self, since: datetime) -> list[str]:
+        """The agents given a ticket since ``since``, least recently assigned first, from the claimed
+        ``assign`` effects (whose key ends with the agent, see ``Desk._decide``)."""
+        q = sa.select(t.effects.c.key, t.effects.c.at).where(
+            t.effects.c.decision == "assign", t.effects.c.at >= since
+        )
+        last: dict[str, datetime] = {}
+        for key, at in self.conn.execute(q):
+            agent = str(key).rsplit("|", 1)[-1].casefold()
+            if agent and (agent not in last or at > last[agent]):
+                last[agent] = at
+        return sorted(last, key=lambda a: (last[a], a))
+
     def claimed(self, keys: Collection[str]) -> set[str]:
         """Which of these side effects' keys were claimed (their effects taken), without claiming any."""
         found: set[str] = set()
