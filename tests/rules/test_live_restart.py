@@ -1,0 +1,364 @@
+"""The daemon's Desk across restarts and the leader's catch-up: a restart (one replica, nothing rolled back)
+queues exactly the writes the same changes queue without it and leaves the stored tickets as they were (docs/
+sync.md, "Rules' side effects"); a closed ticket stays final and the history from before the rules ran is left
+alone; changes another replica took in are caught up as the helpdesk has the ticket."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from live_support import T0, Runner, Writes, ingest, loads, make_app, stored, ticket
+
+from bridge.model import Change
+
+T = TypeVar("T")
+Restart = Callable[[datetime], None]
+
+
+def minute(n: int) -> datetime:
+    return T0 + timedelta(minutes=n)
+
+
+def with_and_without_restart(
+    tmp_path: Path, url: str, config: dict[str, Any], steps: Callable[[Runner, Restart], T]
+) -> tuple[T, T]:
+    """What ``steps`` observe run straight through (on a SQLite file of their own), and run again on ``url``
+    with the daemon restarted wherever they call ``restart``."""
+    results = []
+    for restarting, at in ((False, f"sqlite:///{tmp_path / 'plain.db'}"), (True, url)):
+        runner = Runner(at, config)
+
+        def restart(now: datetime, runner: Runner = runner, restarting: bool = restarting) -> None:
+            if restarting:
+                runner.restart(now)
+
+        results.append(steps(runner, restart))
+        runner.close()
+    return results[0], results[1]
+
+
+# ------------------------------------------------------------------ a restart repeats and undoes nothing
+
+ROUND_ROBIN: dict[str, Any] = {
+    "agents": [{"email": "a@x.example"}, {"email": "b@x.example"}],
+    "routing": {"strategy": "round_robin"},
+}
+
+
+def test_a_rule_on_the_assignee_still_fires_after_a_restart(tmp_path: Path, store_url: str) -> None:
+    # the rebuild replays T-2 without T-1 (closed): it must not take the rules on T-2 afresh, which would
+    # swallow the rule that has not yet seen T-2's routing
+    notice = {"notify": {"to": "#leads", "message": "b has one"}}
+    config = {
+        **ROUND_ROBIN,
+        "rules": [{"name": "b-notice", "set": "triggers",
+                   "when": {"field": "ticket.assignee", "eq": "b@x.example"}, "then": [notice]}],
+    }
+
+    def steps(r: Runner, restart: Restart) -> Writes:
+        r.ingest(ticket("T-1", minute(0), status="open", subject="x"))  # to a
+        r.ingest(ticket("T-2", minute(1), status="open", subject="y"))  # to b: the rule sees it next change
+        r.ingest(ticket("T-1", minute(2), status="closed"))
+        restart(minute(3))
+        r.ingest(ticket("T-2", minute(4), subject="y2"))
+        return r.writes()
+
+    plain, again = with_and_without_restart(tmp_path, store_url, config, steps)
+    assert ("T-2", notice) in plain
+    assert again == plain
+
+
+def test_round_robins_order_survives_a_restart(tmp_path: Path, store_url: str) -> None:
+    # the rebuild replays only the open tickets: the order comes from the assignments kept, closed ones' too
+    def steps(r: Runner, restart: Restart) -> Writes:
+        r.ingest(ticket("T-1", minute(0), status="open", subject="x"))  # -> a
+        r.ingest(ticket("T-2", minute(1), status="open", subject="y"))  # -> b
+        r.ingest(ticket("T-2", minute(2), status="closed"))
+        restart(minute(3))
+        r.ingest(ticket("T-3", minute(4), status="open", subject="z"))  # a's turn again
+        return r.writes()
+
+    plain, again = with_and_without_restart(tmp_path, store_url, ROUND_ROBIN, steps)
+    assert plain[-1] == ("T-3", {"assignee": "a@x.example"})
+    assert again == plain
+
+
+def test_a_restart_does_not_reassign_the_ticket_of_an_agent_who_went_away(
+    tmp_path: Path, store_url: str
+) -> None:
+    def steps(r: Runner, restart: Restart) -> Writes:
+        r.ingest(ticket("T-1", minute(0), status="open", subject="x"))  # to a
+        r.ingest(ticket("T-2", minute(1), status="open", subject="y"))  # to b
+        r.ingest(ticket("T-1", minute(2), status="closed"))
+        r.status("b@x.example", "away", minute(3))  # b goes to lunch: T-2 stays b's
+        restart(minute(4))
+        r.ingest(ticket("T-3", minute(5), status="open", subject="z"))
+        return r.writes()
+
+    plain, again = with_and_without_restart(tmp_path, store_url, ROUND_ROBIN, steps)
+    assert plain == [
+        ("T-1", {"assignee": "a@x.example"}),
+        ("T-2", {"assignee": "b@x.example"}),
+        ("T-3", {"assignee": "a@x.example"}),
+    ]
+    assert again == plain
+
+
+def test_a_restart_gives_a_ticket_waiting_for_a_skill_to_no_agent_without_it(
+    tmp_path: Path, store_url: str
+) -> None:
+    config = {
+        "agents": [{"email": "bill@x.example", "skills": ["billing"], "capacity": 1},
+                   {"email": "gen@x.example", "capacity": 5}],
+        "routing": {"strategy": "round_robin"},
+        "rules": [{"name": "to-billing", "set": "routing", "when": {"tag": "billing"},
+                   "then": [{"assign": {"skill": "billing"}}]}],
+    }
+
+    def steps(r: Runner, restart: Restart) -> Writes:
+        r.ingest(ticket("T-1", minute(0), status="open", subject="x", tags=["billing"]))  # bill's one seat
+        r.ingest(ticket("T-2", minute(1), status="open", subject="y", tags=["billing"]))  # waits for billing
+        r.status("bill@x.example", "away", minute(2))
+        r.ingest(ticket("T-1", minute(3), status="closed"))  # bill's seat is free, but bill is away
+        restart(minute(4))
+        r.ingest(ticket("T-3", minute(5), status="open", subject="z"))  # to gen
+        return r.writes()
+
+    plain, again = with_and_without_restart(tmp_path, store_url, config, steps)
+    assert ("T-2", {"assignee": "gen@x.example"}) not in plain
+    assert again == plain
+
+
+def test_an_auto_close_after_a_restart_keeps_the_stored_assignee(tmp_path: Path, store_url: str) -> None:
+    # the rebuild, without T-1 (closed), would route T-2 to a: saving the closed T-2 must not store that
+    config = {**ROUND_ROBIN, "auto_close": {"after": "2h"}}
+
+    def steps(r: Runner, restart: Restart) -> tuple[str | None, Writes]:
+        r.ingest(ticket("T-1", minute(0), status="open", subject="x"))  # to a
+        r.ingest(ticket("T-2", minute(1), status="open", subject="y"))  # to b
+        r.ingest(ticket("T-2", minute(2), status="resolved"))  # auto-close due at 11:02
+        r.ingest(ticket("T-1", minute(3), status="closed"))
+        restart(minute(4))
+        r.tick(minute(200))  # the auto-close fires
+        return stored(r.app, "T-2").attrs.get("assignee"), r.writes()
+
+    plain, again = with_and_without_restart(tmp_path, store_url, config, steps)
+    assert plain[0] == "b@x.example"
+    assert again == plain
+
+
+@pytest.mark.parametrize("restart_after", ["delete", "restore"])
+def test_a_restored_ticket_gets_the_same_writes_across_a_restart(
+    tmp_path: Path, store_url: str, restart_after: str
+) -> None:
+    # a ticket deleted in the helpdesk and later restored (sent again), the daemon restarted between or after
+    config = {
+        "agents": [{"email": "a@x.example"}],
+        "deletes": {"ticket": "flag"},
+        "teams": {"leads": {"members": []}},
+        "sla": [{"name": "p", "first_response": "1h", "resolution": "8h",
+                 "escalate": [{"after": "0m", "to": "leads"}]}],
+    }
+
+    def steps(r: Runner, restart: Restart) -> Writes:
+        r.ingest(ticket("T-1", minute(0), status="open", subject="x"))
+        r.tick(minute(90))  # its first response is late: escalated
+        r.ingest(Change("desk", "ticket", "T-1", minute(96), deleted=True))
+        if restart_after == "delete":
+            restart(minute(100))
+        r.ingest(ticket("T-1", minute(600), status="open"))  # restored in the helpdesk
+        if restart_after == "restore":
+            restart(minute(601))
+        r.tick(minute(2000))
+        return r.writes()
+
+    plain, again = with_and_without_restart(tmp_path, store_url, config, steps)
+    assert again == plain
+
+
+@pytest.mark.parametrize("restart", [False, True])
+def test_a_follow_up_due_at_the_last_changes_instant_survives_a_restart(
+    store_url: str, restart: bool
+) -> None:
+    # the live Desk fires a timer due at the very instant of a change after that change; the rebuild must not
+    # take it for handled by the time of the last change it replays
+    r = Runner(store_url, {"agents": [{"email": "a@x.example"}], "follow_up": {"after": "1h"}})
+    r.ingest(ticket("T-1", minute(0), status="open", subject="x"))
+    r.tick(minute(1))
+    r.ingest(ticket("T-1", minute(60), status="pending"))  # its follow-up is due at 11:00:00
+    r.ingest(ticket("T-2", minute(120), status="open", subject="y"))  # another ticket, at 11:00:00
+    if restart:
+        r.restart(minute(121))
+    r.tick(minute(122))
+    assert ("T-1", {"follow_up": ""}) in r.writes()
+    r.close()
+
+
+@pytest.mark.parametrize("restart", [False, True])
+def test_a_late_sla_escalation_survives_a_restart(store_url: str, restart: bool) -> None:
+    # the ticket turns VIP at 11:00 (tagged in the helpdesk): its 1 h first response passed at 10:00, so the
+    # escalation is due at once (late, dated 11:00); the daemon restarts before its rules job runs
+    config = {
+        "teams": {"leads": {"members": []}},
+        "sla": [{"name": "vip", "when": {"tag": "vip"}, "first_response": "1h",
+                 "escalate": [{"after": "0m", "to": "leads"}]},
+                {"name": "standard", "first_response": "8h"}],
+    }
+    r = Runner(store_url, config)
+    r.ingest(ticket("T-1", minute(0), status="open", subject="x", tags=[]))
+    r.tick(minute(1))
+    r.ingest(ticket("T-1", minute(120), tags=["vip"]))
+    if restart:
+        r.restart(minute(120) + timedelta(seconds=30))
+    r.tick(minute(121))
+    assert ("T-1", {"escalation": "leads"}) in r.writes()
+    r.close()
+
+
+def test_a_ticket_resolved_by_the_change_after_a_seat_was_freed_is_not_assigned(store_url: str) -> None:
+    # the seat a delete freed goes to the oldest waiting ticket when the next change comes in; that change
+    # resolving T-2 takes it out of the queue first: no write to a resolved ticket, the seat goes to T-3
+    config = {"agents": [{"email": "a@x.example", "capacity": 1}], "deletes": {"ticket": "flag"}}
+    r = Runner(store_url, config)
+    r.ingest(ticket("T-1", minute(0), status="open", subject="x"))  # the agent's one seat
+    r.ingest(ticket("T-2", minute(1), status="open", subject="y"))  # waits
+    r.ingest(ticket("T-3", minute(2), status="open", subject="z"))  # waits
+    r.ingest(Change("desk", "ticket", "T-1", minute(10), deleted=True))  # the seat is free
+    r.ingest(ticket("T-2", minute(11), status="resolved"))  # the customer's issue is solved: T-2 leaves
+    assert ("T-2", {"assignee": "a@x.example"}) not in r.writes()
+    assert ("T-3", {"assignee": "a@x.example"}) in r.writes()
+    r.close()
+
+
+# ------------------------------------------------------------------ what the rules leave alone
+
+
+@pytest.mark.parametrize("restart", [False, True])
+def test_a_ticket_closed_before_a_restart_and_reopened_after_it_stays_final(
+    store_url: str, restart: bool
+) -> None:
+    # docs/sync.md: a closed ticket is final for the rules; a later change is synced, but the rules do not
+    # take it up afresh (no second routing, no escalation, no timers), also after a restart
+    config = {
+        "agents": [{"email": "a@x.example"}],
+        "rules": [{"name": "esc", "set": "escalation", "when": {"tag": "bug/sev1"},
+                   "then": [{"escalate": "leads"}]}],
+        "teams": {"leads": {"members": []}},
+        "follow_up": {"after": "1h"},
+    }
+    r = Runner(store_url, config)
+    r.ingest(ticket("T-1", minute(0), status="open", subject="x"))
+    r.ingest(ticket("T-1", minute(5), status="closed"))
+    if restart:
+        r.restart(minute(10))
+    r.ingest(ticket("T-1", minute(60), status="open"))  # the helpdesk reopens it: taken without rules
+    r.ingest(ticket("T-1", minute(61), tags=["bug/sev1"]))  # no escalation
+    r.ingest(ticket("T-1", minute(62), status="pending"))
+    r.tick(minute(300))  # no follow-up
+    assert r.writes() == [("T-1", {"assignee": "a@x.example"})]
+    r.close()
+
+
+@pytest.mark.parametrize("timer", ["sla", "follow_up", "auto_close"])
+def test_turning_the_rules_on_fires_no_timer_of_the_history(store_url: str, timer: str) -> None:
+    # docs/sync.md: a ticket no live rules ever took a change of is left alone until its next change routes it
+    syncing = make_app(store_url)  # the bridge only syncs: no rules yet
+    ingest(syncing, ticket("T-1", minute(0), status="open", subject="old"))
+    if timer == "follow_up":
+        ingest(syncing, ticket("T-1", minute(1), status="pending"))
+    if timer == "auto_close":
+        ingest(syncing, ticket("T-1", minute(1), status="resolved"))
+    syncing.close()
+    configs: dict[str, dict[str, Any]] = {
+        "sla": {"sla": [{"name": "p", "first_response": "1h", "escalate": [{"after": "0m", "to": "leads"}]}],
+                "teams": {"leads": {"members": []}}},
+        "follow_up": {"follow_up": {"after": "1h"}},
+        "auto_close": {"auto_close": {"after": "1h"}},
+    }
+    later = T0 + timedelta(days=2)
+    r = Runner(store_url, configs[timer], now=later)  # the rules are turned on two days later
+    r.tick(later + timedelta(minutes=1))
+    assert r.writes() == []
+    r.close()
+
+
+# ------------------------------------------------------------------ the leader's catch-up of other replicas
+
+
+def test_a_change_caught_up_after_its_tickets_delete_does_not_bring_it_back(store_url: str) -> None:
+    # another replica takes in a change of T-1 before the delete the leader takes itself: catching it up
+    # must not put the deleted ticket back in the rules (routed, holding a seat, timers) as if it was new
+    config = {"agents": [{"email": "a@x.example", "capacity": 1}], "deletes": {"ticket": "flag"}}
+    leader = Runner(store_url, config)
+    leader.ingest(ticket("T-1", minute(0), status="open", subject="x"))  # the agent's one seat
+    replica = make_app(store_url, **config)
+    ingest(replica, ticket("T-1", minute(60), status="pending"))  # taken in without rules
+    leader.ingest(Change("desk", "ticket", "T-1", minute(61), deleted=True))
+    assert loads(leader.live) == {"a@x.example": 0}
+    leader.tick(minute(62))  # the catch-up of the pending
+    leader.ingest(ticket("T-2", minute(63), status="open", subject="y"))
+    assert ("T-2", {"assignee": "a@x.example"}) in leader.writes()  # the deleted T-1 holds no seat
+    replica.close()
+    leader.close()
+
+
+CATCH_UP: dict[str, Any] = {
+    "agents": [{"email": "a@x.example", "capacity": 5}],
+    "follow_up": {"after": "10m"},
+}
+
+
+def test_a_timer_between_two_caught_up_changes_leaves_the_status_the_helpdesk_has(store_url: str) -> None:
+    leader = Runner(store_url, CATCH_UP)
+    leader.ingest(ticket("T-1", minute(0), status="open", subject="x"))
+    replica = make_app(store_url, **CATCH_UP)  # no rules: its changes are the leader's to catch up
+    ingest(replica, ticket("T-1", minute(60), status="pending"))  # its follow-up is due at 10:10
+    ingest(replica, ticket("T-1", minute(90), status="open", message="thanks", last_author="customer"))
+    assert stored(leader.app, "T-1").attrs["status"] == "open"
+    leader.tick(minute(91))  # the catch-up: the pending, the follow-up of 10:10, then the reopen of 10:30
+    assert stored(leader.app, "T-1").attrs["status"] == "open"  # what the helpdesk holds
+    replica.close()
+    leader.close()
+
+
+def test_a_change_caught_up_after_a_newer_one_the_leader_took_does_not_turn_the_ticket_back(
+    store_url: str,
+) -> None:
+    # the replica takes in a pending of 10:00, the leader itself the customer's reply of 10:01 (open); the
+    # leader's rules job catches the older pending up after it: the ticket is open in the helpdesk
+    leader = Runner(store_url, CATCH_UP)
+    leader.ingest(ticket("T-1", minute(0), status="open", subject="x"))
+    replica = make_app(store_url, **CATCH_UP)
+    ingest(replica, ticket("T-1", minute(60), status="pending"))
+    leader.ingest(ticket("T-1", minute(61), status="open", message="still broken", last_author="customer"))
+    leader.tick(minute(62))  # the catch-up of the pending
+    leader.tick(minute(75))  # no reminder to the customer: the ticket waits on the agent
+    assert not [f for _t, f in leader.writes() if "follow_up" in f]
+    assert stored(leader.app, "T-1").attrs["status"] == "open"
+    replica.close()
+    leader.close()
+
+
+def test_a_catch_up_fires_no_rule_on_a_state_the_ticket_never_had(store_url: str) -> None:
+    # A: pending, no tag; then B: open and tagged vip. At no moment was the ticket pending and vip: feeding A
+    # with B's tags and A's status would fire the rule on "pending and vip"
+    notify = {"notify": {"to": "#vip", "message": "a VIP waits on us"}}
+    config = {
+        "agents": [{"email": "a@x.example", "capacity": 5}],
+        "rules": [{"name": "vip-waiting", "set": "triggers",
+                   "when": {"all": [{"field": "ticket.status", "eq": "pending"}, {"tag": "vip"}]},
+                   "then": [notify]}],
+    }
+    leader = Runner(store_url, config)
+    leader.ingest(ticket("T-1", minute(0), status="open", subject="x", tags=[]))
+    replica = make_app(store_url, **config)
+    ingest(replica, ticket("T-1", minute(60), status="pending"))
+    ingest(replica, ticket("T-1", minute(65), status="open", tags=["vip"]))
+    leader.tick(minute(66))
+    assert not [f for _t, f in leader.writes() if "notify" in f]
+    replica.close()
+    leader.close()
