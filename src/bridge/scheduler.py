@@ -244,8 +244,8 @@ def rules_history(state: DeskState) -> History:
     history += [c for c in ended if newest is None or c.at > newest - CLOSED_MEMORY]
     history += items
     history += assignees  # last: what the store holds now
-    if newest is not None:
-        history.append(Rotation(tuple(tx.last_assignments(newest - CLOSED_MEMORY))))
+    # (with no change of an open ticket to date the window by, every assignment kept counts)
+    history.append(Rotation(tuple(tx.last_assignments(None if newest is None else newest - CLOSED_MEMORY))))
     handled = tx.cursor(RULES_CURSOR[0], RULES_CURSOR[1])
     return history, parse_time(handled) if handled else None
 

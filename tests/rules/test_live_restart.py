@@ -87,6 +87,18 @@ def test_round_robins_order_survives_a_restart(tmp_path: Path, store_url: str) -
     assert again == plain
 
 
+def test_round_robins_order_survives_a_restart_with_no_ticket_open(tmp_path: Path, store_url: str) -> None:
+    def steps(r: Runner, restart: Restart) -> Writes:  # no open ticket to date the window by
+        r.ingest(ticket("T-1", minute(0), status="open", subject="x"))  # -> a
+        r.ingest(ticket("T-1", minute(1), status="closed"))
+        restart(minute(3))
+        r.ingest(ticket("T-2", minute(4), status="open", subject="y"))  # b's turn
+        return r.writes()
+
+    plain, again = with_and_without_restart(tmp_path, store_url, ROUND_ROBIN, steps)
+    assert plain[-1] == ("T-2", {"assignee": "b@x.example"}) and again == plain
+
+
 def test_a_restart_does_not_reassign_the_ticket_of_an_agent_who_went_away(
     tmp_path: Path, store_url: str
 ) -> None:

@@ -538,12 +538,12 @@ class Tx:
         # RETURNING, not rowcount: psycopg reports a row for a skipped conflict on some versions
         return self.conn.execute(stmt).scalar() is not None
 
-    def last_assignments(self, since: datetime) -> list[str]:
-        """The agents given a ticket since ``since``, least recently assigned first, from the claimed
-        ``assign`` effects (whose key ends with the agent, see ``Desk._decide``)."""
-        q = sa.select(t.effects.c.key, t.effects.c.at).where(
-            t.effects.c.decision == "assign", t.effects.c.at >= since
-        )
+    def last_assignments(self, since: datetime | None) -> list[str]:
+        """The agents given a ticket since ``since`` (None: ever), least recently assigned first, from the
+        claimed ``assign`` effects (whose key ends with the agent, see ``Desk._decide``)."""
+        q = sa.select(t.effects.c.key, t.effects.c.at).where(t.effects.c.decision == "assign")
+        if since is not None:
+            q = q.where(t.effects.c.at >= since)
         last: dict[str, datetime] = {}
         for key, at in self.conn.execute(q):
             agent = str(key).rsplit("|", 1)[-1].casefold()
