@@ -908,7 +908,8 @@ class Desk:
         rec = st.record
         tid = rec.id
         name = rule.name
-        for n, (verb, arg) in enumerate(rule.actions):
+        n = 0  # the ordinal of an event-like action (notify, review) in the rule: part of its key
+        for verb, arg in rule.actions:
             if verb == "set":
                 for key, value, json_value, kind in arg:
                     if kind == "field":
@@ -953,8 +954,10 @@ class Desk:
             elif verb == "notify":
                 # an event, not a value: each action of each firing is its own (two notes to one person are
                 # two), so its key names the event and the action
+                n += 1
                 self._decide(out, at, tid, "notify", name, dict(arg), f"{arg.get('to')}|{st.events}.{n}")
             elif verb == "review":
+                n += 1
                 self._decide(out, at, tid, "review", name, {"reason": arg}, f"{st.events}.{n}")
         return changed
 
