@@ -187,6 +187,22 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def decided_attrs(decisions: Iterable[Decision]) -> set[str]:
+    """The ticket attributes (of :data:`DESK_ATTRS`) these decisions set."""
+    out: set[str] = set()
+    for d in decisions:
+        kind = d.decision
+        if kind == "assign":
+            out.add("assignee")
+        elif kind == "escalate":
+            out.add("escalations")
+        elif kind == "auto_close":
+            out.add("status")
+        elif kind == "set_field" and d.detail.get("field") in DESK_ATTRS:
+            out.add(str(d.detail["field"]))
+    return out
+
+
 def apply_touched(
     state: State,
     config: Config,
@@ -202,8 +218,8 @@ def apply_touched(
 
     ``touched`` pairs each ticket as the Desk left it with its decisions. ``current`` (the ticket being
     processed, which the caller saves) takes its decisions as is; any other ticket is loaded from ``state``,
-    given the attributes the Desk set on it (:data:`DESK_ATTRS`) and saved. A ticket ``state`` does not hold
-    is skipped.
+    given the attributes these decisions set on it (:func:`decided_attrs`) and saved. A ticket ``state`` does
+    not hold is skipped.
     """
     queued: list[Write] = []
     for seen, decisions in touched:
@@ -214,7 +230,9 @@ def apply_touched(
             if stored is None:
                 continue
             if stored is not seen:
-                for attr in DESK_ATTRS:
+                # only what these decisions changed: the Desk's copy may be older than the store in the rest
+                # (a change another replica took in, which the leader's catch-up has not fed yet)
+                for attr in decided_attrs(decisions):
                     if attr in seen.attrs:
                         stored.attrs[attr] = seen.attrs[attr]
             state.save(stored, now)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from live_support import T0, Runner, Writes, ingest, loads, make_app, stored, ticket
+from live_support import T0, Runner, Writes, ingest, loads, make_app, stored, ticket, writes
 
 from bridge.model import Change
 
@@ -374,3 +374,68 @@ def test_a_catch_up_fires_no_rule_on_a_state_the_ticket_never_had(store_url: str
     assert not [f for _t, f in leader.writes() if "notify" in f]
     replica.close()
     leader.close()
+
+
+# ------------------------------------------------------------------ the catch-up's timers and a newer store
+
+
+def _two_replicas(config: dict[str, Any], steps: Callable[[Any, Any, Any], T]) -> T:
+    from bridge.scheduler import RulesLeader
+    from bridge.store.testing import require_postgres, temp_postgres_schema_url
+
+    require_postgres()
+    with temp_postgres_schema_url() as url:
+        a, b = make_app(url, **config), make_app(url, **config)
+        lead = RulesLeader(a)
+        assert lead.claim(T0) is not None
+        try:
+            return steps(a, b, lead)
+        finally:
+            lead.release()
+            a.close()
+            b.close()
+
+
+def test_a_timer_fired_by_the_catch_up_keeps_the_status_another_replica_took_in() -> None:
+    # the first response (due 10:00) breaches before the 10:06 resolve: one escalation, the store resolved,
+    # the resolution clock stopped, whoever took the resolve in (the leader's copy of the ticket is older)
+    from bridge.scheduler import run_rules
+
+    config: dict[str, Any] = {
+        "teams": {"leads": {"members": []}},
+        "sla": [{"name": "p", "first_response": "1h", "resolution": "8h",
+                 "escalate": [{"after": "0m", "to": "leads"}]}],
+    }
+
+    def steps(replica: bool) -> Callable[[Any, Any, Any], tuple[Writes, Any]]:
+        def run(a: Any, b: Any, lead: Any) -> tuple[Writes, Any]:
+            ingest(a, ticket("T-1", T0, status="open", subject="s"))
+            ingest(b if replica else a, ticket("T-1", T0 + timedelta(minutes=66), status="resolved"))
+            run_rules(a, lead, T0 + timedelta(minutes=67))
+            run_rules(a, lead, T0 + timedelta(hours=20))
+            return writes(a), stored(a, "T-1").attrs.get("status")
+        return run
+
+    assert _two_replicas(config, steps(True)) == _two_replicas(config, steps(False)) == (
+        [("T-1", {"escalation": "leads"})], "resolved")
+
+
+def test_a_timer_fired_by_the_catch_up_keeps_a_hand_reassignment_another_replica_took_in() -> None:
+    from bridge.scheduler import run_rules
+
+    config: dict[str, Any] = {
+        "agents": [{"email": "a@x.example"}, {"email": "b@x.example"}],
+        "teams": {"leads": {"members": []}},
+        "sla": [{"name": "p", "first_response": "1h", "escalate": [{"after": "0m", "to": "leads"}]}],
+    }
+
+    def run(a: Any, b: Any, lead: Any) -> tuple[str, Any]:
+        ingest(a, ticket("T-1", T0, status="open", subject="s"))
+        first = stored(a, "T-1").attrs.get("assignee")
+        other = "b@x.example" if first == "a@x.example" else "a@x.example"
+        ingest(b, ticket("T-1", T0 + timedelta(minutes=66), assignee=other))  # by hand, after the breach
+        run_rules(a, lead, T0 + timedelta(minutes=67))  # the catch-up: the breach fires, then the change
+        return other, stored(a, "T-1").attrs.get("assignee")
+
+    other, kept = _two_replicas(config, run)
+    assert kept == other
