@@ -887,7 +887,8 @@ def test_a_leader_whose_lock_connection_dropped_gives_up_the_rules() -> None:
         with b.store.engine.connect() as admin:  # the leader's lock connection is cut
             holders = sa.text("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
                               "AND objid = (:k & 4294967295)::oid")
-            for pid in admin.execute(holders, {"k": lock_key("lock\0rules-leader")}).scalars().all():
+            key = lock_key(f"{admin.scalar(sa.text('SELECT current_schema()'))}\0lock\0rules-leader")
+            for pid in admin.execute(holders, {"k": key}).scalars().all():
                 admin.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid})
             admin.commit()
         assert second.claim(T0) is not None  # another replica takes the lead ...

@@ -81,6 +81,21 @@ def test_advisory_lock_is_exclusive_across_replicas(pg_store: Store, pg_url: str
         other.close()
 
 
+def test_advisory_locks_of_two_schemas_of_one_database_are_apart(pg_store: Store) -> None:
+    # two deployments sharing a PostgreSQL database, each in a schema of its own, each have a rules leader
+    from bridge.store.testing import temp_postgres_schema_url
+
+    with temp_postgres_schema_url() as url:
+        other = Store.open(url)
+        try:
+            with pg_store.advisory_lock("rules-leader") as mine, \
+                    other.advisory_lock("rules-leader") as theirs:
+                assert (mine, theirs) == (True, True)
+                assert pg_store.still_holds("rules-leader") and other.still_holds("rules-leader")
+        finally:
+            other.close()
+
+
 @pytest.mark.parametrize("url", ["sqlite:///:memory:", "file"])
 def test_advisory_lock_on_sqlite_is_exclusive_in_process(url: str, sqlite_url: str) -> None:
     store = Store.open(sqlite_url if url == "file" else url)
@@ -181,10 +196,12 @@ def test_a_lock_whose_connection_dropped_is_no_longer_held(pg_store: Store, pg_u
             assert got and pg_store.still_holds("rules-leader")
             assert not pg_store.still_holds("job:other")  # never taken
             with pg_store.engine.connect() as admin:  # the lock's connection dies (a network cut, a restart)
+                schema = admin.scalar(sa.text("SELECT current_schema()"))  # (lock keys name the schema)
                 pids = admin.execute(sa.text(
                     "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
                     "AND objid = (:k & 4294967295)::oid"
-                ), {"k": lock_key("lock\0rules-leader")}).scalars().all()
+                ), {"k": lock_key(f"{schema}\0lock\0rules-leader")}).scalars().all()
+                assert pids
                 for pid in pids:
                     admin.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid})
                 admin.commit()

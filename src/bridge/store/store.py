@@ -133,6 +133,9 @@ class Store:
         self._local_locks: dict[str, threading.Lock] = {}
         self._local_locks_guard = threading.Lock()
         self._pg_held: dict[str, sa.Connection] = {}  # name -> the connection holding that advisory lock
+        # advisory locks are per database: their keys name the schema, so two deployments in two schemas of
+        # one database do not take each other's locks (read at the first connection that needs it)
+        self._scope: str | None = None if self._pg else ""
         # a SQLite file may be opened by two processes (`bridge sync` beside `bridge run`): their locks meet
         # in lock files beside it
         self._lock_base: str | None = None
@@ -158,7 +161,7 @@ class Store:
         with self._transaction() as conn:
             if self._pg:
                 # replicas starting together must not race to create the same tables
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key("migrate")})
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": self._key("migrate", conn)})
             command.upgrade(alembic_config(conn), "head")
 
     def revision(self) -> str | None:
@@ -195,7 +198,7 @@ class Store:
         tx: Tx | None = None
         try:
             with self._transaction() as conn:
-                tx = Tx(conn)
+                tx = Tx(conn, self._scope_of(conn))
                 yield tx
         except BaseException:
             if tx is not None:
@@ -254,7 +257,7 @@ class Store:
         """
         o = t.outbox
         with self._transaction() as conn:
-            tx = Tx(conn)
+            tx = Tx(conn, self._scope_of(conn))
             for item_id, external_id, response in results:
                 values: dict[str, Any] = {
                     "status": "done",
@@ -373,6 +376,17 @@ class Store:
         """
         return self._pg_lock(name) if self._pg else self._local_lock(name)
 
+    def _scope_of(self, conn: sa.Connection) -> str:
+        """The schema this store works in (PostgreSQL; "" for SQLite), read once on ``conn``."""
+        if self._scope is None:
+            self._scope = str(conn.scalar(sa.text("SELECT current_schema()")) or "")
+        return self._scope
+
+    def _key(self, name: str, conn: sa.Connection) -> int:
+        """The advisory lock key of ``name`` in this store's schema."""
+        scope = self._scope_of(conn)
+        return lock_key(f"{scope}\0{name}" if scope else name)
+
     def still_holds(self, name: str) -> bool:
         """Whether the advisory lock ``name`` taken by :meth:`advisory_lock` (its block still open) is held.
 
@@ -387,7 +401,7 @@ class Store:
             held = conn.scalar(
                 sa.text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
                         "AND pid = pg_backend_pid() AND objid = (:k & 4294967295)::oid"),
-                {"k": lock_key(f"lock\0{name}")},
+                {"k": self._key(f"lock\0{name}", conn)},
             )
             conn.commit()
         except sa.exc.SQLAlchemyError:
@@ -396,8 +410,8 @@ class Store:
 
     @contextmanager
     def _pg_lock(self, name: str) -> Iterator[bool]:
-        key = lock_key(f"lock\0{name}")
         with self.engine.connect() as conn:
+            key = self._key(f"lock\0{name}", conn)
             got = bool(conn.scalar(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": key}))
             # a session-level lock outlives the transaction: do not sit idle in one while the job runs
             conn.commit()

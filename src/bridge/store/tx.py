@@ -109,8 +109,10 @@ class Tx:
 
     keep_audit = True  # the store keeps every audit row
 
-    def __init__(self, conn: sa.Connection) -> None:
+    def __init__(self, conn: sa.Connection, scope: str = "") -> None:
+        """A transaction on ``conn``; ``scope`` (the PostgreSQL schema) prefixes its advisory lock keys."""
         self.conn = conn
+        self._scope = scope
         self._pg = conn.dialect.name == "postgresql"
         # on_rollback callbacks, one list per open savepoint (the first: the transaction's own)
         self._undo: list[list[Callable[[], None]]] = [[]]
@@ -253,7 +255,7 @@ class Tx:
         if self._pg:
             self.conn.execute(
                 sa.text("SELECT pg_advisory_xact_lock(:k)"),
-                {"k": lock_key(f"identity\0{kind}\0{key}\0{value}")},
+                {"k": lock_key(f"{self._scope}\0identity\0{kind}\0{key}\0{value}")},
             )
 
     # ----------------------------------------------------------------- records
