@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -413,8 +413,9 @@ class Pipeline:
         desk_at, touched = desk.before(dstate, change.at)
         plan: list[PlannedWrite] = []
         writes = self._apply(state, touched, now, None, plan)
-        gone = state.load(record_id) is None
-        record = self._load(state, record_id, "ticket")  # (as the timers left it)
+        found = state.load(record_id)
+        gone = found is None
+        record = self._typed(found) if found is not None else Record(record_id, "ticket")  # as timers left it
         out = Outcome(record, [d for _r, ds in touched for d in ds], writes, plan, desk_at=desk_at)
         if change.deleted:
             desk.forget(dstate, record_id)  # as the other replica's pipeline did: it leaves the rules
@@ -447,7 +448,11 @@ class Pipeline:
         return out
 
     def _load(self, state: State, rid: str, kind: str) -> Record:
-        record = state.load(rid) or Record(rid, kind)
+        found = state.load(rid)
+        return self._typed(found) if found is not None else Record(rid, kind)
+
+    def _typed(self, record: Record) -> Record:
+        """``record`` with its declared fields' values coerced (the store keeps JSON)."""
         for name, fv in record.fields.items():
             ft = self.types.get(name)
             if ft is not None:
@@ -1002,10 +1007,6 @@ class MemoryState:
             return False
         self._effects.add(key)
         return True
-
-    def claimed(self, keys: Collection[str]) -> set[str]:
-        """See State."""
-        return {k for k in keys if k in self._effects}
 
     def enqueue(self, write: Write, now: datetime) -> bool:
         """See State."""

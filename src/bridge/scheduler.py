@@ -24,6 +24,7 @@ from bridge.durations import parse_duration
 from bridge.effects import apply_touched, effect_writes, writable_systems
 from bridge.model import AGENT_STATUSES, Change, Record, Write, format_time, parse_time, utcnow
 from bridge.pipeline import DESK_PLUGIN, SEEN, DeskState, Pipeline, PlannedWrite
+from bridge.rules.engine import Desk
 from bridge.rules.live import (
     AGENT_KIND,
     CLOSED_MEMORY,
@@ -244,8 +245,14 @@ def rules_history(state: DeskState) -> History:
     history += [c for c in ended if newest is None or c.at > newest - CLOSED_MEMORY]
     history += items
     history += assignees  # last: what the store holds now
-    # (with no change of an open ticket to date the window by, every assignment kept counts)
-    history.append(Rotation(tuple(tx.last_assignments(None if newest is None else newest - CLOSED_MEMORY))))
+    # round robin's order: each agent's last assignment kept, least recent first (with no change of an open
+    # ticket to date the window by, every assignment kept counts)
+    last: dict[str, datetime] = {}
+    for key, at in tx.effect_keys("assign", None if newest is None else newest - CLOSED_MEMORY):
+        agent = Desk.assigned_agent(key).casefold()
+        if agent and (agent not in last or at > last[agent]):
+            last[agent] = at
+    history.append(Rotation(tuple(sorted(last, key=lambda a: (last[a], a)))))
     handled = tx.cursor(RULES_CURSOR[0], RULES_CURSOR[1])
     return history, parse_time(handled) if handled else None
 

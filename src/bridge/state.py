@@ -6,7 +6,6 @@ it in memory for replay, dry runs and tests. Each method means what the ``Tx`` m
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -35,7 +34,6 @@ class State(Protocol):
     def set_shadow(self, record_id: str, field: str, system: str, value: Any, at: datetime) -> None: ...
     def enqueue(self, write: Write, now: datetime) -> bool: ...
     def claim_effect(self, key: str, record_id: str, decision: str, at: datetime) -> bool: ...
-    def claimed(self, keys: Collection[str]) -> set[str]: ...
     def audit(
         self,
         *,

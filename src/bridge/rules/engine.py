@@ -202,7 +202,7 @@ def rule_cycles(config: Config) -> list[str]:
     writes = [rule_writes(r, config) for r in rules]
     added = [_tags_written(r) for r in rules]
     removed = [_tags_written(r, "remove_tags") for r in rules]
-    every_tag = [_tags_read(r.when)[1] for r in rules]
+    every_tag = [_reads_tags_by_field(r.when) for r in rules]
     unknown = object()  # a written value rule_cycles cannot compare: it may match anything
 
     def constant(path: str, value: Any) -> Any:
@@ -227,43 +227,8 @@ def rule_cycles(config: Config) -> list[str]:
                     out.setdefault(f"ticket.{name}", []).append(constant(f"ticket.{name}", value))
         return out
 
-    def polar(cond: Any, negated: bool = False) -> list[tuple[Mapping[str, Any], bool]]:
-        # each leaf and whether it sits under an odd number of `none`: there it helps the rule hold by failing
-        if not isinstance(cond, Mapping):
-            return []
-        out = [(cond, negated)] if "tag" in cond or "field" in cond else []
-        for key in ("all", "any", "none"):
-            children = cond.get(key)
-            if isinstance(children, list):
-                for child in children:
-                    out.extend(polar(child, negated != (key == "none")))
-        return out
-
-    def same(value: Any, expected: Any) -> bool | None:
-        kinds = (type(value), type(expected))
-        if kinds[0] is kinds[1] or set(kinds) == {int, float}:
-            return bool(value == expected)
-        return None  # a number as text, a date...: the runtime has its own rules, so it may match
-
-    def holds(leaf: Mapping[str, Any], value: Any) -> bool | None:
-        # the leaf's operators all hold (True), one surely fails (False), or it cannot be told (None)
-        results: list[bool | None] = []
-        for op, expected in leaf.items():
-            if op in ("eq", "ne", "to"):
-                hit = same(value, expected)
-                results.append(None if hit is None else hit != (op == "ne"))
-            elif op in ("in", "not_in") and isinstance(expected, list):
-                hits = [same(value, e) for e in expected]
-                hit = True if True in hits else None if None in hits else False
-                results.append(None if hit is None else hit != (op == "not_in"))
-            elif op != "field":
-                results.append(None)
-        if False in results:
-            return False
-        return True if all(results) else None
-
     sets = [set_values(r) for r in rules]
-    leaves = [polar(r.when) for r in rules]
+    leaves = [_signed_leaves(r.when) for r in rules]
     # the paths a rule writes through a [[tags]] mapping (of a tag it adds), whatever it also sets
     mapped = [{f"ticket.{k}" for m in config.tags if any(fnmatchcase(t, m.match) for t in added[i])
                for k in m.set} for i in range(len(rules))]
@@ -280,7 +245,7 @@ def rule_cycles(config: Config) -> list[str]:
         if values is None or unknown in values or path in mapped[i]:
             return True
         on_path = [(leaf, neg) for leaf, neg in leaves[j] if leaf.get("field") == path]
-        return not on_path or any(holds(leaf, v) is not neg for leaf, neg in on_path for v in values)
+        return not on_path or any(_leaf_holds(leaf, v) is not neg for leaf, neg in on_path for v in values)
 
     def feeds(i: int, j: int) -> set[str]:
         """The paths through which i's actions can make j's condition start to hold."""
@@ -319,11 +284,50 @@ def _tags_written(
     return out
 
 
-def _tags_read(cond: Any) -> tuple[set[str], bool]:
-    """The tag globs a condition tests, and whether it reads the tags some other way (a field leaf)."""
-    leaves = list(raw_leaves(cond))
-    globs = {leaf["tag"] for leaf in leaves if isinstance(leaf.get("tag"), str)}
-    return globs, any(leaf.get("field") == "ticket.tags" for leaf in leaves)
+def _reads_tags_by_field(cond: Any) -> bool:
+    """Whether a condition reads the tags otherwise than through tag globs (a ``ticket.tags`` field leaf)."""
+    return any(leaf.get("field") == "ticket.tags" for leaf in raw_leaves(cond))
+
+
+def _signed_leaves(cond: Any, negated: bool = False) -> list[tuple[Mapping[str, Any], bool]]:
+    """Each leaf of a condition and whether it sits under an odd number of ``none`` (there it helps the rule
+    hold by failing)."""
+    if not isinstance(cond, Mapping):
+        return []
+    out = [(cond, negated)] if "tag" in cond or "field" in cond else []
+    for key in ("all", "any", "none"):
+        children = cond.get(key)
+        if isinstance(children, list):
+            for child in children:
+                out.extend(_signed_leaves(child, negated != (key == "none")))
+    return out
+
+
+def _same(value: Any, expected: Any) -> bool | None:
+    """Whether a written constant equals a leaf's, or None when only the runtime's coercion can tell."""
+    kinds = (type(value), type(expected))
+    if kinds[0] is kinds[1] or set(kinds) == {int, float}:
+        return bool(value == expected)
+    return None  # a number as text, a date...: the runtime has its own rules, so it may match
+
+
+def _leaf_holds(leaf: Mapping[str, Any], value: Any) -> bool | None:
+    """Whether a leaf's operators all hold of ``value`` (True), one surely fails (False), or it cannot be
+    told (None)."""
+    results: list[bool | None] = []
+    for op, expected in leaf.items():
+        if op in ("eq", "ne", "to"):
+            hit = _same(value, expected)
+            results.append(None if hit is None else hit != (op == "ne"))
+        elif op in ("in", "not_in") and isinstance(expected, list):
+            hits = [_same(value, e) for e in expected]
+            hit = True if True in hits else None if None in hits else False
+            results.append(None if hit is None else hit != (op == "not_in"))
+        elif op != "field":
+            results.append(None)
+    if False in results:
+        return False
+    return True if all(results) else None
 
 
 def _components(edges: Mapping[int, list[int]]) -> list[list[int]]:
@@ -1213,6 +1217,11 @@ class Desk:
         if kind == "follow":
             return st.follow_due == t
         return st.close_due == t
+
+    @staticmethod
+    def assigned_agent(key: str) -> str:
+        """The agent an ``assign`` decision's key names (see :meth:`_decide`: the key ends with it)."""
+        return key.rsplit("|", 1)[-1]
 
     def _decide(self, out: list[Decision], at: datetime, ticket_id: str, kind: str, rule: str,
                 detail: dict[str, Any], what: str = "") -> None:

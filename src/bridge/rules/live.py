@@ -175,10 +175,9 @@ class LiveRules:
         self.floor = 0
         # tickets let go when they closed, for CLOSED_MEMORY (the process's memory: rebuilds keep it)
         self._dropped = RecentlySeen(CLOSED_MEMORY)
-        # side effects a rebuilt Desk decided that no committed work took (see :meth:`rebuild`): checked
-        # against the claimed keys at the next use, then queued by the next transaction that uses the Desk
+        # the assignments a rebuilt Desk made of the seats free after it (see :meth:`rebuild`): queued by the
+        # next transaction that uses the Desk (their keys keep a retry from repeating them)
         self._owed: list[Decision] = []
-        self._owing: list[Decision] = []
         self._reset()
 
     def _reset(self) -> None:
@@ -392,8 +391,7 @@ class LiveRules:
                         self.desk.hush(rid)  # history: its timers wait for its next change
             for agent in rotation:  # round robin's order as the live Desk left it (least recent first)
                 self.desk.router.note_assigned(agent)
-            owed = self.desk.serve_queue(self.clock) if changed and self.clock is not None else []
-            self._owed, self._owing = owed, []
+            self._owed = self.desk.serve_queue(self.clock) if changed and self.clock is not None else []
             self.stale = False
             return fed
 
@@ -421,14 +419,10 @@ class LiveRules:
         if self.stale:
             self._rebuild_in(state)
         if self._owed:
-            owed, self._owed = self._owed, []
-            taken = state.claimed([str(d.detail["key"]) for d in owed])
-            self._owing = [d for d in owed if d.detail["key"] not in taken]
-            if self._owing:
-                # queued in this transaction: should it be undone, a rebuild finds them owed again
-                self._watch(state)
-                log.info("rules: the rebuilt desk owes %d side effects no committed work took: queued now",
-                         len(self._owing))
+            # queued in this transaction: should it be undone, a rebuild finds them owed again
+            self._watch(state)
+            log.info("rules: the rebuilt desk gave %d free seats to waiting tickets: queued now",
+                     len(self._owed))
 
     def _rebuild_in(self, state: DeskState) -> None:
         if self.loader is None:
@@ -476,9 +470,9 @@ class LiveRules:
         timer ``state``'s transaction acted on (``timers``: the decisions without ``current`` are timers')."""
         if current is None and timers:  # (timers: before() and tick())
             self._note_fired(state, decisions)
-        if state is not None and self._owing:
-            decisions = self._owing + decisions
-            self._owing = []
+        if state is not None and self._owed:
+            decisions = self._owed + decisions
+            self._owed = []
         by_ticket: dict[str, list[Decision]] = {}
         for d in decisions:
             by_ticket.setdefault(d.record_id, []).append(d)

@@ -540,27 +540,12 @@ class Tx:
         # RETURNING, not rowcount: psycopg reports a row for a skipped conflict on some versions
         return self.conn.execute(stmt).scalar() is not None
 
-    def last_assignments(self, since: datetime | None) -> list[str]:
-        """The agents given a ticket since ``since`` (None: ever), least recently assigned first, from the
-        claimed ``assign`` effects (whose key ends with the agent, see ``Desk._decide``)."""
-        q = sa.select(t.effects.c.key, t.effects.c.at).where(t.effects.c.decision == "assign")
+    def effect_keys(self, decision: str, since: datetime | None) -> list[tuple[str, datetime]]:
+        """``(key, at)`` of every claimed side effect of kind ``decision`` since ``since`` (None: ever)."""
+        q = sa.select(t.effects.c.key, t.effects.c.at).where(t.effects.c.decision == decision)
         if since is not None:
             q = q.where(t.effects.c.at >= since)
-        last: dict[str, datetime] = {}
-        for key, at in self.conn.execute(q):
-            agent = str(key).rsplit("|", 1)[-1].casefold()
-            if agent and (agent not in last or at > last[agent]):
-                last[agent] = at
-        return sorted(last, key=lambda a: (last[a], a))
-
-    def claimed(self, keys: Collection[str]) -> set[str]:
-        """Which of these side effects' keys were claimed (their effects taken), without claiming any."""
-        found: set[str] = set()
-        todo = list(keys)
-        for start in range(0, len(todo), 500):
-            chunk = todo[start : start + 500]
-            found.update(self.conn.execute(sa.select(t.effects.c.key).where(t.effects.c.key.in_(chunk))).scalars())
-        return found
+        return [(str(key), at) for key, at in self.conn.execute(q)]
 
     # ------------------------------------------------------------------- audit
     def audit(
