@@ -617,7 +617,16 @@ def _check_rules(cfg: Config, err: Emit, warn: Emit) -> None:
     from bridge.rules.engine import rule_cycles
 
     for cycle in rule_cycles(cfg):
-        warn(("rules",), f"rule cycle: {cycle}")
+        warn(_cycle_key(cfg, cycle), f"rule cycle: {cycle}")
+
+
+def _cycle_key(cfg: Config, cycle: str) -> tuple[str | int, ...]:
+    """``rules.N`` of the rule a cycle message names first (rule_cycles starts it with that rule's name)."""
+    for i, rule in enumerate(cfg.rules):
+        # rule_cycles looks at enabled rules only; a disabled one of the same name is not the one cited
+        if rule.enabled and cycle.startswith(f"{rule.name} -> "):
+            return ("rules", i)
+    return ("rules",)
 
 
 def require_valid(loaded: LoadedConfig, host: PluginHost | None) -> None:
