@@ -124,7 +124,7 @@ _NESTED_ROOTS = frozenset({"account", "requester"})
 
 
 def _nested_values(root: str, table: Mapping[str, Any], out: dict[str, Any]) -> None:
-    # as _nested reads them: the table's own key unless blank, else its declared fields' value
+    # as nested() reads them: the table's own key unless blank, else its declared fields' value
     declared = table.get("fields")
     for source in (declared if isinstance(declared, dict) else {}, table):
         for k, v in source.items():
@@ -160,7 +160,7 @@ def getter(path: str) -> Getter:
         return ticket_value
 
     def nested_value(ctx: Context) -> Any:
-        return _nested(ctx.attrs, root, name)
+        return nested(ctx.attrs, root, name)
 
     return nested_value
 
@@ -737,8 +737,9 @@ _HASHABLE = frozenset({str, int, float, bool, type(None)})
 _NUMBERS = frozenset({int, float})
 
 
-def _nested(attrs: Mapping[str, Any], root: str, name: str) -> Any:
-    # account.tier: the account table's own key, else its declared fields' (a blank is None)
+def nested(attrs: Mapping[str, Any], root: str, name: str) -> Any:
+    """``root.name`` (``account.tier``) of a ticket's attributes as conditions read it: the ``root`` table's
+    own key, else its declared ``fields``' value (a blank is None). Routing reads the same way."""
     sub = attrs.get(root)
     if not isinstance(sub, dict):
         return None
@@ -825,7 +826,7 @@ class _Codegen:
 
     def __init__(self) -> None:
         self.ns: dict[str, Any] = {
-            "_nested": _nested, "_any_prefix": _any_prefix, "_HASHABLE": _HASHABLE, "_NUMBERS": _NUMBERS,
+            "nested": nested, "_any_prefix": _any_prefix, "_HASHABLE": _HASHABLE, "_NUMBERS": _NUMBERS,
             "_RANK": PRIORITY_RANK,
         }
         self.count = 0
@@ -872,9 +873,9 @@ class _Codegen:
             k = self.const(name)
             return f"(f[{k}].value if {k} in f else a.get({k}))"
         r, k, sub, x = self.const(root), self.const(name), self.var(), self.var()
-        # inline when the table holds the value; _nested covers blanks, odd shapes and declared fields
+        # inline when the table holds the value; nested() covers blanks, odd shapes and declared fields
         return f"({x} if type({sub} := a.get({r})) is dict and ({x} := {sub}.get({k})) is not None " \
-            f"else _nested(a, {r}, {k}))"
+            f"else nested(a, {r}, {k}))"
 
     def leaf(self, leaf: _Leaf) -> str:
         op, expected, path = leaf.op, leaf.expected, leaf.field

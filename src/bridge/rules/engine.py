@@ -52,6 +52,7 @@ from bridge.rules.conditions import (
     compile_condition,
     evaluator,
     getter,
+    nested,
     path_values,
     paths_read,
     raw_leaves,
@@ -593,10 +594,9 @@ class _Ticket:
     holding: int = 0  # bit i: rule i's condition held when last evaluated
     events: int = 0  # events taken: tells apart the decisions of two events at one instant (their keys)
     # routing memory, for a rebuilt Desk that must take the ticket as the store holds it (hold_as): what it
-    # was last routed for, whom it had before its last assignment, and the event of that assignment
+    # was last routed for, and whom it had before its last assignment
     asked: tuple[Request, str] | None = None
     moved_from: str | None = None
-    assigned_in: int = 0
 
 
 Timer = tuple[datetime, int, str, str]
@@ -631,6 +631,13 @@ class Desk:
         self._slot_masks = tuple(sum(1 << i for i in readers.get(p, ())) for p in slots)
         self._event_mask = sum(1 << i for i, r in enumerate(self.rules) if r.uses_event)
         self._tests = tuple(evaluator(r.condition, r.name) for r in self.rules)
+        self._rule_bit = {r.name: 1 << i for i, r in enumerate(self.rules)}
+        # tickets routing assigned outside the rules (default routing, the queue): when a rule reads the
+        # assignee, their rules run again at once, as they would on an assignment a rule made (_settle)
+        self._assignee_read = "ticket.assignee" in self._slot_of
+        self._routed: list[_Ticket] = []
+        self._event: tuple[_Ticket, Context] | None = None
+        self._settling = False
         self._guards = GuardIndex([r.when for r in self.rules])
         self._guards.bind(self._slot_of)
         self._policies: list[tuple[SlaConfig, Condition, BusinessCalendar]] = [
@@ -703,6 +710,7 @@ class Desk:
             ctx.previous = path_values(ticket)
         if self.rules:
             self._run_rules(st, ctx, at, out)
+            self._routed.clear()  # (what the rules assigned, they saw)
         if new or event.get("type") == "ticket.created":
             self._check_volume(ticket, at, out)
         if not st.reviewed and low_confidence(ticket.attrs.get("confidence"), self._min_confidence):
@@ -719,11 +727,27 @@ class Desk:
                 self._agent_replied(st, at)
         if (st.status not in DONE and not ticket.attrs.get("assignee")
                 and ticket.id not in self.router.waiting):
-            self._route(st, ANY, "routing", at, out)
+            if self._freed and self.router.waiting:
+                # a seat this event freed (the ticket handed back by its agent) goes to the tickets that
+                # waited before this one: it takes its place in the queue, by age, and the queue is served
+                st.asked = (ANY, "routing")
+                self.router.enqueue(ticket, ANY, "routing", st.created)
+                self._drain(at, out)
+            else:
+                self._route(st, ANY, "routing", at, out)
+        if self._routed:
+            # routing assigned it in this event: the rules see that as the same event's change
+            self._routed.clear()
+            self._run_rules(st, ctx, at, out, again=True)
+            self._routed.clear()
         if self._policies:
             self._clocks(st, ctx, event, at)
         if self._freed:
-            self._drain(at, out)
+            self._event = (st, ctx)
+            try:
+                self._drain(at, out)
+            finally:
+                self._event = None
         return out
 
     def on_agent_status(self, agent: str, status: str, at: datetime) -> list[Decision]:
@@ -814,12 +838,15 @@ class Desk:
 
     # ---------------------------------------------------------------- rules
 
-    def _run_rules(self, st: _Ticket, ctx: Context, at: datetime, out: list[Decision]) -> None:
+    def _run_rules(
+        self, st: _Ticket, ctx: Context, at: datetime, out: list[Decision], again: bool = False
+    ) -> None:
         cur = self._read(ctx)
         snap = st.snap
         # a rule on the event itself (changed/from/to) holds of one event, not of a stretch of time: it may
         # fire on every event in which it holds (two changes in a row are two changes), at most once per event
-        holding = st.holding & ~self._event_mask
+        # (``again``: a second run in the same event, after routing assigned the ticket)
+        holding = st.holding if again else st.holding & ~self._event_mask
         if snap is None:
             pending = self._guards.mask(cur, ctx)
             failed = holding & ~pending
@@ -1013,11 +1040,13 @@ class Desk:
 
     def _assign(self, st: _Ticket, agent: str, rule: str, at: datetime, out: list[Decision]) -> None:
         rec = st.record
-        st.moved_from, st.assigned_in = rec.attrs.get("assignee"), st.events
+        st.moved_from = rec.attrs.get("assignee")
         rec.attrs["assignee"] = agent
         self.router.dequeue(rec.id)
         self.router.note_assigned(agent)
         self._recount(st)
+        if self._assignee_read:
+            self._routed.append(st)
         self._decide(out, at, rec.id, "assign", rule, {"to": agent}, agent)
 
     def _recount(self, st: _Ticket) -> None:
@@ -1051,6 +1080,41 @@ class Desk:
                 self._assign(st, pick, waiting.rule, at, out)
         self._freed = False
         self._schedule_opening(at)
+        if self._routed and not self._settling:
+            self._settle(at, out)
+
+    def _settle(self, at: datetime, out: list[Decision]) -> None:
+        # the rules of the tickets the queue just assigned run at once, seeing the assignee as changed; what
+        # they do may free seats again (a rule reassigning), which the queue serves in turn
+        self._settling = True
+        try:
+            for _ in range(MAX_PASSES):
+                routed, self._routed = self._routed, []
+                done: set[int] = set()
+                for st in routed:
+                    rec = st.record
+                    if id(st) in done or self._tickets.get(rec.id) is not st:
+                        continue
+                    done.add(id(st))
+                    if self._event is not None and self._event[0] is st:
+                        self._run_rules(st, self._event[1], at, out, again=True)
+                        continue
+                    previous: dict[str, Any] = {}
+                    if self.reads_previous:
+                        previous = path_values(rec)
+                        previous.pop("ticket.assignee", None)
+                        if st.moved_from:
+                            previous["ticket.assignee"] = st.moved_from
+                    self._run_rules(st, Context(rec, previous), at, out)
+                self._routed.clear()  # (what the rules assigned, they saw)
+                if not self._freed:
+                    break
+                self._drain(at, out)
+                if not self._routed:
+                    break
+        finally:
+            self._settling = False
+            self._routed.clear()
 
     def _schedule_opening(self, at: datetime) -> None:
         if not self.router.waiting:
@@ -1072,8 +1136,13 @@ class Desk:
             elif old in DONE:
                 owner = rec.attrs.get("assignee")
                 if owner and self.router.agent(owner) is not None and not self.router.is_present(owner):
-                    # routed before it counts: if it waits, it must not hold the away owner's slot
-                    self._route(st, ANY, "routing", at, out)
+                    # routed before it counts: if it waits, it must not hold the away owner's slot. It goes
+                    # where it was last routed for (a skill, a team) while the rule that asked still holds:
+                    # that rule cannot fire again, as it never stopped holding
+                    request, rule = st.asked or (ANY, "routing")
+                    if not st.holding & self._rule_bit.get(rule, 0):
+                        request, rule = ANY, "routing"
+                    self._route(st, request, rule, at, out)
             st.follow_due = None
             # one reminder while the customer has not replied: going pending again (after an agent's note, a
             # hold) does not arm another; after a customer reply, an agent's answer does (_agent_replied)
@@ -1135,7 +1204,7 @@ class Desk:
         spike = self._volume.record(str(account_id), at)
         if spike is None:
             return
-        to = account.get("owner") or self._first_team
+        to = nested(ticket.attrs, "account", "owner") or self._first_team
         self._decide(out, at, ticket.id, "escalate", "volume", {
             "to": to, "reason": "volume", "account": spike.account, "count": spike.count,
             "usual": round(spike.usual, 2), "due": format_time(spike.due),
@@ -1237,9 +1306,10 @@ class Desk:
         Assigned to ``assignee``: its seat is counted on that agent, even one away (an agent away keeps the
         tickets they have), unless the rebuild moved the ticket away from that very agent (a reopen while they
         were away): then, as live, it waits with the assignee kept. Unassigned: it waits in the queue, for
-        what it was routed for, when ``wait``; else its next change routes it. When an event came after the
-        rebuild's assignment, what the rules held is taken afresh with the store's assignee, silently (a rule
-        that held with it live does not fire again). A resolved or closed ticket only takes the assignee.
+        what it was routed for, when ``wait``; else its next change routes it. What the rules that read the
+        assignee held is taken afresh with the store's assignee, silently (the live rules saw it in the event
+        that set it, so a rule that held with it does not fire again). A resolved or closed ticket only takes
+        the assignee.
         Returns whether anything changed; call :meth:`serve_queue` after the last one.
         """
         st = self._tickets.get(ticket_id)
@@ -1250,7 +1320,6 @@ class Desk:
         queued = ticket_id in router.waiting
         if _same_person(rec.attrs.get("assignee"), assignee) and (assignee or wait == queued):
             return False
-        mine = rec.attrs.get("assignee")
         rec.attrs["assignee"] = assignee
         if st.status in DONE:
             return True
@@ -1263,7 +1332,9 @@ class Desk:
         elif wait:
             router.enqueue(rec, request, rule, st.created)
         self._recount(st)
-        if self.rules and mine and st.events > st.assigned_in:
+        if self._assignee_read:
+            # the live rules saw the stored assignee in the event that set it (as routing's own): what they
+            # held with it is taken afresh, silently
             ctx = Context(rec, {})
             st.holding = sum(1 << i for i, test in enumerate(self._tests) if test(ctx))
             st.snap = self._read(ctx)

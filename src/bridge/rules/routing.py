@@ -30,6 +30,7 @@ from typing import Any
 
 from bridge.model import Record
 from bridge.rules.calendar import BusinessCalendar
+from bridge.rules.conditions import nested
 from bridge.settings import AgentConfig, Config
 
 
@@ -200,8 +201,7 @@ class Router:
             first = self._first(request, at)
             return first.email if first is not None else None
         if strategy == "account_owner":
-            account = record.attrs.get("account")
-            owner = account.get("owner") if isinstance(account, dict) else None
+            owner = nested(record.attrs, "account", "owner")
             agent = self.agent(owner)
             if agent is not None and agent.fits(request):
                 # an owner who cannot take it now: the fallback decides, or with none it waits for them
@@ -269,8 +269,7 @@ class Router:
 
     def _by(self, strategy: str, candidates: list[Agent], record: Record, request: Request) -> str | None:
         if strategy == "account_owner":
-            account = record.attrs.get("account")
-            owner = account.get("owner") if isinstance(account, dict) else None
+            owner = nested(record.attrs, "account", "owner")
             agent = self.agent(owner)
             if agent is not None and agent.fits(request):
                 # an owner who cannot take it now: the fallback decides, or with none it waits for them
@@ -310,8 +309,7 @@ class Router:
         A waiting ticket keeps the time it waits since (``since`` is read only the first time); when its
         account tier changed, it moves to that tier's place, still ordered by that time within the tier.
         """
-        account = record.attrs.get("account")
-        tier = account.get("tier") if isinstance(account, dict) else None
+        tier = nested(record.attrs, "account", "tier")
         rank = self.tier_rank.get(tier, len(self.tier_rank)) if isinstance(tier, str) else len(self.tier_rank)
         found = self.waiting.get(record.id)
         if found is not None:
