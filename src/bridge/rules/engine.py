@@ -657,6 +657,9 @@ class Desk:
             for m in config.tags
         ]
         self.router = Router(config, self._calendars)
+        # the final state's deadlines: the acknowledgement's too when a policy gives it a budget
+        self._due_keys = ("first_response_due", "next_response_due", "resolution_due") + (
+            ("acknowledgement_due",) if any(p.acknowledgement for p in config.sla) else ())
         self._follow_after = parse_duration(config.follow_up.after) if config.follow_up else None
         self._close_after = parse_duration(config.auto_close.after) if config.auto_close else None
         self._volume = VolumeWatch()
@@ -812,8 +815,7 @@ class Desk:
             "priority": a.get("priority"),
             "status": a.get("status"),
             "escalations": list(a.get("escalations") or []),
-            "sla": {k: format_time(due.get(k)) for k in ("first_response_due", "next_response_due",
-                                                         "resolution_due")},
+            "sla": {k: format_time(due.get(k)) for k in self._due_keys},
         }
 
     def explain(self, ticket: Record) -> list[dict[str, Any]]:
