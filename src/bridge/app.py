@@ -39,7 +39,19 @@ class App:
 
         With ``validate``, every problem ``bridge check`` would report is raised as one ConfigError first.
         """
-        app = cls(load_config(path))
+        try:
+            loaded = load_config(path)
+        except ConfigError as exc:
+            if not validate:
+                raise
+            from bridge.check import check_file
+
+            # a table that does not validate stops the load: the other problems are found as check finds them,
+            # so that one run lists them all
+            _partial, report = check_file(path, lambda cfg: create_host(cfg.plugins.disabled,
+                                                                         cfg.bridge.plugins_dir))
+            raise ConfigError(report.errors or list(exc.problems)) from None
+        app = cls(loaded)
         if validate:
             from bridge.check import require_valid
 
