@@ -27,7 +27,6 @@ from bridge.rules.conditions import ORDER_OPS, PRIORITY_RANK
 from bridge.rules.routing import ASSIGN_KEYS
 from bridge.rules.sla import METRICS
 from bridge.settings import (
-    DAYS,
     CalendarConfig,
     Config,
     LoadedConfig,
@@ -289,12 +288,13 @@ def _check_calendars(loaded: LoadedConfig, err: Emit) -> None:
     for name, cal in cfg.calendars.items():
         # parts that did not validate were reported already: no second problem of them ("no open hours")
         aside = {p[2:] for p in loaded.set_aside if p[:2] == ("calendars", name)}
-        for ckey, msg in validate_calendar(name, cal, set_aside=aside):
+        for ckey, msg in validate_calendar(name, cal, set_aside=aside, default_tz=cfg.bridge.timezone):
             err(("calendars", name, *ckey), msg)
 
 
 def _check_slas(cfg: Config, err: Emit, warn: Emit) -> None:
     names: dict[str, int] = {}
+    weeks: dict[str, timedelta | None] = {}
     for i, sla in enumerate(cfg.sla):
         if sla.name in names:
             err(("sla", i, "name"), f"SLA name {sla.name!r} is used twice (also sla.{names[sla.name]})")
@@ -325,7 +325,9 @@ def _check_slas(cfg: Config, err: Emit, warn: Emit) -> None:
                     "that warning can never fire",
                 )
         if sla.calendar in cfg.calendars:
-            _check_sla_reach(sla, cfg.calendars[sla.calendar], ("sla", i), err)
+            if sla.calendar not in weeks:
+                weeks[sla.calendar] = _open_week(cfg.calendars[sla.calendar], cfg.bridge.timezone)
+            _check_sla_reach(sla, weeks[sla.calendar], ("sla", i), err)
 
 
 # An SLA's deadlines are found by walking its calendar's open time: on a calendar open a few minutes a week,
@@ -333,31 +335,36 @@ def _check_slas(cfg: Config, err: Emit, warn: Emit) -> None:
 MAX_DEADLINE_YEARS = 100
 
 
-def _check_sla_reach(sla: SlaConfig, cal: CalendarConfig, where: tuple[str | int, ...], err: Emit) -> None:
-    """An error when the SLA's longest budget, with its last escalation, ends too far away on its calendar."""
-    from bridge.rules.calendar import parse_period
+def _open_week(cal: CalendarConfig, default_tz: str) -> timedelta | None:
+    """A calendar's average open time a week, holidays included; None when it does not validate (that is
+    reported by the calendar's own check)."""
+    from bridge.rules.calendar import BusinessCalendar
 
-    open_minutes = 0
-    for day, periods in cal.hours.items():
-        for text in periods if day in DAYS else ():
-            try:
-                start, end = parse_period(text)
-            except ValueError:
-                continue  # reported by the calendar's own check
-            open_minutes += end - start
+    try:
+        return BusinessCalendar.from_config(cal, default_tz).typical_week()
+    except ValueError:
+        return None
+
+
+def _check_sla_reach(
+    sla: SlaConfig, open_week: timedelta | None, where: tuple[str | int, ...], err: Emit
+) -> None:
+    """An error when the SLA's longest budget, with its last escalation, ends too far away on its calendar,
+    which is open ``open_week`` a week on average."""
     budgets = [(parse_duration(text), metric, text) for metric in METRICS if (text := getattr(sla, metric))]
-    if not open_minutes or not budgets:
-        return  # a calendar with no open hours is reported as such
+    if not open_week or not budgets:
+        return  # a calendar with no open hours (or that does not validate) is reported as such
     longest, metric, text = max(budgets)
     last = max((parse_duration(level.after) for level in sla.escalate), default=timedelta(0))
-    # each minute of open time takes (minutes in a week / open minutes a week) minutes of wall time
-    years = (longest + last).total_seconds() * (7 * 24 * 60 / open_minutes) / (365.25 * 86400)
+    # each minute of open time takes (a week / open time a week) minutes of wall time
+    years = (longest + last) * (timedelta(weeks=1) / open_week) / timedelta(days=365.25)
     if years > MAX_DEADLINE_YEARS:
         then = f" and an escalation {format_duration(last)} after it" if last else ""
+        shown = timedelta(minutes=max(round(open_week / timedelta(minutes=1)), 1))
         err(
             (*where, metric),
             f"{metric} {text}{then} of open time ends about {years:,.0f} years later on calendar "
-            f"{sla.calendar!r} (open {format_duration(timedelta(minutes=open_minutes))} a week); a deadline "
+            f"{sla.calendar!r} (open {format_duration(shown)} a week, holidays included); a deadline "
             f"is at most {MAX_DEADLINE_YEARS} years away",
         )
 

@@ -44,6 +44,13 @@ _BYDAY = re.compile(r"^([+-]?\d{1,2})?(MO|TU|WE|TH|FR|SA|SU)$")
 _WEEKDAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
 # an arithmetic walk that finds no open time for this many days gives up instead of looping for ever
 _HORIZON_DAYS = 3660
+# how much a calendar without holidays is open a week is measured over the _HORIZON_DAYS from this day: a
+# fixed day, so that `bridge check` says the same thing whenever it runs
+_REFERENCE_DAY = date(2000, 1, 3)
+# the days a calendar's time is measured from are kept within these, so that walking _HORIZON_DAYS from one
+# (and converting its local midnights to UTC) stays within datetime's range
+_FIRST_REFERENCE_DAY = date(2, 1, 1)
+_LAST_REFERENCE_DAY = date(9000, 1, 3)
 
 Problem = tuple[tuple[str, ...], str]
 
@@ -402,21 +409,24 @@ def validate_calendar(
     cfg: CalendarConfig,
     base_dir: Path | None = None,
     set_aside: Iterable[tuple[str, ...]] = (),
+    default_tz: str = "UTC",
 ) -> list[Problem]:
     """Every problem of one ``[calendars.NAME]`` table, as (key path inside the table, message).
 
     Finds unknown day names, periods that are not ``HH:MM-HH:MM``, end not after start, times beyond 24:00,
     overlapping periods in one day, an unknown IANA zone, holidays that are not ``YYYY-MM-DD``, an iCalendar
-    file that cannot be read or parsed (relative paths are read under ``base_dir``), and a calendar with no
-    open hours. ``set_aside``: key paths inside the table that did not validate and were dropped (their
+    file that cannot be read or parsed (relative paths are read under ``base_dir``), a calendar with no
+    open hours, and one whose holidays close every open day for years (see :meth:`BusinessCalendar.
+    closed_stretch`). ``set_aside``: key paths inside the table that did not validate and were dropped (their
     problems are already reported); a calendar whose hours lost a day that way is not said to have none.
+    ``default_tz`` (``[bridge] timezone``) applies when the table has no ``timezone``.
     """
     problems: list[Problem] = []
-    tz: tzinfo = UTC
-    if cfg.timezone is not None:
-        try:
-            tz = _zone(cfg.timezone)
-        except ValueError as exc:
+    tz = ZoneInfo("UTC")
+    try:
+        tz = _zone(cfg.timezone or default_tz)
+    except ValueError as exc:
+        if cfg.timezone is not None:  # a bad [bridge] timezone is reported as such
             problems.append((("timezone",), str(exc)))
     open_minutes = 0
     for day, periods in cfg.hours.items():
@@ -443,14 +453,29 @@ def validate_calendar(
             date.fromisoformat(text)
         except (TypeError, ValueError):
             problems.append((("holidays", str(index)), f"{text!r} is not a date (use YYYY-MM-DD)"))
+    dates: set[date] = set()
+    yearly: list[YearlyHoliday] = []
     if cfg.ical is not None:
         try:
-            read_ical(_ical_path(cfg.ical, base_dir), tz)
+            dates, yearly = read_ical(_ical_path(cfg.ical, base_dir), tz)
         except ValueError as exc:
             problems.append((("ical",), str(exc)))
     dropped = any(path[:1] == ("hours",) for path in set_aside)
     if open_minutes == 0 and not dropped and not any(p[0][:1] == ("hours",) for p in problems):
         problems.append((("hours",), f"calendar {name} has no open hours"))
+    if problems or open_minutes == 0 or dropped:
+        return problems
+    week = {DAYS.index(day): [parse_period(p) for p in periods] for day, periods in cfg.hours.items()}
+    dates |= {date.fromisoformat(h) for h in cfg.holidays}
+    closed = BusinessCalendar(tz, week, dates, yearly).closed_stretch()
+    if closed is not None:
+        # the arithmetic gives up on a deadline there: no open time within _HORIZON_DAYS
+        key = ("ical",) if cfg.ical is not None else ("holidays",)
+        years = round(_HORIZON_DAYS / 365.25)
+        problems.append(
+            (key, f"calendar {name} has no open hours: its holidays close every open day of the {years} "
+                  f"years from {closed.isoformat()}")
+        )
     return problems
 
 
@@ -493,7 +518,7 @@ class BusinessCalendar:
         ``default_tz`` (``[bridge] timezone``) applies when the table has no ``timezone``; a relative ``ical``
         path is read under ``base_dir`` (the config file's folder) when given.
         """
-        problems = validate_calendar("", cfg, base_dir)
+        problems = validate_calendar("", cfg, base_dir, default_tz=default_tz)
         if problems:
             raise ValueError("; ".join(f"{'.'.join(path)}: {message}" for path, message in problems))
         tz = _zone(cfg.timezone or default_tz)
@@ -525,12 +550,54 @@ class BusinessCalendar:
             closed = self._holiday_years[day.year] = self._yearly_dates(day.year)
         return day in closed
 
+    def _holidays_span(self) -> tuple[date, date] | None:
+        """The first and the last day from which the holidays change: the earliest and the latest one-off
+        holiday or start of a yearly rule (kept within the reference bounds); None without holidays."""
+        starts = [*self._holidays, *(rule.start for rule in self._yearly)]
+        if not starts:
+            return None
+        low, high = _FIRST_REFERENCE_DAY, _LAST_REFERENCE_DAY
+        return min(max(min(starts), low), high), min(max(max(starts), low), high)
+
+    def closed_stretch(self) -> date | None:
+        """The first day of ten years (``_HORIZON_DAYS``) in which the holidays close every open day, when the
+        ten years from the first holiday, or from the day the holidays stop changing (the last one-off
+        holiday, the start of the last yearly rule: what they close from then on repeats), are such; else
+        None. The arithmetic gives up on a deadline in such a stretch."""
+        span = self._holidays_span()
+        if span is None:
+            return None
+        for first in span:
+            day = first
+            for _ in range(_HORIZON_DAYS):
+                if self._day(day):
+                    break
+                day += _DAY
+            else:
+                return first
+        return None
+
+    def typical_week(self) -> timedelta:
+        """The average open time a week, holidays included, over the ten years (``_HORIZON_DAYS``, rounded up
+        to whole weeks) from the day the holidays stop changing (see :meth:`closed_stretch`), or from
+        2000-01-03 without holidays."""
+        if self._always:
+            return _WEEK
+        span = self._holidays_span()
+        first = _REFERENCE_DAY if span is None else span[1]
+        weeks = -(-_HORIZON_DAYS // 7)  # whole weeks: each weekday counted as often
+        start = _local(first, 0, self.timezone)
+        end = _local(first + timedelta(weeks=weeks), 0, self.timezone)
+        return self.elapsed(start, end) / weeks
+
     def _yearly_dates(self, year: int) -> frozenset[date]:
         out: set[date] = set()
         for rule in self._yearly:
             seen = 0
-            # spans from occurrences late in the previous year can reach into this one
-            for y in range(rule.start.year, year + 1):
+            # spans from occurrences late in the previous year can reach into this one; the years before
+            # matter only to count occurrences towards COUNT
+            first = rule.start.year if rule.count is not None else max(rule.start.year, year - 1)
+            for y in range(first, year + 1):
                 for occurrence in rule.occurrences(y):
                     seen += 1
                     if rule.count is not None and seen > rule.count:

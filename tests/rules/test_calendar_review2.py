@@ -1,0 +1,73 @@
+"""Calendars after review 2: holidays that close every open day, yearly iCal events in another zone, and
+opening hours that begin or end in a spring-forward gap."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+
+from bridge.rules.calendar import BusinessCalendar, validate_calendar
+from bridge.settings import CalendarConfig
+
+
+def _ics(*events: str) -> str:
+    """A calendar of VEVENTs, each given as its property lines (joined with CRLF, as RFC 5545 wants)."""
+    body = "".join(
+        "BEGIN:VEVENT\r\n" + "\r\n".join(lines.split("\n")) + "\r\nEND:VEVENT\r\n" for lines in events
+    )
+    return f"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//bridge test//EN\r\n{body}END:VCALENDAR\r\n"
+
+
+def _write(tmp_path: Path, *events: str) -> str:
+    (tmp_path / "h.ics").write_text(_ics(*events), newline="")
+    return "h.ics"
+
+
+EVERY_MONDAY = (
+    "UID:mondays\nDTSTART;VALUE=DATE:20200106\nRRULE:FREQ=YEARLY;BYMONTH=1,2,3,4,5,6,7,8,9,10,11,12;BYDAY=MO"
+)
+MON = {"mon": ["09:00-17:00"]}
+
+
+# ------------------------------------------------------------------ holidays that close every open day
+
+
+def test_an_ical_rule_that_closes_every_open_day_is_a_problem_of_the_ical_key(tmp_path: Path) -> None:
+    cfg = CalendarConfig(timezone="Europe/Berlin", hours=MON, ical=_write(tmp_path, EVERY_MONDAY))
+    problems = validate_calendar("mon", cfg, base_dir=tmp_path)
+    assert [key for key, _ in problems] == [("ical",)]
+    assert "calendar mon has no open hours" in problems[0][1] and "2020-01-06" in problems[0][1]
+    with pytest.raises(ValueError, match="no open hours"):
+        BusinessCalendar.from_config(cfg, base_dir=tmp_path)
+
+
+def test_a_holidays_list_that_closes_ten_years_of_open_days_is_a_problem_of_the_holidays_key() -> None:
+    mondays = [(date(2030, 1, 7) + timedelta(weeks=n)).isoformat() for n in range(530)]
+    problems = validate_calendar("mon", CalendarConfig(hours=MON, holidays=mondays))
+    assert [key for key, _ in problems] == [("holidays",)]
+    assert "2030-01-07" in problems[0][1]
+    # a few years of them leave Mondays after: the arithmetic finds those
+    assert validate_calendar("mon", CalendarConfig(hours=MON, holidays=mondays[:300])) == []
+
+
+def test_holidays_that_leave_some_open_day_are_no_problem(tmp_path: Path) -> None:
+    hours = {"mon": ["09:00-17:00"], "tue": ["09:00-09:01"]}  # Tuesdays stay open
+    cfg = CalendarConfig(hours=hours, ical=_write(tmp_path, EVERY_MONDAY))
+    assert validate_calendar("c", cfg, base_dir=tmp_path) == []
+    # what is left open is what the SLA reach check counts with: a minute a week
+    week = BusinessCalendar.from_config(cfg, base_dir=tmp_path).typical_week()
+    assert week == timedelta(minutes=1)
+
+
+def test_a_rule_that_ends_leaves_the_days_after_it_open(tmp_path: Path) -> None:
+    until = EVERY_MONDAY.replace("BYDAY=MO", "BYDAY=MO;UNTIL=20211231")
+    cfg = CalendarConfig(hours=MON, ical=_write(tmp_path, until))
+    assert validate_calendar("c", cfg, base_dir=tmp_path) == []
+
+
+def test_a_calendar_without_holidays_is_open_its_weekly_hours() -> None:
+    c = BusinessCalendar.from_config(CalendarConfig(timezone="Europe/Berlin", hours=MON))
+    assert c.closed_stretch() is None
+    assert c.typical_week() == timedelta(hours=8)
