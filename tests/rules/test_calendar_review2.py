@@ -71,3 +71,57 @@ def test_a_calendar_without_holidays_is_open_its_weekly_hours() -> None:
     c = BusinessCalendar.from_config(CalendarConfig(timezone="Europe/Berlin", hours=MON))
     assert c.closed_stretch() is None
     assert c.typical_week() == timedelta(hours=8)
+
+
+# ------------------------------------------------------------------ yearly events in another zone
+
+
+PARTY = (
+    "UID:tg-party\nDTSTART;TZID=America/New_York:20261126T200000\nDTEND;TZID=America/New_York:20261126T230000\n"
+    "RRULE:FREQ=YEARLY;BYMONTH=11;BYDAY=4TH"
+)
+WEEK = {d: ["09:00-17:00"] for d in ("mon", "tue", "wed", "thu", "fri")}
+
+
+def _berlin(tmp_path: Path, *events: str) -> BusinessCalendar:
+    cfg = CalendarConfig(timezone="Europe/Berlin", hours=WEEK, ical=_write(tmp_path, *events))
+    assert validate_calendar("berlin", cfg, base_dir=tmp_path) == []
+    return BusinessCalendar.from_config(cfg, base_dir=tmp_path)
+
+
+def test_a_yearly_timed_event_expands_in_its_own_zone(tmp_path: Path) -> None:
+    # Thanksgiving evening in New York is the early morning of the next day in Berlin, every year: the rule's
+    # fourth Thursday is New York's, not Berlin's
+    c = _berlin(tmp_path, PARTY)
+    for thursday in (date(2026, 11, 26), date(2027, 11, 25), date(2028, 11, 23), date(2031, 11, 27)):
+        assert not c.is_holiday(thursday), thursday
+        assert c.is_holiday(thursday + timedelta(days=1)), thursday
+
+
+def test_an_occurrence_early_next_year_in_its_zone_closes_a_day_of_this_year_in_the_calendars(
+    tmp_path: Path,
+) -> None:
+    # 00:30 on New Year's Day in Tokyo is the morning of 31 December in Berlin
+    new_year = (
+        "UID:ny\nDTSTART;TZID=Asia/Tokyo:20260101T003000\nDURATION:PT1H\nRRULE:FREQ=YEARLY;BYMONTH=1;BYMONTHDAY=1"
+    )
+    c = _berlin(tmp_path, new_year)
+    for year in (2025, 2026, 2027, 2030):
+        assert c.is_holiday(date(year, 12, 31)), year
+        assert not c.is_holiday(date(year + 1, 1, 1)), year
+
+
+def test_exdate_and_until_are_read_in_the_events_zone(tmp_path: Path) -> None:
+    c = _berlin(tmp_path, PARTY + "\nEXDATE;TZID=America/New_York:20271125T200000")
+    assert c.is_holiday(date(2026, 11, 27)) and not c.is_holiday(date(2027, 11, 26))
+    assert c.is_holiday(date(2028, 11, 24))
+    # UNTIL bounds an occurrence's start: one minute before the 2027 start leaves it out, the start keeps it
+    before = _berlin(tmp_path, PARTY + ";UNTIL=20271126T005900Z")
+    assert before.is_holiday(date(2026, 11, 27)) and not before.is_holiday(date(2027, 11, 26))
+    at = _berlin(tmp_path, PARTY + ";UNTIL=20271126T010000Z")
+    assert at.is_holiday(date(2027, 11, 26)) and not at.is_holiday(date(2028, 11, 24))
+
+
+def test_a_timed_rdate_in_another_zone_closes_the_local_days_it_touches(tmp_path: Path) -> None:
+    c = _berlin(tmp_path, PARTY + "\nRDATE;TZID=America/New_York:20270704T200000")
+    assert c.is_holiday(date(2027, 7, 5)) and not c.is_holiday(date(2027, 7, 4))

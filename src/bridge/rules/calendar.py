@@ -59,12 +59,16 @@ Problem = tuple[tuple[str, ...], str]
 class YearlyHoliday:
     """A holiday that repeats every ``interval`` years (an iCalendar ``RRULE:FREQ=YEARLY``).
 
-    Each occurrence closes ``days`` whole local days from its date. ``months``, ``monthdays`` and ``weekdays``
-    are the RRULE's BYMONTH, BYMONTHDAY and BYDAY parts (BYDAY as ``(ordinal, weekday)``, ordinal 0 meaning
-    every such weekday of the month, negative counting from the month's end), as RFC 5545 combines them:
-    BYMONTHDAY without BYMONTH is in every month; BYDAY with BYMONTHDAY keeps the days that satisfy both;
-    without either, the start date's month and day. The start date is always the first occurrence, even when
-    the rule does not produce it (RFC 5545 3.8.5.3), and counts towards COUNT, as ``exdates`` do.
+    Dates are the event's own: RFC 5545 expands a rule in the zone of its DTSTART (``zone``; None for an
+    all-day or floating event, which is read in the calendar's zone). An all-day occurrence (``at`` None)
+    closes ``days`` whole local days from its date; a timed one starts at ``at`` on its date in ``zone``,
+    lasts ``length`` (exact time) and closes every day of the calendar's zone it touches (see
+    :meth:`local_days`). ``months``, ``monthdays`` and ``weekdays`` are the RRULE's BYMONTH, BYMONTHDAY and
+    BYDAY parts (BYDAY as ``(ordinal, weekday)``, ordinal 0 meaning every such weekday of the month, negative
+    counting from the month's end), as RFC 5545 combines them: BYMONTHDAY without BYMONTH is in every month;
+    BYDAY with BYMONTHDAY keeps the days that satisfy both; without either, the start date's month and day.
+    The start date is always the first occurrence, even when the rule does not produce it (RFC 5545
+    3.8.5.3), and counts towards COUNT, as ``exdates`` do.
     """
 
     start: date
@@ -76,6 +80,9 @@ class YearlyHoliday:
     monthdays: tuple[int, ...] = ()
     weekdays: tuple[tuple[int, int], ...] = ()
     exdates: frozenset[date] = frozenset()
+    at: time | None = None
+    zone: tzinfo | None = None
+    length: timedelta = timedelta(0)
 
     def __post_init__(self) -> None:
         # a rule out of these ranges would fail (or close the wrong days) on every date asked later, so it
@@ -117,6 +124,16 @@ class YearlyHoliday:
             else:
                 out.update(monthdays)
         return sorted(d for d in out if d >= self.start and (self.until is None or d <= self.until))
+
+    def local_days(self, occurrence: date, tz: tzinfo) -> list[date]:
+        """The days of the calendar's zone ``tz`` that the occurrence on ``occurrence`` (an event's date, from
+        :meth:`occurrences`) closes."""
+        if self.at is None:
+            return [occurrence + timedelta(days=n) for n in range(self.days)]
+        # RFC 5545 3.3.5: a start that does not exist, or occurs twice, takes the offset before the switch
+        start = datetime.combine(occurrence, self.at, tz if self.zone is None else self.zone)
+        first, days = _touched(start, start.astimezone(UTC) + self.length, tz)
+        return [first + timedelta(days=n) for n in range(days)]
 
 
 def _month_length(year: int, month: int) -> int:
@@ -192,13 +209,32 @@ def _as_date(value: Any, tz: tzinfo) -> date:
     raise ValueError(f"{value!r} is not a date")
 
 
-def _event_span(event: Any, tz: tzinfo) -> tuple[date, int]:
-    """First local date of a VEVENT and how many whole local days it covers."""
+@dataclass(frozen=True)
+class _Event:
+    """A VEVENT's DTSTART and span: ``first`` and ``days`` are the local days (calendar's zone) it closes;
+    ``zone`` is the zone its recurrences are expanded in (DTSTART's own; the calendar's for an all-day or
+    floating one); ``length`` is the exact time from DTSTART to its end, None for an all-day event."""
+
+    start: date | datetime
+    first: date
+    days: int
+    zone: tzinfo
+    length: timedelta | None
+
+    @property
+    def at(self) -> time | None:
+        """DTSTART's wall-clock time in ``zone``; None for an all-day event."""
+        return self.start.time() if isinstance(self.start, datetime) else None
+
+
+def _event_span(event: Any, tz: tzinfo) -> _Event:
+    """A VEVENT's DTSTART, the local days it closes and how long it lasts."""
     start_prop = event.get("DTSTART")
     if start_prop is None:
         raise ValueError("a VEVENT has no DTSTART")
     _known_zone(start_prop, "DTSTART")
     start = start_prop.dt
+    zone = start.tzinfo if isinstance(start, datetime) and start.tzinfo is not None else tz
     end_prop, duration = event.get("DTEND"), event.get("DURATION")
     if end_prop is not None:
         _known_zone(end_prop, "DTEND")
@@ -206,8 +242,15 @@ def _event_span(event: Any, tz: tzinfo) -> tuple[date, int]:
     elif duration is not None:
         end = start + duration.dt
     else:
-        return _as_date(start, tz), 1
-    return _span(start, end, tz)
+        # RFC 5545 3.6.1: a timed event without an end ends as it starts; an all-day one lasts a day
+        return _Event(start, _as_date(start, tz), 1, zone, ZERO if isinstance(start, datetime) else None)
+    first, days = _span(start, end, tz)
+    length = None
+    if isinstance(start, datetime) and isinstance(end, datetime):
+        # exact time (RFC 5545 3.8.5.3: every recurrence lasts as long), so measured in UTC: Python subtracts
+        # two times of one zone on the wall clock
+        length = _aware(end, tz).astimezone(UTC) - _aware(start, tz).astimezone(UTC)
+    return _Event(start, first, days, zone, length)
 
 
 MAX_HOLIDAY_DAYS = 366
@@ -236,15 +279,30 @@ def _span(start: Any, end: Any, tz: tzinfo) -> tuple[date, int]:
     if backwards:
         raise ValueError(f"it ends ({end.isoformat()}) before it starts ({start.isoformat()})")
     if isinstance(end, datetime):
-        # a timed event covers every local date it touches; an end at midnight does not touch the next day
-        last = _as_date(end - timedelta(microseconds=1), tz)
-        days = max((last - first).days + 1, 1)
+        first, days = _touched(start, end, tz)
     else:
         days = max((_as_date(end, tz) - first).days, 1)
     if days > MAX_HOLIDAY_DAYS:
         # closed for longer than a year is a typo (P100000D), and would leave no open hour to count SLAs in
         raise ValueError(f"it closes {days} days in a row (at most {MAX_HOLIDAY_DAYS})")
     return first, days
+
+
+def _touched(start: date | datetime, end: datetime, tz: tzinfo) -> tuple[date, int]:
+    """First local date of ``[start, end)`` and how many local dates it touches (at least one); an end at
+    midnight does not touch the next day."""
+    first = _as_date(start, tz)
+    last = _as_date(end - timedelta(microseconds=1), tz)
+    return first, max((last - first).days + 1, 1)
+
+
+def _plus(start: date | datetime, length: timedelta) -> datetime:
+    """``length`` of exact time after ``start`` (a floating time stays floating)."""
+    if not isinstance(start, datetime):
+        raise ValueError(f"{start!r} is a date, not a date-time")
+    if start.tzinfo is None:
+        return start + length
+    return start.astimezone(UTC) + length
 
 
 def _recur_ints(rule: Any, key: str) -> list[str]:
@@ -259,7 +317,8 @@ def _single(rule: Any, key: str) -> Any:
     return values[0] if values else None
 
 
-def _yearly(event: Any, first: date, days: int, tz: tzinfo, exdates: set[date]) -> YearlyHoliday:
+def _yearly(event: Any, span: _Event, tz: tzinfo, exdates: set[date]) -> YearlyHoliday:
+    """The event's RRULE, expanded in its DTSTART's zone; ``exdates`` are dates of that zone."""
     rule = event.get("RRULE")
     if isinstance(rule, list):
         raise ValueError("more than one RRULE is not supported")
@@ -300,7 +359,7 @@ def _yearly(event: Any, first: date, days: int, tz: tzinfo, exdates: set[date]) 
         parsed = (
             int(interval) if interval is not None else 1,
             int(count) if count is not None else None,
-            _as_date(until, tz) if until is not None else None,
+            _until(until, span) if until is not None else None,
             tuple(int(m) for m in months),
             tuple(int(d) for d in _recur_ints(rule, "BYMONTHDAY")),
         )
@@ -308,8 +367,8 @@ def _yearly(event: Any, first: date, days: int, tz: tzinfo, exdates: set[date]) 
         raise ValueError(f"RRULE is not understood: {exc}") from None
     # YearlyHoliday checks the ranges (INTERVAL, COUNT, BYMONTH, BYMONTHDAY, BYDAY), naming the part
     return YearlyHoliday(
-        start=first,
-        days=days,
+        start=_as_date(span.start, span.zone),
+        days=span.days,
         interval=parsed[0],
         count=parsed[1],
         until=parsed[2],
@@ -317,7 +376,19 @@ def _yearly(event: Any, first: date, days: int, tz: tzinfo, exdates: set[date]) 
         monthdays=parsed[4],
         weekdays=tuple(weekdays),
         exdates=frozenset(exdates),
+        at=span.at if span.length is not None else None,  # a DTEND that is a date: whole days from the date
+        zone=span.start.tzinfo if isinstance(span.start, datetime) else None,
+        length=span.length or ZERO,
     )
+
+
+def _until(until: Any, span: _Event) -> date:
+    """The last date of the event's zone whose occurrence starts no later than UNTIL (RFC 5545: UNTIL bounds
+    the start of an instance, inclusively)."""
+    if not isinstance(until, datetime) or span.at is None:
+        return _as_date(until, span.zone)
+    local = _aware(until, span.zone).astimezone(span.zone)
+    return local.date() if span.at <= local.time() else local.date() - _DAY
 
 
 def _values(event: Any, key: str) -> list[Any]:
@@ -327,16 +398,19 @@ def _values(event: Any, key: str) -> list[Any]:
     return [d.dt for group in groups for d in group.dts]
 
 
-def _rdates(event: Any, days: int, tz: tzinfo) -> list[tuple[date, int]]:
-    """RDATE occurrences as (first local date, days): a date or date-time lasts as long as the event, a
-    period as itself."""
+def _rdates(event: Any, span: _Event, tz: tzinfo) -> list[tuple[date, date, int]]:
+    """RDATE occurrences as (date in the event's zone, first local date, days): a date or date-time lasts as
+    long as the event, a period as itself."""
     out = []
     for value in _values(event, "RDATE"):
         if isinstance(value, tuple):
             start, end = value
-            out.append(_span(start, start + end if isinstance(end, timedelta) else end, tz))
+            end = start + end if isinstance(end, timedelta) else end
+            out.append((_as_date(start, span.zone), *_span(start, end, tz)))
+        elif isinstance(value, datetime) and span.length is not None:
+            out.append((_as_date(value, span.zone), *_touched(value, _plus(value, span.length), tz)))
         else:
-            out.append((_as_date(value, tz), days))
+            out.append((_as_date(value, span.zone), _as_date(value, tz), span.days))
     return out
 
 
@@ -349,8 +423,9 @@ def read_ical(path: Path, tz: tzinfo) -> tuple[set[date], list[YearlyHoliday]]:
 
     Each VEVENT closes the whole local days it touches (all-day or timed, multi-day spans), on its DTSTART
     and on its recurrences: a yearly RRULE (see :class:`YearlyHoliday`) and RDATE dates or periods, minus
-    EXDATE. An event with RECURRENCE-ID moves the occurrence of its UID on that date to its own DTSTART (or,
-    with STATUS:CANCELLED, removes it); any other STATUS:CANCELLED event closes nothing. What is not supported
+    EXDATE. Recurrences are expanded, and EXDATE and RECURRENCE-ID matched, in the zone of DTSTART. An event
+    with RECURRENCE-ID moves the occurrence of its UID on that date to its own DTSTART (or, with
+    STATUS:CANCELLED, removes it); any other STATUS:CANCELLED event closes nothing. What is not supported
     (another FREQ, BYSETPOS and the like, EXRULE, a RECURRENCE-ID with RANGE) is an error naming the file and
     the event's UID, never ignored.
     """
@@ -367,8 +442,9 @@ def read_ical(path: Path, tz: tzinfo) -> tuple[set[date], list[YearlyHoliday]]:
     dates: set[date] = set()
     rules: list[YearlyHoliday] = []
     events = list(calendar.walk("VEVENT"))
-    # the occurrences that RECURRENCE-ID events move or cancel: UID -> original dates
-    moved: dict[str, set[date]] = {}
+    # the occurrences that RECURRENCE-ID events move or cancel: UID -> original starts (read, as the other
+    # occurrences are, in the zone of the DTSTART of the event they belong to)
+    moved: dict[str, list[Any]] = {}
     for event in events:
         rid = event.get("RECURRENCE-ID")
         if rid is None:
@@ -376,7 +452,7 @@ def read_ical(path: Path, tz: tzinfo) -> tuple[set[date], list[YearlyHoliday]]:
         try:
             if "RANGE" in rid.params:
                 raise ValueError(f"RECURRENCE-ID;RANGE={rid.params['RANGE']} is not supported")
-            moved.setdefault(str(event.get("UID", "")), set()).add(_as_date(rid.dt, tz))
+            moved.setdefault(str(event.get("UID", "")), []).append(rid.dt)
         except (ValueError, TypeError, AttributeError) as exc:
             raise ValueError(f"{path}: event {event.get('UID', '?')}: {exc}") from None
     for event in events:
@@ -385,20 +461,22 @@ def read_ical(path: Path, tz: tzinfo) -> tuple[set[date], list[YearlyHoliday]]:
                 raise ValueError("EXRULE is not supported (use EXDATE)")
             if _cancelled(event):
                 continue  # a cancelled event, or (with RECURRENCE-ID) a cancelled occurrence
-            first, days = _event_span(event, tz)
+            span = _event_span(event, tz)
             if event.get("RECURRENCE-ID") is not None:
-                dates.update(first + timedelta(days=n) for n in range(days))  # the occurrence, moved here
+                # the occurrence, moved here
+                dates.update(span.first + timedelta(days=n) for n in range(span.days))
                 continue
-            excluded = {_as_date(d, tz) for d in _values(event, "EXDATE")}
-            excluded |= moved.get(str(event.get("UID", "")), set())
-            occurrences = _rdates(event, days, tz)
+            # occurrences are told apart by their date in the event's zone, where the rule expands them
+            excluded = {_as_date(d, span.zone) for d in _values(event, "EXDATE")}
+            excluded |= {_as_date(d, span.zone) for d in moved.get(str(event.get("UID", "")), [])}
+            occurrences = _rdates(event, span, tz)
             if event.get("RRULE") is not None:
-                rules.append(_yearly(event, first, days, tz, excluded))
+                rules.append(_yearly(event, span, tz, excluded))
             else:
-                occurrences.append((first, days))
-            for start, span in occurrences:
-                if start not in excluded:
-                    dates.update(start + timedelta(days=n) for n in range(span))
+                occurrences.append((_as_date(span.start, span.zone), span.first, span.days))
+            for key, first, days in occurrences:
+                if key not in excluded:
+                    dates.update(first + timedelta(days=n) for n in range(days))
         except (ValueError, TypeError, AttributeError) as exc:
             raise ValueError(f"{path}: event {event.get('UID', '?')}: {exc}") from None
     return dates, rules
@@ -594,20 +672,18 @@ class BusinessCalendar:
         out: set[date] = set()
         for rule in self._yearly:
             seen = 0
-            # spans from occurrences late in the previous year can reach into this one; the years before
-            # matter only to count occurrences towards COUNT
-            first = rule.start.year if rule.count is not None else max(rule.start.year, year - 1)
-            for y in range(first, year + 1):
+            # an occurrence of the two years before can reach into this one (a span of up to 366 days, a
+            # day more in another zone), and one early next year can fall late in this one in the calendar's
+            # zone; the years before matter only to count occurrences towards COUNT
+            first = rule.start.year if rule.count is not None else max(rule.start.year, year - 2)
+            for y in range(first, year + 2):
                 for occurrence in rule.occurrences(y):
                     seen += 1
                     if rule.count is not None and seen > rule.count:
                         break
-                    if occurrence in rule.exdates or y < year - 1:
+                    if occurrence in rule.exdates or y < year - 2:
                         continue
-                    for n in range(rule.days):
-                        d = occurrence + timedelta(days=n)
-                        if d.year == year:
-                            out.add(d)
+                    out.update(d for d in rule.local_days(occurrence, self.timezone) if d.year == year)
         return frozenset(out)
 
     def _day(self, day: date) -> tuple[tuple[datetime, datetime], ...]:
