@@ -124,6 +124,21 @@ def test_replay_reports_bad_lines_and_goes_on(demo: Path) -> None:
     assert {f["ticket_id"] for f in finals} == {"T-1", "T-2"}
 
 
+def test_replay_reads_a_file_that_starts_with_a_byte_order_mark(demo: Path) -> None:
+    events = demo / "bom.jsonl"
+    events.write_bytes(b"\xef\xbb\xbf" + (ROOT / "config" / "demo" / "events.jsonl").read_bytes())
+    res = bridge("replay", str(events), "--json", cwd=demo)
+    assert res.returncode == 0, res.stderr
+    assert {json.loads(line)["ticket_id"] for line in res.stdout.splitlines() if '"final": true' in line} == {
+        "T-1", "T-2", "T-3"}
+
+
+def test_replay_refuses_an_until_out_of_the_clocks_range(demo: Path) -> None:
+    res = bridge("replay", "config/demo/events.jsonl", "--until", "9999-12-31T00:00:00Z", cwd=demo)
+    assert res.returncode == 2
+    assert "--until: '9999-12-31T00:00:00Z' is out of range (years 1900 to 9000)" in res.stderr
+
+
 def test_run_stops_cleanly_on_sigterm(demo: Path) -> None:
     cfg = demo / "config" / "bridge.toml"
     cfg.write_text(cfg.read_text().replace("[bridge]\n", "[bridge]\nhttp_port = 0\n", 1))

@@ -504,3 +504,14 @@ def test_a_wrong_shaped_value_is_named_and_its_event_skipped(line: str, problem:
     assert rp.problems == [problem]
     [final] = [d for d in out if d.get("final") and d["ticket_id"] == "T-1"]
     assert final["priority"] != "high"
+
+
+@pytest.mark.parametrize("when", ["9999-12-31T00:00:00Z", "0001-01-01T00:00:00Z"])
+def test_an_event_dated_out_of_the_clocks_range_is_reported_and_skipped(when: str) -> None:
+    # a follow-up 48 hours after 9999-12-31 would overflow: the line is refused, the other tickets go on
+    lines = [created("T-1", "2026-11-02T09:00:00Z"), created("T-2", when, status="pending"),
+             event("ticket.status", "2026-11-02T10:00:00Z", ticket_id="T-1", status="pending")]
+    out, rp = run(lines, {**CONFIG, "follow_up": {"after": "48h"}}, until=datetime(2026, 11, 5, tzinfo=UTC))
+    assert rp.problems[0] == f"line 2: ticket.created: 'at' '{when}' is out of range (years 1900 to 9000)"
+    assert [d["decision"] for d in out if not d.get("final")] == ["follow_up"]
+    assert [d["ticket_id"] for d in out if d.get("final")] == ["T-1"]

@@ -86,13 +86,16 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     """Replay recorded events through the config on a virtual clock."""
     from bridge.app import App
-    from bridge.replay import Replay, diff, replay_file
+    from bridge.replay import YEARS, Replay, diff, replay_file
 
     loaded = App.from_path(args.config).loaded  # an invalid config is refused, as by bridge run
     try:
         until = parse_time(args.until) if args.until else None
     except ValueError:
         print(f"--until: {args.until!r} is not an ISO 8601 time (e.g. 2026-11-06T00:00:00Z)", file=sys.stderr)
+        return 2
+    if until is not None and not YEARS[0] <= until.year <= YEARS[1]:
+        print(f"--until: {args.until!r} is out of range (years {YEARS[0]} to {YEARS[1]})", file=sys.stderr)
         return 2
     path = Path(args.file)
     if not path.exists():
@@ -109,7 +112,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             print(f"{path}:{p.removeprefix('line ')}", file=sys.stderr)
         return 1 if problems else 0
     rp = Replay(loaded.config, until=until)
-    with path.open(encoding="utf-8", errors="surrogateescape") as fh:  # (a bad line is reported, not fatal)
+    with path.open(encoding="utf-8-sig", errors="surrogateescape") as fh:  # (a bad line is reported; no BOM)
         for row in rp.run(fh):
             print(json.dumps(row, default=str, ensure_ascii=False) if args.json else _decision_line(row))
     for p in rp.problems:

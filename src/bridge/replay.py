@@ -41,6 +41,9 @@ GC_THRESHOLD = 50_000  # young-generation allocations between collections during
 # how long a closed (finalised, dropped) ticket's id is remembered, to name it in later events' problems:
 # bounded by time, not count, so memory follows the ticket rate, not the length of the recording
 CLOSED_MEMORY = timedelta(days=30)
+# the years an event may be dated in: timers run up to ten years past an event and SLA deadlines up to a
+# hundred, so a time near the calendar's ends (a typo, 9999-12-31) would overflow the clock's arithmetic
+YEARS = (1900, 9000)
 EVENT_TYPES = ("ticket.created", "ticket.message", "ticket.status", "ticket.updated", "agent.status")
 _EVENT_TYPES = frozenset(EVENT_TYPES)
 # (tuples, not sets: an event's value may be a list or a dict, which would not hash)
@@ -132,7 +135,7 @@ class Replay:
                 out: list[dict[str, Any]] = []
                 try:
                     self._event(number, event, at, out)
-                except (BridgeError, ValueError, KeyError, TypeError) as exc:
+                except (BridgeError, ValueError, KeyError, TypeError, OverflowError) as exc:
                     yield from out
                     self.problems.append(f"line {number}: {event['type']}: {exc}")
                     continue
@@ -172,9 +175,14 @@ class Replay:
             self.problems.append(f"line {number}: unknown event type {kind!r}")
             return None
         try:
-            event["_at"] = parse_time(event["at"])
-        except (KeyError, ValueError, TypeError, AttributeError):
+            event["_at"] = at = parse_time(event["at"])
+        except (KeyError, ValueError, TypeError, AttributeError, OverflowError):
             self.problems.append(f"line {number}: {kind}: 'at' must be an ISO 8601 time")
+            return None
+        if not YEARS[0] <= at.year <= YEARS[1]:
+            low, high = YEARS
+            self.problems.append(
+                f"line {number}: {kind}: 'at' {event['at']!r} is out of range (years {low} to {high})")
             return None
         text = json.dumps(event, ensure_ascii=False, default=str) if "\\ud" in line or "\\uD" in line else ""
         if text and not _utf8(text):
@@ -491,7 +499,7 @@ def replay_file(
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Replay a JSONL file into a list (for ``--against`` and tests); returns (output, problems)."""
     rp = Replay(config, base_dir=base_dir, host=host, until=until)
-    with path.open(encoding="utf-8", errors="surrogateescape") as fh:  # (a bad line is reported, not fatal)
+    with path.open(encoding="utf-8-sig", errors="surrogateescape") as fh:  # (a bad line is reported; no BOM)
         out = list(rp.run(fh))
     return out, rp.problems
 
