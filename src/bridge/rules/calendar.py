@@ -4,9 +4,10 @@ A calendar is a set of open intervals on the real time line. Each weekday has ze
 local wall-clock times (``"09:00-17:00"``, ``"22:00-24:00"``); each period of each local date is turned into a
 UTC interval through the zone, so daylight saving is exact: a ``09:00-17:00`` day is 8 real hours even on a
 switch day, and a ``00:00-06:00`` day is 5 (spring) or 7 (autumn) real hours when the switch falls inside it.
-A local time that does not exist (spring gap) is read with the offset before the switch, as zoneinfo does; a
-period that comes out empty that way is dropped. Holidays remove every period of a whole local date; they
-come from the ``holidays`` list and from an iCalendar file (see :func:`read_ical` for what it supports).
+A local time that does not exist (spring gap) is read with the offset before the switch, as RFC 5545 (3.3.5),
+zoneinfo and zendesk/biz read it; a period that comes out empty that way is dropped. Holidays remove every
+period of a whole local date; they come from the ``holidays`` list and from an iCalendar file (see
+:func:`read_ical` for what it supports).
 
 Conventions (all inputs must be aware datetimes; every result is UTC):
 
