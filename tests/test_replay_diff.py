@@ -1,10 +1,18 @@
-"""``replay --against`` compares the two runs' outputs as multisets: a repeated decision counts."""
+"""``replay --against`` compares the two runs' outputs as multisets (a repeated decision counts), then says
+why: every rule of each config against each ticket that differs, with what fired when."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 from typing import Any
 
-from bridge.replay import diff
+from bridge.replay import diff, explain_diff
+from bridge.rules.explain import format_explain_diff
+from bridge.settings import Config
 
 NOTE = {"at": "2026-11-02T09:16:00Z", "ticket_id": "T-1", "decision": "notify", "rule": "vip", "to": "ops"}
 TAG = {"at": "2026-11-02T09:15:00Z", "ticket_id": "T-1", "decision": "tag", "rule": "t", "tag": "a/b"}
@@ -20,3 +28,90 @@ def test_a_decision_taken_twice_in_one_run_and_once_in_the_other_is_a_difference
 def test_the_same_multiset_in_another_order_is_no_difference() -> None:
     assert diff([NOTE, TAG, NOTE], [NOTE, NOTE, TAG]) == []
     assert diff([NOTE, NOTE], [NOTE, NOTE, NOTE, TAG]) == [{"diff": "+", **TAG}, {"diff": "+", **NOTE}]
+
+
+def test_the_old_line_comes_before_the_new_one() -> None:
+    final = {"ticket_id": "T-1", "final": True, "sla": {"resolution_due": "2026-11-07T09:00:00Z"}}
+    later = {**final, "sla": {"resolution_due": "2026-11-08T09:00:00Z"}}
+    assert [d["diff"] for d in diff([final], [later])] == ["-", "+"]
+
+
+# ---------------------------------------------------------------- why: every rule under each config
+
+SENTIMENT_RULE = {"name": "angry", "set": "escalation", "then": [{"escalate": "leads"}],
+                  "when": {"all": [{"field": "ticket.sentiment", "lte": -35}]}}
+LINES = [
+    json.dumps({"type": "ticket.created", "at": "2026-11-02T09:00:00Z", "ticket": {
+        "id": "T-1", "subject": "s", "body": "b", "status": "open", "tags": [], "sentiment": -60}}),
+    json.dumps({"type": "ticket.created", "at": "2026-11-02T09:05:00Z", "ticket": {
+        "id": "T-2", "subject": "s", "body": "b", "status": "open", "tags": [], "sentiment": 20}}),
+]
+
+
+def configs() -> tuple[Config, Config]:
+    teams = {"leads": {"members": []}}
+    old = Config(teams=teams, rules=[{**SENTIMENT_RULE, "when": {"all": [
+        {"field": "ticket.sentiment", "lte": -80}]}}], sla=[{"name": "all", "resolution": "5d"}])
+    new = Config(teams=teams, rules=[SENTIMENT_RULE], sla=[{"name": "all", "resolution": "6d"}])
+    return old, new
+
+
+def test_explain_diff_gives_every_rule_of_both_configs_with_what_fired(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(LINES) + "\n")
+    old, new = configs()
+    (why,) = explain_diff(old, new, path, ["T-1"])
+    assert why["ticket_id"] == "T-1"
+    before = {e["rule"]: e for e in why["explain"]["old"]}
+    after = {e["rule"]: e for e in why["explain"]["new"]}
+    assert before["angry"]["matched"] is False and before["angry"]["fired"] == []
+    assert before["angry"]["why_not"] == ["ticket.sentiment is -60, not lte -80"]
+    assert after["angry"]["matched"] is True and after["angry"]["fired"] == ["2026-11-02T09:00:00Z"]
+    assert [leaf["actual"] for leaf in after["angry"]["leaves"]] == [-60]
+    assert before["all"]["budgets"] == {"resolution": "5d"}
+    assert after["all"]["budgets"] == {"resolution": "6d"}
+
+
+def test_the_text_shows_a_rule_alike_under_both_once_and_a_changed_one_twice() -> None:
+    same = {"rule": "r", "set": "routing", "matched": True, "leaves": [], "why_not": [], "fired": []}
+    old = [same, {"rule": "angry", "set": "escalation", "matched": False, "leaves": [],
+                  "why_not": ["ticket.sentiment is -60, not lte -80"], "fired": []},
+           {"rule": "gone", "set": "triggers", "matched": False, "leaves": [], "why_not": [], "fired": []}]
+    new = [same, {"rule": "angry", "set": "escalation", "matched": True, "leaves": [], "why_not": [],
+                  "fired": ["2026-11-02T09:00:00Z"]}]
+    assert format_explain_diff(old, new).splitlines() == [
+        "  ✓ r [routing] — did not fire",
+        "- ✗ angry [escalation] — did not fire",
+        "-     why not: ticket.sentiment is -60, not lte -80",
+        "+ ✓ angry [escalation] — fired at 2026-11-02T09:00:00Z",
+        "- ✗ gone [triggers] — did not fire",
+    ]
+
+
+def test_replay_against_prints_the_differences_then_why(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(LINES) + "\n")
+    (tmp_path / "new.toml").write_text(textwrap.dedent("""\
+        [teams.leads]
+        members = []
+        [[rules]]
+        name = "angry"
+        set = "escalation"
+        when = { all = [{ field = "ticket.sentiment", lte = -35 }] }
+        then = [{ escalate = "leads" }]
+        [[sla]]
+        name = "all"
+        resolution = "6d"
+        """))
+    (tmp_path / "old.toml").write_text((tmp_path / "new.toml").read_text().replace("-35", "-80"))
+    res = subprocess.run([sys.executable, "-m", "bridge.cli", "replay", str(path), "--config", "new.toml",
+                          "--against", "old.toml"], cwd=tmp_path, capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0] == "+ 2026-11-02T09:00:00Z T-1 escalate [angry] to=leads"
+    assert lines[1].startswith("- T-1: final ") and "sla[resolution_due=2026-11-08T09:00:00Z]" in lines[1]
+    assert lines[2].startswith("+ T-1: final ") and "escalations=leads" in lines[2]
+    assert "T-2" not in res.stdout  # alike under both: no difference, no explanation
+    assert "+ ✓ angry [escalation] — fired at 2026-11-02T09:00:00Z" in lines
+    assert "- ✗ angry [escalation] — did not fire" in lines
+    assert "  ✓ all [sla] (applies) — did not fire" in lines

@@ -86,7 +86,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     """Replay recorded events through the config on a virtual clock."""
     from bridge.app import App
-    from bridge.replay import YEARS, Replay, diff, replay_file
+    from bridge.replay import YEARS, Replay, diff, explain_diff, replay_file
+    from bridge.rules.explain import format_explain_diff
 
     loaded = App.from_path(args.config).loaded  # an invalid config is refused, as by bridge run
     try:
@@ -108,6 +109,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
         rows = diff(old, new)
         for row in rows:
             print(json.dumps(row, default=str, ensure_ascii=False) if args.json else _decision_line(row))
+        # then why: every rule of each config against each ticket that differs, with what fired when
+        differing = [str(r["ticket_id"]) for r in rows if r.get("ticket_id") is not None]
+        for why in explain_diff(old_cfg, loaded.config, path, differing, until=until) if differing else []:
+            if args.json:
+                print(json.dumps(why, default=str, ensure_ascii=False))
+                continue
+            print(f"\n{why['ticket_id']}: the rules at its final state, under {args.against} (-) and "
+                  f"{args.config or 'the config'} (+); a rule alike under both is shown once")
+            print(format_explain_diff(why["explain"]["old"], why["explain"]["new"]))
         for p in problems:
             print(f"{path}:{p.removeprefix('line ')}", file=sys.stderr)
         return 1 if problems else 0
@@ -124,10 +134,12 @@ def _decision_line(row: dict[str, Any]) -> str:
     prefix = f"{row['diff']} " if "diff" in row else ""
     if row.get("final"):
         fields = ", ".join(f"{k}={v}" for k, v in row.get("fields", {}).items())
+        sla = ", ".join(f"{k}={v}" for k, v in (row.get("sla") or {}).items() if v is not None)
         return (
             f"{prefix}{row['ticket_id']}: final status={row.get('status')} priority={row.get('priority')} "
             f"assignee={row.get('assignee')} tags={','.join(row.get('tags', []))} fields[{fields}] "
             f"sentiment={row.get('sentiment')} escalations={','.join(row.get('escalations') or [])}"
+            + (f" sla[{sla}]" if sla else "")
         )
     rest = {k: v for k, v in row.items() if k not in ("at", "ticket_id", "decision", "rule", "diff", "key")}
     extra = " ".join(f"{k}={v}" for k, v in rest.items())

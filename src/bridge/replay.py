@@ -75,6 +75,8 @@ class Replay:
     until: datetime | None = None
     problems: list[str] = field(default_factory=list)
     evict_closed: bool = True
+    # ticket ids whose rules are explained at their final state (``--against``): see :attr:`explained`
+    explain: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         self.state = MemoryState(keep_audit=False, keep_outbox=False)
@@ -82,6 +84,7 @@ class Replay:
         self.pipeline = Pipeline(self.config, self.host, run="replay", authority=SYSTEM)
         self.desk = Desk(self.config, base_dir=self.base_dir)
         self.clock: datetime | None = None
+        self.explained: dict[str, list[dict[str, Any]]] = {}  # ticket id -> Desk.explain at its final state
         self._spool = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 - closed in run()
         self._types = self.config.field_types()
         self._agents = {a.email.casefold(): a.email for a in self.config.agents}  # emails match without case
@@ -453,6 +456,8 @@ class Replay:
 
     def final(self, record: Record) -> dict[str, Any]:
         """The final state of one ticket (replay.md)."""
+        if self.explain and record.links.get(SYSTEM, record.id) in self.explain:
+            self.explained[record.links.get(SYSTEM, record.id)] = self.desk.explain(record)
         desk = self.desk.final(record)
         fields = {
             n: to_json(self._types[n], fv.value)
@@ -498,10 +503,59 @@ def replay_file(
     host: PluginHost | None = None,
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Replay a JSONL file into a list (for ``--against`` and tests); returns (output, problems)."""
-    rp = Replay(config, base_dir=base_dir, host=host, until=until)
+    out, rp = _replay_file(config, path, until=until, base_dir=base_dir, host=host)
+    return out, rp.problems
+
+
+def _replay_file(
+    config: Config,
+    path: Path,
+    *,
+    until: datetime | None = None,
+    base_dir: Path | None = None,
+    host: PluginHost | None = None,
+    explain: frozenset[str] = frozenset(),
+) -> tuple[list[dict[str, Any]], Replay]:
+    rp = Replay(config, base_dir=base_dir, host=host, until=until, explain=explain)
     with path.open(encoding="utf-8-sig", errors="surrogateescape") as fh:  # (a bad line is reported; no BOM)
         out = list(rp.run(fh))
-    return out, rp.problems
+    return out, rp
+
+
+def explain_diff(
+    old: Config,
+    new: Config,
+    path: Path,
+    tickets: Iterable[str],
+    *,
+    until: datetime | None = None,
+    base_dir: Path | None = None,
+    host: PluginHost | None = None,
+) -> list[dict[str, Any]]:
+    """Why ``tickets`` (ids whose decisions or final states differ) came out as they did under each config.
+
+    One row per ticket, ``{"ticket_id", "explain": {"old": [...], "new": [...]}}``: every rule and SLA
+    policy of that config against the ticket at its final state (:meth:`Desk.explain`: each condition's
+    value, whether it holds, why not), each with ``fired``, the times its decisions for the ticket were
+    taken in that run (empty: it did not fire). The file is replayed again under both configs, keeping only
+    these tickets' explanations, so memory stays that of a replay.
+    """
+    wanted = frozenset(tickets)
+    sides: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for side, config in (("old", old), ("new", new)):
+        out, rp = _replay_file(config, path, until=until, base_dir=base_dir, host=host, explain=wanted)
+        fired: dict[tuple[str, str], list[str]] = {}
+        for d in out:
+            if "decision" in d and d.get("ticket_id") in wanted:
+                times = fired.setdefault((d["ticket_id"], d.get("rule", "")), [])
+                if str(d["at"]) not in times:
+                    times.append(str(d["at"]))
+        for tid, entries in rp.explained.items():
+            sides.setdefault(tid, {})[side] = [
+                {**e, "fired": fired.get((tid, e["rule"]), [])} for e in entries]
+    order = list(dict.fromkeys(tickets))
+    return [{"ticket_id": tid, "explain": {"old": sides.get(tid, {}).get("old", []),
+                                           "new": sides.get(tid, {}).get("new", [])}} for tid in order]
 
 
 def _utf8(text: str) -> bool:
@@ -536,5 +590,5 @@ def diff(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str,
 
     out = [{"diff": "-", **d} for d in beyond(old, new)]
     out += [{"diff": "+", **d} for d in beyond(new, old)]
-    out.sort(key=lambda d: (str(d.get("at") or "~"), str(d.get("ticket_id")), d["diff"]))
+    out.sort(key=lambda d: (str(d.get("at") or "~"), str(d.get("ticket_id")), d["diff"] != "-"))
     return out

@@ -600,6 +600,7 @@ class _Ticket:
 
 
 Timer = tuple[datetime, int, str, str]
+_BUDGETS = ("first_response", "next_response", "resolution", "acknowledgement", "warn_before")
 
 
 class Desk:
@@ -826,8 +827,11 @@ class Desk:
         from bridge.rules.explain import explain_policies, explain_rules
 
         ctx = Context(ticket)
-        return explain_rules(self.rules, ctx) + explain_policies(
-            [(p.name, cond) for p, cond, _cal in self._policies], ctx)
+        policies = explain_policies([(p.name, cond) for p, cond, _cal in self._policies], ctx)
+        for entry, (p, _cond, _cal) in zip(policies, self._policies, strict=True):
+            entry["budgets"] = {k: v for k in _BUDGETS if (v := getattr(p, k))}
+            entry["calendar"] = p.calendar
+        return explain_rules(self.rules, ctx) + policies
 
     def forget(self, ticket_id: str) -> None:
         """Drop a ticket's state (after its final state was emitted): memory stays flat over long replays."""

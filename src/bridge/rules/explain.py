@@ -158,22 +158,57 @@ def explain_policies(policies: Sequence[tuple[str, Condition]], ctx: Context) ->
 
 def format_explain(entries: Sequence[dict[str, Any]]) -> str:
     """The entries as text, one block per rule: a mark, name and set, then each leaf or the reasons."""
-    lines = []
-    for e in entries:
-        mark = {True: "✓", False: "✗", None: "?"}[e["matched"]]
-        extra = " (applies)" if e.get("chosen") else ""
-        lines.append(f"{mark} {e['rule']} [{e['set']}]{extra}")
-        for leaf in e["leaves"]:
-            if leaf.get("event"):
-                lines.append(f"    n/a {leaf['field']} {leaf['op']} {leaf['expected']!r}: about an event, "
-                             f"not the ticket at rest (now {leaf['actual']!r})")
-                continue
-            ok = "yes" if leaf["result"] else "no "
-            lines.append(f"    {ok} {leaf['field']} {leaf['op']} {leaf['expected']!r}: {leaf['actual']!r}")
-        lines.extend(f"    why not: {reason}" for reason in e["why_not"])
-        if e.get("on_event"):
-            lines.append(f"    holds only in an event where: {'; '.join(e['on_event'])}")
+    return "\n".join(line for e in entries for line in _entry_lines(e))
+
+
+def _entry_lines(e: dict[str, Any]) -> list[str]:
+    mark = {True: "✓", False: "✗", None: "?"}[e["matched"]]
+    extra = " (applies)" if e.get("chosen") else ""
+    if "fired" in e:
+        extra += f" — fired at {', '.join(e['fired'])}" if e["fired"] else " — did not fire"
+    lines = [f"{mark} {e['rule']} [{e['set']}]{extra}"]
+    if e.get("budgets"):
+        budgets = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in e["budgets"].items())
+        lines.append(f"    {budgets}; {'calendar ' + e['calendar'] if e.get('calendar') else 'wall clock'}")
+    for leaf in e["leaves"]:
+        if leaf.get("event"):
+            lines.append(f"    n/a {leaf['field']} {leaf['op']} {leaf['expected']!r}: about an event, "
+                         f"not the ticket at rest (now {leaf['actual']!r})")
+            continue
+        ok = "yes" if leaf["result"] else "no "
+        lines.append(f"    {ok} {leaf['field']} {leaf['op']} {leaf['expected']!r}: {leaf['actual']!r}")
+    lines.extend(f"    why not: {reason}" for reason in e["why_not"])
+    if e.get("on_event"):
+        lines.append(f"    holds only in an event where: {'; '.join(e['on_event'])}")
+    return lines
+
+
+def format_explain_diff(old: Sequence[dict[str, Any]], new: Sequence[dict[str, Any]]) -> str:
+    """Two configs' entries for one ticket as text: a rule alike under both once (indented), else its
+    old block marked ``-`` and its new one ``+``; in the new config's order, then those only the old has."""
+    olds = {(e["set"] == "sla", e["rule"]): e for e in old}
+    news = {(e["set"] == "sla", e["rule"]) for e in new}
+    lines: list[str] = []
+    for e in new:
+        before = olds.get((e["set"] == "sla", e["rule"]))
+        if before == e:
+            lines += [f"  {line}" for line in _entry_lines(e)]
+            continue
+        if before is not None:
+            lines += [f"- {line}" for line in _entry_lines(before)]
+        lines += [f"+ {line}" for line in _entry_lines(e)]
+    for e in old:
+        if (e["set"] == "sla", e["rule"]) not in news:
+            lines += [f"- {line}" for line in _entry_lines(e)]
     return "\n".join(lines)
 
 
-__all__ = ["EVENT_OPS", "explain_policies", "explain_rules", "format_explain", "leaf_dict", "settle"]
+__all__ = [
+    "EVENT_OPS",
+    "explain_policies",
+    "explain_rules",
+    "format_explain",
+    "format_explain_diff",
+    "leaf_dict",
+    "settle",
+]
