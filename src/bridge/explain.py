@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from bridge.fields import to_json
-from bridge.model import Record, format_time
+from bridge.model import BRIDGE, Record, format_time
 
 if TYPE_CHECKING:
     from bridge.app import App
@@ -111,15 +111,36 @@ def _when(value: Any) -> str:
 
 
 def _history_line(h: dict[str, Any]) -> str:
-    after = h.get("after")
-    if h.get("kind") == "decision" and isinstance(after, dict) and "decision" in after:
-        what = {k: v for k, v in after.items() if k not in ("at", "ticket_id", "decision", "rule", "key")}
-        return f"{_when(h.get('at'))} decision {after['decision']} ({h.get('rule')}) {what}"
+    decided = _decision(h)
+    if decided is not None:
+        at, kind, what = decided
+        return f"{_when(at)} decision {kind} ({h.get('rule')}) {what}"
     tail = f" -> {h.get('response')}" if h.get("response") else ""
     return (
-        f"{_when(h.get('at'))} {h.get('kind')}: {h.get('before')!r} -> {after!r} "
+        f"{_when(h.get('at'))} {h.get('kind')}: {h.get('before')!r} -> {h.get('after')!r} "
         f"from {h.get('origin')} ({h.get('rule')}){tail}"
     )
+
+
+def _decision(h: dict[str, Any]) -> tuple[Any, str, dict[str, Any]] | None:
+    """``(when it took effect, kind, what it says)`` of a rules decision's audit row, or None for another row.
+
+    The row's own time is when it was recorded: a timer the Desk fired on a later change is recorded with
+    that change, days after it fell due, so the decision's own time is the one shown.
+    """
+    after = h.get("after")
+    if h.get("kind") != "decision" or not isinstance(after, dict):
+        return None
+    if "decision" in after:  # a change's decisions (Decision.as_dict): the time and kind are in the row
+        what = {k: v for k, v in after.items() if k not in _DECISION_KEYS}
+        return after.get("at") or h.get("at"), str(after["decision"]), what
+    if h.get("origin") == BRIDGE and isinstance(h.get("response"), str):
+        # a decision of the rules job (timers) or of an agent's status: dated when due, its kind as response
+        return h.get("at"), str(h["response"]), {k: v for k, v in after.items() if k != "key"}
+    return None  # a value a system sent that was refused, an ambiguous change
+
+
+_DECISION_KEYS = ("at", "ticket_id", "decision", "rule", "key")  # told by the line itself, or internal
 
 
 def format_explain(data: dict[str, Any]) -> str:
