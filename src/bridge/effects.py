@@ -16,6 +16,7 @@ from typing import Any
 
 from bridge.connector import Connector
 from bridge.model import Decision, Record, Write, format_time
+from bridge.ownership import Shadow
 from bridge.settings import Config
 from bridge.state import State
 
@@ -132,13 +133,17 @@ def queue_effects(
     run: str,
     audit: bool = True,
     writable: Collection[str] | None = None,
-    on_queued: Callable[[Decision, Write], None] | None = None,
+    on_queued: Callable[[Decision, Write, dict[str, Any]], None] | None = None,
+    held: Held | None = None,
 ) -> list[Write]:
     """Queue each side effect once (auditing every decision unless the caller did); returns the writes.
 
-    ``on_queued`` hears of each write with the decision behind it (the pipeline plans them for a dry run).
+    ``on_queued`` hears of each write with the decision behind it and the value its system held of each
+    field it writes (the pipeline plans them for a dry run): as ``held`` tells, by default ``record`` now.
     """
     queued: list[Write] = []
+    if on_queued is not None and held is None:
+        held = Held(state, config, record)
     for decision in decisions:
         key = decision.detail.get("key")
         if audit:
@@ -163,9 +168,45 @@ def queue_effects(
             write = _effect_write(config, system, record, fields, str(key))
             state.enqueue(write, now)
             queued.append(write)
-            if on_queued is not None:
-                on_queued(decision, write)
+            if on_queued is not None and held is not None:
+                on_queued(decision, write, held.replaced(system, fields))
     return queued
+
+
+class Held:
+    """What the systems of one ticket hold of the fields its side effects write, as far as bridge knows (a
+    dry run's plan shows it as each write's old value).
+
+    That is the ticket's attributes and tags as stored or just pulled (copied: the Desk changes a ticket in
+    place), and for a declared field its shadow; a write planned since counts as held.
+    """
+
+    def __init__(self, state: State, config: Config, record: Record) -> None:
+        """What ``record`` holds now; build it before the Desk acts on the ticket."""
+        self.state, self.config = state, config
+        self.record_id, self.kind = record.id, record.kind
+        self.attrs = dict(record.attrs)
+        self.tags = list(record.tags)
+        self.planned: dict[tuple[str, str], Any] = {}
+
+    def replaced(self, system: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """The value ``system`` holds of each of ``fields`` (its own names) before they are written to it;
+        from then on they count as held."""
+        declared = self.config.remote_to_field(system, self.kind)
+        out = {name: self._held(system, name, declared.get(name)) for name in fields}
+        for name, value in fields.items():
+            self.planned[system, name] = value
+        return out
+
+    def _held(self, system: str, name: str, declared: str | None) -> Any:
+        if declared is None and name in EVENT_FIELDS:
+            return None  # an event (an escalation, a follow-up ...) replaces nothing
+        if (system, name) in self.planned:
+            return self.planned[system, name]
+        if declared is not None:
+            known, value = Shadow.load(self.state.shadow(self.record_id, declared, system)).projected()
+            return value if known else None
+        return list(self.tags) if name == "tags" else self.attrs.get(name)
 
 
 def _effect_write(config: Config, system: str, record: Record, fields: dict[str, Any], key: str) -> Write:
@@ -212,23 +253,29 @@ def apply_touched(
     current: Record | None = None,
     audit: bool = True,
     writable: Collection[str] | None = None,
-    on_queued: Callable[[Decision, Write], None] | None = None,
+    on_queued: Callable[[Decision, Write, dict[str, Any]], None] | None = None,
+    held: Held | None = None,
 ) -> list[Write]:
     """Queue the effects of the Desk's decisions against the tickets they are about; returns the writes.
 
     ``touched`` pairs each ticket as the Desk left it with its decisions. ``current`` (the ticket being
     processed, which the caller saves) takes its decisions as is; any other ticket is loaded from ``state``,
     given the attributes these decisions set on it (:func:`decided_attrs`) and saved. A ticket ``state`` does
-    not hold is skipped.
+    not hold is skipped. ``on_queued`` hears of each write (see :func:`queue_effects`) with what the systems
+    held: of ``current``, ``held`` (taken before the Desk changed it); of another ticket, as stored.
     """
     queued: list[Write] = []
     for seen, decisions in touched:
+        before = None
         if current is not None and seen.id == current.id:
             target = current
+            before = held
         else:
             stored = state.load(seen.id)
             if stored is None:
                 continue
+            if on_queued is not None:
+                before = Held(state, config, stored)  # (before the decisions' attributes are copied in)
             if stored is not seen:
                 # only what these decisions changed: the Desk's copy may be older than the store in the rest
                 # (a change another replica took in, which the leader's catch-up has not fed yet)
@@ -238,6 +285,7 @@ def apply_touched(
             state.save(stored, now)
             target = stored
         queued += queue_effects(
-            state, config, target, decisions, now, run, audit=audit, writable=writable, on_queued=on_queued
+            state, config, target, decisions, now, run, audit=audit, writable=writable, on_queued=on_queued,
+            held=before,
         )
     return queued

@@ -17,13 +17,13 @@ from __future__ import annotations
 import itertools
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from bridge import classify, identity
-from bridge.effects import apply_touched, writable_systems
+from bridge.effects import Held, apply_touched, effect_writes, writable_systems
 from bridge.errors import FieldValueError, IdentityError
 from bridge.fields import FieldType, adds_nothing, coerce, equal, merge, to_json
 from bridge.model import (
@@ -425,6 +425,7 @@ class Pipeline:
             # the ticket as stored now; but a close that a later change (caught up, or marked as taken)
             # reopened is still a close for the rules, final as when the leader takes both changes itself
             seen = record
+            held = Held(state, self.config, record) if self.writable else None  # (before the Desk acts)
             status = change.attrs.get("status")
             if status == "closed" and record.attrs.get("status") != "closed":
                 # (tags and fields shared: what the rules set lands on the record; attributes copied back)
@@ -438,7 +439,7 @@ class Pipeline:
             if seen is not record:
                 record.attrs.update((k, v) for k, v in seen.attrs.items() if k != "status")
                 touched = [(record if r is seen else r, ds) for r, ds in touched]
-            out.writes += self._apply(state, touched, now, record, out.plan)
+            out.writes += self._apply(state, touched, now, record, out.plan, held)
             out.decisions += [d for _r, ds in touched for d in ds]
             state.save(record, now)
         dstate.set_desk_time(change_id, out.desk_at or desk_at)
@@ -742,6 +743,7 @@ class Pipeline:
         if self.host is None:
             return
         touched: Touched = []
+        held = Held(state, self.config, record) if self.writable else None  # (the Desk changes it in place)
         if desk is not None:
             try:
                 out.desk_at, touched = desk.on_change(self._desk_state(state), record, change, out.created,
@@ -763,26 +765,33 @@ class Pipeline:
                     if other is not None:
                         touched.append((other, [d]))
         if touched:
-            out.writes += self._apply(state, touched, now, record, out.plan)
+            out.writes += self._apply(state, touched, now, record, out.plan, held)
             out.decisions.extend(d for _r, ds in touched for d in ds)
 
     def _apply(
-        self, state: State, touched: Touched, now: datetime, current: Record | None, plan: list[PlannedWrite]
+        self,
+        state: State,
+        touched: Touched,
+        now: datetime,
+        current: Record | None,
+        plan: list[PlannedWrite],
+        held: Held | None = None,
     ) -> list[Write]:
-        """Queue the effects of rule decisions, each against the ticket it is about (see apply_touched)."""
+        """Queue the effects of rule decisions, each against the ticket it is about (see apply_touched);
+        ``held``: what ``current``'s systems held before the Desk changed it."""
 
-        def planned(decision: Decision, write: Write) -> None:
+        def planned(decision: Decision, write: Write, old: dict[str, Any]) -> None:
             rule = f"rule {decision.rule}"
             ref = ""
             if current is None or write.record_id != current.id:  # (the change's own ref is set later)
                 ref = f"{write.system}:{write.external_id}" if write.external_id else write.record_id
-            plan.extend(PlannedWrite(write.record_id, write.system, name, None, value, rule, ref)
+            plan.extend(PlannedWrite(write.record_id, write.system, name, old.get(name), value, rule, ref)
                         for name, value in write.fields.items())
 
         # side effects are queued in this transaction, each once (their keys are claimed with them)
         return apply_touched(
             state, self.config, touched, now, self.run, current=current, audit=False,
-            writable=self.writable, on_queued=planned,
+            writable=self.writable, on_queued=planned, held=held,
         )
 
     # ------------------------------------------------------------------ outbox
@@ -870,6 +879,25 @@ class Pipeline:
 
 _MISSING = object()
 _MEMO_MAX = 4096
+
+
+def plan_effects(
+    state: State, config: Config, touched: Touched, writable: Collection[str] | None = None
+) -> list[PlannedWrite]:
+    """What the decisions in ``touched`` would write (a dry run's timers: nothing is queued), each field with
+    the value its system holds as far as ``state`` knows (the ticket as stored, a declared field's shadow)."""
+    out: list[PlannedWrite] = []
+    for record, decisions in touched:
+        stored = state.load(record.id)
+        held = Held(state, config, stored if stored is not None else record)
+        for d in decisions:
+            for system, fields in effect_writes(config, record, d, writable):
+                external = record.links.get(system)
+                ref = f"{system}:{external}" if external else ""
+                old = held.replaced(system, fields)
+                out.extend(PlannedWrite(record.id, system, name, old[name], value, f"rule {d.rule}", ref)
+                           for name, value in fields.items())
+    return out
 
 
 def _unique(items: Iterable[str]) -> list[str]:
