@@ -130,7 +130,7 @@ def test_deadletter_list_when_there_are_none(synced: Path) -> None:
     assert json.loads(res.stdout) == []
 
 
-def test_replay_against_prints_only_the_differing_decisions(demo: Path) -> None:
+def test_replay_against_prints_only_the_differing_decisions_then_why(demo: Path) -> None:
     cfg = demo / "config" / "bridge.toml"
     text = cfg.read_text()
     assert 'field = "ticket.sentiment", lte = -35' in text
@@ -139,15 +139,27 @@ def test_replay_against_prints_only_the_differing_decisions(demo: Path) -> None:
 
     res = bridge("replay", events, "--against", "old.toml", cwd=demo)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert res.stdout.splitlines() == [
+    lines = res.stdout.splitlines()
+    assert lines[:5] == [
         "- 2026-11-02T09:15:00Z T-1 escalate [enterprise-negative-sentiment] to=team-leads",
         "- 2026-11-02T09:15:00Z T-1 set_field [enterprise-negative-sentiment] field=priority value=urgent",
         "+ 2026-11-02T10:30:00Z T-1 escalate [enterprise-negative-sentiment] to=team-leads",
         "+ 2026-11-02T10:30:00Z T-1 set_field [enterprise-negative-sentiment] field=priority value=urgent",
+        "",
     ]
+    assert lines[5].startswith("T-1: the rules at its final state, under old.toml (-)")
+    # the rule that differs, old then new, each with when it fired; one alike under both, once
+    assert lines.index("- ✓ enterprise-negative-sentiment [escalation] — fired at 2026-11-02T09:15:00Z") < (
+        lines.index("+ ✓ enterprise-negative-sentiment [escalation] — fired at 2026-11-02T10:30:00Z"))
+    assert "-     yes ticket.sentiment lte -10: -60" in lines
+    assert "+     yes ticket.sentiment lte -35: -60" in lines
+    assert "  ✓ billing-to-billing-team [routing] — fired at 2026-11-02T09:15:00Z" in lines
 
     res = bridge("replay", events, "--against", "old.toml", "--json", cwd=demo)
-    diff = [json.loads(line) for line in res.stdout.splitlines()]
+    rows = [json.loads(line) for line in res.stdout.splitlines()]
+    diff = [r for r in rows if "diff" in r]
+    (why,) = [r for r in rows if "explain" in r]
+    assert why["ticket_id"] == "T-1" and {"old", "new"} == set(why["explain"])
     assert [(d["diff"], d["at"], d["decision"]) for d in diff] == [
         ("-", "2026-11-02T09:15:00Z", "escalate"),
         ("-", "2026-11-02T09:15:00Z", "set_field"),
