@@ -7,8 +7,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from bridge.app import App
 from bridge.model import Change, utcnow
 from bridge.pipeline import Outcome, Pipeline, plan_effects
@@ -87,7 +85,6 @@ def test_the_timers_a_dry_run_fires_are_planned_over_the_ticket_as_stored(tmp_pa
     ]
 
 
-@pytest.mark.xfail(strict=True, reason="scheduler._timers_planned does not call pipeline.plan_effects yet")
 def test_sync_dry_run_plans_a_due_auto_close_over_the_status_pulled(tmp_path: Path) -> None:
     at = utcnow() - timedelta(days=8)
     app = make_app(tmp_path, auto_close={"after": "7d"})

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from bridge.durations import parse_duration
-from bridge.effects import apply_touched, effect_writes, writable_systems
+from bridge.effects import apply_touched, writable_systems
 from bridge.model import AGENT_STATUSES, Change, Record, Write, format_time, parse_time, utcnow
-from bridge.pipeline import DESK_PLUGIN, SEEN, DeskState, Pipeline, PlannedWrite
+from bridge.pipeline import DESK_PLUGIN, SEEN, DeskState, Pipeline, PlannedWrite, plan_effects
 from bridge.rules.engine import Desk
 from bridge.rules.live import (
     AGENT_KIND,
@@ -447,17 +447,9 @@ def _rolled_back(store: Store) -> Iterator[Tx]:
 def _timers_planned(app: App, live: LiveRules) -> list[PlannedWrite]:
     """What the timers due now would write (a dry run: the Desk is this process's own and is dropped)."""
     writable = writable_systems(app.config, app.host.connectors())
-    out: list[PlannedWrite] = []
     with _rolled_back(app.store) as tx:
         _handled, touched = live.tick(tx, utcnow())
-    for record, decisions in touched:
-        for d in decisions:
-            for system, fields in effect_writes(app.config, record, d, writable):
-                external = record.links.get(system)
-                ref = f"{system}:{external}" if external else ""
-                out.extend(PlannedWrite(record.id, system, name, None, value, f"rule {d.rule}", ref)
-                           for name, value in fields.items())
-    return out
+        return plan_effects(tx, app.config, touched, writable)
 
 
 def run_job(app: App, job: Job, totals: Totals) -> None:
