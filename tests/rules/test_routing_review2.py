@@ -5,7 +5,10 @@ rules see an assignment made by routing or the queue in the event that made it."
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
+
+import pytest
 
 from bridge.replay import Replay
 from bridge.settings import Config
@@ -168,3 +171,25 @@ def test_rules_see_the_queues_assignment_when_an_agent_comes_back() -> None:
         (at("09:10"), "T1", "tag", "assignee-changed", "op/moved"),
         (at("09:10"), "T1", "tag", "to-alice", "op/alice"),
     ]
+
+
+@pytest.mark.parametrize("queued", [False, True])
+def test_a_status_a_rule_sets_on_routings_assignment_is_taken_at_once(queued: bool) -> None:
+    # assigned to the bot's seat, the ticket waits on the customer: its follow-up is armed then, not at the
+    # ticket's next event (which may never come)
+    config = {
+        "rules": [{"name": "bot-waits", "set": "triggers", "when": {"field": "ticket.assignee", "eq": ALICE},
+                   "then": [{"set": {"status": "pending"}}]}],
+        "agents": [{"email": ALICE, "capacity": 1}],
+        "follow_up": {"after": "1h"},
+    }
+    lines = [created("T1", at("09:00"))]
+    if queued:  # T2 waits for alice's seat, which T1's resolve frees
+        lines += [created("T2", at("09:01")),
+                  event("ticket.status", at("09:05"), ticket_id="T1", status="resolved")]
+    rp = Replay(Config(**config), until=datetime(2026, 11, 2, 12, tzinfo=UTC))
+    out = list(rp.run(lines))
+    assert rp.problems == []
+    follow = [(d["at"], d["ticket_id"]) for d in out if d.get("decision") == "follow_up"]
+    # (T1, resolved at 09:05 when T2 waits for its seat, has no reminder)
+    assert follow == ([(at("10:05"), "T2")] if queued else [(at("10:00"), "T1")])

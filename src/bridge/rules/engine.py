@@ -600,6 +600,7 @@ class _Ticket:
 
 
 Timer = tuple[datetime, int, str, str]
+_NO_EVENT: Mapping[str, Any] = {}
 _BUDGETS = ("first_response", "next_response", "resolution", "acknowledgement", "warn_before")
 
 
@@ -742,8 +743,11 @@ class Desk:
         if self._routed:
             # routing assigned it in this event: the rules see that as the same event's change
             self._routed.clear()
+            n = len(out)
             self._run_rules(st, ctx, at, out, again=True)
             self._routed.clear()
+            if len(out) > n:
+                self._status(st, str(ticket.attrs.get("status") or "open"), at, out)  # a status they set
         if self._policies:
             self._clocks(st, ctx, event, at)
         if self._freed:
@@ -1102,16 +1106,25 @@ class Desk:
                     if id(st) in done or self._tickets.get(rec.id) is not st:
                         continue
                     done.add(id(st))
+                    n = len(out)
                     if self._event is not None and self._event[0] is st:
-                        self._run_rules(st, self._event[1], at, out, again=True)
-                        continue
-                    previous: dict[str, Any] = {}
-                    if self.reads_previous:
-                        previous = path_values(rec)
-                        previous.pop("ticket.assignee", None)
-                        if st.moved_from:
-                            previous["ticket.assignee"] = st.moved_from
-                    self._run_rules(st, Context(rec, previous), at, out)
+                        ctx = self._event[1]
+                        self._run_rules(st, ctx, at, out, again=True)
+                    else:
+                        previous: dict[str, Any] = {}
+                        if self.reads_previous:
+                            previous = path_values(rec)
+                            previous.pop("ticket.assignee", None)
+                            if st.moved_from:
+                                previous["ticket.assignee"] = st.moved_from
+                        ctx = Context(rec, previous)
+                        self._run_rules(st, ctx, at, out)
+                    if len(out) > n:
+                        # what they did lands as an event's changes do: a status they set is taken (a seat it
+                        # frees is served below), the SLA policy is chosen afresh (a priority they set)
+                        self._status(st, str(rec.attrs.get("status") or "open"), at, out)
+                        if self._policies:
+                            self._clocks(st, ctx, _NO_EVENT, at)
                 self._routed.clear()  # (what the rules assigned, they saw)
                 if not self._freed:
                     break
