@@ -244,6 +244,27 @@ def decided_attrs(decisions: Iterable[Decision]) -> set[str]:
     return out
 
 
+def copy_decided(stored: Record, seen: Record, decisions: Iterable[Decision]) -> None:
+    """Give ``stored`` what ``decisions`` changed on the Desk's copy ``seen`` of the ticket, and nothing else:
+    the attributes they set (:func:`decided_attrs`), each tag they added or removed, each declared field
+    they set (a rule that fired when the queue assigned the ticket in another ticket's change)."""
+    for attr in decided_attrs(decisions):
+        if attr in seen.attrs:
+            stored.attrs[attr] = seen.attrs[attr]
+    for d in decisions:
+        if d.decision == "tag":
+            tag = str(d.detail.get("tag"))
+            if d.detail.get("removed"):
+                if tag in stored.tags:
+                    stored.tags.remove(tag)
+            elif tag not in stored.tags:
+                stored.tags.append(tag)
+        elif d.decision == "set_field":
+            name = str(d.detail.get("field"))
+            if name not in DESK_ATTRS and name in seen.fields:
+                stored.fields[name] = seen.fields[name]
+
+
 def apply_touched(
     state: State,
     config: Config,
@@ -260,7 +281,7 @@ def apply_touched(
 
     ``touched`` pairs each ticket as the Desk left it with its decisions. ``current`` (the ticket being
     processed, which the caller saves) takes its decisions as is; any other ticket is loaded from ``state``,
-    given the attributes these decisions set on it (:func:`decided_attrs`) and saved. A ticket ``state`` does
+    given what these decisions set on it (:func:`copy_decided`) and saved. A ticket ``state`` does
     not hold is skipped. ``on_queued`` hears of each write (see :func:`queue_effects`) with what the systems
     held: of ``current``, ``held`` (taken before the Desk changed it); of another ticket, as stored.
     """
@@ -279,9 +300,7 @@ def apply_touched(
             if stored is not seen:
                 # only what these decisions changed: the Desk's copy may be older than the store in the rest
                 # (a change another replica took in, which the leader's catch-up has not fed yet)
-                for attr in decided_attrs(decisions):
-                    if attr in seen.attrs:
-                        stored.attrs[attr] = seen.attrs[attr]
+                copy_decided(stored, seen, decisions)
             state.save(stored, now)
             target = stored
         queued += queue_effects(

@@ -415,7 +415,7 @@ class Pipeline:
         writes = self._apply(state, touched, now, None, plan)
         found = state.load(record_id)
         gone = found is None
-        record = self._typed(found) if found is not None else Record(record_id, "ticket")  # as timers left it
+        record = self.typed(found) if found is not None else Record(record_id, "ticket")  # as timers left it
         out = Outcome(record, [d for _r, ds in touched for d in ds], writes, plan, desk_at=desk_at)
         if change.deleted:
             desk.forget(dstate, record_id)  # as the other replica's pipeline did: it leaves the rules
@@ -450,9 +450,9 @@ class Pipeline:
 
     def _load(self, state: State, rid: str, kind: str) -> Record:
         found = state.load(rid)
-        return self._typed(found) if found is not None else Record(rid, kind)
+        return self.typed(found) if found is not None else Record(rid, kind)
 
-    def _typed(self, record: Record) -> Record:
+    def typed(self, record: Record) -> Record:
         """``record`` with its declared fields' values coerced (the store keeps JSON)."""
         for name, fv in record.fields.items():
             ft = self.types.get(name)

@@ -217,7 +217,7 @@ def rules_history(state: DeskState) -> History:
     for r in tx.records("ticket"):
         if r.attrs.get("status") != "closed":
             open_links[r.id] = dict(r.links)
-            assignees.append(Assignee(r.id, r.attrs.get("assignee") or None))
+            assignees.append(Assignee(r.id, r.attrs.get("assignee") or None, r))
             continue
         seen = [parse_time(v) for v in (r.attrs.get(SEEN) or {}).values() if isinstance(v, str)]
         if seen:
@@ -247,12 +247,13 @@ def rules_history(state: DeskState) -> History:
     history += assignees  # last: what the store holds now
     # round robin's order: each agent's last assignment kept, least recent first (with no change of an open
     # ticket to date the window by, every assignment kept counts)
-    last: dict[str, datetime] = {}
-    for key, at in tx.effect_keys("assign", None if newest is None else newest - CLOSED_MEMORY):
+    last: dict[str, int] = {}  # agent -> place of their last assignment, in the order they took effect
+    since = None if newest is None else newest - CLOSED_MEMORY
+    for n, (key, _at) in enumerate(tx.effect_keys("assign", since)):
         agent = Desk.assigned_agent(key).casefold()
-        if agent and (agent not in last or at > last[agent]):
-            last[agent] = at
-    history.append(Rotation(tuple(sorted(last, key=lambda a: (last[a], a)))))
+        if agent:
+            last[agent] = n
+    history.append(Rotation(tuple(sorted(last, key=last.__getitem__))))
     handled = tx.cursor(RULES_CURSOR[0], RULES_CURSOR[1])
     return history, parse_time(handled) if handled else None
 

@@ -1359,6 +1359,27 @@ class Desk:
             st.snap = self._read(ctx)
         return True
 
+    def take_stored(self, ticket_id: str, stored: Record) -> None:
+        """Take the tags, declared fields, priority, team and escalations of a ticket as the store holds them
+        (after :meth:`hold_as` moved it: a rebuild's own routing made its rules decide otherwise); what the
+        rules held is taken afresh, silently."""
+        st = self._tickets.get(ticket_id)
+        if st is None:
+            return
+        rec = st.record
+        rec.tags[:] = stored.tags
+        rec.fields.clear()
+        rec.fields.update(stored.fields)
+        for attr in ("priority", "team", "escalations"):
+            if attr in stored.attrs:
+                rec.attrs[attr] = stored.attrs[attr]
+            else:
+                rec.attrs.pop(attr, None)
+        if self.rules:
+            ctx = Context(rec, {})
+            st.holding = sum(1 << i for i, test in enumerate(self._tests) if test(ctx))
+            st.snap = self._read(ctx)
+
     def hush(self, ticket_id: str) -> None:
         """Let no timer of this ticket fire (SLA, follow-up, auto-close) until its next change sets them
         again: history from before the rules ran, which a rebuilt Desk must not act on."""

@@ -89,6 +89,7 @@ class Assignee(NamedTuple):
 
     record_id: str
     assignee: str | None
+    stored: Record | None = None  # the ticket as stored: what a rebuild that routed it otherwise takes
 
 
 class Closed(NamedTuple):
@@ -314,12 +315,15 @@ class LiveRules:
             pipeline = Pipeline(self.config, None, run="rebuild")
             fed = 0
             held: dict[str, str | None] = {}
+            kept: dict[str, Record] = {}
             taken: set[str] = set()  # tickets a live Desk took a change of (not history)
             rotation: tuple[str, ...] = ()
             settle = partial(self._settle, None)
             for item in history:
                 if isinstance(item, Assignee):
                     held[item.record_id] = item.assignee
+                    if item.stored is not None:
+                        kept[item.record_id] = item.stored
                     continue
                 if isinstance(item, Closed):
                     self._dropped.note(item.record_id, item.at)
@@ -386,7 +390,14 @@ class LiveRules:
             changed = False
             for rid in list(self.records):
                 if rid in held:  # (a history without the store's assignees, a test's, leaves the Desk's)
-                    changed |= self.desk.hold_as(rid, held[rid], wait=rid in taken)
+                    moved = self.desk.hold_as(rid, held[rid], wait=rid in taken)
+                    if moved and rid in kept:
+                        # what the rebuild's own routing made its rules do (a tag for the agent it chose) the
+                        # store never got: the ticket is taken as stored
+                        self.desk.take_stored(rid, pipeline.typed(kept[rid]))
+                    if moved and rid in self._previous:
+                        self._previous[rid] = path_values(self.records[rid])  # as the store has it
+                    changed |= moved
                     if rid not in taken:
                         self.desk.hush(rid)  # history: its timers wait for its next change
             for agent in rotation:  # round robin's order as the live Desk left it (least recent first)
@@ -481,6 +492,10 @@ class LiveRules:
             rec = current if current is not None and rid == current.id else self.records.get(rid)
             if rec is not None:
                 out.append((rec, ds))
+                if rec is not current and rid in self._previous:
+                    # changed outside its own change (the queue gave it a seat, a timer fired): its next
+                    # change is compared with it as it is now, or a rule would see this change twice
+                    self._previous[rid] = path_values(rec)
         for rec in [r for r, _ds in out] + ([current] if current is not None else []):
             if rec.attrs.get("status") == "closed":
                 self._drop(rec.id, state)

@@ -202,5 +202,7 @@ effects = sa.Table(
     sa.Column("record_id", sa.String(), nullable=False),
     sa.Column("decision", sa.String(), nullable=False),
     sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Column("seq", sa.BigInteger(), nullable=True),  # the order of the claims (None: before 0004)
     sa.Index(None, "record_id"),
+    sa.Index("ix_effects_seq", "seq"),
 )

@@ -533,18 +533,26 @@ class Tx:
         dialect = postgresql if self._pg else sqlite
         stmt = (
             dialect.insert(t.effects)
-            .values(key=key, record_id=record_id, decision=decision, at=at)
+            .values(key=key, record_id=record_id, decision=decision, at=at, seq=self._next_seq())
             .on_conflict_do_nothing(index_elements=["key"])
             .returning(t.effects.c.key)
         )
         # RETURNING, not rowcount: psycopg reports a row for a skipped conflict on some versions
         return self.conn.execute(stmt).scalar() is not None
 
+    def _next_seq(self) -> sa.ScalarSelect[Any]:
+        # one more than the highest so far, in the insert itself (two replicas claiming at once may tie:
+        # a tie is broken by time and key, as before this column)
+        return sa.select(sa.func.coalesce(sa.func.max(t.effects.c.seq), 0) + 1).scalar_subquery()
+
     def effect_keys(self, decision: str, since: datetime | None) -> list[tuple[str, datetime]]:
-        """``(key, at)`` of every claimed side effect of kind ``decision`` since ``since`` (None: ever)."""
-        q = sa.select(t.effects.c.key, t.effects.c.at).where(t.effects.c.decision == decision)
+        """``(key, at)`` of every claimed side effect of kind ``decision`` since ``since`` (None: ever), in
+        the order they took effect: by time, then in the order they were claimed."""
+        e = t.effects.c
+        q = sa.select(e.key, e.at).where(e.decision == decision)
         if since is not None:
-            q = q.where(t.effects.c.at >= since)
+            q = q.where(e.at >= since)
+        q = q.order_by(e.at, e.seq.nulls_first(), e.key)
         return [(str(key), at) for key, at in self.conn.execute(q)]
 
     # ------------------------------------------------------------------- audit
