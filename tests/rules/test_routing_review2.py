@@ -4,29 +4,16 @@ rules see an assignment made by routing or the queue in the event that made it."
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from test_routing_fixes import at, created, event
 
 from bridge.replay import Replay
 from bridge.settings import Config
 
 ALICE, BOB, CAROL = "alice@x.com", "bob@x.com", "carol@x.com"
-
-
-def at(hm: str) -> str:
-    return f"2026-11-02T{hm}:00Z"  # a Monday
-
-
-def event(kind: str, when: str, **body: Any) -> str:
-    return json.dumps({"type": kind, "at": when, **body})
-
-
-def created(tid: str, when: str, **ticket: Any) -> str:
-    base = {"id": tid, "subject": "s", "body": "b", "status": "open", "tags": []}
-    return event("ticket.created", when, ticket={**base, **ticket})
 
 
 def decisions(config: dict[str, Any], lines: list[str]) -> list[tuple[str, str, str, str, str]]:
