@@ -129,6 +129,8 @@ class TicketSla:
         self.status = "open"
         self._agent_replied = False
         self._queue: list[tuple[tuple[datetime, int, int, int], SlaEvent]] = []
+        # fix: what an event reached at its very instant, for the timer of that instant (after every event)
+        self._held: list[tuple[datetime, _Clock, _Threshold, int]] = []
         self._set_policy(policy, calendar)
         started = ("first_response", "resolution", "acknowledgement")
         self._clocks: dict[str, _Clock] = {
@@ -155,6 +157,10 @@ class TicketSla:
         Deadlines are recomputed from what is left under the new budgets. Events already fired are not fired
         again; thresholds of the new policy that the consumed time has already passed fire at ``at``.
         """
+        self._release(at, before=True)
+        for _instant, clock, mark, _index in self._held:
+            clock.fired.discard(mark.key)  # fix: taken afresh under the new policy
+        self._held = []
         self._advance(at, strict=True)  # fix: what the old policy has due at this very instant does not fire
         self._set_policy(policy, calendar)
         self._timeline.append((at, calendar if self.running else None))
@@ -181,9 +187,18 @@ class TicketSla:
         resumes them with the business time they had consumed.
         """
         # fix: a resolve or close meets resolution: at the deadline instant it is in time
-        self._collect(at, met=["resolution"] if status in STOPPED and self.status not in STOPPED else None)
+        stopping = status in STOPPED and self.status not in STOPPED
+        self._collect(at, met=["resolution"] if stopping else None, hold=True)
+        if stopping:
+            self._held = [h for h in self._held if not (h[1].metric == "resolution" and h[0] == at)]
         was = self.running
+        reopened = self.status in STOPPED and status not in STOPPED
         self.status = status
+        if reopened and not self.running:  # fix: a reopen into a pause states what the time used passed
+            for index, clock in self._active():
+                for mark in self._thresholds[clock.metric]:
+                    if mark.key not in clock.fired and mark.offset <= clock.consumed:
+                        self._emit(clock, mark, at, index)
         if self.running != was:
             for _, clock in self._active():
                 if clock.since is not None and at > clock.since:
@@ -200,23 +215,23 @@ class TicketSla:
         """
         if author == "agent":
             waiting = [m for m in ("first_response", "next_response") if self._is_active(m)]
-            self._collect(at, met=waiting)
+            self._collect(at, met=waiting, hold=True)
             for metric in waiting:
                 self._meet(metric)
             self._agent_replied = True
         elif author == "customer":
-            self._collect(at)
+            self._collect(at, hold=True)
             if self._agent_replied and not self._is_active("next_response"):
                 self._clocks["next_response"] = _Clock(
                     "next_response", start=at, since=at if self.running else None
                 )
         else:
-            self._collect(at)
+            self._collect(at, hold=True)
 
     def on_acknowledge(self, at: datetime) -> None:
         """An agent acknowledged the ticket: the acknowledgement clock is met."""
         waiting = ["acknowledgement"] if self._is_active("acknowledgement") else []
-        self._collect(at, met=waiting)
+        self._collect(at, met=waiting, hold=True)
         for metric in waiting:
             self._meet(metric)
 
@@ -245,7 +260,7 @@ class TicketSla:
 
     def next_timer(self) -> datetime | None:
         """The earliest instant at which :meth:`fire` has something to return, or None."""
-        instants = [key[0] for key, _ in self._queue]
+        instants = [key[0] for key, _ in self._queue] + [h[0] for h in self._held]
         for _, clock in self._active():
             if clock.since is None:
                 continue
@@ -257,6 +272,7 @@ class TicketSla:
 
     def fire(self, now: datetime) -> list[SlaEvent]:
         """Every event due at or before ``now`` and not returned before, in time order."""
+        self._release(now)
         self._collect(now)
         ready = sorted(item for item in self._queue if item[0][0] <= now)
         self._queue = [item for item in self._queue if item[0][0] > now]
@@ -274,6 +290,7 @@ class TicketSla:
 
     def _meet(self, metric: str) -> None:
         clock = self._clocks[metric]
+        self._held = [h for h in self._held if h[1] is not clock]  # fix: met at the instant: in time
         clock.met = True
         clock.since = None
 
@@ -309,8 +326,27 @@ class TicketSla:
         event = SlaEvent(at, mark.kind, clock.metric, self.policy.name, mark.to)
         self._queue.append(((at, _KIND_ORDER[mark.kind], index, mark.level), event))
 
-    def _collect(self, until: datetime, met: list[str] | None = None) -> None:
-        """Queue every event of a running clock due by ``until`` (strictly before it for clocks met then)."""
+    def _release(self, now: datetime, before: bool = False) -> None:
+        """fix: state what events held up to ``now``: not of a clock met since; an escalation level of a
+        ticket stopped since waits for a reopen; warnings and breaches are stated."""
+        keep = []
+        for item in self._held:
+            instant, clock, mark, index = item
+            if instant > now or (before and instant == now):
+                keep.append(item)
+            elif clock.met:
+                continue
+            elif mark.kind == "sla_escalate" and self.status in STOPPED:
+                clock.fired.discard(mark.key)
+            else:
+                self._emit(clock, mark, instant, index)
+        self._held = keep
+
+    def _collect(self, until: datetime, met: list[str] | None = None, hold: bool = False) -> None:
+        """Queue every event of a running clock due by ``until`` (strictly before it for clocks met then;
+        ``hold``: an event's, what falls due at ``until`` itself waits for the timer of that instant)."""
+        if hold:
+            self._release(until, before=True)
         for index, clock in self._active():
             if clock.since is None:
                 continue
@@ -321,6 +357,10 @@ class TicketSla:
                 instant = self._instant(clock, mark)
                 if instant > until or (strict and instant == until):
                     break
+                if hold and instant == until and mark.offset > clock.consumed:
+                    clock.fired.add(mark.key)
+                    self._held.append((instant, clock, mark, index))
+                    continue
                 self._emit(clock, mark, instant, index)
 
     def _advance(self, at: datetime, strict: bool = False) -> None:

@@ -750,6 +750,10 @@ class Desk:
                 self._status(st, str(ticket.attrs.get("status") or "open"), at, out)  # a status they set
         if self._policies:
             self._clocks(st, ctx, event, at)
+            if st.status == "closed" and st.sla is not None:
+                # final: what falls due at the closing instant is stated now (no later event of it may meet a
+                # clock, and the ticket leaves the rules)
+                self._fire_sla(st, at, out)
         if self._freed:
             self._event = (st, ctx)
             try:

@@ -22,7 +22,9 @@ whatever policy applies when it fires:
 
 A metric met at or before its deadline never breaches: an agent reply, an acknowledgement, a resolve or a
 close at the deadline instant is in time (a state change at an instant comes before the timers of that
-instant).
+instant, so what an event reaches at its very instant is held for the timer of the instant, and a later event
+of the instant may still meet it). A threshold reached as the clocks pause or stop is stated (warnings and
+breaches) or waits for a reopen (escalation levels: they run until the ticket is resolved).
 
 The policy may change, or stop and start applying, at any time (:meth:`TicketSla.change_policy`); the clocks
 are the ticket's, not the policy's. What was met stays met, and the time a clock consumed is kept. While no
@@ -165,8 +167,8 @@ class TicketSla:
     """
 
     # a replay holds one per open ticket and calls it on every event: few objects, no per-call lists
-    __slots__ = ("_agent_replied", "_budgets", "_gap", "_live", "_next", "_next_known", "_pause_on", "_queue",
-                 "_running", "_thresholds", "_timeline", "calendar", "policy", "status")
+    __slots__ = ("_agent_replied", "_budgets", "_gap", "_held", "_live", "_next", "_next_known", "_pause_on",
+                 "_queue", "_running", "_thresholds", "_timeline", "calendar", "policy", "status")
 
     def __init__(
         self, policy: SlaConfig | None, calendar: BusinessCalendar | None, opened_at: datetime
@@ -174,6 +176,9 @@ class TicketSla:
         self.status = "open"
         self._agent_replied = False
         self._queue: list[tuple[tuple[datetime, int, int, int], SlaEvent]] | None = None  # None: empty
+        # thresholds an event reached at its very instant: a timer of that instant, which fires after every
+        # event of the instant (one of them may still meet the clock, in time); None: none
+        self._held: list[tuple[datetime, _Clock, _Threshold, bool]] | None = None
         # (from, calendar): from that instant on the clocks count on that calendar (None: they do not)
         self._timeline: list[tuple[datetime, BusinessCalendar | None]] = []
         # while no policy applies: the statuses since it stopped, as (from, status); None while one applies
@@ -220,7 +225,11 @@ class TicketSla:
         under its calendar and ``pause_on`` (see the module docstring).
         """
         # what the old policy has due at this very instant does not fire: the event that switched it comes
-        # first (as a timer due at the instant of an event fires after it)
+        # first (as a timer due at the instant of an event fires after it); what an earlier event of this
+        # instant reached is taken afresh under the new policy, its clocks' marks being rebuilt
+        if self._held:
+            self._release(at, before=True)
+            self._held = None
         self._advance(at, strict=True)
         gap = self._gap
         self._set_policy(policy, calendar)
@@ -300,12 +309,24 @@ class TicketSla:
             self.status = status
             return
         if status in STOPPED and self.status not in STOPPED:
-            self._collect(at, [c for c in self._live if c.index == 2])  # resolution: met at `at`
+            self._collect(at, [c for c in self._live if c.index == 2], hold=True)  # resolution: met at `at`
+            if self._held:  # (in time also for what an earlier event of this instant reached)
+                self._held = [h for h in self._held if not (h[1].index == 2 and h[0] == at)] or None
         else:
-            self._collect(at)
+            self._collect(at, hold=True)
         was = self._running
+        reopened = self.status in STOPPED and status not in STOPPED
         self.status = status
         running = self._running = status not in self._pause_on and status not in STOPPED
+        if reopened and not running:
+            # a reopen into a paused status: what the time used has passed is stated now, as a reopen into a
+            # counting status does (a paused clock has no timer that would)
+            for clock in self._live:
+                marks = clock.marks
+                while clock.pos < len(marks) and marks[clock.pos].offset <= clock.consumed:
+                    self._emit(clock, marks[clock.pos], at, passed=True)
+                    clock.pos += 1
+                    clock.next_at = None
         if running != was:
             self._next_known = False
             for clock in self._live:
@@ -329,7 +350,7 @@ class TicketSla:
             self._met_at(at, [c for c in self._live if c.index in met])
             self._agent_replied = True
         elif author == "customer":
-            self._collect(at)
+            self._collect(at, hold=True)
             live = self._live
             if self._agent_replied and not any(c.index == 1 for c in live):
                 clock = _Clock("next_response", 1, at, at if self._running else None,
@@ -338,7 +359,7 @@ class TicketSla:
                 live.insert(n, clock)
                 self._next_known = False
         else:
-            self._collect(at)
+            self._collect(at, hold=True)
 
     def on_acknowledge(self, at: datetime) -> None:
         """An agent acknowledged the ticket: the acknowledgement clock is met."""
@@ -374,6 +395,9 @@ class TicketSla:
         found: datetime | None = None
         if self._queue:
             found = min(key[0] for key, _ in self._queue)
+        if self._held:
+            held = min(h[0] for h in self._held)
+            found = held if found is None or held < found else found
         for clock in self._live:
             if clock.since is not None and clock.pos < len(clock.marks):
                 instant = clock.next_at
@@ -387,6 +411,8 @@ class TicketSla:
 
     def fire(self, now: datetime) -> list[SlaEvent]:
         """Every event due at or before ``now`` and not returned before, in time order."""
+        if self._held:
+            self._release(now)
         self._collect(now)
         queue = self._queue
         if not queue:
@@ -403,12 +429,14 @@ class TicketSla:
     def _met_at(self, at: datetime, clocks: list[_Clock]) -> None:
         """``clocks`` are met at ``at``: what falls due by then is queued (strictly before it for them)."""
         if clocks:
-            self._collect(at, clocks)
+            self._collect(at, clocks, hold=True)
             self._meet(clocks)
         else:
-            self._collect(at)
+            self._collect(at, hold=True)
 
     def _meet(self, clocks: list[_Clock]) -> None:
+        if self._held:  # met at the instant an earlier event of it reached: in time
+            self._held = [h for h in self._held if h[1] not in clocks] or None
         for clock in clocks:
             clock.met = True
             clock.since = None
@@ -467,9 +495,13 @@ class TicketSla:
             self._queue.append(item)
         self._next_known = False
 
-    def _collect(self, until: datetime, met: list[_Clock] | None = None) -> None:
+    def _collect(self, until: datetime, met: list[_Clock] | None = None, hold: bool = False) -> None:
         """Queue every event of a running clock due by ``until`` (strictly before it for ``met`` clocks: they
-        are met, or for resolution stopped, at ``until``)."""
+        are met, or for resolution stopped, at ``until``). ``hold``: an event at ``until`` calls; what falls
+        due at that very instant is held for the timer of the instant (:meth:`_release`), as a later event of
+        it may meet the clock in time."""
+        if hold and self._held:
+            self._release(until, before=True)
         if self._next_known and (self._next is None or until < self._next):
             return  # the next timer is no later than any running clock's next threshold: nothing is due
         for clock in self._live:
@@ -486,7 +518,13 @@ class TicketSla:
                 mark = marks[clock.pos]
                 clock.pos += 1
                 clock.next_at = None
-                self._emit(clock, mark, instant, mark.offset <= clock.consumed)
+                if hold and instant == until and mark.offset > clock.consumed:
+                    if self._held is None:
+                        self._held = []
+                    self._held.append((instant, clock, mark, False))
+                    self._next_known = False
+                else:
+                    self._emit(clock, mark, instant, mark.offset <= clock.consumed)
                 if clock.pos >= len(marks):
                     break
                 if mark.offset > clock.consumed:
@@ -496,6 +534,28 @@ class TicketSla:
                     instant = clock.next_at = self.calendar.add(instant, step)
                 else:
                     instant = self._first_instant(clock)
+
+    def _release(self, now: datetime, before: bool = False) -> None:
+        """State what events held for the instants up to ``now`` (``before``: strictly before it): a clock
+        met since is in time; an escalation level of a ticket resolved or closed since waits for a reopen
+        (levels run until the ticket is resolved), as one passed while it was resolved does; a warning or a
+        breach is stated, that much of the budget being used."""
+        held = self._held
+        assert held is not None
+        keep = []
+        for item in held:
+            instant, clock, mark, passed = item
+            if instant > now or (before and instant == now):
+                keep.append(item)
+            elif clock.met:
+                continue
+            elif mark.kind == "sla_escalate" and self.status in STOPPED:
+                clock.pos = min(clock.pos, clock.marks.index(mark))
+                clock.next_at = None
+            else:
+                self._emit(clock, mark, instant, passed)
+        self._held = keep or None
+        self._next_known = False
 
     def _advance(self, at: datetime, strict: bool = False) -> None:
         """Bring running clocks up to ``at``: queue what fell due (``strict``: strictly before ``at``), then
