@@ -115,3 +115,11 @@ def test_replay_against_prints_the_differences_then_why(tmp_path: Path) -> None:
     assert "+ ✓ angry [escalation] — fired at 2026-11-02T09:00:00Z" in lines
     assert "- ✗ angry [escalation] — did not fire" in lines
     assert "  ✓ all [sla] (applies) — did not fire" in lines
+
+
+def test_a_deadline_one_config_has_no_clock_for_is_no_difference() -> None:
+    old = {"ticket_id": "T-1", "final": True, "sla": {"resolution_due": None}}
+    new = {"ticket_id": "T-1", "final": True, "sla": {"resolution_due": None, "acknowledgement_due": None}}
+    assert diff([old], [new]) == []
+    due = {**new, "sla": {"resolution_due": None, "acknowledgement_due": "2026-11-02T10:00:00Z"}}
+    assert [d["diff"] for d in diff([old], [due])] == ["-", "+"]

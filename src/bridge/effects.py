@@ -261,8 +261,12 @@ def copy_decided(stored: Record, seen: Record, decisions: Iterable[Decision]) ->
                 stored.tags.append(tag)
         elif d.decision == "set_field":
             name = str(d.detail.get("field"))
-            if name not in DESK_ATTRS and name in seen.fields:
+            if name in DESK_ATTRS:
+                continue
+            if name in seen.fields:
                 stored.fields[name] = seen.fields[name]
+            elif name in seen.attrs:  # an attribute a rule sets (team)
+                stored.attrs[name] = seen.attrs[name]
 
 
 def apply_touched(

@@ -111,3 +111,51 @@ def test_a_tag_a_rule_adds_when_the_queue_assigns_a_ticket_is_written_and_stored
     assert ("T-2", {"tags": ["bug", "owned"]}) in r.writes()
     assert stored(r.app, "T-2").tags == ["bug", "owned"]
     r.close()
+
+
+def test_a_status_the_rebuilds_own_routing_made_a_rule_set_is_not_kept(tmp_path: Path) -> None:
+    config = {
+        "agents": [{"email": "a@x.example", "capacity": 1},
+                   {"email": "b@x.example", "capacity": 1, "skills": ["billing"]}],
+        "routing": {"strategy": "round_robin"},
+        "rules": [
+            {"name": "to-billing", "set": "routing", "when": {"tag": "billing"},
+             "then": [{"assign": {"skill": "billing"}}]},
+            {"name": "owner-status", "set": "triggers", "then": [{"set": {"status": "pending"}}],
+             "when": {"field": "ticket.assignee", "eq": "b@x.example"}},
+        ],
+    }
+
+    def steps(r: Runner, restart: Restart) -> Writes:
+        r.ingest(ticket("T-1", minute(0), status="open", subject="x", tags=[]))  # to a
+        r.ingest(ticket("T-1", minute(1), status="closed"))
+        r.ingest(ticket("T-2", minute(2), status="open", subject="y", tags=[]))  # to b: pending
+        r.ingest(ticket("T-3", minute(3), status="open", subject="z", tags=["billing"]))  # waits
+        restart(minute(4))  # the rebuild gives T-3 to b, whose rule sets it pending in memory only
+        r.ingest(ticket("T-2", minute(10), status="resolved"))  # b's seat goes to T-3: pending now
+        assert stored(r.app, "T-3").attrs.get("status") == "pending"
+        return r.writes()
+
+    plain, again = both(tmp_path, config, steps)
+    assert ("T-3", {"status": "pending"}) in plain
+    assert again == plain
+
+
+def test_a_team_a_rule_sets_when_the_queue_assigns_a_ticket_is_stored(tmp_path: Path) -> None:
+    changed = {"notify": {"to": "#ops", "message": "team changed"}}
+    config = {
+        "agents": [{"email": "a@x.example", "capacity": 1}],
+        "teams": {"billing": {"members": ["a@x.example"]}},
+        "rules": [{"name": "owner-team", "set": "triggers", "then": [{"set": {"team": "billing"}}],
+                   "when": {"field": "ticket.assignee", "eq": "a@x.example"}},
+                  {"name": "team-changed", "set": "triggers", "then": [changed],
+                   "when": {"field": "ticket.team", "changed": True}}],
+    }
+    r = Runner(f"sqlite:///{tmp_path / 't.db'}", config)
+    r.ingest(ticket("T-1", minute(0), status="open", subject="x"))  # to a: team billing
+    r.ingest(ticket("T-2", minute(1), status="open", subject="y"))  # waits
+    r.ingest(ticket("T-1", minute(2), status="resolved"))  # T-2 to a, in T-1's change: team billing
+    assert stored(r.app, "T-2").attrs.get("team") == "billing"
+    r.ingest(ticket("T-2", minute(3), subject="y2"))  # its own next change changes no team
+    assert r.writes().count(("T-2", changed)) == 1
+    r.close()

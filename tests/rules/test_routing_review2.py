@@ -180,3 +180,25 @@ def test_a_status_a_rule_sets_on_routings_assignment_is_taken_at_once(queued: bo
     follow = [(d["at"], d["ticket_id"]) for d in out if d.get("decision") == "follow_up"]
     # (T1, resolved at 09:05 when T2 waits for its seat, has no reminder)
     assert follow == ([(at("10:05"), "T2")] if queued else [(at("10:00"), "T1")])
+
+
+def test_a_changed_rule_fires_once_when_a_ticket_handed_back_gets_its_seat_again_from_the_queue() -> None:
+    # T0 waits for a skill nobody has, so the queue is not empty when T1 is handed back and takes its seat
+    config = {
+        "agents": [{"email": ALICE, "capacity": 1}],
+        "rules": [
+            {"name": "billing-skill", "set": "routing", "when": {"tag": "billing/*"},
+             "then": [{"assign": {"skill": "billing"}}]},
+            {"name": "moved", "set": "triggers", "when": {"field": "ticket.assignee", "changed": True},
+             "then": [{"notify": {"to": "lead@x.com", "message": "assignee changed"}}]},
+        ],
+    }
+    out = decisions(config, [
+        created("T0", at("09:00"), tags=["billing/refund"]),
+        created("T1", at("09:01")),
+        event("ticket.updated", at("09:05"), ticket_id="T1", changes={"assignee": None}),
+    ])
+    assert [d for d in out if d[0] == at("09:05")] == [
+        (at("09:05"), "T1", "notify", "moved", "lead@x.com"),
+        (at("09:05"), "T1", "assign", "routing", ALICE),
+    ]

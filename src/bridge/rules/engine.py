@@ -713,6 +713,15 @@ class Desk:
             # rule or routing changes in this same event is one (from the value it arrived with), for the
             # rules and the SLA policies alike
             ctx.previous = path_values(ticket)
+        self._event = (st, ctx)  # (a drain in this event runs this ticket's rules as a second pass of it)
+        try:
+            self._take_event(st, ctx, ticket, new, event, at, out)
+        finally:
+            self._event = None
+        return out
+
+    def _take_event(self, st: _Ticket, ctx: Context, ticket: Record, new: bool, event: Mapping[str, Any],
+              at: datetime, out: list[Decision]) -> None:
         if self.rules:
             self._run_rules(st, ctx, at, out)
             self._routed.clear()  # (what the rules assigned, they saw)
@@ -755,12 +764,7 @@ class Desk:
                 # clock, and the ticket leaves the rules)
                 self._fire_sla(st, at, out)
         if self._freed:
-            self._event = (st, ctx)
-            try:
-                self._drain(at, out)
-            finally:
-                self._event = None
-        return out
+            self._drain(at, out)
 
     def on_agent_status(self, agent: str, status: str, at: datetime) -> list[Decision]:
         """An agent became active, away or offline; an agent back to active takes waiting tickets."""
@@ -1363,14 +1367,24 @@ class Desk:
             st.snap = self._read(ctx)
         return True
 
-    def take_stored(self, ticket_id: str, stored: Record) -> None:
-        """Take the tags, declared fields, priority, team and escalations of a ticket as the store holds them
-        (after :meth:`hold_as` moved it: a rebuild's own routing made its rules decide otherwise); what the
-        rules held is taken afresh, silently."""
+    def take_stored(self, ticket_id: str, stored: Record, at: datetime) -> None:
+        """Take the tags, declared fields, priority, team, escalations and status of a ticket as the store
+        holds them at ``at`` (after :meth:`hold_as` moved it: a rebuild's own routing made its rules decide
+        otherwise); what the rules held is taken afresh, silently."""
         st = self._tickets.get(ticket_id)
         if st is None:
             return
         rec = st.record
+        status = str(stored.attrs.get("status") or "open")
+        if status != st.status and status not in DONE and st.status not in DONE:
+            # a status the rebuild's rules set (pending for the agent they chose): the clocks and timers
+            # follow the stored one
+            rec.attrs["status"] = st.status = status
+            if st.sla is not None:
+                st.sla.on_status(status, at)
+                self._schedule_sla(st)
+            if status != "pending":
+                st.follow_due = None
         rec.tags[:] = stored.tags
         rec.fields.clear()
         rec.fields.update(stored.fields)

@@ -394,7 +394,7 @@ class LiveRules:
                     if moved and rid in kept:
                         # what the rebuild's own routing made its rules do (a tag for the agent it chose) the
                         # store never got: the ticket is taken as stored
-                        self.desk.take_stored(rid, pipeline.typed(kept[rid]))
+                        self.desk.take_stored(rid, pipeline.typed(kept[rid]), self.clock or utcnow())
                     if moved and rid in self._previous:
                         self._previous[rid] = path_values(self.records[rid])  # as the store has it
                     changed |= moved
