@@ -159,3 +159,21 @@ def test_a_team_a_rule_sets_when_the_queue_assigns_a_ticket_is_stored(tmp_path: 
     r.ingest(ticket("T-2", minute(3), subject="y2"))  # its own next change changes no team
     assert r.writes().count(("T-2", changed)) == 1
     r.close()
+
+
+def test_a_resolved_tickets_blank_assignee_is_no_change_for_a_rebuild(tmp_path: Path) -> None:
+    # the store's blank assignee ("") is nobody, as the rebuild's None: a restart must not take it for a
+    # reassignment, or the reopen's changed rule fires before routing instead of after it
+    config = {**ROUND_ROBIN, "rules": [{"name": "moved", "set": "triggers", "then": [MOVED],
+                                        "when": {"field": "ticket.assignee", "changed": True}}]}
+
+    def steps(r: Runner, restart: Restart) -> Writes:
+        r.ingest(ticket("T-1", minute(0), status="resolved"))
+        r.ingest(ticket("T-1", minute(1), assignee=""))
+        restart(minute(2))
+        r.ingest(ticket("T-1", minute(3), status="open"))  # reopened: routed, then the rule sees it
+        return r.writes()
+
+    plain, again = both(tmp_path, config, steps)
+    assert plain[-2:] == [("T-1", {"assignee": "a@x.example"}), ("T-1", MOVED)]
+    assert again == plain

@@ -74,7 +74,8 @@ _UNKNOWN = object()  # a snapshot slot that never equals a value: "evaluate its 
 
 
 def _same_person(a: Any, b: Any) -> bool:
-    """Whether two assignees are one (emails compare without regard to case)."""
+    """Whether two assignees are one (emails compare without regard to case; a blank is nobody, as None)."""
+    a, b = a or None, b or None
     return bool(a == b) or (isinstance(a, str) and isinstance(b, str) and a.casefold() == b.casefold())
 
 
@@ -1345,7 +1346,8 @@ class Desk:
         rec = st.record
         router = self.router
         queued = ticket_id in router.waiting
-        if _same_person(rec.attrs.get("assignee"), assignee) and (assignee or wait == queued):
+        if _same_person(rec.attrs.get("assignee"), assignee) and (
+                assignee or wait == queued or st.status in DONE):  # (a resolved ticket waits for nobody)
             return False
         rec.attrs["assignee"] = assignee
         if st.status in DONE:
