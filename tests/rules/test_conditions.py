@@ -174,6 +174,10 @@ def test_combinators(cond: dict[str, Any], expected: bool) -> None:
         ({"field": "ticket.status", "changed": True}, {"ticket.priority": "normal"}, True),
         ({"field": "ticket.language", "changed": True}, {"ticket.priority": "normal"}, False),  # still blank
         ({"field": "ticket.status", "to": "open"}, {}, False),  # no earlier state at all: nothing changed
+        # blank to blank ("" to null, as helpdesks clear a value either way) is no change
+        ({"field": "ticket.assignee", "changed": True}, {"ticket.assignee": ""}, False),
+        ({"field": "ticket.assignee", "to": ""}, {"ticket.assignee": None}, False),
+        ({"field": "ticket.assignee", "changed": True}, {"ticket.assignee": "a@x.example"}, True),
     ],
 )
 def test_changed_from_to(leaf: dict[str, Any], previous: dict[str, Any], expected: bool) -> None:

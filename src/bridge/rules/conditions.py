@@ -16,8 +16,9 @@ PATHs: ``ticket.<attr or field>``, ``ticket.text`` (subject, body and the newest
 - ``matches``: regular expression search (``(?i)`` for case-insensitive).
 - ``changed`` (true/false), ``from`` / ``to``: the value changed in this event, from / to the given value;
   on a list value (tags, multi_select) ``to`` means the item was added, ``from`` that it was removed. A value
-  set for the first time changed from blank (None). A ticket just created has no earlier values: what it
-  arrives with is not a change, what a rule changes in that same event is.
+  set for the first time changed from blank (None); blank to blank (``""``, an empty list, None) is no
+  change. A ticket just created has no earlier values: what it arrives with is not a change, what a rule
+  changes in that same event is.
 
 :func:`compile_condition` precompiles regexes, globs and path lookups once; :meth:`Condition.evaluate` is the
 hot path, :meth:`Condition.trace` and :meth:`Condition.reasons` serve ``bridge explain``.
@@ -284,11 +285,16 @@ ORDER_OPS = tuple(_ORDER)
 Test = Callable[[Any, Context], bool]
 
 
+_BLANKS = (None, "", ())
+
+
 def _changed(path: str, actual: Any, ctx: Context) -> bool:
     prev = ctx.previous
     if not prev:
         return False
     before, now = _norm(prev.get(path)), _norm(actual)
+    if before in _BLANKS and now in _BLANKS:
+        return False  # blank to blank ("" to null, as helpdesks clear a value either way): no change
     if type(before) is tuple and type(now) is tuple:
         return not _same_items(before, now)  # the same tags in another order are no change
     return bool(before != now)
