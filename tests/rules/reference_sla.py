@@ -171,6 +171,10 @@ class TicketSla:
                 continue  # fix: what the consumed time passed fires on reopen
             for mark in self._thresholds[clock.metric]:
                 if mark.key not in clock.fired and mark.offset <= clock.consumed:
+                    if mark.offset == clock.consumed and self._used_up(clock, mark.offset) == at:
+                        clock.fired.add(mark.key)  # fix: reached at this very instant: held for its timer
+                        self._held.append((at, clock, mark, index))
+                        continue
                     self._emit(clock, mark, at, index)
 
     # ------------------------------------------------------------------ events of the ticket
@@ -189,16 +193,20 @@ class TicketSla:
         # fix: a resolve or close meets resolution: at the deadline instant it is in time
         stopping = status in STOPPED and self.status not in STOPPED
         self._collect(at, met=["resolution"] if stopping else None, hold=True)
-        if stopping:
+        if stopping:  # fix: in time; what it held waits for a reopen
+            for h in self._held:
+                if h[1].metric == "resolution" and h[0] == at:
+                    h[1].fired.discard(h[2].key)
             self._held = [h for h in self._held if not (h[1].metric == "resolution" and h[0] == at)]
         was = self.running
         reopened = self.status in STOPPED and status not in STOPPED
         self.status = status
-        if reopened and not self.running:  # fix: a reopen into a pause states what the time used passed
+        if reopened and not self.running:  # fix: reopened into a pause: its timer states what passed
             for index, clock in self._active():
                 for mark in self._thresholds[clock.metric]:
                     if mark.key not in clock.fired and mark.offset <= clock.consumed:
-                        self._emit(clock, mark, at, index)
+                        clock.fired.add(mark.key)
+                        self._held.append((at, clock, mark, index))
         if self.running != was:
             for _, clock in self._active():
                 if clock.since is not None and at > clock.since:

@@ -72,3 +72,50 @@ def test_a_reopen_with_no_time_left_breaches_at_the_reopen_even_into_a_paused_st
 def test_a_breach_due_as_the_ticket_closes_is_stated(done: str) -> None:
     assert sla_decisions({"first_response": "10m"}, [status("10:10", done)]) == [
         (t("10:10"), "sla_breach", "first_response")]
+
+
+# ---------------------------------------------------------------- policy switches (a second model)
+
+URGENT = {"name": "urgent", "when": {"all": [{"field": "ticket.priority", "eq": "urgent"}]}}
+
+
+def switch_decisions(
+    policies: list[dict[str, Any]], events: list[dict[str, Any]]
+) -> list[tuple[str, str, str]]:
+    """As :func:`sla_decisions`, with several policies, for a ticket created with priority normal."""
+    created = {**CREATED, "ticket": {**CREATED["ticket"], "priority": "normal"}}
+    rp = Replay(Config(sla=policies, teams={"tier2": {"members": []}}), until=UNTIL)
+    out = [d for d in rp.run([json.dumps(e) for e in [created, *events]]) if not d.get("final")]
+    assert rp.problems == []
+    return [(d["at"], d["decision"], (d.get("to") or d["metric"]) + (" late" if d.get("late") else ""))
+            for d in out if d["decision"] in ("sla_warning", "sla_breach", "escalate")]
+
+
+def priority(hm: str, value: str, **more: Any) -> dict[str, Any]:
+    return {"type": "ticket.updated", "at": t(hm), "ticket_id": "T-1", "changes": {"priority": value, **more}}
+
+
+@pytest.mark.parametrize("catch_all", [True, False])
+def test_a_reply_at_the_deadline_of_a_policy_a_switch_at_it_chose_is_in_time(catch_all: bool) -> None:
+    policies = [{**URGENT, "first_response": "30m"}] + ([{"name": "standard", "first_response": "2h"}]
+                                                       if catch_all else [])
+    assert switch_decisions(policies, [priority("10:30", "urgent"), message("10:30", "agent")]) == []
+    # without the reply, the urgent policy's breach is stated at that instant
+    assert switch_decisions(policies, [priority("10:30", "urgent")]) == [(t("10:30"), "sla_breach",
+                                                                          "first_response")]
+
+
+def test_a_resolve_at_the_deadline_after_another_event_of_it_leaves_the_used_up_budget_for_a_reopen() -> None:
+    events = [message("12:00", "agent"), status("12:00", "resolved"), status("15:00", "open")]
+    assert sla_decisions({"resolution": "2h"}, events) == [(t("15:00"), "sla_breach", "resolution late")]
+
+
+@pytest.mark.parametrize("reopened", ["open", "on_hold"])
+@pytest.mark.parametrize("to", ["urgent", "low"])
+def test_a_reopen_that_switches_the_policy_states_nothing_of_the_old_one(reopened: str, to: str) -> None:
+    policies = [{**URGENT, "resolution": "8h"},
+                {"name": "standard", "when": {"all": [{"field": "ticket.priority", "eq": "normal"}]},
+                 "resolution": "1h", "escalate": [{"after": "1h", "to": "tier2"}]}]
+    events = [status("12:00", "resolved"), priority("15:00", to, status=reopened)]
+    # the escalation due as it resolved waited for a reopen, which brings another policy (or none)
+    assert switch_decisions(policies, events) == [(t("11:00"), "sla_breach", "resolution")]

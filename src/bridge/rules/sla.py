@@ -252,13 +252,20 @@ class TicketSla:
         for clock in live:
             clock.since = since
             marks = self._thresholds[clock.metric]
+            held = 0
             if not stopped:
                 for mark in marks:
                     if (clock.fired is None or mark.key not in clock.fired) and mark.offset <= clock.consumed:
-                        self._emit(clock, mark, at, passed=True)
+                        if mark.offset == clock.consumed and self._crossing(clock, mark.offset) == at:
+                            # reached at this very instant: its timer, after every event of the instant,
+                            # states it (a reply of the instant is in time)
+                            self._hold(at, clock, mark, True)
+                            held += 1
+                        else:
+                            self._emit(clock, mark, at, passed=True)
             fired = clock.fired
             clock.marks = marks if fired is None else tuple(m for m in marks if m.key not in fired)
-            clock.pos = 0
+            clock.pos = held  # (what it holds comes first: the other passed marks are fired)
             clock.next_at = None
 
     def _count_gap(self, gap: list[tuple[datetime, str]], until: datetime) -> None:
@@ -310,8 +317,17 @@ class TicketSla:
             return
         if status in STOPPED and self.status not in STOPPED:
             self._collect(at, [c for c in self._live if c.index == 2], hold=True)  # resolution: met at `at`
-            if self._held:  # (in time also for what an earlier event of this instant reached)
-                self._held = [h for h in self._held if not (h[1].index == 2 and h[0] == at)] or None
+            if self._held:  # (in time also for what an earlier event of this instant reached: it waits, as
+                # what a resolve at the deadline leaves, for a reopen that finds the budget used up)
+                keep = []
+                for item in self._held:
+                    clock, mark = item[1], item[2]
+                    if clock.index == 2 and item[0] == at:
+                        clock.pos = min(clock.pos, clock.marks.index(mark))
+                        clock.next_at = None
+                    else:
+                        keep.append(item)
+                self._held = keep or None
         else:
             self._collect(at, hold=True)
         was = self._running
@@ -319,12 +335,12 @@ class TicketSla:
         self.status = status
         running = self._running = status not in self._pause_on and status not in STOPPED
         if reopened and not running:
-            # a reopen into a paused status: what the time used has passed is stated now, as a reopen into a
-            # counting status does (a paused clock has no timer that would)
+            # a reopen into a paused status: what the time used has passed is stated by the timer of this
+            # instant, as after a reopen into a counting status (a paused clock has no timer that would)
             for clock in self._live:
                 marks = clock.marks
                 while clock.pos < len(marks) and marks[clock.pos].offset <= clock.consumed:
-                    self._emit(clock, marks[clock.pos], at, passed=True)
+                    self._hold(at, clock, marks[clock.pos], True)
                     clock.pos += 1
                     clock.next_at = None
         if running != was:
@@ -519,10 +535,7 @@ class TicketSla:
                 clock.pos += 1
                 clock.next_at = None
                 if hold and instant == until and mark.offset > clock.consumed:
-                    if self._held is None:
-                        self._held = []
-                    self._held.append((instant, clock, mark, False))
-                    self._next_known = False
+                    self._hold(instant, clock, mark, False)
                 else:
                     self._emit(clock, mark, instant, mark.offset <= clock.consumed)
                 if clock.pos >= len(marks):
@@ -534,6 +547,13 @@ class TicketSla:
                     instant = clock.next_at = self.calendar.add(instant, step)
                 else:
                     instant = self._first_instant(clock)
+
+    def _hold(self, instant: datetime, clock: _Clock, mark: _Threshold, passed: bool) -> None:
+        """Keep ``mark`` of ``clock``, reached at ``instant`` by an event of that instant, for its timer."""
+        if self._held is None:
+            self._held = []
+        self._held.append((instant, clock, mark, passed))
+        self._next_known = False
 
     def _release(self, now: datetime, before: bool = False) -> None:
         """State what events held for the instants up to ``now`` (``before``: strictly before it): a clock
