@@ -130,7 +130,7 @@ class TicketSla:
         self._agent_replied = False
         self._queue: list[tuple[tuple[datetime, int, int, int], SlaEvent]] = []
         # fix: what an event reached at its very instant, for the timer of that instant (after every event)
-        self._held: list[tuple[datetime, _Clock, _Threshold, int]] = []
+        self._held: list[tuple[datetime, _Clock, _Threshold, int, bool]] = []
         self._set_policy(policy, calendar)
         started = ("first_response", "resolution", "acknowledgement")
         self._clocks: dict[str, _Clock] = {
@@ -158,7 +158,7 @@ class TicketSla:
         again; thresholds of the new policy that the consumed time has already passed fire at ``at``.
         """
         self._release(at, before=True)
-        for _instant, clock, mark, _index in self._held:
+        for _instant, clock, mark, _index, _passed in self._held:
             clock.fired.discard(mark.key)  # fix: taken afresh under the new policy
         self._held = []
         self._advance(at, strict=True)  # fix: what the old policy has due at this very instant does not fire
@@ -173,7 +173,7 @@ class TicketSla:
                 if mark.key not in clock.fired and mark.offset <= clock.consumed:
                     if mark.offset == clock.consumed and self._used_up(clock, mark.offset) == at:
                         clock.fired.add(mark.key)  # fix: reached at this very instant: held for its timer
-                        self._held.append((at, clock, mark, index))
+                        self._held.append((at, clock, mark, index, False))
                         continue
                     self._emit(clock, mark, at, index)
 
@@ -206,7 +206,7 @@ class TicketSla:
                 for mark in self._thresholds[clock.metric]:
                     if mark.key not in clock.fired and mark.offset <= clock.consumed:
                         clock.fired.add(mark.key)
-                        self._held.append((at, clock, mark, index))
+                        self._held.append((at, clock, mark, index, True))
         if self.running != was:
             for _, clock in self._active():
                 if clock.since is not None and at > clock.since:
@@ -339,12 +339,12 @@ class TicketSla:
         ticket stopped since waits for a reopen; warnings and breaches are stated."""
         keep = []
         for item in self._held:
-            instant, clock, mark, index = item
+            instant, clock, mark, index, passed = item
             if instant > now or (before and instant == now):
                 keep.append(item)
             elif clock.met:
                 continue
-            elif mark.kind == "sla_escalate" and self.status in STOPPED:
+            elif self.status in STOPPED and (passed or mark.kind == "sla_escalate"):
                 clock.fired.discard(mark.key)
             else:
                 self._emit(clock, mark, instant, index)
@@ -365,9 +365,9 @@ class TicketSla:
                 instant = self._instant(clock, mark)
                 if instant > until or (strict and instant == until):
                     break
-                if hold and instant == until and mark.offset > clock.consumed:
+                if hold and instant == until:
                     clock.fired.add(mark.key)
-                    self._held.append((instant, clock, mark, index))
+                    self._held.append((instant, clock, mark, index, mark.offset <= clock.consumed))
                     continue
                 self._emit(clock, mark, instant, index)
 

@@ -119,3 +119,12 @@ def test_a_reopen_that_switches_the_policy_states_nothing_of_the_old_one(reopene
     events = [status("12:00", "resolved"), priority("15:00", to, status=reopened)]
     # the escalation due as it resolved waited for a reopen, which brings another policy (or none)
     assert switch_decisions(policies, events) == [(t("11:00"), "sla_breach", "resolution")]
+
+
+def test_what_passed_while_resolved_waits_through_a_reopen_and_resolve_of_one_instant() -> None:
+    policies = [{**URGENT, "first_response": "10m"}, {"name": "standard", "first_response": "2h"}]
+    events = [status("10:30", "resolved"), priority("11:00", "urgent"),  # urgent's 10m passed while resolved
+              status("12:00", "open"), status("12:00", "resolved")]  # reopened and resolved in one instant
+    assert switch_decisions(policies, events) == []
+    assert switch_decisions(policies, [*events, status("13:00", "open")]) == [
+        (t("13:00"), "sla_breach", "first_response late")]

@@ -259,7 +259,7 @@ class TicketSla:
                         if mark.offset == clock.consumed and self._crossing(clock, mark.offset) == at:
                             # reached at this very instant: its timer, after every event of the instant,
                             # states it (a reply of the instant is in time)
-                            self._hold(at, clock, mark, True)
+                            self._hold(at, clock, mark, False)
                             held += 1
                         else:
                             self._emit(clock, mark, at, passed=True)
@@ -534,8 +534,8 @@ class TicketSla:
                 mark = marks[clock.pos]
                 clock.pos += 1
                 clock.next_at = None
-                if hold and instant == until and mark.offset > clock.consumed:
-                    self._hold(instant, clock, mark, False)
+                if hold and instant == until:
+                    self._hold(instant, clock, mark, mark.offset <= clock.consumed)
                 else:
                     self._emit(clock, mark, instant, mark.offset <= clock.consumed)
                 if clock.pos >= len(marks):
@@ -557,9 +557,10 @@ class TicketSla:
 
     def _release(self, now: datetime, before: bool = False) -> None:
         """State what events held for the instants up to ``now`` (``before``: strictly before it): a clock
-        met since is in time; an escalation level of a ticket resolved or closed since waits for a reopen
-        (levels run until the ticket is resolved), as one passed while it was resolved does; a warning or a
-        breach is stated, that much of the budget being used."""
+        met since is in time; of a ticket resolved or closed since, an escalation level (levels run until the
+        ticket is resolved) and what was passed before the instant wait for a reopen, as what passes while it
+        is resolved does; a warning or a breach reached at the instant is stated, that much of the budget
+        being used."""
         held = self._held
         assert held is not None
         keep = []
@@ -569,7 +570,7 @@ class TicketSla:
                 keep.append(item)
             elif clock.met:
                 continue
-            elif mark.kind == "sla_escalate" and self.status in STOPPED:
+            elif self.status in STOPPED and (passed or mark.kind == "sla_escalate"):
                 clock.pos = min(clock.pos, clock.marks.index(mark))
                 clock.next_at = None
             else:
