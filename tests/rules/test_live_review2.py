@@ -69,18 +69,23 @@ def test_round_robins_order_after_a_restart_keeps_one_instants_assignments_in_or
     assert again == plain
 
 
-def test_what_the_rebuilds_own_routing_made_rules_do_is_not_kept(tmp_path: Path) -> None:
-    config = {
+def billing_b_config(action: dict[str, Any]) -> dict[str, Any]:
+    """a and b, one seat each, b the billing agent; a rule takes ``action`` when b has the ticket."""
+    return {
         "agents": [{"email": "a@x.example", "capacity": 1},
                    {"email": "b@x.example", "capacity": 1, "skills": ["billing"]}],
         "routing": {"strategy": "round_robin"},
         "rules": [
             {"name": "to-billing", "set": "routing", "when": {"tag": "billing"},
              "then": [{"assign": {"skill": "billing"}}]},
-            {"name": "owner-tag", "set": "triggers", "then": [{"add_tags": ["owned"]}],
+            {"name": "owner-does", "set": "triggers", "then": [action],
              "when": {"field": "ticket.assignee", "eq": "b@x.example"}},
         ],
     }
+
+
+def test_what_the_rebuilds_own_routing_made_rules_do_is_not_kept(tmp_path: Path) -> None:
+    config = billing_b_config({"add_tags": ["owned"]})
 
     def steps(r: Runner, restart: Restart) -> Writes:
         r.ingest(ticket("T-1", minute(0), status="open", subject="x", tags=[]))  # to a
@@ -114,17 +119,7 @@ def test_a_tag_a_rule_adds_when_the_queue_assigns_a_ticket_is_written_and_stored
 
 
 def test_a_status_the_rebuilds_own_routing_made_a_rule_set_is_not_kept(tmp_path: Path) -> None:
-    config = {
-        "agents": [{"email": "a@x.example", "capacity": 1},
-                   {"email": "b@x.example", "capacity": 1, "skills": ["billing"]}],
-        "routing": {"strategy": "round_robin"},
-        "rules": [
-            {"name": "to-billing", "set": "routing", "when": {"tag": "billing"},
-             "then": [{"assign": {"skill": "billing"}}]},
-            {"name": "owner-status", "set": "triggers", "then": [{"set": {"status": "pending"}}],
-             "when": {"field": "ticket.assignee", "eq": "b@x.example"}},
-        ],
-    }
+    config = billing_b_config({"set": {"status": "pending"}})
 
     def steps(r: Runner, restart: Restart) -> Writes:
         r.ingest(ticket("T-1", minute(0), status="open", subject="x", tags=[]))  # to a
