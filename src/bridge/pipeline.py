@@ -140,6 +140,7 @@ class Outcome:
     echoes: int = 0
     deleted: str | None = None  # the delete policy applied, for a delete
     stale: bool = False  # older than what the system said before: not applied
+    late: bool = False  # stale, with a message or an acknowledgement the rules take all the same
     desk_at: datetime | None = None  # when the daemon's Desk took it (None: no Desk took it)
     was_closed: bool = False  # the record was a closed ticket before this change
 
@@ -333,7 +334,7 @@ class Pipeline:
         self._stages(state, record, change, now, out, desk)
         if out.desk_at is not None:  # the Desk took it (the leader catches up the changes no Desk took)
             self._desk_state(state).set_desk_time(change_id, out.desk_at)
-        elif (out.stale or out.was_closed) and isinstance(state, DeskState):
+        elif ((out.stale and not out.late) or out.was_closed) and isinstance(state, DeskState):
             # an out-of-date change is not applied, and a closed ticket is final for the rules: nothing in it
             # for them, so it is marked as taken and the leader's catch-up does not feed it to its Desk either
             # (a leader restarted since the ticket closed would no longer know it was closed). A stale change
@@ -353,7 +354,7 @@ class Pipeline:
                 rule=d.rule,
                 kind="decision",
             )
-        if not out.stale:
+        if not out.stale or out.late:
             state.save(record, now)
         return out
 
@@ -371,10 +372,19 @@ class Pipeline:
         if last is not None and change.at < parse_time(last):
             # an older change arriving late (a retried webhook, a slow queue) must not undo a newer one
             out.stale = True
+            # (the rules leader's Desk takes its message; on another replica, no Desk takes any of it)
+            part = (late_part(change) if desk is not None and change.kind == "ticket"
+                    and "deleted_in" not in record.attrs else None)
+            taken = "; its message or acknowledgement is taken, not the rest" if part else ", not applied"
             out.problems.append(
                 f"{change.system} {change.kind} {change.external_id}: a change of "
-                f"{format_time(change.at)} came after one of {last}; kept in the change log, not applied"
+                f"{format_time(change.at)} came after one of {last}; kept in the change log{taken}"
             )
+            if part is not None:
+                # what happened cannot be undone by what happened later: an agent's reply still meets the
+                # SLA clock, taken at the rules' clock, while the ticket keeps the newer change's state
+                out.late = True
+                self._rules(state, record, part, now, out, desk)
             return
         seen[change.system] = format_time(change.at) if change.at.microsecond == 0 else change.at.isoformat()
         if change.deleted:
@@ -911,6 +921,20 @@ def _json(value: Any) -> Any:
     if hasattr(value, "isoformat"):
         return value.isoformat()
     return value
+
+
+def late_part(change: Change) -> Change | None:
+    """What of a ticket change that came after a newer one still counts: its message (with its author) or
+    its acknowledgement, events no later state undoes; None when it has neither."""
+    attrs = change.attrs
+    kept: dict[str, Any] = {}
+    if "message" in attrs:
+        kept.update((k, attrs[k]) for k in ("message", "last_author") if k in attrs)
+    if attrs.get("acknowledged") is True:
+        kept["acknowledged"] = True
+    if not kept:
+        return None
+    return Change(change.system, change.kind, change.external_id, change.at, attrs=kept)
 
 
 class MemoryState:

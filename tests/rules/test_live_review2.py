@@ -172,3 +172,41 @@ def test_a_resolved_tickets_blank_assignee_is_no_change_for_a_rebuild(tmp_path: 
     plain, again = both(tmp_path, config, steps)
     assert plain[-2:] == [("T-1", {"assignee": "a@x.example"}), ("T-1", MOVED)]
     assert again == plain
+
+
+# ---------------------------------------------------------------- a change that came after a newer one
+
+LATE_CONFIG: dict[str, Any] = {
+    "agents": [{"email": "a@x.example", "capacity": 5}], "teams": {"leads": {"members": []}},
+    "sla": [{"name": "p", "first_response": "30m", "escalate": [{"after": "0m", "to": "leads"}]}],
+}
+
+
+def test_a_late_agent_reply_still_meets_the_first_response_clock(tmp_path: Path) -> None:
+    # the helpdesk's 09:12 change arrives before its 09:10 reply (a retried webhook): the reply is not undone
+    # by what came later, while the rest of the older change (a status) is not applied over the newer one
+    def steps(r: Runner, restart: Restart) -> Writes:
+        r.ingest(ticket("T-1", minute(0), status="open", subject="s", priority="normal"))
+        r.ingest(ticket("T-1", minute(12), priority="high"))
+        out = r.ingest(ticket("T-1", minute(10), message="on it", last_author="agent", status="pending"))
+        assert out.stale and "its message or acknowledgement is taken" in out.problems[0]
+        assert stored(r.app, "T-1").attrs["status"] == "open"
+        restart(minute(20))
+        r.tick(minute(60))
+        return r.writes()
+
+    plain, again = both(tmp_path, LATE_CONFIG, steps)
+    assert plain == [("T-1", {"assignee": "a@x.example"})]  # no breach, no escalation
+    assert again == plain
+
+
+def test_a_late_change_with_no_message_is_applied_to_nothing(tmp_path: Path) -> None:
+    r = Runner(f"sqlite:///{tmp_path / 'late.db'}", LATE_CONFIG)
+    r.ingest(ticket("T-1", minute(0), status="open", subject="s"))
+    r.ingest(ticket("T-1", minute(12), priority="high"))
+    out = r.ingest(ticket("T-1", minute(10), priority="low"))
+    assert out.stale and out.problems[0].endswith(", not applied")
+    assert stored(r.app, "T-1").attrs["priority"] == "high"
+    r.tick(minute(60))
+    assert ("T-1", {"escalation": "leads"}) in r.writes()  # nobody replied: breached and escalated
+    r.close()

@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 
 from bridge.effects import queue_effects as queue_effects
 from bridge.model import BRIDGE, Change, Decision, RecentlySeen, Record, utcnow
-from bridge.pipeline import DeskState, MemoryState, Pipeline, Touched
+from bridge.pipeline import DeskState, MemoryState, Pipeline, Touched, late_part
 from bridge.rules.conditions import path_values
 from bridge.rules.engine import Desk
 from bridge.rules.escalation import WEEK, VolumeWatch
@@ -370,10 +370,15 @@ class LiveRules:
                     # restored later, it starts afresh, as live (whose store keeps no creation time it reads)
                     outcome.record.attrs.pop("created_at", None)
                     continue
+                fed_change = change
                 if outcome.stale:
-                    continue  # the live pipeline takes such a change to no rule either
+                    # (the rebuild's pipeline has no Desk: the late part of a change taken is fed here)
+                    part = late_part(change) if stored.desk_at is not None else None
+                    if part is None:
+                        continue  # the live pipeline takes such a change to no rule either
+                    fed_change = part  # its message or acknowledgement, as the live pipeline took it
                 try:
-                    settle(self._feed(outcome.record, change, at), outcome.record)
+                    settle(self._feed(outcome.record, fed_change, at), outcome.record)
                 except Exception:  # the live Desk failed on it too, and went on
                     log.exception("rules: rebuilding, the desk failed on change %s", stored.change_id)
                     continue
