@@ -869,20 +869,24 @@ def test_a_leader_whose_lock_connection_dropped_gives_up_the_rules() -> None:
     with temp_postgres_schema_url() as url:
         crew: dict[str, Any] = {"agents": [{"email": "a@x.example"}]}
         a, b = make_app(url, **crew), make_app(url, **crew)
-        first, second = RulesLeader(a), RulesLeader(b)
-        assert first.claim(T0) is not None and second.claim(T0) is None
-        with b.store.engine.connect() as admin:  # the leader's lock connection is cut
-            holders = sa.text("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
-                              "AND objid = (:k & 4294967295)::oid")
-            key = lock_key(f"{admin.scalar(sa.text('SELECT current_schema()'))}\0lock\0rules-leader")
-            for pid in admin.execute(holders, {"k": key}).scalars().all():
-                admin.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid})
-            admin.commit()
-        assert second.claim(T0) is not None  # another replica takes the lead ...
-        assert first.claim(T0) is None  # ... and the first sees it lost it, and stops its rules
-        assert a.host.pm.get_plugin(DESK_PLUGIN) is None
-        out = ingest(a, ticket("T-1", T0, status="open"))
-        assert out.desk_at is None  # taken without rules: the new leader catches it up
-        second.release()
-        a.close()
-        b.close()
+        try:  # (closed whatever happens: a connection left open fails a later test when it is collected)
+            first, second = RulesLeader(a), RulesLeader(b)
+            assert first.claim(T0) is not None and second.claim(T0) is None
+            with b.store.engine.connect() as admin:  # the leader's lock connection is cut
+                holders = sa.text("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                                  "AND objid = (:k & 4294967295)::oid")
+                key = lock_key(f"{admin.scalar(sa.text('SELECT current_schema()'))}\0lock\0rules-leader")
+                for pid in admin.execute(holders, {"k": key}).scalars().all():
+                    # (waiting until the backend is gone: its lock is released only then, later on a busy
+                    # machine than the claim below would look)
+                    admin.execute(sa.text("SELECT pg_terminate_backend(:p, 10000)"), {"p": pid})
+                admin.commit()
+            assert second.claim(T0) is not None  # another replica takes the lead ...
+            assert first.claim(T0) is None  # ... and the first sees it lost it, and stops its rules
+            assert a.host.pm.get_plugin(DESK_PLUGIN) is None
+            out = ingest(a, ticket("T-1", T0, status="open"))
+            assert out.desk_at is None  # taken without rules: the new leader catches it up
+            second.release()
+        finally:
+            a.close()
+            b.close()

@@ -202,8 +202,8 @@ def test_a_lock_whose_connection_dropped_is_no_longer_held(pg_store: Store, pg_u
                     "AND objid = (:k & 4294967295)::oid"
                 ), {"k": lock_key(f"{schema}\0lock\0rules-leader")}).scalars().all()
                 assert pids
-                for pid in pids:
-                    admin.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+                for pid in pids:  # (waiting until it is gone: its lock is released only then)
+                    admin.execute(sa.text("SELECT pg_terminate_backend(:p, 10000)"), {"p": pid})
                 admin.commit()
             assert not pg_store.still_holds("rules-leader")
             with other.advisory_lock("rules-leader") as second:
