@@ -1364,9 +1364,7 @@ class Desk:
         if self._assignee_read:
             # the live rules saw the stored assignee in the event that set it (as routing's own): what they
             # held with it is taken afresh, silently
-            ctx = Context(rec, {})
-            st.holding = sum(1 << i for i, test in enumerate(self._tests) if test(ctx))
-            st.snap = self._read(ctx)
+            self._retake(st)
         return True
 
     def take_stored(self, ticket_id: str, stored: Record, at: datetime) -> None:
@@ -1396,9 +1394,13 @@ class Desk:
             else:
                 rec.attrs.pop(attr, None)
         if self.rules:
-            ctx = Context(rec, {})
-            st.holding = sum(1 << i for i, test in enumerate(self._tests) if test(ctx))
-            st.snap = self._read(ctx)
+            self._retake(st)
+
+    def _retake(self, st: _Ticket) -> None:
+        # what each rule holds of the ticket at rest, and the values they read, without firing anything
+        ctx = Context(st.record, {})
+        st.holding = sum(1 << i for i, test in enumerate(self._tests) if test(ctx))
+        st.snap = self._read(ctx)
 
     def hush(self, ticket_id: str) -> None:
         """Let no timer of this ticket fire (SLA, follow-up, auto-close) until its next change sets them

@@ -314,16 +314,13 @@ class LiveRules:
             mem = MemoryState(keep_audit=False, keep_outbox=False)
             pipeline = Pipeline(self.config, None, run="rebuild")
             fed = 0
-            held: dict[str, str | None] = {}
-            kept: dict[str, Record] = {}
+            held: dict[str, Assignee] = {}
             taken: set[str] = set()  # tickets a live Desk took a change of (not history)
             rotation: tuple[str, ...] = ()
             settle = partial(self._settle, None)
             for item in history:
                 if isinstance(item, Assignee):
-                    held[item.record_id] = item.assignee
-                    if item.stored is not None:
-                        kept[item.record_id] = item.stored
+                    held[item.record_id] = item
                     continue
                 if isinstance(item, Closed):
                     self._dropped.note(item.record_id, item.at)
@@ -394,12 +391,13 @@ class LiveRules:
                 settle(self.desk.advance(handled_until), None)
             changed = False
             for rid in list(self.records):
-                if rid in held:  # (a history without the store's assignees, a test's, leaves the Desk's)
-                    moved = self.desk.hold_as(rid, held[rid], wait=rid in taken)
-                    if moved and rid in kept:
+                as_stored = held.get(rid)
+                if as_stored is not None:  # (a test's history without the store's assignees keeps the Desk's)
+                    moved = self.desk.hold_as(rid, as_stored.assignee, wait=rid in taken)
+                    if moved and as_stored.stored is not None:
                         # what the rebuild's own routing made its rules do (a tag for the agent it chose) the
                         # store never got: the ticket is taken as stored
-                        self.desk.take_stored(rid, pipeline.typed(kept[rid]), self.clock or utcnow())
+                        self.desk.take_stored(rid, pipeline.typed(as_stored.stored), self.clock or utcnow())
                     if moved and rid in self._previous:
                         self._previous[rid] = path_values(self.records[rid])  # as the store has it
                     changed |= moved

@@ -158,6 +158,12 @@ def _compile(policy: SlaConfig) -> _Compiled:
     return compiled
 
 
+def _rewind(clock: _Clock, mark: _Threshold) -> None:
+    """Make ``mark`` of ``clock`` pending again (held for an instant's timer, it has to wait instead)."""
+    clock.pos = min(clock.pos, clock.marks.index(mark))
+    clock.next_at = None
+
+
 class TicketSla:
     """The SLA clocks of one ticket under its current policy and calendar, driven by the ticket's events.
 
@@ -323,8 +329,7 @@ class TicketSla:
                 for item in self._held:
                     clock, mark = item[1], item[2]
                     if clock.index == 2 and item[0] == at:
-                        clock.pos = min(clock.pos, clock.marks.index(mark))
-                        clock.next_at = None
+                        _rewind(clock, mark)
                     else:
                         keep.append(item)
                 self._held = keep or None
@@ -571,8 +576,7 @@ class TicketSla:
             elif clock.met:
                 continue
             elif self.status in STOPPED and (passed or mark.kind == "sla_escalate"):
-                clock.pos = min(clock.pos, clock.marks.index(mark))
-                clock.next_at = None
+                _rewind(clock, mark)
             else:
                 self._emit(clock, mark, instant, passed)
         self._held = keep or None
