@@ -141,6 +141,7 @@ class Outcome:
     deleted: str | None = None  # the delete policy applied, for a delete
     stale: bool = False  # older than what the system said before: not applied
     late: bool = False  # stale, with a message or an acknowledgement the rules take all the same
+    owed: bool = False  # stale, with a message or acknowledgement left to the rules leader (no Desk here)
     desk_at: datetime | None = None  # when the daemon's Desk took it (None: no Desk took it)
     was_closed: bool = False  # the record was a closed ticket before this change
 
@@ -334,7 +335,7 @@ class Pipeline:
         self._stages(state, record, change, now, out, desk)
         if out.desk_at is not None:  # the Desk took it (the leader catches up the changes no Desk took)
             self._desk_state(state).set_desk_time(change_id, out.desk_at)
-        elif ((out.stale and not out.late) or out.was_closed) and isinstance(state, DeskState):
+        elif ((out.stale and not (out.late or out.owed)) or out.was_closed) and isinstance(state, DeskState):
             # an out-of-date change is not applied, and a closed ticket is final for the rules: nothing in it
             # for them, so it is marked as taken and the leader's catch-up does not feed it to its Desk either
             # (a leader restarted since the ticket closed would no longer know it was closed). A stale change
@@ -372,15 +373,21 @@ class Pipeline:
         if last is not None and change.at < parse_time(last):
             # an older change arriving late (a retried webhook, a slow queue) must not undo a newer one
             out.stale = True
-            # (the rules leader's Desk takes its message; on another replica, no Desk takes any of it)
-            part = (late_part(change) if desk is not None and change.kind == "ticket"
+            # (the rules leader's Desk takes its message; on another replica, the leader's catch-up does)
+            part = (late_part(change) if change.kind == "ticket" and not out.was_closed
                     and "deleted_in" not in record.attrs else None)
-            taken = "; its message or acknowledgement is taken, not the rest" if part else ", not applied"
+            taken = ", not applied"
+            if part is not None:
+                taken = "; its message or acknowledgement is taken, not the rest"
+                if desk is None:
+                    taken = "; its message or acknowledgement is left to the rules, not the rest"
             out.problems.append(
                 f"{change.system} {change.kind} {change.external_id}: a change of "
                 f"{format_time(change.at)} came after one of {last}; kept in the change log{taken}"
             )
-            if part is not None:
+            if part is not None and desk is None:
+                out.owed = True  # (the rules leader's catch-up takes it)
+            elif part is not None:
                 # what happened cannot be undone by what happened later: an agent's reply still meets the
                 # SLA clock, taken at the rules' clock, while the ticket keeps the newer change's state
                 out.late = True
@@ -411,11 +418,14 @@ class Pipeline:
                 planned.ref = f"{change.system}:{change.external_id}"
 
     def catch_up(
-        self, state: State, record_id: str, change: Change, change_id: int, now: datetime
+        self, state: State, record_id: str, change: Change, change_id: int, now: datetime, late: bool = False
     ) -> Outcome:
         """Feed the daemon's Desk a committed ticket change no Desk took (another replica processed it
         without rules): the timers due before it fire, then the Desk acts on the ticket as stored now; the
-        effects are queued in ``state`` and the change is marked as taken. Returns what was decided."""
+        effects are queued in ``state`` and the change is marked as taken. Returns what was decided.
+
+        ``late``: the change came after a newer one of its ticket from its system, so its state was not
+        applied: only its message or acknowledgement is fed, as the leader's own pipeline feeds one."""
         desk = self.desk("ticket")
         if desk is None:
             return Outcome(self._load(state, record_id, "ticket"))
@@ -431,6 +441,18 @@ class Pipeline:
             desk.forget(dstate, record_id)  # as the other replica's pipeline did: it leaves the rules
         elif gone or record.attrs.get("deleted_in"):
             pass  # deleted since (a later change the leader took): the rules do not take it up again
+        elif late and (part := late_part(change)) is not None:
+            held = Held(state, self.config, record) if self.writable else None
+            try:
+                out.desk_at, touched = desk.on_change(dstate, record, part)
+            except Exception as exc:  # taken all the same: a change the rules fail on is not retried forever
+                self._desk_failed(desk, change, exc, out.problems)
+                touched = []
+            out.writes += self._apply(state, touched, now, record, out.plan, held)
+            out.decisions += [d for _r, ds in touched for d in ds]
+            state.save(record, now)
+        elif late:
+            pass  # nothing in it for the rules
         else:
             # the ticket as stored now; but a close that a later change (caught up, or marked as taken)
             # reopened is still a close for the rules, final as when the leader takes both changes itself

@@ -292,7 +292,7 @@ def catch_up(app: App, live: LiveRules, tx: Tx, now: datetime) -> int:
         if is_agent_change(c.change):
             queued += len(take_agent_status(app, live, tx, c.change, c.id, now, "rules", retry=False) or [])
             continue
-        queued += len(pipeline.catch_up(tx, c.record_id, c.change, c.id, now).writes)
+        queued += len(pipeline.catch_up(tx, c.record_id, c.change, c.id, now, late=c.came_late).writes)
     live.settle(tx, tx.last_change_id(received_before=now - SETTLE, after=live.floor))
     return queued
 

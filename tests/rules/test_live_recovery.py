@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from live_support import stored, writes
+from live_support import Writes, stored, writes
 
 from bridge.app import App
 from bridge.model import Change
@@ -839,23 +839,66 @@ def test_a_rebuild_takes_changes_in_the_order_the_live_desk_took_them() -> None:
         b.close()
 
 
-def test_a_stale_change_another_replica_kept_is_not_fed_to_the_leaders_desk(store_url: str) -> None:
-    cfg: dict[str, Any] = {"agents": [{"email": "a@x.example", "capacity": 5}], "follow_up": {"after": "48h"}}
+def _late_message(
+    like: str, tmp_path: Path, to_leader: bool, author: str, newer: str = "pending", restart: bool = False
+) -> Writes:
+    """T-1 opens at 09:00 and goes ``newer`` (a status, or a priority) at 09:40; a message of 09:30 by
+    ``author`` reaches the leader, or a replica without rules, after both (a retried webhook). Returns the
+    writes queued by 51 h later (in a store of its own, on the database ``like`` is on); ``restart``: the
+    leader restarts 3 h in, after its catch-up."""
+    if like.startswith("sqlite"):
+        name = f"{to_leader}-{author}-{newer}-{restart}.db"
+        return _late_message_in(f"sqlite:///{tmp_path / name}", to_leader, author, newer, restart)
+    with temp_postgres_schema_url() as url:
+        return _late_message_in(url, to_leader, author, newer, restart)
+
+
+def _late_message_in(store_url: str, to_leader: bool, author: str, newer: str, restart: bool) -> Writes:
+    cfg: dict[str, Any] = {"agents": [{"email": "a@x.example", "capacity": 5}], "follow_up": {"after": "48h"},
+                           "teams": {"leads": {"members": []}},
+                           "sla": [{"name": "p", "first_response": "1h",
+                                    "escalate": [{"after": "0m", "to": "leads"}]}]}
     app = make_app(store_url, **cfg)
-    live = start_rules(app, now=T0)
-    ingest(app, ticket("T-1", T0, status="open", subject="x"))
-    ingest(app, ticket("T-1", T0 + timedelta(hours=1), status="pending"))
-    # a customer message of 09:30 delivered late to a replica without rules: older than what the helpdesk
-    # said since, kept in the change log, not applied; the leader's catch-up must not act on it either
-    other = make_app(store_url, **cfg)
-    old = Change("desk", "ticket", "T-1", T0 + timedelta(minutes=30), attrs={"message": "old",
-                                                                             "last_author": "customer"})
-    assert ingest(other, old).stale
-    other.close()
-    for hours in (3, 50, 51):
-        run_timers(app, live, T0 + timedelta(hours=hours))
-    assert len([f for _t, f in writes(app) if "follow_up" in f]) == 1  # the reminder still goes out
-    app.close()
+    try:
+        live = start_rules(app, now=T0)
+        ingest(app, ticket("T-1", T0, status="open", subject="x"))
+        change = {"status": newer} if newer == "pending" else {"priority": newer}
+        ingest(app, ticket("T-1", T0 + timedelta(minutes=40), **change))
+        old = ticket("T-1", T0 + timedelta(minutes=30), message="old", last_author=author, status="open")
+        receiver = app if to_leader else make_app(store_url, **cfg)
+        out = ingest(receiver, old)
+        if receiver is not app:
+            receiver.close()
+        status = "pending" if newer == "pending" else "open"
+        assert out.stale and stored(app, "T-1").attrs["status"] == status  # its state is not applied
+        run_timers(app, live, T0 + timedelta(hours=3))
+        if restart:
+            app.close()
+            app = make_app(store_url, **cfg)
+            live = start_rules(app, now=T0 + timedelta(hours=3, minutes=1))
+        for hours in (50, 51):
+            run_timers(app, live, T0 + timedelta(hours=hours))
+        return writes(app)
+    finally:
+        app.close()
+
+
+def test_a_late_agent_reply_another_replica_kept_meets_the_first_response_clock(
+    store_url: str, tmp_path: Path
+) -> None:
+    # the replica without rules keeps it untaken: the leader's catch-up takes its message, not its state
+    kept = _late_message(store_url, tmp_path, to_leader=False, author="agent", newer="high")
+    assert kept == [("T-1", {"assignee": "a@x.example"})]  # replied before 10:00: no breach, no escalation
+
+
+def test_a_late_change_another_replica_kept_is_taken_as_by_the_leader_itself(
+    store_url: str, tmp_path: Path
+) -> None:
+    for author in ("agent", "customer"):
+        for newer in ("pending", "high"):
+            other = _late_message(store_url, tmp_path, False, author, newer)
+            assert other == _late_message(store_url, tmp_path, True, author, newer), (author, newer)
+            assert other == _late_message(store_url, tmp_path, False, author, newer, restart=True)
 
 
 def test_a_leader_whose_lock_connection_dropped_gives_up_the_rules() -> None:

@@ -32,6 +32,9 @@ class LoggedChange(NamedTuple):
     change: Change
     desk_at: datetime | None  # None: no Desk took it
     received_at: datetime | None = None
+    # it came after a newer change of its record from its system: its state was not applied (only
+    # :meth:`Tx.untaken_changes` tells; elsewhere False)
+    came_late: bool = False
 
 
 def lock_key(name: str) -> int:
@@ -409,13 +412,25 @@ class Tx:
     def untaken_changes(self, kind: str, after: int, own: str | None = None) -> list[LoggedChange]:
         """The changes of ``kind`` after change id ``after`` that no rules' Desk took (``desk_at`` unset), in
         id order: what other replicas processed without rules, for the rules leader to catch up. ``own``:
-        the bridge's own changes of that kind about no record (agents' statuses) too, in their place."""
+        the bridge's own changes of that kind about no record (agents' statuses) too, in their place. Each
+        says whether it came late (after a newer change of its record from its system, so not applied)."""
         c = t.changes
         which = sa.and_(c.c.kind == kind, c.c.record_id.is_not(None))
         if own is not None:
             which = sa.or_(which, _own(own))
-        q = sa.select(c).where(c.c.id > after, which, c.c.desk_at.is_(None)).order_by(c.c.id)
-        return [_logged(row) for row in self.conn.execute(q)]
+        newer = sa.alias(c)
+        late = (
+            sa.select(newer.c.id)
+            .where(newer.c.record_id == c.c.record_id, newer.c.system == c.c.system, newer.c.id < c.c.id,
+                   newer.c.at > c.c.at)
+            .exists()
+        )
+        q = (
+            sa.select(c, late.label("came_late"))
+            .where(c.c.id > after, which, c.c.desk_at.is_(None))
+            .order_by(c.c.id)
+        )
+        return [_logged(row)._replace(came_late=bool(row.came_late)) for row in self.conn.execute(q)]
 
     def own_changes(self, kind: str) -> list[LoggedChange]:
         """The bridge's own changes of ``kind``, about no record (agents' statuses), in id order; their
