@@ -116,6 +116,33 @@ def test_account_owner_gets_the_ticket_and_an_away_owner_falls_back(
     assert finals["T-2"]["assignee"] == second[0][4]
 
 
+@pytest.mark.parametrize(
+    ("fallback", "owner", "expected"),
+    [
+        ("skills", None, B),  # no owner: the fallback decides (B has the billing skill)
+        ("skills", "nobody@example.com", B),  # an owner who is no agent: the same
+        ("least_loaded", None, B),  # A holds two tickets, B one
+        (None, None, A),  # no fallback: round robin (A was assigned least recently)
+    ],
+)
+def test_a_ticket_with_no_owner_to_take_it_goes_to_the_fallback(
+    fallback: str | None, owner: str | None, expected: str
+) -> None:
+    config = {
+        "routing": {"strategy": "account_owner", "fallback": fallback},
+        "agents": [{"email": A, "skills": ["how-to"]}, {"email": B, "skills": ["billing"]}],
+    }
+    lines = [
+        created("T-1", at(2, "09:00"), account={"id": "A-1", "tier": "starter", "owner": A}),
+        created("T-2", at(2, "09:01"), account={"id": "A-1", "tier": "starter", "owner": A}),
+        created("T-3", at(2, "09:02"), account={"id": "A-3", "tier": "starter", "owner": B}),
+        created("T-4", at(2, "09:05"), tags=["billing/refund"], account={"id": "A-4", "owner": owner}),
+    ]
+    decisions, finals = run(config, lines)
+    assert [d[4] for d in brief(decisions, "assign")] == [A, A, B, expected]
+    assert finals["T-4"]["assignee"] == expected
+
+
 def test_an_assign_skill_rule_picks_an_agent_with_that_skill() -> None:
     config = {
         "agents": [{"email": A, "skills": ["how-to"]}, {"email": B, "skills": ["billing"]}],

@@ -159,17 +159,24 @@ class Router:
     def pick(self, record: Record, request: Request, at: datetime) -> str | None:
         """The agent that takes ``record`` now, or None when nobody fits (the ticket should wait)."""
         candidates = [a for a in self.agents.values() if a.fits(request) and a.available(at)]
-        found = self._by(self.strategy, candidates, record, request)
+        strategy = self.strategy
+        if strategy == "account_owner" and self._owner(record, request) is None and self.fallback is not None:
+            strategy = self.fallback  # no owner who could ever take it: the fallback decides
+        found = self._by(strategy, candidates, record, request)
         if found is None and self.fallback is not None and self.fallback != self.strategy:
             found = self._by(self.fallback, candidates, record, request)
         return found
 
+    def _owner(self, record: Record, request: Request) -> Agent | None:
+        account = record.attrs.get("account")
+        owner = account.get("owner") if isinstance(account, dict) else None
+        agent = self.agents.get(owner) if isinstance(owner, str) else None
+        return agent if agent is not None and agent.fits(request) else None
+
     def _by(self, strategy: str, candidates: list[Agent], record: Record, request: Request) -> str | None:
         if strategy == "account_owner":
-            account = record.attrs.get("account")
-            owner = account.get("owner") if isinstance(account, dict) else None
-            agent = self.agents.get(owner) if isinstance(owner, str) else None
-            if agent is not None and agent.fits(request):
+            agent = self._owner(record, request)
+            if agent is not None:
                 # an owner who cannot take it now: the fallback decides, or with none it waits for them
                 return agent.email if agent in candidates else None
             strategy = "round_robin"

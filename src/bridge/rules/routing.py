@@ -8,8 +8,8 @@ picks:
 - ``round_robin``: the least recently assigned (never assigned first, in config order);
 - ``least_loaded``: the fewest open tickets, then the least recently assigned;
 - ``account_owner``: the account's owner (``account.owner``); when the owner cannot take it, the fallback
-  strategy, or with no fallback the ticket waits for the owner (an owner who is no agent, or who does not fit
-  the request, never blocks: round robin decides then);
+  strategy, or with no fallback the ticket waits for the owner (no owner, an owner who is no agent, or one who
+  does not fit the request, never blocks: the fallback decides then, round robin when there is none);
 - ``skills``: the most skills matching the request and the ticket's tag prefixes, then the requester's
   language, then the least loaded. Nobody matching any wanted skill counts as nobody.
 
@@ -207,7 +207,7 @@ class Router:
                 # an owner who cannot take it now: the fallback decides, or with none it waits for them
                 if self._available(agent, at):
                     return agent.email
-            else:
+            elif self.fallback is None or self.fallback == strategy:
                 first = self._first(request, at)
                 return first.email if first is not None else None
             found = None
