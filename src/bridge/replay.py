@@ -32,6 +32,7 @@ from bridge.pipeline import MemoryState, Pipeline
 from bridge.plugins import PluginHost
 from bridge.rules.conditions import path_values
 from bridge.rules.engine import Desk
+from bridge.rules.topics import TopicWatch
 from bridge.settings import Config
 
 SYSTEM = "replay"
@@ -92,6 +93,8 @@ class Replay:
         fields = self.config.fields
         self._account_types = {n: self._types[n] for n, f in fields.items() if f.kind == "account"}
         self._closed = RecentlySeen(CLOSED_MEMORY)  # external ids of closed tickets -> when they closed
+        self.topics = TopicWatch.from_config(self.config)  # None: no [topics] rules, no product tickets
+        self._counted: dict[str, frozenset[str]] = {}  # record id -> the topics it was counted in
 
     def run(self, lines: Iterable[str]) -> Iterator[dict[str, Any]]:
         """Yield decision dicts in time order, then one final state per ticket."""
@@ -365,8 +368,31 @@ class Replay:
         record.attrs.setdefault("created_at", at)
         self._emit_to(out, outcome.decisions)
         self._emit_to(out, self.desk.on_ticket(record, previous, event, at))
+        if self.topics is not None and record.tags:
+            self._emit_to(out, self._topics(record, at))
         if self.evict_closed and record.attrs.get("status") == "closed":
             self._finalise(record, at)
+
+    def _topics(self, record: Record, at: datetime) -> list[Decision]:
+        """Count ``record`` in the topics newly on it (as the event and the rules left it); a product ticket
+        decision for each topic it makes spike."""
+        watch = self.topics
+        assert watch is not None
+        counted = self._counted.get(record.id, frozenset())
+        new = sorted({t for t in record.tags if t not in counted and watch.is_topic(t)})
+        if not new:
+            return []
+        self._counted[record.id] = counted.union(new)
+        tracker = self.config.topics.tracker
+        out: list[Decision] = []
+        for topic in new:
+            spike = watch.record(topic, at)
+            if spike is not None:
+                out.append(Decision(at, record.id, "product_ticket", "topics", {
+                    "topic": topic, "action": spike.action, "tracker": tracker, "count": spike.count,
+                    "previous": spike.previous, "window": spike.window, "ratio": spike.ratio,
+                }))
+        return out
 
     @staticmethod
     def _created(event: dict[str, Any], at: datetime) -> Change:
@@ -481,6 +507,7 @@ class Replay:
         self._spool.write(_ENCODER.encode(self.final(record)) + "\n")
         self._closed.note(record.links.get(SYSTEM, record.id), at)
         self.state.forget(record.id)
+        self._counted.pop(record.id, None)
         forget = getattr(self.desk, "forget", None)
         if forget is not None:
             forget(record.id)
