@@ -178,12 +178,27 @@ def test_a_customer_message_is_scored_and_classified() -> None:
 
 @pytest.mark.parametrize("author", ["agent", "customer", "system"])
 def test_a_sentiment_an_event_gives_stands_whoever_wrote_it(author: str) -> None:
-    _, finals = run(SENTIMENT_CONFIG, [
+    lines = [
         created("T7", t("09:00"), *CALM),
         message("T7", t("09:05"), author, "Thanks, great", sentiment=-80),
-        message("T7", t("09:10"), "customer", "Thanks, perfect, love it"),
+        message("T7", t("09:10"), "agent", "Glad to help"),
+        updated("T7", t("09:15"), subject="Thanks, perfect"),
+    ]
+    _, finals = run(SENTIMENT_CONFIG, lines)
+    assert finals["T7"]["sentiment"] == -80  # given, so not computed over by what came after it
+    lines.append(message("T7", t("09:20"), "customer", "Thanks, perfect, love it"))
+    _, finals = run(SENTIMENT_CONFIG, lines)
+    assert finals["T7"]["sentiment"] == sentiment("Thanks, perfect, love it") > 0  # newer words, none given
+
+
+def test_a_sentiment_given_at_creation_does_not_silence_a_later_complaint() -> None:
+    angry = "This is terrible, awful and unacceptable, I am furious"
+    decisions, finals = run(SENTIMENT_CONFIG, [
+        created("T8", t("09:00"), *CALM, account=ENTERPRISE, sentiment=20),
+        message("T8", t("09:10"), "customer", angry),
     ])
-    assert finals["T7"]["sentiment"] == -80  # given, so never computed over
+    assert finals["T8"]["sentiment"] == sentiment(angry) < -35
+    assert "escalate" in [d["decision"] for d in decisions]
 
 
 # ---------------------------------------------------------------- ticket.text: the newest customer message

@@ -515,3 +515,55 @@ def test_an_event_dated_out_of_the_clocks_range_is_reported_and_skipped(when: st
     assert rp.problems[0] == f"line 2: ticket.created: 'at' '{when}' is out of range (years 1900 to 9000)"
     assert [d["decision"] for d in out if not d.get("final")] == ["follow_up"]
     assert [d["ticket_id"] for d in out if d.get("final")] == ["T-1"]
+
+
+def test_lines_json_cannot_read_or_python_cannot_nest_are_reported_and_skipped() -> None:
+    lines = [
+        '{"type": "ticket.created", "at": "2026-11-02T09:00:00Z", "ticket": {"id": "T-1", "sentiment": NaN}}',
+        "[" * 100_000 + "]" * 100_000,
+        created("T-2", "2026-11-02T09:05:00Z"),
+    ]
+    out, rp = run(lines)
+    assert rp.problems == ["line 1: not JSON: NaN is not a JSON value", "line 2: not JSON: nested too deep"]
+    assert [d["ticket_id"] for d in out if d.get("final")] == ["T-2"]  # the run went on
+    json.loads(json.dumps(out, allow_nan=False))  # and its output is JSON
+
+
+@pytest.mark.parametrize("bad", [-5000, 101, "abc", True, [1]])
+def test_a_sentiment_off_the_scale_is_reported_and_computed_instead(bad: Any) -> None:
+    when = {"field": "ticket.sentiment", "lte": -50}
+    config = {"rules": [{"name": "sad", "set": "escalation", "when": when, "then": [{"escalate": "leads"}]}],
+              "teams": {"leads": {"members": []}}}
+    lines = [
+        created("T-1", "2026-11-02T09:00:00Z", sentiment=bad),
+        event("ticket.message", "2026-11-02T09:10:00Z", ticket_id="T-1", author="customer", body="thanks",
+              sentiment=bad),
+        event("ticket.updated", "2026-11-02T09:20:00Z", ticket_id="T-1", changes={"sentiment": bad}),
+    ]
+    out, rp = run(lines, config)
+    assert [p.split(":")[0] for p in rp.problems] == ["line 1", "line 2", "line 3"]
+    assert all(f"sentiment {bad!r} is not a number from -100 to 100; dropped" in p for p in rp.problems)
+    [final] = [d for d in out if d.get("final")]
+    assert -100 <= final["sentiment"] <= 100 and final["escalations"] == []  # computed from "thanks"
+
+
+def test_a_priority_in_other_letter_case_is_taken_and_an_unknown_one_reported() -> None:
+    when = {"field": "ticket.priority", "gte": "high"}
+    config = {"rules": [{"name": "hot", "set": "escalation", "when": when, "then": [{"escalate": "leads"}]}],
+              "teams": {"leads": {"members": []}}}
+    lines = [
+        created("T-1", "2026-11-02T09:00:00Z", priority="Urgent"),
+        created("T-2", "2026-11-02T09:01:00Z", priority="normal"),
+        event("ticket.updated", "2026-11-02T09:02:00Z", ticket_id="T-2", changes={"priority": "HIGH"}),
+        created("T-3", "2026-11-02T09:03:00Z", priority="P1"),
+    ]
+    out, rp = run(lines, config)
+    assert rp.problems == [
+        "line 4: ticket.created: priority 'P1' is not one of low, normal, high, urgent; kept as given "
+        "(no priority rule ranks it)"
+    ]
+    assert [(d["ticket_id"], d["to"]) for d in out if d.get("decision") == "escalate"] == [
+        ("T-1", "leads"), ("T-2", "leads")
+    ]
+    finals = {d["ticket_id"]: d["priority"] for d in out if d.get("final")}
+    assert finals == {"T-1": "urgent", "T-2": "high", "T-3": "P1"}

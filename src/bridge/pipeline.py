@@ -662,9 +662,10 @@ class Pipeline:
         """Tags from the classifiers and the computed sentiment, from the customer's words only: the ticket as
         created (subject, body) and each customer message. An agent's, a bot's or a system's message and an
         edit (a renamed subject, a new priority) leave what was computed; a sentiment a change gives
-        stands."""
-        if "sentiment" in change.attrs:
-            record.attrs["sentiment_source"] = "system"  # given (whoever wrote it): never computed over
+        stands until a customer's newer words come without one."""
+        given = "sentiment" in change.attrs
+        if given:
+            record.attrs["sentiment_source"] = "system"  # given (whoever wrote it): not computed over
         if not (out.created or change.customer_wrote):
             return
         cfg = self.config.classify
@@ -684,8 +685,11 @@ class Pipeline:
                         change.at, record.id, "tag", "classifier", {"tag": tag, "confidence": round(conf, 2)}
                     )
                 )
-        if text and record.attrs.get("sentiment_source") != "system":
+        if text and not given:
+            # the customer's newest words, which the system gave no sentiment for: a sentiment given at the
+            # ticket's creation does not silence every later complaint
             record.attrs["sentiment"] = classify.sentiment(text)
+            record.attrs.pop("sentiment_source", None)
 
     def _map_tags(
         self, state: State, record: Record, change: Change, out: Outcome, why: dict[str, _Why], now: datetime

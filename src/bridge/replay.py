@@ -30,7 +30,7 @@ from bridge.model import (
 )
 from bridge.pipeline import MemoryState, Pipeline
 from bridge.plugins import PluginHost
-from bridge.rules.conditions import path_values
+from bridge.rules.conditions import PRIORITY_RANK, path_values
 from bridge.rules.engine import Desk
 from bridge.rules.topics import TopicWatch
 from bridge.settings import Config
@@ -47,6 +47,13 @@ CLOSED_MEMORY = timedelta(days=30)
 YEARS = (1900, 9000)
 EVENT_TYPES = ("ticket.created", "ticket.message", "ticket.status", "ticket.updated", "agent.status")
 _EVENT_TYPES = frozenset(EVENT_TYPES)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)  # NaN and Infinity are not JSON
 # (tuples, not sets: an event's value may be a list or a dict, which would not hash)
 AUTHORS = ("customer", "agent")
 _STATUS_LIST = ", ".join(TICKET_STATUSES)
@@ -169,9 +176,13 @@ class Replay:
 
     def _parse(self, number: int, line: str) -> dict[str, Any] | None:
         try:
-            event = json.loads(line)
+            event = _DECODER.decode(line)
         except json.JSONDecodeError as exc:
             self.problems.append(f"line {number}: not JSON: {exc.msg} (column {exc.colno})")
+            return None
+        except (ValueError, RecursionError) as exc:  # NaN or Infinity; nested deeper than Python recurses
+            why = "nested too deep" if isinstance(exc, RecursionError) else str(exc)
+            self.problems.append(f"line {number}: not JSON: {why}")
             return None
         if not isinstance(event, dict):
             self.problems.append(f"line {number}: an event is a JSON object")
@@ -209,6 +220,9 @@ class Replay:
                 return None
             if not self._tags_ok(number, kind, ticket.get("tags")):
                 return None
+            self._values_ok(number, kind, ticket)
+            if "sentiment" in event:
+                self._values_ok(number, kind, event)
             if isinstance(ticket.get("fields"), dict):
                 ticket["fields"] = self._declared(number, kind, ticket["fields"])
             return event
@@ -244,6 +258,8 @@ class Replay:
                     f"line {number}: ticket.message: author {author!r} is neither customer nor agent; the "
                     f"message counts as neither (it meets and starts no response clock)"
                 )
+            if "sentiment" in event:
+                self._values_ok(number, kind, event)
         else:
             changes = event.get("changes")
             if changes is not None and not isinstance(changes, dict):
@@ -264,6 +280,7 @@ class Replay:
                     return None
                 if not self._tags_ok(number, kind, changes.get("tags")):
                     return None
+                self._values_ok(number, kind, changes)
                 self._known_changes(number, changes)
         return event
 
@@ -287,6 +304,29 @@ class Replay:
             f"line {number}: {kind}: status {status!r} is not one of {_STATUS_LIST}; skipped"
         )
         return False
+
+    def _values_ok(self, number: int, kind: str, table: dict[str, Any]) -> None:
+        """Check ``table``'s sentiment and priority in place: a sentiment that is not a number from -100 to
+        100 is dropped (computed instead) and an unknown priority kept as given, each reported; a priority
+        in other letter case ("Urgent") is taken in lower case."""
+        if "sentiment" in table:
+            value = table["sentiment"]
+            if value is not None and (type(value) not in (int, float) or not -100 <= value <= 100):
+                self.problems.append(
+                    f"line {number}: {kind}: sentiment {value!r} is not a number from -100 to 100; dropped "
+                    "(computed from the text instead)"
+                )
+                del table["sentiment"]
+        value = table.get("priority")
+        if value is not None and value not in PRIORITY_RANK:
+            low = value.lower() if type(value) is str else None
+            if low in PRIORITY_RANK:
+                table["priority"] = low
+            else:
+                self.problems.append(
+                    f"line {number}: {kind}: priority {value!r} is not one of {', '.join(PRIORITY_RANK)}; "
+                    "kept as given (no priority rule ranks it)"
+                )
 
     def _tags_ok(self, number: int, kind: str, tags: Any) -> bool:
         """Whether ``tags`` is absent or a list of strings; else the problem is reported (event skipped)."""
