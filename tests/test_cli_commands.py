@@ -191,11 +191,17 @@ def test_replay_refuses_a_config_that_check_rejects(demo: Path, against: bool) -
     assert "bad.toml:" in res.stderr and "ticket.mood" in res.stderr and "Traceback" not in res.stderr
 
 
-@pytest.mark.parametrize("until", ["garbage", "2026-13-01T00:00:00Z"])
+@pytest.mark.parametrize("until", ["garbage", "2026-13-01T00:00:00Z", ""])
 def test_replay_with_a_bad_until_is_bad_usage(demo: Path, until: str) -> None:
     res = bridge("replay", "config/demo/events.jsonl", "--until", until, cwd=demo)
     assert res.returncode == 2
     assert "--until" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_replay_of_a_directory_is_bad_usage(demo: Path) -> None:
+    res = bridge("replay", "config", cwd=demo)
+    assert res.returncode == 2
+    assert "config: is a directory" in res.stderr and "Traceback" not in res.stderr
 
 
 def test_taxonomy_lint_finds_the_near_duplicate_refund_tags(demo: Path) -> None:
@@ -237,3 +243,47 @@ def test_replay_against_names_bad_lines_as_plain_replay_does(demo: Path) -> None
     assert plain.stderr.splitlines() == against.stderr.splitlines() == [
         "bad.jsonl:2: not JSON: Expecting property name enclosed in double quotes (column 2)"
     ]
+
+
+TOPICS_TOML = """
+[topics]
+min_count = 3
+rules = [{ window = "7d", ratio = 3.0 }]
+"""
+
+
+def test_topics_from_a_replay_lists_volumes_spikes_and_product_tickets(demo: Path) -> None:
+    config = demo / "config" / "bridge.toml"
+    config.write_text(config.read_text() + TOPICS_TOML)
+    at = ["2026-10-01T00:00:00Z", "2026-10-07T00:00:00Z"] + [f"2026-10-15T0{h}:00:00Z" for h in range(1, 5)]
+    lines = [{"type": "ticket.created", "at": t, "ticket": {"id": f"T-{n}", "subject": "s", "body": "b",
+                                                            "tags": ["bug/login"]}} for n, t in enumerate(at)]
+    (demo / "events.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    res = bridge("topics", "--events", "events.jsonl", "--json", cwd=demo)
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    assert report["at"] == "2026-10-15T04:00:00Z"  # the replay's end
+    filed = {"filed": "2026-10-15T03:00:00Z", "spikes": 1, "hot": True}
+    assert report["topics"] == [
+        {"topic": "bug/login", "windows": {"7d": {"count": 4, "previous": 1}}, "product_ticket": filed}
+    ]
+    assert [(s["ticket_id"], s["action"], s["count"]) for s in report["spikes"]] == [("T-4", "create", 3)]
+    text = bridge("topics", "--events", "events.jsonl", "--at", "2026-10-20T00:00:00Z", cwd=demo).stdout
+    assert "bug/login  7d: 4 (before 1)  product ticket filed 2026-10-15T03:00:00Z, 1 spike, hot" in text
+    assert "2026-10-15T03:00:00Z bug/login create (ticket T-4: 3 in 7d, 1 before)" in text
+
+
+def test_topics_from_the_store_counts_each_ticket_in_its_topics(synced: Path) -> None:
+    res = bridge("topics", "--at", "2026-11-04T00:00:00Z", "--json", cwd=synced)
+    assert res.returncode == 0, res.stderr
+    counts = {t["topic"]: t["windows"]["7d"]["count"] for t in json.loads(res.stdout)["topics"]}
+    assert counts["billing/refund"] == 3 and counts["access/sso"] == 2
+    assert "Billing_Refund" not in counts  # not a prefix/topic tag of the taxonomy's pattern
+    later = json.loads(bridge("topics", "--at", "2026-12-24T00:00:00Z", "--json", cwd=synced).stdout)
+    assert later["topics"] == []  # nothing in the last two weeks, no product ticket
+
+
+@pytest.mark.parametrize("args", [("--at", "soon"), ("--events", "missing.jsonl"), ("--events", "config")])
+def test_topics_bad_usage(demo: Path, args: tuple[str, str]) -> None:
+    res = bridge("topics", *args, cwd=demo)
+    assert res.returncode == 2 and "Traceback" not in res.stderr

@@ -91,7 +91,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     loaded = App.from_path(args.config).loaded  # an invalid config is refused, as by bridge run
     try:
-        until = parse_time(args.until) if args.until else None
+        until = parse_time(args.until) if args.until is not None else None
     except ValueError:
         print(f"--until: {args.until!r} is not an ISO 8601 time (e.g. 2026-11-06T00:00:00Z)", file=sys.stderr)
         return 2
@@ -101,6 +101,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     path = Path(args.file)
     if not path.exists():
         print(f"{path}: no such file", file=sys.stderr)
+        return 2
+    if path.is_dir():
+        print(f"{path}: is a directory, not a file of events", file=sys.stderr)
         return 2
     if args.against:
         old_cfg = App.from_path(args.against).config
@@ -277,6 +280,80 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _time_arg(name: str, value: str | None) -> tuple[Any, int]:
+    """``value`` (ISO 8601) as a time, or (None, 2) after saying why it is bad usage."""
+    from bridge.replay import YEARS
+
+    if value is None:
+        return None, 0
+    try:
+        at = parse_time(value)
+    except ValueError:
+        print(f"{name}: {value!r} is not an ISO 8601 time (e.g. 2026-11-06T00:00:00Z)", file=sys.stderr)
+        return None, 2
+    if not YEARS[0] <= at.year <= YEARS[1]:
+        print(f"{name}: {value!r} is out of range (years {YEARS[0]} to {YEARS[1]})", file=sys.stderr)
+        return None, 2
+    return at, 0
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    """Topic volumes and spikes, with the product tickets they filed (from the store, or from a replay)."""
+    from bridge.model import format_time, utcnow
+    from bridge.replay import Replay
+    from bridge.rules.topics import format_topics, topics_report, watch_for
+
+    at, bad = _time_arg("--at", args.at)
+    if bad:
+        return bad
+    problems: list[str] = []
+    spikes: list[dict[str, Any]] = []
+    if args.events is not None:
+        path = Path(args.events)
+        if not path.is_file():
+            print(f"{path}: {'is a directory, not a file of events' if path.is_dir() else 'no such file'}",
+                  file=sys.stderr)
+            return 2
+        config = _app(args).config
+        rp = Replay(config, until=at)
+        rp.topics = watch = watch_for(config)  # (volumes even with no [topics] rules)
+        with path.open(encoding="utf-8-sig", errors="surrogateescape") as fh:
+            spikes = [d for d in rp.run(fh) if d.get("decision") == "product_ticket"]
+        problems = [f"{path}:{p.removeprefix('line ')}" for p in rp.problems]
+        at = at if at is not None and (rp.clock is None or at >= rp.clock) else rp.clock
+    else:
+        app = _app(args)
+        config = app.config
+        watch = watch_for(config)
+        try:
+            with app.store.session() as tx:
+                firsts = tx.first_changes("ticket")
+                tickets = sorted(
+                    (firsts[r.id].change.at, r.id, r.links, r.tags)
+                    for r in tx.records("ticket") if r.id in firsts
+                )
+        finally:
+            app.close()
+        for created, rid, links, tags in tickets:
+            ref = next((f"{system}:{external}" for system, external in sorted(links.items())), rid)
+            for topic in sorted({t for t in tags if watch.is_topic(t)}):
+                spike = watch.record(topic, created)
+                if spike is not None:
+                    spikes.append({"at": format_time(created), "ticket_id": ref, "decision": "product_ticket",
+                                   "rule": "topics", "topic": topic, "action": spike.action,
+                                   "tracker": config.topics.tracker, "count": spike.count,
+                                   "previous": spike.previous, "window": spike.window, "ratio": spike.ratio})
+        at = at or utcnow()
+    report = topics_report(config, watch, spikes, at)
+    if args.json:
+        _print_json(report)
+    else:
+        print(format_topics(report))
+    for p in problems:
+        print(p, file=sys.stderr)
+    return 1 if problems else 0
+
+
 def cmd_taxonomy_lint(args: argparse.Namespace) -> int:
     """Lint tags: naming pattern, near-duplicates, unmapped tags, dead mappings."""
     from bridge.taxonomy import format_findings, lint
@@ -406,6 +483,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("explain", parents=[common], help="why a record has its fields")
     p.add_argument("record_id", metavar="TICKET_ID")
     p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("topics", parents=[common], help="topic volumes and spikes, their product tickets")
+    p.add_argument("--events", metavar="EVENTS.jsonl",
+                   help="replay these recorded events for their topics (default: the tickets of the store)")
+    p.add_argument("--at", help="the volumes at this time (ISO 8601; default: now, or the replay's end)")
+    p.set_defaults(func=cmd_topics)
 
     p = sub.add_parser("taxonomy", parents=[common], help="tag taxonomy tools")
     tsub = p.add_subparsers(dest="taxonomy_command", required=True)

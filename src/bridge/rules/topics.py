@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from bridge.durations import parse_duration
+from bridge.model import format_time
 from bridge.settings import Config
 
 
@@ -140,3 +141,71 @@ class TopicWatch:
             out.append((name, per))
         out.sort(key=lambda item: (-max((c for c, _p in item[1].values()), default=0), item[0]))
         return out
+
+
+def watch_for(config: Config) -> TopicWatch:
+    """The config's watch, or, with no ``[topics] rules``, one that only counts (a 7-day window, no spike)."""
+    watch = TopicWatch.from_config(config)
+    if watch is not None:
+        return watch
+    topics = config.topics
+    counting = TopicRule(timedelta(days=7), float("inf"), "7d")
+    # (no count reaches this min_count: volumes without spikes)
+    return TopicWatch([counting], 2**62, topics.prefixes or config.taxonomy.prefixes, config.taxonomy.pattern)
+
+
+def topics_report(config: Config, watch: TopicWatch, spikes: list[dict[str, object]],
+                  at: datetime | None) -> dict[str, object]:
+    """What ``bridge topics`` prints: each topic with tickets in its windows at ``at`` or a product ticket,
+    its volume per rule window, whether its product ticket was filed, and the spikes (``product_ticket``
+    decisions) in time order."""
+    topics: list[dict[str, object]] = []
+    for name, per in watch.volumes(at) if at is not None else []:
+        t = watch.topics[name]
+        if t.filed is None and not any(c or p for c, p in per.values()):
+            continue  # a topic of the past: nothing in its windows, no product ticket
+        topics.append({
+            "topic": name,
+            "windows": {label: {"count": c, "previous": p} for label, (c, p) in per.items()},
+            "product_ticket": None if t.filed is None else {
+                "filed": format_time(t.filed), "spikes": t.spikes, "hot": t.hot},
+        })
+    return {
+        "at": format_time(at) if at is not None else None,
+        "tracker": config.topics.tracker,
+        "min_count": config.topics.min_count,
+        "rules": [{"window": r.window, "ratio": r.ratio} for r in config.topics.rules],
+        "topics": topics,
+        "spikes": spikes,
+    }
+
+
+def format_topics(report: dict[str, object]) -> str:
+    """The human form of :func:`topics_report`."""
+    rules = report["rules"]
+    assert isinstance(rules, list)
+    how = ", ".join(f"{r['window']} x{r['ratio']}" for r in rules) or "none: volumes only"
+    lines = [f"topics at {report['at'] or '-'} (rules: {how}; min_count {report['min_count']}; "
+             f"tracker {report['tracker'] or '-'})"]
+    topics = report["topics"]
+    assert isinstance(topics, list)
+    if not topics:
+        lines.append("  no topic seen")
+    width = max((len(str(t["topic"])) for t in topics), default=0)
+    for t in topics:
+        windows = "  ".join(f"{label}: {w['count']} (before {w['previous']})"
+                            for label, w in t["windows"].items())
+        filed = t["product_ticket"]
+        state = "" if filed is None else (
+            f"  product ticket filed {filed['filed']}, {filed['spikes']} spike{'s' * (filed['spikes'] != 1)}"
+            f"{', hot' if filed['hot'] else ''}")
+        lines.append(f"  {str(t['topic']).ljust(width)}  {windows}{state}")
+    spikes = report["spikes"]
+    assert isinstance(spikes, list)
+    if spikes:
+        lines.append("spikes:")
+        lines.extend(
+            f"  {s['at']} {s['topic']} {s['action']} (ticket {s['ticket_id']}: {s['count']} in "
+            f"{s['window']}, {s['previous']} before)" for s in spikes
+        )
+    return "\n".join(lines)
