@@ -596,3 +596,28 @@ def test_an_sla_policy_on_a_change_reads_a_new_ticket_as_the_rules_do(with_rules
     _, finals = run(config, [created("T-1", at(2, "09:00"), priority="urgent")])
     assert finals["T-1"]["assignee"] == A
     assert finals["T-1"]["sla"]["first_response_due"] == at(2, "10:00")
+
+
+def test_rules_compare_emails_without_regard_to_case() -> None:
+    # routing takes the CRM owner "A@Example.Com" for the agent a@example.com: rules written with either
+    # spelling see the same person
+    def notify(name: str, when: dict[str, Any]) -> dict[str, Any]:
+        then = [{"notify": {"to": C, "message": name}}]
+        return {"name": name, "set": "triggers", "when": when, "then": then}
+
+    config = {
+        "routing": {"strategy": "account_owner"},
+        "agents": agents(A, B),
+        "rules": [
+            notify("assignee-eq", {"field": "ticket.assignee", "eq": "A@EXAMPLE.com"}),
+            notify("assignee-in", {"field": "ticket.assignee", "in": ["x@example.com", "A@Example.com"]}),
+            notify("owner-eq", {"field": "account.owner", "eq": "a@example.com"}),
+            notify("owner-ne", {"field": "account.owner", "ne": "A@example.com"}),
+        ],
+    }
+    lines = [created("T-1", at(2, "09:00"), account={"id": "A-1", "owner": "A@Example.Com"})]
+    decisions, finals = run(config, lines)
+    assert finals["T-1"]["assignee"] == A
+    assert sorted(d["rule"] for d in decisions if d["decision"] == "notify") == [
+        "assignee-eq", "assignee-in", "owner-eq"
+    ]

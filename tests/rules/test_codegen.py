@@ -17,7 +17,8 @@ T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 # values a path may hold in real data: blanks, numbers as text, lists, dates, booleans, odd tables
 VALUES = st.one_of(
     st.none(),
-    st.sampled_from(["high", "urgent", "low", "normal", "enterprise", "growth", "5", "2026-11-02", ""]),
+    st.sampled_from(["high", "urgent", "low", "normal", "enterprise", "growth", "5", "2026-11-02", "",
+                     "Al@X.example", "al@x.example"]),
     st.integers(-3, 120_001),
     st.floats(-5, 5, allow_nan=False),
     st.booleans(),
@@ -27,14 +28,14 @@ VALUES = st.one_of(
     st.just({"odd": 1}),
 )
 EXPECTED = st.one_of(
-    st.sampled_from(["high", "enterprise", "Billing", "5", "2026-11-01"]),
+    st.sampled_from(["high", "enterprise", "Billing", "5", "2026-11-01", "AL@x.example"]),
     st.integers(-3, 120_000),
     st.floats(-5, 5, allow_nan=False),
     st.booleans(),
 )
 PATHS = st.sampled_from(
     ["ticket.priority", "ticket.sentiment", "ticket.severity", "account.tier", "account.arr",
-     "account.region", "requester.language", "ticket.text", "ticket.tags"]
+     "account.region", "requester.language", "ticket.text", "ticket.tags", "ticket.assignee", "account.owner"]
 )
 TEXTS = st.sampled_from(
     ["I want to CANCEL now", "lawyer letter", "Kelvin \u212a here", "\u0131t works", "plain", "", "csv"]

@@ -458,3 +458,31 @@ def test_the_same_tags_in_another_order_are_no_change() -> None:
     rec = make_ticket(tags=["b/x", "a/y"])
     assert holds({"field": "ticket.tags", "changed": True}, rec, {"ticket.tags": ["a/y", "b/x"]}) is False
     assert holds({"field": "ticket.tags", "changed": True}, rec, {"ticket.tags": ["a/y"]}) is True
+
+
+@pytest.mark.parametrize("leaf", [
+    {"field": "ticket.assignee", "eq": "A@X.example"},
+    {"field": "ticket.assignee", "in": ["b@x.example", "A@X.EXAMPLE"]},
+    {"field": "ticket.assignee", "ne": "B@x.example"},
+    {"field": "account.owner", "eq": "a@x.example"},
+    {"field": "requester.email", "contains": "ANA@"},
+    {"field": "ticket.assignee", "to": "A@x.example"},
+])
+def test_emails_compare_without_regard_to_case(leaf: dict[str, Any]) -> None:
+    # routing takes a CRM owner "A@x.Example" for the agent a@x.example: conditions agree with it
+    ticket = make_ticket(assignee="a@x.example", requester={"email": "ana@acme.example"},
+                         account={"id": "A-1", "owner": "A@x.Example"})
+    ctx = Context(ticket, {"ticket.assignee": None})
+    compiled = compile_condition(leaf)
+    assert compiled.evaluate(ctx) is True
+    assert evaluator(compiled)(ctx) is True
+
+
+def test_an_email_that_changed_only_in_case_did_not_change() -> None:
+    ticket = make_ticket(assignee="a@x.example")
+    ctx = Context(ticket, {"ticket.assignee": "A@X.example"})
+    leaves = (  # (the same agent)
+        {"field": "ticket.assignee", "changed": True}, {"field": "ticket.assignee", "to": "a@x.example"})
+    for leaf in leaves:
+        compiled = compile_condition(leaf)
+        assert compiled.evaluate(ctx) is False and evaluator(compiled)(ctx) is False

@@ -169,6 +169,20 @@ def getter(path: str) -> Getter:
 # ---------------------------------------------------------------- comparisons
 
 
+# paths that hold an email: compared without regard to case, as agents' emails are everywhere (a CRM owner
+# "Alice@Example.com" is the agent alice@example.com)
+EMAIL_PATHS = frozenset({"ticket.assignee", "account.owner", "requester.email"})
+
+
+def _fold(value: Any) -> Any:
+    """``value`` with its text (or its list's texts) case-folded, for an email path."""
+    if type(value) is str:
+        return value.casefold()
+    if isinstance(value, list | tuple):
+        return [_fold(v) for v in value]
+    return value
+
+
 def _norm(value: Any) -> Any:
     # lists compare as tuples, and an empty list is as blank as a missing value
     return (tuple(value) or None) if isinstance(value, list | tuple) else value
@@ -292,7 +306,8 @@ def _changed(path: str, actual: Any, ctx: Context) -> bool:
     prev = ctx.previous
     if not prev:
         return False
-    before, now = _norm(prev.get(path)), _norm(actual)
+    before = prev.get(path)
+    before, now = _norm(_fold(before) if path in EMAIL_PATHS else before), _norm(actual)
     if before in _BLANKS and now in _BLANKS:
         return False  # blank to blank ("" to null, as helpdesks clear a value either way): no change
     if type(before) is tuple and type(now) is tuple:
@@ -386,6 +401,8 @@ def _moved(path: str, to: bool, expected: Any) -> Test:
         if not _changed(path, v, ctx):
             return False
         before = ctx.previous.get(path)
+        if path in EMAIL_PATHS:
+            before = _fold(before)
         now, then = (v, before) if to else (before, v)
         if not whole and (isinstance(now, list | tuple) or isinstance(then, list | tuple)):
             return _has(now, expected) and not _has(then, expected)
@@ -464,8 +481,12 @@ class _Leaf(Condition):
         self.where = where
         self.field = field
         self.op = op
-        self.expected = expected
         self.get = getter(field)
+        if field in EMAIL_PATHS:
+            expected = _fold(expected)
+            read = self.get
+            self.get = lambda ctx: _fold(read(ctx))
+        self.expected = expected
         self.test = _make_test(field, op, expected)
 
     def evaluate(self, ctx: Context) -> bool:
@@ -887,6 +908,8 @@ class _Codegen:
         op, expected, path = leaf.op, leaf.expected, leaf.field
         test = self.const(leaf.test)
         value = self.read(path)
+        if path in EMAIL_PATHS:
+            value = f"{self.const(_fold)}({value})"
         v = self.var()
         slow = f"{test}({v}, ctx)"
         scalar = type(expected) in (str, int, float)

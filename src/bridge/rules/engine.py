@@ -47,6 +47,7 @@ from bridge.fields import FieldType, coerce, merge, to_json
 from bridge.model import BRIDGE, Decision, FieldValue, Record, format_time
 from bridge.rules.calendar import BusinessCalendar
 from bridge.rules.conditions import (
+    EMAIL_PATHS,
     Condition,
     Context,
     compile_condition,
@@ -431,7 +432,7 @@ def rule_guard(cond: Any) -> list[Atom] | None:
     path = cond.get("field")
     if path == "ticket.text":
         options.extend(_text_atoms(cond))
-    if isinstance(path, str):
+    if isinstance(path, str) and path not in EMAIL_PATHS:  # (an email equals itself in any letter case)
         for op in ("eq", "to"):
             if _exact(cond.get(op)):
                 options.append([("eq", path, cond[op])])
