@@ -233,6 +233,26 @@ def test_plugins_json_lists_the_built_in_connectors_and_webform(demo: Path) -> N
     assert plugins["webform"]["distribution"] == "bridge-webform"
 
 
+def test_replay_against_names_what_else_in_the_config_differs(demo: Path) -> None:
+    # what no rule or SLA policy explains (a follow-up delay, the routing strategy) is listed by key
+    cfg = demo / "config" / "bridge.toml"
+    text = cfg.read_text()
+    (demo / "old.toml").write_text(text.replace('[auto_close]\nafter = "7d"', '[auto_close]\nafter = "1d"'))
+    events = "config/demo/events.jsonl"
+    until = ("--until", "2026-12-01T00:00:00Z")
+    res = bridge("replay", events, "--against", "old.toml", *until, cwd=demo)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    at = lines.index("the config besides its rules and SLA policies, under old.toml (-) and the config (+):")
+    assert lines[at + 1:at + 3] == ["  auto_close.after: '1d' -> '7d'", ""]
+    assert any(line.startswith(("- ", "+ ")) and "auto_close" in line for line in lines[:at])
+    res = bridge("replay", events, "--against", "old.toml", *until, "--json", cwd=demo)
+    rows = [json.loads(line) for line in res.stdout.splitlines()]
+    assert {"config_changes": [{"key": "auto_close.after", "old": "1d", "new": "7d"}]} in rows
+    same = bridge("replay", events, "--against", "config/bridge.toml", cwd=demo)
+    assert same.stdout == ""  # nothing differs: nothing to explain
+
+
 def test_replay_against_names_bad_lines_as_plain_replay_does(demo: Path) -> None:
     events = demo / "bad.jsonl"
     good = (demo / "config/demo/events.jsonl").read_text().splitlines()[0]

@@ -86,7 +86,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     """Replay recorded events through the config on a virtual clock."""
     from bridge.app import App
-    from bridge.replay import YEARS, Replay, diff, explain_diff, replay_file
+    from bridge.replay import YEARS, Replay, config_changes, diff, explain_diff, replay_file
     from bridge.rules.explain import format_explain_diff
 
     loaded = App.from_path(args.config).loaded  # an invalid config is refused, as by bridge run
@@ -112,6 +112,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
         rows = diff(old, new)
         for row in rows:
             print(json.dumps(row, default=str, ensure_ascii=False) if args.json else _decision_line(row))
+        changes = config_changes(old_cfg, loaded.config) if rows else []
+        if changes and args.json:
+            print(json.dumps({"config_changes": changes}, default=str, ensure_ascii=False))
+        elif changes:  # (what rules and SLA policies do not explain: routing, follow-ups, tag mappings ...)
+            print(f"\nthe config besides its rules and SLA policies, under {args.against} (-) and "
+                  f"{args.config or 'the config'} (+):")
+            for c in changes:
+                print(f"  {c['key']}: {c['old']!r} -> {c['new']!r}")
         # then why: every rule of each config against each ticket that differs, with what fired when
         differing = [str(r["ticket_id"]) for r in rows if r.get("ticket_id") is not None]
         for why in explain_diff(old_cfg, loaded.config, path, differing, until=until) if differing else []:

@@ -663,3 +663,30 @@ def diff(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str,
     out += [{"diff": "+", **d} for d in beyond(new, old)]
     out.sort(key=lambda d: (str(d.get("at") or "~"), str(d.get("ticket_id")), d["diff"] != "-"))
     return out
+
+
+# the parts of a config that decide nothing in a replay (or hold addresses and secrets' names), and those
+# explained rule by rule already: left out of config_changes
+_UNCOMPARED = frozenset({"bridge", "plugins", "connectors", "identity", "deletes", "rules", "sla"})
+
+
+def config_changes(old: Config, new: Config) -> list[dict[str, Any]]:
+    """What differs between two configs besides their rules and SLA policies (which ``--against`` explains
+    rule by rule): each changed key as a dotted path (``routing.strategy``, ``agents.0.capacity``) with its
+    old and new value, None where one config lacks it."""
+    def flat(value: Any, prefix: str, out: dict[str, Any]) -> None:
+        if isinstance(value, dict) and value:
+            for k, v in value.items():
+                flat(v, f"{prefix}.{k}" if prefix else str(k), out)
+        elif isinstance(value, list) and value and any(isinstance(v, dict | list) for v in value):
+            for i, v in enumerate(value):
+                flat(v, f"{prefix}.{i}", out)
+        else:
+            out[prefix] = value
+
+    a: dict[str, Any] = {}
+    b: dict[str, Any] = {}
+    flat({k: v for k, v in old.model_dump(mode="json").items() if k not in _UNCOMPARED}, "", a)
+    flat({k: v for k, v in new.model_dump(mode="json").items() if k not in _UNCOMPARED}, "", b)
+    return [{"key": k, "old": a.get(k), "new": b.get(k)} for k in sorted(a.keys() | b.keys())
+            if a.get(k) != b.get(k)]
