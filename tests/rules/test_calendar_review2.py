@@ -125,3 +125,20 @@ def test_exdate_and_until_are_read_in_the_events_zone(tmp_path: Path) -> None:
 def test_a_timed_rdate_in_another_zone_closes_the_local_days_it_touches(tmp_path: Path) -> None:
     c = _berlin(tmp_path, PARTY + "\nRDATE;TZID=America/New_York:20270704T200000")
     assert c.is_holiday(date(2027, 7, 5)) and not c.is_holiday(date(2027, 7, 4))
+
+
+def test_every_bad_event_of_an_ical_file_is_named_at_once(tmp_path: Path) -> None:
+    cfg = CalendarConfig(timezone="Europe/Berlin", hours=MON, ical=_write(
+        tmp_path,
+        "UID:weekly\nDTSTART;VALUE=DATE:20261102\nRRULE:FREQ=WEEKLY",
+        "UID:fine\nDTSTART;VALUE=DATE:20261225",
+        "UID:exrule\nDTSTART;VALUE=DATE:20261224\nRRULE:FREQ=YEARLY\nEXRULE:FREQ=YEARLY;COUNT=1",
+        "UID:backwards\nDTSTART;VALUE=DATE:20261103\nDTEND;VALUE=DATE:20261101",
+    ))
+    problems = validate_calendar("cal", cfg, base_dir=tmp_path)
+    assert [key for key, _ in problems] == [("ical",)] * 3
+    assert [message.split(": ")[1] for _, message in problems] == [
+        "event weekly", "event exrule", "event backwards"
+    ]
+    with pytest.raises(ValueError, match=r"event weekly.*event exrule.*event backwards"):
+        BusinessCalendar.from_config(cfg, base_dir=tmp_path)

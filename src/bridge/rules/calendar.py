@@ -446,6 +446,7 @@ def read_ical(path: Path, tz: tzinfo) -> tuple[set[date], list[YearlyHoliday]]:
     # the occurrences that RECURRENCE-ID events move or cancel: UID -> original starts (read, as the other
     # occurrences are, in the zone of the DTSTART of the event they belong to)
     moved: dict[str, list[Any]] = {}
+    bad: list[str] = []  # every bad event is named at once, not one per run of bridge check
     for event in events:
         rid = event.get("RECURRENCE-ID")
         if rid is None:
@@ -455,7 +456,7 @@ def read_ical(path: Path, tz: tzinfo) -> tuple[set[date], list[YearlyHoliday]]:
                 raise ValueError(f"RECURRENCE-ID;RANGE={rid.params['RANGE']} is not supported")
             moved.setdefault(str(event.get("UID", "")), []).append(rid.dt)
         except (ValueError, TypeError, AttributeError) as exc:
-            raise ValueError(f"{path}: event {event.get('UID', '?')}: {exc}") from None
+            bad.append(f"{path}: event {event.get('UID', '?')}: {exc}")
     for event in events:
         try:
             if event.get("EXRULE") is not None:
@@ -479,8 +480,21 @@ def read_ical(path: Path, tz: tzinfo) -> tuple[set[date], list[YearlyHoliday]]:
                 if key not in excluded:
                     dates.update(first + timedelta(days=n) for n in range(days))
         except (ValueError, TypeError, AttributeError) as exc:
-            raise ValueError(f"{path}: event {event.get('UID', '?')}: {exc}") from None
+            problem = f"{path}: event {event.get('UID', '?')}: {exc}"
+            if problem not in bad:
+                bad.append(problem)
+    if bad:
+        raise IcalError(bad)
     return dates, rules
+
+
+class IcalError(ValueError):
+    """The problems of an iCalendar file's events, each naming the file and the event's UID."""
+
+    def __init__(self, problems: list[str]) -> None:
+        """``problems``: one line each."""
+        super().__init__("; ".join(problems))
+        self.problems = problems
 
 
 def validate_calendar(
@@ -537,6 +551,8 @@ def validate_calendar(
     if cfg.ical is not None:
         try:
             dates, yearly = read_ical(_ical_path(cfg.ical, base_dir), tz)
+        except IcalError as exc:
+            problems.extend((("ical",), problem) for problem in exc.problems)
         except ValueError as exc:
             problems.append((("ical",), str(exc)))
     dropped = any(path[:1] == ("hours",) for path in set_aside)
