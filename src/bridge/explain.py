@@ -27,9 +27,10 @@ def explain_record(app: App, ident: str) -> dict[str, Any] | None:
                     record = tx.load(rid)
                     break
         if record is None:
-            # a bare external id from any system
-            for system in cfg.connectors:
-                for kind in ("ticket", "account", "contact"):
+            # a bare external id from any system: a ticket's first (`bridge explain TICKET_ID`), so that an
+            # account of the same id in the CRM does not hide it
+            for kind in ("ticket", "account", "contact"):
+                for system in cfg.connectors:
                     rid = tx.record_id_for(system, kind, ident)
                     if rid:
                         record = tx.load(rid)
