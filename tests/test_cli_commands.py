@@ -312,7 +312,8 @@ def test_topics_bad_usage(demo: Path, args: tuple[str, str]) -> None:
 def test_explain_of_a_bare_id_shows_the_ticket_before_an_account_of_the_same_id(demo: Path) -> None:
     inbox = demo / "config" / "demo" / "inbox" / "tickets.jsonl"
     line = {"kind": "ticket", "id": "001A", "updated_at": "2026-11-02T09:15:00Z", "subject": "Help",
-            "body": "x", "tags": [], "status": "open", "priority": "normal", "requester": {"email": "z@z.example"}}
+            "body": "x", "tags": [], "status": "open", "priority": "normal",
+            "requester": {"email": "z@z.example"}}
     inbox.write_text(inbox.read_text() + json.dumps(line) + "\n")
     assert bridge("sync", cwd=demo).returncode in (0, 1)
     shown = json.loads(bridge("explain", "001A", "--json", cwd=demo).stdout)
