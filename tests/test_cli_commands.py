@@ -320,3 +320,22 @@ def test_explain_of_a_bare_id_shows_the_ticket_before_an_account_of_the_same_id(
     assert shown["kind"] == "ticket" and shown["links"] == {"inbox": "001A"}
     account = json.loads(bridge("explain", "crm:001A", "--json", cwd=demo).stdout)
     assert account["kind"] == "account"
+
+
+def test_report_from_the_store_and_from_a_replay(synced: Path) -> None:
+    res = bridge("report", "--at", "2026-11-05T00:00:00Z", "--json", cwd=synced)
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    assert report["tickets"] == 11 and report["backlog"]["total"] == 11  # the demo's inbox, all open
+    assert report["escalation_rate"]["escalated"] >= 1  # T-1003 was escalated by the rules
+    assert {row["tag"]: row["volume"] for row in report["by_tag"]}["billing/refund"] == 3
+    text = bridge("report", "--events", "config/demo/events.jsonl", cwd=synced)
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.startswith("report at 2026-11-03T10:00:00Z: 3 tickets")
+    assert "first response time   median 35.0 minutes" in text.stdout
+
+
+@pytest.mark.parametrize("args", [("--at", "soon"), ("--events", "missing.jsonl")])
+def test_report_bad_usage(demo: Path, args: tuple[str, str]) -> None:
+    res = bridge("report", *args, cwd=demo)
+    assert res.returncode == 2 and "Traceback" not in res.stderr

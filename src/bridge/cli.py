@@ -362,6 +362,42 @@ def cmd_topics(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """FRT, TTR, FCR, escalation rate, volume and aging by tag, backlog, reopens, AI acceptance rate."""
+    from bridge.model import utcnow
+    from bridge.report import format_report, from_replay, from_store, read_lines
+
+    at, bad = _time_arg("--at", args.at)
+    if bad:
+        return bad
+    problems: list[str] = []
+    if args.events is not None:
+        path = Path(args.events)
+        if not path.is_file():
+            print(f"{path}: {'is a directory, not a file of events' if path.is_dir() else 'no such file'}",
+                  file=sys.stderr)
+            return 2
+        builder, end = from_replay(_app(args).config, read_lines(path), at, problems)
+        problems = [f"{path}:{p.removeprefix('line ')}" for p in problems]
+        at = at if at is not None and (end is None or at >= end) else end
+    else:
+        app = _app(args)
+        try:
+            with app.store.session() as tx:
+                builder = from_store(tx)
+        finally:
+            app.close()
+        at = at or utcnow()
+    report = builder.report(at)
+    if args.json:
+        _print_json(report)
+    else:
+        print(format_report(report))
+    for p in problems:
+        print(p, file=sys.stderr)
+    return 1 if problems else 0
+
+
 def cmd_taxonomy_lint(args: argparse.Namespace) -> int:
     """Lint tags: naming pattern, near-duplicates, unmapped tags, dead mappings."""
     from bridge.taxonomy import format_findings, lint
@@ -497,6 +533,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replay these recorded events for their topics (default: the tickets of the store)")
     p.add_argument("--at", help="the volumes at this time (ISO 8601; default: now, or the replay's end)")
     p.set_defaults(func=cmd_topics)
+
+    p = sub.add_parser("report", parents=[common], help="FRT, TTR, FCR, escalations, backlog, tags, AI")
+    p.add_argument("--events", metavar="EVENTS.jsonl",
+                   help="replay these recorded events for the report (default: the tickets of the store)")
+    p.add_argument("--at", help="backlog and aging at this time (ISO 8601; default: now, or the replay end)")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("taxonomy", parents=[common], help="tag taxonomy tools")
     tsub = p.add_subparsers(dest="taxonomy_command", required=True)

@@ -603,6 +603,12 @@ class Tx:
             )
         )
 
+    def decisions(self) -> Iterator[dict[str, Any]]:
+        """The rules' decisions of the audit log, oldest first, as dicts named like the columns."""
+        q = sa.select(t.audit).where(t.audit.c.kind == "decision").order_by(t.audit.c.id)
+        for row in self.conn.execute(q):
+            yield dict(row._mapping)
+
     def audit_for(self, record_id: str) -> list[dict[str, Any]]:
         """The audit lines of one record, oldest first, as dicts named like the columns."""
         q = sa.select(t.audit).where(t.audit.c.record_id == record_id).order_by(t.audit.c.id)

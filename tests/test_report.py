@@ -1,0 +1,110 @@
+"""``bridge report``: each metric from a replayed recording whose numbers are worked out by hand."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from bridge.report import format_report, from_replay
+from bridge.settings import Config
+
+
+def event(kind: str, at: str, **body: Any) -> str:
+    return json.dumps({"type": kind, "at": f"2026-11-{at}:00Z", **body})
+
+
+def created(tid: str, at: str, **ticket: Any) -> str:
+    return event("ticket.created", at, ticket={"id": tid, "subject": "s", "body": "b", "status": "open",
+                                               "sentiment": 0, **ticket})
+
+
+def msg(tid: str, at: str, author: str) -> str:
+    return event("ticket.message", at, ticket_id=tid, author=author, body="hello")
+
+
+def status(tid: str, at: str, value: str) -> str:
+    return event("ticket.status", at, ticket_id=tid, status=value)
+
+
+CONFIG = {
+    "classify": {"keywords": {"billing/refund": ["refund"]}},
+    "teams": {"leads": {"members": []}},
+    "rules": [{"name": "hot", "set": "escalation", "when": {"field": "ticket.priority", "eq": "urgent"},
+               "then": [{"escalate": "leads"}]}],
+}
+LINES = sorted([  # (in time order, as a recording is; stable for one instant)
+    # T-1: answered in 30 min, resolved after that one reply: first contact resolution
+    created("T-1", "02T09:00", tags=["bug/ui"]),
+    msg("T-1", "02T09:30", "agent"),
+    status("T-1", "02T11:00", "resolved"),
+    # T-2: answered in 90 min; the customer writes again; resolved, reopened, resolved: no FCR, one reopen
+    created("T-2", "02T10:00", tags=["bug/ui", "billing/invoice"], priority="urgent"),
+    msg("T-2", "02T11:30", "agent"),
+    msg("T-2", "02T12:00", "customer"),
+    status("T-2", "02T14:00", "resolved"),
+    status("T-2", "03T09:00", "open"),
+    status("T-2", "03T10:00", "resolved"),
+    # T-3: classified (no tags given), never answered, pending: in the backlog; its classifier tag removed
+    created("T-3", "03T12:00", subject="refund please", body="refund"),
+    status("T-3", "03T13:00", "pending"),
+    event("ticket.updated", "03T14:00", ticket_id="T-3", changes={"tags": ["how-to/setup"]}),
+    # T-4: classified and kept, open, acknowledged by an update
+    created("T-4", "05T08:00", subject="refund", body="a refund"),
+    event("ticket.updated", "05T08:20", ticket_id="T-4", changes={"acknowledged": True}),
+], key=lambda line: str(json.loads(line)["at"]))
+
+
+def report(at: datetime | None = None) -> dict[str, Any]:
+    problems: list[str] = []
+    builder, end = from_replay(Config(**CONFIG), LINES, at, problems)
+    assert problems == []
+    return builder.report(at or end)
+
+
+def test_each_metric_as_worked_out_by_hand() -> None:
+    r = report(datetime(2026, 11, 10, 0, 0, tzinfo=UTC))
+    assert r["at"] == "2026-11-10T00:00:00Z" and r["tickets"] == 4
+    # first responses: 30, 90 and 20 minutes (T-4's acknowledgement); T-3 none
+    assert r["frt"] == {"count": 3, "unit": "minutes", "median": 30.0, "p90": 90.0, "mean": 46.7}
+    # first resolves: T-1 after 2 h, T-2 after 4 h
+    assert r["ttr"] == {"count": 2, "unit": "hours", "median": 2.0, "p90": 4.0, "mean": 3.0}
+    assert r["fcr"] == {"resolved": 2, "first_contact": 1, "rate": 0.5}
+    assert r["escalation_rate"] == {"tickets": 4, "escalated": 1, "rate": 0.25}
+    assert r["reopens"] == {"tickets": 1, "reopens": 1, "rate": 0.5}
+    assert r["backlog"] == {"total": 2, "open": 1, "pending": 1, "on_hold": 0}
+    assert r["ai"] == {"proposed": 2, "accepted": 1, "rate": 0.5, "reviews": 0}
+    by_tag = {row["tag"]: row for row in r["by_tag"]}
+    assert by_tag["bug/ui"] == {"tag": "bug/ui", "volume": 2, "open": 0,
+                                "aging": {"<1d": 0, "1-3d": 0, "3-7d": 0, ">7d": 0}}
+    # T-3 opened on the 3rd (6.5 days before the report), T-4 on the 5th (4.7 days)
+    assert by_tag["how-to/setup"]["aging"] == {"<1d": 0, "1-3d": 0, "3-7d": 1, ">7d": 0}
+    assert by_tag["billing/refund"]["aging"]["3-7d"] == 1
+    assert r["by_tag"][0]["tag"] == "bug/ui"  # the busiest first
+
+
+def test_backlog_ages_at_the_replay_end_by_default() -> None:
+    r = report()
+    assert r["at"] == "2026-11-05T08:20:00Z"
+    by_tag = {row["tag"]: row for row in r["by_tag"]}
+    assert by_tag["how-to/setup"]["aging"]["1-3d"] == 1 and by_tag["billing/refund"]["aging"]["<1d"] == 1
+
+
+@pytest.mark.parametrize("done", ["resolved", "closed"])
+def test_a_ticket_created_done_counts_as_resolved_at_once(done: str) -> None:
+    problems: list[str] = []
+    builder, end = from_replay(Config(), [created("T-1", "02T09:00", status=done)], None, problems)
+    r = builder.report(end)
+    assert r["ttr"]["median"] == 0.0 and r["backlog"]["total"] == 0
+
+
+def test_the_text_form_names_every_metric() -> None:
+    text = format_report(report(datetime(2026, 11, 10, tzinfo=UTC)))
+    for words in ("first response time   median 30.0 minutes, p90 90.0, mean 46.7 (3 tickets)",
+                  "first contact res.    50.0% (1 of 2 resolved)", "escalation rate       25.0% (1 of 4)",
+                  "reopens               1 on 1 tickets (50.0% of resolved)",
+                  "backlog               2 (open 1, pending 1, on_hold 0)",
+                  "AI acceptance rate    50.0% (1 of 2 classifier tags kept; 0 sent to review)"):
+        assert words in text
