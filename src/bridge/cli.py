@@ -305,61 +305,67 @@ def _time_arg(name: str, value: str | None) -> tuple[Any, int]:
     return at, 0
 
 
+def _source(args: argparse.Namespace) -> tuple[Any, Path | None, int]:
+    """``--at`` as a time, ``--events`` as a file to read (None: the store), and 2 after saying why either
+    is bad usage (else 0)."""
+    at, bad = _time_arg("--at", args.at)
+    if bad or args.events is None:
+        return at, None, bad
+    path = Path(args.events)
+    if path.is_file():
+        return at, path, 0
+    print(f"{path}: {'is a directory, not a file of events' if path.is_dir() else 'no such file'}",
+          file=sys.stderr)
+    return at, None, 2
+
+
+def _until(at: Any, end: Any) -> Any:
+    """The time a report on a replay is at: ``--at`` when given and not before the replay's end."""
+    return at if at is not None and (end is None or at >= end) else end
+
+
+def _print_report(args: argparse.Namespace, report: dict[str, Any], text: Callable[[dict[str, Any]], str],
+                  problems: list[str]) -> int:
+    """Print ``report`` (JSON, or ``text`` of it) and the replay's ``problems``; the exit code."""
+    if args.json:
+        _print_json(report)
+    else:
+        print(text(report))
+    for p in problems:
+        print(p, file=sys.stderr)
+    return 1 if problems else 0
+
+
 def cmd_topics(args: argparse.Namespace) -> int:
     """Topic volumes and spikes, with the product tickets they filed (from the store, or from a replay)."""
-    from bridge.model import format_time, utcnow
+    from bridge.model import utcnow
     from bridge.replay import Replay
-    from bridge.rules.topics import format_topics, topics_report, watch_for
+    from bridge.rules.topics import format_topics, from_tickets, topics_report, watch_for
 
-    at, bad = _time_arg("--at", args.at)
+    at, path, bad = _source(args)
     if bad:
         return bad
     problems: list[str] = []
-    spikes: list[dict[str, Any]] = []
-    if args.events is not None:
-        path = Path(args.events)
-        if not path.is_file():
-            print(f"{path}: {'is a directory, not a file of events' if path.is_dir() else 'no such file'}",
-                  file=sys.stderr)
-            return 2
+    if path is not None:
         config = _app(args).config
         rp = Replay(config, until=at)
         rp.topics = watch = watch_for(config)  # (volumes even with no [topics] rules)
         with path.open(encoding="utf-8-sig", errors="surrogateescape") as fh:
             spikes = [d for d in rp.run(fh) if d.get("decision") == "product_ticket"]
         problems = [f"{path}:{p.removeprefix('line ')}" for p in rp.problems]
-        at = at if at is not None and (rp.clock is None or at >= rp.clock) else rp.clock
+        at = _until(at, rp.clock)
     else:
         app = _app(args)
         config = app.config
-        watch = watch_for(config)
         try:
             with app.store.session() as tx:
                 firsts = tx.first_changes("ticket")
-                tickets = sorted(
-                    (firsts[r.id].change.at, r.id, r.links, r.tags)
-                    for r in tx.records("ticket") if r.id in firsts
-                )
+                tickets = [(firsts[r.id].change.at, r) for r in tx.records("ticket") if r.id in firsts]
         finally:
             app.close()
-        for created, rid, links, tags in tickets:
-            ref = next((f"{system}:{external}" for system, external in sorted(links.items())), rid)
-            for topic in sorted({t for t in tags if watch.is_topic(t)}):
-                spike = watch.record(topic, created)
-                if spike is not None:
-                    spikes.append({"at": format_time(created), "ticket_id": ref, "decision": "product_ticket",
-                                   "rule": "topics", "topic": topic, "action": spike.action,
-                                   "tracker": config.topics.tracker, "count": spike.count,
-                                   "previous": spike.previous, "window": spike.window, "ratio": spike.ratio})
+        watch, spikes = from_tickets(config, tickets)
         at = at or utcnow()
-    report = topics_report(config, watch, spikes, at)
-    if args.json:
-        _print_json(report)
-    else:
-        print(format_topics(report))
-    for p in problems:
-        print(p, file=sys.stderr)
-    return 1 if problems else 0
+    return _print_report(args, topics_report(config, watch, spikes, at), format_topics, problems)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -367,19 +373,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     from bridge.model import utcnow
     from bridge.report import format_report, from_replay, from_store, read_lines
 
-    at, bad = _time_arg("--at", args.at)
+    at, path, bad = _source(args)
     if bad:
         return bad
     problems: list[str] = []
-    if args.events is not None:
-        path = Path(args.events)
-        if not path.is_file():
-            print(f"{path}: {'is a directory, not a file of events' if path.is_dir() else 'no such file'}",
-                  file=sys.stderr)
-            return 2
+    if path is not None:
         builder, end = from_replay(_app(args).config, read_lines(path), at, problems)
         problems = [f"{path}:{p.removeprefix('line ')}" for p in problems]
-        at = at if at is not None and (end is None or at >= end) else end
+        at = _until(at, end)
     else:
         app = _app(args)
         try:
@@ -388,14 +389,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         finally:
             app.close()
         at = at or utcnow()
-    report = builder.report(at)
-    if args.json:
-        _print_json(report)
-    else:
-        print(format_report(report))
-    for p in problems:
-        print(p, file=sys.stderr)
-    return 1 if problems else 0
+    return _print_report(args, builder.report(at), format_report, problems)
 
 
 def cmd_taxonomy_lint(args: argparse.Namespace) -> int:

@@ -428,10 +428,7 @@ class Replay:
         for topic in new:
             spike = watch.record(topic, at)
             if spike is not None:
-                out.append(Decision(at, record.id, "product_ticket", "topics", {
-                    "topic": topic, "action": spike.action, "tracker": tracker, "count": spike.count,
-                    "previous": spike.previous, "window": spike.window, "ratio": spike.ratio,
-                }))
+                out.append(Decision(at, record.id, "product_ticket", "topics", spike.detail(tracker)))
         return out
 
     @staticmethod

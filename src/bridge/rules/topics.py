@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import bisect
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from bridge.durations import parse_duration
-from bridge.model import format_time
+from bridge.model import Record, format_time
 from bridge.settings import Config
 
 
@@ -45,6 +46,11 @@ class TopicSpike:
     previous: int  # in the window before it
     window: str
     ratio: float
+
+    def detail(self, tracker: str | None) -> dict[str, object]:
+        """The ``product_ticket`` decision's detail (replay.md)."""
+        return {"topic": self.topic, "action": self.action, "tracker": tracker, "count": self.count,
+                "previous": self.previous, "window": self.window, "ratio": self.ratio}
 
 
 @dataclass(slots=True)
@@ -152,6 +158,22 @@ def watch_for(config: Config) -> TopicWatch:
     counting = TopicRule(timedelta(days=7), float("inf"), "7d")
     # (no count reaches this min_count: volumes without spikes)
     return TopicWatch([counting], 2**62, topics.prefixes or config.taxonomy.prefixes, config.taxonomy.pattern)
+
+
+def from_tickets(config: Config, tickets: Iterable[tuple[datetime, Record]]
+                 ) -> tuple[TopicWatch, list[dict[str, object]]]:
+    """The watch fed with stored tickets (each at its creation, in its topics as stored now), in time order,
+    and the spikes they made as ``product_ticket`` decisions (the ticket named ``SYSTEM:EXTERNAL_ID``)."""
+    watch = watch_for(config)
+    spikes: list[dict[str, object]] = []
+    for created, record in sorted(tickets, key=lambda item: (item[0], item[1].id)):
+        ref = next((f"{system}:{external}" for system, external in sorted(record.links.items())), record.id)
+        for topic in sorted({t for t in record.tags if watch.is_topic(t)}):
+            spike = watch.record(topic, created)
+            if spike is not None:
+                spikes.append({"at": format_time(created), "ticket_id": ref, "decision": "product_ticket",
+                               "rule": "topics", **spike.detail(config.topics.tracker)})
+    return watch, spikes
 
 
 def topics_report(config: Config, watch: TopicWatch, spikes: list[dict[str, object]],
