@@ -567,3 +567,17 @@ def test_a_priority_in_other_letter_case_is_taken_and_an_unknown_one_reported() 
     ]
     finals = {d["ticket_id"]: d["priority"] for d in out if d.get("final")}
     assert finals == {"T-1": "urgent", "T-2": "high", "T-3": "P1"}
+
+
+def test_a_null_sentiment_is_none_given_so_it_is_computed() -> None:
+    angry = "This is terrible, awful and unacceptable, I am furious"
+    lines = [
+        created("T-1", "2026-11-02T09:00:00Z", subject=angry, sentiment=None),
+        created("T-2", "2026-11-02T09:01:00Z", subject="thanks", sentiment=30),
+        event("ticket.message", "2026-11-02T09:10:00Z", ticket_id="T-2", author="customer", body=angry,
+              sentiment=None),
+    ]
+    out, rp = run(lines, {})
+    assert rp.problems == []
+    finals = {d["ticket_id"]: d["sentiment"] for d in out if d.get("final")}
+    assert finals["T-1"] < -35 and finals["T-2"] < -35

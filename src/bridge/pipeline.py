@@ -663,7 +663,7 @@ class Pipeline:
         created (subject, body) and each customer message. An agent's, a bot's or a system's message and an
         edit (a renamed subject, a new priority) leave what was computed; a sentiment a change gives
         stands until a customer's newer words come without one."""
-        given = "sentiment" in change.attrs
+        given = change.attrs.get("sentiment") is not None  # (null: the system has none, so it is computed)
         if given:
             record.attrs["sentiment_source"] = "system"  # given (whoever wrote it): not computed over
         if not (out.created or change.customer_wrote):

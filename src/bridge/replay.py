@@ -311,7 +311,9 @@ class Replay:
         in other letter case ("Urgent") is taken in lower case."""
         if "sentiment" in table:
             value = table["sentiment"]
-            if value is not None and (type(value) not in (int, float) or not -100 <= value <= 100):
+            if value is None:
+                del table["sentiment"]  # none given: computed
+            elif type(value) not in (int, float) or not -100 <= value <= 100:
                 self.problems.append(
                     f"line {number}: {kind}: sentiment {value!r} is not a number from -100 to 100; dropped "
                     "(computed from the text instead)"

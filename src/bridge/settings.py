@@ -254,14 +254,19 @@ class AfterConfig(Strict):
 
 class TopicRule(Strict):
     window: str
-    ratio: float
+    ratio: float = Field(ge=0, allow_inf_nan=False)
 
-    _d = field_validator("window")(classmethod(lambda cls, v: _duration(v)))
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: str) -> str:
+        if not parse_duration(value):
+            raise ValueError("a window must be longer than nothing")
+        return value
 
 
 class TopicsConfig(Strict):
     tracker: str | None = None
-    min_count: int = 5
+    min_count: int = Field(default=5, ge=1)
     rules: list[TopicRule] = Field(default_factory=list)
     prefixes: list[str] = Field(default_factory=list)
 

@@ -486,3 +486,11 @@ def test_an_email_that_changed_only_in_case_did_not_change() -> None:
     for leaf in leaves:
         compiled = compile_condition(leaf)
         assert compiled.evaluate(ctx) is False and evaluator(compiled)(ctx) is False
+
+
+@pytest.mark.parametrize(("pattern", "holds"), [(r"^\S+@example\.com$", True), (r"example\.com\Z", True),
+                                                (r"^[A-Z]", False), (r"(?i)^[A-Z]", True)])
+def test_a_regex_on_an_email_is_taken_as_written(pattern: str, holds: bool) -> None:
+    ticket = make_ticket(requester={"email": "bob@example.com"})
+    compiled = compile_condition({"field": "requester.email", "matches": pattern})
+    assert compiled.evaluate(Context(ticket)) is holds and evaluator(compiled)(Context(ticket)) is holds

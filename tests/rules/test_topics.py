@@ -147,5 +147,21 @@ def test_a_topic_a_rule_or_an_update_adds_counts_once_per_ticket() -> None:
 
 
 def test_no_topics_rules_no_product_tickets() -> None:
-    lines = [created(i, day(14) + timedelta(minutes=i), ["bug/login"]) for i in range(20)]
+    # a burst a [topics] rule would flag (two weeks seen, none the week before): with no rules, nothing
+    lines = [created(0, day(0), ["bug/ui"])]
+    lines += [created(i, day(14) + timedelta(minutes=i), ["bug/login"]) for i in range(1, 21)]
     assert product_tickets({"topics": {"min_count": 3}}, lines) == []
+    assert len(product_tickets({"topics": TOPICS}, lines)) == 1
+
+
+@pytest.mark.parametrize("bad", [{"min_count": 0}, {"rules": [{"window": "0s", "ratio": 2}]},
+                                 {"rules": [{"window": "7d", "ratio": -1}]},
+                                 {"rules": [{"window": "7d", "ratio": float("nan")}]}])
+def test_topics_that_make_no_sense_are_refused(bad: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="topics"):
+        Config(topics=bad)
+
+
+def test_a_topic_matches_the_whole_taxonomy_pattern() -> None:
+    watch = TopicWatch([WEEK], pattern="[a-z]+/[a-z]+")  # unanchored, as taxonomy lint reads it: whole tag
+    assert watch.is_topic("billing/refund") and not watch.is_topic("billing/refund_request")

@@ -172,6 +172,13 @@ def getter(path: str) -> Getter:
 # paths that hold an email: compared without regard to case, as agents' emails are everywhere (a CRM owner
 # "Alice@Example.com" is the agent alice@example.com)
 EMAIL_PATHS = frozenset({"ticket.assignee", "account.owner", "requester.email"})
+# the operators that compare an email as a value (a regex, a substring or an order is left as written)
+_FOLDED_OPS = frozenset({"eq", "ne", "in", "not_in", "changed", "from", "to"})
+
+
+def folds(path: str, op: str) -> bool:
+    """Whether a leaf compares ``path``'s value case-folded (an email, by value)."""
+    return path in EMAIL_PATHS and op in _FOLDED_OPS
 
 
 def _fold(value: Any) -> Any:
@@ -482,7 +489,7 @@ class _Leaf(Condition):
         self.field = field
         self.op = op
         self.get = getter(field)
-        if field in EMAIL_PATHS:
+        if folds(field, op):
             expected = _fold(expected)
             read = self.get
             self.get = lambda ctx: _fold(read(ctx))
@@ -908,7 +915,7 @@ class _Codegen:
         op, expected, path = leaf.op, leaf.expected, leaf.field
         test = self.const(leaf.test)
         value = self.read(path)
-        if path in EMAIL_PATHS:
+        if folds(path, op):
             value = f"{self.const(_fold)}({value})"
         v = self.var()
         slow = f"{test}({v}, ctx)"

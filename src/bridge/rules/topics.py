@@ -93,7 +93,7 @@ class TopicWatch:
             return False
         if self.prefixes and prefix not in self.prefixes:
             return False
-        return self._pattern is None or self._pattern.search(tag) is not None
+        return self._pattern is None or self._pattern.fullmatch(tag) is not None  # (as taxonomy lint)
 
     def record(self, topic: str, at: datetime) -> TopicSpike | None:
         """Count one ticket of ``topic`` at ``at`` (calls in time order); a spike when it starts one."""
