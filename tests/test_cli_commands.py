@@ -339,3 +339,11 @@ def test_report_from_the_store_and_from_a_replay(synced: Path) -> None:
 def test_report_bad_usage(demo: Path, args: tuple[str, str]) -> None:
     res = bridge("report", *args, cwd=demo)
     assert res.returncode == 2 and "Traceback" not in res.stderr
+
+
+def test_report_and_topics_at_a_time_before_the_replays_end(demo: Path) -> None:
+    for command in ("report", "topics"):
+        at = ("--at", "2026-11-02T09:20:00Z")
+        res = bridge(command, "--events", "config/demo/events.jsonl", *at, "--json", cwd=demo)
+        assert res.returncode == 0 and res.stderr == "", (command, res.stderr)
+        assert json.loads(res.stdout)["at"] == "2026-11-02T09:20:00Z"

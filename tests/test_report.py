@@ -70,7 +70,7 @@ def test_each_metric_as_worked_out_by_hand() -> None:
     # first responses: 30, 90 and 20 minutes (T-4's acknowledgement); T-3 none
     assert r["frt"] == {"count": 3, "unit": "minutes", "median": 30.0, "p90": 90.0, "mean": 46.7}
     # first resolves: T-1 after 2 h, T-2 after 4 h
-    assert r["ttr"] == {"count": 2, "unit": "hours", "median": 2.0, "p90": 4.0, "mean": 3.0}
+    assert r["ttr"] == {"count": 2, "unit": "hours", "median": 3.0, "p90": 4.0, "mean": 3.0}
     assert r["fcr"] == {"resolved": 2, "first_contact": 1, "rate": 0.5}
     assert r["escalation_rate"] == {"tickets": 4, "escalated": 1, "rate": 0.25}
     assert r["reopens"] == {"tickets": 1, "reopens": 1, "rate": 0.5}
@@ -108,3 +108,56 @@ def test_the_text_form_names_every_metric() -> None:
                   "backlog               2 (open 1, pending 1, on_hold 0)",
                   "AI acceptance rate    50.0% (1 of 2 classifier tags kept; 0 sent to review)"):
         assert words in text
+
+
+def lives(lines: list[str], config: dict[str, Any] | None = None, at: datetime | None = None
+          ) -> tuple[dict[str, Any], list[str]]:
+    problems: list[str] = []
+    builder, end = from_replay(Config(**(config or {})), lines, at, problems)
+    return builder.report(at or end), problems
+
+
+def test_a_resolve_by_a_rule_counts_when_the_rule_made_it() -> None:
+    rule = {"name": "done", "set": "triggers", "when": {"field": "ticket.text", "contains": "solved"},
+            "then": [{"set": {"status": "resolved"}}]}
+    r, _ = lives([created("T-1", "02T09:00"), msg("T-1", "02T15:00", "customer").replace("hello", "solved")],
+                 {"rules": [rule]})
+    assert r["ttr"]["median"] == 6.0 and r["backlog"]["total"] == 0
+
+
+def test_only_what_the_replay_took_counts_at_the_time_it_took_it() -> None:
+    lines = [
+        created("T-1", "02T09:00", tags="oops"),  # skipped by the replay: not a list of strings
+        msg("T-1", "02T09:30", "agent"),
+        created("T-2", "02T10:00"),
+        msg("T-2", "02T09:30", "agent"),  # out of order: taken at 10:00
+    ]
+    r, problems = lives(lines)
+    assert r["tickets"] == 1 and r["frt"]["median"] == 0.0 and len(problems) == 3
+
+
+def test_first_contact_resolution_counts_agent_messages_and_every_customer_message_after_the_reply() -> None:
+    ack = event("ticket.updated", "02T09:05", ticket_id="T-1", changes={"acknowledged": True})
+    screenshot = [created("T-1", "02T09:00"), ack, msg("T-1", "02T09:10", "customer"),
+                  msg("T-1", "02T09:30", "agent"), status("T-1", "02T10:00", "resolved")]
+    assert lives(screenshot)[0]["fcr"]["first_contact"] == 1  # the customer wrote before the reply
+    still_broken = [created("T-1", "02T09:00"), msg("T-1", "02T09:30", "agent"),
+                    status("T-1", "02T10:00", "resolved"), msg("T-1", "02T11:00", "customer")]
+    assert lives(still_broken)[0]["fcr"]["first_contact"] == 0  # ... not after it
+
+
+def test_the_backlog_is_as_it_was_at_the_reports_time() -> None:
+    lines = [created("T-1", "02T09:00"), status("T-1", "03T09:00", "pending"), created("T-2", "04T09:00"),
+             status("T-1", "05T09:00", "resolved")]
+    early, problems = lives(lines, at=datetime(2026, 11, 3, 12, 0, tzinfo=UTC))
+    assert problems == []  # an --at before the end is the report's time, no problem
+    assert early["at"] == "2026-11-03T12:00:00Z"
+    assert early["backlog"] == {"total": 1, "open": 0, "pending": 1, "on_hold": 0}  # T-2 not created yet
+    end, _ = lives(lines)
+    assert end["backlog"] == {"total": 1, "open": 1, "pending": 0, "on_hold": 0}
+
+
+def test_the_median_of_an_even_count_is_between_the_middle_two() -> None:
+    lines = [created("T-1", "02T09:00"), msg("T-1", "02T09:10", "agent"),
+             created("T-2", "02T10:00"), msg("T-2", "02T10:30", "agent")]
+    assert lives(lines)[0]["frt"]["median"] == 20.0

@@ -17,7 +17,7 @@ decisions) and its state at the end:
 
 from __future__ import annotations
 
-import json
+import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -40,32 +40,48 @@ class TicketLife:
     created: datetime
     status: str = "open"
     tags: list[str] = field(default_factory=list)
-    first_response: datetime | None = None
+    first_response: datetime | None = None  # the first agent message or acknowledgement
+    replied: datetime | None = None  # the first agent message
     resolved: datetime | None = None  # the first resolve or close
     replies_before_resolve: int = 0
-    customer_after_reply: bool = False  # the customer wrote after the first agent message, before a resolve
+    customer_after_reply: bool = False  # the customer wrote after the first agent message (at any time)
     reopens: int = 0
     escalated: bool = False
     proposed: set[str] = field(default_factory=set)  # tags the classifier added
     reviewed: bool = False
+    statuses: list[tuple[datetime, str]] = field(default_factory=list)  # each change of status, in order
+    last: datetime | None = None  # the newest time anything happened to it
+
+    def __post_init__(self) -> None:
+        self.last = self.created
+
+    def seen(self, at: datetime) -> None:
+        """Something happened to the ticket at ``at``."""
+        if self.last is None or at > self.last:
+            self.last = at
 
     def message(self, at: datetime, author: str | None) -> None:
         """A message by ``author`` (customer, agent, or another) at ``at``."""
+        self.seen(at)
         if author == "agent":
             if self.first_response is None:
                 self.first_response = at
+            if self.replied is None:
+                self.replied = at
             if self.resolved is None:
                 self.replies_before_resolve += 1
-        elif author == "customer" and self.first_response is not None and self.resolved is None:
+        elif author == "customer" and self.replied is not None:
             self.customer_after_reply = True
 
     def acknowledged(self, at: datetime) -> None:
         """An agent's acknowledgement: a first response."""
+        self.seen(at)
         if self.first_response is None:
             self.first_response = at
 
     def set_status(self, at: datetime, status: str) -> None:
         """The ticket's status became ``status`` at ``at``."""
+        self.seen(at)
         if status == self.status:
             return
         if self.status in DONE and status not in DONE:
@@ -73,19 +89,34 @@ class TicketLife:
         if status in DONE and self.resolved is None:
             self.resolved = at
         self.status = status
+        self.statuses.append((at, status))
+
+    def status_at(self, at: datetime) -> str | None:
+        """The ticket's status at ``at`` (None: not created yet)."""
+        if at < self.created:
+            return None
+        now = "open"
+        for when, status in self.statuses:
+            if when > at:
+                break
+            now = status
+        return now
 
     def decision(self, d: dict[str, Any]) -> None:
         """A rules decision about the ticket (replay.md's shape)."""
         kind = d.get("decision")
-        if kind == "escalate":
+        when = d.get("at")
+        at = parse_time(when) if isinstance(when, str) else self.last or self.created
+        if kind == "set_field" and d.get("field") == "status" and isinstance(d.get("value"), str):
+            self.set_status(at, d["value"])  # a rule resolved it (or reopened it)
+        elif kind == "escalate":
             self.escalated = True
         elif kind == "tag" and d.get("rule") == "classifier" and isinstance(d.get("tag"), str):
             self.proposed.add(d["tag"])
         elif kind == "review":
             self.reviewed = True
         elif kind == "auto_close":
-            at = d.get("at")
-            self.set_status(parse_time(at) if isinstance(at, str) else self.created, "closed")
+            self.set_status(at, "closed")
 
 
 class ReportBuilder:
@@ -107,10 +138,11 @@ class ReportBuilder:
         return self.tickets.get(tid)
 
     def report(self, at: datetime | None) -> dict[str, Any]:
-        """The metrics at ``at`` (backlog and aging; None: the newest time seen)."""
+        """The metrics of every ticket; the backlog and the aging as they were at ``at`` (None: the newest
+        time seen), of the tickets created by then."""
         lives = list(self.tickets.values())
         if at is None:
-            at = max((life.created for life in lives), default=None)
+            at = max((life.last or life.created for life in lives), default=None)
         frt = [life.first_response - life.created for life in lives if life.first_response is not None]
         ttr = [life.resolved - life.created for life in lives if life.resolved is not None]
         resolved = [life for life in lives if life.resolved is not None]
@@ -118,7 +150,8 @@ class ReportBuilder:
                and life.reopens == 0]
         escalated = sum(life.escalated for life in lives)
         reopened = [life for life in lives if life.reopens]
-        backlog = Counter(life.status for life in lives if life.status not in DONE)
+        then = {life.id: life.status_at(at) if at is not None else life.status for life in lives}
+        backlog = Counter(st for st in then.values() if st is not None and st not in DONE)
         proposed = sum(len(life.proposed) for life in lives)
         accepted = sum(len(life.proposed & set(life.tags)) for life in lives)
         by_tag: dict[str, dict[str, Any]] = defaultdict(
@@ -128,7 +161,7 @@ class ReportBuilder:
             for tag in dict.fromkeys(life.tags):
                 row = by_tag[tag]
                 row["volume"] += 1
-                if life.status not in DONE and at is not None:
+                if at is not None and then[life.id] is not None and then[life.id] not in DONE:
                     row["open"] += 1
                     row["aging"][_age(at - life.created)] += 1
         tags = sorted(by_tag.items(), key=lambda item: (-item[1]["volume"], item[0]))
@@ -169,11 +202,9 @@ def _durations(values: list[timedelta], unit: str) -> dict[str, Any]:
     if not xs:
         return {"count": 0, "unit": unit, "median": None, "p90": None, "mean": None}
 
-    def pct(q: float) -> float:
-        # nearest rank: the value at or above q of the sorted list
-        return round(xs[min(len(xs) - 1, max(0, -(-int(q * 100) * len(xs) // 100) - 1))], 1)
-
-    return {"count": len(xs), "unit": unit, "median": pct(0.5), "p90": pct(0.9),
+    # p90 by nearest rank: the value at or above 90 % of the sorted list
+    p90 = xs[min(len(xs) - 1, max(0, -(-90 * len(xs) // 100) - 1))]
+    return {"count": len(xs), "unit": unit, "median": round(statistics.median(xs), 1), "p90": round(p90, 1),
             "mean": round(sum(xs) / len(xs), 1)}
 
 
@@ -183,20 +214,39 @@ def _durations(values: list[timedelta], unit: str) -> dict[str, Any]:
 def from_replay(config: Config, lines: Iterable[str], until: datetime | None,
                 problems: list[str]) -> tuple[ReportBuilder, datetime | None]:
     """Replay ``lines`` through ``config`` (as ``bridge replay``) and read each ticket's life from the events
-    and the decisions; the problems of the replay are added to ``problems``. Returns the builder and the
-    replay's end."""
-    from bridge.replay import Replay
+    the replay took (at the time it took them) and its decisions; the replay's problems are added to
+    ``problems``. Returns the builder and the replay's end. An ``until`` before the last event is no problem
+    here: the report is then at that time (its backlog and aging)."""
+    from bridge.replay import SYSTEM, Replay
 
     builder = ReportBuilder()
-    rp = Replay(config, until=until)
 
-    def tee(source: Iterable[str]) -> Iterator[str]:
-        for line in source:
-            _take_line(builder, line)  # (before the replay takes it: its decisions come out at once)
-            yield line
+    class Taken(Replay):
+        def _event(self, number: int, event: dict[str, Any], at: datetime, out: list[dict[str, Any]]) -> None:
+            kind = event["type"]
+            if kind == "agent.status":
+                super()._event(number, event, at, out)
+                return
+            tid = str(event["ticket"]["id"] if kind == "ticket.created" else event["ticket_id"])
+            known = self.state.record_id_for(SYSTEM, "ticket", tid) is not None
+            closed = self._closed.get(tid, at) is not None
+            if kind != "ticket.created":
+                super()._event(number, event, at, out)
+                if known:  # (else skipped: an unknown or closed ticket)
+                    _take(builder, tid, kind, event, at)
+                return
+            if known or closed:
+                super()._event(number, event, at, out)  # skipped: a second creation
+                return
+            # (before the replay takes it: its decisions come out at once)
+            ticket = event["ticket"]
+            tags = ticket.get("tags")
+            builder.created(tid, at, ticket.get("status"), tags if isinstance(tags, list) else [])
+            super()._event(number, event, at, out)
 
+    rp = Taken(config, until=until)
     finals: dict[str, dict[str, Any]] = {}
-    for out in rp.run(tee(lines)):
+    for out in rp.run(lines):
         tid = str(out.get("ticket_id"))
         if out.get("final"):
             finals[tid] = out
@@ -208,36 +258,19 @@ def from_replay(config: Config, lines: Iterable[str], until: datetime | None,
         life = builder.get(tid)
         if life is not None:
             life.tags = list(final.get("tags") or [])
-            status = final.get("status")
-            if isinstance(status, str):
-                life.set_status(life.resolved or life.created, status)
-    problems.extend(rp.problems)
+    problems.extend(p for p in rp.problems if ": --until " not in p)
     return builder, rp.clock
 
 
-def _take_line(builder: ReportBuilder, line: str) -> None:
-    """One recorded event into the ticket lives (a line the replay rejects is left to it to report)."""
-    try:
-        event = json.loads(line)
-        at = parse_time(event["at"])
-        kind = event["type"]
-    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
-        return
-    if kind == "ticket.created":
-        ticket = event.get("ticket")
-        if isinstance(ticket, dict) and ticket.get("id"):
-            given = ticket.get("tags")
-            tags: list[Any] = given if isinstance(given, list) else []
-            status = ticket.get("status") if isinstance(ticket.get("status"), str) else None
-            builder.created(str(ticket["id"]), at, status, [t for t in tags if isinstance(t, str)])
-        return
-    life = builder.get(str(event.get("ticket_id")))
+def _take(builder: ReportBuilder, tid: str, kind: str, event: dict[str, Any], at: datetime) -> None:
+    """One event the replay took into the ticket's life."""
+    life = builder.get(tid)
     if life is None:
         return
     if kind == "ticket.message":
         author = event.get("author")
         life.message(at, author if isinstance(author, str) else None)
-    elif kind == "ticket.status" and isinstance(event.get("status"), str):
+    elif kind == "ticket.status":
         life.set_status(at, event["status"])
     elif kind == "ticket.updated" and isinstance(event.get("changes"), dict):
         changes = event["changes"]
@@ -245,43 +278,65 @@ def _take_line(builder: ReportBuilder, line: str) -> None:
             life.acknowledged(at)
         if isinstance(changes.get("status"), str):
             life.set_status(at, changes["status"])
+        life.seen(at)
 
 
 def from_store(tx: Any) -> ReportBuilder:
-    """The ticket lives of the store's change log (each change in the order it was taken) and the rules'
-    decisions of its audit log; tags and status as the store holds them now."""
+    """The ticket lives of the store: its change log and the rules' decisions of its audit log, merged in
+    time order; each ticket created at its own ``created_at`` when the helpdesk gave one (else at its first
+    change), with its tags and status as the store holds them now."""
     builder = ReportBuilder()
     records = {r.id: r for r in tx.records("ticket")}
     refs = {rid: next((f"{s}:{e}" for s, e in sorted(r.links.items())), rid) for rid, r in records.items()}
-    for logged in tx.logged_changes("ticket", records.keys()):
-        rid, change = logged.record_id, logged.change
+    # (time, 0 for a change / 1 for a decision, sequence, record id, what): a decision at a change's instant
+    # comes after it, as the rules took it
+    items: list[tuple[datetime, int, int, str, Any]] = []
+    for n, logged in enumerate(tx.logged_changes("ticket", records.keys())):
+        items.append((logged.change.at, 0, n, logged.record_id, logged.change))
+    for n, row in enumerate(tx.decisions()):
+        after = row.get("after")
+        if row["record_id"] in records and isinstance(after, dict) and isinstance(after.get("at"), str):
+            items.append((parse_time(after["at"]), 1, n, row["record_id"], after))
+    items.sort(key=lambda item: item[:3])
+    for at, is_decision, _n, rid, what in items:
         ref = refs[rid]
-        attrs = change.attrs
         life = builder.get(ref)
+        if is_decision:
+            if life is not None:
+                life.decision(what)
+            continue
+        attrs = what.attrs
         if life is None:
-            builder.created(ref, change.at, attrs.get("status"), change.tags or [])
+            given = records[rid].attrs.get("created_at")
+            created = _time(given)
+            builder.created(ref, min(created, at) if created is not None else at, attrs.get("status"),
+                            what.tags or [])
             life = builder.get(ref)
             assert life is not None
         elif isinstance(attrs.get("status"), str):
-            life.set_status(change.at, attrs["status"])
+            life.set_status(at, attrs["status"])
         if "message" in attrs:
             author = "customer" if by_customer(attrs) else attrs.get("last_author")
-            life.message(change.at, author if isinstance(author, str) else None)
+            life.message(at, author if isinstance(author, str) else None)
         if attrs.get("acknowledged") is True:
-            life.acknowledged(change.at)
-    for row in tx.decisions():
-        life = builder.get(refs.get(row["record_id"], ""))
-        after = row.get("after")
-        if life is not None and isinstance(after, dict):
-            life.decision(after)
+            life.acknowledged(at)
     for rid, record in records.items():
         life = builder.get(refs[rid])
         if life is not None:
             life.tags = list(record.tags)
             status = record.attrs.get("status")
             if isinstance(status, str) and status != life.status:
-                life.set_status(life.resolved or life.created, status)
+                life.set_status(life.last or life.created, status)  # (as stored: dated its last change)
     return builder
+
+
+def _time(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    try:
+        return parse_time(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 def format_report(report: dict[str, Any]) -> str:
