@@ -347,3 +347,18 @@ def test_report_and_topics_at_a_time_before_the_replays_end(demo: Path) -> None:
         res = bridge(command, "--events", "config/demo/events.jsonl", *at, "--json", cwd=demo)
         assert res.returncode == 0 and res.stderr == "", (command, res.stderr)
         assert json.loads(res.stdout)["at"] == "2026-11-02T09:20:00Z"
+
+
+def test_report_and_topics_date_a_stored_ticket_at_the_helpdesks_created_at(demo: Path) -> None:
+    inbox = demo / "config" / "demo" / "inbox" / "tickets.jsonl"
+    old = {"kind": "ticket", "id": "T-OLD", "created_at": "2026-10-01T09:00:00Z",
+           "updated_at": "2026-11-02T09:00:00Z", "subject": "Old", "body": "x", "tags": ["bug/legacy"], "status": "open", "priority": "normal",
+           "requester": {"email": "old@z.example"}}
+    inbox.write_text(inbox.read_text() + json.dumps(old) + "\n")
+    assert bridge("sync", cwd=demo).returncode in (0, 1)
+    at = ("--at", "2026-11-02T10:00:00Z", "--json")
+    report = json.loads(bridge("report", *at, cwd=demo).stdout)
+    [row] = [r for r in report["by_tag"] if r["tag"] == "bug/legacy"]
+    assert row["aging"][">7d"] == 1  # a month old when the first sync took it in, not new
+    topics = json.loads(bridge("topics", "--at", "2026-10-02T00:00:00Z", "--json", cwd=demo).stdout)
+    assert [t["topic"] for t in topics["topics"]] == ["bug/legacy"]

@@ -340,6 +340,7 @@ def cmd_topics(args: argparse.Namespace) -> int:
     """Topic volumes and spikes, with the product tickets they filed (from the store, or from a replay)."""
     from bridge.model import utcnow
     from bridge.replay import Replay
+    from bridge.report import created_at
     from bridge.rules.topics import format_topics, from_tickets, topics_report, watch_for
 
     at, path, bad = _source(args)
@@ -361,7 +362,8 @@ def cmd_topics(args: argparse.Namespace) -> int:
         try:
             with app.store.session() as tx:
                 firsts = tx.first_changes("ticket")
-                tickets = [(firsts[r.id].change.at, r) for r in tx.records("ticket") if r.id in firsts]
+                tickets = [(created_at(r, firsts[r.id].change.at), r) for r in tx.records("ticket")
+                           if r.id in firsts]
         finally:
             app.close()
         watch, spikes = from_tickets(config, tickets)

@@ -307,10 +307,7 @@ def from_store(tx: Any) -> ReportBuilder:
             continue
         attrs = what.attrs
         if life is None:
-            given = records[rid].attrs.get("created_at")
-            created = _time(given)
-            builder.created(ref, min(created, at) if created is not None else at, attrs.get("status"),
-                            what.tags or [])
+            builder.created(ref, created_at(records[rid], at), attrs.get("status"), what.tags or [])
             life = builder.get(ref)
             assert life is not None
         elif isinstance(attrs.get("status"), str):
@@ -330,13 +327,17 @@ def from_store(tx: Any) -> ReportBuilder:
     return builder
 
 
-def _time(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value
-    try:
-        return parse_time(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
+def created_at(record: Any, first: datetime) -> datetime:
+    """When a stored ticket was created: the helpdesk's ``created_at`` when it gave one before ``first`` (its
+    first change the bridge took), else ``first``; so a backlog taken in by a first sync is not all new."""
+    value = record.attrs.get("created_at")
+    given = value if isinstance(value, datetime) else None
+    if isinstance(value, str):
+        try:
+            given = parse_time(value)
+        except ValueError:
+            given = None
+    return given if given is not None and given < first else first
 
 
 def format_report(report: dict[str, Any]) -> str:
