@@ -352,8 +352,8 @@ def test_report_and_topics_at_a_time_before_the_replays_end(demo: Path) -> None:
 def test_report_and_topics_date_a_stored_ticket_at_the_helpdesks_created_at(demo: Path) -> None:
     inbox = demo / "config" / "demo" / "inbox" / "tickets.jsonl"
     old = {"kind": "ticket", "id": "T-OLD", "created_at": "2026-10-01T09:00:00Z",
-           "updated_at": "2026-11-02T09:00:00Z", "subject": "Old", "body": "x", "tags": ["bug/legacy"], "status": "open", "priority": "normal",
-           "requester": {"email": "old@z.example"}}
+           "updated_at": "2026-11-02T09:00:00Z", "subject": "Old", "body": "x", "tags": ["bug/legacy"],
+           "status": "open", "priority": "normal", "requester": {"email": "old@z.example"}}
     inbox.write_text(inbox.read_text() + json.dumps(old) + "\n")
     assert bridge("sync", cwd=demo).returncode in (0, 1)
     at = ("--at", "2026-11-02T10:00:00Z", "--json")
