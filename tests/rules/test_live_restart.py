@@ -439,3 +439,42 @@ def test_a_timer_fired_by_the_catch_up_keeps_a_hand_reassignment_another_replica
 
     other, kept = _two_replicas(config, run)
     assert kept == other
+
+
+# ---------------------------------------------------------------- a changed config, taken at a restart
+
+DAY = {"timezone": "UTC", "hours": {d: ["09:00-17:00"] for d in ("mon", "tue", "wed", "thu", "fri")}}
+
+
+@pytest.mark.parametrize(
+    ("change", "breach"),
+    [
+        ({}, 120),  # unchanged: 2 business hours from 09:00, Monday: 11:00
+        ({"calendars": {"support": {**DAY, "hours": {"mon": ["10:00-17:00"]}}}}, 180),  # opens at 10
+        ({"calendars": {"support": {**DAY, "holidays": ["2026-11-02"]}}}, 24 * 60 + 120),  # Tue 11:00
+        ({"budget": "4h"}, 240),  # a longer budget: 13:00
+        ({"budget": "1h"}, 60),  # a shorter one: 10:00
+    ],
+)
+def test_a_changed_calendar_or_budget_is_taken_at_a_restart(
+    store_url: str, change: dict[str, Any], breach: int
+) -> None:
+    # the admin edits the config while a ticket is open; bridge run restarts with it at 09:45: the clock's
+    # deadline is recomputed under the new calendar or budget from the time already used (a deadline the
+    # new config puts before the last rules run is a known limit, docs/sync.md)
+    def config(budget: str = "2h", calendars: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {"teams": {"leads": {"members": []}}, "calendars": calendars or {"support": DAY},
+                "sla": [{"name": "p", "calendar": "support", "first_response": budget,
+                         "escalate": [{"after": "0m", "to": "leads"}]}]}
+
+    escalated = ("T-1", {"escalation": "leads"})
+    r = Runner(store_url, config())
+    r.ingest(ticket("T-1", minute(0), status="open", subject="x"))
+    r.tick(minute(30))
+    r.close()
+    again = Runner(store_url, config(**change), now=minute(45))
+    again.tick(minute(breach - 1))
+    assert escalated not in again.writes()
+    again.tick(minute(breach))
+    assert escalated in again.writes()
+    again.close()
