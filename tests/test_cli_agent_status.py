@@ -55,3 +55,46 @@ def test_agent_status_refuses_an_unknown_agent_or_status(tmp_path: Path) -> None
     res = bridge("agent-status", "alice@example.com", "away", "--at", "soon", cwd=tmp_path)
     assert res.returncode == 2 and "agent-status: at 'soon' is not an ISO 8601 time" in res.stderr
     assert not (tmp_path / "bridge.db").exists() or agent_changes(tmp_path) == []
+
+
+AWAY_TOML = """
+[bridge]
+database = "sqlite:///bridge.db"
+timezone = "UTC"
+
+[connectors.inbox]
+plugin = "files"
+path = "inbox"
+out_path = "out/inbox-writes.jsonl"
+kinds = ["ticket"]
+
+[routing]
+strategy = "least_loaded"
+
+[[agents]]
+email = "bob@example.com"
+capacity = 1
+"""
+
+
+def test_an_agent_set_away_before_a_pass_gets_no_ticket_the_pass_frees_a_seat_for(tmp_path: Path) -> None:
+    # the change log's order: bob away (kept by bridge agent-status), then T-A resolved (pulled by the next
+    # pass); the pass catches bob's status up first, so the seat T-A frees goes to nobody
+    (tmp_path / "bridge.toml").write_text(AWAY_TOML)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+
+    def line(tid: str, at: str, **attrs: str) -> str:
+        return json.dumps({"kind": "ticket", "id": tid, "updated_at": f"2026-11-02T{at}:00Z", **attrs}) + "\n"
+
+    (inbox / "a.jsonl").write_text(line("T-A", "09:00", subject="a", status="open")
+                                   + line("T-B", "09:01", subject="b", status="open"))
+    assert bridge("--config", "bridge.toml", "sync", cwd=tmp_path).returncode == 0
+    res = bridge("--config", "bridge.toml", "agent-status", "bob@example.com", "away", "--at",
+                 "2026-11-02T09:10:00Z", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    with (inbox / "a.jsonl").open("a") as fh:
+        fh.write(line("T-A", "09:20", status="resolved", message="done", last_author="agent"))
+    assert bridge("--config", "bridge.toml", "sync", cwd=tmp_path).returncode == 0
+    written = [json.loads(x) for x in (tmp_path / "out" / "inbox-writes.jsonl").read_text().splitlines()]
+    assert [(w["id"], w["fields"]) for w in written] == [("T-A", {"assignee": "bob@example.com"})]

@@ -134,6 +134,8 @@ def build_jobs(app: App, syncer: Syncer, leader: RulesLeader | None = None) -> l
 
         def sync_one(system: str = name) -> SyncReport:
             report = SyncReport()
+            if leader is not None and leader.live is not None:
+                report.writes_queued += catch_up_first(app, leader.live)
             syncer.pull(system, report)
             if app.connector(system).accepts_writes():
                 syncer.push(system, report)
@@ -299,6 +301,15 @@ def start_rules(app: App, dry: bool = False, now: datetime | None = None) -> Liv
     return live
 
 
+def catch_up_first(app: App, live: LiveRules, now: datetime | None = None) -> int:
+    """Before a pass takes changes in on the leader, catch up in a transaction of its own what came before
+    them without rules (an agent's status from ``bridge agent-status``, another replica's changes), so that
+    the Desk takes them in change-log order: an agent set away before the pass gets none of its tickets.
+    Returns how many writes were queued."""
+    with app.store.session() as tx:
+        return catch_up(app, live, tx, now or utcnow())
+
+
 def catch_up(app: App, live: LiveRules, tx: Tx, now: datetime) -> int:
     """Feed the Desk, in id order, the committed ticket changes and agent status changes no Desk took (other
     replicas processed them without rules), queueing their effects in ``tx``; returns how many writes were
@@ -437,7 +448,9 @@ def sync_once(app: App, systems: list[str] | None = None, dry_run: bool = False)
         live = leader.claim()  # (None while a daemon leads: its rules job catches this pass up)
     try:
         syncer = Syncer(app.config, app.store, app.connector, app.host)
+        caught = catch_up_first(app, live) if live is not None and not dry_run else 0
         report = syncer.sync(systems, dry_run=dry_run)
+        report.writes_queued += caught
         if live is not None and dry_run:
             report.plan.extend(_timers_planned(app, live))
         elif live is not None:
