@@ -395,3 +395,20 @@ def test_an_older_change_arriving_late_is_kept_but_not_applied(state: Any) -> No
         state, p, change("crm", "A1", 10, attrs={"domain": "acme.example"}, fields={"Tier__c": "gold"})
     )
     assert not again.stale
+
+
+def test_a_tickets_priority_case_and_a_sentiment_off_the_scale_are_made_readable_for_the_rules() -> None:
+    # what a connector lets through: "Urgent" is the priority urgent (a gte "high" rule ranks it); -500 and
+    # "bad" are no sentiment: dropped and computed from the customer's words, each reported
+    pipeline = Pipeline(Config())
+    state = MemoryState()
+    out = pipeline.process(state, Change("desk", "ticket", "T-1", T, attrs={
+        "subject": "Thanks, great help", "priority": "Urgent", "sentiment": -500}), T)
+    assert out.record.attrs["priority"] == "urgent" and out.record.attrs["sentiment"] > 0
+    assert out.problems == ["desk ticket T-1: sentiment -500 is not a number from -100 to 100; computed from "
+                            "the text instead"]
+    out = pipeline.process(state, Change("desk", "ticket", "T-1", T + timedelta(minutes=1), attrs={
+        "priority": "P1", "sentiment": "bad"}), T)
+    assert out.record.attrs["priority"] == "P1" and out.record.attrs["sentiment"] > 0  # kept as computed
+    said = [p.split(": ", 1)[1].split(" is ")[0] for p in out.problems]
+    assert said == ["priority 'P1'", "sentiment 'bad'"]

@@ -559,7 +559,7 @@ def test_a_priority_in_other_letter_case_is_taken_and_an_unknown_one_reported() 
     ]
     out, rp = run(lines, config)
     assert rp.problems == [
-        "line 4: ticket.created: priority 'P1' is not one of low, normal, high, urgent; kept as given "
+        "line 4: replay ticket T-3: priority 'P1' is not one of low, normal, high, urgent; kept as given "
         "(no priority rule ranks it)"
     ]
     assert [(d["ticket_id"], d["to"]) for d in out if d.get("decision") == "escalate"] == [

@@ -40,6 +40,7 @@ from bridge.model import (
 )
 from bridge.ownership import Shadow, Verdict, blank, decide, detect
 from bridge.plugins import PluginHost
+from bridge.rules.conditions import PRIORITY_RANK
 from bridge.settings import Config
 from bridge.state import State
 from bridge.taxonomy import TagMapper
@@ -401,6 +402,8 @@ class Pipeline:
             return
         if "deleted_in" in record.attrs:
             self._restore(state, record, change, now)
+        if change.kind == "ticket":
+            self._ticket_values(change, out)
         self._apply_attrs(record, change)
         why: dict[str, _Why] = {}
         if change.fields:
@@ -494,6 +497,27 @@ class Pipeline:
                 except FieldValueError:
                     pass
         return record
+
+    @staticmethod
+    def _ticket_values(change: Change, out: Outcome) -> None:
+        """A ticket's priority and sentiment as the rules can read them: a priority in other letter case
+        ("Urgent") in lower case, an unknown one kept and reported; a sentiment that is no number from -100
+        to 100 dropped (computed from the text instead) and reported."""
+        attrs = change.attrs
+        where = f"{change.system} ticket {change.external_id}"
+        value = attrs.get("priority")
+        if value is not None and value not in PRIORITY_RANK:
+            low = value.lower() if isinstance(value, str) else None
+            if low in PRIORITY_RANK:
+                attrs["priority"] = low
+            else:
+                out.problems.append(f"{where}: priority {value!r} is not one of {', '.join(PRIORITY_RANK)}; "
+                                    "kept as given (no priority rule ranks it)")
+        value = attrs.get("sentiment")
+        if value is not None and (type(value) not in (int, float) or not -100 <= value <= 100):
+            out.problems.append(f"{where}: sentiment {value!r} is not a number from -100 to 100; computed "
+                                "from the text instead")
+            del attrs["sentiment"]
 
     def _apply_attrs(self, record: Record, change: Change) -> None:
         if BRIDGE_ID in change.attrs:

@@ -30,7 +30,7 @@ from bridge.model import (
 )
 from bridge.pipeline import MemoryState, Pipeline
 from bridge.plugins import PluginHost
-from bridge.rules.conditions import PRIORITY_RANK, path_values
+from bridge.rules.conditions import path_values
 from bridge.rules.engine import Desk
 from bridge.rules.topics import TopicWatch
 from bridge.settings import Config
@@ -306,9 +306,8 @@ class Replay:
         return False
 
     def _values_ok(self, number: int, kind: str, table: dict[str, Any]) -> None:
-        """Check ``table``'s sentiment and priority in place: a sentiment that is not a number from -100 to
-        100 is dropped (computed instead) and an unknown priority kept as given, each reported; a priority
-        in other letter case ("Urgent") is taken in lower case."""
+        """Check ``table``'s sentiment in place: one that is not a number from -100 to 100 is dropped
+        (computed instead) and reported; null is none given."""
         if "sentiment" in table:
             value = table["sentiment"]
             if value is None:
@@ -319,16 +318,7 @@ class Replay:
                     "(computed from the text instead)"
                 )
                 del table["sentiment"]
-        value = table.get("priority")
-        if value is not None and value not in PRIORITY_RANK:
-            low = value.lower() if type(value) is str else None
-            if low in PRIORITY_RANK:
-                table["priority"] = low
-            else:
-                self.problems.append(
-                    f"line {number}: {kind}: priority {value!r} is not one of {', '.join(PRIORITY_RANK)}; "
-                    "kept as given (no priority rule ranks it)"
-                )
+        # (a priority is the pipeline's to take: in lower case, or kept and reported, as from any system)
 
     def _tags_ok(self, number: int, kind: str, tags: Any) -> bool:
         """Whether ``tags`` is absent or a list of strings; else the problem is reported (event skipped)."""
