@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -161,3 +164,25 @@ def test_the_median_of_an_even_count_is_between_the_middle_two() -> None:
     lines = [created("T-1", "02T09:00"), msg("T-1", "02T09:10", "agent"),
              created("T-2", "02T10:00"), msg("T-2", "02T10:30", "agent")]
     assert lives(lines)[0]["frt"]["median"] == 20.0
+
+
+def test_the_store_counts_a_reply_and_a_resolve_in_one_change_as_a_first_contact_resolution(
+    tmp_path: Path,
+) -> None:
+    # the helpdesk's usual "reply and solve": one change carries the agent's message and the resolve
+    (tmp_path / "bridge.toml").write_text(
+        '[bridge]\ndatabase = "sqlite:///bridge.db"\n[connectors.inbox]\nplugin = "files"\npath = "inbox"\n'
+        'kinds = ["ticket"]\n')
+    (tmp_path / "inbox").mkdir()
+    lines = [{"kind": "ticket", "id": "T-1", "updated_at": "2026-11-02T10:00:00Z", "subject": "q",
+              "status": "open"},
+             {"kind": "ticket", "id": "T-1", "updated_at": "2026-11-02T10:30:00Z", "status": "resolved",
+              "message": "here is the answer", "last_author": "agent"}]
+    (tmp_path / "inbox" / "a.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    run = [sys.executable, "-m", "bridge.cli", "--config", "bridge.toml"]
+    assert subprocess.run([*run, "sync"], cwd=tmp_path, capture_output=True, check=False).returncode == 0
+    res = subprocess.run([*run, "report", "--json", "--at", "2026-11-02T12:00:00Z"], cwd=tmp_path,
+                         capture_output=True, text=True, check=False)
+    report = json.loads(res.stdout)
+    assert report["fcr"] == {"resolved": 1, "first_contact": 1, "rate": 1.0}
+    assert report["frt"]["median"] == 30.0 and report["ttr"]["median"] == 0.5

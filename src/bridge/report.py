@@ -307,16 +307,17 @@ def from_store(tx: Any) -> ReportBuilder:
             continue
         attrs = what.attrs
         if life is None:
-            builder.created(ref, created_at(records[rid], at), attrs.get("status"), what.tags or [])
+            builder.created(ref, created_at(records[rid], at), None, what.tags or [])
             life = builder.get(ref)
             assert life is not None
-        elif isinstance(attrs.get("status"), str):
-            life.set_status(at, attrs["status"])
+        # a reply and a resolve in one change (the common first contact resolution): the reply first
         if "message" in attrs:
             author = "customer" if by_customer(attrs) else attrs.get("last_author")
             life.message(at, author if isinstance(author, str) else None)
         if attrs.get("acknowledged") is True:
             life.acknowledged(at)
+        if isinstance(attrs.get("status"), str):
+            life.set_status(at, attrs["status"])
     for rid, record in records.items():
         life = builder.get(refs[rid])
         if life is not None:
