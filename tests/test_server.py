@@ -297,6 +297,8 @@ def test_an_agent_status_is_kept_for_the_rules_at_the_time_given_or_now(served: 
         (b'{"agent": "alice@example.com"}', "agents/status: status is missing"),
         (b'{"agent": "alice@example.com", "status": "lunch"}',
          "agents/status: status 'lunch' is not one of active, away, offline"),
+        (b'{"agent": "alice@example.com", "status": null}',
+         "agents/status: status null is not one of active, away, offline"),
         (b'{"agent": "bob@example.com", "status": "away"}',
          "agents/status: agent 'bob@example.com' is not in the config's [[agents]] "
          "(configured: alice@example.com)"),

@@ -385,7 +385,9 @@ def agent_status_request(config: Config, payload: Any, now: datetime) -> tuple[s
     email = configured_agent(config, payload["agent"])
     status = payload["status"]
     if not isinstance(status, str) or status not in AGENT_STATUSES:
-        raise ValueError(f"status {status!r} is not one of {', '.join(AGENT_STATUSES)}")
+        # (null, true or 7 as the JSON said them, not as Python spells them)
+        shown = repr(status) if isinstance(status, str) else json.dumps(status)
+        raise ValueError(f"status {shown} is not one of {', '.join(AGENT_STATUSES)}")
     raw = payload.get("at")
     if raw is None:
         return email, status, now
