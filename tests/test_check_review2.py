@@ -129,3 +129,15 @@ def _mondays(year: int, count: int) -> list[str]:
     first = date(year, 1, 1)
     first += timedelta(days=-first.weekday() % 7)
     return [(first + timedelta(weeks=n)).isoformat() for n in range(count)]
+
+
+def test_an_item_of_the_wrong_type_in_a_calendars_list_hides_no_other_items_problem(tmp_path: Path) -> None:
+    report = check(tmp_path, """
+        [calendars.a]
+        hours = { mon = [5, "9-5", "10:00-12:00"] }
+        holidays = [12, "2026-13-01", "2026-12-25"]
+    """)
+    keys = [line.split(": ")[1] for line in report.errors]
+    assert keys == ["calendars.a.hours.mon.0", "calendars.a.holidays.0", "calendars.a.hours.mon.1",
+                    "calendars.a.holidays.1"], report.errors
+    assert "'9-5' is not a period" in report.errors[2] and "'2026-13-01' is not a date" in report.errors[3]

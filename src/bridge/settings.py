@@ -685,6 +685,14 @@ def _set_aside(
             stubbed.add(loc)
             aside.add(tuple(str(p) for p in loc[:-1]))  # the entry is incomplete: none of it is checked
             return True
+    if _item_of_text_list(loc, data):
+        # a calendar's holiday or period of the wrong type: the item alone is set aside (a stand-in keeps the
+        # others' places), so the other items are still checked
+        parent = _get(data, loc[:-1])
+        assert isinstance(parent, list)
+        parent[loc[-1]] = ""  # type: ignore[index]
+        aside.add(tuple(str(p) for p in loc))
+        return True
     # drop the innermost table key at or above the error (never a list item: that would renumber the rest)
     for n in range(len(loc), 0, -1):
         parent = _get(data, loc[: n - 1])
@@ -693,6 +701,16 @@ def _set_aside(
             aside.add(tuple(str(p) for p in loc[:n]))
             return True
     return False
+
+
+def _item_of_text_list(loc: tuple[str | int, ...], data: dict[str, Any]) -> bool:
+    """Whether ``loc`` is an item of a calendar's ``holidays`` or of one day's ``hours`` that is no text."""
+    if len(loc) < 4 or loc[0] != "calendars" or not isinstance(loc[-1], int):
+        return False
+    if not (loc[2:-1] == ("holidays",) or (len(loc) == 5 and loc[2] == "hours")):
+        return False
+    item = _get(data, loc)
+    return item is not None and not isinstance(item, str) and isinstance(_get(data, loc[:-1]), list)
 
 
 def _get(data: Any, loc: tuple[str | int, ...]) -> Any:

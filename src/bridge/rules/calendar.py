@@ -515,6 +515,7 @@ def validate_calendar(
     ``default_tz`` (``[bridge] timezone``) applies when the table has no ``timezone``.
     """
     problems: list[Problem] = []
+    aside = set(set_aside)
     tz = ZoneInfo("UTC")
     try:
         tz = _zone(cfg.timezone or default_tz)
@@ -528,6 +529,8 @@ def validate_calendar(
             continue
         parsed: list[tuple[int, int, int]] = []
         for index, text in enumerate(periods):
+            if ("hours", day, str(index)) in aside:
+                continue  # not text: reported already
             try:
                 start, end = parse_period(text)
             except ValueError as exc:
@@ -542,6 +545,8 @@ def validate_calendar(
                 )
         open_minutes += sum(e - s for s, e, _ in parsed)
     for index, text in enumerate(cfg.holidays):
+        if ("holidays", str(index)) in aside:
+            continue  # not text: reported already
         try:
             date.fromisoformat(text)
         except (TypeError, ValueError):
@@ -555,10 +560,10 @@ def validate_calendar(
             problems.extend((("ical",), problem) for problem in exc.problems)
         except ValueError as exc:
             problems.append((("ical",), str(exc)))
-    dropped = any(path[:1] == ("hours",) for path in set_aside)
+    dropped = any(path[:1] == ("hours",) for path in aside)
     if open_minutes == 0 and not dropped and not any(p[0][:1] == ("hours",) for p in problems):
         problems.append((("hours",), f"calendar {name} has no open hours"))
-    if problems or open_minutes == 0 or dropped:
+    if problems or open_minutes == 0 or dropped or any(path[:1] == ("holidays",) for path in aside):
         return problems
     week = {DAYS.index(day): [parse_period(p) for p in periods] for day, periods in cfg.hours.items()}
     dates |= {date.fromisoformat(h) for h in cfg.holidays}
