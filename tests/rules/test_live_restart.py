@@ -516,16 +516,3 @@ def test_a_pulled_tickets_clocks_start_when_it_was_created_not_when_the_pull_too
     r.tick(minute(11))  # (not 09:14 and 09:24: a pull minutes late does not move a deadline)
     assert sorted(t for t, f in r.writes() if f == {"escalation": "leads"}) == ["T-1", "T-2"]
     r.close()
-
-
-def test_an_auto_close_a_shorter_delay_puts_before_the_last_job_closes_the_ticket(store_url: str) -> None:
-    r = Runner(store_url, {"auto_close": {"after": "7d"}})
-    r.ingest(ticket("T-1", minute(0), status="resolved", subject="x"))
-    r.tick(minute(180))
-    r.close()
-    again = Runner(store_url, {"auto_close": {"after": "1h"}}, now=minute(181))
-    again.tick(minute(182))
-    again.tick(minute(183))
-    assert [f for _t, f in again.writes() if f.get("status") == "closed"] == [{"status": "closed"}]
-    assert stored(again.app, "T-1").attrs["status"] == "closed"
-    again.close()

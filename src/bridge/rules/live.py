@@ -201,7 +201,6 @@ class LiveRules:
         self._seen: set[str] = set()
         self.records: dict[str, Record] = {}  # the newest copy of each open ticket the Desk has seen
         self.clock: datetime | None = None  # the Desk's time: calls reach it in time order
-        self._owed_records: dict[str, Record] = {}  # tickets an owed timer closed while rebuilding
 
     # ---------------------------------------------------------------- calls of the pipeline and the scheduler
 
@@ -340,15 +339,10 @@ class LiveRules:
             rotation: tuple[str, ...] = ()
             settle = partial(self._settle, None)
             fired: list[Decision] = []  # the timers fired silently (acted on when the old config ran them)
-            ticket_of: dict[str, Record] = {}  # their tickets (an auto-closed one leaves records)
 
             def timers(decisions: list[Decision]) -> list[Decision]:
                 if owe_timers:
                     fired.extend(decisions)
-                    for d in decisions:
-                        rec = self.records.get(d.record_id)
-                        if rec is not None:
-                            ticket_of[d.record_id] = rec
                 return decisions
 
             for item in history:
@@ -441,13 +435,9 @@ class LiveRules:
                 self.desk.router.note_assigned(agent)
             self._owed = self.desk.serve_queue(self.clock) if changed and self.clock is not None else []
             if fired:
-                # (only tickets the live rules took: history's timers stay hushed; one the new config closed
-                # is closed in the store with the owed auto-close)
-                owed = [d for d in fired if d.record_id in taken and d.record_id in ticket_of
-                        and d.decision in SIDE_EFFECTS]
-                self._owed = owed + self._owed
-                self._owed_records = {d.record_id: ticket_of[d.record_id] for d in owed
-                                      if d.record_id not in self.records}
+                # (only tickets the live rules took, still open: history's timers stay hushed)
+                self._owed = [d for d in fired if d.record_id in taken and d.record_id in self.records
+                              and d.decision in SIDE_EFFECTS] + self._owed
             self.stale = False
             return fed
 
@@ -540,8 +530,6 @@ class LiveRules:
         out: Touched = []
         for rid, ds in by_ticket.items():
             rec = current if current is not None and rid == current.id else self.records.get(rid)
-            if rec is None and self._owed_records:
-                rec = self._owed_records.pop(rid, None)  # (closed by an owed auto-close: see rebuild)
             if rec is not None:
                 out.append((rec, ds))
                 if rec is not current and rid in self._previous:
