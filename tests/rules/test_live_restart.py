@@ -497,22 +497,3 @@ def test_a_follow_up_a_shorter_delay_puts_before_the_last_rules_job_goes_out_onc
     again.tick(minute(183))
     assert [f for _t, f in again.writes() if "follow_up" in f] == [{"follow_up": ""}]
     again.close()
-
-
-@pytest.mark.parametrize("restart", [False, True])
-def test_a_pulled_tickets_clocks_start_when_it_was_created_not_when_the_pull_took_it(
-    store_url: str, restart: bool
-) -> None:
-    # the rules job moved the clock to 09:10; a pull then brings T-1, changed at 09:00, and T-2, changed at
-    # 09:10 but created in the helpdesk at 08:50: their 4-minute first responses were due at 09:04 and 08:54
-    config = {"teams": {"leads": {"members": []}},
-              "sla": [{"name": "p", "first_response": "4m", "escalate": [{"after": "0m", "to": "leads"}]}]}
-    r = Runner(store_url, config)
-    r.tick(minute(10))
-    r.ingest(ticket("T-1", minute(0), status="open", subject="x"))
-    r.ingest(ticket("T-2", minute(10), status="open", subject="y", created_at="2026-11-02T08:50:00Z"))
-    if restart:
-        r.restart(minute(10))
-    r.tick(minute(11))  # (not 09:14 and 09:24: a pull minutes late does not move a deadline)
-    assert sorted(t for t, f in r.writes() if f == {"escalation": "leads"}) == ["T-1", "T-2"]
-    r.close()

@@ -36,7 +36,7 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from fnmatch import fnmatchcase, translate
 from pathlib import Path
 from typing import Any
@@ -69,7 +69,6 @@ from bridge.settings import Config, RuleConfig, SlaConfig
 MAX_PASSES = 10
 log = logging.getLogger("bridge.rules")
 SET_ORDER = {"triggers": 0, "escalation": 1, "routing": 2}
-_INSTANT = timedelta(microseconds=1)  # what is due strictly before an event fires before it
 DONE = frozenset({"resolved", "closed"})
 ATTRS_SET = ("priority", "status", "team")
 _UNKNOWN = object()  # a snapshot slot that never equals a value: "evaluate its readers again"
@@ -762,10 +761,6 @@ class Desk:
                 self._status(st, str(ticket.attrs.get("status") or "open"), at, out)  # a status they set
         if self._policies:
             self._clocks(st, ctx, event, at)
-            if new and st.sla is not None and st.created < at:
-                # taken after it was created (a pull minutes late): what its clocks passed before now is
-                # stated in this event, as any timer due before an event fires before it
-                self._fire_sla(st, at - _INSTANT, out)
             if st.status == "closed" and st.sla is not None:
                 # final: what falls due at the closing instant is stated now (no later event of it may meet a
                 # clock, and the ticket leaves the rules)

@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 
 from bridge.effects import SIDE_EFFECTS
 from bridge.effects import queue_effects as queue_effects
-from bridge.model import BRIDGE, Change, Decision, RecentlySeen, Record, parse_time, utcnow
+from bridge.model import BRIDGE, Change, Decision, RecentlySeen, Record, utcnow
 from bridge.pipeline import DeskState, MemoryState, Pipeline, Touched, late_part
 from bridge.rules.conditions import path_values
 from bridge.rules.engine import Desk
@@ -112,16 +112,6 @@ Item = Stored | Created | Known | Assignee | Closed | Rotation
 History = tuple[Iterable[Item], datetime | None]
 Loader = Callable[[DeskState], History]
 """Reads a rebuild's history in a transaction: ``(items in processing order, the last tick committed)``."""
-
-
-def _time_of(value: Any) -> datetime | None:
-    """A stored time (ISO 8601 text) as a datetime; None when it is none."""
-    if isinstance(value, datetime):
-        return value
-    try:
-        return parse_time(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
 
 
 def change_event(change: Change, created: bool) -> dict[str, Any]:
@@ -242,7 +232,7 @@ class LiveRules:
                          change.system, change.external_id)
                 return at, []
             decisions = self._fire_before(at)  # (none, unless another thread moved the clock since before())
-            decisions += self._feed(record, change, at, fresh=created is True)
+            decisions += self._feed(record, change, at)
             return at, self._settle(state, decisions, record)
 
     def on_agent(self, state: DeskState, agent: str, status: str, at: datetime) -> tuple[datetime, Touched]:
@@ -402,8 +392,7 @@ class LiveRules:
                         continue  # the live pipeline takes such a change to no rule either
                     fed_change = part  # its message or acknowledgement, as the live pipeline took it
                 try:
-                    settle(self._feed(outcome.record, fed_change, at, fresh=outcome.created),
-                           outcome.record)
+                    settle(self._feed(outcome.record, fed_change, at), outcome.record)
                 except Exception:  # the live Desk failed on it too, and went on
                     log.exception("rules: rebuilding, the desk failed on change %s", stored.change_id)
                     continue
@@ -496,15 +485,10 @@ class LiveRules:
         fired = self.desk.advance(at - EPSILON) if due < at else []
         return fired + self.desk.open_due(at)  # (agents opening at this instant take the queue first)
 
-    def _feed(self, record: Record, change: Change, at: datetime, fresh: bool = False) -> list[Decision]:
-        """Feed one change the Desk takes at ``at``; ``fresh``: the change created the ticket in the store."""
+    def _feed(self, record: Record, change: Change, at: datetime) -> list[Decision]:
         self.clock = at
         created = record.id not in self._seen
         self._seen.add(record.id)
-        if fresh and created and not isinstance(record.attrs.get("created_at"), datetime):
-            # its clocks start when the ticket was created (the helpdesk's created_at, else its change's own
-            # time), not when a pull brought it in: a pull minutes later does not move its SLA deadlines
-            record.attrs["created_at"] = min(_time_of(record.attrs.get("created_at")) or change.at, at)
         record.attrs.setdefault("created_at", at)
         previous = self._previous.get(record.id, {})
         decisions = self.desk.on_ticket(record, previous, change_event(change, created), at)
