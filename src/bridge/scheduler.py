@@ -7,7 +7,6 @@ time runs it; the others skip that round. Rules run on one replica only, the lea
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import signal
@@ -54,16 +53,6 @@ DEFAULT_EVERY = timedelta(minutes=5)
 PUSH_EVERY = timedelta(seconds=30)
 RULES_EVERY = timedelta(minutes=1)
 RULES_CURSOR = ("bridge", "rules")  # the last tick committed: a rebuilt Desk does not act before it again
-RULES_CONFIG = ("bridge", "rules-config")  # the fingerprint of the rules' config at that tick
-# what the rules decide by: a change of any of these, taken at a restart, recomputes the clocks
-_RULES_PARTS = ("rules", "sla", "calendars", "follow_up", "auto_close", "routing", "agents", "teams",
-                "classify")
-
-
-def rules_fingerprint(config: Config) -> str:
-    """A digest of the config's parts the rules decide by."""
-    dump = config.model_dump(mode="json", include=set(_RULES_PARTS))
-    return hashlib.sha256(json.dumps(dump, sort_keys=True, default=str).encode()).hexdigest()[:32]
 LEADER_LOCK = "rules-leader"  # held by the one replica that runs the rules, for as long as it runs
 # a transaction open longer than this is taken as gone: a change received this long ago and not yet seen by
 # the rules leader will not appear (the leader's catch-up looks no further back)
@@ -288,13 +277,7 @@ def start_rules(app: App, dry: bool = False, now: datetime | None = None) -> Liv
     with app.store.session() as tx:
         live.floor = tx.last_change_id(received_before=(now or utcnow()) - SETTLE)
         history, handled = rules_history(tx)
-        # a config changed since the last tick: the timers it puts before that tick are still acted on
-        before = tx.cursor(RULES_CONFIG[0], RULES_CONFIG[1])
-        changed = before is not None and before != rules_fingerprint(app.config) and not dry
-        if changed:
-            log.info("rules: the config changed since the last rules job: clocks recomputed")
-        live.config_changed = changed
-        fed = live.rebuild(history, handled, owe_timers=changed)
+        fed = live.rebuild(history, handled)
     # timers that fell due while the daemon was down fire in the first run of the rules job
     app.host.register(live, DESK_PLUGIN)
     log.info("rules: desk rebuilt from %d stored changes", fed)
@@ -431,10 +414,8 @@ def run_timers(app: App, live: LiveRules, now: datetime | None = None) -> SyncRe
         handled, touched = live.tick(tx, now)
         # the rebuild after a restart skips what was handled up to here
         tx.set_cursor(RULES_CURSOR[0], RULES_CURSOR[1], format_time(handled) or "")
-        tx.set_cursor(RULES_CONFIG[0], RULES_CONFIG[1], rules_fingerprint(app.config))
         queued = apply_touched(tx, app.config, touched, now, "timers", writable=writable)
         report.writes_queued += len(queued)
-    live.config_changed = False  # (its fingerprint is kept with the tick)
     return report
 
 

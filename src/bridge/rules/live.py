@@ -24,7 +24,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from bridge.effects import SIDE_EFFECTS
 from bridge.effects import queue_effects as queue_effects
 from bridge.model import BRIDGE, Change, Decision, RecentlySeen, Record, utcnow
 from bridge.pipeline import DeskState, MemoryState, Pipeline, Touched, late_part
@@ -180,9 +179,6 @@ class LiveRules:
         # the assignments a rebuilt Desk made of the seats free after it (see :meth:`rebuild`): queued by the
         # next transaction that uses the Desk (their keys keep a retry from repeating them)
         self._owed: list[Decision] = []
-        # the config changed since the last tick committed (a restart with a new config): a rebuild owes the
-        # timers it fires by then (see rebuild)
-        self.config_changed = False
         self._reset()
 
     def _reset(self) -> None:
@@ -293,9 +289,7 @@ class LiveRules:
 
     # ---------------------------------------------------------------- rebuild
 
-    def rebuild(
-        self, history: Iterable[Item], handled_until: datetime | None, owe_timers: bool = False
-    ) -> int:
+    def rebuild(self, history: Iterable[Item], handled_until: datetime | None) -> int:
         """Rebuild the Desk from stored ticket changes and agent status changes in processing order
         (:class:`Stored`) and the creations of tickets no longer open
         (:class:`Created`, for the volume trigger).
@@ -314,11 +308,7 @@ class LiveRules:
         are new, and the next transaction that uses the Desk queues their writes. A ticket no live Desk took a
         change of (history from before the rules ran) is left for its next change to route. Returns how many
         changes were fed.
-
-        ``owe_timers``: the config changed since the last tick (a restart with a new config): the side effects
-        of the timers this rebuild fires by ``handled_until`` are queued with the next transaction, and those
-        done already are stopped by their keys; so a threshold a tighter config puts before the last tick is
-        still acted on."""
+        """
         with self.lock:
             self._reset()
             mem = MemoryState(keep_audit=False, keep_outbox=False)
@@ -328,13 +318,6 @@ class LiveRules:
             taken: set[str] = set()  # tickets a live Desk took a change of (not history)
             rotation: tuple[str, ...] = ()
             settle = partial(self._settle, None)
-            fired: list[Decision] = []  # the timers fired silently (acted on when the old config ran them)
-
-            def timers(decisions: list[Decision]) -> list[Decision]:
-                if owe_timers:
-                    fired.extend(decisions)
-                return decisions
-
             for item in history:
                 if isinstance(item, Assignee):
                     held[item.record_id] = item
@@ -360,7 +343,7 @@ class LiveRules:
                 change = stored.change
                 at = stored.desk_at or change.at
                 at = at if self.clock is None else max(at, self.clock)
-                settle(timers(self._fire_before(at)), None)
+                settle(self._fire_before(at), None)
                 if is_agent_change(change):
                     self.clock = at
                     try:
@@ -405,7 +388,7 @@ class LiveRules:
                 # (a timer due at the last change's very instant was not acted on, unless a tick covered it:
                 # the live Desk fires timers strictly before a change)
                 self.clock = handled_until
-                settle(timers(self.desk.advance(handled_until)), None)
+                settle(self.desk.advance(handled_until), None)
             changed = False
             for rid in list(self.records):
                 as_stored = held.get(rid)
@@ -423,10 +406,6 @@ class LiveRules:
             for agent in rotation:  # round robin's order as the live Desk left it (least recent first)
                 self.desk.router.note_assigned(agent)
             self._owed = self.desk.serve_queue(self.clock) if changed and self.clock is not None else []
-            if fired:
-                # (only tickets the live rules took, still open: history's timers stay hushed)
-                self._owed = [d for d in fired if d.record_id in taken and d.record_id in self.records
-                              and d.decision in SIDE_EFFECTS] + self._owed
             self.stale = False
             return fed
 
@@ -465,7 +444,7 @@ class LiveRules:
         # a transaction open elsewhere is not seen by this rebuild: when it commits, rebuild again
         self._unseen = self._inflight - {state}
         history, handled = self.loader(state)
-        fed = self.rebuild(history, handled, owe_timers=self.config_changed)
+        fed = self.rebuild(history, handled)
         self.rebuilds += 1
         log.info("rules: work the desk saw was undone; rebuilt it from %d stored changes", fed)
 
