@@ -297,6 +297,8 @@ def catch_up(app: App, live: LiveRules, tx: Tx, now: datetime) -> int:
     """Feed the Desk, in id order, the committed ticket changes and agent status changes no Desk took (other
     replicas processed them without rules), queueing their effects in ``tx``; returns how many writes were
     queued. The floor rises past what was received :data:`SETTLE` before ``now`` once ``tx`` commits."""
+    live.catching.acquire()  # (released when ``tx`` ends: what it takes is marked taken by then)
+    tx.on_end(lambda _committed: live.catching.release())
     pipeline = Pipeline(app.config, app.host, run="rules")
     queued = 0
     for c in tx.untaken_changes("ticket", live.floor, own=AGENT_KIND):

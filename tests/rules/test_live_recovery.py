@@ -933,3 +933,32 @@ def test_a_leader_whose_lock_connection_dropped_gives_up_the_rules() -> None:
         finally:
             a.close()
             b.close()
+
+
+def test_two_catch_ups_at_once_feed_a_change_once() -> None:
+    # the rules job's catch-up is still open when a sync pass starts its own (the scheduler runs jobs on
+    # threads): the second waits for the first to end, then finds the change taken
+    import threading
+
+    from bridge.scheduler import catch_up, catch_up_first
+
+    require_postgres()
+    config: dict[str, Any] = {"agents": [{"email": "a@x.example"}, {"email": "b@x.example"}],
+                              "routing": {"strategy": "round_robin"}}
+    with temp_postgres_schema_url() as url:
+        leader, other = make_app(url, **config), make_app(url, **config)
+        try:
+            live = start_rules(leader, now=T0)
+            ingest(other, ticket("T-1", T0, status="open", subject="x"))  # a replica without rules
+            now = T0 + timedelta(minutes=1)
+            with leader.store.session() as tx:
+                catch_up(leader, live, tx, now)
+                second = threading.Thread(target=catch_up_first, args=(leader, live, now))
+                second.start()
+                second.join(timeout=1)
+                assert second.is_alive()  # waiting for the first to end
+            second.join(timeout=30)
+            assert writes(leader) == [("T-1", {"assignee": "a@x.example"})]
+        finally:
+            leader.close()
+            other.close()

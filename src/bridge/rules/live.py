@@ -166,6 +166,9 @@ class LiveRules:
         self.loader = loader
         self.dry = dry
         self.lock = threading.RLock()
+        # held by the transaction that catches up changes no Desk took, until it ends: two (the rules job's
+        # and a sync pass's) would both read the same untaken change and feed it twice
+        self.catching = threading.Lock()
         self.stale = False  # work the Desk saw was undone: rebuild it before it is used again
         self.rebuilds = 0  # how many times that happened
         self._inflight: set[object] = set()  # transactions that used the Desk and have not ended
