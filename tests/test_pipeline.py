@@ -405,8 +405,8 @@ def test_a_tickets_priority_case_and_a_sentiment_off_the_scale_are_made_readable
     out = pipeline.process(state, Change("desk", "ticket", "T-1", T, attrs={
         "subject": "Thanks, great help", "priority": "Urgent", "sentiment": -500}), T)
     assert out.record.attrs["priority"] == "urgent" and out.record.attrs["sentiment"] > 0
-    assert out.problems == ["desk ticket T-1: sentiment -500 is not a number from -100 to 100; computed from "
-                            "the text instead"]
+    assert out.problems == ["desk ticket T-1: sentiment -500 is not a number from -100 to 100; dropped "
+                            "(computed from the text instead)"]
     out = pipeline.process(state, Change("desk", "ticket", "T-1", T + timedelta(minutes=1), attrs={
         "priority": "P1", "sentiment": "bad"}), T)
     assert out.record.attrs["priority"] == "P1" and out.record.attrs["sentiment"] > 0  # kept as computed

@@ -21,9 +21,9 @@ from pydantic import ValidationError
 from bridge.durations import format_duration, parse_duration
 from bridge.errors import ConfigError, FieldValueError
 from bridge.fields import FIELD_TYPES, coerce
-from bridge.model import BRIDGE, KINDS, TICKET_STATUSES
+from bridge.model import BRIDGE, KINDS, TICKET_PRIORITIES, TICKET_STATUSES
 from bridge.plugins import PluginHost
-from bridge.rules.conditions import ORDER_OPS, PRIORITY_RANK
+from bridge.rules.conditions import ORDER_OPS
 from bridge.rules.routing import ASSIGN_KEYS
 from bridge.rules.sla import METRICS
 from bridge.settings import (
@@ -61,7 +61,7 @@ REQUESTER_ATTRS = frozenset({"id", "email", "name", "language", "vip", "title"})
 NOTIFY_KEYS = ("to", "message")  # what the engine's notify action reads
 # paths that hold numbers whatever the config declares (declared number fields are added per config)
 NUMERIC_PATHS = frozenset({"ticket.sentiment", "ticket.confidence", "account.arr"})
-PRIORITIES = tuple(PRIORITY_RANK)
+PRIORITIES = TICKET_PRIORITIES
 
 
 @dataclass

@@ -86,24 +86,13 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     """Replay recorded events through the config on a virtual clock."""
     from bridge.app import App
-    from bridge.replay import YEARS, Replay, config_changes, diff, explain_diff, replay_file
+    from bridge.replay import Replay, config_changes, diff, explain_diff, read_events, replay_file
     from bridge.rules.explain import format_explain_diff
 
     loaded = App.from_path(args.config).loaded  # an invalid config is refused, as by bridge run
-    try:
-        until = parse_time(args.until) if args.until is not None else None
-    except ValueError:
-        print(f"--until: {args.until!r} is not an ISO 8601 time (e.g. 2026-11-06T00:00:00Z)", file=sys.stderr)
-        return 2
-    if until is not None and not YEARS[0] <= until.year <= YEARS[1]:
-        print(f"--until: {args.until!r} is out of range (years {YEARS[0]} to {YEARS[1]})", file=sys.stderr)
-        return 2
-    path = Path(args.file)
-    if not path.exists():
-        print(f"{path}: no such file", file=sys.stderr)
-        return 2
-    if path.is_dir():
-        print(f"{path}: is a directory, not a file of events", file=sys.stderr)
+    until, bad = _time_arg("--until", args.until)
+    path = _events_file(args.file) if not bad else None
+    if path is None:
         return 2
     if args.against:
         old_cfg = App.from_path(args.against).config
@@ -133,9 +122,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
             print(f"{path}:{p.removeprefix('line ')}", file=sys.stderr)
         return 1 if problems else 0
     rp = Replay(loaded.config, until=until)
-    with path.open(encoding="utf-8-sig", errors="surrogateescape") as fh:  # (a bad line is reported; no BOM)
-        for row in rp.run(fh):
-            print(json.dumps(row, default=str, ensure_ascii=False) if args.json else _decision_line(row))
+    for row in rp.run(read_events(path)):
+        print(json.dumps(row, default=str, ensure_ascii=False) if args.json else _decision_line(row))
     for p in rp.problems:
         print(f"{path}:{p.removeprefix('line ')}", file=sys.stderr)
     return 1 if rp.problems else 0
@@ -305,18 +293,24 @@ def _time_arg(name: str, value: str | None) -> tuple[Any, int]:
     return at, 0
 
 
+def _events_file(name: str) -> Path | None:
+    """A file of recorded events to read, or None after saying why it is bad usage (missing, a folder)."""
+    path = Path(name)
+    if path.exists() and not path.is_dir():  # (a pipe such as /dev/stdin is read too)
+        return path
+    print(f"{path}: {'is a directory, not a file of events' if path.is_dir() else 'no such file'}",
+          file=sys.stderr)
+    return None
+
+
 def _source(args: argparse.Namespace) -> tuple[Any, Path | None, int]:
     """``--at`` as a time, ``--events`` as a file to read (None: the store), and 2 after saying why either
     is bad usage (else 0)."""
     at, bad = _time_arg("--at", args.at)
     if bad or args.events is None:
         return at, None, bad
-    path = Path(args.events)
-    if path.is_file():
-        return at, path, 0
-    print(f"{path}: {'is a directory, not a file of events' if path.is_dir() else 'no such file'}",
-          file=sys.stderr)
-    return at, None, 2
+    path = _events_file(args.events)
+    return at, path, 0 if path is not None else 2
 
 
 def _until(at: Any, end: Any) -> Any:
@@ -339,7 +333,7 @@ def _print_report(args: argparse.Namespace, report: dict[str, Any], text: Callab
 def cmd_topics(args: argparse.Namespace) -> int:
     """Topic volumes and spikes, with the product tickets they filed (from the store, or from a replay)."""
     from bridge.model import utcnow
-    from bridge.replay import Replay
+    from bridge.replay import Replay, read_events
     from bridge.report import created_at
     from bridge.rules.topics import format_topics, from_tickets, topics_report, watch_for
 
@@ -349,12 +343,10 @@ def cmd_topics(args: argparse.Namespace) -> int:
     problems: list[str] = []
     if path is not None:
         config = _app(args).config
-        rp = Replay(config, until=at)
+        rp = Replay(config, until=at, until_may_precede=True)
         rp.topics = watch = watch_for(config)  # (volumes even with no [topics] rules)
-        with path.open(encoding="utf-8-sig", errors="surrogateescape") as fh:
-            spikes = [d for d in rp.run(fh) if d.get("decision") == "product_ticket"]
-        # (an --at before the last event is the report's time, not a problem of the replay's --until)
-        problems = [f"{path}:{p.removeprefix('line ')}" for p in rp.problems if ": --until " not in p]
+        spikes = [d for d in rp.run(read_events(path)) if d.get("decision") == "product_ticket"]
+        problems = [f"{path}:{p.removeprefix('line ')}" for p in rp.problems]
         at = _until(at, rp.clock)
     else:
         app = _app(args)
@@ -374,14 +366,15 @@ def cmd_topics(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     """FRT, TTR, FCR, escalation rate, volume and aging by tag, backlog, reopens, AI acceptance rate."""
     from bridge.model import utcnow
-    from bridge.report import format_report, from_replay, from_store, read_lines
+    from bridge.replay import read_events
+    from bridge.report import format_report, from_replay, from_store
 
     at, path, bad = _source(args)
     if bad:
         return bad
     problems: list[str] = []
     if path is not None:
-        builder, end = from_replay(_app(args).config, read_lines(path), at, problems)
+        builder, end = from_replay(_app(args).config, read_events(path), at, problems)
         problems = [f"{path}:{p.removeprefix('line ')}" for p in problems]
         at = _until(at, end)
     else:

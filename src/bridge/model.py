@@ -13,6 +13,7 @@ from typing import Any
 KINDS = ("ticket", "account", "contact")
 BRIDGE = "bridge"  # the owner name of fields the bridge derives itself
 TICKET_STATUSES = ("open", "pending", "on_hold", "resolved", "closed")
+TICKET_PRIORITIES = ("low", "normal", "high", "urgent")  # lowest first
 AGENT_STATUSES = ("active", "away", "offline")
 CUSTOMER = "customer"  # the ``last_author`` of a message the customer wrote
 # record attribute: the newest message the customer wrote, kept apart from ``message`` (the newest message of
@@ -122,6 +123,10 @@ class Record:
         """The value of field ``name``, or None when unset."""
         fv = self.fields.get(name)
         return None if fv is None else fv.value
+
+    def ref(self) -> str:
+        """How people name it: ``SYSTEM:EXTERNAL_ID`` of its first link by system name, else its id."""
+        return next((f"{system}:{external}" for system, external in sorted(self.links.items())), self.id)
 
 
 @dataclass

@@ -29,6 +29,7 @@ from bridge.fields import FieldType, adds_nothing, coerce, equal, merge, to_json
 from bridge.model import (
     BRIDGE,
     CUSTOMER_MESSAGE,
+    TICKET_PRIORITIES,
     TICKET_STATUSES,
     Change,
     Decision,
@@ -40,7 +41,6 @@ from bridge.model import (
 )
 from bridge.ownership import Shadow, Verdict, blank, decide, detect
 from bridge.plugins import PluginHost
-from bridge.rules.conditions import PRIORITY_RANK
 from bridge.settings import Config
 from bridge.state import State
 from bridge.taxonomy import TagMapper
@@ -502,21 +502,26 @@ class Pipeline:
     def _ticket_values(change: Change, out: Outcome) -> None:
         """A ticket's priority and sentiment as the rules can read them: a priority in other letter case
         ("Urgent") in lower case, an unknown one kept and reported; a sentiment that is no number from -100
-        to 100 dropped (computed from the text instead) and reported."""
+        to 100 dropped (computed from the text instead) and reported; a null one is none given."""
         attrs = change.attrs
         where = f"{change.system} ticket {change.external_id}"
         value = attrs.get("priority")
-        if value is not None and value not in PRIORITY_RANK:
+        if value is not None and value not in TICKET_PRIORITIES:
             low = value.lower() if isinstance(value, str) else None
-            if low in PRIORITY_RANK:
+            if low in TICKET_PRIORITIES:
                 attrs["priority"] = low
             else:
-                out.problems.append(f"{where}: priority {value!r} is not one of {', '.join(PRIORITY_RANK)}; "
-                                    "kept as given (no priority rule ranks it)")
-        value = attrs.get("sentiment")
-        if value is not None and (type(value) not in (int, float) or not -100 <= value <= 100):
-            out.problems.append(f"{where}: sentiment {value!r} is not a number from -100 to 100; computed "
-                                "from the text instead")
+                known = ", ".join(TICKET_PRIORITIES)
+                out.problems.append(f"{where}: priority {value!r} is not one of {known}; kept as given (no "
+                                    "priority rule ranks it)")
+        if "sentiment" not in attrs:
+            return
+        value = attrs["sentiment"]
+        if value is None:
+            del attrs["sentiment"]  # none given: computed, as when it is absent
+        elif type(value) not in (int, float) or not -100 <= value <= 100:
+            out.problems.append(f"{where}: sentiment {value!r} is not a number from -100 to 100; dropped "
+                                "(computed from the text instead)")
             del attrs["sentiment"]
 
     def _apply_attrs(self, record: Record, change: Change) -> None:
@@ -687,7 +692,7 @@ class Pipeline:
         created (subject, body) and each customer message. An agent's, a bot's or a system's message and an
         edit (a renamed subject, a new priority) leave what was computed; a sentiment a change gives
         stands until a customer's newer words come without one."""
-        given = change.attrs.get("sentiment") is not None  # (null: the system has none, so it is computed)
+        given = "sentiment" in change.attrs  # (a null one was dropped: _ticket_values)
         if given:
             record.attrs["sentiment_source"] = "system"  # given (whoever wrote it): not computed over
         if not (out.created or change.customer_wrote):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import gc
 import json
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -85,6 +85,11 @@ class Replay:
     evict_closed: bool = True
     # ticket ids whose rules are explained at their final state (``--against``): see :attr:`explained`
     explain: frozenset[str] = frozenset()
+    # an ``until`` before the last event is a time to report at, not a problem (bridge report, topics)
+    until_may_precede: bool = False
+    # told of each ticket event the replay took: (type, ticket id, event, the time it was taken at), before
+    # the event's decisions come out (bridge report reads the tickets' lives from it)
+    observer: Callable[[str, str, dict[str, Any], datetime], None] | None = None
 
     def __post_init__(self) -> None:
         self.state = MemoryState(keep_audit=False, keep_outbox=False)
@@ -161,7 +166,8 @@ class Replay:
                 else self.until
             if end is not None:
                 yield from self._advance(end)
-            if self.until is not None and self.clock is not None and self.until < self.clock:
+            if (self.until is not None and self.clock is not None and self.until < self.clock
+                    and not self.until_may_precede):
                 self.problems.append(
                     f"line {last}: --until {format_time(self.until)} is before this last event "
                     f"({format_time(self.clock)}): the clock cannot go back, so --until is ignored"
@@ -220,9 +226,6 @@ class Replay:
                 return None
             if not self._tags_ok(number, kind, ticket.get("tags")):
                 return None
-            self._values_ok(number, kind, ticket)
-            if "sentiment" in event:
-                self._values_ok(number, kind, event)
             if isinstance(ticket.get("fields"), dict):
                 ticket["fields"] = self._declared(number, kind, ticket["fields"])
             return event
@@ -258,8 +261,6 @@ class Replay:
                     f"line {number}: ticket.message: author {author!r} is neither customer nor agent; the "
                     f"message counts as neither (it meets and starts no response clock)"
                 )
-            if "sentiment" in event:
-                self._values_ok(number, kind, event)
         else:
             changes = event.get("changes")
             if changes is not None and not isinstance(changes, dict):
@@ -280,7 +281,6 @@ class Replay:
                     return None
                 if not self._tags_ok(number, kind, changes.get("tags")):
                     return None
-                self._values_ok(number, kind, changes)
                 self._known_changes(number, changes)
         return event
 
@@ -304,21 +304,6 @@ class Replay:
             f"line {number}: {kind}: status {status!r} is not one of {_STATUS_LIST}; skipped"
         )
         return False
-
-    def _values_ok(self, number: int, kind: str, table: dict[str, Any]) -> None:
-        """Check ``table``'s sentiment in place: one that is not a number from -100 to 100 is dropped
-        (computed instead) and reported; null is none given."""
-        if "sentiment" in table:
-            value = table["sentiment"]
-            if value is None:
-                del table["sentiment"]  # none given: computed
-            elif type(value) not in (int, float) or not -100 <= value <= 100:
-                self.problems.append(
-                    f"line {number}: {kind}: sentiment {value!r} is not a number from -100 to 100; dropped "
-                    "(computed from the text instead)"
-                )
-                del table["sentiment"]
-        # (a priority is the pipeline's to take: in lower case, or kept and reported, as from any system)
 
     def _tags_ok(self, number: int, kind: str, tags: Any) -> bool:
         """Whether ``tags`` is absent or a list of strings; else the problem is reported (event skipped)."""
@@ -400,6 +385,8 @@ class Replay:
         record.attrs.setdefault("created_at", at)
         self._emit_to(out, outcome.decisions)
         self._emit_to(out, self.desk.on_ticket(record, previous, event, at))
+        if self.observer is not None:
+            self.observer(kind, change.external_id, event, at)
         if self.topics is not None and record.tags:
             self._emit_to(out, self._topics(record, at))
         if self.evict_closed and record.attrs.get("status") == "closed":
@@ -563,6 +550,13 @@ def replay_file(
     return out, rp.problems
 
 
+def read_events(path: Path) -> Iterator[str]:
+    """The lines of an events file, as replay reads them (no BOM; a line that is not UTF-8 is reported, not
+    fatal)."""
+    with path.open(encoding="utf-8-sig", errors="surrogateescape") as fh:
+        yield from fh
+
+
 def _replay_file(
     config: Config,
     path: Path,
@@ -573,9 +567,7 @@ def _replay_file(
     explain: frozenset[str] = frozenset(),
 ) -> tuple[list[dict[str, Any]], Replay]:
     rp = Replay(config, base_dir=base_dir, host=host, until=until, explain=explain)
-    with path.open(encoding="utf-8-sig", errors="surrogateescape") as fh:  # (a bad line is reported; no BOM)
-        out = list(rp.run(fh))
-    return out, rp
+    return list(rp.run(read_events(path))), rp
 
 
 def explain_diff(

@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from bridge.model import by_customer, format_time, parse_time
@@ -217,34 +216,19 @@ def from_replay(config: Config, lines: Iterable[str], until: datetime | None,
     the replay took (at the time it took them) and its decisions; the replay's problems are added to
     ``problems``. Returns the builder and the replay's end. An ``until`` before the last event is no problem
     here: the report is then at that time (its backlog and aging)."""
-    from bridge.replay import SYSTEM, Replay
+    from bridge.replay import Replay
 
     builder = ReportBuilder()
 
-    class Taken(Replay):
-        def _event(self, number: int, event: dict[str, Any], at: datetime, out: list[dict[str, Any]]) -> None:
-            kind = event["type"]
-            if kind == "agent.status":
-                super()._event(number, event, at, out)
-                return
-            tid = str(event["ticket"]["id"] if kind == "ticket.created" else event["ticket_id"])
-            known = self.state.record_id_for(SYSTEM, "ticket", tid) is not None
-            closed = self._closed.get(tid, at) is not None
-            if kind != "ticket.created":
-                super()._event(number, event, at, out)
-                if known:  # (else skipped: an unknown or closed ticket)
-                    _take(builder, tid, kind, event, at)
-                return
-            if known or closed:
-                super()._event(number, event, at, out)  # skipped: a second creation
-                return
-            # (before the replay takes it: its decisions come out at once)
+    def taken(kind: str, tid: str, event: dict[str, Any], at: datetime) -> None:
+        if kind == "ticket.created":
             ticket = event["ticket"]
             tags = ticket.get("tags")
             builder.created(tid, at, ticket.get("status"), tags if isinstance(tags, list) else [])
-            super()._event(number, event, at, out)
+        else:
+            _take(builder, tid, kind, event, at)
 
-    rp = Taken(config, until=until)
+    rp = Replay(config, until=until, until_may_precede=True, observer=taken)
     finals: dict[str, dict[str, Any]] = {}
     for out in rp.run(lines):
         tid = str(out.get("ticket_id"))
@@ -258,7 +242,7 @@ def from_replay(config: Config, lines: Iterable[str], until: datetime | None,
         life = builder.get(tid)
         if life is not None:
             life.tags = list(final.get("tags") or [])
-    problems.extend(p for p in rp.problems if ": --until " not in p)
+    problems.extend(rp.problems)
     return builder, rp.clock
 
 
@@ -287,7 +271,7 @@ def from_store(tx: Any) -> ReportBuilder:
     change), with its tags and status as the store holds them now."""
     builder = ReportBuilder()
     records = {r.id: r for r in tx.records("ticket")}
-    refs = {rid: next((f"{s}:{e}" for s, e in sorted(r.links.items())), rid) for rid, r in records.items()}
+    refs = {rid: r.ref() for rid, r in records.items()}
     # (time, 0 for a change / 1 for a decision, sequence, record id, what): a decision at a change's instant
     # comes after it, as the rules took it
     items: list[tuple[datetime, int, int, str, Any]] = []
@@ -371,9 +355,3 @@ def format_report(report: dict[str, Any]) -> str:
         ages = "  ".join(f"{row['aging'][a]:>4}" for a, _ in AGES)
         lines.append(f"    {row['tag']:<{width}} {row['volume']:>6}  {row['open']:>4}  {ages}")
     return "\n".join(lines)
-
-
-def read_lines(path: Path) -> Iterator[str]:
-    """The lines of an events file (a BOM is no part of its first line)."""
-    with path.open(encoding="utf-8-sig", errors="surrogateescape") as fh:
-        yield from fh

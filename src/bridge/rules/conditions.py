@@ -36,7 +36,7 @@ from fnmatch import translate
 from functools import lru_cache
 from typing import Any
 
-from bridge.model import CUSTOMER_MESSAGE, Record, by_customer, parse_time
+from bridge.model import CUSTOMER_MESSAGE, TICKET_PRIORITIES, Record, by_customer, parse_time
 
 Path = tuple[str | int, ...]
 Problem = tuple[Path, str]
@@ -46,7 +46,7 @@ OPERATORS = (
     "eq", "ne", "in", "not_in", "lt", "lte", "gt", "gte", "contains", "matches", "changed", "from", "to",
 )
 ROOTS = ("ticket", "account", "requester")
-PRIORITY_RANK = {"low": 0, "normal": 1, "high": 2, "urgent": 3}
+PRIORITY_RANK = {p: rank for rank, p in enumerate(TICKET_PRIORITIES)}
 _EMPTY: Mapping[str, Any] = {}
 _UNSET: Any = object()  # an attribute a record does not have (None is a value it may have)
 

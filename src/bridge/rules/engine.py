@@ -722,8 +722,10 @@ class Desk:
             self._event = None
         return out
 
-    def _take_event(self, st: _Ticket, ctx: Context, ticket: Record, new: bool, event: Mapping[str, Any],
-              at: datetime, out: list[Decision]) -> None:
+    def _take_event(
+        self, st: _Ticket, ctx: Context, ticket: Record, new: bool, event: Mapping[str, Any], at: datetime,
+        out: list[Decision],
+    ) -> None:
         if self.rules:
             self._run_rules(st, ctx, at, out)
             self._routed.clear()  # (what the rules assigned, they saw)

@@ -83,8 +83,13 @@ class TopicWatch:
         if not topics.rules:
             return None
         rules = [TopicRule(parse_duration(r.window), r.ratio, r.window) for r in topics.rules]
-        return cls(rules, topics.min_count, topics.prefixes or config.taxonomy.prefixes,
-                   config.taxonomy.pattern)
+        return cls.of_config(config, rules, topics.min_count)
+
+    @classmethod
+    def of_config(cls, config: Config, rules: list[TopicRule], min_count: int) -> TopicWatch:
+        """A watch with ``rules``, over the config's topic tags (its prefixes, the taxonomy's pattern)."""
+        prefixes = config.topics.prefixes or config.taxonomy.prefixes
+        return cls(rules, min_count, prefixes, config.taxonomy.pattern)
 
     def is_topic(self, tag: str) -> bool:
         """Whether ``tag`` names a topic (``prefix/topic``, of a topic prefix, matching the pattern)."""
@@ -125,10 +130,7 @@ class TopicWatch:
         for rule in self.rules:
             if at - self._start < 2 * rule.window:
                 continue  # no previous window seen yet
-            now_start = bisect.bisect_right(times, at - rule.window)
-            before_start = bisect.bisect_right(times, at - 2 * rule.window)
-            count = len(times) - now_start
-            previous = now_start - before_start
+            count, previous = _window_counts(times, at, rule.window)
             if count >= self.min_count and count >= rule.ratio * previous:
                 return rule, count, previous
         return None
@@ -138,15 +140,18 @@ class TopicWatch:
         before (the latest ``2 × window`` only), busiest first."""
         out: list[tuple[str, dict[str, tuple[int, int]]]] = []
         for name, t in self.topics.items():
-            per: dict[str, tuple[int, int]] = {}
-            for rule in self.rules:
-                now_start = bisect.bisect_right(t.times, at - rule.window)
-                before_start = bisect.bisect_right(t.times, at - 2 * rule.window)
-                end = bisect.bisect_right(t.times, at)
-                per[rule.label] = (end - now_start, now_start - before_start)
+            per = {rule.label: _window_counts(t.times, at, rule.window) for rule in self.rules}
             out.append((name, per))
         out.sort(key=lambda item: (-max((c for c, _p in item[1].values()), default=0), item[0]))
         return out
+
+
+def _window_counts(times: list[datetime], at: datetime, window: timedelta) -> tuple[int, int]:
+    """Of sorted ``times``, how many fall in the ``window`` ending at ``at``, and in the one before it."""
+    end = bisect.bisect_right(times, at)
+    now_start = bisect.bisect_right(times, at - window)
+    before_start = bisect.bisect_right(times, at - 2 * window)
+    return end - now_start, now_start - before_start
 
 
 def watch_for(config: Config) -> TopicWatch:
@@ -154,10 +159,8 @@ def watch_for(config: Config) -> TopicWatch:
     watch = TopicWatch.from_config(config)
     if watch is not None:
         return watch
-    topics = config.topics
     counting = TopicRule(timedelta(days=7), float("inf"), "7d")
-    # (no count reaches this min_count: volumes without spikes)
-    return TopicWatch([counting], 2**62, topics.prefixes or config.taxonomy.prefixes, config.taxonomy.pattern)
+    return TopicWatch.of_config(config, [counting], 2**62)  # (no count reaches it: volumes, no spike)
 
 
 def from_tickets(config: Config, tickets: Iterable[tuple[datetime, Record]]
@@ -167,7 +170,7 @@ def from_tickets(config: Config, tickets: Iterable[tuple[datetime, Record]]
     watch = watch_for(config)
     spikes: list[dict[str, object]] = []
     for created, record in sorted(tickets, key=lambda item: (item[0], item[1].id)):
-        ref = next((f"{system}:{external}" for system, external in sorted(record.links.items())), record.id)
+        ref = record.ref()
         for topic in sorted({t for t in record.tags if watch.is_topic(t)}):
             spike = watch.record(topic, created)
             if spike is not None:
