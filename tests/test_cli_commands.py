@@ -362,3 +362,19 @@ def test_report_and_topics_date_a_stored_ticket_at_the_helpdesks_created_at(demo
     assert row["aging"][">7d"] == 1  # a month old when the first sync took it in, not new
     topics = json.loads(bridge("topics", "--at", "2026-10-02T00:00:00Z", "--json", cwd=demo).stdout)
     assert [t["topic"] for t in topics["topics"]] == ["bug/legacy"]
+
+
+def test_read_only_commands_on_a_fresh_config_create_no_store(demo: Path) -> None:
+    # looking into the store of a config that never ran reads an empty store: it does not create bridge.db
+    res = bridge("explain", "T-1001", cwd=demo)
+    assert res.returncode == 1 and "holds nothing yet" in res.stderr, res.stderr
+    res = bridge("--json", "report", cwd=demo)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["backlog"]["open"] == 0
+    for args in (("topics",), ("deadletter", "list"), ("taxonomy", "lint", "config/demo/inbox")):
+        res = bridge(*args, cwd=demo)
+        assert "Traceback" not in res.stderr and res.returncode in (0, 1), (args, res.stderr)
+    assert not (demo / "bridge.db").exists()
+    # and once a sync has made it, the same commands read it
+    assert "pushed 11 " in bridge("sync", cwd=demo).stdout  # (exit 1: the demo's deliberate bad option)
+    assert bridge("explain", "T-1001", cwd=demo).returncode == 0

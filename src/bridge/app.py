@@ -77,6 +77,14 @@ class App:
 
         return Store.open(self._database or self.config.bridge.database)
 
+    @property
+    def has_store(self) -> bool:
+        """Whether the store exists yet (a SQLite file not created yet does not): read-only commands read an
+        empty store instead of creating it."""
+        from bridge.store import Store
+
+        return "store" in self.__dict__ or Store.exists(self._database or self.config.bridge.database)
+
     def connector(self, system: str) -> Connector:
         """The connector instance of a configured system (its settings validated by its plugin)."""
         if system in self._connectors:

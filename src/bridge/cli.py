@@ -204,7 +204,7 @@ def cmd_deadletter(args: argparse.Namespace) -> int:
     app = _app(args)
     try:
         if args.action == "list":
-            items = app.store.dead_letters(args.system)
+            items = app.store.dead_letters(args.system) if app.has_store else []
             if args.json:
                 _print_json([asdict(i) for i in items])
             else:
@@ -261,13 +261,14 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     app = _app(args)
     try:
-        data = explain_record(app, args.record_id)
+        data = explain_record(app, args.record_id) if app.has_store else None
     finally:
         app.close()
     if data is None:
-        print(
-            f"no record {args.record_id!r} (give a bridge record id or SYSTEM:EXTERNAL_ID)", file=sys.stderr
-        )
+        hint = "give a bridge record id or SYSTEM:EXTERNAL_ID" if app.has_store else (
+            f"the store {app.config.bridge.database} holds nothing yet: `bridge run` or `bridge sync` "
+            "fills it")
+        print(f"no record {args.record_id!r} ({hint})", file=sys.stderr)
         return 1
     if args.json:
         _print_json(data)
@@ -351,11 +352,13 @@ def cmd_topics(args: argparse.Namespace) -> int:
     else:
         app = _app(args)
         config = app.config
+        tickets = []
         try:
-            with app.store.session() as tx:
-                firsts = tx.first_changes("ticket")
-                tickets = [(created_at(r, firsts[r.id].change.at), r) for r in tx.records("ticket")
-                           if r.id in firsts]
+            if app.has_store:  # (a fresh config's store is empty: not created by looking into it)
+                with app.store.session() as tx:
+                    firsts = tx.first_changes("ticket")
+                    tickets = [(created_at(r, firsts[r.id].change.at), r) for r in tx.records("ticket")
+                               if r.id in firsts]
         finally:
             app.close()
         watch, spikes = from_tickets(config, tickets)
@@ -367,7 +370,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     """FRT, TTR, FCR, escalation rate, volume and aging by tag, backlog, reopens, AI acceptance rate."""
     from bridge.model import utcnow
     from bridge.replay import read_events
-    from bridge.report import format_report, from_replay, from_store
+    from bridge.report import ReportBuilder, format_report, from_replay, from_store
 
     at, path, bad = _source(args)
     if bad:
@@ -380,8 +383,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     else:
         app = _app(args)
         try:
-            with app.store.session() as tx:
-                builder = from_store(tx)
+            if app.has_store:
+                with app.store.session() as tx:
+                    builder = from_store(tx)
+            else:
+                builder = ReportBuilder()
         finally:
             app.close()
         at = at or utcnow()
@@ -397,7 +403,7 @@ def cmd_taxonomy_lint(args: argparse.Namespace) -> int:
     for file in args.files:
         for tag in _tags_in_jsonl(Path(file)):
             seen[tag] = seen.get(tag, 0) + 1
-    if args.store:
+    if args.store and app.has_store:
         try:
             with app.store.session() as tx:
                 for record in tx.records():

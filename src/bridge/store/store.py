@@ -142,6 +142,17 @@ class Store:
         if self.dialect == "sqlite" and parsed.database not in (None, "", ":memory:"):
             self._lock_base = str(parsed.database)
 
+    @staticmethod
+    def exists(url: str) -> bool:
+        """Whether the store at ``url`` has been made: False only for a SQLite file not created yet.
+
+        Read-only commands ask first, so that looking into a fresh config's store does not create its file.
+        """
+        parsed = sa.make_url(url)
+        if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+            return True
+        return Path(str(parsed.database)).exists()
+
     @classmethod
     def open(cls, url: str) -> Store:
         """A store on ``url``, migrated to the newest schema."""
