@@ -529,7 +529,7 @@ def test_lines_json_cannot_read_or_python_cannot_nest_are_reported_and_skipped()
     json.loads(json.dumps(out, allow_nan=False))  # and its output is JSON
 
 
-@pytest.mark.parametrize("bad", [-5000, 101, "abc", True, [1]])
+@pytest.mark.parametrize("bad", [-5000, 101, "abc", True, [1], "-500", "nan", ""])
 def test_a_sentiment_off_the_scale_is_reported_and_computed_instead(bad: Any) -> None:
     when = {"field": "ticket.sentiment", "lte": -50}
     config = {"rules": [{"name": "sad", "set": "escalation", "when": when, "then": [{"escalate": "leads"}]}],
@@ -545,6 +545,32 @@ def test_a_sentiment_off_the_scale_is_reported_and_computed_instead(bad: Any) ->
     assert all(f"sentiment {bad!r} is not a number from -100 to 100; dropped" in p for p in rp.problems)
     [final] = [d for d in out if d.get("final")]
     assert -100 <= final["sentiment"] <= 100 and final["escalations"] == []  # computed from "thanks"
+
+
+@pytest.mark.parametrize("given", ["-40", " -40.0 ", -40])
+def test_a_sentiment_sent_as_text_stands_as_its_number(given: Any) -> None:
+    # what a system sends as text ("-40") is that number: it stands, as any supplied sentiment does
+    when = {"field": "ticket.sentiment", "lte": -35}
+    config = {"rules": [{"name": "sad", "set": "escalation", "when": when, "then": [{"escalate": "leads"}]}],
+              "teams": {"leads": {"members": []}}}
+    lines = [created("T-1", "2026-11-02T09:00:00Z", subject="Thanks, great help", sentiment=given),
+             event("ticket.message", "2026-11-02T09:10:00Z", ticket_id="T-1", author="customer",
+                   body="Thanks again, great", sentiment="-41")]
+    out, rp = run(lines, config)
+    assert rp.problems == []
+    [final] = [d for d in out if d.get("final")]
+    assert final["sentiment"] == -41 and final["escalations"] == ["leads"]
+    assert [d["at"] for d in out if d.get("decision") == "escalate"] == ["2026-11-02T09:00:00Z"]
+
+
+def test_a_status_in_other_letter_case_is_taken() -> None:
+    lines = [created("T-1", "2026-11-02T09:00:00Z", status="Open"),
+             event("ticket.status", "2026-11-02T09:10:00Z", ticket_id="T-1", status="Pending"),
+             event("ticket.updated", "2026-11-02T09:20:00Z", ticket_id="T-1", changes={"status": "RESOLVED"})]
+    out, rp = run(lines)
+    assert rp.problems == []
+    [final] = [d for d in out if d.get("final")]
+    assert final["status"] == "resolved"
 
 
 def test_a_priority_in_other_letter_case_is_taken_and_an_unknown_one_reported() -> None:

@@ -156,6 +156,22 @@ class _Why:
     writeback: str | None = None  # the system to tell the record's value again
 
 
+def _sentiment_number(value: Any) -> int | float | None:
+    """A sentiment as a number from -100 to 100: a number, or one a system sent as text (``"-40"``); None
+    when it is neither (a word, a bool, NaN, off the scale)."""
+    if type(value) is str:
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None
+        if value.is_integer():
+            value = int(value)
+    if type(value) not in (int, float) or not -100 <= value <= 100:  # (NaN is never in range)
+        return None
+    number: int | float = value
+    return number
+
+
 class Pipeline:
     """Processes changes against a State with one config (build it once, call ``process`` per change)."""
 
@@ -305,6 +321,8 @@ class Pipeline:
         when a ticket's status is none of :data:`TICKET_STATUSES` (the caller reports and keeps it).
         """
         status = change.attrs.get("status") if change.kind == "ticket" else None
+        if isinstance(status, str) and status not in TICKET_STATUSES and status.lower() in TICKET_STATUSES:
+            status = change.attrs["status"] = status.lower()  # ("Pending": a priority is taken so too)
         if status is not None and status not in TICKET_STATUSES:
             # (what a connector let through: routed or escalated, it would be taken for an open ticket)
             raise ValueError(f"status {status!r} is not one of {', '.join(TICKET_STATUSES)}")
@@ -519,10 +537,14 @@ class Pipeline:
         value = attrs["sentiment"]
         if value is None:
             del attrs["sentiment"]  # none given: computed, as when it is absent
-        elif type(value) not in (int, float) or not -100 <= value <= 100:
-            out.problems.append(f"{where}: sentiment {value!r} is not a number from -100 to 100; dropped "
-                                "(computed from the text instead)")
-            del attrs["sentiment"]
+        else:
+            number = _sentiment_number(value)
+            if number is None:
+                out.problems.append(f"{where}: sentiment {value!r} is not a number from -100 to 100; dropped "
+                                    "(computed from the text instead)")
+                del attrs["sentiment"]
+            else:
+                attrs["sentiment"] = number
 
     def _apply_attrs(self, record: Record, change: Change) -> None:
         if BRIDGE_ID in change.attrs:

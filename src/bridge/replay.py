@@ -222,7 +222,7 @@ class Replay:
                 return None
             if not self._objects_ok(number, kind, ticket, ("fields", "account", "requester")):
                 return None
-            if "status" in ticket and not self._status_ok(number, kind, ticket["status"]):
+            if "status" in ticket and not self._status_ok(number, kind, ticket):
                 return None
             if not self._tags_ok(number, kind, ticket.get("tags")):
                 return None
@@ -252,7 +252,7 @@ class Replay:
             self.problems.append(f"line {number}: {kind} needs ticket_id")
             return None
         if kind == "ticket.status":
-            if not self._status_ok(number, kind, event.get("status")):
+            if not self._status_ok(number, kind, event):
                 return None
         elif kind == "ticket.message":
             author = event.get("author")
@@ -277,7 +277,7 @@ class Replay:
                         f"line {number}: {kind}: acknowledged must be true or false, not {ack!r}; skipped"
                     )
                     return None
-                if "status" in changes and not self._status_ok(number, kind, changes["status"]):
+                if "status" in changes and not self._status_ok(number, kind, changes):
                     return None
                 if not self._tags_ok(number, kind, changes.get("tags")):
                     return None
@@ -296,9 +296,14 @@ class Replay:
                 return False
         return True
 
-    def _status_ok(self, number: int, kind: str, status: Any) -> bool:
-        """Whether ``status`` is a ticket status; else the problem is reported (the event is skipped)."""
+    def _status_ok(self, number: int, kind: str, holder: dict[str, Any]) -> bool:
+        """Whether ``holder``'s status is a ticket status, in any letter case (made lower case there, as a
+        priority is); else the problem is reported (the event is skipped)."""
+        status = holder.get("status")
         if status in TICKET_STATUSES:
+            return True
+        if isinstance(status, str) and status.lower() in TICKET_STATUSES:
+            holder["status"] = status.lower()
             return True
         self.problems.append(
             f"line {number}: {kind}: status {status!r} is not one of {_STATUS_LIST}; skipped"

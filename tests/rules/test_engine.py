@@ -122,10 +122,13 @@ def _ladder(n: int) -> list[dict[str, Any]]:
 def test_chains_stop_after_ten_passes_and_go_on_at_the_next_event(caplog: pytest.LogCaptureFixture) -> None:
     desk = Desk(config(*_ladder(12)))
     rec = ticket(tags=("step/0",))
+    rec.links["desk"] = "K-1"
     out = created(desk, rec)
     assert len(out) == MAX_PASSES == 10
     # the cut is logged, naming the rules left for the next event
-    assert "chaining after 10 passes; not run in this event:" in caplog.text and "rung-10" in caplog.text
+    assert "chaining after 10 passes; the rules an effect made due are evaluated at its next event:" \
+        in caplog.text and "rung-10" in caplog.text
+    assert "ticket desk:K-1:" in caplog.text  # (as people name it: SYSTEM:ID, not the store's id)
     assert rec.tags[-1] == "step/10"
     more = updated(desk, rec, T0 + timedelta(minutes=1), subject="ping")
     assert [d.detail["tag"] for d in more] == ["step/11", "step/12"]

@@ -932,8 +932,9 @@ class Desk:
             pending = nxt & ~fired
         if pending:
             left = [rules[j].name for j in range(len(rules)) if pending >> j & 1]
-            log.warning("ticket %s: rule effects still chaining after %d passes; not run in this event: %s",
-                        st.record.id, MAX_PASSES, ", ".join(left))
+            log.warning("ticket %s: rule effects still chaining after %d passes; the rules an effect made "
+                        "due are evaluated at its next event: %s",
+                        st.record.ref(), MAX_PASSES, ", ".join(left))
         if last_change:
             values = list(cur)
             for slot, changed_at in last_change.items():
