@@ -354,6 +354,25 @@ def test_a_ticket_gets_its_accounts_crm_context_by_the_requesters_domain(state: 
     assert run(state, p, own).record.attrs["account"]["tier"] == "silver"
 
 
+def test_a_tickets_next_change_reads_its_account_as_the_crm_holds_it_now(state: Any) -> None:
+    # the CRM downgrades the account after the ticket opened: the ticket's next change reads the new tier
+    # and name (a rule on ARR must not fire on the old value), while what the ticket's own system said of its
+    # account (a region) still stands, across changes that say nothing of it
+    p = Pipeline(config())
+    crm = {"name": "Acme", "domain": "acme.example"}
+    run(state, p, change("crm", "A1", attrs=crm, fields={"Tier__c": "gold"}))
+    ticket = change("desk", "T1", 1, kind="ticket",
+                    attrs={"requester": {"email": "ana@acme.example"}, "account": {"region": "emea"}})
+    assert run(state, p, ticket).record.attrs["account"]["tier"] == "gold"
+    run(state, p, change("crm", "A1", 2, attrs={**crm, "name": "Acme GmbH"}, fields={"Tier__c": "silver"}))
+    out = run(state, p, change("desk", "T1", 3, kind="ticket", attrs={"priority": "high"}))
+    account = out.record.attrs["account"]
+    assert (account["tier"], account["name"], account["region"]) == ("silver", "Acme GmbH", "emea")
+    # the ticket's own system says otherwise of the tier: that stands over the CRM
+    out = run(state, p, change("desk", "T1", 4, kind="ticket", attrs={"account": {"tier": "bronze"}}))
+    assert out.record.attrs["account"]["tier"] == "bronze" and "region" not in out.record.attrs["account"]
+
+
 def test_no_account_context_when_the_domain_is_unknown_or_ambiguous(state: Any) -> None:
     p = Pipeline(config())
     out = run(state, p, change("desk", "T1", kind="ticket", attrs={"requester": {"email": "a@acme.example"}}))

@@ -27,6 +27,7 @@ from bridge.effects import Held, apply_touched, effect_writes, writable_systems
 from bridge.errors import FieldValueError, IdentityError
 from bridge.fields import FieldType, adds_nothing, coerce, equal, merge, to_json
 from bridge.model import (
+    ACCOUNT_GIVEN,
     BRIDGE,
     CUSTOMER_MESSAGE,
     TICKET_PRIORITIES,
@@ -431,7 +432,7 @@ class Pipeline:
         if record.tags:
             self._map_tags(state, record, change, out, why, now)
         if change.kind == "ticket":
-            self._account_context(state, record)
+            self._account_context(state, record, change)
         self._rules(state, record, change, now, out, desk)
         self._outbox(state, record, out, why, now)
         for planned in out.plan:
@@ -772,12 +773,20 @@ class Pipeline:
                 )
             )
 
-    def _account_context(self, state: State, record: Record) -> None:
-        """Give a ticket its account's CRM context (tier, ARR, owner ...) by the requester's domain.
+    def _account_context(self, state: State, record: Record, change: Change) -> None:
+        """Give a ticket its account's CRM context (tier, ARR, owner ...) by the requester's domain, as the
+        store holds the account now: a CRM change reaches the ticket's rules at its next change.
 
-        What the ticket's own system says of its account stands; the CRM's record fills the rest.
+        What the ticket's own system says of its account stands (kept apart, so that the CRM's older values
+        never pass for it); the CRM's record fills the rest.
         """
-        given = record.attrs.get("account")
+        if "account" in change.attrs:
+            said = change.attrs["account"]
+            if isinstance(said, dict):
+                record.attrs[ACCOUNT_GIVEN] = {k: v for k, v in said.items() if v is not None}
+            else:
+                record.attrs.pop(ACCOUNT_GIVEN, None)
+        given = record.attrs.get(ACCOUNT_GIVEN)
         requester = record.attrs.get("requester")
         email = (requester.get("email") if isinstance(requester, dict) else None) or record.attrs.get("email")
         if not isinstance(email, str) or "@" not in email:
@@ -793,7 +802,7 @@ class Pipeline:
         context.update({n: fv.value for n, fv in account.fields.items()})
         context["id"] = account.id
         if isinstance(given, dict):
-            context.update({k: v for k, v in given.items() if v is not None})
+            context.update(given)
         record.attrs["account"] = context
 
     def desk(self, kind: str) -> LiveDesk | None:
