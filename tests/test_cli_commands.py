@@ -147,13 +147,23 @@ def test_replay_against_prints_only_the_differing_decisions_then_why(demo: Path)
         "+ 2026-11-02T10:30:00Z T-1 set_field [enterprise-negative-sentiment] field=priority value=urgent",
         "",
     ]
-    assert lines[5].startswith("T-1: the rules at its final state, under old.toml (-)")
-    # the rule that differs, old then new, each with when it fired; one alike under both, once
-    assert lines.index("- ✓ enterprise-negative-sentiment [escalation] — fired at 2026-11-02T09:15:00Z") < (
-        lines.index("+ ✓ enterprise-negative-sentiment [escalation] — fired at 2026-11-02T10:30:00Z"))
-    assert "-     yes ticket.sentiment lte -10: -60" in lines
-    assert "+     yes ticket.sentiment lte -35: -60" in lines
-    assert "  ✓ billing-to-billing-team [routing] — fired at 2026-11-02T09:15:00Z" in lines
+    # why, at each moment the runs parted: the rules as they stood in the ticket's event then, the rule that
+    # differs old then new, each with the value it read then; one alike under both, once
+    first = lines.index("T-1 at 2026-11-02T09:15:00Z (its ticket.created of 2026-11-02T09:15:00Z): the rules "
+                        "then, under old.toml (-) and the config (+); a rule alike under both is shown once")
+    second = lines.index("T-1 at 2026-11-02T10:30:00Z (its ticket.message of 2026-11-02T10:30:00Z): the "
+                         "rules then, under old.toml (-) and the config (+); a rule alike under both is "
+                         "shown once")
+    assert first == 5 and second > first
+    at_first, at_second = lines[first:second], lines[second:]
+    assert at_first.index("- ✓ enterprise-negative-sentiment [escalation] — fired here") < at_first.index(
+        "-     yes ticket.sentiment lte -10: -33") < at_first.index(
+        "+ ✗ enterprise-negative-sentiment [escalation] — fired at 2026-11-02T10:30:00Z") < at_first.index(
+        "+     no  ticket.sentiment lte -35: -33")
+    assert "  ✓ billing-to-billing-team [routing] — fired here" in at_first
+    assert "+ ✓ enterprise-negative-sentiment [escalation] — fired here" in at_second
+    assert "+     yes ticket.sentiment lte -35: -60" in at_second
+    assert "  ✓ billing-to-billing-team [routing] — fired at 2026-11-02T09:15:00Z" in at_second
 
     res = bridge("replay", events, "--against", "old.toml", "--json", cwd=demo)
     rows = [json.loads(line) for line in res.stdout.splitlines()]

@@ -81,3 +81,54 @@ def test_a_refused_value_is_no_decision_line(tmp_path: Path) -> None:
         app.close()
     refused = "decision: None -> {'v': 1} from desk (rejected: not a valid value) -> not a number"
     assert lines == [f"2026-11-26T15:13:29Z {refused}"]
+
+
+def test_explain_shows_what_each_rule_saw_when_it_fired_as_well_as_now(tmp_path: Path) -> None:
+    # the rule escalated at sentiment -70 and chained into another; the customer's thanks since put the
+    # sentiment at +60: explain shows the rule as not holding now, and, when it fired, each value it read
+    # then (the -70 that made it fire) and the rule whose action made the chained one match
+    rules = [
+        {"name": "angry", "set": "escalation", "when": {"all": [
+            {"field": "ticket.sentiment", "lte": -35},
+            {"any": [{"field": "ticket.channel", "eq": "phone"}, {"none": [{"tag": "vip/*"}]}]}]},
+         "then": [{"escalate": "leads"}, {"set": {"priority": "urgent"}}]},
+        {"name": "urgent-flag", "set": "escalation", "priority": 5,
+         "when": {"field": "ticket.priority", "eq": "urgent"}, "then": [{"add_tags": ["flag/urgent"]}]},
+    ]
+    config = Config(connectors=DESK, teams={"leads": {"members": []}}, rules=rules)
+    app = App(LoadedConfig(config, tmp_path / "bridge.toml", {}), database=f"sqlite:///{tmp_path / 'b.db'}")
+    try:
+        start_rules(app, now=T0)
+        ingest(app, ticket("T-60", T0, status="open", subject="Refund", sentiment=-70), T0)
+        later = T0 + timedelta(hours=2)
+        ingest(app, ticket("T-60", later, message="Thanks, all good", last_author="customer", sentiment=60,
+                           priority="normal"), later)
+        data = explain_record(app, "desk:T-60")
+    finally:
+        app.close()
+    assert data is not None
+    angry, flag = (next(e for e in data["rules"] if e["rule"] == name) for name in ("angry", "urgent-flag"))
+    assert angry["matched"] is False and angry["fired"] == ["2026-11-02T09:00:00Z"]
+    [then] = angry["firings"]
+    assert then["at"] == "2026-11-02T09:00:00Z" and then["matched"] is True and then["after"] == []
+    assert [(leaf["field"], leaf["actual"], leaf["result"]) for leaf in then["leaves"]] == [
+        ("ticket.sentiment", -70, True), ("ticket.channel", None, False), ("ticket.tags", [], False)]
+    [chained] = flag["firings"]
+    assert chained["after"] == [{"rule": "angry", "path": "ticket.priority"}]
+    text = format_explain(data).splitlines()
+    block = text[text.index("  ✗ angry [escalation] — fired at 2026-11-02T09:00:00Z"):]
+    assert block[1:11] == [
+        "      when it fired, at 2026-11-02T09:00:00Z:",
+        "        yes ticket.sentiment lte -35: -70",
+        "        any: yes",
+        "          no  ticket.channel eq 'phone': None",
+        "          none: yes",
+        "            no  ticket.tags tag 'vip/*': []",
+        "      now:",
+        "        no  ticket.sentiment lte -35: 60",
+        "        any: yes",
+        "          no  ticket.channel eq 'phone': None",
+    ]
+    assert "      when it fired, at 2026-11-02T09:00:00Z, after angry changed ticket.priority:" in text
+    # the history lines stay short: what the rule saw is in the rules' part, not repeated there
+    assert not any("why" in line for line in text[text.index("history:"):])

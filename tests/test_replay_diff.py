@@ -112,9 +112,80 @@ def test_replay_against_prints_the_differences_then_why(tmp_path: Path) -> None:
     assert lines[1].startswith("- T-1: final ") and "sla[resolution_due=2026-11-08T09:00:00Z]" in lines[1]
     assert lines[2].startswith("+ T-1: final ") and "escalations=leads" in lines[2]
     assert "T-2" not in res.stdout  # alike under both: no difference, no explanation
-    assert "+ ✓ angry [escalation] — fired at 2026-11-02T09:00:00Z" in lines
-    assert "- ✗ angry [escalation] — did not fire" in lines
-    assert "  ✓ all [sla] (applies) — did not fire" in lines
+    # why, as the rules stood in the event where the runs parted (not at the final state)
+    start = lines.index("T-1 at 2026-11-02T09:00:00Z (its ticket.created of 2026-11-02T09:00:00Z): the rules "
+                        "then, under old.toml (-) and new.toml (+); a rule alike under both is shown once")
+    assert lines[start + 1:start + 7] == [
+        "- ✗ angry [escalation] — did not fire",
+        "-     no  ticket.sentiment lte -80: -60",
+        "-     why not: ticket.sentiment is -60, not lte -80",
+        "+ ✓ angry [escalation] — fired here",
+        "+     yes ticket.sentiment lte -35: -60",
+        "  ✓ all [sla] (applies) — stated no threshold",
+    ]
+
+
+def test_replay_against_explains_with_the_values_of_the_moment_the_runs_parted(tmp_path: Path) -> None:
+    # the sentiment crosses the new threshold at 09:30 and recovers by 10:30: the explanation reads -45 at
+    # 09:30 (the value that separates -35 from -50), not the final 30; and the rule one config fires at 09:30
+    # chains into another, which says after what it fired
+    path = tmp_path / "events.jsonl"
+    moves = (("2026-11-02T09:30:00Z", -45), ("2026-11-02T10:30:00Z", 30))
+    updated = [json.dumps({"type": "ticket.updated", "at": at, "ticket_id": "T-1",
+                           "changes": {"sentiment": v}}) for at, v in moves]
+    path.write_text("\n".join([LINES[0].replace("-60", "10"), *updated]) + "\n")
+    (tmp_path / "new.toml").write_text(textwrap.dedent("""\
+        [teams.leads]
+        members = []
+        [[rules]]
+        name = "angry"
+        set = "escalation"
+        when = { all = [{ field = "ticket.sentiment", lte = -35 }, { any = [
+            { field = "ticket.channel", eq = "phone" }, { none = [{ tag = "vip/*" }] }] }] }
+        then = [{ set = { priority = "urgent" } }]
+        [[rules]]
+        name = "urgent-tag"
+        set = "triggers"
+        when = { field = "ticket.priority", to = "urgent" }
+        then = [{ add_tags = ["flag/urgent"] }]
+        """))
+    (tmp_path / "old.toml").write_text((tmp_path / "new.toml").read_text().replace("-35", "-50"))
+    res = subprocess.run([sys.executable, "-m", "bridge.cli", "replay", str(path), "--config", "new.toml",
+                          "--against", "old.toml"], cwd=tmp_path, capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("T-1 at 2026-11-02T09:30:00Z (its "
+                                                                      "ticket.updated of 2026-11-02T09:30"))
+    assert lines[start + 1:start + 19] == [
+        "- ✗ urgent-tag [triggers] — did not fire",
+        "-     no  ticket.priority to 'urgent': None -> None",
+        "-     why not: ticket.priority None: to 'urgent' is false",
+        "+ ✓ urgent-tag [triggers] — fired here, after angry changed ticket.priority",
+        "+     yes ticket.priority to 'urgent': None -> 'urgent'",
+        "- ✗ angry [escalation] — did not fire",
+        "-     no  ticket.sentiment lte -50: -45",
+        "-     any: yes",
+        "-       no  ticket.channel eq 'phone': None",
+        "-       none: yes",
+        "-         no  ticket.tags tag 'vip/*': []",
+        "-     why not: ticket.sentiment is -45, not lte -50",
+        "+ ✓ angry [escalation] — fired here",
+        "+     yes ticket.sentiment lte -35: -45",
+        "+     any: yes",
+        "+       no  ticket.channel eq 'phone': None",
+        "+       none: yes",
+        "+         no  ticket.tags tag 'vip/*': []",
+    ]
+    # with --json, the same moment: each entry with its leaves' values then
+    res = subprocess.run([sys.executable, "-m", "bridge.cli", "--json", "replay", str(path), "--config",
+                          "new.toml", "--against", "old.toml"], cwd=tmp_path, capture_output=True, text=True,
+                         check=False)
+    [why] = [json.loads(line) for line in res.stdout.splitlines() if '"moments"' in line]
+    [moment] = [m for m in why["moments"] if m["event_at"] == "2026-11-02T09:30:00Z"]
+    [angry] = [e for e in moment["old"] if e["rule"] == "angry"]
+    assert angry["leaves"][0]["actual"] == -45 and angry["matched"] is False
+    [chained] = [e for e in moment["new"] if e["rule"] == "urgent-tag"]
+    assert chained["fired_here"] and chained["after"] == [{"rule": "angry", "path": "ticket.priority"}]
 
 
 def test_a_deadline_one_config_has_no_clock_for_is_no_difference() -> None:

@@ -109,15 +109,28 @@ def cmd_replay(args: argparse.Namespace) -> int:
                   f"{args.config or 'the config'} (+):")
             for c in changes:
                 print(f"  {c['key']}: {c['old']!r} -> {c['new']!r}")
-        # then why: every rule of each config against each ticket that differs, with what fired when
-        differing = [str(r["ticket_id"]) for r in rows if r.get("ticket_id") is not None]
+        # then why: every rule of each config against each ticket that differs, as it stood at each moment
+        # the runs decided otherwise (else at its final state), with what fired when
+        differing: dict[str, list[str]] = {}
+        for r in rows:
+            if r.get("ticket_id") is not None:
+                moments = differing.setdefault(str(r["ticket_id"]), [])
+                if not r.get("final") and r.get("at"):
+                    moments.append(str(r["at"]))
+        sides = (f"under {args.against} (-) and {args.config or 'the config'} (+); a rule alike under both "
+                 "is shown once")
         for why in explain_diff(old_cfg, loaded.config, path, differing, until=until) if differing else []:
             if args.json:
                 print(json.dumps(why, default=str, ensure_ascii=False))
                 continue
-            print(f"\n{why['ticket_id']}: the rules at its final state, under {args.against} (-) and "
-                  f"{args.config or 'the config'} (+); a rule alike under both is shown once")
-            print(format_explain_diff(why["explain"]["old"], why["explain"]["new"]))
+            for m in why["moments"]:
+                event = f"its {m['event']} of {m['event_at']}" if m["event_at"] in m["times"] else (
+                    f"timers; the rules as its {m['event']} of {m['event_at']} left them")
+                print(f"\n{why['ticket_id']} at {', '.join(m['times'])} ({event}): the rules then, {sides}")
+                print(format_explain_diff(m["old"], m["new"]))
+            if not why["moments"]:
+                print(f"\n{why['ticket_id']}: the rules at its final state, {sides}")
+                print(format_explain_diff(why["explain"]["old"], why["explain"]["new"]))
         for p in problems:
             print(f"{path}:{p.removeprefix('line ')}", file=sys.stderr)
         return 1 if problems else 0

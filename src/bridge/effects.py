@@ -148,6 +148,8 @@ def queue_effects(
         key = decision.detail.get("key")
         if audit:
             detail = {k: v for k, v in decision.detail.items() if k != "key"}
+            if decision.why is not None:
+                detail["why"] = decision.why
             state.audit(
                 at=decision.at or now,
                 run=run,

@@ -71,7 +71,7 @@ def explain_record(app: App, ident: str) -> dict[str, Any] | None:
     if record.kind == "ticket" and (cfg.rules or cfg.sla):
         from bridge.rules.engine import Desk
 
-        rules = Desk(cfg, base_dir=app.base_dir).explain(record)
+        rules = _with_firings(Desk(cfg, base_dir=app.base_dir).explain(record), history)
     return {
         "record": record.id,
         "kind": record.kind,
@@ -88,6 +88,31 @@ def explain_record(app: App, ident: str) -> dict[str, Any] | None:
 
 
 STATE = ("status", "priority", "assignee", "escalations")  # a ticket's routing state, shown first
+
+
+def _with_firings(entries: list[dict[str, Any]], history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rules (and SLA policies) as the ticket is now, each with ``fired``, when its decisions for the
+    ticket took effect, and ``firings``, what the rule saw each time it fired (each condition's value then,
+    and the earlier rules of that event whose actions made it match), as the daemon's audit log kept it."""
+    fired: dict[str, list[str]] = {}
+    firings: dict[str, list[dict[str, Any]]] = {}
+    for h in history:
+        decided = _decision(h)
+        if decided is None:
+            continue
+        rule = str(h.get("rule"))
+        times = fired.setdefault(rule, [])
+        if (when := _when(decided[0])) not in times:
+            times.append(when)
+        why = h["after"].get("why")
+        seen = firings.setdefault(rule, [])
+        if isinstance(why, dict) and all(f.get("at") != why.get("at") for f in seen):
+            seen.append(why)  # (one firing makes several decisions: an escalation and a set, say)
+    for entry in entries:
+        entry["fired"] = fired.get(entry["rule"], [])
+        if firings.get(entry["rule"]):
+            entry["firings"] = firings[entry["rule"]]
+    return entries
 
 
 def _sla_due(
@@ -137,11 +162,11 @@ def _decision(h: dict[str, Any]) -> tuple[Any, str, dict[str, Any]] | None:
         return after.get("at") or h.get("at"), str(after["decision"]), what
     if h.get("origin") == BRIDGE and isinstance(h.get("response"), str):
         # a decision of the rules job (timers) or of an agent's status: dated when due, its kind as response
-        return h.get("at"), str(h["response"]), {k: v for k, v in after.items() if k != "key"}
+        return h.get("at"), str(h["response"]), {k: v for k, v in after.items() if k not in ("key", "why")}
     return None  # a value a system sent that was refused, an ambiguous change
 
 
-_DECISION_KEYS = ("at", "ticket_id", "decision", "rule", "key")  # told by the line itself, or internal
+_DECISION_KEYS = ("at", "ticket_id", "decision", "rule", "key", "why")  # told by the line itself, or internal
 
 
 def format_explain(data: dict[str, Any]) -> str:
@@ -164,8 +189,10 @@ def format_explain(data: dict[str, Any]) -> str:
         )
         lines.extend(f"      {_history_line(h)}" for h in f["history"])
     if data["rules"]:
-        what = "rules" if any(e["set"] != "sla" for e in data["rules"]) else "SLA policies"
-        lines.append(f"{what}, as the ticket is now:")
+        if any(e["set"] != "sla" for e in data["rules"]):
+            lines.append("rules, as the ticket is now, each with what it saw each time it fired:")
+        else:
+            lines.append("SLA policies, as the ticket is now:")
         lines.extend(f"  {line}" for line in format_rules(data["rules"]).splitlines())
     if data["events"]:
         lines.append("history:")

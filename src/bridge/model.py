@@ -194,6 +194,9 @@ class Decision:
     decision: str
     rule: str
     detail: dict[str, Any] = field(default_factory=dict)
+    # what the rule saw when it fired (rules.explain.firing), when the Desk traces: kept in the audit log for
+    # `bridge explain`, never part of the decision's own shape
+    why: dict[str, Any] | None = field(default=None, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
         """The replay.md JSON shape of this decision."""
@@ -204,4 +207,12 @@ class Decision:
             "rule": self.rule,
         }
         out.update(self.detail)
+        return out
+
+    def audited(self) -> dict[str, Any]:
+        """The decision as the audit log keeps it: its JSON shape, and ``why`` when the rule's firing was
+        traced."""
+        out = self.as_dict()
+        if self.why is not None:
+            out["why"] = self.why
         return out

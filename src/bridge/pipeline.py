@@ -370,7 +370,7 @@ class Pipeline:
                 record_id=d.record_id,
                 field=d.detail.get("field"),
                 before=None,
-                after=d.as_dict(),
+                after=d.audited(),
                 origin=BRIDGE,
                 rule=d.rule,
                 kind="decision",
@@ -499,7 +499,7 @@ class Pipeline:
         dstate.set_desk_time(change_id, out.desk_at or desk_at)
         for d in out.decisions if state.keep_audit else ():
             state.audit(at=now, run=self.run, record_id=d.record_id, field=d.detail.get("field"), before=None,
-                        after=d.as_dict(), origin=BRIDGE, rule=d.rule, kind="decision")
+                        after=d.audited(), origin=BRIDGE, rule=d.rule, kind="decision")
         return out
 
     def _load(self, state: State, rid: str, kind: str) -> Record:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import gc
 import json
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -85,6 +85,9 @@ class Replay:
     evict_closed: bool = True
     # ticket ids whose rules are explained at their final state (``--against``): see :attr:`explained`
     explain: frozenset[str] = frozenset()
+    # of those, the times at which each one's rules are explained as they stood in its event then (the
+    # ticket's event at that time, else its last one before it): see :attr:`moments`
+    explain_at: Mapping[str, Sequence[str]] = field(default_factory=dict)
     # an ``until`` before the last event is a time to report at, not a problem (bridge report, topics)
     until_may_precede: bool = False
     # told of each ticket event the replay took: (type, ticket id, event, the time it was taken at), before
@@ -98,6 +101,7 @@ class Replay:
         self.desk = Desk(self.config, base_dir=self.base_dir)
         self.clock: datetime | None = None
         self.explained: dict[str, list[dict[str, Any]]] = {}  # ticket id -> Desk.explain at its final state
+        self.moments: dict[str, list[dict[str, Any]]] = {}  # ticket id -> its events' Desk.moments
         self._spool = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 - closed in run()
         self._types = self.config.field_types()
         self._agents = {a.email.casefold(): a.email for a in self.config.agents}  # emails match without case
@@ -389,7 +393,14 @@ class Replay:
         record = outcome.record
         record.attrs.setdefault("created_at", at)
         self._emit_to(out, outcome.decisions)
+        wanted = self.explain_at.get(change.external_id) if self.explain_at else None
+        if wanted:
+            self.desk.watch.add(record.id)  # (its events kept, for its explanation)
         self._emit_to(out, self.desk.on_ticket(record, previous, event, at))
+        if wanted:
+            kept = self.desk.moments[record.id]
+            if len(kept) > 1 and not any(kept[-2]["at"] <= t < kept[-1]["at"] for t in wanted):
+                del kept[-2]  # (a moment is kept only as the last event at or before a time wanted)
         if self.observer is not None:
             self.observer(kind, change.external_id, event, at)
         if self.topics is not None and record.tags:
@@ -505,6 +516,7 @@ class Replay:
         """The final state of one ticket (replay.md)."""
         if self.explain and record.links.get(SYSTEM, record.id) in self.explain:
             self.explained[record.links.get(SYSTEM, record.id)] = self.desk.explain(record)
+            self.moments[record.links.get(SYSTEM, record.id)] = self.desk.moments.pop(record.id, [])
         desk = self.desk.final(record)
         fields = {
             n: to_json(self._types[n], fv.value)
@@ -570,8 +582,10 @@ def _replay_file(
     base_dir: Path | None = None,
     host: PluginHost | None = None,
     explain: frozenset[str] = frozenset(),
+    explain_at: Mapping[str, Sequence[str]] | None = None,
 ) -> tuple[list[dict[str, Any]], Replay]:
-    rp = Replay(config, base_dir=base_dir, host=host, until=until, explain=explain)
+    rp = Replay(config, base_dir=base_dir, host=host, until=until, explain=explain,
+                explain_at=explain_at or {})
     return list(rp.run(read_events(path))), rp
 
 
@@ -579,7 +593,7 @@ def explain_diff(
     old: Config,
     new: Config,
     path: Path,
-    tickets: Iterable[str],
+    tickets: Iterable[str] | Mapping[str, Iterable[str]],
     *,
     until: datetime | None = None,
     base_dir: Path | None = None,
@@ -587,28 +601,78 @@ def explain_diff(
 ) -> list[dict[str, Any]]:
     """Why ``tickets`` (ids whose decisions or final states differ) came out as they did under each config.
 
-    One row per ticket, ``{"ticket_id", "explain": {"old": [...], "new": [...]}}``: every rule and SLA
-    policy of that config against the ticket at its final state (:meth:`Desk.explain`: each condition's
-    value, whether it holds, why not), each with ``fired``, the times its decisions for the ticket were
-    taken in that run (empty: it did not fire). The file is replayed again under both configs, keeping only
-    these tickets' explanations, so memory stays that of a replay.
+    One row per ticket, ``{"ticket_id", "explain": {"old": [...], "new": [...]}, "moments": [...]}``:
+    ``explain`` has every rule and SLA policy of each config against the ticket at its final state
+    (:meth:`Desk.explain`: each condition's value, whether it holds, why not), each with ``fired``, the
+    times its decisions for the ticket were taken in that run (empty: it did not fire). ``moments`` has, for
+    the times the two runs decided otherwise (``tickets`` maps each id to those times), the rules and
+    policies of both configs as they stood at the ticket's event of that time (or its last event before
+    it, for a timer's decision), one per event: ``{"at", "times", "event_at", "event", "old": [...],
+    "new": [...]}``, each entry
+    with each condition's value in that event and ``fired_here`` for a rule that fired in it, as it was
+    when it fired. The file is replayed again under both configs, keeping only these tickets'
+    explanations, so memory stays that of a replay.
     """
-    wanted = frozenset(tickets)
+    times = {t: sorted(set(tickets[t])) for t in tickets} if isinstance(tickets, Mapping) else {
+        t: [] for t in tickets}
+    wanted = frozenset(times)
     sides: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    events: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for side, config in (("old", old), ("new", new)):
-        out, rp = _replay_file(config, path, until=until, base_dir=base_dir, host=host, explain=wanted)
+        out, rp = _replay_file(config, path, until=until, base_dir=base_dir, host=host, explain=wanted,
+                               explain_at=times)
         fired: dict[tuple[str, str], list[str]] = {}
         for d in out:
             if "decision" in d and d.get("ticket_id") in wanted:
-                times = fired.setdefault((d["ticket_id"], d.get("rule", "")), [])
-                if str(d["at"]) not in times:
-                    times.append(str(d["at"]))
+                at_times = fired.setdefault((d["ticket_id"], d.get("rule", "")), [])
+                if str(d["at"]) not in at_times:
+                    at_times.append(str(d["at"]))
         for tid, entries in rp.explained.items():
             sides.setdefault(tid, {})[side] = [
                 {**e, "fired": fired.get((tid, e["rule"]), [])} for e in entries]
-    order = list(dict.fromkeys(tickets))
-    return [{"ticket_id": tid, "explain": {"old": sides.get(tid, {}).get("old", []),
-                                           "new": sides.get(tid, {}).get("new", [])}} for tid in order]
+        for tid, kept in rp.moments.items():
+            for moment in kept:
+                for e in moment["entries"]:
+                    e["fired"] = fired.get((tid, e["rule"]), [])
+            events.setdefault(tid, {})[side] = kept
+    rows = []
+    for tid, diff_times in times.items():
+        # the times one event explains are told together: (old moment, new moment) -> the times
+        grouped: dict[tuple[int, int], tuple[dict[str, Any] | None, dict[str, Any] | None, list[str]]] = {}
+        for at in diff_times:
+            old_m = _moment_at(events.get(tid, {}).get("old", []), at)
+            new_m = _moment_at(events.get(tid, {}).get("new", []), at)
+            if old_m is not None or new_m is not None:
+                grouped.setdefault((id(old_m), id(new_m)), (old_m, new_m, []))[2].append(at)
+        moments = []
+        for old_m, new_m, at_times in grouped.values():
+            shown = new_m or old_m
+            assert shown is not None
+            here = shown["at"] in at_times  # (else only timers fell due then: nothing fired "here")
+            moments.append({"at": at_times[0], "times": at_times, "event_at": shown["at"],
+                            "event": shown["event"],
+                            "old": _at_moment(old_m["entries"], here) if old_m else [],
+                            "new": _at_moment(new_m["entries"], here) if new_m else []})
+        rows.append({"ticket_id": tid, "explain": {"old": sides.get(tid, {}).get("old", []),
+                                                   "new": sides.get(tid, {}).get("new", [])},
+                     "moments": moments})
+    return rows
+
+
+def _at_moment(entries: list[dict[str, Any]], here: bool) -> list[dict[str, Any]]:
+    """A moment's entries as shown for the times they explain: a rule that fired in the event is said to
+    have fired "here" only when the event is at one of those times."""
+    return entries if here else [{k: v for k, v in e.items() if k != "fired_here"} for e in entries]
+
+
+def _moment_at(moments: list[dict[str, Any]], at: str) -> dict[str, Any] | None:
+    """The ticket's event at ``at`` (its last one then), else its last event before it; None before any."""
+    found = None
+    for moment in moments:  # (in time order; times are ISO 8601 UTC text, which sorts as time does)
+        if moment["at"] > at:
+            break
+        found = moment
+    return found
 
 
 def _utf8(text: str) -> bool:

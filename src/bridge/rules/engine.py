@@ -676,6 +676,13 @@ class Desk:
         self._freed = False
         self._stamp_at: datetime | None = None
         self._stamp: str | None = None
+        # tracing, for explanations (off on the hot path): ``why`` gives each decision a rule's firing makes
+        # what the rule saw then (the daemon keeps it in the audit log); the tickets of ``watch`` (record ids)
+        # keep every event's evaluation of every rule and SLA policy in ``moments`` (replay --against)
+        self.why = False
+        self.watch: set[str] = set()
+        self.moments: dict[str, list[dict[str, Any]]] = {}
+        self._fired_now: dict[int, dict[str, Any]] = {}
 
     # ---------------------------------------------------------------- events
 
@@ -716,11 +723,29 @@ class Desk:
             # rules and the SLA policies alike
             ctx.previous = path_values(ticket)
         self._event = (st, ctx)  # (a drain in this event runs this ticket's rules as a second pass of it)
+        watched = ticket.id in self.watch if self.watch else False
+        if watched:
+            self._fired_now = {}
         try:
             self._take_event(st, ctx, ticket, new, event, at, out)
         finally:
             self._event = None
+        if watched:
+            self._moment(ticket, ctx, event, at)
         return out
+
+    def _moment(self, ticket: Record, ctx: Context, event: Mapping[str, Any], at: datetime) -> None:
+        """Keep a watched ticket's event: every rule as it stood after the event (a rule that fired in it as
+        it was when it fired) and every SLA policy."""
+        from bridge.rules.explain import explain_rules
+
+        entries = explain_rules(self.rules, ctx, in_event=True)
+        for i, fired in self._fired_now.items():
+            entries[i] = {**entries[i], **fired, "matched": True, "why_not": [], "fired_here": True}
+        entries += self._explain_policies(ctx, in_event=True)
+        self.moments.setdefault(ticket.id, []).append(
+            {"at": format_time(at), "event": event.get("type"), "entries": entries})
+        self._fired_now = {}
 
     def _take_event(
         self, st: _Ticket, ctx: Context, ticket: Record, new: bool, event: Mapping[str, Any], at: datetime,
@@ -840,14 +865,19 @@ class Desk:
 
         SLA policies follow the rules, with ``set = "sla"`` and ``chosen`` marking the policy that applies.
         """
-        from bridge.rules.explain import explain_policies, explain_rules
+        from bridge.rules.explain import explain_rules
 
         ctx = Context(ticket)
-        policies = explain_policies([(p.name, cond) for p, cond, _cal in self._policies], ctx)
+        return explain_rules(self.rules, ctx) + self._explain_policies(ctx)
+
+    def _explain_policies(self, ctx: Context, in_event: bool = False) -> list[dict[str, Any]]:
+        from bridge.rules.explain import explain_policies
+
+        policies = explain_policies([(p.name, cond) for p, cond, _cal in self._policies], ctx, in_event)
         for entry, (p, _cond, _cal) in zip(policies, self._policies, strict=True):
             entry["budgets"] = {k: v for k in _BUDGETS if (v := getattr(p, k))}
             entry["calendar"] = p.calendar
-        return explain_rules(self.rules, ctx) + policies
+        return policies
 
     def forget(self, ticket_id: str) -> None:
         """Drop a ticket's state (after its final state was emitted): memory stays flat over long replays."""
@@ -898,6 +928,9 @@ class Desk:
         last_change: dict[int, int] = {}
         step = 0
         passes = 0
+        # tracing (explanations only): slot -> (the rule, the path) whose action last changed it in this event
+        causes: dict[int, tuple[str, str]] | None = (
+            {} if self.why or (self.watch and st.record.id in self.watch) else None)
         while pending and passes < MAX_PASSES:
             passes += 1
             # a change made by rule i is seen live by the rules after i in this pass (as a full pass would
@@ -918,10 +951,16 @@ class Desk:
                     continue  # it held before this event already: a rule fires when it starts to hold
                 holding |= low
                 fired |= low
-                for path in self._apply(rules[i], st, at, out):
+                if causes is None:
+                    applied = self._apply(rules[i], st, at, out)
+                else:
+                    applied = self._traced_apply(i, st, ctx, at, out, causes)
+                for path in applied:
                     where = slot_of.get(path)
                     if where is None:
                         continue
+                    if causes is not None:
+                        causes[where] = (rules[i].name, path)
                     step += 1
                     last_change[where] = step
                     touched |= slot_masks[where]
@@ -956,6 +995,23 @@ class Desk:
             cur = tuple(values)
         st.snap = cur
         st.holding = holding
+
+    def _traced_apply(self, i: int, st: _Ticket, ctx: Context, at: datetime, out: list[Decision],
+                      causes: dict[int, tuple[str, str]]) -> set[str]:
+        """:meth:`_apply` of rule ``i``, with what the rule saw just before its actions ran given to the
+        decisions they make (and kept for a watched ticket's moment)."""
+        from bridge.rules.explain import firing
+
+        masks = self._slot_masks
+        after = [{"rule": by, "path": path} for slot, (by, path) in causes.items() if masks[slot] >> i & 1]
+        why = firing(self.rules[i], ctx, at, after)
+        n = len(out)
+        applied = self._apply(self.rules[i], st, at, out)
+        for d in out[n:]:
+            d.why = why
+        if self.watch and st.record.id in self.watch:
+            self._fired_now[i] = why
+        return applied
 
     def _apply(self, rule: CompiledRule, st: _Ticket, at: datetime, out: list[Decision]) -> set[str]:
         changed: set[str] = set()

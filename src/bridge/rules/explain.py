@@ -45,8 +45,9 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def leaf_dict(trace: LeafTrace) -> dict[str, Any]:
-    """One leaf trace as JSON-ready data (a leaf about an event has no result: the ticket is at rest)."""
+def leaf_dict(trace: LeafTrace, in_event: bool = False) -> dict[str, Any]:
+    """One leaf trace as JSON-ready data. At rest (between events) a leaf about an event has no result;
+    ``in_event``: evaluated in an event, it has one, and ``previous``, the value before the event."""
     event = trace.op in EVENT_OPS
     out = {
         "where": _where(trace.where),
@@ -54,10 +55,12 @@ def leaf_dict(trace: LeafTrace) -> dict[str, Any]:
         "op": trace.op,
         "expected": _jsonable(trace.expected),
         "actual": _jsonable(trace.actual),
-        "result": None if event else trace.result,
+        "result": None if event and not in_event else trace.result,
     }
     if event:
         out["event"] = True
+        if in_event:
+            out["previous"] = _jsonable(trace.previous)
     return out
 
 
@@ -120,36 +123,67 @@ def _event_leaves(cond: Condition, negated: bool = False) -> list[str]:
     return [text for c in _children(cond) for text in _event_leaves(c, inner)]
 
 
-def _entry(cond: Condition, ctx: Context) -> dict[str, Any]:
-    matched = settle(cond, ctx)
+def tree(cond: Condition, ctx: Context, in_event: bool = False) -> dict[str, Any]:
+    """The condition as written, each group (``all``/``any``/``none``) with its result and its parts, each
+    leaf as :func:`leaf_dict` gives it: what the flat leaf list cannot show, which group decided."""
+    kind = cond.kind
+    if kind in ("all", "any", "none"):
+        result = cond.evaluate(ctx) if in_event else settle(cond, ctx)
+        return {"group": kind, "result": result, "parts": [tree(c, ctx, in_event) for c in _children(cond)]}
+    traces = cond.trace(ctx)
+    if len(traces) != 1:  # (a condition that always holds: no leaf at all)
+        return {"group": "all", "result": True, "parts": [leaf_dict(t, in_event) for t in traces]}
+    return leaf_dict(traces[0], in_event)
+
+
+def _entry(cond: Condition, ctx: Context, in_event: bool = False) -> dict[str, Any]:
+    matched = cond.evaluate(ctx) if in_event else settle(cond, ctx)
     out: dict[str, Any] = {
         "matched": matched,
-        "leaves": [leaf_dict(t) for t in cond.trace(ctx)],
-        "why_not": _why_not(cond, ctx) if matched is False else [],
+        "leaves": [leaf_dict(t, in_event) for t in cond.trace(ctx)],
+        "tree": tree(cond, ctx, in_event),
+        "why_not": (cond.reasons(ctx) if in_event else _why_not(cond, ctx)) if matched is False else [],
     }
     if matched is None:
         out["on_event"] = _event_leaves(cond)
     return out
 
 
-def explain_rules(rules: Sequence[CompiledRule], ctx: Context) -> list[dict[str, Any]]:
-    """Every rule in run order: name, set, priority, matched, leaves (value and result), why not, actions."""
+def explain_rules(
+    rules: Sequence[CompiledRule], ctx: Context, in_event: bool = False
+) -> list[dict[str, Any]]:
+    """Every rule in run order: name, set, priority, matched, leaves (value and result), the condition's
+    tree, why not, actions. ``in_event``: ``ctx`` is an event's (a ``changed`` leaf has a result)."""
     out = []
     for rule in rules:
         entry: dict[str, Any] = {"rule": rule.name, "set": rule.set, "priority": rule.priority}
-        entry.update(_entry(rule.condition, ctx))
+        entry.update(_entry(rule.condition, ctx, in_event))
         entry["then"] = rule.then
         out.append(entry)
     return out
 
 
-def explain_policies(policies: Sequence[tuple[str, Condition]], ctx: Context) -> list[dict[str, Any]]:
+def firing(
+    rule: CompiledRule, ctx: Context, at: datetime | None, after: list[dict[str, str]]
+) -> dict[str, Any]:
+    """What a rule saw when it fired, taken just before its actions ran: its time, each condition's value
+    and result in that event, and ``after``, the earlier rules of the same event whose actions changed what
+    it reads (``{"rule", "path"}``: how a chain made it match)."""
+    entry: dict[str, Any] = {"at": format_time(at)}
+    entry.update(_entry(rule.condition, ctx, in_event=True))
+    entry["after"] = after
+    return entry
+
+
+def explain_policies(
+    policies: Sequence[tuple[str, Condition]], ctx: Context, in_event: bool = False
+) -> list[dict[str, Any]]:
     """Every SLA policy in order; ``chosen`` marks the first that matches (the one that applies)."""
     out = []
     chosen = False
     for name, cond in policies:
         entry: dict[str, Any] = {"rule": name, "set": "sla"}
-        entry.update(_entry(cond, ctx))
+        entry.update(_entry(cond, ctx, in_event))
         entry["chosen"] = entry["matched"] is True and not chosen
         chosen = chosen or entry["matched"] is True
         out.append(entry)
@@ -161,25 +195,64 @@ def format_explain(entries: Sequence[dict[str, Any]]) -> str:
     return "\n".join(line for e in entries for line in _entry_lines(e))
 
 
+_YES = {True: "yes", False: "no ", None: "?  "}
+
+
+def _leaf_line(leaf: dict[str, Any]) -> str:
+    said = f"{leaf['field']} {leaf['op']} {leaf['expected']!r}"
+    if leaf.get("event") and leaf["result"] is None:
+        return f"n/a {said}: about an event, not the ticket at rest (now {leaf['actual']!r})"
+    if leaf.get("event"):
+        return f"{_YES[leaf['result']]} {said}: {leaf.get('previous')!r} -> {leaf['actual']!r}"
+    return f"{_YES[leaf['result']]} {said}: {leaf['actual']!r}"
+
+
+def _tree_lines(node: dict[str, Any], indent: str, top: bool = True) -> list[str]:
+    """A condition tree as lines: a group's parts indented under ``any: yes``; the rule's own top-level
+    ``all`` (its mark says whether it holds) without a heading of its own."""
+    if "group" not in node:
+        return [indent + _leaf_line(node)]
+    if top and node["group"] == "all":
+        return [line for part in node["parts"] for line in _tree_lines(part, indent, False)]
+    head = f"{indent}{node['group']}: {_YES[node['result']].rstrip()}"
+    return [head] + [line for part in node["parts"] for line in _tree_lines(part, indent + "  ", False)]
+
+
+def _condition_lines(e: dict[str, Any], indent: str) -> list[str]:
+    if "tree" in e:
+        lines = _tree_lines(e["tree"], indent)
+    else:
+        lines = [indent + _leaf_line(leaf) for leaf in e["leaves"]]
+    lines.extend(f"{indent}why not: {reason}" for reason in e.get("why_not") or ())
+    if e.get("on_event"):
+        lines.append(f"{indent}holds only in an event where: {'; '.join(e['on_event'])}")
+    return lines
+
+
+def _firing_lines(f: dict[str, Any], indent: str) -> list[str]:
+    after = "".join(f", after {a['rule']} changed {a['path']}" for a in f.get("after") or ())
+    return [f"{indent}when it fired, at {f['at']}{after}:", *_condition_lines(f, indent + "  ")]
+
+
 def _entry_lines(e: dict[str, Any]) -> list[str]:
     mark = {True: "✓", False: "✗", None: "?"}[e["matched"]]
     extra = " (applies)" if e.get("chosen") else ""
-    if "fired" in e:
-        extra += f" — fired at {', '.join(e['fired'])}" if e["fired"] else " — did not fire"
+    if e.get("fired_here"):
+        chain = ", ".join(f"{a['rule']} changed {a['path']}" for a in e.get("after") or ())
+        extra += f" — fired here{', after ' + chain if chain else ''}"
+    elif "fired" in e:
+        extra += f" — fired at {', '.join(e['fired'])}" if e["fired"] else (
+            " — stated no threshold" if e["set"] == "sla" else " — did not fire")
     lines = [f"{mark} {e['rule']} [{e['set']}]{extra}"]
     if e.get("budgets"):
         budgets = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in e["budgets"].items())
         lines.append(f"    {budgets}; {'calendar ' + e['calendar'] if e.get('calendar') else 'wall clock'}")
-    for leaf in e["leaves"]:
-        if leaf.get("event"):
-            lines.append(f"    n/a {leaf['field']} {leaf['op']} {leaf['expected']!r}: about an event, "
-                         f"not the ticket at rest (now {leaf['actual']!r})")
-            continue
-        ok = "yes" if leaf["result"] else "no "
-        lines.append(f"    {ok} {leaf['field']} {leaf['op']} {leaf['expected']!r}: {leaf['actual']!r}")
-    lines.extend(f"    why not: {reason}" for reason in e["why_not"])
-    if e.get("on_event"):
-        lines.append(f"    holds only in an event where: {'; '.join(e['on_event'])}")
+    firings = e.get("firings") or []
+    for f in firings:
+        lines += _firing_lines(f, "    ")
+    if firings:
+        lines.append("    now:")
+    lines += _condition_lines(e, "      " if firings else "    ")
     return lines
 
 
@@ -207,8 +280,10 @@ __all__ = [
     "EVENT_OPS",
     "explain_policies",
     "explain_rules",
+    "firing",
     "format_explain",
     "format_explain_diff",
     "leaf_dict",
     "settle",
+    "tree",
 ]

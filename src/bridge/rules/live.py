@@ -186,6 +186,7 @@ class LiveRules:
 
     def _reset(self) -> None:
         self.desk = Desk(self.config, base_dir=self.base_dir)
+        self.desk.why = True  # each rule decision keeps what the rule saw (the audit log, for bridge explain)
         self._previous: dict[str, dict[str, Any]] = {}
         self._seen: set[str] = set()
         self.records: dict[str, Record] = {}  # the newest copy of each open ticket the Desk has seen
@@ -314,6 +315,7 @@ class LiveRules:
         """
         with self.lock:
             self._reset()
+            self.desk.why = False  # (what a rebuild decides again was acted on, and explained, before)
             mem = MemoryState(keep_audit=False, keep_outbox=False)
             pipeline = Pipeline(self.config, None, run="rebuild")
             fed = 0
@@ -408,6 +410,7 @@ class LiveRules:
                         self.desk.hush(rid)  # history: its timers wait for its next change
             for agent in rotation:  # round robin's order as the live Desk left it (least recent first)
                 self.desk.router.note_assigned(agent)
+            self.desk.why = True
             self._owed = self.desk.serve_queue(self.clock) if changed and self.clock is not None else []
             self.stale = False
             return fed
