@@ -494,3 +494,30 @@ def test_a_regex_on_an_email_is_taken_as_written(pattern: str, holds: bool) -> N
     ticket = make_ticket(requester={"email": "bob@example.com"})
     compiled = compile_condition({"field": "requester.email", "matches": pattern})
     assert compiled.evaluate(Context(ticket)) is holds and evaluator(compiled)(Context(ticket)) is holds
+
+
+@pytest.mark.parametrize("body, found", [
+    ("this is blocking our\nlaunch", True),          # a mail wrapped at 72 columns
+    ("this is blocking our  launch", True),          # two spaces
+    ("this is blocking\u00a0our launch", True),      # a non-breaking space
+    ("this is Blocking\tOur\r\nLaunch!", True),
+    ("this is blocking ourlaunch", False),           # white space is one space, not none
+])
+def test_contains_takes_any_run_of_white_space_for_one_space(body: str, found: bool) -> None:
+    ticket = make_ticket(subject="Help", body=body)
+    for needle in ("blocking our launch", "Blocking  our\nlaunch"):
+        assert holds({"field": "ticket.text", "contains": needle}, ticket) is found
+        assert holds({"field": "ticket.body", "contains": needle}, ticket) is found
+
+
+def test_a_phrase_rule_wrapped_over_two_lines_fires_through_the_desk() -> None:
+    # the Desk's guard (which rules may match) must not rule the phrase out either
+    from bridge.rules.engine import Desk
+    from bridge.settings import Config
+
+    rule = {"name": "launch", "set": "escalation", "then": [{"escalate": "leads"}],
+            "when": {"field": "ticket.text", "contains": "blocking our launch"}}
+    desk = Desk(Config(teams={"leads": {"members": []}}, rules=[rule]))
+    ticket = make_ticket(subject="Urgent", body="The export bug is blocking our\nlaunch next week")
+    out = desk.on_ticket(ticket, {}, {"type": "ticket.created"}, T0)
+    assert [(d.decision, d.rule) for d in out] == [("escalate", "launch")]

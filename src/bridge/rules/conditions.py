@@ -59,7 +59,7 @@ class Context:
     then nothing ``changed``.
     """
 
-    __slots__ = ("_folded", "_text", "attrs", "fields", "previous", "record")
+    __slots__ = ("_folded", "_squashed", "_text", "attrs", "fields", "previous", "record")
 
     def __init__(self, record: Record, previous: Mapping[str, Any] | None = None) -> None:
         self.record = record
@@ -68,6 +68,7 @@ class Context:
         self.previous = _EMPTY if previous is None else previous
         self._text: str | None = None
         self._folded: str | None = None
+        self._squashed: str | None = None
 
     @property
     def text(self) -> str:
@@ -90,12 +91,28 @@ class Context:
             self._folded = self.text.casefold()
         return self._folded
 
+    @property
+    def squashed_text(self) -> str:
+        """:attr:`folded_text` with each run of white space as one space (what ``contains`` searches: a
+        phrase a mail wrapped over two lines, or wrote with a non-breaking space, is the same phrase)."""
+        if self._squashed is None:
+            self._squashed = phrase(self._folded or self.folded_text)
+        return self._squashed
+
     def value(self, path: str) -> Any:
         """The current value at ``path`` (None when blank or unknown)."""
         return getter(path)(self)
 
 
 Getter = Callable[[Context], Any]
+
+_WHITE = re.compile(r"\s+")
+
+
+def phrase(text: str) -> str:
+    """``text`` as ``contains`` compares it: case-folded, each run of white space (a line break, a tab, a
+    non-breaking space) one space."""
+    return _WHITE.sub(" ", text.casefold())
 
 
 def path_values(record: Record) -> dict[str, Any]:
@@ -368,16 +385,16 @@ def _make_test(path: str, op: str, expected: Any) -> Test:
             return lambda v, ctx: type(v) is str and v in PRIORITY_RANK and cmp(PRIORITY_RANK[v], rank)
         return lambda v, ctx: _ordered(v, expected, cmp)
     if op == "contains":
-        needle = str(expected).casefold()
+        needle = phrase(str(expected))
         if path == "ticket.text":
-            return lambda v, ctx: needle in ctx.folded_text
+            return lambda v, ctx: needle in ctx.squashed_text
 
         def contains(v: Any, ctx: Context) -> bool:
             if v is None:
                 return False
             if isinstance(v, list | tuple):
-                return any(str(i).casefold() == needle for i in v)
-            return needle in str(v).casefold()
+                return any(phrase(str(i)) == needle for i in v)
+            return needle in phrase(str(v))
 
         return contains
     if op == "matches":
@@ -950,7 +967,7 @@ class _Codegen:
                 return f"(({v} {sign} {e}) if type({v} := {value}) in _NUMBERS else {slow})"
         if path == "ticket.text":
             if op == "contains":
-                return f"({self.const(str(expected).casefold())} in (ctx._folded or ctx.folded_text))"
+                return f"({self.const(phrase(str(expected)))} in (ctx._squashed or ctx.squashed_text))"
             if op == "matches":
                 search = self.const(re.compile(str(expected)).search)
                 factors = regex_factors(str(expected))
@@ -1011,6 +1028,7 @@ __all__ = [
     "iter_leaves",
     "path_values",
     "paths_read",
+    "phrase",
     "raw_leaves",
     "reader",
     "regex_factors",

@@ -56,6 +56,7 @@ from bridge.rules.conditions import (
     nested,
     path_values,
     paths_read,
+    phrase,
     raw_leaves,
     reader,
     regex_factors,
@@ -462,7 +463,7 @@ def _text_atoms(leaf: Mapping[str, Any]) -> list[list[Atom]]:
     out: list[list[Atom]] = []
     needle = leaf.get("contains")
     if isinstance(needle, str) and needle:
-        out.append([("text", "", needle.casefold())])
+        out.append([("text", "", phrase(needle))])
     pattern = leaf.get("matches")
     if isinstance(pattern, str):
         factors = regex_factors(pattern)
@@ -562,18 +563,19 @@ class GuardIndex:
                             out |= rules
                             break
         texts, asciis = self._m_texts, self._m_asciis
-        if texts or asciis:
-            folded = ctx._folded or ctx.folded_text
+        if texts:
+            squashed = ctx._squashed or ctx.squashed_text
             for needle, rules in texts:
-                if rules & ~out and needle in folded:
+                if rules & ~out and needle in squashed:
                     out |= rules
-            if asciis:
-                if not (ctx._text or ctx.text).isascii():
-                    out |= self._m_ascii_all
-                else:
-                    for literal, rules in asciis:
-                        if rules & ~out and literal in folded:
-                            out |= rules
+        if asciis:
+            if not (ctx._text or ctx.text).isascii():
+                out |= self._m_ascii_all
+            else:
+                folded = ctx._folded or ctx.folded_text
+                for literal, rules in asciis:
+                    if rules & ~out and literal in folded:
+                        out |= rules
         return out
 
 
