@@ -132,3 +132,31 @@ def test_explain_shows_what_each_rule_saw_when_it_fired_as_well_as_now(tmp_path:
     assert "      when it fired, at 2026-11-02T09:00:00Z, after angry changed ticket.priority:" in text
     # the history lines stay short: what the rule saw is in the rules' part, not repeated there
     assert not any("why" in line for line in text[text.index("history:"):])
+
+
+def test_explain_says_why_routing_chose_the_agent(tmp_path: Path) -> None:
+    agents = [{"email": "a@example.com", "capacity": 5}, {"email": "b@example.com", "capacity": 5,
+                                                          "skills": ["billing"]}]
+    rules = [{"name": "billing", "set": "routing", "when": {"tag": "billing/*"},
+              "then": [{"assign": {"skill": "billing"}}]}]
+    config = Config(connectors=DESK, agents=agents, rules=rules, routing={"strategy": "round_robin"})
+    app = App(LoadedConfig(config, tmp_path / "bridge.toml", {}), database=f"sqlite:///{tmp_path / 'b.db'}")
+    try:
+        start_rules(app, now=T0)
+        ingest(app, Change("desk", "ticket", "T-70", T0, attrs={"status": "open", "subject": "Refund"},
+                           tags=["billing/refund"]), T0)
+        data = explain_record(app, "desk:T-70")
+    finally:
+        app.close()
+    assert data is not None
+    [routing] = data["routing"]
+    assert (routing["at"], routing["rule"], routing["to"], routing["asked"]) == (
+        "2026-11-02T09:00:00Z", "billing", "b@example.com", {"skill": "billing"})
+    text = format_explain(data).splitlines()
+    start = text.index("routing, each time it chose an agent:")
+    assert text[start + 1:start + 4] == [
+        "  2026-11-02T09:00:00Z to b@example.com (billing: round_robin; asked skill 'billing')",
+        "    a@example.com: does not fit: no skill 'billing' (0 open of 5, active)",
+        "    b@example.com: chosen: the least recently assigned of those available (never assigned) "
+        "(0 open of 5, active)",
+    ]

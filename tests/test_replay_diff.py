@@ -194,3 +194,41 @@ def test_a_deadline_one_config_has_no_clock_for_is_no_difference() -> None:
     assert diff([old], [new]) == []
     due = {**new, "sla": {"resolution_due": None, "acknowledgement_due": "2026-11-02T10:00:00Z"}}
     assert [d["diff"] for d in diff([old], [due])] == ["-", "+"]
+
+
+def test_replay_against_says_why_routing_chose_each_agent(tmp_path: Path) -> None:
+    # round robin gives the third ticket to a (least recently assigned), least loaded to c (no open ticket):
+    # the explanation names each agent's part under both configs
+    path = tmp_path / "events.jsonl"
+    lines = [json.dumps({"type": "ticket.created", "at": f"2026-11-02T09:0{n}:00Z", "ticket": {
+        "id": f"R-{n}", "subject": "s", "body": "b", "status": "open", "tags": []}}) for n in range(3)]
+    lines.insert(2, json.dumps({"type": "ticket.status", "at": "2026-11-02T09:01:30Z", "ticket_id": "R-1",
+                                "status": "resolved"}))
+    path.write_text("\n".join(lines) + "\n")
+    base = textwrap.dedent("""\
+        [routing]
+        strategy = "least_loaded"
+        [[agents]]
+        email = "a@x.example"
+        [[agents]]
+        email = "b@x.example"
+        """)
+    (tmp_path / "new.toml").write_text(base)
+    (tmp_path / "old.toml").write_text(base.replace("least_loaded", "round_robin"))
+    res = subprocess.run([sys.executable, "-m", "bridge.cli", "replay", str(path), "--config", "new.toml",
+                          "--against", "old.toml"], cwd=tmp_path, capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stderr
+    out = res.stdout.splitlines()
+    assert out[:2] == ["- 2026-11-02T09:02:00Z R-2 assign [routing] to=a@x.example",
+                       "+ 2026-11-02T09:02:00Z R-2 assign [routing] to=b@x.example"]
+    start = out.index("- routing: to a@x.example (routing: round_robin; asked anyone)")
+    assert out[start:start + 6] == [
+        "- routing: to a@x.example (routing: round_robin; asked anyone)",
+        "-   a@x.example: chosen: the least recently assigned of those available (last assigned #1) "
+        "(1 open of 10, active)",
+        "-   b@x.example: available, ranked after the one chosen (last assigned #2) (0 open of 10, active)",
+        "+ routing: to b@x.example (routing: least_loaded; asked anyone)",
+        "+   a@x.example: available, ranked after the one chosen (last assigned #1) (1 open of 10, active)",
+        "+   b@x.example: chosen: the fewest open tickets, then the least recently assigned of those "
+        "available (last assigned #2) (0 open of 10, active)",
+    ]

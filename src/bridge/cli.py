@@ -87,7 +87,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     """Replay recorded events through the config on a virtual clock."""
     from bridge.app import App
     from bridge.replay import Replay, config_changes, diff, explain_diff, read_events, replay_file
-    from bridge.rules.explain import format_explain_diff
+    from bridge.rules.explain import format_explain_diff, format_routing
 
     loaded = App.from_path(args.config).loaded  # an invalid config is refused, as by bridge run
     until, bad = _time_arg("--until", args.until)
@@ -128,6 +128,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
                     f"timers; the rules as its {m['event']} of {m['event_at']} left them")
                 print(f"\n{why['ticket_id']} at {', '.join(m['times'])} ({event}): the rules then, {sides}")
                 print(format_explain_diff(m["old"], m["new"]))
+                for mark, side in (("-", "old_routing"), ("+", "new_routing")):
+                    for routing in m.get(side, ()):
+                        lines = format_routing(routing, label="routing: ")
+                        print("\n".join(f"{mark} {line}" for line in lines))
             if not why["moments"]:
                 print(f"\n{why['ticket_id']}: the rules at its final state, {sides}")
                 print(format_explain_diff(why["explain"]["old"], why["explain"]["new"]))

@@ -82,12 +82,26 @@ def explain_record(app: App, ident: str) -> dict[str, Any] | None:
         "sla": _sla_due(app, record, changes, accounts) if record.kind == "ticket" and cfg.sla else {},
         "fields": fields,
         "rules": rules,
+        "routing": _routings(history),
         # what no declared field shows: decisions, writes, changes of attributes such as priority or status
         "events": [h for h in history if h.get("field") not in declared],
     }
 
 
 STATE = ("status", "priority", "assignee", "escalations")  # a ticket's routing state, shown first
+
+
+def _routings(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Why routing chose each agent the ticket was assigned (the audit log's assign decisions that kept it):
+    the strategy, what was asked and each agent's part, with the deciding rule and the time."""
+    out = []
+    for h in history:
+        decided = _decision(h)
+        why = h["after"].get("why") if decided is not None and decided[1] == "assign" else None
+        if isinstance(why, dict) and isinstance(why.get("routing"), dict):
+            at = _when(decided[0]) if decided else None
+            out.append({"at": at, "rule": h.get("rule"), **why["routing"]})
+    return out
 
 
 def _with_firings(entries: list[dict[str, Any]], history: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -172,6 +186,7 @@ _DECISION_KEYS = ("at", "ticket_id", "decision", "rule", "key", "why")  # told b
 def format_explain(data: dict[str, Any]) -> str:
     """Human output of :func:`explain_record`."""
     from bridge.rules.explain import format_explain as format_rules
+    from bridge.rules.explain import format_routing
 
     links = ", ".join(f"{s}={e}" for s, e in data["links"].items())
     lines = [f"{data['kind']} {data['record']}  links: {links}", f"tags: {', '.join(data['tags']) or '-'}"]
@@ -194,6 +209,10 @@ def format_explain(data: dict[str, Any]) -> str:
         else:
             lines.append("SLA policies, as the ticket is now:")
         lines.extend(f"  {line}" for line in format_rules(data["rules"]).splitlines())
+    if data.get("routing"):
+        lines.append("routing, each time it chose an agent:")
+        for routing in data["routing"]:
+            lines.extend(format_routing(routing, "  "))
     if data["events"]:
         lines.append("history:")
         lines.extend(f"  {_history_line(e)}" for e in data["events"])

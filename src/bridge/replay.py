@@ -652,7 +652,9 @@ def explain_diff(
             moments.append({"at": at_times[0], "times": at_times, "event_at": shown["at"],
                             "event": shown["event"],
                             "old": _at_moment(old_m["entries"], here) if old_m else [],
-                            "new": _at_moment(new_m["entries"], here) if new_m else []})
+                            "new": _at_moment(new_m["entries"], here) if new_m else [],
+                            "old_routing": old_m["routing"] if old_m and here else [],
+                            "new_routing": new_m["routing"] if new_m and here else []})
         rows.append({"ticket_id": tid, "explain": {"old": sides.get(tid, {}).get("old", []),
                                                    "new": sides.get(tid, {}).get("new", [])},
                      "moments": moments})

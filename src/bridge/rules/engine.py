@@ -733,20 +733,23 @@ class Desk:
         finally:
             self._event = None
         if watched:
-            self._moment(ticket, ctx, event, at)
+            self._moment(ticket, ctx, event, at, out)
         return out
 
-    def _moment(self, ticket: Record, ctx: Context, event: Mapping[str, Any], at: datetime) -> None:
+    def _moment(self, ticket: Record, ctx: Context, event: Mapping[str, Any], at: datetime,
+                out: list[Decision]) -> None:
         """Keep a watched ticket's event: every rule as it stood after the event (a rule that fired in it as
-        it was when it fired) and every SLA policy."""
+        it was when it fired), every SLA policy, and why routing chose the agents it assigned in it."""
         from bridge.rules.explain import explain_rules
 
         entries = explain_rules(self.rules, ctx, in_event=True)
         for i, fired in self._fired_now.items():
             entries[i] = {**entries[i], **fired, "matched": True, "why_not": [], "fired_here": True}
         entries += self._explain_policies(ctx, in_event=True)
+        routing = [{"rule": d.rule, **d.why["routing"]} for d in out
+                   if d.record_id == ticket.id and d.decision == "assign" and d.why and "routing" in d.why]
         self.moments.setdefault(ticket.id, []).append(
-            {"at": format_time(at), "event": event.get("type"), "entries": entries})
+            {"at": format_time(at), "event": event.get("type"), "entries": entries, "routing": routing})
         self._fired_now = {}
 
     def _take_event(
@@ -1010,7 +1013,7 @@ class Desk:
         n = len(out)
         applied = self._apply(self.rules[i], st, at, out)
         for d in out[n:]:
-            d.why = why
+            d.why = {**why, **d.why} if d.why else why  # (an assignment keeps why routing chose its agent)
         if self.watch and st.record.id in self.watch:
             self._fired_now[i] = why
         return applied
@@ -1116,11 +1119,15 @@ class Desk:
             self._schedule_opening(at)
             return False
         self.router.dequeue(st.record.id)
-        self._assign(st, pick, rule, at, out)
+        self._assign(st, pick, rule, at, out, request)
         return True
 
-    def _assign(self, st: _Ticket, agent: str, rule: str, at: datetime, out: list[Decision]) -> None:
+    def _assign(self, st: _Ticket, agent: str, rule: str, at: datetime, out: list[Decision],
+                request: Request | None = None) -> None:
         rec = st.record
+        routing = None
+        if request is not None and (self.why or (self.watch and rec.id in self.watch)):
+            routing = self.router.explain(rec, request, at, agent)  # (before the pick changes the loads)
         st.moved_from = rec.attrs.get("assignee")
         rec.attrs["assignee"] = agent
         self.router.dequeue(rec.id)
@@ -1129,6 +1136,8 @@ class Desk:
         if self._assignee_read:
             self._routed.append(st)
         self._decide(out, at, rec.id, "assign", rule, {"to": agent}, agent)
+        if routing is not None:
+            out[-1].why = {"routing": routing}
 
     def _recount(self, st: _Ticket) -> None:
         rec = st.record
@@ -1158,7 +1167,7 @@ class Desk:
             st = self._tickets.get(waiting.record.id)
             router.dequeue(waiting.record.id)
             if st is not None:
-                self._assign(st, pick, waiting.rule, at, out)
+                self._assign(st, pick, waiting.rule, at, out, waiting.request)
         self._freed = False
         self._schedule_opening(at)
         if self._routed and not self._settling:

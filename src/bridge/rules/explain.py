@@ -256,6 +256,22 @@ def _entry_lines(e: dict[str, Any]) -> list[str]:
     return lines
 
 
+def format_routing(routing: dict[str, Any], indent: str = "", label: str = "") -> list[str]:
+    """Why routing chose an agent (:meth:`Router.explain`, with the deciding ``rule`` and ``at`` when
+    known): a heading, then each agent with its open tickets and its part in the pick."""
+    asked = ", ".join(f"{k} {v!r}" for k, v in routing.get("asked", {}).items()) or "anyone"
+    fallback = f", fallback {routing['fallback']}" if routing.get("fallback") else ""
+    when = f"{routing['at']} " if routing.get("at") else ""
+    head = (f"{indent}{label}{when}to {routing.get('to') or 'nobody'} ({routing.get('rule', 'routing')}: "
+            f"{routing['strategy']}{fallback}; asked {asked})")
+    lines = [head]
+    for a in routing.get("agents", ()):
+        hours = "" if a.get("in_hours") in (None, True) else ", outside hours"
+        lines.append(f"{indent}  {a['agent']}: {a['why']} ({a['load']} open of {a['capacity']}, "
+                     f"{a['status']}{hours})")
+    return lines
+
+
 def format_explain_diff(old: Sequence[dict[str, Any]], new: Sequence[dict[str, Any]]) -> str:
     """Two configs' entries for one ticket as text: a rule alike under both once (indented), else its
     old block marked ``-`` and its new one ``+``; in the new config's order, then those only the old has."""
@@ -283,6 +299,7 @@ __all__ = [
     "firing",
     "format_explain",
     "format_explain_diff",
+    "format_routing",
     "leaf_dict",
     "settle",
     "tree",

@@ -289,6 +289,60 @@ class Router:
             return best.email if best.skills & wanted else None
         return min(candidates, key=_ROUND_ROBIN).email
 
+    def explain(self, record: Record, request: Request, at: datetime, chosen: str | None) -> dict[str, Any]:
+        """Why :meth:`pick` chose ``chosen`` (None: nobody, the ticket waits): the strategy and fallback, what
+        was asked, and each agent with its state then and why it was or was not the one. For explanations
+        only (never on the hot path); call it before the assignment changes the agents' loads."""
+        owner = nested(record.attrs, "account", "owner") if "account_owner" in (self.strategy,
+                                                                              self.fallback) else None
+        asked = {k: v for k, v in zip(ASSIGN_KEYS, (request.skill, request.language, request.agent,
+                                                    request.team), strict=True) if v is not None}
+        agents = []
+        for a in self.agents.values():
+            entry: dict[str, Any] = {"agent": a.email, "status": a.status, "load": a.load,
+                                     "capacity": a.capacity}
+            if a.calendar is not None:
+                entry["in_hours"] = self._is_open(a.calendar, at)
+            entry["why"] = self._why(a, request, at, chosen, owner)
+            agents.append(entry)
+        out: dict[str, Any] = {"strategy": self.strategy, "fallback": self.fallback, "asked": asked,
+                               "to": chosen, "agents": agents}
+        if owner is not None:
+            out["owner"] = owner
+        return out
+
+    def _why(self, a: Agent, request: Request, at: datetime, chosen: str | None, owner: Any) -> str:
+        """One agent's part in a pick, in words."""
+        is_owner = isinstance(owner, str) and a.folded == owner.casefold()
+        turn = f"last assigned #{a.last}" if a.last >= 0 else "never assigned"
+        if a.email == chosen:
+            if is_owner:
+                return "chosen: the account's owner"
+            how = {"least_loaded": "the fewest open tickets, then the least recently assigned",
+                   "round_robin": "the least recently assigned", "skills": "the most of the skills wanted"}
+            strategy = self.strategy
+            if strategy == "account_owner":
+                strategy = self.fallback if self.fallback not in (None, strategy) else "round_robin"
+                return f"chosen by the fallback ({strategy}): {how[strategy]} of those available ({turn})"
+            return f"chosen: {how[strategy]} of those available ({turn})"
+        owned = "the account's owner; " if is_owner else ""
+        missing = [f"{k} {v!r}" for k, v, have in (
+            ("skill", request.skill, a.skills), ("language", request.language, a.languages),
+            ("team", request.team, a.teams)) if v is not None and v not in have]
+        if request.agent is not None and request.agent != a.folded:
+            missing.append(f"agent {request.agent!r}")
+        if missing:
+            return owned + "does not fit: no " + ", no ".join(missing)
+        if a.status != "active":
+            return f"{owned}not available: {a.status}"
+        if a.load >= a.capacity:
+            return f"{owned}not available: at capacity"
+        if a.calendar is not None and not self._is_open(a.calendar, at):
+            return f"{owned}not available: outside working hours"
+        if chosen is None:
+            return f"{owned}available, but the strategy chose nobody"
+        return f"{owned}available, ranked after the one chosen ({turn})"
+
     def any_available(self, at: datetime) -> bool:
         """Whether at least one agent could take a ticket now."""
         available = self._available
