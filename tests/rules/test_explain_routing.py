@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from tests.rules.test_routing import SUPPORT, Sim, agents, m
+from test_routing import SUPPORT, Sim, agents, m
 
 from bridge.rules.explain import format_routing
 
