@@ -400,7 +400,8 @@ def test_cross_table_mistakes_are_errors(tmp_path: Path, key: str, needle: str, 
 def test_the_good_parts_of_those_tables_pass(tmp_path: Path) -> None:
     errors, warnings = run_report(
         tmp_path,
-        GOOD.replace(
+        GOOD.replace('email = "a@x.example"\n', 'email = "a@x.example"\nskills = ["b"]\nlanguages = ["de"]\n')
+        .replace(
             'then = [{ escalate = "leads" }]',
             'then = [{ notify = { to = "o@x", message = "m" } },'
             ' { notify = "p@x" }, { set = { priority = "urgent", status = "on_hold" } },'

@@ -7,6 +7,7 @@ options, rules and SLAs naming known fields, teams, agents and calendars, connec
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import zoneinfo
@@ -20,7 +21,7 @@ from pydantic import ValidationError
 
 from bridge.durations import format_duration, parse_duration
 from bridge.errors import ConfigError, FieldValueError
-from bridge.fields import FIELD_TYPES, coerce
+from bridge.fields import FIELD_TYPES, FieldType, coerce
 from bridge.model import BRIDGE, KINDS, TICKET_PRIORITIES, TICKET_STATUSES
 from bridge.plugins import PluginHost
 from bridge.rules.conditions import ORDER_OPS
@@ -62,6 +63,7 @@ NOTIFY_KEYS = ("to", "message")  # what the engine's notify action reads
 # paths that hold numbers whatever the config declares (declared number fields are added per config)
 NUMERIC_PATHS = frozenset({"ticket.sentiment", "ticket.confidence", "account.arr"})
 PRIORITIES = TICKET_PRIORITIES
+EMPTY_WHEN = "when = {} is an empty condition; leave when out"
 
 
 @dataclass
@@ -115,16 +117,22 @@ def check_config(loaded: LoadedConfig, host: PluginHost | None) -> Report:
     classes = host.connectors() if host is not None else {}
     kinds = set(KINDS).union(*(set(c.kinds) for c in classes.values()))  # plugins may add kinds
     _check_fields(cfg, systems, kinds, err, warn)
+    # a field whose type or options did not validate is still declared: what names it is not judged by them
+    unjudged = {
+        n for n, f in cfg.fields.items()
+        if f.type not in FIELD_TYPES or loaded.is_set_aside("fields", n, "type")
+        or loaded.is_set_aside("fields", n, "options")
+    }
     for name, f in cfg.fields.items():
         for i, target in enumerate(f.sync_to):
             plugin = cfg.connectors[target].plugin if target in cfg.connectors else ""
             cls = classes.get(plugin)
             if cls is not None and not cls.accepts_writes():
                 err(("fields", name, "sync_to", i), f"{target!r} (plugin {plugin!r}) takes no writes")
-    _check_tags(cfg, err)
+    _check_tags(cfg, unjudged, err)
     _check_calendars(loaded, err)
     _check_slas(cfg, err, warn)
-    _check_rules(cfg, err, warn)
+    _check_rules(cfg, unjudged, err, warn)
 
     if cfg.topics.tracker and cfg.topics.tracker not in systems:
         err(("topics", "tracker"), f"tracker {cfg.topics.tracker!r} is not a configured connector")
@@ -263,13 +271,30 @@ def _check_fields(cfg: Config, systems: set[str], kinds: set[str], err: Emit, wa
                 err(("fields", name, "remote", system), f"system {system!r} is not a configured connector")
 
 
-def _check_tags(cfg: Config, err: Emit) -> None:
+def _foreign_owner(cfg: Config, name: str) -> str | None:
+    """The system that owns a declared field, when that is not the bridge (an owner that is no configured
+    connector is reported at the field)."""
+    owner = cfg.fields[name].owner
+    return owner if owner != BRIDGE and owner in cfg.connectors else None
+
+
+def _check_tags(cfg: Config, unjudged: set[str], err: Emit) -> None:
     types = cfg.field_types()
     for i, mapping in enumerate(cfg.tags):
         for field, value in mapping.set.items():
             ft = types.get(field)
-            if ft is None:
+            if field not in cfg.fields:
                 err(("tags", i, "set", field), f"field {field!r} is not declared in [fields]")
+                continue
+            if (owner := _foreign_owner(cfg, field)) is not None:
+                # the pipeline maps tags onto fields the bridge owns only: this mapping would never set it
+                err(
+                    ("tags", i, "set", field),
+                    f"field {field!r} is owned by {owner!r}: tags only set fields the bridge owns "
+                    '(owner = "bridge")',
+                )
+                continue
+            if field in unjudged or ft is None:
                 continue
             try:
                 coerce(ft, value)
@@ -301,6 +326,8 @@ def _check_slas(cfg: Config, err: Emit, warn: Emit) -> None:
         names.setdefault(sla.name, i)
         if sla.calendar and sla.calendar not in cfg.calendars:
             err(("sla", i, "calendar"), f"calendar {sla.calendar!r} is not defined in [calendars]")
+        if "when" in sla.model_fields_set and not sla.when:
+            err(("sla", i, "when"), f"{EMPTY_WHEN} for a policy on every ticket")
         _report_condition(cfg, sla.when, ("sla", i, "when"), err, warn)
         for j, status in enumerate(sla.pause_on):
             if status not in TICKET_STATUSES:
@@ -416,17 +443,91 @@ def _condition_problems(cfg: Config, cond: Mapping[str, Any]) -> list[tuple[tupl
 
     problems.extend(validate_condition(cond))
     reported = {key for key, _msg in problems}
+    types = cfg.field_types()
     for path, leaf in _leaves(cond):
         if isinstance(leaf, Mapping) and "field" in leaf and (*path, "field") not in reported:
             msg = _field_known(cfg, str(leaf["field"]))
             if msg:
                 problems.append(((*path, "field"), msg))
-        if isinstance(leaf, Mapping) and leaf.get("field") == "ticket.priority":
-            problems.extend(p for p in _priority_problems(leaf, path) if p[0][:len(path) + 1] not in reported)
+        if isinstance(leaf, Mapping):
+            values = _value_problems(cfg, types, leaf, path)
+            problems.extend(p for p in values if p[0][:len(path) + 1] not in reported)
     return problems
 
 
 PRIORITY_OPS = ("eq", "ne", "lt", "lte", "gt", "gte", "from", "to")
+VALUE_OPS = ("eq", "ne", "from", "to")  # the operators that compare with one value (in, not_in: with a list)
+
+
+def _value_problems(
+    cfg: Config, types: Mapping[str, FieldType], leaf: Mapping[str, Any], path: tuple[str | int, ...]
+) -> list[tuple[tuple[str | int, ...], str]]:
+    """Values a leaf compares with that its path never holds: a priority, a status or an option of a select
+    field other than the known ones never equals (so ``eq`` never holds, ``ne`` always does)."""
+    field = leaf.get("field")
+    if field == "ticket.priority":
+        return _priority_problems(leaf, path)
+    if field == "ticket.status":
+        return [(key, msg) for key, value in _compared(leaf, path, False) if (msg := _status_problem(value))]
+    name = field.removeprefix("ticket.") if isinstance(field, str) and field.startswith("ticket.") else ""
+    ft = types.get(name)
+    # (a built-in attribute of the same name is read when the field is blank: its values are not the options)
+    if ft is None or ft.type not in ("select", "multi_select") or name in TICKET_ATTRS:
+        return []
+    if cfg.fields[name].kind != "ticket":
+        return []
+    multi = ft.type == "multi_select"
+    out = [(key, msg) for key, value in _compared(leaf, path, multi) if (msg := _option_problem(ft, value))]
+    if multi and isinstance(leaf.get("contains"), str):
+        # contains on a list: an item equals the value in any letter case (aliases are not read)
+        value = leaf["contains"]
+        if not any(opt.casefold() == value.casefold() for opt in ft.options):
+            msg = _option_problem(ft, value) or f"{value!r} is not an option of this {ft.type}"
+            out.append(((*path, "contains"), msg))
+    return out
+
+
+def _compared(
+    leaf: Mapping[str, Any], path: tuple[str | int, ...], lists: bool
+) -> Iterator[tuple[tuple[str | int, ...], Any]]:
+    """The values a leaf compares its path's value with, each with its key; with ``lists`` (a multi_select),
+    the items of a list given to eq, ne, from or to too."""
+    for op in VALUE_OPS:
+        value = leaf.get(op)
+        if lists and isinstance(value, list):
+            yield from (((*path, op, i), v) for i, v in enumerate(value))
+        elif op in leaf:
+            yield (*path, op), value
+    for op in ("in", "not_in"):
+        if isinstance(leaf.get(op), list):
+            yield from (((*path, op, i), v) for i, v in enumerate(leaf[op]))
+
+
+def _status_problem(value: Any) -> str | None:
+    if value in TICKET_STATUSES:
+        return None
+    if isinstance(value, str) and value.lower() in TICKET_STATUSES:
+        hint = f" (write {value.lower()!r})"
+    else:
+        close = difflib.get_close_matches(str(value), TICKET_STATUSES, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown status {value!r}; expected one of {', '.join(TICKET_STATUSES)}{hint}"
+
+
+def _option_problem(ft: FieldType, value: Any) -> str | None:
+    """Why a select field never holds ``value`` (None when it may): the field holds its options as declared,
+    which a condition compares as written."""
+    if not isinstance(value, str) or not value.strip() or value in ft.options:
+        return None  # (a blank is the field left empty; other types are judged as the runtime compares them)
+    found = ft.option(value)  # in another letter case, or an alias: what a system's value would become
+    if found is not None:
+        return (
+            f"{value!r} never matches: a ticket holds the option {found!r} as declared, and a condition "
+            f"compares as written (write {found!r})"
+        )
+    close = difflib.get_close_matches(" ".join(value.split()).casefold(), list(ft.lookup()), n=1, cutoff=0.6)
+    hint = f" (did you mean {ft.lookup()[close[0]]!r}?)" if close else ""
+    return f"{value!r} is not an option of this {ft.type}{hint}; options: {', '.join(ft.options)}"
 
 
 def _priority_problems(
@@ -494,6 +595,7 @@ class _Actions:
     cfg: Config
     teams: set[str]
     agents: set[str]  # casefolded: emails match without case, as routing matches them
+    unjudged: set[str]  # fields whose type or options did not validate (see check_config)
     err: Emit
     warn: Emit
 
@@ -532,6 +634,19 @@ class _Actions:
                 self.err((*where, key), f"agent {value!r} is not one of the [[agents]]")
             elif key == "team":
                 self.team(value, (*where, key))
+            elif key in ("skill", "language"):
+                self.agent_has(key, value, (*where, key))
+
+    def agent_has(self, key: str, value: str, where: tuple[str | int, ...]) -> None:
+        # a warning, not an error: a ticket no agent fits waits in the queue, as documented
+        known = {x for a in self.cfg.agents for x in (a.skills if key == "skill" else a.languages)}
+        if value in known:
+            return
+        close = difflib.get_close_matches(value, sorted(known), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        self.warn(
+            where, f"no [[agents]] entry has {key} {value!r}{hint}: a ticket it routes waits in the queue"
+        )
 
     def notify(self, arg: Any, where: tuple[str | int, ...]) -> None:
         if isinstance(arg, str):
@@ -586,11 +701,22 @@ class _Actions:
     def field(self, name: str, value: Any, key: tuple[str | int, ...]) -> None:
         cfg = self.cfg
         ft = cfg.field_types().get(name)
-        if ft is None:
+        owner = _foreign_owner(cfg, name) if name in cfg.fields else None
+        if name not in cfg.fields:
             self.err(key, f"field {name!r} is not declared in [fields]")
         elif cfg.fields[name].kind != "ticket":
             kind = cfg.fields[name].kind
             self.err(key, f"field {name!r} is of kind {kind!r}: a rule sets fields of the ticket only")
+        elif owner is not None and cfg.fields[name].policy == "owner_wins":
+            # under the other policies the owner lets others write (while blank, into an empty field, newest)
+            self.err(
+                key,
+                f"field {name!r} is owned by {owner!r} (policy owner_wins): a sync never overwrites the "
+                'owner, so what a rule sets there does not stand; give the field owner = "bridge" or a '
+                "policy that lets others write",
+            )
+        elif name in self.unjudged or ft is None:
+            return
         else:
             try:
                 coerce(ft, value)
@@ -598,8 +724,8 @@ class _Actions:
                 self.err(key, str(exc).removeprefix(f"field {name!r}: "))
 
 
-def _check_rules(cfg: Config, err: Emit, warn: Emit) -> None:
-    actions = _Actions(cfg, set(cfg.teams), {a.email.casefold() for a in cfg.agents}, err, warn)
+def _check_rules(cfg: Config, unjudged: set[str], err: Emit, warn: Emit) -> None:
+    actions = _Actions(cfg, set(cfg.teams), {a.email.casefold() for a in cfg.agents}, unjudged, err, warn)
     names: dict[str, int] = {}
     for i, rule in enumerate(cfg.rules):
         if rule.name in names:
@@ -607,6 +733,9 @@ def _check_rules(cfg: Config, err: Emit, warn: Emit) -> None:
                 ("rules", i, "name"), f"rule name {rule.name!r} is used twice (also rules.{names[rule.name]})"
             )
         names.setdefault(rule.name, i)
+        if "when" in rule.model_fields_set and not rule.when:
+            # like all = [], an empty table is surely unfinished: a rule on every ticket leaves when out
+            err(("rules", i, "when"), f"{EMPTY_WHEN} for a rule on every ticket")
         _report_condition(cfg, rule.when, ("rules", i, "when"), err, warn)
         if not rule.then:
             warn(("rules", i, "then"), "the rule has no actions: it does nothing")
@@ -623,8 +752,48 @@ def _check_rules(cfg: Config, err: Emit, warn: Emit) -> None:
 
     from bridge.rules.engine import rule_cycles
 
-    for cycle in rule_cycles(cfg):
+    # rule_cycles takes any field leaf on the tags as fed by every tag change; one that looks for given tags
+    # (eq, in) is fed only as a tag glob naming them is, so it is read as such globs
+    globbed = [r.model_copy(update={"when": _tag_leaves_as_globs(r.when)}) for r in cfg.rules]
+    for cycle in rule_cycles(cfg.model_copy(update={"rules": globbed})):
         warn(_cycle_key(cfg, cycle), f"rule cycle: {cycle}")
+
+
+def _literal_glob(tag: str) -> str:
+    """A glob that matches ``tag`` only."""
+    return re.sub(r"([*?\[])", r"[\1]", tag)
+
+
+def _tag_leaves_as_globs(cond: Any) -> Any:
+    """``cond`` with its leaves on ``ticket.tags`` that look for given tags written as tag globs, for the
+    cycle search.
+
+    ``in [a, b]`` holds when the ticket has tag a or b: ``any = [{tag = a}, {tag = b}]``; ``eq "a"`` when it
+    has a; ``not_in`` and ``ne "a"`` are the same under ``none``; ``eq [a, b]`` when it has exactly those: an
+    added a or b, or any tag removed, can make it start to hold, as
+    ``all = [{any = [{tag = a}, {tag = b}]}, {none = [{tag = "*"}]}]`` says to the search (under ``none``,
+    where a leaf helps by failing, the same globs say the opposite, as they should). A leaf with anything else
+    (other operators, values that are not tags) is left as it is: fed by every tag change.
+    """
+    if not isinstance(cond, Mapping):
+        return cond
+    if cond.get("field") == "ticket.tags" and len(cond) == 2:
+        op, value = next((k, v) for k, v in cond.items() if k != "field")
+        if op in ("eq", "ne") and isinstance(value, str):
+            leaf = {"tag": _literal_glob(value)}
+            return leaf if op == "eq" else {"none": [leaf]}
+        items = value if isinstance(value, list) and all(isinstance(v, str) for v in value) else None
+        if op in ("in", "not_in") and items:
+            globs = [{"tag": _literal_glob(v)} for v in items]
+            return {"any": globs} if op == "in" else {"none": globs}
+        if op == "eq" and items is not None:
+            removed = {"none": [{"tag": "*"}]}
+            if not items:
+                return removed
+            return {"all": [{"any": [{"tag": _literal_glob(v)} for v in items]}, removed]}
+        return cond
+    return {k: [_tag_leaves_as_globs(c) for c in v] if k in ("all", "any", "none") and isinstance(v, list)
+            else v for k, v in cond.items()}
 
 
 def _cycle_key(cfg: Config, cycle: str) -> tuple[str | int, ...]:

@@ -8,6 +8,7 @@ secret, a key ending in ``_file`` names a file holding it; the secret is then av
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import tomllib
@@ -24,10 +25,17 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from bridge.durations import parse_duration
-from bridge.errors import ConfigError
+from bridge.errors import ConfigError, FieldValueError
 from bridge.fields import FIELD_TYPES, FieldType
 
 DEFAULT_CONFIG = "config/bridge.toml"
@@ -152,8 +160,52 @@ class FieldConfig(Strict):
     def _coherent(self) -> FieldConfig:
         # an unknown type is reported by `bridge check` with the other cross-table problems
         if self.type in FIELD_TYPES and self.options:
-            self.field_type()  # options and aliases must make sense (FieldValueError is a ValueError)
+            problems = self.coherence_problems()
+            if problems:
+                # each at its own key (options.N, aliases.TARGET, aliases.TARGET.N): bridge check sets that
+                # key aside, not the whole field, which would then be "not declared" wherever it is used
+                raise ValidationError.from_exception_data(
+                    "FieldConfig",
+                    [
+                        InitErrorDetails(type=PydanticCustomError("value_error", "{why}", {"why": why}),
+                                         loc=loc, input=self._at(loc))
+                        for loc, why in problems
+                    ],
+                )
         return self
+
+    def _at(self, loc: tuple[str | int, ...]) -> Any:
+        value: Any = {"options": self.options, "aliases": self.aliases}
+        for part in loc:
+            value = value[part]
+        return value
+
+    def coherence_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """Options and aliases that do not make sense, each with its key: FieldType judges them one at a
+        time, so that each problem is found where it is written and none hides another."""
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+
+        def judge(loc: tuple[str | int, ...], options: list[str], aliases: dict[str, list[str]]) -> bool:
+            try:
+                FieldType(self.type, tuple(options), aliases)
+            except FieldValueError as exc:
+                problems.append((loc, str(exc)))
+                return False
+            return True
+
+        options: list[str] = []
+        for i, opt in enumerate(self.options):
+            if judge(("options", i), [*options, opt], {}):
+                options.append(opt)
+        aliases: dict[str, list[str]] = {}
+        for target, names in self.aliases.items():
+            if not judge(("aliases", target), options, {**aliases, target: []}):
+                continue
+            aliases[target] = []
+            for j, alias in enumerate(names):
+                if judge(("aliases", target, j), options, {**aliases, target: [*aliases[target], alias]}):
+                    aliases[target].append(alias)
+        return problems
 
     def field_type(self, name: str = "") -> FieldType:
         """The coercion view of this field."""
@@ -222,6 +274,14 @@ class RuleConfig(Strict):
     when: dict[str, Any] = Field(default_factory=dict)
     then: list[dict[str, Any]] = Field(default_factory=list)
     enabled: bool = True
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _no_boolean(cls, value: Any) -> Any:
+        # lax mode reads true as 1: surely a mistake for an order (a number from the environment is text)
+        if isinstance(value, bool):
+            raise ValueError(f"priority takes a whole number, got {str(value).lower()}")
+        return value
 
 
 class RoutingConfig(Strict):
@@ -316,7 +376,8 @@ class Config(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # the environment wins over the file (the file arrives as init arguments)
-        return env_settings, init_settings
+        file = init_settings.init_kwargs if isinstance(init_settings, InitSettingsSource) else {}
+        return _EnvOverFile(settings_cls, file), init_settings
 
     def field_types(self) -> dict[str, FieldType]:
         """Every declared field's coercion view, by name (a field of an unknown type is left out)."""
@@ -325,6 +386,45 @@ class Config(BaseSettings):
     def remote_to_field(self, system: str, kind: str) -> dict[str, str]:
         """Remote field name (as ``system`` spells it) -> field name, for fields of ``kind``."""
         return {f.remote_name(system, n): n for n, f in self.fields.items() if f.kind == kind}
+
+
+class _EnvOverFile(EnvSettingsSource):
+    """The ``BRIDGE_*`` variables, where one that names a list entry by its index
+    (``BRIDGE_RULES__0__PRIORITY``) changes that entry of the file's list instead of replacing the list by a
+    table ``{"0": ...}``.
+
+    An entry the file does not have is left as the environment gave it: validation then names the variable
+    (see :func:`validation_problems`).
+    """
+
+    def __init__(self, settings_cls: type[BaseSettings], file: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self.file = file
+
+    def __call__(self) -> dict[str, Any]:
+        return {key: _overlay(self.file.get(key), value) for key, value in super().__call__().items()}
+
+
+def _overlay(base: Any, env: Any, entry: bool = False) -> Any:
+    """The file's value ``base`` with the environment's ``env`` laid over it: a table key by key, a list entry
+    by index. Inside an entry, a list or table given as text is JSON, as a whole-list override is (the
+    variables there are read as text: pydantic-settings decodes JSON only where it knows the key's type)."""
+    if isinstance(env, dict) and isinstance(base, list):
+        if not env or not all(k.isdigit() and int(k) < len(base) for k in env):
+            return env
+        out = list(base)
+        for k, v in env.items():
+            out[int(k)] = _overlay(base[int(k)], v, True)
+        return out
+    if isinstance(env, dict) and isinstance(base, dict):
+        return {**base, **{k: _overlay(base.get(k), v, entry) for k, v in env.items()}}
+    if entry and isinstance(env, str) and env.lstrip()[:1] in ("[", "{"):
+        try:
+            found = json.loads(env)
+        except ValueError:
+            return env
+        return found if isinstance(found, list | dict) else env
+    return env
 
 
 # ---------------------------------------------------------------- loading with file and line
@@ -554,7 +654,7 @@ def key_lines(text: str) -> dict[tuple[str, ...], int]:
     scanner = _LineScanner(text)
     try:
         return scanner.run()
-    except (ValueError, IndexError):
+    except (ValueError, IndexError, RecursionError):
         return scanner.lines
 
 
@@ -581,7 +681,35 @@ def read_toml(path: Path) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
         match = re.search(r"line (\d+)", str(exc))
         line = match.group(1) if match else "1"
         raise ConfigError([f"{path}:{line}: (syntax): {exc}"]) from None
+    except RecursionError:
+        # the parser recurses once per level of nested arrays and inline tables
+        line = _deepest_line(text)
+        raise ConfigError([f"{path}:{line}: (syntax): arrays or tables nested too deeply to read"]) from None
     return data, key_lines(text)
+
+
+def _deepest_line(text: str) -> int:
+    """The line where brackets and braces nest deepest (strings and comments skipped roughly: the text is
+    too deep for the parser, so only a pointer is wanted)."""
+    depth = best = 0
+    line = best_line = 1
+    quote = ""
+    for i, c in enumerate(text):
+        if c == "\n":
+            line += 1
+            quote = "" if quote == "#" else quote
+        elif quote:
+            if c == quote and (quote == "#" or not _escaped(text, i)):
+                quote = ""
+        elif c in "\"'#":
+            quote = c
+        elif c in "[{":
+            depth += 1
+            if depth > best:
+                best, best_line = depth, line
+        elif c in "]}":
+            depth -= 1
+    return best_line
 
 
 def validation_problems(
@@ -599,6 +727,12 @@ def validation_problems(
         elif err["type"] == "literal_error" and not any("secret" in str(p) or "token" in str(p) for p in loc):
             msg = f"{msg}, got {err['input']!r}"
         var = env_source(loc)
+        below = env_below(loc) if var is None and isinstance(err.get("input"), dict) else None
+        if below is not None:
+            # a variable set a key inside a value the file gives otherwise (a list entry it does not have)
+            var, (part, *_rest) = below
+            if err["type"] == "list_type" and part.isdigit():
+                msg = f"the file's list has no entry {part} for the variable to change (entries count from 0)"
         if var is not None:  # the value came from the environment, not from the file
             out.append(f"${var}: {'.'.join(loc)}: {msg}")
         else:
@@ -614,6 +748,16 @@ def env_source(loc: tuple[str, ...]) -> str | None:
         if var in names:
             return names[var]
     return None
+
+
+def env_below(loc: tuple[str, ...]) -> tuple[str, list[str]] | None:
+    """A ``BRIDGE_*`` variable that sets a key inside ``loc`` (the first by name) and the key's parts below
+    ``loc`` (lower-cased), if one does."""
+    head = ("BRIDGE_" + "__".join(loc) + "__").upper()
+    names = sorted(k for k in os.environ if k.upper().startswith(head))
+    if not names:
+        return None
+    return names[0], names[0][len(head):].lower().split("__")
 
 
 def resolve_config_path(path: str | os.PathLike[str] | None) -> Path:
@@ -659,6 +803,7 @@ def load_partial(path: str | os.PathLike[str] | None = None) -> tuple[LoadedConf
     for _ in range(10):
         if not any([_set_aside(repaired, tuple(e["loc"]), e["type"], aside, stubbed) for e in errors]):
             return None, problems
+        _purge_options(repaired)
         try:
             config = Config(**repaired)
         except ValidationError as exc:
@@ -676,8 +821,11 @@ def _set_aside(
     stubbed: set[tuple[str | int, ...]],
 ) -> bool:
     """Drop (or stub) what one validation error is about; False when nothing in the file could be."""
-    if not loc or env_source(tuple(str(p) for p in loc)) is not None:
+    parts = tuple(str(p) for p in loc)
+    if not loc or env_source(parts) is not None:
         return False
+    if kind == "list_type" and env_below(parts) is not None:
+        return False  # a variable names an entry the file's list does not have: the file is not at fault
     if kind == "missing" and loc not in stubbed:
         parent = _get(data, loc[:-1])
         if isinstance(parent, dict) and isinstance(loc[-1], str):
@@ -685,6 +833,14 @@ def _set_aside(
             stubbed.add(loc)
             aside.add(tuple(str(p) for p in loc[:-1]))  # the entry is incomplete: none of it is checked
             return True
+    if _item_of_field_list(loc, data):
+        # an option (or an alias) that does not make sense: the item alone is dropped, after this pass (the
+        # other problems of the pass name their items by the indexes as written), and the field keeps the rest
+        parent = _get(data, loc[:-1])
+        assert isinstance(parent, list)
+        parent[loc[-1]] = _DROPPED  # type: ignore[index]
+        aside.add(parts)
+        return True
     if _item_of_text_list(loc, data):
         # a calendar's holiday or period of the wrong type: the item alone is set aside (a stand-in keeps the
         # others' places), so the other items are still checked
@@ -701,6 +857,34 @@ def _set_aside(
             aside.add(tuple(str(p) for p in loc[:n]))
             return True
     return False
+
+
+_DROPPED: Any = object()  # an item set aside from a list until the pass ends: see _purge_options
+
+
+def _item_of_field_list(loc: tuple[str | int, ...], data: dict[str, Any]) -> bool:
+    """Whether ``loc`` is an item of a field's ``options`` or of one of its ``aliases`` lists."""
+    if len(loc) < 4 or loc[0] != "fields" or not isinstance(loc[-1], int):
+        return False
+    if loc[2:-1] != ("options",) and not (len(loc) == 5 and loc[2] == "aliases"):
+        return False
+    items = _get(data, loc[:-1])
+    return isinstance(items, list) and 0 <= loc[-1] < len(items)
+
+
+def _purge_options(data: dict[str, Any]) -> None:
+    """Remove the options and aliases :func:`_set_aside` dropped."""
+    fields = data.get("fields")
+    for table in fields.values() if isinstance(fields, dict) else ():
+        if not isinstance(table, dict):
+            continue
+        lists = [table.get("options")]
+        aliases = table.get("aliases")
+        if isinstance(aliases, dict):
+            lists.extend(aliases.values())
+        for items in lists:
+            if isinstance(items, list):
+                items[:] = [item for item in items if item is not _DROPPED]
 
 
 def _item_of_text_list(loc: tuple[str | int, ...], data: dict[str, Any]) -> bool:

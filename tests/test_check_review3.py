@@ -1,0 +1,355 @@
+"""`bridge check` after review 3: fields the bridge does not own, empty conditions, values a path never
+holds, one bad option or alias, list entries from the environment, cycles through tags, skills nobody has,
+a boolean priority and a config nested too deeply."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from bridge.check import Report, check_file
+from bridge.plugins import create_host
+from bridge.settings import Config, LoadedConfig
+
+LINE = re.compile(r"^(?P<file>[^:]+):(?P<line>\d+): (?P<key>[^:]+): ")
+
+
+def host_factory(cfg: Config):  # type: ignore[no-untyped-def]
+    return create_host(cfg.plugins.disabled, cfg.bridge.plugins_dir)
+
+
+def run(tmp_path: Path, text: str) -> tuple[LoadedConfig | None, Report]:
+    path = tmp_path / "bridge.toml"
+    path.write_text(textwrap.dedent(text))
+    return check_file(path, host_factory)
+
+
+def check(tmp_path: Path, text: str) -> Report:
+    return run(tmp_path, text)[1]
+
+
+def located(lines: list[str]) -> list[tuple[int, str, str]]:
+    """(line, key, message) of each problem ``FILE:LINE: KEY: message``."""
+    out = []
+    for problem in lines:
+        match = LINE.match(problem)
+        assert match, problem
+        out.append((int(match["line"]), match["key"], problem[match.end():]))
+    return out
+
+
+# ---------------------------------------------------------------- #2 fields the bridge does not own
+
+OWNED = """\
+[connectors.crm]
+plugin = "files"
+path = "crm"
+
+[fields.crm_only]
+type = "select"
+options = ["a", "b"]
+owner = "crm"
+
+[fields.shared]
+type = "select"
+options = ["a", "b"]
+owner = "crm"
+policy = "last_writer_wins"
+
+[fields.ours]
+type = "select"
+options = ["a", "b"]
+
+[[tags]]
+match = "bug/*"
+set = { crm_only = "a", ours = "a" }
+
+[[tags]]
+match = "billing/*"
+set = { shared = "b" }
+
+[[rules]]
+name = "r"
+when = { tag = "bug/*" }
+then = [{ set = { crm_only = "b" } }, { set = { shared = "b", ours = "b" } }]
+"""
+
+
+def test_tags_and_rules_may_not_set_a_field_another_system_owns(tmp_path: Path) -> None:
+    problems = located(check(tmp_path, OWNED).errors)
+    assert [(line, key) for line, key, _msg in problems] == [
+        (22, "tags.0.set.crm_only"),
+        (26, "tags.1.set.shared"),  # tags only ever set fields the bridge owns, whatever the policy
+        (31, "rules.0.then.0.set.crm_only"),  # a rule may write where the policy lets others write
+    ]
+    assert "owned by 'crm': tags only set fields the bridge owns" in problems[0][2]
+    assert "owned by 'crm' (policy owner_wins): a sync never overwrites the owner" in problems[2][2]
+
+
+# ---------------------------------------------------------------- #4 an empty condition
+
+
+def test_an_empty_when_is_an_error_and_no_when_is_every_ticket(tmp_path: Path) -> None:
+    report = check(
+        tmp_path,
+        """\
+        [[rules]]
+        name = "empty"
+        when = {}
+        then = [{ set = { priority = "urgent" } }]
+
+        [[rules]]
+        name = "every-ticket"
+        then = [{ set = { priority = "high" } }]
+
+        [[sla]]
+        name = "s"
+        first_response = "1h"
+        when = {}
+        """,
+    )
+    keys = [(line, key) for line, key, _msg in located(report.errors)]
+    assert keys == [(13, "sla.0.when"), (3, "rules.0.when")]
+    assert all("when = {} is an empty condition; leave when out for a" in e for e in report.errors)
+    assert check(tmp_path, "[[rules]]\nname = \"r\"\nthen = [{ add_tags = \"a/b\" }]\n").errors == []
+
+
+# ---------------------------------------------------------------- #5 values a path never holds
+
+VALUES = """\
+[fields.severity]
+type = "select"
+options = ["Sev-1", "Sev-2"]
+aliases = { "Sev-1" = ["critical"] }
+
+[fields.area]
+type = "multi_select"
+options = ["Billing", "API"]
+
+[[rules]]
+name = "r"
+when = { any = [
+  { field = "ticket.status", eq = "done" },
+  { field = "ticket.status", in = ["open", "Pending"] },
+  { field = "ticket.status", from = "solved" },
+  { field = "ticket.status", ne = "closed" },
+  { field = "ticket.severity", in = ["Sev-11", "Sev-2"] },
+  { field = "ticket.severity", eq = "sev-1" },
+  { field = "ticket.severity", to = "critical" },
+  { field = "ticket.severity", eq = "Sev-1" },
+  { field = "ticket.area", eq = ["API", "Biling"] },
+  { field = "ticket.area", contains = "api" },
+  { field = "ticket.area", contains = "Nope" },
+  { field = "ticket.severity", contains = "Sev" },
+] }
+then = [{ add_tags = "x/y" }]
+"""
+
+
+def test_a_status_or_an_option_a_path_never_holds_is_an_error(tmp_path: Path) -> None:
+    problems = {key: msg for _line, key, msg in located(check(tmp_path, VALUES).errors)}
+    statuses = "expected one of open, pending, on_hold, resolved, closed"
+    assert problems == {
+        "rules.0.when.any.0.eq": f"unknown status 'done'; {statuses}",
+        "rules.0.when.any.1.in.1": f"unknown status 'Pending'; {statuses} (write 'pending')",
+        "rules.0.when.any.2.from": f"unknown status 'solved'; {statuses} (did you mean 'resolved'?)",
+        "rules.0.when.any.4.in.0": (
+            "'Sev-11' is not an option of this select (did you mean 'Sev-1'?); options: Sev-1, Sev-2"
+        ),
+        # the option as the field matches values (case, aliases), but a condition compares it as written
+        "rules.0.when.any.5.eq": (
+            "'sev-1' never matches: a ticket holds the option 'Sev-1' as declared, and a condition "
+            "compares as written (write 'Sev-1')"
+        ),
+        "rules.0.when.any.6.to": (
+            "'critical' never matches: a ticket holds the option 'Sev-1' as declared, and a condition "
+            "compares as written (write 'Sev-1')"
+        ),
+        "rules.0.when.any.8.eq.1": (
+            "'Biling' is not an option of this multi_select (did you mean 'Billing'?); options: Billing, API"
+        ),
+        "rules.0.when.any.10.contains": "'Nope' is not an option of this multi_select; options: Billing, API",
+    }
+
+
+# ---------------------------------------------------------------- #6 one bad option or alias
+
+ALIAS = """\
+[bridge]
+database = "sqlite:///alias.db"
+
+[fields.product_area]
+type = "multi_select"
+options = ["Billing", "API", "billing"]
+aliases = { "Biling" = ["billing", "payments"], "API" = ["rest"] }
+
+[[tags]]
+match = "billing/*"
+set = { product_area = "Billing" }
+
+[[tags]]
+match = "api/*"
+set = { product_area = "rest" }
+
+[[rules]]
+name = "api"
+when = { field = "ticket.product_area", contains = "API" }
+then = [{ set = { product_area = ["API", "Nope"] } }]
+"""
+
+
+def test_a_bad_option_or_alias_is_named_at_its_key_and_the_field_stays_declared(tmp_path: Path) -> None:
+    loaded, report = run(tmp_path, ALIAS)
+    assert loaded is None  # not runnable, but every problem is listed in one run
+    assert located(report.errors) == [
+        (6, "fields.product_area.options.2", "options 'Billing' and 'billing' differ only in case or spaces"),
+        (7, "fields.product_area.aliases.Biling",
+         "alias target 'Biling' is not an option; options: Billing, API"),
+        # the field is still declared: no "is not declared", and the rule's own mistake is found in this run
+        (20, "rules.0.then.0.set.product_area",
+         "'Nope' is not an option of this multi_select in ['API', 'Nope']; options: Billing, API"),
+    ]
+
+
+def test_a_field_of_an_unknown_type_is_still_declared(tmp_path: Path) -> None:
+    report = check(tmp_path, ALIAS.replace('"multi_select"', '"multiselect"'))
+    assert [key for _line, key, _msg in located(report.errors)] == ["fields.product_area.type"]
+
+
+# ---------------------------------------------------------------- #7 a list entry from the environment
+
+ENTRIES = """\
+[[rules]]
+name = "first"
+priority = 10
+when = { tag = "a/*" }
+then = [{ add_tags = "x/a" }]
+
+[[rules]]
+name = "second"
+priority = 20
+when = { tag = "b/*" }
+then = [{ add_tags = "x/b" }]
+
+[[sla]]
+name = "s"
+first_response = "1h"
+"""
+
+
+def test_a_variable_changes_one_entry_of_a_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BRIDGE_RULES__1__PRIORITY", "5")
+    monkeypatch.setenv("BRIDGE_SLA__0__PAUSE_ON", '["on_hold"]')
+    loaded, report = run(tmp_path, ENTRIES)
+    assert report.errors == [] and loaded is not None
+    rules = loaded.config.rules
+    assert [(r.name, r.priority) for r in rules] == [("first", 10), ("second", 5)]
+    assert rules[1].then == [{"add_tags": "x/b"}]  # the rest of the entry is the file's
+    assert loaded.config.sla[0].pause_on == ["on_hold"]
+
+
+def test_a_bad_list_entry_from_the_environment_names_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BRIDGE_RULES__0__PRIORITY", "soon")
+    errors = check(tmp_path, ENTRIES).errors
+    assert len(errors) == 1 and errors[0].startswith("$BRIDGE_RULES__0__PRIORITY: rules.0.priority: ")
+    monkeypatch.delenv("BRIDGE_RULES__0__PRIORITY")
+    monkeypatch.setenv("BRIDGE_RULES__2__PRIORITY", "5")
+    assert check(tmp_path, ENTRIES).errors == [
+        "$BRIDGE_RULES__2__PRIORITY: rules: the file's list has no entry 2 for the variable to change "
+        "(entries count from 0)"
+    ]
+
+
+# ---------------------------------------------------------------- #8 cycles through tags
+
+TAG_CYCLE = """\
+[[rules]]
+name = "a"
+when = { field = "ticket.tags", eq = ["bug/x", "bug/y"] }
+then = [{ add_tags = "out/a" }]
+
+[[rules]]
+name = "b"
+when = { field = "ticket.tags", in = ["bug/x"] }
+then = [{ add_tags = "out/b" }]
+"""
+
+
+def test_a_tag_another_rule_does_not_look_for_feeds_no_cycle(tmp_path: Path) -> None:
+    assert check(tmp_path, TAG_CYCLE).warnings == []
+    # b adds a tag a's eq looks for, and a one b's in looks for: a real cycle
+    real = TAG_CYCLE.replace('"out/a"', '"bug/x"').replace('"out/b"', '"bug/y"')
+    assert [msg for _line, _key, msg in located(check(tmp_path, real).warnings)] == [
+        "warning: rule cycle: a -> b -> a (a writes ticket.tags read by b; b writes ticket.tags read by a)"
+    ]
+    # eq on a list starts to hold when a tag is removed too
+    removing = TAG_CYCLE.replace('add_tags = "out/b"', 'remove_tags = "out/z"').replace('"out/a"', '"bug/x"')
+    assert len(check(tmp_path, removing).warnings) == 1
+    # not_in starts to hold when a tag it names is removed, never when one is added
+    absent = """\
+        [[rules]]
+        name = "a"
+        when = { tag = "out/*" }
+        then = [{ add_tags = "bug/x" }]
+
+        [[rules]]
+        name = "b"
+        when = { field = "ticket.tags", not_in = ["bug/x"] }
+        then = [{ add_tags = "out/b" }]
+        """
+    assert check(tmp_path, absent).warnings == []
+    assert len(check(tmp_path, absent.replace('add_tags = "bug/x"', 'remove_tags = "bug/x"')).warnings) == 1
+
+
+# ---------------------------------------------------------------- #9 a skill nobody has
+
+
+def test_an_assign_to_a_skill_or_language_no_agent_has_is_a_warning(tmp_path: Path) -> None:
+    report = check(
+        tmp_path,
+        """\
+        [[agents]]
+        email = "a@x.example"
+        skills = ["billing"]
+        languages = ["en"]
+
+        [[rules]]
+        name = "r"
+        set = "routing"
+        when = { tag = "billing/*" }
+        then = [{ assign = { skill = "biling", language = "fr" } }, { assign = { skill = "billing" } }]
+        """,
+    )
+    assert report.errors == []
+    assert [(key, msg) for _line, key, msg in located(report.warnings)] == [
+        ("rules.0.then.0.assign.skill",
+         "warning: no [[agents]] entry has skill 'biling' (did you mean 'billing'?): a ticket it routes "
+         "waits in the queue"),
+        ("rules.0.then.0.assign.language",
+         "warning: no [[agents]] entry has language 'fr': a ticket it routes waits in the queue"),
+    ]
+
+
+# ---------------------------------------------------------------- #10 smaller items
+
+
+def test_a_boolean_priority_is_an_error(tmp_path: Path) -> None:
+    text = '[[rules]]\nname = "r"\npriority = true\nthen = [{ add_tags = "a/b" }]\n'
+    assert located(check(tmp_path, text).errors) == [
+        (3, "rules.0.priority", "priority takes a whole number, got true")
+    ]
+
+
+def test_a_config_nested_too_deeply_is_a_syntax_error(tmp_path: Path) -> None:
+    when = '{ field = "ticket.priority", eq = "high" }'
+    for _ in range(400):
+        when = "{ all = [" + when + "] }"
+    report = check(tmp_path, f'[[rules]]\nname = "r"\nwhen = {when}\nthen = [{{ add_tags = "a/b" }}]\n')
+    assert report.errors == [
+        f"{tmp_path / 'bridge.toml'}:3: (syntax): arrays or tables nested too deeply to read"
+    ]
