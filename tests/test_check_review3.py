@@ -353,3 +353,17 @@ def test_a_config_nested_too_deeply_is_a_syntax_error(tmp_path: Path) -> None:
     assert report.errors == [
         f"{tmp_path / 'bridge.toml'}:3: (syntax): arrays or tables nested too deeply to read"
     ]
+
+
+def test_a_rule_tag_glob_in_capitals_is_a_warning(tmp_path: Path) -> None:
+    report = check(tmp_path, """\
+        [[rules]]
+        name = "r"
+        when = { any = [{ tag = "Billing/*" }, { tag = "bug/*" }] }
+        then = [{ add_tags = ["seen/x"] }]
+        """)
+    assert report.errors == []
+    assert located(report.warnings) == [
+        (3, "rules.0.when.any.0.tag", "warning: tag globs in rules compare letter case as written: "
+                                      "'Billing/*' never matches 'billing/*' (write it as the tags are "
+                                      "written)")]

@@ -555,6 +555,11 @@ def _condition_warnings(cfg: Config, cond: Mapping[str, Any]) -> list[tuple[tupl
     out: list[tuple[tuple[str | int, ...], str]] = []
     numeric = _numeric_paths(cfg)
     for path, leaf in _leaves(cond):
+        glob = leaf.get("tag") if isinstance(leaf, Mapping) else None
+        if isinstance(glob, str) and glob != glob.lower():
+            # (a [[tags]] match ignores letter case; a rule's glob does not, and tags are mostly lower case)
+            out.append(((*path, "tag"), f"tag globs in rules compare letter case as written: {glob!r} never "
+                                        f"matches {glob.lower()!r} (write it as the tags are written)"))
         # (a field that is not a path string is an error reported by validate_condition)
         field = leaf.get("field") if isinstance(leaf, Mapping) else None
         if not isinstance(field, str) or field not in numeric:
