@@ -16,7 +16,7 @@ from typing import Any
 
 from bridge.connector import Connector
 from bridge.model import Decision, Record, Write, format_time
-from bridge.ownership import Shadow
+from bridge.ownership import ATTR_TYPE, SHADOWED_ATTRS, Shadow, attr_key, attr_value
 from bridge.settings import Config
 from bridge.state import State
 
@@ -170,6 +170,7 @@ def queue_effects(
             write = _effect_write(config, system, record, fields, str(key))
             state.enqueue(write, now)
             queued.append(write)
+            _attrs_sent(state, config, record, system, fields, now)
             if on_queued is not None and held is not None:
                 on_queued(decision, write, held.replaced(system, fields))
     return queued
@@ -209,6 +210,19 @@ class Held:
             known, value = Shadow.load(self.state.shadow(self.record_id, declared, system)).projected()
             return value if known else None
         return list(self.tags) if name == "tags" else self.attrs.get(name)
+
+
+def _attrs_sent(
+    state: State, config: Config, record: Record, system: str, fields: Mapping[str, Any], now: datetime
+) -> None:
+    """Remember in their shadows the rule-written attributes queued for ``system`` (an assignee, a status):
+    its updates that still show the old value until the write lands are no change of them."""
+    declared = config.remote_to_field(system, record.kind)
+    for name, value in fields.items():
+        if name in SHADOWED_ATTRS and name not in declared:
+            shadow = Shadow.load(state.shadow(record.id, attr_key(name), system))
+            shadow.send(ATTR_TYPE, attr_value(name, value))
+            state.set_shadow(record.id, attr_key(name), system, shadow.dump(), now)
 
 
 def _effect_write(config: Config, system: str, record: Record, fields: dict[str, Any], key: str) -> Write:

@@ -109,6 +109,30 @@ def detect(ft: FieldType, incoming: Any, shadow: Shadow) -> str:
     return "changed"
 
 
+# The ticket attributes the rules write back to a helpdesk (an assignment, a priority, a status, a team, the
+# tags): no declared field, yet a helpdesk's full-ticket update repeats them as it holds them, which may be
+# before bridge's write of them landed. Each has a shadow per system, as a declared field has, under
+# ``@NAME`` (no field name starts with ``@``), so that such a repeat is no change of them.
+SHADOWED_ATTRS = ("assignee", "status", "priority", "team", "tags")
+ATTR_TYPE = FieldType("text")  # (values are normalised by attr_value first: lists compare as sorted lists)
+
+
+def attr_key(name: str) -> str:
+    """The shadow name of a ticket attribute of :data:`SHADOWED_ATTRS`."""
+    return "@" + name
+
+
+def attr_value(name: str, value: Any) -> Any:
+    """An attribute's value as its shadow keeps it: an email case-folded, tags sorted, a blank None."""
+    if blank(value):
+        return None
+    if name == "tags" and isinstance(value, list | tuple):
+        return sorted({str(t) for t in value})
+    if name == "assignee" and isinstance(value, str):
+        return value.casefold()
+    return value
+
+
 @dataclass(frozen=True)
 class Verdict:
     """What to do with one changed value, the rule that decided, and whether to tell the sender back."""

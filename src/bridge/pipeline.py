@@ -18,7 +18,7 @@ import itertools
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
@@ -40,7 +40,17 @@ from bridge.model import (
     format_time,
     parse_time,
 )
-from bridge.ownership import Shadow, Verdict, blank, decide, detect
+from bridge.ownership import (
+    ATTR_TYPE,
+    SHADOWED_ATTRS,
+    Shadow,
+    Verdict,
+    attr_key,
+    attr_value,
+    blank,
+    decide,
+    detect,
+)
 from bridge.plugins import PluginHost
 from bridge.settings import Config
 from bridge.state import State
@@ -423,6 +433,8 @@ class Pipeline:
             self._restore(state, record, change, now)
         if change.kind == "ticket":
             self._ticket_values(change, out)
+            if change.system != self.authority:
+                change = self._held_attrs(state, record, change, now, first=last is None)
         self._apply_attrs(record, change)
         why: dict[str, _Why] = {}
         if change.fields:
@@ -546,6 +558,55 @@ class Pipeline:
                 del attrs["sentiment"]
             else:
                 attrs["sentiment"] = number
+
+    @staticmethod
+    def _held_attrs(state: State, record: Record, change: Change, now: datetime, first: bool) -> Change:
+        """``change`` without the rule-written attributes (assignee, status, priority, team, tags) that its
+        system still holds as it did, or that echo a value bridge sent it, while the ticket holds another
+        value now: a helpdesk's full-ticket update sent before bridge's assignment landed there is no
+        assignee cleared (shadows as for declared fields, see :mod:`bridge.ownership`). ``first``: the
+        system's first change of the ticket, which holds none of those it does not give."""
+        attrs: dict[str, Any] | None = None
+        tags: list[str] | None = change.tags
+        for name in SHADOWED_ATTRS:
+            if name == "tags":
+                given = change.tags is not None
+                incoming: Any = change.tags
+                current: Any = record.tags
+            else:
+                given = name in change.attrs
+                incoming, current = change.attrs.get(name), record.attrs.get(name)
+            if not given and not first:
+                continue
+            value = attr_value(name, incoming)
+            shadow = Shadow.load(state.shadow(record.id, attr_key(name), change.system))
+            if not given:
+                if not shadow.known:
+                    shadow.confirm(ATTR_TYPE, None)
+                    state.set_shadow(record.id, attr_key(name), change.system, shadow.dump(), now)
+                continue
+            seen = detect(ATTR_TYPE, value, shadow)
+            was_known, held = shadow.known, shadow.held
+            shadow.confirm(ATTR_TYPE, value)
+            state.set_shadow(record.id, attr_key(name), change.system, shadow.dump(), now)
+            if name == "tags" and seen == "changed" and was_known and isinstance(incoming, list):
+                # the system's own edit of the tags (its trigger added one), laid over the ticket's tags,
+                # which may hold tags bridge added that have not landed there yet
+                had = set(held or ())
+                new = [t for t in incoming if t not in had]
+                gone = had.difference(incoming)
+                tags = [t for t in current if t not in gone] + [t for t in new if t not in current]
+                continue
+            if seen == "changed" or equal(ATTR_TYPE, value, attr_value(name, current)):
+                continue
+            if name == "tags":
+                tags = None
+            else:
+                attrs = dict(change.attrs) if attrs is None else attrs
+                del attrs[name]
+        if attrs is None and tags is change.tags:
+            return change
+        return replace(change, attrs=change.attrs if attrs is None else attrs, tags=tags)
 
     def _apply_attrs(self, record: Record, change: Change) -> None:
         if BRIDGE_ID in change.attrs:

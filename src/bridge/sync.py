@@ -40,7 +40,7 @@ from bridge.errors import (
 from bridge.errors import RetriableConnectorError as Retriable
 from bridge.fields import equal
 from bridge.model import BRIDGE, Change, Record, Write, utcnow
-from bridge.ownership import Shadow
+from bridge.ownership import ATTR_TYPE, SHADOWED_ATTRS, Shadow, attr_key, attr_value
 from bridge.pipeline import Conflict, Outcome, Pipeline, PlannedWrite
 from bridge.plugins import PluginHost
 from bridge.settings import Config
@@ -529,6 +529,8 @@ class Syncer:
                     tx.link(w.record_id, system, w.kind, r.external_id)
                 for rname, value in w.fields.items():
                     if rname not in p.names:
+                        if rname in SHADOWED_ATTRS:  # an attribute the rules wrote: the system holds it now
+                            _attr_landed(tx, w.record_id, system, rname, value, now, True)
                         continue  # a side effect: no shadow to keep
                     name = p.names[rname]
                     shadow = Shadow.load(tx.shadow(w.record_id, name, system))
@@ -581,6 +583,8 @@ class Syncer:
                     # the value will not land: the next change of the field queues it again
                     for rname, value in w.fields.items():
                         if rname not in p.names:
+                            if rname in SHADOWED_ATTRS:
+                                _attr_landed(tx, w.record_id, w.system, rname, value, now, False)
                             continue
                         name = p.names[rname]
                         shadow = Shadow.load(tx.shadow(w.record_id, name, w.system))
@@ -661,3 +665,15 @@ def _response(result: PushResult, write: Write) -> dict[str, Any]:
     if vendor is not None:
         out["vendor"] = vendor
     return out
+
+
+def _attr_landed(tx: Any, record_id: str, system: str, name: str, value: Any, now: datetime,
+                 landed: bool) -> None:
+    """A rule-written attribute's write to ``system`` landed (the system holds it now) or never will (dead
+    letter: forgotten), in the attribute's shadow (see :data:`bridge.ownership.SHADOWED_ATTRS`)."""
+    shadow = Shadow.load(tx.shadow(record_id, attr_key(name), system))
+    if landed:
+        shadow.confirm(ATTR_TYPE, attr_value(name, value))
+    else:
+        shadow.withdraw(ATTR_TYPE, attr_value(name, value))
+    tx.set_shadow(record_id, attr_key(name), system, shadow.dump(), now)

@@ -1,0 +1,104 @@
+"""A helpdesk's full-ticket update that still shows what it held before bridge's write of an attribute
+landed (the assignee, a status, the tags) is no change of it: shadows of the rule-written attributes."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from live_support import T0, ingest, loads, stored, ticket, writes
+
+from bridge.app import App
+from bridge.model import utcnow
+from bridge.scheduler import start_rules
+from bridge.settings import Config, LoadedConfig
+from bridge.sync import Syncer
+
+A, B = "a@x.example", "b@x.example"
+NOTIFY = {"name": "tell", "set": "triggers", "when": {"field": "ticket.assignee", "changed": True},
+          "then": [{"notify": {"to": "leads", "message": "new assignee"}}]}
+
+
+def make_app(tmp_path: Path, url: str, **config: Any) -> App:
+    (tmp_path / "in").mkdir(exist_ok=True)
+    desk = {"plugin": "files", "path": str(tmp_path / "in"), "out_path": str(tmp_path / "out.jsonl"),
+            "kinds": ["ticket"]}
+    cfg = Config(connectors={"desk": desk}, agents=[{"email": A}, {"email": B}],
+                 teams={"leads": {"members": [A]}}, routing={"strategy": "round_robin"}, **config)
+    return App(LoadedConfig(cfg, tmp_path / "bridge.toml", {}), database=url)
+
+
+def s(n: int) -> Any:
+    return T0 + timedelta(seconds=n)
+
+
+def test_an_update_sent_before_the_assignment_landed_does_not_reroute(tmp_path: Path, store_url: str) -> None:
+    app = make_app(tmp_path, store_url, rules=[NOTIFY])
+    try:
+        live = start_rules(app, now=T0 - timedelta(hours=1))
+        ingest(app, ticket("T1", T0, status="open", subject="s"))
+        assert stored(app, "T1").attrs["assignee"] == A
+        # the helpdesk's trigger tags the ticket 10 s later: its webhook shows no assignee yet (not landed)
+        ingest(app, ticket("T1", s(10), status="open", assignee=None, tags=["how-to/login"]))
+        ingest(app, ticket("T1", s(20), status="open", assignee=None, tags=["how-to/login"],
+                           message="news?", last_author="customer"))
+        assert stored(app, "T1").attrs["assignee"] == A and loads(live) == {A: 1, B: 0}
+        told = {"notify": {"to": "leads", "message": "new assignee"}}
+        assert writes(app) == [("T1", {"assignee": A}), ("T1", told)]
+        assert stored(app, "T1").tags == ["how-to/login"]  # (what the helpdesk did change is taken)
+    finally:
+        app.close()
+
+
+def test_once_the_assignment_landed_a_person_clearing_it_is_a_change(tmp_path: Path, store_url: str) -> None:
+    app = make_app(tmp_path, store_url)
+    try:
+        live = start_rules(app, now=T0 - timedelta(hours=1))
+        ingest(app, ticket("T1", T0, status="open", subject="s", assignee=None))
+        Syncer(app.config, app.store, app.connector, app.host, clock=utcnow).push_all(_report())
+        assert not app.store.pending("desk")
+        # the helpdesk holds a now (the push landed); a person there hands the ticket back: that is taken, and
+        # routing gives it to the next agent
+        ingest(app, ticket("T1", s(60), status="open", assignee=None))
+        assert stored(app, "T1").attrs["assignee"] == B and loads(live) == {A: 0, B: 1}
+    finally:
+        app.close()
+
+
+def test_the_shadow_holds_what_the_helpdesk_said_and_bridge_queued(tmp_path: Path, store_url: str) -> None:
+    # the helpdesk's first change gave no assignee: it holds none; the assignment queued for it is expected
+    app = make_app(tmp_path, store_url)
+    try:
+        start_rules(app, now=T0 - timedelta(hours=1))
+        ingest(app, ticket("T1", T0, status="open", subject="s"))
+        with app.store.session() as tx:
+            rid = tx.record_id_for("desk", "ticket", "T1")
+            assert rid is not None
+            assert tx.shadow(rid, "@assignee", "desk") == (True, {"held": None, "sent": [A]})
+    finally:
+        app.close()
+
+
+def test_the_helpdesks_own_tag_edit_keeps_the_tags_bridge_added(tmp_path: Path, store_url: str) -> None:
+    # a rule tags the ticket vip/x; before that lands the helpdesk's trigger adds its own tag: both stay
+    rule = {"name": "vip", "set": "triggers", "when": {"field": "ticket.subject", "contains": "ceo"},
+            "then": [{"add_tags": ["vip/x"]}]}
+    app = make_app(tmp_path, store_url, rules=[rule])
+    try:
+        start_rules(app, now=T0 - timedelta(hours=1))
+        ingest(app, ticket("T1", T0, status="open", subject="ceo here", tags=["billing/refund"]))
+        assert stored(app, "T1").tags == ["billing/refund", "vip/x"]
+        ingest(app, ticket("T1", s(10), tags=["billing/refund", "auto/sla"]))
+        assert stored(app, "T1").tags == ["billing/refund", "vip/x", "auto/sla"]
+        # and a tag the helpdesk removes is removed
+        ingest(app, ticket("T1", s(20), tags=["auto/sla"]))
+        assert stored(app, "T1").tags == ["vip/x", "auto/sla"]
+    finally:
+        app.close()
+
+
+def _report() -> Any:
+    from bridge.sync import SyncReport
+
+    return SyncReport()
