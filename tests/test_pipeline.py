@@ -373,6 +373,22 @@ def test_a_tickets_next_change_reads_its_account_as_the_crm_holds_it_now(state: 
     assert out.record.attrs["account"]["tier"] == "bronze" and "region" not in out.record.attrs["account"]
 
 
+def test_a_tickets_own_account_values_are_coerced_as_a_crm_sync_would(state: Any) -> None:
+    # a helpdesk that knows the account says "Enterprise" and "120,000": the rules read the option and the
+    # number, as replay gives them and as the CRM's own record would be taken (a value that fits nothing is
+    # reported and dropped)
+    fields = {"tier": {"type": "select", "options": ["enterprise", "growth"], "kind": "account"},
+              "arr": {"type": "number", "kind": "account"}}
+    p = Pipeline(Config(fields=fields))
+    out = run(state, p, change("desk", "T1", 1, kind="ticket", attrs={
+        "account": {"id": "A-1", "tier": "Enterprise", "fields": {"arr": "120,000"}}}))
+    assert out.record.attrs["account"]["tier"] == "enterprise"
+    assert out.record.attrs["account"]["fields"]["arr"] == 120000
+    out = run(state, p, change("desk", "T1", 2, kind="ticket", attrs={"account": {"tier": "platinum"}}))
+    assert "tier" not in out.record.attrs["account"]
+    assert [p.split(": ")[0] for p in out.problems] == ["desk ticket T1"] and "platinum" in out.problems[0]
+
+
 def test_no_account_context_when_the_domain_is_unknown_or_ambiguous(state: Any) -> None:
     p = Pipeline(config())
     out = run(state, p, change("desk", "T1", kind="ticket", attrs={"requester": {"email": "a@acme.example"}}))

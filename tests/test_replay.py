@@ -404,7 +404,7 @@ def test_inline_account_values_are_coerced_as_a_sync_would() -> None:
     finals = {d["ticket_id"]: d for d in rp.run(lines) if d.get("final")}
     assert finals["T-1"]["tags"] == ["hit/arr", "hit/tier"]
     assert finals["T-2"]["tags"] == []
-    assert len(rp.problems) == 1 and rp.problems[0].startswith("line 2: ticket.created: account ")
+    assert len(rp.problems) == 1 and rp.problems[0].startswith("line 2: replay ticket T-2: account ")
     assert "platinum" in rp.problems[0] and "value dropped" in rp.problems[0]
 
 
@@ -458,8 +458,8 @@ def test_an_inline_account_in_an_update_is_coerced_as_at_creation() -> None:
     [final] = [d for d in out if d.get("final")]
     assert sorted(final["tags"]) == ["vip/arr", "vip/tier"]
     assert rp.problems == [
-        "line 3: ticket.updated: account field 'tier': 'platinum' is not an option of this select; options: "
-        "enterprise, starter; value dropped"
+        "line 3: replay ticket T-1: account field 'tier': 'platinum' is not an option of this select; "
+        "options: enterprise, starter; value dropped"
     ]
 
 

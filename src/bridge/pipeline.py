@@ -205,6 +205,7 @@ class Pipeline:
         # field name -> (type of raw, raw) -> canonical value (a multi-select's as a tuple): coercion is pure,
         # and the same few option spellings come with every change
         self._coerced: dict[str, dict[tuple[type, Any], Any]] = defaultdict(dict)
+        self._account_types = {n: ft for n, ft in self.types.items() if config.fields[n].kind == "account"}
 
     @property
     def writable(self) -> set[str]:
@@ -433,6 +434,7 @@ class Pipeline:
             self._restore(state, record, change, now)
         if change.kind == "ticket":
             self._ticket_values(change, out)
+            self._account_values(change, out)
             if change.system != self.authority:
                 change = self._held_attrs(state, record, change, now, first=last is None)
         self._apply_attrs(record, change)
@@ -558,6 +560,32 @@ class Pipeline:
                 del attrs["sentiment"]
             else:
                 attrs["sentiment"] = number
+
+    def _account_values(self, change: Change, out: Outcome) -> None:
+        """The ticket's own account (what its system says of it) with the declared account fields' values
+        coerced as a sync of the CRM coerces them ("Enterprise" is the option "enterprise", "120,000" the
+        number 120000), at its top level and under ``fields``; a value that does not fit is reported and
+        dropped."""
+        account = change.attrs.get("account")
+        if not self._account_types or not isinstance(account, dict):
+            return
+        coerced = dict(account)
+        tables = [coerced]
+        if isinstance(coerced.get("fields"), dict):
+            coerced["fields"] = dict(coerced["fields"])
+            tables.append(coerced["fields"])
+        for table in tables:
+            for name, ft in self._account_types.items():
+                raw = table.get(name)
+                if raw is None:
+                    continue
+                try:
+                    table[name] = to_json(ft, coerce(ft, raw))
+                except FieldValueError as exc:
+                    out.problems.append(f"{change.system} ticket {change.external_id}: account {exc}; value "
+                                        "dropped")
+                    del table[name]
+        change.attrs["account"] = coerced
 
     @staticmethod
     def _held_attrs(state: State, record: Record, change: Change, now: datetime, first: bool) -> Change:

@@ -16,8 +16,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bridge.errors import BridgeError, FieldValueError
-from bridge.fields import coerce, to_json
+from bridge.errors import BridgeError
+from bridge.fields import to_json
 from bridge.model import (
     AGENT_STATUSES,
     TICKET_STATUSES,
@@ -106,8 +106,6 @@ class Replay:
         self._types = self.config.field_types()
         self._agents = {a.email.casefold(): a.email for a in self.config.agents}  # emails match without case
         self._ticket_fields = frozenset(self.pipeline.remote_map(SYSTEM, "ticket"))  # declared ticket fields
-        fields = self.config.fields
-        self._account_types = {n: self._types[n] for n, f in fields.items() if f.kind == "account"}
         self._closed = RecentlySeen(CLOSED_MEMORY)  # external ids of closed tickets -> when they closed
         self.topics = TopicWatch.from_config(self.config)  # None: no [topics] rules, no product tickets
         self._counted: dict[str, frozenset[str]] = {}  # record id -> the topics it was counted in
@@ -383,8 +381,6 @@ class Replay:
                     )
                 return
             change = self._change(kind, tid, event, at)
-        if self._account_types and isinstance(change.attrs.get("account"), dict):
-            change.attrs["account"] = self._account(number, kind, change.attrs["account"])
         before = state.load(rid) if rid else None
         previous = path_values(before) if before is not None and self.desk.reads_previous else {}
         outcome = self.pipeline.process(state, change, at)
@@ -444,25 +440,6 @@ class Replay:
             attrs=attrs,
         )
 
-    def _account(self, number: int, kind: str, account: dict[str, Any]) -> dict[str, Any]:
-        """The inline account with its declared fields' values coerced as a sync would ("Enterprise" is the
-        option "enterprise", "120,000" the number 120000); a value that does not fit is reported, dropped."""
-        out = dict(account)
-        declared = out.get("fields")
-        tables = [out] + ([dict(declared)] if isinstance(declared, dict) else [])
-        if len(tables) > 1:
-            out["fields"] = tables[1]
-        for table in tables:
-            for name, ft in self._account_types.items():
-                raw = table.get(name)
-                if raw is None:
-                    continue
-                try:
-                    table[name] = to_json(ft, coerce(ft, raw))
-                except FieldValueError as exc:
-                    self.problems.append(f"line {number}: {kind}: account {exc}; value dropped")
-                    del table[name]
-        return out
 
     def _change(self, kind: str, tid: str, event: dict[str, Any], at: datetime) -> Change:
         if kind == "ticket.message":
