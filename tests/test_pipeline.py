@@ -369,8 +369,8 @@ def test_a_tickets_next_change_reads_its_account_as_the_crm_holds_it_now(state: 
     account = out.record.attrs["account"]
     assert (account["tier"], account["name"], account["region"]) == ("silver", "Acme GmbH", "emea")
     # the ticket's own system says otherwise of the tier: that stands over the CRM
-    out = run(state, p, change("desk", "T1", 4, kind="ticket", attrs={"account": {"tier": "bronze"}}))
-    assert out.record.attrs["account"]["tier"] == "bronze" and "region" not in out.record.attrs["account"]
+    out = run(state, p, change("desk", "T1", 4, kind="ticket", attrs={"account": {"tier": "Gold"}}))
+    assert out.record.attrs["account"]["tier"] == "gold" and "region" not in out.record.attrs["account"]
 
 
 def test_a_tickets_own_account_values_are_coerced_as_a_crm_sync_would(state: Any) -> None:
