@@ -186,3 +186,23 @@ def test_the_store_counts_a_reply_and_a_resolve_in_one_change_as_a_first_contact
     report = json.loads(res.stdout)
     assert report["fcr"] == {"resolved": 1, "first_contact": 1, "rate": 1.0}
     assert report["frt"]["median"] == 30.0 and report["ttr"]["median"] == 0.5
+
+
+def test_a_volume_check_in_is_no_escalation_of_the_ticket_it_came_with() -> None:
+    # the volume trigger's task is about the account: the final state's escalations leave it out, so does
+    # the escalation rate; a rule's escalation counts
+    from bridge.report import ReportBuilder
+
+    builder = ReportBuilder()
+    at = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+    for tid in ("T-1", "T-2"):
+        builder.created(tid, at, "open", [])
+    volume = {"at": "2026-11-02T09:00:00Z", "decision": "escalate", "rule": "volume", "reason": "volume",
+              "to": "owner@x.example"}
+    life = builder.get("T-1")
+    assert life is not None
+    life.decision(volume)
+    other = builder.get("T-2")
+    assert other is not None
+    other.decision({**volume, "rule": "hot", "reason": None, "to": "leads"})
+    assert builder.report(at)["escalation_rate"] == {"tickets": 2, "escalated": 1, "rate": 0.5}

@@ -108,7 +108,9 @@ class TicketLife:
         at = parse_time(when) if isinstance(when, str) else self.last or self.created
         if kind == "set_field" and d.get("field") == "status" and isinstance(d.get("value"), str):
             self.set_status(at, d["value"])  # a rule resolved it (or reopened it)
-        elif kind == "escalate":
+        elif kind == "escalate" and d.get("reason") != "volume":
+            # (the volume check-in is a task about the account, as the final state's escalations say: no
+            # escalation of the ticket it came with)
             self.escalated = True
         elif kind == "tag" and d.get("rule") == "classifier" and isinstance(d.get("tag"), str):
             self.proposed.add(d["tag"])
