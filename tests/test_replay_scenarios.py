@@ -400,10 +400,10 @@ def test_a_low_confidence_classification_goes_to_review() -> None:
     ]
     decisions, finals = run(config, lines)
     assert [
-        (d["at"], d["ticket_id"], d["decision"], d["rule"], d["confidence"])
+        (d["at"], d["ticket_id"], d["decision"], d["rule"], d["confidence"], d["proposed"])
         for d in decisions
         if d["decision"] == "review"
-    ] == [(at(2, "09:00"), "T-1", "review", "confidence", 0.7)]
+    ] == [(at(2, "09:00"), "T-1", "review", "confidence", 0.7, ["billing/refund"])]  # (what to confirm)
     assert "billing/refund" not in finals["T-1"]["tags"] and "billing/refund" in finals["T-2"]["tags"]
 
 

@@ -19,6 +19,7 @@ CUSTOMER = "customer"  # the ``last_author`` of a message the customer wrote
 # record attribute: the newest message the customer wrote, kept apart from ``message`` (the newest message of
 # anyone), which an agent's reply overwrites: ticket.text reads it
 CUSTOMER_MESSAGE = "customer_message"
+PROPOSED = "proposed_tags"  # the tags the classifier proposed below [classify] min_confidence (not applied)
 ACCOUNT_GIVEN = "account_given"  # what a ticket's own system said of its account, apart from the CRM's
 
 

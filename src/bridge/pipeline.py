@@ -30,6 +30,7 @@ from bridge.model import (
     ACCOUNT_GIVEN,
     BRIDGE,
     CUSTOMER_MESSAGE,
+    PROPOSED,
     TICKET_PRIORITIES,
     TICKET_STATUSES,
     Change,
@@ -818,6 +819,12 @@ class Pipeline:
             record.attrs["confidence"] = min(c for _t, c in proposals)
         if change.tags is not None and change.system == self.authority:
             proposals = []  # tags the authority's event gives (even none) are taken as given (replay.md)
+        # what the classifier was not sure enough of is not applied: the review it goes to names it
+        unsure = [tag for tag, conf in proposals if conf < cfg.min_confidence and tag not in record.tags]
+        if unsure:
+            record.attrs[PROPOSED] = unsure
+        elif proposals:
+            record.attrs.pop(PROPOSED, None)
         for tag, conf in proposals:
             if conf >= cfg.min_confidence and tag not in record.tags:
                 record.tags.append(tag)

@@ -44,7 +44,7 @@ from typing import Any
 from bridge.durations import parse_duration
 from bridge.errors import FieldValueError
 from bridge.fields import FieldType, coerce, merge, to_json
-from bridge.model import BRIDGE, Decision, FieldValue, Record, format_time
+from bridge.model import BRIDGE, PROPOSED, Decision, FieldValue, Record, format_time
 from bridge.rules.calendar import BusinessCalendar
 from bridge.rules.conditions import (
     EMAIL_PATHS,
@@ -765,7 +765,8 @@ class Desk:
             st.reviewed = True
             self._decide(out, at, ticket.id, "review", "confidence",
                          {"reason": "low classification confidence",
-                          "confidence": ticket.attrs.get("confidence")})
+                          "confidence": ticket.attrs.get("confidence"),
+                          "proposed": list(ticket.attrs.get(PROPOSED) or ())})
         self._status(st, str(ticket.attrs.get("status") or "open"), at, out)
         if event.get("type") == "ticket.message":
             author = event.get("author")
