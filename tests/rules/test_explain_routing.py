@@ -83,3 +83,21 @@ def test_no_routing_why_unless_the_desk_traces() -> None:
     sim.create("T1", m(0))
     [d] = [d for d in sim.log if d.decision == "assign"]
     assert d.why is None
+
+
+def test_a_later_sla_policy_that_matches_too_says_which_one_applies() -> None:
+    from bridge.model import Record
+    from bridge.rules.engine import Desk
+    from bridge.rules.explain import format_explain
+    from bridge.settings import Config
+
+    desk = Desk(Config(sla=[
+        {"name": "enterprise", "when": {"field": "account.tier", "eq": "enterprise"}, "first_response": "1h"},
+        {"name": "standard", "first_response": "8h"}]))
+    ticket = Record("T-1", "ticket", attrs={"status": "open", "account": {"tier": "enterprise"}})
+    entries = desk.explain(ticket)
+    assert [(e["rule"], e["chosen"], e.get("behind")) for e in entries] == [
+        ("enterprise", True, None), ("standard", False, "enterprise")]
+    lines = format_explain(entries).splitlines()
+    assert "✓ enterprise [sla] (applies)" in lines
+    assert "✓ standard [sla] (matches, but enterprise comes first and applies)" in lines

@@ -178,14 +178,17 @@ def firing(
 def explain_policies(
     policies: Sequence[tuple[str, Condition]], ctx: Context, in_event: bool = False
 ) -> list[dict[str, Any]]:
-    """Every SLA policy in order; ``chosen`` marks the first that matches (the one that applies)."""
+    """Every SLA policy in order; ``chosen`` marks the first that matches (the one that applies), and
+    ``behind`` names it in a later one that matches too."""
     out = []
-    chosen = False
+    chosen: str | None = None
     for name, cond in policies:
         entry: dict[str, Any] = {"rule": name, "set": "sla"}
         entry.update(_entry(cond, ctx, in_event))
-        entry["chosen"] = entry["matched"] is True and not chosen
-        chosen = chosen or entry["matched"] is True
+        entry["chosen"] = entry["matched"] is True and chosen is None
+        if entry["matched"] is True and chosen is not None:
+            entry["behind"] = chosen
+        chosen = name if entry["chosen"] else chosen
         out.append(entry)
     return out
 
@@ -236,7 +239,8 @@ def _firing_lines(f: dict[str, Any], indent: str) -> list[str]:
 
 def _entry_lines(e: dict[str, Any]) -> list[str]:
     mark = {True: "✓", False: "✗", None: "?"}[e["matched"]]
-    extra = " (applies)" if e.get("chosen") else ""
+    extra = " (applies)" if e.get("chosen") else (
+        f" (matches, but {e['behind']} comes first and applies)" if e.get("behind") else "")
     if e.get("fired_here"):
         chain = ", ".join(f"{a['rule']} changed {a['path']}" for a in e.get("after") or ())
         extra += f" — fired here{', after ' + chain if chain else ''}"
