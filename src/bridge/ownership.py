@@ -130,6 +130,8 @@ def attr_value(name: str, value: Any) -> Any:
         return sorted({str(t) for t in value})
     if name == "assignee" and isinstance(value, str):
         return value.casefold()
+    if name in ("status", "priority") and isinstance(value, str):
+        return value.lower()  # (as the pipeline takes them: "Urgent" is urgent)
     return value
 
 

@@ -157,6 +157,7 @@ class Outcome:
     owed: bool = False  # stale, with a message or acknowledgement left to the rules leader (no Desk here)
     desk_at: datetime | None = None  # when the daemon's Desk took it (None: no Desk took it)
     was_closed: bool = False  # the record was a closed ticket before this change
+    change_id: int = 0  # the change's row in the change log
 
 
 @dataclass
@@ -188,11 +189,15 @@ class Pipeline:
     """Processes changes against a State with one config (build it once, call ``process`` per change)."""
 
     def __init__(
-        self, config: Config, host: PluginHost | None = None, run: str = "run", authority: str | None = None
+        self, config: Config, host: PluginHost | None = None, run: str = "run", authority: str | None = None,
+        logged: bool = False,
     ) -> None:
-        """``authority`` names a system whose values are taken as given for every field (replay's events)."""
+        """``authority`` names a system whose values are taken as given for every field (replay's events).
+        ``logged``: the changes come from the change log, as they were taken (a rebuild): what a helpdesk
+        repeated of the rule-written attributes was left out of them already, by shadows it cannot see."""
         self.config = config
         self.authority = authority
+        self.logged = logged
         self.host = host
         self.run = run
         self.types = config.field_types()
@@ -364,6 +369,7 @@ class Pipeline:
         out = Outcome(record, created=created, decisions=early, writes=writes, plan=plan, desk_at=desk_at,
                       was_closed=record.attrs.get("status") == "closed")
         out.problems += problems
+        out.change_id = change_id
         self._stages(state, record, change, now, out, desk)
         if out.desk_at is not None:  # the Desk took it (the leader catches up the changes no Desk took)
             self._desk_state(state).set_desk_time(change_id, out.desk_at)
@@ -436,8 +442,11 @@ class Pipeline:
         if change.kind == "ticket":
             self._ticket_values(change, out)
             self._account_values(change, out)
-            if change.system != self.authority:
-                change = self._held_attrs(state, record, change, now, first=last is None)
+            if change.system != self.authority and not self.logged:
+                held = self._held_attrs(state, record, change, now, first=last is None)
+                if held is not change:
+                    change = held
+                    state.set_change(out.change_id, change)  # (the log keeps what was taken, for a rebuild)
         self._apply_attrs(record, change)
         why: dict[str, _Why] = {}
         if change.fields:
@@ -1199,6 +1208,9 @@ class MemoryState:
         """See State (only counted here)."""
         self.changes += 1
         return self.changes
+
+    def set_change(self, change_id: int, change: Change) -> None:
+        """See State (changes are not kept here)."""
 
     def shadow(self, record_id: str, field: str, system: str) -> tuple[bool, Any]:
         """See State."""

@@ -317,7 +317,7 @@ class LiveRules:
             self._reset()
             self.desk.why = False  # (what a rebuild decides again was acted on, and explained, before)
             mem = MemoryState(keep_audit=False, keep_outbox=False)
-            pipeline = Pipeline(self.config, None, run="rebuild")
+            pipeline = Pipeline(self.config, None, run="rebuild", logged=True)
             fed = 0
             held: dict[str, Assignee] = {}
             taken: set[str] = set()  # tickets a live Desk took a change of (not history)

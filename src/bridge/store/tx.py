@@ -382,6 +382,18 @@ class Tx:
         )
         return int(result.scalar_one())
 
+    def set_change(self, change_id: int, change: Change) -> None:
+        """Keep what was taken of a change instead of what was received: its attributes and tags (a
+        helpdesk's repeat of what it held before bridge's write landed is no change of them, and a rebuild
+        must read the change as it was taken)."""
+        payload = {
+            "fields": jsonable(change.fields),
+            "tags": jsonable(change.tags),
+            "attrs": jsonable(change.attrs),
+            "deleted": change.deleted,
+        }
+        self.conn.execute(t.changes.update().where(t.changes.c.id == change_id).values(payload=payload))
+
     def changes_of(self, record_id: str) -> list[Change]:
         """The changes kept for one record, oldest first (JSON values as stored)."""
         q = sa.select(t.changes).where(t.changes.c.record_id == record_id).order_by(t.changes.c.id)
