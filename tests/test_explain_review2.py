@@ -4,6 +4,7 @@ rules job's tick fired (recorded as due)."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -160,3 +161,31 @@ def test_explain_says_why_routing_chose_the_agent(tmp_path: Path) -> None:
         "    b@example.com: chosen: the least recently assigned of those available (never assigned) "
         "(0 open of 5, active)",
     ]
+
+
+def test_what_a_rule_saw_keeps_only_the_part_of_a_long_text_it_looked_at(tmp_path: Path) -> None:
+    # the audit log keeps each firing's explanation: a 20 kB mail is cut to the words around the phrase,
+    # not copied whole into every decision's row
+    when = {"field": "ticket.text", "contains": "refund me"}
+    rules = [{"name": "refund", "set": "escalation", "when": when,
+              "then": [{"escalate": "leads"}, {"set": {"priority": "high"}}]}]
+    config = Config(connectors=DESK, teams={"leads": {"members": []}}, rules=rules)
+    app = App(LoadedConfig(config, tmp_path / "bridge.toml", {}), database=f"sqlite:///{tmp_path / 'b.db'}")
+    body = "x" * 10_000 + " please refund\nme now " + "y" * 10_000
+    try:
+        start_rules(app, now=T0)
+        ingest(app, ticket("T-80", T0, status="open", subject="Hello", body=body), T0)
+        with app.store.session() as tx:
+            rid = tx.record_id_for("desk", "ticket", "T-80")
+            assert rid is not None
+            rows = [h for h in tx.audit_for(rid) if h["kind"] == "decision"]
+        data = explain_record(app, "desk:T-80")
+    finally:
+        app.close()
+    assert len(rows) == 2 and all(len(json.dumps(h["after"])) < 1500 for h in rows)
+    assert data is not None
+    [refund] = [e for e in data["rules"] if e["rule"] == "refund"]
+    [then] = refund["firings"]
+    [leaf] = then["leaves"]
+    assert leaf["result"] is True and "please refund\nme now" in leaf["actual"]
+    assert leaf["actual"].startswith("…") and leaf["actual"].endswith("…") and len(leaf["actual"]) <= 122

@@ -108,6 +108,8 @@ def _with_firings(entries: list[dict[str, Any]], history: list[dict[str, Any]]) 
     """The rules (and SLA policies) as the ticket is now, each with ``fired``, when its decisions for the
     ticket took effect, and ``firings``, what the rule saw each time it fired (each condition's value then,
     and the earlier rules of that event whose actions made it match), as the daemon's audit log kept it."""
+    from bridge.rules.explain import leaves_of
+
     fired: dict[str, list[str]] = {}
     firings: dict[str, list[dict[str, Any]]] = {}
     for h in history:
@@ -120,8 +122,9 @@ def _with_firings(entries: list[dict[str, Any]], history: list[dict[str, Any]]) 
             times.append(when)
         why = h["after"].get("why")
         seen = firings.setdefault(rule, [])
-        if isinstance(why, dict) and all(f.get("at") != why.get("at") for f in seen):
-            seen.append(why)  # (one firing makes several decisions: an escalation and a set, say)
+        if isinstance(why, dict) and "tree" in why and all(f.get("at") != why.get("at") for f in seen):
+            # (one firing makes several decisions: an escalation and a set, say)
+            seen.append({**why, "leaves": leaves_of(why["tree"])})
     for entry in entries:
         entry["fired"] = fired.get(entry["rule"], [])
         if firings.get(entry["rule"]):

@@ -57,7 +57,7 @@ def test_each_agents_part_in_a_pick_is_said() -> None:
     assert "    e@x: not available: outside working hours (0 open of 5, active, outside hours)" in lines
     # the rule that asked keeps what it saw as well: one why for the decision
     [d] = [d for d in sim.log if d.decision == "assign" and d.record_id == "T1"]
-    assert d.why is not None and d.why["matched"] is True and d.why["leaves"][0]["op"] == "tag"
+    assert d.why is not None and d.why["matched"] is True and d.why["tree"]["op"] == "tag"
 
 
 def test_the_account_owner_and_the_fallback_are_named() -> None:

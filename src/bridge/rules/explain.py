@@ -17,12 +17,13 @@ has no result (``"result": null, "event": true``). A condition those leaves deci
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from bridge.model import format_time
-from bridge.rules.conditions import Condition, Context, LeafTrace
+from bridge.rules.conditions import Condition, Context, LeafTrace, phrase
 
 if TYPE_CHECKING:
     from bridge.rules.engine import CompiledRule
@@ -171,8 +172,54 @@ def firing(
     it reads (``{"rule", "path"}``: how a chain made it match)."""
     entry: dict[str, Any] = {"at": format_time(at)}
     entry.update(_entry(rule.condition, ctx, in_event=True))
+    # kept with every decision the firing makes (the daemon's audit log): the tree alone (the leaves are in
+    # it), each long text cut to the part the leaf looked at, so customer text is not copied whole
+    del entry["leaves"]
+    entry["tree"] = _compact_tree(entry["tree"])
     entry["after"] = after
     return entry
+
+
+SNIPPET = 120  # characters of a long text value kept in a firing's explanation
+
+
+def leaves_of(tree: dict[str, Any]) -> list[dict[str, Any]]:
+    """The leaves of a condition tree (:func:`tree`), in written order."""
+    if "group" not in tree:
+        return [tree]
+    return [leaf for part in tree["parts"] for leaf in leaves_of(part)]
+
+
+def _compact_tree(node: dict[str, Any]) -> dict[str, Any]:
+    if "group" in node:
+        return {**node, "parts": [_compact_tree(p) for p in node["parts"]]}
+    out = dict(node)
+    for key in ("actual", "previous"):
+        if key in out:
+            out[key] = _snippet(out[key], node)
+    return out
+
+
+def _snippet(value: Any, leaf: dict[str, Any]) -> Any:
+    """A long text cut around what the leaf looked for (a phrase, a regex's match), else its start."""
+    if isinstance(value, list):
+        return [_snippet(v, leaf) for v in value]
+    if not isinstance(value, str) or len(value) <= SNIPPET:
+        return value
+    start = 0
+    expected = leaf.get("expected")
+    if leaf.get("op") == "contains" and isinstance(expected, str):
+        found = phrase(value).find(phrase(expected))
+        start = max(0, found - SNIPPET // 3) if found >= 0 else 0
+    elif leaf.get("op") == "matches" and isinstance(expected, str):
+        try:
+            match = re.search(expected, value)
+        except re.error:
+            match = None
+        start = max(0, match.start() - SNIPPET // 3) if match else 0
+    # (phrase() squashes white space, so a phrase's place is near, not exactly at, the same index)
+    cut = value[start:start + SNIPPET]
+    return ("…" if start else "") + cut + ("…" if start + SNIPPET < len(value) else "")
 
 
 def explain_policies(
@@ -305,6 +352,7 @@ __all__ = [
     "format_explain_diff",
     "format_routing",
     "leaf_dict",
+    "leaves_of",
     "settle",
     "tree",
 ]
