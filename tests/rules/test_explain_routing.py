@@ -101,3 +101,16 @@ def test_a_later_sla_policy_that_matches_too_says_which_one_applies() -> None:
     lines = format_explain(entries).splitlines()
     assert "✓ enterprise [sla] (applies)" in lines
     assert "✓ standard [sla] (matches, but enterprise comes first and applies)" in lines
+
+
+def test_a_large_desk_names_the_agents_that_fit_and_counts_the_others() -> None:
+    many = [{"email": f"n{i}@x", "skills": ["access"]} for i in range(25)]
+    sim = Sim(agents=agents({"email": "a@x", "skills": ["billing"]}, *many),
+              routing={"strategy": "round_robin"},
+              rules=[{"name": "billing", "set": "routing", "when": {"tag": "billing/*"},
+                      "then": [{"assign": {"skill": "billing"}}]}])
+    sim.desk.why = True
+    sim.create("T1", m(0), tags=("billing/refund",))
+    routing = routed(sim, "T1")
+    assert list(parts(routing)) == ["a@x"] and routing["not_fitting"] == 25
+    assert format_routing(routing)[-1] == "  and 25 more agents who do not fit what was asked"

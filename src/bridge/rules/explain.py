@@ -320,6 +320,8 @@ def format_routing(routing: dict[str, Any], indent: str = "", label: str = "") -
         hours = "" if a.get("in_hours") in (None, True) else ", outside hours"
         lines.append(f"{indent}  {a['agent']}: {a['why']} ({a['load']} open of {a['capacity']}, "
                      f"{a['status']}{hours})")
+    if routing.get("not_fitting"):
+        lines.append(f"{indent}  and {routing['not_fitting']} more agents who do not fit what was asked")
     return lines
 
 

@@ -56,6 +56,7 @@ class Request:
 
 
 ANY = Request()
+EXPLAIN_ALL = 20  # up to this many agents, a routing explanation names each one
 ASSIGN_KEYS = ("skill", "language", "agent", "team")  # the keys of an assign action, in Request order
 # sort keys of the strategies (attrgetter: no Python call per agent)
 _LEAST_LOADED = attrgetter("load", "last", "index")
@@ -298,7 +299,14 @@ class Router:
         asked = {k: v for k, v in zip(ASSIGN_KEYS, (request.skill, request.language, request.agent,
                                                     request.team), strict=True) if v is not None}
         agents = []
+        # (a large desk lists the agents that fit what was asked, and counts the others: every assignment
+        # keeps this in the audit log)
+        every = len(self.agents) <= EXPLAIN_ALL
+        unfit = 0
         for a in self.agents.values():
+            if not every and not a.fits(request) and a.email != chosen:
+                unfit += 1
+                continue
             entry: dict[str, Any] = {"agent": a.email, "status": a.status, "load": a.load,
                                      "capacity": a.capacity}
             if a.calendar is not None:
@@ -307,6 +315,8 @@ class Router:
             agents.append(entry)
         out: dict[str, Any] = {"strategy": self.strategy, "fallback": self.fallback, "asked": asked,
                                "to": chosen, "agents": agents}
+        if unfit:
+            out["not_fitting"] = unfit
         if owner is not None:
             out["owner"] = owner
         return out
