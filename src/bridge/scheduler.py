@@ -35,6 +35,7 @@ from bridge.rules.live import (
     Item,
     Known,
     LiveRules,
+    Picks,
     Rotation,
     Stored,
     agent_change,
@@ -241,8 +242,15 @@ def rules_history(state: DeskState) -> History:
     # accounts first, as they are now (the CRM context a ticket's SLA policy or routing may read)
     keys = tx.keys_of_kind("account")
     history: list[Item] = [Known(r, keys.get(r.id, {})) for r in tx.records("account")]
-    # the tickets closed lately, oldest first: final for the rules even when a change reopens them later
+    # what the live Desk assigned the open tickets, and when: the rebuild's routing follows it
     newest = max(times, default=None)
+    picks: dict[tuple[str, str], str] = {}
+    for key, _at in tx.effect_keys("assign", None if newest is None else newest - CLOSED_MEMORY):
+        rid, rest = key.partition("|")[0], key.rsplit("|", 2)  # (rid|assign|RULE|INSTANT|AGENT)
+        if rid in open_links and len(rest) == 3:
+            picks[(rid, rest[1])] = rest[2]  # (the last of one instant: what it ended with)
+    history.append(Picks(picks))
+    # the tickets closed lately, oldest first: final for the rules even when a change reopens them later
     ended.sort(key=lambda c: c.at)
     history += [c for c in ended if newest is None or c.at > newest - CLOSED_MEMORY]
     history += items

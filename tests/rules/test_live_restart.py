@@ -478,3 +478,60 @@ def test_a_changed_calendar_or_budget_is_taken_at_a_restart(
     again.tick(minute(breach))
     assert escalated in again.writes()
     again.close()
+
+
+# ------------------------------------------------------------------ a rebuild routes as the live Desk did
+
+
+def test_a_ticket_waiting_for_a_skill_keeps_its_place_at_a_restart(tmp_path: Path, store_url: str) -> None:
+    # T-2 waits for the billing agent (offline) while keeping c; the rebuild, which replays only the open
+    # tickets, would route T-2 to b first without the closed T-1: it follows what the live Desk assigned, so
+    # T-2 still waits for billing and goes to a when she is back
+    config = {"agents": [{"email": "a@x.example", "skills": ["billing"], "status": "offline"},
+                         {"email": "b@x.example"}, {"email": "c@x.example"}],
+              "routing": {"strategy": "round_robin"},
+              "rules": [{"name": "bill", "set": "routing", "when": {"tag": "billing"},
+                         "then": [{"assign": {"skill": "billing"}}]}]}
+
+    def steps(r: Runner, restart: Restart) -> Writes:
+        r.ingest(ticket("T-1", minute(0), status="open", subject="x"))  # -> b (a is offline)
+        r.ingest(ticket("T-2", minute(1), status="open", subject="y"))  # -> c
+        r.ingest(ticket("T-2", minute(2), tags=["billing"]))  # asks for billing: nobody; waits, keeps c
+        r.ingest(ticket("T-1", minute(3), status="closed"))
+        r.tick(minute(4))
+        restart(minute(5))
+        r.status("a@x.example", "active", minute(6))
+        r.tick(minute(7))
+        r.ingest(ticket("T-3", minute(8), status="open", subject="z"))
+        return r.writes()
+
+    plain, again = with_and_without_restart(tmp_path, store_url, config, steps)
+    assert ("T-2", {"assignee": "a@x.example"}) in plain
+    assert again == plain
+
+
+def test_a_rebuild_routing_as_live_keeps_the_sla_policy_live_chose(tmp_path: Path, store_url: str) -> None:
+    # a rule makes b's tickets urgent (a 30-minute policy); live T-3 went to a (normal, 8 h): after a restart
+    # it must not be escalated on the urgent clock, nor may the urgent T-2's escalation be missed
+    config = {"agents": [{"email": "a@x.example"}, {"email": "b@x.example"}],
+              "routing": {"strategy": "round_robin"}, "teams": {"leads": {"members": []}},
+              "sla": [{"name": "urgent", "when": {"field": "ticket.priority", "eq": "urgent"},
+                       "first_response": "30m", "escalate": [{"after": "0m", "to": "leads"}]},
+                      {"name": "std", "first_response": "8h", "escalate": [{"after": "0m", "to": "leads"}]}],
+              "rules": [{"name": "b-urgent", "set": "triggers",
+                         "when": {"field": "ticket.assignee", "eq": "b@x.example"},
+                         "then": [{"set": {"priority": "urgent"}}]}]}
+
+    def steps(r: Runner, restart: Restart) -> Writes:
+        r.ingest(ticket("T-1", minute(0), status="open", subject="x", priority="normal"))  # -> a
+        r.ingest(ticket("T-2", minute(1), status="open", subject="y", priority="normal"))  # -> b: urgent
+        r.ingest(ticket("T-1", minute(2), status="closed"))
+        r.ingest(ticket("T-3", minute(3), status="open", subject="z", priority="normal"))  # -> a: std
+        r.tick(minute(10))
+        restart(minute(11))
+        r.tick(minute(60))
+        return r.writes()
+
+    plain, again = with_and_without_restart(tmp_path, store_url, config, steps)
+    assert ("T-2", {"escalation": "leads"}) in plain and ("T-3", {"escalation": "leads"}) not in plain
+    assert again == plain

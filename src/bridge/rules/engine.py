@@ -682,6 +682,9 @@ class Desk:
         # what the rule saw then (the daemon keeps it in the audit log); the tickets of ``watch`` (record ids)
         # keep every event's evaluation of every rule and SLA policy in ``moments`` (replay --against)
         self.why = False
+        # a rebuild's routing follows what the live Desk assigned: (ticket id, instant) -> the agent it chose
+        # then (the rebuild replays only the open tickets, so round robin or loads alone could choose another)
+        self.forced: dict[tuple[str, str], str] = {}
         self.watch: set[str] = set()
         self.moments: dict[str, list[dict[str, Any]]] = {}
         self._fired_now: dict[int, dict[str, Any]] = {}
@@ -1115,6 +1118,8 @@ class Desk:
     def _route(self, st: _Ticket, request: Request, rule: str, at: datetime, out: list[Decision]) -> bool:
         st.asked = (request, rule)
         pick = self.router.pick(st.record, request, at)
+        if self.forced:
+            pick = self._forced_pick(st.record.id, at, pick)
         if pick is None:
             self.router.enqueue(st.record, request, rule, st.created)
             self._schedule_opening(at)
@@ -1160,9 +1165,11 @@ class Desk:
         if not router.waiting:
             return
         for waiting in router.queued():
-            if not router.any_available(at):
+            if not router.any_available(at) and not self.forced:
                 break
             pick = router.pick(waiting.record, waiting.request, at)
+            if self.forced:
+                pick = self._forced_pick(waiting.record.id, at, pick)
             if pick is None:
                 continue
             st = self._tickets.get(waiting.record.id)
@@ -1386,6 +1393,12 @@ class Desk:
         if kind == "follow":
             return st.follow_due == t
         return st.close_due == t
+
+    def _forced_pick(self, ticket_id: str, at: datetime, pick: str | None) -> str | None:
+        """The agent the live Desk assigned the ticket at this instant, when a rebuild knows it (and it is
+        still an agent), else ``pick``."""
+        agent = self.router.agent(self.forced.get((ticket_id, format_time(at) or "")))
+        return agent.email if agent is not None else pick
 
     @staticmethod
     def assigned_agent(key: str) -> str:

@@ -107,7 +107,15 @@ class Rotation(NamedTuple):
     agents: tuple[str, ...]
 
 
-Item = Stored | Created | Known | Assignee | Closed | Rotation
+class Picks(NamedTuple):
+    """What the live Desk assigned the open tickets (from the effects log): ``(ticket id, instant) -> agent``.
+    A rebuilt Desk routing a ticket at such an instant takes that agent, so that its routing, and what the
+    rules on the assignee did after it, follow what was acted on."""
+
+    picks: Mapping[tuple[str, str], str]
+
+
+Item = Stored | Created | Known | Assignee | Closed | Rotation | Picks
 History = tuple[Iterable[Item], datetime | None]
 Loader = Callable[[DeskState], History]
 """Reads a rebuild's history in a transaction: ``(items in processing order, the last tick committed)``."""
@@ -333,6 +341,9 @@ class LiveRules:
                 if isinstance(item, Rotation):
                     rotation = item.agents
                     continue
+                if isinstance(item, Picks):
+                    self.desk.forced = dict(item.picks)
+                    continue
                 if isinstance(item, Created):
                     self.desk.note_created(item.ticket, item.at)
                     continue
@@ -394,6 +405,7 @@ class LiveRules:
                 # the live Desk fires timers strictly before a change)
                 self.clock = handled_until
                 settle(self.desk.advance(handled_until), None)
+            self.desk.forced = {}  # (from here on, what the Desk assigns is new)
             changed = False
             for rid in list(self.records):
                 as_stored = held.get(rid)
