@@ -38,6 +38,7 @@ from bridge.rules.live import (
     Picks,
     Rotation,
     Stored,
+    Taken,
     agent_change,
     is_agent_change,
     volume_history,
@@ -235,7 +236,14 @@ def rules_history(state: DeskState) -> History:
     created = [(c.id, c.desk_at or c.change.at, closed[rid]) for rid, c in firsts.items() if rid in closed]
     times = [at for _id, at, _t in created] + [s.desk_at or s.change.at for s in feed]
     agents = [Stored("", {}, c.change, c.desk_at, c.id) for c in tx.own_changes(AGENT_KIND)]
-    items: list[Stored | Created] = [*feed, *agents, *volume_history(created, max(times, default=None))]
+    volume = volume_history(created, max(times, default=None))
+    items: list[Stored | Created | Taken] = [*feed, *agents, *volume]
+    handled = tx.cursor(RULES_CURSOR[0], RULES_CURSOR[1])
+    # the changes since the last rules job of tickets closed now, which the rebuild does not replay: the live
+    # Desk fired the timers due before each of them then
+    fed = {s.change_id for s in feed}
+    after = parse_time(handled) if handled else None
+    items += [Taken(at, cid) for at, cid in tx.taken_times("ticket", after) if cid not in fed]
     # in the order the live Desk took them: by the time it took each at (a change another replica processed
     # is taken by the leader's catch-up after changes with higher ids), then by place in the change log
     items.sort(key=_taken_order)
@@ -264,12 +272,11 @@ def rules_history(state: DeskState) -> History:
         if agent:
             last[agent] = n
     history.append(Rotation(tuple(sorted(last, key=last.__getitem__))))
-    handled = tx.cursor(RULES_CURSOR[0], RULES_CURSOR[1])
     return history, parse_time(handled) if handled else None
 
 
-def _taken_order(item: Stored | Created) -> tuple[datetime, int]:
-    if isinstance(item, Created):
+def _taken_order(item: Stored | Created | Taken) -> tuple[datetime, int]:
+    if isinstance(item, Created | Taken):
         return item.at, item.change_id
     return item.desk_at or item.change.at, item.change_id
 

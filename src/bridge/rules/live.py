@@ -107,6 +107,14 @@ class Rotation(NamedTuple):
     agents: tuple[str, ...]
 
 
+class Taken(NamedTuple):
+    """The instant the live Desk took a change that a rebuild does not replay (of a ticket closed since): the
+    timers due before it fired then, so the rebuild fires them there too, silently (not again later)."""
+
+    at: datetime
+    change_id: int = 0
+
+
 class Picks(NamedTuple):
     """What the live Desk assigned the open tickets (from the effects log): ``(ticket id, instant) -> agent``.
     A rebuilt Desk routing a ticket at such an instant takes that agent, so that its routing, and what the
@@ -115,7 +123,7 @@ class Picks(NamedTuple):
     picks: Mapping[tuple[str, str], str]
 
 
-Item = Stored | Created | Known | Assignee | Closed | Rotation | Picks
+Item = Stored | Created | Known | Assignee | Closed | Rotation | Picks | Taken
 History = tuple[Iterable[Item], datetime | None]
 Loader = Callable[[DeskState], History]
 """Reads a rebuild's history in a transaction: ``(items in processing order, the last tick committed)``."""
@@ -344,6 +352,10 @@ class LiveRules:
                 if isinstance(item, Picks):
                     self.desk.forced = dict(item.picks)
                     continue
+                if isinstance(item, Taken):
+                    if self.clock is None or item.at > self.clock:
+                        settle(self._fire_before(item.at), None)
+                    continue
                 if isinstance(item, Created):
                     self.desk.note_created(item.ticket, item.at)
                     continue
@@ -379,6 +391,7 @@ class LiveRules:
                         mem.link(stored.record_id, system, "ticket", external)
                 outcome = pipeline.process(mem, change, at, first=first)
                 if outcome.deleted is not None:
+                    self.clock = at  # (the seat it frees goes out after it, as live: not at an earlier tick)
                     self._forget(stored.record_id)  # as the live pipeline did
                     # restored later, it starts afresh, as live (whose store keeps no creation time it reads)
                     outcome.record.attrs.pop("created_at", None)

@@ -410,6 +410,17 @@ class Tx:
             if row.record_id in record_ids:
                 yield _logged(row)
 
+    def taken_times(self, kind: str, since: datetime | None) -> list[tuple[datetime, int]]:
+        """``(desk_at, change id)`` of every change of ``kind`` a rules' Desk took after ``since`` (None:
+        ever): the instants the live Desk fired the timers due before (a rebuild that replays only the open
+        tickets still fires them then)."""
+        c = t.changes.c
+        q = sa.select(c.desk_at, c.id).where(c.kind == kind, c.desk_at.is_not(None))
+        if since is not None:
+            q = q.where(c.desk_at > since)
+        q = q.order_by(c.desk_at, c.id)
+        return [(parse_time(at), int(cid)) for at, cid in self.conn.execute(q)]
+
     def first_changes(self, kind: str) -> dict[str, LoggedChange]:
         """Record id -> the first change kept for it, for every record of ``kind`` that has one."""
         c = t.changes
