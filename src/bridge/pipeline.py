@@ -14,7 +14,9 @@ been told this field.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable
@@ -158,6 +160,7 @@ class Outcome:
     desk_at: datetime | None = None  # when the daemon's Desk took it (None: no Desk took it)
     was_closed: bool = False  # the record was a closed ticket before this change
     change_id: int = 0  # the change's row in the change log
+    repeat: bool = False  # stale, and its message or acknowledgement was taken before: nothing for the rules
 
 
 @dataclass
@@ -415,6 +418,11 @@ class Pipeline:
             part = (late_part(change) if change.kind == "ticket" and not out.was_closed
                     and "deleted_in" not in record.attrs else None)
             taken = ", not applied"
+            if part is not None and not _note_message(record, part):
+                # the very message taken before (the helpdesk delivered the webhook again): not a new one
+                part = None
+                out.repeat = True
+                taken = ", a repeat of one taken before: not taken again"
             if part is not None:
                 taken = "; its message or acknowledgement is taken, not the rest"
                 if desk is None:
@@ -432,6 +440,8 @@ class Pipeline:
                 self._rules(state, record, part, now, out, desk)
             return
         seen[change.system] = format_time(change.at) if change.at.microsecond == 0 else change.at.isoformat()
+        if change.kind == "ticket" and (part := late_part(change)) is not None:
+            _note_message(record, part)
         if change.deleted:
             self._delete(state, record, change, out, now)
             if desk is not None:
@@ -1112,6 +1122,25 @@ def _json(value: Any) -> Any:
     if hasattr(value, "isoformat"):
         return value.isoformat()
     return value
+
+
+MESSAGES_TAKEN = "messages_taken"  # record attribute: system -> the stamps of its messages taken, newest last
+MESSAGES_KEPT = 50  # per system: a helpdesk redelivers a webhook within hours, not 50 messages later
+
+
+def _note_message(record: Record, part: Change) -> bool:
+    """Note that ``part`` (a change's message or acknowledgement, :func:`late_part`) is taken; False when
+    the same one from the same system was taken before (the helpdesk delivered it again)."""
+    said = [part.attrs.get(k) for k in ("message", "last_author", "acknowledged")]
+    text = json.dumps(said, default=str)
+    stamp = f"{part.at.isoformat()}|{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+    kept = record.attrs.setdefault(MESSAGES_TAKEN, {})
+    stamps = kept.setdefault(part.system, [])
+    if stamp in stamps:
+        return False
+    stamps.append(stamp)
+    del stamps[:-MESSAGES_KEPT]
+    return True
 
 
 def late_part(change: Change) -> Change | None:

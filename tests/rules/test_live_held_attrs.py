@@ -140,3 +140,32 @@ def test_a_restart_takes_the_changes_as_they_were_taken_live(tmp_path: Path, sto
         assert [f for _t, f in writes(app) if "escalation" in f] == []
     finally:
         app.close()
+
+
+def test_a_webhook_delivered_again_is_no_new_message(tmp_path: Path, store_url: str) -> None:
+    # the helpdesk redelivers the customer's 09:20 webhook at 09:40, after the agent's 09:30 reply: the
+    # message was taken; taken again it would open a new reply clock that breaches and escalates (and on a
+    # resolved ticket, stop its auto-close)
+    from bridge.scheduler import run_timers
+
+    sla = [{"name": "all", "first_response": "1h", "next_response": "1h",
+            "escalate": [{"after": "30m", "to": "leads"}]}]
+    app = make_app(tmp_path, store_url, sla=sla, auto_close={"after": "1d"})
+    try:
+        live = start_rules(app, now=T0 - timedelta(hours=1))
+        m = lambda n: T0 + timedelta(minutes=n)  # noqa: E731
+        ingest(app, ticket("T1", m(0), status="open", subject="help", message="help", last_author="customer"))
+        ingest(app, ticket("T1", m(10), message="on it", last_author="agent"))
+        again = ticket("T1", m(20), message="still broken", last_author="customer")
+        ingest(app, again)
+        ingest(app, ticket("T1", m(30), message="fixed", last_author="agent", status="resolved"))
+        out = ingest(app, ticket("T1", m(20), message="still broken", last_author="customer"))
+        assert out.repeat and not out.late and "a repeat of one taken before" in out.problems[0]
+        run_timers(app, live, T0 + timedelta(days=2))
+        fields = [f for _t, f in writes(app)]
+        assert {"escalation": "leads"} not in fields and {"status": "closed"} in fields
+        # a change of the same instant with another message is a message of its own
+        other = ingest(app, ticket("T1", m(20), message="one more thing", last_author="customer"))
+        assert not other.repeat
+    finally:
+        app.close()

@@ -399,7 +399,7 @@ class LiveRules:
                 fed_change = change
                 if outcome.stale:
                     # (the rebuild's pipeline has no Desk: the late part of a change taken is fed here)
-                    part = late_part(change) if stored.desk_at is not None else None
+                    part = late_part(change) if stored.desk_at is not None and not outcome.repeat else None
                     if part is None:
                         continue  # the live pipeline takes such a change to no rule either
                     fed_change = part  # its message or acknowledgement, as the live pipeline took it
