@@ -236,7 +236,7 @@ def cmd_deadletter(args: argparse.Namespace) -> int:
             print(f"deadletter retry takes outbox ids (numbers), got {' '.join(args.ids)}", file=sys.stderr)
             return 2
         ids = [int(x) for x in args.ids] or None
-        count = app.store.retry_dead(ids, utcnow())
+        count = app.store.retry_dead(ids, utcnow(), args.system)
         if args.json:
             _print_json({"retried": count})
         else:

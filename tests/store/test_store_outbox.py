@@ -169,7 +169,9 @@ def test_dead_letters_and_retry_dead(store: Store, now: datetime) -> None:
         "pending",
         None,
     )
-    assert store.retry_dead(None, later) == 2
+    assert store.retry_dead(None, later, "jira") == 1  # (bridge deadletter retry --system jira)
+    assert [i.record_id for i in store.dead_letters()] == ["r2"]
+    assert store.retry_dead(None, later) == 1
     assert store.dead_letters() == []
     assert [i.record_id for i in store.claim("hubspot", None, 10, later, LEASE)] == ["r1", "r2"]
     assert store.retry_dead(None, later) == 0

@@ -352,8 +352,9 @@ class Store:
         with self._transaction() as conn:
             return [_item(row) for row in conn.execute(q)]
 
-    def retry_dead(self, ids: list[int] | None, now: datetime) -> int:
-        """Put dead letters (these ``ids``, or all) back to pending, due now, attempts reset.
+    def retry_dead(self, ids: list[int] | None, now: datetime, system: str | None = None) -> int:
+        """Put dead letters (these ``ids``, or all; of ``system`` only, when given) back to pending, due now,
+        attempts reset.
 
         Returns how many dead letters are queued again. One whose twin (same key) is already pending is
         dropped instead, and counted: its write is queued.
@@ -362,6 +363,8 @@ class Store:
         q = sa.select(o.c.id).where(o.c.status == "dead").order_by(o.c.id)
         if ids is not None:
             q = q.where(o.c.id.in_(ids))
+        if system is not None:
+            q = q.where(o.c.system == system)
         count = 0
         with self._transaction() as conn:
             for item_id in list(conn.scalars(q)):
