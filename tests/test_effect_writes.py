@@ -160,6 +160,10 @@ def test_field_writes_still_merge_and_equal_events_of_two_decisions_do_not(tmp_p
         with app.store.session() as tx:
             tx.create_record("ticket", rid, T0)
             tx.link(rid, "desk", "ticket", "T-1")
+            record = tx.load(rid)
+            assert record is not None
+            record.attrs["assignee"] = "bob"  # (what the rules left: another assignee's write is superseded)
+            tx.save(record, T0)
             assert tx.enqueue(Write("desk", "ticket", rid, "T-1", {"assignee": "ann"}), T0)
             assert tx.enqueue(
                 EffectWrite("desk", "ticket", rid, "T-1", note, effect_key("desk", "ticket", rid, "a")), T0

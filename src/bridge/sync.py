@@ -435,6 +435,18 @@ class Syncer:
             assert record is not None
             name = remote.get(rname)
             if name is None and rname in EFFECT_FIELDS:
+                if rname in SHADOWED_ATTRS:
+                    # an attribute the rules set: what the record holds now is what goes (a person changed
+                    # it since in the helpdesk: the older value is superseded, never pushed over theirs)
+                    held = list(record.tags) if rname == "tags" else record.attrs.get(rname)
+                    same = equal(ATTR_TYPE, attr_value(rname, value), attr_value(rname, held))
+                    if rname == "tags" and not same:
+                        value = held  # (the tags as they are now: the helpdesk's own edits and bridge's)
+                        _attr_landed(tx, rid, system, rname, value, now, None)
+                    elif not same:
+                        dropped[rname] = "superseded by the record's newer value"
+                        _attr_landed(tx, rid, system, rname, value, now, False)
+                        continue
                 keep[rname] = value  # a rule's side effect, queued once under its own key
                 continue
             if name is None or system not in self.config.fields[name].sync_to:
@@ -668,11 +680,14 @@ def _response(result: PushResult, write: Write) -> dict[str, Any]:
 
 
 def _attr_landed(tx: Any, record_id: str, system: str, name: str, value: Any, now: datetime,
-                 landed: bool) -> None:
-    """A rule-written attribute's write to ``system`` landed (the system holds it now) or never will (dead
-    letter: forgotten), in the attribute's shadow (see :data:`bridge.ownership.SHADOWED_ATTRS`)."""
+                 landed: bool | None) -> None:
+    """A rule-written attribute's write to ``system`` landed (the system holds it now), never will (dead
+    letter, superseded: forgotten), or, ``None``, goes with this value instead: in the attribute's shadow
+    (see :data:`bridge.ownership.SHADOWED_ATTRS`)."""
     shadow = Shadow.load(tx.shadow(record_id, attr_key(name), system))
-    if landed:
+    if landed is None:
+        shadow.send(ATTR_TYPE, attr_value(name, value))
+    elif landed:
         shadow.confirm(ATTR_TYPE, attr_value(name, value))
     else:
         shadow.withdraw(ATTR_TYPE, attr_value(name, value))

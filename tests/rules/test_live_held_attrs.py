@@ -169,3 +169,29 @@ def test_a_webhook_delivered_again_is_no_new_message(tmp_path: Path, store_url: 
         assert not other.repeat
     finally:
         app.close()
+
+
+def test_a_rule_written_value_a_person_changed_before_the_push_drops(tmp_path: Path, store_url: str) -> None:
+    # routing's assignment waits in the outbox (a 429, a slow pusher); an agent takes the ticket by hand in
+    # the helpdesk meanwhile: the push must not put the older assignee back over theirs
+    import json
+
+    from bridge.sync import SyncReport
+
+    app = make_app(tmp_path, store_url)
+    try:
+        start_rules(app, now=T0 - timedelta(hours=1))
+        ingest(app, ticket("T1", T0, status="open", subject="s"))
+        assert writes(app) == [("T1", {"assignee": A})]
+        ingest(app, ticket("T1", s(600), assignee=B))  # the person's own choice, pulled
+        assert stored(app, "T1").attrs["assignee"] == B
+        Syncer(app.config, app.store, app.connector, app.host, clock=utcnow).push_all(SyncReport())
+        out = tmp_path / "out.jsonl"
+        pushed = [json.loads(line)["fields"] for line in out.read_text().splitlines()] if out.exists() else []
+        assert {"assignee": A} not in pushed
+        assert not app.store.pending("desk")
+        # and the helpdesk showing b later is no change; showing a (which it was never sent) would be one
+        ingest(app, ticket("T1", s(700), assignee=B, status="open"))
+        assert stored(app, "T1").attrs["assignee"] == B
+    finally:
+        app.close()
