@@ -81,7 +81,7 @@ class DeskState(State, Protocol):
 
     def on_rollback(self, callback: Callable[[], None]) -> None: ...
     def on_end(self, callback: Callable[[bool], None]) -> None: ...
-    def set_desk_time(self, change_id: int, at: datetime) -> None: ...
+    def set_desk_time(self, change_id: int, at: datetime, by_desk: bool = True) -> None: ...
 
 
 @runtime_checkable
@@ -383,7 +383,7 @@ class Pipeline:
             # is dated as taken after the newer one it came behind: a rebuild, taking changes in that order,
             # finds it stale again instead of taking it for the ticket's first
             seen = record.attrs.get(SEEN, {}).get(change.system) if out.stale else None
-            state.set_desk_time(change_id, max(change.at, parse_time(seen)) if seen else change.at)
+            state.set_desk_time(change_id, max(change.at, parse_time(seen)) if seen else change.at, False)
         for d in out.decisions if state.keep_audit else ():
             state.audit(
                 at=now,
@@ -396,8 +396,8 @@ class Pipeline:
                 rule=d.rule,
                 kind="decision",
             )
-        if not out.stale or out.late:
-            state.save(record, now)
+        if not out.stale or out.late or out.owed:
+            state.save(record, now)  # (owed: the message it noted, so that a repeat of it is known as one)
         return out
 
     def _stages(
@@ -440,8 +440,13 @@ class Pipeline:
                 self._rules(state, record, part, now, out, desk)
             return
         seen[change.system] = format_time(change.at) if change.at.microsecond == 0 else change.at.isoformat()
-        if change.kind == "ticket" and (part := late_part(change)) is not None:
-            _note_message(record, part)
+        part = late_part(change) if change.kind == "ticket" else None
+        if part is not None and not _note_message(record, part) and change.system != self.authority:
+            # the very message of a change taken before, at the same instant (a webhook retried at once, a
+            # page pulled twice): the rest is taken again, harmlessly; the message is no new one
+            change = replace(change, attrs={k: v for k, v in change.attrs.items() if k not in MESSAGE_KEYS})
+            if not self.logged:
+                state.set_change(out.change_id, change)
         if change.deleted:
             self._delete(state, record, change, out, now)
             if desk is not None:
@@ -1124,6 +1129,7 @@ def _json(value: Any) -> Any:
     return value
 
 
+MESSAGE_KEYS = ("message", "last_author", "acknowledged")  # what of a change is a message (late_part)
 MESSAGES_TAKEN = "messages_taken"  # record attribute: system -> the stamps of its messages taken, newest last
 MESSAGES_KEPT = 50  # per system: a helpdesk redelivers a webhook within hours, not 50 messages later
 
@@ -1131,7 +1137,7 @@ MESSAGES_KEPT = 50  # per system: a helpdesk redelivers a webhook within hours, 
 def _note_message(record: Record, part: Change) -> bool:
     """Note that ``part`` (a change's message or acknowledgement, :func:`late_part`) is taken; False when
     the same one from the same system was taken before (the helpdesk delivered it again)."""
-    said = [part.attrs.get(k) for k in ("message", "last_author", "acknowledged")]
+    said = [part.attrs.get(k) for k in MESSAGE_KEYS]
     text = json.dumps(said, default=str)
     stamp = f"{part.at.isoformat()}|{hashlib.sha256(text.encode()).hexdigest()[:12]}"
     kept = record.attrs.setdefault(MESSAGES_TAKEN, {})
@@ -1273,7 +1279,7 @@ class MemoryState:
     def on_end(self, callback: Callable[[bool], None]) -> None:
         """See Tx (a MemoryState never ends: nothing to call)."""
 
-    def set_desk_time(self, change_id: int, at: datetime) -> None:
+    def set_desk_time(self, change_id: int, at: datetime, by_desk: bool = True) -> None:
         """See Tx (changes are only counted here)."""
 
     def claim_effect(self, key: str, record_id: str, decision: str, at: datetime) -> bool:

@@ -39,7 +39,7 @@ def test_migrate_twice_is_idempotent(store_url: str) -> None:
         with store.session() as tx:
             tx.create_record("ticket", "r1")
         store.migrate()
-        assert store.revision() == "0004"
+        assert store.revision() == "0005"
         with store.session() as tx:
             assert tx.load("r1") is not None
         assert set(sa.inspect(store.engine).get_table_names()) >= TABLES
@@ -144,7 +144,7 @@ def test_downgrade_to_base_and_up_again(store: Store) -> None:
         command.downgrade(alembic_config(conn), "base")
     assert not TABLES & set(sa.inspect(store.engine).get_table_names())
     store.migrate()
-    assert store.revision() == "0004"
+    assert store.revision() == "0005"
     with store.session() as tx:
         tx.audit(at=NOW, run="r", record_id=None, field=None, before=None, after=None, origin="o", rule="r")
 
@@ -165,4 +165,4 @@ def test_plain_postgresql_url_uses_psycopg(pg_url: str) -> None:
     with Store(pg_url.replace("postgresql+psycopg://", "postgresql://")) as store:
         assert store.engine.dialect.driver == "psycopg"
         store.migrate()
-        assert store.revision() == "0004"
+        assert store.revision() == "0005"

@@ -123,6 +123,9 @@ changes = sa.Table(
     # transaction that fed it: a rebuilt Desk takes it at the same time, so its timers fall where the live
     # Desk's did; NULL: no Desk took it (another replica processed it), the rules leader catches it up
     sa.Column("desk_at", UTCDateTime(), nullable=True),
+    # whether a Desk took it then (its timers due before it fired then), or a replica without rules only
+    # marked it as taken (a change to a closed ticket, a stale one); NULL: marked before this was kept
+    sa.Column("by_desk", sa.Boolean(), nullable=True),
     sa.Index(None, "record_id"),
     sa.Index(None, "system", "kind", "external_id"),
 )

@@ -412,10 +412,10 @@ class Tx:
 
     def taken_times(self, kind: str, since: datetime | None) -> list[tuple[datetime, int]]:
         """``(desk_at, change id)`` of every change of ``kind`` a rules' Desk took after ``since`` (None:
-        ever): the instants the live Desk fired the timers due before (a rebuild that replays only the open
-        tickets still fires them then)."""
+        ever), not one only marked as taken: the instants the live Desk fired the timers due before (a rebuild
+        that replays only the open tickets still fires them then)."""
         c = t.changes.c
-        q = sa.select(c.desk_at, c.id).where(c.kind == kind, c.desk_at.is_not(None))
+        q = sa.select(c.desk_at, c.id).where(c.kind == kind, c.desk_at.is_not(None), c.by_desk.is_(True))
         if since is not None:
             q = q.where(c.desk_at > since)
         q = q.order_by(c.desk_at, c.id)
@@ -470,9 +470,12 @@ class Tx:
         found = self.conn.scalar(q)
         return after if found is None else int(found)
 
-    def set_desk_time(self, change_id: int, at: datetime) -> None:
-        """Keep the time the rules' Desk took change ``change_id`` at (a rebuilt Desk takes it then too)."""
-        self.conn.execute(t.changes.update().where(t.changes.c.id == change_id).values(desk_at=at))
+    def set_desk_time(self, change_id: int, at: datetime, by_desk: bool = True) -> None:
+        """Keep the time the rules' Desk took change ``change_id`` at (a rebuilt Desk takes it then too);
+        ``by_desk`` False: no Desk took it, it is only marked as taken (nothing in it for the rules)."""
+        self.conn.execute(
+            t.changes.update().where(t.changes.c.id == change_id).values(desk_at=at, by_desk=by_desk)
+        )
 
     # ------------------------------------------------------------------ shadow
     def shadow(self, record_id: str, field: str, system: str) -> tuple[bool, Any]:
