@@ -161,6 +161,7 @@ class Outcome:
     was_closed: bool = False  # the record was a closed ticket before this change
     change_id: int = 0  # the change's row in the change log
     repeat: bool = False  # stale, and its message or acknowledgement was taken before: nothing for the rules
+    part: Change | None = None  # stale: the message or acknowledgement of it that still counts (late_part)
 
 
 @dataclass
@@ -423,6 +424,7 @@ class Pipeline:
                 part = None
                 out.repeat = True
                 taken = ", a repeat of one taken before: not taken again"
+            out.part = part
             if part is not None:
                 taken = "; its message or acknowledgement is taken, not the rest"
                 if desk is None:

@@ -252,11 +252,12 @@ def rules_history(state: DeskState) -> History:
     history: list[Item] = [Known(r, keys.get(r.id, {})) for r in tx.records("account")]
     # what the live Desk assigned the open tickets, and when: the rebuild's routing follows it
     newest = max(times, default=None)
-    picks: dict[tuple[str, str], str] = {}
+    picks: dict[tuple[str, str, str], str] = {}
     for key, _at in tx.effect_keys("assign", None if newest is None else newest - CLOSED_MEMORY):
-        rid, rest = key.partition("|")[0], key.rsplit("|", 2)  # (rid|assign|RULE|INSTANT|AGENT)
-        if rid in open_links and len(rest) == 3:
-            picks[(rid, rest[1])] = rest[2]  # (the last of one instant: what it ended with)
+        head, _sep, rest = key.partition("|assign|")  # (rid|assign|RULE|INSTANT|AGENT)
+        rule, instant, agent = [*rest.rsplit("|", 2), "", ""][:3]
+        if head in open_links and agent:
+            picks[(head, rule, instant)] = agent  # (the last of one instant: what it ended with)
     history.append(Picks(picks))
     # the tickets closed lately, oldest first: final for the rules even when a change reopens them later
     ended.sort(key=lambda c: c.at)

@@ -583,3 +583,76 @@ def test_a_seat_a_delete_frees_is_not_given_out_before_the_delete_after_a_restar
     plain, again = with_and_without_restart(tmp_path, store_url, config, steps)
     assert ("T-2", {"assignee": "a@x.example"}) not in plain
     assert again == plain
+
+
+@pytest.mark.parametrize("tick_before_restart", [False, True])
+def test_a_ticket_that_waited_for_a_closing_tickets_seat_is_not_routed_early_by_a_rebuild(
+    tmp_path: Path, store_url: str, tick_before_restart: bool
+) -> None:
+    # T-2 waited live until T-1 closed at 10:00 and freed a's seat: the rebuild, which does not replay the
+    # closed T-1, must not assign T-2 at its creation (its rule on the assignee would set pending hours early
+    # and the 10:30 follow-up would fall in the rebuild's past, never sent), but at 10:00, as live did
+    config = {"agents": [{"email": "a@x.example", "capacity": 1}], "follow_up": {"after": "30m"},
+              "rules": [{"name": "a-pending", "set": "triggers",
+                         "when": {"field": "ticket.assignee", "eq": "a@x.example"},
+                         "then": [{"set": {"status": "pending"}}]}]}
+
+    def steps(r: Runner, restart: Restart) -> Writes:
+        r.ingest(ticket("T-1", minute(0), status="open", subject="one"))
+        r.ingest(ticket("T-2", minute(10), status="open", subject="two"))  # a is full: T-2 waits
+        r.ingest(ticket("T-1", minute(60), status="closed"))  # the seat frees: T-2 -> a, pending
+        if tick_before_restart:
+            r.tick(minute(61))
+        restart(minute(62))
+        r.tick(minute(180))
+        return r.writes()
+
+    plain, again = with_and_without_restart(tmp_path, store_url, config, steps)
+    assert ("T-2", {"follow_up": ""}) in plain
+    assert again == plain
+
+
+def test_a_ticket_routed_twice_in_one_second_waits_after_a_restart(tmp_path: Path, store_url: str) -> None:
+    # created (-> a), then in the same second a rule asks for a skill nobody has: live it waits and holds no
+    # seat; the rebuild must not take the first assignment of that second for the second routing
+    config = {"agents": [{"email": "a@x.example", "capacity": 2}],
+              "rules": [{"name": "tech", "set": "routing", "when": {"tag": "tech"},
+                         "then": [{"assign": {"skill": "tech"}}]}]}
+
+    def steps(r: Runner, restart: Restart) -> Writes:
+        r.ingest(ticket("T-1", minute(2), status="open", subject="one"))
+        r.ingest(ticket("T-1", minute(2), tags=["tech"]))
+        r.ingest(ticket("T-2", minute(10), status="open", subject="two"))
+        restart(minute(11))
+        r.ingest(ticket("T-3", minute(20), status="open", subject="three"))
+        r.tick(minute(30))
+        return r.writes()
+
+    plain, again = with_and_without_restart(tmp_path, store_url, config, steps)
+    assert ("T-3", {"assignee": "a@x.example"}) in plain
+    assert again == plain
+
+
+def test_a_late_message_of_a_deleted_ticket_stays_out_of_the_rules_after_a_restart(
+    tmp_path: Path, store_url: str
+) -> None:
+    # T-1 is deleted in the helpdesk; then a webhook dated before the delete brings a customer message: live
+    # takes nothing of it; a rebuild must not feed that message either (T-1 would hold a seat again)
+    config = {"agents": [{"email": "a@x.example", "capacity": 2}], "deletes": {"ticket": "archive"},
+              "follow_up": {"after": "1h"}}
+
+    def steps(r: Runner, restart: Restart) -> Writes:
+        r.ingest(ticket("T-1", minute(0), status="open", subject="one"))
+        r.ingest(ticket("T-1", minute(10), status="pending", message="we need the logs", last_author="agent"))
+        r.ingest(Change("desk", "ticket", "T-1", minute(30), deleted=True))
+        r.ingest(ticket("T-2", minute(35), status="open", subject="two"))
+        r.ingest(ticket("T-1", minute(20), message="here are the logs", last_author="customer"))
+        r.tick(minute(37))
+        restart(minute(38))
+        r.ingest(ticket("T-3", minute(40), status="open", subject="three"))
+        r.tick(minute(200))
+        return r.writes()
+
+    plain, again = with_and_without_restart(tmp_path, store_url, config, steps)
+    assert ("T-3", {"assignee": "a@x.example"}) in plain
+    assert again == plain

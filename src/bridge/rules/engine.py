@@ -44,7 +44,7 @@ from typing import Any
 from bridge.durations import parse_duration
 from bridge.errors import FieldValueError
 from bridge.fields import FieldType, coerce, merge, to_json
-from bridge.model import BRIDGE, PROPOSED, Decision, FieldValue, Record, format_time
+from bridge.model import BRIDGE, PROPOSED, Decision, FieldValue, Record, format_time, parse_time
 from bridge.rules.calendar import BusinessCalendar
 from bridge.rules.conditions import (
     EMAIL_PATHS,
@@ -682,9 +682,13 @@ class Desk:
         # what the rule saw then (the daemon keeps it in the audit log); the tickets of ``watch`` (record ids)
         # keep every event's evaluation of every rule and SLA policy in ``moments`` (replay --against)
         self.why = False
-        # a rebuild's routing follows what the live Desk assigned: (ticket id, instant) -> the agent it chose
-        # then (the rebuild replays only the open tickets, so round robin or loads alone could choose another)
-        self.forced: dict[tuple[str, str], str] = {}
+        # a rebuild's routing is what the live Desk assigned: (ticket id, rule, instant) -> the agent it chose
+        # then, and nobody at any other instant (the rebuild replays only the open tickets, so round robin or
+        # loads alone could choose another agent, or assign a ticket that waited live for a closed one's
+        # seat); None: live routing
+        self.forced: dict[tuple[str, str, str], str] | None = None
+        self._forced_at: dict[str, list[tuple[datetime, tuple[str, str, str]]]] = {}  # ticket -> its picks
+        self._forced_used: set[tuple[str, str, str]] = set()
         self.watch: set[str] = set()
         self.moments: dict[str, list[dict[str, Any]]] = {}
         self._fired_now: dict[int, dict[str, Any]] = {}
@@ -1117,9 +1121,10 @@ class Desk:
 
     def _route(self, st: _Ticket, request: Request, rule: str, at: datetime, out: list[Decision]) -> bool:
         st.asked = (request, rule)
-        pick = self.router.pick(st.record, request, at)
-        if self.forced:
-            pick = self._forced_pick(st.record.id, at, pick)
+        if self.forced is None:
+            pick = self.router.pick(st.record, request, at)
+        else:
+            pick = self._forced_pick(st.record.id, rule, at)
         if pick is None:
             self.router.enqueue(st.record, request, rule, st.created)
             self._schedule_opening(at)
@@ -1165,11 +1170,12 @@ class Desk:
         if not router.waiting:
             return
         for waiting in router.queued():
-            if not router.any_available(at) and not self.forced:
-                break
-            pick = router.pick(waiting.record, waiting.request, at)
-            if self.forced:
-                pick = self._forced_pick(waiting.record.id, at, pick)
+            if self.forced is None:
+                if not router.any_available(at):
+                    break
+                pick = router.pick(waiting.record, waiting.request, at)
+            else:
+                pick = self._forced_pick(waiting.record.id, waiting.rule, at)
             if pick is None:
                 continue
             st = self._tickets.get(waiting.record.id)
@@ -1394,11 +1400,52 @@ class Desk:
             return st.follow_due == t
         return st.close_due == t
 
-    def _forced_pick(self, ticket_id: str, at: datetime, pick: str | None) -> str | None:
-        """The agent the live Desk assigned the ticket at this instant, when a rebuild knows it (and it is
-        still an agent), else ``pick``."""
-        agent = self.router.agent(self.forced.get((ticket_id, format_time(at) or "")))
-        return agent.email if agent is not None else pick
+    def seats_may_be_free(self) -> None:
+        """Serve the queue first at the next event (a rebuild: a seat may be free that no event freed)."""
+        if self.router.waiting:
+            self._freed = True
+
+    def follow_picks(self, picks: Mapping[tuple[str, str, str], str] | None) -> None:
+        """Route as the live Desk did (a rebuild): ``(ticket id, rule, instant) -> agent``; None: live."""
+        self.forced = dict(picks) if picks is not None else None
+        self._forced_used = set()
+        self._forced_at = {}
+        for key in sorted(self.forced or (), key=lambda k: k[2]):
+            self._forced_at.setdefault(key[0], []).append((parse_time(key[2]), key))
+
+    def _forced_pick(self, ticket_id: str, rule: str, at: datetime) -> str | None:
+        """In a rebuild, the agent the live Desk assigned the ticket for ``rule`` at this instant (if it is
+        still an agent); None when it assigned it nobody then (the ticket waits, as it did)."""
+        assert self.forced is not None
+        key = (ticket_id, rule, format_time(at) or "")
+        agent = self.router.agent(self.forced.get(key))
+        if agent is None:
+            return None
+        self._forced_used.add(key)
+        return agent.email
+
+    def serve_picks(self, until: datetime, strict: bool = False) -> list[Decision]:
+        """In a rebuild, give each waiting ticket the agent the live Desk gave it by ``until`` (``strict``:
+        before it), at the instant it did: the seat came from a change the rebuild does not replay (a ticket
+        closed since)."""
+        out: list[Decision] = []
+        if not self._forced_at or not self.router.waiting:
+            return out
+        for waiting in list(self.router.queued()):
+            st = self._tickets.get(waiting.record.id)
+            for when, key in self._forced_at.get(waiting.record.id, ()):
+                if when > until or (strict and when == until):
+                    break
+                agent = self.router.agent(self.forced.get(key) if self.forced else None)
+                if key in self._forced_used or key[1] != waiting.rule or agent is None or st is None:
+                    continue
+                self._forced_used.add(key)
+                self.router.dequeue(waiting.record.id)
+                self._assign(st, agent.email, waiting.rule, when, out, waiting.request)
+                break
+        if self._routed and not self._settling:
+            self._settle(until, out)
+        return out
 
     @staticmethod
     def assigned_agent(key: str) -> str:

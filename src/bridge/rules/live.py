@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 
 from bridge.effects import queue_effects as queue_effects
 from bridge.model import BRIDGE, Change, Decision, RecentlySeen, Record, utcnow
-from bridge.pipeline import DeskState, MemoryState, Pipeline, Touched, late_part
+from bridge.pipeline import DeskState, MemoryState, Pipeline, Touched
 from bridge.rules.conditions import path_values
 from bridge.rules.engine import Desk
 from bridge.rules.escalation import WEEK, VolumeWatch
@@ -116,11 +116,12 @@ class Taken(NamedTuple):
 
 
 class Picks(NamedTuple):
-    """What the live Desk assigned the open tickets (from the effects log): ``(ticket id, instant) -> agent``.
-    A rebuilt Desk routing a ticket at such an instant takes that agent, so that its routing, and what the
-    rules on the assignee did after it, follow what was acted on."""
+    """What the live Desk assigned the open tickets (from the effects log): ``(ticket id, rule, instant) ->
+    agent``. A rebuilt Desk routes a ticket to that agent at that instant, and to nobody at any other (it
+    waits, as it did), so that its routing, and what the rules on the assignee did after it, follow what
+    was acted on."""
 
-    picks: Mapping[tuple[str, str], str]
+    picks: Mapping[tuple[str, str, str], str]
 
 
 Item = Stored | Created | Known | Assignee | Closed | Rotation | Picks | Taken
@@ -350,11 +351,13 @@ class LiveRules:
                     rotation = item.agents
                     continue
                 if isinstance(item, Picks):
-                    self.desk.forced = dict(item.picks)
+                    self.desk.follow_picks(item.picks)
                     continue
                 if isinstance(item, Taken):
                     if self.clock is None or item.at > self.clock:
                         settle(self._fire_before(item.at), None)
+                    # the change (a ticket's closing) may have freed the seat a waiting ticket took then
+                    settle(self.desk.serve_picks(item.at), None)
                     continue
                 if isinstance(item, Created):
                     self.desk.note_created(item.ticket, item.at)
@@ -398,8 +401,9 @@ class LiveRules:
                     continue
                 fed_change = change
                 if outcome.stale:
-                    # (the rebuild's pipeline has no Desk: the late part of a change taken is fed here)
-                    part = late_part(change) if stored.desk_at is not None and not outcome.repeat else None
+                    # (the rebuild's pipeline has no Desk: the late part of a change taken is fed here, what
+                    # the pipeline found still counts: nothing of a closed or deleted ticket, nor a repeat)
+                    part = outcome.part if stored.desk_at is not None else None
                     if part is None:
                         continue  # the live pipeline takes such a change to no rule either
                     fed_change = part  # its message or acknowledgement, as the live pipeline took it
@@ -418,7 +422,9 @@ class LiveRules:
                 # the live Desk fires timers strictly before a change)
                 self.clock = handled_until
                 settle(self.desk.advance(handled_until), None)
-            self.desk.forced = {}  # (from here on, what the Desk assigns is new)
+            if self.clock is not None:
+                settle(self.desk.serve_picks(self.clock), None)
+            self.desk.follow_picks(None)  # (from here on, what the Desk assigns is new)
             changed = False
             for rid in list(self.records):
                 as_stored = held.get(rid)
@@ -437,6 +443,10 @@ class LiveRules:
                 self.desk.router.note_assigned(agent)
             self.desk.why = True
             self._owed = self.desk.serve_queue(self.clock) if changed and self.clock is not None else []
+            if not self._owed:
+                # a seat may be free with a ticket waiting that the rebuild never saw freed (a change undone
+                # since took it): the next event serves the queue first, as the live Desk's would
+                self.desk.seats_may_be_free()
             self.stale = False
             return fed
 
