@@ -451,8 +451,9 @@ class Pipeline:
                 state.set_change(out.change_id, change)
         if change.deleted:
             self._delete(state, record, change, out, now)
-            if desk is not None:
-                desk.forget(self._desk_state(state), record.id)  # no timers nor load for a deleted ticket
+            if desk is not None and out.deleted != "ignore":
+                # no timers nor load for a deleted ticket (ignored, it stays in the rules as in the store)
+                desk.forget(self._desk_state(state), record.id)
             return
         if "deleted_in" in record.attrs:
             self._restore(state, record, change, now)

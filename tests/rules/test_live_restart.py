@@ -656,3 +656,24 @@ def test_a_late_message_of_a_deleted_ticket_stays_out_of_the_rules_after_a_resta
     plain, again = with_and_without_restart(tmp_path, store_url, config, steps)
     assert ("T-3", {"assignee": "a@x.example"}) in plain
     assert again == plain
+
+
+@pytest.mark.parametrize("deletes", [{}, {"deletes": {"ticket": "ignore"}}])
+def test_an_ignored_delete_leaves_the_ticket_in_the_rules(
+    tmp_path: Path, store_url: str, deletes: dict[str, Any]
+) -> None:
+    # [deletes] ignore (the default) keeps the ticket in the store, open: its follow-up and its agent's seat
+    # stay too, with a restart or without
+    config = {"agents": [{"email": "a@x.example", "capacity": 1}], "follow_up": {"after": "1h"}, **deletes}
+
+    def steps(r: Runner, restart: Restart) -> Writes:
+        r.ingest(ticket("T-1", minute(0), status="pending", subject="one"))  # -> a; follow-up due 10:00
+        r.ingest(Change("desk", "ticket", "T-1", minute(10), deleted=True))
+        restart(minute(15))
+        r.ingest(ticket("T-2", minute(20), status="open", subject="two"))  # a is full: waits
+        r.tick(minute(120))
+        return r.writes()
+
+    plain, again = with_and_without_restart(tmp_path, store_url, config, steps)
+    assert ("T-1", {"follow_up": ""}) in plain and ("T-2", {"assignee": "a@x.example"}) not in plain
+    assert again == plain

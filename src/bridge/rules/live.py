@@ -393,6 +393,8 @@ class LiveRules:
                     for system, external in stored.links.items():
                         mem.link(stored.record_id, system, "ticket", external)
                 outcome = pipeline.process(mem, change, at, first=first)
+                if outcome.deleted == "ignore":
+                    continue  # (taken without the rules, as the live pipeline took it)
                 if outcome.deleted is not None:
                     self.clock = at  # (the seat it frees goes out after it, as live: not at an earlier tick)
                     self._forget(stored.record_id)  # as the live pipeline did
