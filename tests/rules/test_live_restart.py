@@ -677,3 +677,25 @@ def test_an_ignored_delete_leaves_the_ticket_in_the_rules(
     plain, again = with_and_without_restart(tmp_path, store_url, config, steps)
     assert ("T-1", {"follow_up": ""}) in plain and ("T-2", {"assignee": "a@x.example"}) not in plain
     assert again == plain
+
+
+def test_a_delete_before_a_restart_does_not_move_the_rebuilt_clock(tmp_path: Path, store_url: str) -> None:
+    # a spam ticket deleted at 10:00, then a restart; T-2's webhook, stamped 09:30, arrives after: live
+    # takes it at 09:30 (the Desk's clock did not move at the delete): its breach is due 10:30 after a restart
+    config = {"deletes": {"ticket": "flag"}, "teams": {"leads": {"members": []}},
+              "sla": [{"name": "all", "first_response": "1h", "escalate": [{"after": "0m", "to": "leads"}]}]}
+
+    def steps(r: Runner, restart: Restart) -> list[str]:
+        r.ingest(ticket("T-1", minute(0), status="open", subject="one", message="hi", last_author="customer"))
+        r.ingest(ticket("T-1", minute(5), message="on it", last_author="agent"))
+        r.ingest(Change("desk", "ticket", "T-9", minute(60), deleted=True))
+        restart(minute(61))
+        r.ingest(ticket("T-2", minute(30), status="open", subject="two", message="help",
+                        last_author="customer"))
+        r.tick(minute(95))
+        with r.app.store.engine.connect() as conn:
+            return sorted(k.split("|", 1)[1] for (k,) in conn.exec_driver_sql("select key from effects"))
+
+    plain, again = with_and_without_restart(tmp_path, store_url, config, steps)
+    assert any(k.startswith("escalate|") and "10:30:00Z" in k for k in plain)
+    assert again == plain

@@ -1400,6 +1400,12 @@ class Desk:
             return st.follow_due == t
         return st.close_due == t
 
+    def hold_freed(self) -> bool:
+        """Take back the note that a seat freed (the queue is served at the next event); whether there was
+        one. A rebuild catching up to an earlier rules job uses it, then :meth:`seats_may_be_free`."""
+        freed, self._freed = self._freed, False
+        return freed
+
     def seats_may_be_free(self) -> None:
         """Serve the queue first at the next event (a rebuild: a seat may be free that no event freed)."""
         if self.router.waiting:

@@ -340,6 +340,7 @@ class LiveRules:
             taken: set[str] = set()  # tickets a live Desk took a change of (not history)
             rotation: tuple[str, ...] = ()
             settle = partial(self._settle, None)
+            deleted_at: datetime | None = None  # the newest delete replayed (the seat it frees)
             for item in history:
                 if isinstance(item, Assignee):
                     held[item.record_id] = item
@@ -396,7 +397,7 @@ class LiveRules:
                 if outcome.deleted == "ignore":
                     continue  # (taken without the rules, as the live pipeline took it)
                 if outcome.deleted is not None:
-                    self.clock = at  # (the seat it frees goes out after it, as live: not at an earlier tick)
+                    deleted_at = at if deleted_at is None else max(deleted_at, at)
                     self._forget(stored.record_id)  # as the live pipeline did
                     # restored later, it starts afresh, as live (whose store keeps no creation time it reads)
                     outcome.record.attrs.pop("created_at", None)
@@ -423,7 +424,12 @@ class LiveRules:
                 # (a timer due at the last change's very instant was not acted on, unless a tick covered it:
                 # the live Desk fires timers strictly before a change)
                 self.clock = handled_until
+                # a seat a delete after that job freed goes out at the next event, as live: not at the job
+                later = deleted_at is not None and deleted_at > handled_until
+                freed = self.desk.hold_freed() if later else False
                 settle(self.desk.advance(handled_until), None)
+                if freed:
+                    self.desk.seats_may_be_free()
             if self.clock is not None:
                 settle(self.desk.serve_picks(self.clock), None)
             self.desk.follow_picks(None)  # (from here on, what the Desk assigns is new)
