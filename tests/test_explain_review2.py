@@ -154,6 +154,11 @@ def test_explain_says_why_routing_chose_the_agent(tmp_path: Path) -> None:
     assert (routing["at"], routing["rule"], routing["to"], routing["asked"]) == (
         "2026-11-02T09:00:00Z", "billing", "b@example.com", {"skill": "billing"})
     text = format_explain(data).splitlines()
+    # the rule that asked for billing reads as it did when it fired: not repeated
+    rule = text.index("  ✓ billing [routing] — fired at 2026-11-02T09:00:00Z")
+    assert text[rule + 1:rule + 4] == ["      when it fired, at 2026-11-02T09:00:00Z:",
+                                       "        yes ticket.tags tag 'billing/*': ['billing/refund']",
+                                       "      now: as when it last fired"]
     start = text.index("routing, each time it chose an agent:")
     assert text[start + 1:start + 4] == [
         "  2026-11-02T09:00:00Z to b@example.com (billing: round_robin; asked skill 'billing')",

@@ -301,6 +301,9 @@ def _entry_lines(e: dict[str, Any]) -> list[str]:
     firings = e.get("firings") or []
     for f in firings:
         lines += _firing_lines(f, "    ")
+    if firings and "tree" in e and _compact_tree(e["tree"]) == firings[-1].get("tree"):
+        lines.append("    now: as when it last fired")  # (each value the same: not repeated)
+        return lines
     if firings:
         lines.append("    now:")
     lines += _condition_lines(e, "      " if firings else "    ")
