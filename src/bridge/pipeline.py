@@ -442,8 +442,9 @@ class Pipeline:
                 self._rules(state, record, part, now, out, desk)
             return
         seen[change.system] = format_time(change.at) if change.at.microsecond == 0 else change.at.isoformat()
-        part = late_part(change) if change.kind == "ticket" else None
-        if part is not None and not _note_message(record, part) and change.system != self.authority:
+        # (replay's events are taken as given: nothing noted, no hashing on its hot path)
+        part = late_part(change) if change.kind == "ticket" and change.system != self.authority else None
+        if part is not None and not _note_message(record, part):
             # the very message of a change taken before, at the same instant (a webhook retried at once, a
             # page pulled twice): the rest is taken again, harmlessly; the message is no new one
             change = replace(change, attrs={k: v for k, v in change.attrs.items() if k not in MESSAGE_KEYS})
