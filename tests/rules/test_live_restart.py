@@ -699,3 +699,20 @@ def test_a_delete_before_a_restart_does_not_move_the_rebuilt_clock(tmp_path: Pat
     plain, again = with_and_without_restart(tmp_path, store_url, config, steps)
     assert any(k.startswith("escalate|") and "10:30:00Z" in k for k in plain)
     assert again == plain
+
+
+def test_a_rebuild_that_fails_leaves_the_desk_routing_live() -> None:
+    # a rebuild follows the live Desk's assignments only while it runs: however it ends (here its history
+    # fails to read), the Desk routes by the strategy again and explains its decisions
+    from bridge.rules.live import LiveRules, Picks
+    from bridge.settings import Config
+
+    live = LiveRules(Config(agents=[{"email": "a@x.example"}]))
+
+    def history() -> Any:
+        yield Picks({("t1", "routing", "2026-11-02T09:00:00Z"): "a@x.example"})
+        raise OSError("the store went away")
+
+    with pytest.raises(OSError):
+        live.rebuild(history(), None)
+    assert live.desk.forced is None and live.desk.why is True

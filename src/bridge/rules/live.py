@@ -331,132 +331,141 @@ class LiveRules:
         changes were fed.
         """
         with self.lock:
-            self._reset()
-            self.desk.why = False  # (what a rebuild decides again was acted on, and explained, before)
-            mem = MemoryState(keep_audit=False, keep_outbox=False)
-            pipeline = Pipeline(self.config, None, run="rebuild", logged=True)
-            fed = 0
-            held: dict[str, Assignee] = {}
-            taken: set[str] = set()  # tickets a live Desk took a change of (not history)
-            rotation: tuple[str, ...] = ()
-            settle = partial(self._settle, None)
-            deleted_at: datetime | None = None  # the newest delete replayed (the seat it frees)
-            for item in history:
-                if isinstance(item, Assignee):
-                    held[item.record_id] = item
-                    continue
-                if isinstance(item, Closed):
-                    self._dropped.note(item.record_id, item.at)
-                    continue
-                if isinstance(item, Rotation):
-                    rotation = item.agents
-                    continue
-                if isinstance(item, Picks):
-                    self.desk.follow_picks(item.picks)
-                    continue
-                if isinstance(item, Taken):
-                    if self.clock is None or item.at > self.clock:
-                        settle(self._fire_before(item.at), None)
-                    # the change (a ticket's closing) may have freed the seat a waiting ticket took then
-                    settle(self.desk.serve_picks(item.at), None)
-                    continue
-                if isinstance(item, Created):
-                    self.desk.note_created(item.ticket, item.at)
-                    continue
-                if isinstance(item, Known):
-                    rec = item.record
-                    mem.create_record(rec.kind, rec.id)
-                    mem.set_keys(rec.id, rec.kind, dict(item.keys))
-                    mem.save(rec)
-                    continue
-                stored = item
-                if stored.desk_at is None and stored.change_id > self.floor:
-                    continue  # processed without rules: the catch-up feeds it, and acts on it
-                change = stored.change
-                at = stored.desk_at or change.at
-                at = at if self.clock is None else max(at, self.clock)
-                settle(self._fire_before(at), None)
-                if is_agent_change(change):
-                    self.clock = at
-                    try:
-                        status = str(change.attrs.get("status"))
-                        settle(self.desk.on_agent_status(change.external_id, status, at), None)
-                    except Exception:  # the live Desk failed on it too, and went on
-                        log.exception("rules: rebuilding, the desk failed on change %s", stored.change_id)
-                        continue
-                    fed += 1
-                    continue
-                if stored.record_id not in self._seen and self._closed(stored.record_id, at):
-                    continue  # closed earlier in the history: final for the rules, as it was live
-                first = mem.load(stored.record_id) is None
-                if first:
-                    mem.create_record("ticket", stored.record_id)
-                    for system, external in stored.links.items():
-                        mem.link(stored.record_id, system, "ticket", external)
-                outcome = pipeline.process(mem, change, at, first=first)
-                if outcome.deleted == "ignore":
-                    continue  # (taken without the rules, as the live pipeline took it)
-                if outcome.deleted is not None:
-                    deleted_at = at if deleted_at is None else max(deleted_at, at)
-                    self._forget(stored.record_id)  # as the live pipeline did
-                    # restored later, it starts afresh, as live (whose store keeps no creation time it reads)
-                    outcome.record.attrs.pop("created_at", None)
-                    continue
-                fed_change = change
-                if outcome.stale:
-                    # (the rebuild's pipeline has no Desk: the late part of a change taken is fed here, what
-                    # the pipeline found still counts: nothing of a closed or deleted ticket, nor a repeat)
-                    part = outcome.part if stored.desk_at is not None else None
-                    if part is None:
-                        continue  # the live pipeline takes such a change to no rule either
-                    fed_change = part  # its message or acknowledgement, as the live pipeline took it
+            try:
+                return self._rebuilt(history, handled_until)
+            finally:
+                # however the rebuild ends, the Desk routes live and explains its decisions from here on
+                self.desk.follow_picks(None)
+                self.desk.why = True
+
+    def _rebuilt(self, history: Iterable[Item], handled_until: datetime | None) -> int:
+        """:meth:`rebuild`'s work, under the lock."""
+        self._reset()
+        self.desk.why = False  # (what a rebuild decides again was acted on, and explained, before)
+        mem = MemoryState(keep_audit=False, keep_outbox=False)
+        pipeline = Pipeline(self.config, None, run="rebuild", logged=True)
+        fed = 0
+        held: dict[str, Assignee] = {}
+        taken: set[str] = set()  # tickets a live Desk took a change of (not history)
+        rotation: tuple[str, ...] = ()
+        settle = partial(self._settle, None)
+        deleted_at: datetime | None = None  # the newest delete replayed (the seat it frees)
+        for item in history:
+            if isinstance(item, Assignee):
+                held[item.record_id] = item
+                continue
+            if isinstance(item, Closed):
+                self._dropped.note(item.record_id, item.at)
+                continue
+            if isinstance(item, Rotation):
+                rotation = item.agents
+                continue
+            if isinstance(item, Picks):
+                self.desk.follow_picks(item.picks)
+                continue
+            if isinstance(item, Taken):
+                if self.clock is None or item.at > self.clock:
+                    settle(self._fire_before(item.at), None)
+                # the change (a ticket's closing) may have freed the seat a waiting ticket took then
+                settle(self.desk.serve_picks(item.at), None)
+                continue
+            if isinstance(item, Created):
+                self.desk.note_created(item.ticket, item.at)
+                continue
+            if isinstance(item, Known):
+                rec = item.record
+                mem.create_record(rec.kind, rec.id)
+                mem.set_keys(rec.id, rec.kind, dict(item.keys))
+                mem.save(rec)
+                continue
+            stored = item
+            if stored.desk_at is None and stored.change_id > self.floor:
+                continue  # processed without rules: the catch-up feeds it, and acts on it
+            change = stored.change
+            at = stored.desk_at or change.at
+            at = at if self.clock is None else max(at, self.clock)
+            settle(self._fire_before(at), None)
+            if is_agent_change(change):
+                self.clock = at
                 try:
-                    settle(self._feed(outcome.record, fed_change, at), outcome.record)
+                    status = str(change.attrs.get("status"))
+                    settle(self.desk.on_agent_status(change.external_id, status, at), None)
                 except Exception:  # the live Desk failed on it too, and went on
                     log.exception("rules: rebuilding, the desk failed on change %s", stored.change_id)
                     continue
-                if stored.desk_at is not None:
-                    # (only a change fed here counts: a stale change, or one to a closed ticket, is marked as
-                    # taken by a replica that ran no rules, and is not fed)
-                    taken.add(stored.record_id)
                 fed += 1
-            if handled_until is not None and (self.clock is None or handled_until >= self.clock):
-                # (a timer due at the last change's very instant was not acted on, unless a tick covered it:
-                # the live Desk fires timers strictly before a change)
-                self.clock = handled_until
-                # a seat a delete after that job freed goes out at the next event, as live: not at the job
-                later = deleted_at is not None and deleted_at > handled_until
-                freed = self.desk.hold_freed() if later else False
-                settle(self.desk.advance(handled_until), None)
-                if freed:
-                    self.desk.seats_may_be_free()
-            if self.clock is not None:
-                settle(self.desk.serve_picks(self.clock), None)
-            self.desk.follow_picks(None)  # (from here on, what the Desk assigns is new)
-            changed = False
-            for rid in list(self.records):
-                as_stored = held.get(rid)
-                if as_stored is not None:  # (a test's history without the store's assignees keeps the Desk's)
-                    moved = self.desk.hold_as(rid, as_stored.assignee, wait=rid in taken)
-                    if moved and as_stored.stored is not None:
-                        # what the rebuild's own routing made its rules do (a tag for the agent it chose) the
-                        # store never got: the ticket is taken as stored
-                        self.desk.take_stored(rid, pipeline.typed(as_stored.stored), self.clock or utcnow())
-                    if moved and rid in self._previous:
-                        self._previous[rid] = path_values(self.records[rid])  # as the store has it
-                    changed |= moved
-                    if rid not in taken:
-                        self.desk.hush(rid)  # history: its timers wait for its next change
-            for agent in rotation:  # round robin's order as the live Desk left it (least recent first)
-                self.desk.router.note_assigned(agent)
-            self.desk.why = True
-            self._owed = self.desk.serve_queue(self.clock) if changed and self.clock is not None else []
-            if not self._owed:
-                # a seat may be free with a ticket waiting that the rebuild never saw freed (a change undone
-                # since took it): the next event serves the queue first, as the live Desk's would
+                continue
+            if stored.record_id not in self._seen and self._closed(stored.record_id, at):
+                continue  # closed earlier in the history: final for the rules, as it was live
+            first = mem.load(stored.record_id) is None
+            if first:
+                mem.create_record("ticket", stored.record_id)
+                for system, external in stored.links.items():
+                    mem.link(stored.record_id, system, "ticket", external)
+            outcome = pipeline.process(mem, change, at, first=first)
+            if outcome.deleted == "ignore":
+                continue  # (taken without the rules, as the live pipeline took it)
+            if outcome.deleted is not None:
+                deleted_at = at if deleted_at is None else max(deleted_at, at)
+                self._forget(stored.record_id)  # as the live pipeline did
+                # restored later, it starts afresh, as live (whose store keeps no creation time it reads)
+                outcome.record.attrs.pop("created_at", None)
+                continue
+            fed_change = change
+            if outcome.stale:
+                # (the rebuild's pipeline has no Desk: the late part of a change taken is fed here, what
+                # the pipeline found still counts: nothing of a closed or deleted ticket, nor a repeat)
+                part = outcome.part if stored.desk_at is not None else None
+                if part is None:
+                    continue  # the live pipeline takes such a change to no rule either
+                fed_change = part  # its message or acknowledgement, as the live pipeline took it
+            try:
+                settle(self._feed(outcome.record, fed_change, at), outcome.record)
+            except Exception:  # the live Desk failed on it too, and went on
+                log.exception("rules: rebuilding, the desk failed on change %s", stored.change_id)
+                continue
+            if stored.desk_at is not None:
+                # (only a change fed here counts: a stale change, or one to a closed ticket, is marked as
+                # taken by a replica that ran no rules, and is not fed)
+                taken.add(stored.record_id)
+            fed += 1
+        if handled_until is not None and (self.clock is None or handled_until >= self.clock):
+            # (a timer due at the last change's very instant was not acted on, unless a tick covered it:
+            # the live Desk fires timers strictly before a change)
+            self.clock = handled_until
+            # a seat a delete after that job freed goes out at the next event, as live: not at the job
+            later = deleted_at is not None and deleted_at > handled_until
+            freed = self.desk.hold_freed() if later else False
+            settle(self.desk.advance(handled_until), None)
+            if freed:
                 self.desk.seats_may_be_free()
-            self.stale = False
-            return fed
+        if self.clock is not None:
+            settle(self.desk.serve_picks(self.clock), None)
+        self.desk.follow_picks(None)  # (from here on, what the Desk assigns is new)
+        changed = False
+        for rid in list(self.records):
+            as_stored = held.get(rid)
+            if as_stored is not None:  # (a test's history without the store's assignees keeps the Desk's)
+                moved = self.desk.hold_as(rid, as_stored.assignee, wait=rid in taken)
+                if moved and as_stored.stored is not None:
+                    # what the rebuild's own routing made its rules do (a tag for the agent it chose) the
+                    # store never got: the ticket is taken as stored
+                    self.desk.take_stored(rid, pipeline.typed(as_stored.stored), self.clock or utcnow())
+                if moved and rid in self._previous:
+                    self._previous[rid] = path_values(self.records[rid])  # as the store has it
+                changed |= moved
+                if rid not in taken:
+                    self.desk.hush(rid)  # history: its timers wait for its next change
+        for agent in rotation:  # round robin's order as the live Desk left it (least recent first)
+            self.desk.router.note_assigned(agent)
+        self.desk.why = True
+        self._owed = self.desk.serve_queue(self.clock) if changed and self.clock is not None else []
+        if not self._owed:
+            # a seat may be free with a ticket waiting that the rebuild never saw freed (a change undone
+            # since took it): the next event serves the queue first, as the live Desk's would
+            self.desk.seats_may_be_free()
+        self.stale = False
+        return fed
 
     # ---------------------------------------------------------------- plumbing (under the lock)
 
