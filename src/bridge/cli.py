@@ -175,9 +175,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_sync(args: argparse.Namespace) -> int:
     """One sync pass now (``--dry-run`` prints the plan and writes nothing)."""
+    from bridge.app import App
     from bridge.scheduler import sync_once
 
     app = _app(args)
+    if args.dry_run and not app.has_store:
+        # the plan of a fresh config is the plan against an empty store: one in memory, no file left behind
+        app = App(app.loaded, app.host, database="sqlite:///:memory:")
     try:
         unknown = [s for s in args.systems if s not in app.config.connectors]
         if unknown:
