@@ -716,3 +716,29 @@ def test_a_rebuild_that_fails_leaves_the_desk_routing_live() -> None:
     with pytest.raises(OSError):
         live.rebuild(history(), None)
     assert live.desk.forced is None and live.desk.why is True
+
+
+def test_a_seat_a_closing_ticket_freed_before_the_last_rules_job_is_served_at_its_instant(
+    tmp_path: Path, store_url: str
+) -> None:
+    # T-2 took the seat T-1's closing freed at 10:00, turned pending, and its 10:30 follow-up went out at the
+    # 10:35 rules job; a restart after that job must assign T-2 at 10:00 in its rebuild (its rules then), not
+    # at the end: else a second follow-up is armed for 11:05 and sent to the customer
+    config = {"agents": [{"email": "a@x.example", "capacity": 1}], "follow_up": {"after": "30m"},
+              "rules": [{"name": "a-pending", "set": "triggers",
+                         "when": {"field": "ticket.assignee", "eq": "a@x.example"},
+                         "then": [{"set": {"status": "pending"}}]}]}
+
+    def steps(r: Runner, restart: Restart) -> Writes:
+        r.ingest(ticket("T-1", minute(0), status="open", subject="one"))
+        r.ingest(ticket("T-2", minute(10), status="open", subject="two"))
+        r.ingest(ticket("T-1", minute(60), status="closed"))
+        r.tick(minute(61))
+        r.tick(minute(95))
+        restart(minute(96))
+        r.tick(minute(200))
+        return r.writes()
+
+    plain, again = with_and_without_restart(tmp_path, store_url, config, steps)
+    assert plain.count(("T-2", {"follow_up": ""})) == 1
+    assert again == plain

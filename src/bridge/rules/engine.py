@@ -36,7 +36,7 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from fnmatch import fnmatchcase, translate
 from pathlib import Path
 from typing import Any
@@ -68,6 +68,7 @@ from bridge.rules.sla import TicketSla
 from bridge.settings import Config, RuleConfig, SlaConfig
 
 MAX_PASSES = 10
+_INSTANT = timedelta(microseconds=1)  # what is due strictly before an instant fires before it
 log = logging.getLogger("bridge.rules")
 SET_ORDER = {"triggers": 0, "escalation": 1, "routing": 2}
 DONE = frozenset({"resolved", "closed"})
@@ -687,7 +688,8 @@ class Desk:
         # loads alone could choose another agent, or assign a ticket that waited live for a closed one's
         # seat); None: live routing
         self.forced: dict[tuple[str, str, str], str] | None = None
-        self._forced_at: dict[str, list[tuple[datetime, tuple[str, str, str]]]] = {}  # ticket -> its picks
+        self._forced_queue: list[tuple[datetime, tuple[str, str, str]]] = []
+        self._forced_next = 0
         self._forced_used: set[tuple[str, str, str]] = set()
         self.watch: set[str] = set()
         self.moments: dict[str, list[dict[str, Any]]] = {}
@@ -1415,9 +1417,9 @@ class Desk:
         """Route as the live Desk did (a rebuild): ``(ticket id, rule, instant) -> agent``; None: live."""
         self.forced = dict(picks) if picks is not None else None
         self._forced_used = set()
-        self._forced_at = {}
-        for key in sorted(self.forced or (), key=lambda k: k[2]):
-            self._forced_at.setdefault(key[0], []).append((parse_time(key[2]), key))
+        # the picks in time order, served as the rebuild's clock passes them (serve_picks)
+        self._forced_queue = sorted((parse_time(key[2]), key) for key in self.forced or ())
+        self._forced_next = 0
 
     def _forced_pick(self, ticket_id: str, rule: str, at: datetime) -> str | None:
         """In a rebuild, the agent the live Desk assigned the ticket for ``rule`` at this instant (if it is
@@ -1431,26 +1433,29 @@ class Desk:
         return agent.email
 
     def serve_picks(self, until: datetime, strict: bool = False) -> list[Decision]:
-        """In a rebuild, give each waiting ticket the agent the live Desk gave it by ``until`` (``strict``:
-        before it), at the instant it did: the seat came from a change the rebuild does not replay (a ticket
-        closed since)."""
+        """In a rebuild, as its clock passes ``until`` (``strict``: up to just before it): give each ticket
+        waiting at a pick's instant the agent the live Desk gave it then, at that instant, and run its rules
+        then (the seat came from a change the rebuild does not replay: a ticket closed since). A pick whose
+        ticket is not waiting then was taken by the routing of that instant, or will never be."""
         out: list[Decision] = []
-        if not self._forced_at or not self.router.waiting:
-            return out
-        for waiting in list(self.router.queued()):
-            st = self._tickets.get(waiting.record.id)
-            for when, key in self._forced_at.get(waiting.record.id, ()):
-                if when > until or (strict and when == until):
-                    break
-                agent = self.router.agent(self.forced.get(key) if self.forced else None)
-                if key in self._forced_used or key[1] != waiting.rule or agent is None or st is None:
-                    continue
-                self._forced_used.add(key)
-                self.router.dequeue(waiting.record.id)
-                self._assign(st, agent.email, waiting.rule, when, out, waiting.request)
+        queue = self._forced_queue
+        while self._forced_next < len(queue):
+            when, key = queue[self._forced_next]
+            if when > until or (strict and when == until):
                 break
-        if self._routed and not self._settling:
-            self._settle(until, out)
+            self._forced_next += 1
+            out += self.advance(when - _INSTANT)  # (what fell due before that instant comes first)
+            waiting = self.router.waiting.get(key[0])
+            st = self._tickets.get(key[0])
+            agent = self.router.agent(self.forced.get(key) if self.forced else None)
+            if key in self._forced_used or waiting is None or waiting.rule != key[1] or agent is None or (
+                    st is None):
+                continue
+            self._forced_used.add(key)
+            self.router.dequeue(key[0])
+            self._assign(st, agent.email, waiting.rule, when, out, waiting.request)
+            if self._routed and not self._settling:
+                self._settle(when, out)  # (its rules run at that instant, as they did: a follow-up from then)
         return out
 
     @staticmethod

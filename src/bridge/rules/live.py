@@ -384,6 +384,7 @@ class LiveRules:
             change = stored.change
             at = stored.desk_at or change.at
             at = at if self.clock is None else max(at, self.clock)
+            settle(self.desk.serve_picks(at, strict=True), None)  # (the picks the clock passed)
             settle(self._fire_before(at), None)
             if is_agent_change(change):
                 self.clock = at
@@ -433,6 +434,7 @@ class LiveRules:
             # (a timer due at the last change's very instant was not acted on, unless a tick covered it:
             # the live Desk fires timers strictly before a change)
             self.clock = handled_until
+            settle(self.desk.serve_picks(handled_until), None)  # (in time: what they did, that job saw)
             # a seat a delete after that job freed goes out at the next event, as live: not at the job
             later = deleted_at is not None and deleted_at > handled_until
             freed = self.desk.hold_freed() if later else False
