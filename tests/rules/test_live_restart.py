@@ -742,3 +742,25 @@ def test_a_seat_a_closing_ticket_freed_before_the_last_rules_job_is_served_at_it
     plain, again = with_and_without_restart(tmp_path, store_url, config, steps)
     assert plain.count(("T-2", {"follow_up": ""})) == 1
     assert again == plain
+
+
+def test_a_ticket_waiting_for_an_agents_hours_is_assigned_at_the_opening_after_a_restart(
+    tmp_path: Path, store_url: str
+) -> None:
+    # b's hours begin at 10:00; T-2 waits from 09:31; a restart during the wait: b takes T-2 at 10:00, as
+    # straight through, not at the next event's instant
+    hours = {d: ["10:00-12:00"] for d in ("mon", "tue", "wed", "thu", "fri")}
+    config = {"calendars": {"support": {"timezone": "UTC", "hours": hours}},
+              "agents": [{"email": "b@x.example", "calendar": "support"}]}
+
+    def steps(r: Runner, restart: Restart) -> list[str]:
+        r.ingest(ticket("T-2", minute(31), status="open", subject="two"))
+        restart(minute(31) + timedelta(seconds=1))
+        r.ingest(ticket("T-3", minute(64), status="open", subject="three"))
+        with r.app.store.engine.connect() as conn:
+            keys = conn.exec_driver_sql("select key from effects where decision = 'assign'")
+            return sorted(k.split("|", 1)[1] for (k,) in keys)
+
+    plain, again = with_and_without_restart(tmp_path, store_url, config, steps)
+    assert any("2026-11-02T10:00:00Z" in k for k in plain)
+    assert again == plain

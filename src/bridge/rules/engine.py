@@ -821,7 +821,10 @@ class Desk:
         """Fire every timer due at or before ``now``, in time order."""
         out: list[Decision] = []
         if self._freed:
-            self._drain(now, out)  # a seat freed since (a ticket deleted) goes to the queue now
+            # a seat freed since (a ticket deleted) goes to the queue now, or at the first timer due before
+            # now (an agent's hours opening then finds the queue served, as it would have been)
+            due = self.next_timer()
+            self._drain(due if due is not None and due < now else now, out)
         heap = self._heap
         while heap and heap[0][0] <= now:
             t, _, tid, kind = heapq.heappop(heap)
