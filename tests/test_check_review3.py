@@ -4,7 +4,6 @@ a boolean priority and a config nested too deeply."""
 
 from __future__ import annotations
 
-import re
 import textwrap
 from pathlib import Path
 
@@ -13,8 +12,7 @@ import pytest
 from bridge.check import Report, check_file
 from bridge.plugins import create_host
 from bridge.settings import Config, LoadedConfig
-
-LINE = re.compile(r"^(?P<file>[^:]+):(?P<line>\d+): (?P<key>[^:]+): ")
+from test_check_review2 import located
 
 
 def host_factory(cfg: Config):  # type: ignore[no-untyped-def]
@@ -29,16 +27,6 @@ def run(tmp_path: Path, text: str) -> tuple[LoadedConfig | None, Report]:
 
 def check(tmp_path: Path, text: str) -> Report:
     return run(tmp_path, text)[1]
-
-
-def located(lines: list[str]) -> list[tuple[int, str, str]]:
-    """(line, key, message) of each problem ``FILE:LINE: KEY: message``."""
-    out = []
-    for problem in lines:
-        match = LINE.match(problem)
-        assert match, problem
-        out.append((int(match["line"]), match["key"], problem[match.end():]))
-    return out
 
 
 # ---------------------------------------------------------------- #2 fields the bridge does not own

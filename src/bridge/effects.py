@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from bridge.connector import Connector
 from bridge.model import Decision, Record, Write, format_time
@@ -220,9 +220,23 @@ def _attrs_sent(
     declared = config.remote_to_field(system, record.kind)
     for name, value in fields.items():
         if name in SHADOWED_ATTRS and name not in declared:
-            shadow = Shadow.load(state.shadow(record.id, attr_key(name), system))
-            shadow.send(ATTR_TYPE, attr_value(name, value))
-            state.set_shadow(record.id, attr_key(name), system, shadow.dump(), now)
+            attr_shadow(state, record.id, system, name, value, now, "sent")
+
+
+def attr_shadow(state: State, record_id: str, system: str, name: str, value: Any, now: datetime,
+                what: Literal["sent", "landed", "dropped"]) -> None:
+    """Note in a rule-written attribute's shadow (see :data:`bridge.ownership.SHADOWED_ATTRS`) that a value
+    was queued for ``system`` (``sent``), that it holds it now (``landed``: the push succeeded), or that it
+    never will (``dropped``: superseded, dead-lettered)."""
+    shadow = Shadow.load(state.shadow(record_id, attr_key(name), system))
+    held = attr_value(name, value)
+    if what == "sent":
+        shadow.send(ATTR_TYPE, held)
+    elif what == "landed":
+        shadow.confirm(ATTR_TYPE, held)
+    else:
+        shadow.withdraw(ATTR_TYPE, held)
+    state.set_shadow(record_id, attr_key(name), system, shadow.dump(), now)
 
 
 def _effect_write(config: Config, system: str, record: Record, fields: dict[str, Any], key: str) -> Write:

@@ -252,12 +252,13 @@ def rules_history(state: DeskState) -> History:
     history: list[Item] = [Known(r, keys.get(r.id, {})) for r in tx.records("account")]
     # what the live Desk assigned the open tickets, and when: the rebuild's routing follows it
     newest = max(times, default=None)
+    since = None if newest is None else newest - CLOSED_MEMORY
+    assigned = tx.effect_keys("assign", since)  # (the last 30 days: the rebuild's picks, round robin's order)
     picks: dict[tuple[str, str, str], str] = {}
-    for key, _at in tx.effect_keys("assign", None if newest is None else newest - CLOSED_MEMORY):
-        head, _sep, rest = key.partition("|assign|")  # (rid|assign|RULE|INSTANT|AGENT)
-        rule, instant, agent = [*rest.rsplit("|", 2), "", ""][:3]
-        if head in open_links and agent:
-            picks[(head, rule, instant)] = agent  # (the last of one instant: what it ended with)
+    for key, _at in assigned:
+        pick = Desk.assign_pick(key)
+        if pick is not None and pick[0][0] in open_links:
+            picks[pick[0]] = pick[1]  # (the last of one instant: what it ended with)
     history.append(Picks(picks))
     # the tickets closed lately, oldest first: final for the rules even when a change reopens them later
     ended.sort(key=lambda c: c.at)
@@ -267,8 +268,7 @@ def rules_history(state: DeskState) -> History:
     # round robin's order: each agent's last assignment kept, least recent first (with no change of an open
     # ticket to date the window by, every assignment kept counts)
     last: dict[str, int] = {}  # agent -> place of their last assignment, in the order they took effect
-    since = None if newest is None else newest - CLOSED_MEMORY
-    for n, (key, _at) in enumerate(tx.effect_keys("assign", since)):
+    for n, (key, _at) in enumerate(assigned):
         agent = Desk.assigned_agent(key).casefold()
         if agent:
             last[agent] = n

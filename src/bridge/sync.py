@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bridge.connector import Connector, Cursor, PullPage, PushResult
-from bridge.effects import EFFECT_FIELDS, EffectWrite, is_event
+from bridge.effects import EFFECT_FIELDS, EffectWrite, attr_shadow, is_event
 from bridge.errors import (
     ConnectorAuthError,
     ConnectorError,
@@ -40,7 +40,7 @@ from bridge.errors import (
 from bridge.errors import RetriableConnectorError as Retriable
 from bridge.fields import equal
 from bridge.model import BRIDGE, Change, Record, Write, utcnow
-from bridge.ownership import ATTR_TYPE, SHADOWED_ATTRS, Shadow, attr_key, attr_value
+from bridge.ownership import ATTR_TYPE, SHADOWED_ATTRS, Shadow, attr_value
 from bridge.pipeline import Conflict, Outcome, Pipeline, PlannedWrite
 from bridge.plugins import PluginHost
 from bridge.settings import Config
@@ -442,10 +442,10 @@ class Syncer:
                     same = equal(ATTR_TYPE, attr_value(rname, value), attr_value(rname, held))
                     if rname == "tags" and not same:
                         value = held  # (the tags as they are now: the helpdesk's own edits and bridge's)
-                        _attr_landed(tx, rid, system, rname, value, now, None)
+                        attr_shadow(tx, rid, system, rname, value, now, "sent")
                     elif not same:
                         dropped[rname] = "superseded by the record's newer value"
-                        _attr_landed(tx, rid, system, rname, value, now, False)
+                        attr_shadow(tx, rid, system, rname, value, now, "dropped")
                         continue
                 keep[rname] = value  # a rule's side effect, queued once under its own key
                 continue
@@ -542,7 +542,7 @@ class Syncer:
                 for rname, value in w.fields.items():
                     if rname not in p.names:
                         if rname in SHADOWED_ATTRS:  # an attribute the rules wrote: the system holds it now
-                            _attr_landed(tx, w.record_id, system, rname, value, now, True)
+                            attr_shadow(tx, w.record_id, system, rname, value, now, "landed")
                         continue  # a side effect: no shadow to keep
                     name = p.names[rname]
                     shadow = Shadow.load(tx.shadow(w.record_id, name, system))
@@ -596,7 +596,7 @@ class Syncer:
                     for rname, value in w.fields.items():
                         if rname not in p.names:
                             if rname in SHADOWED_ATTRS:
-                                _attr_landed(tx, w.record_id, w.system, rname, value, now, False)
+                                attr_shadow(tx, w.record_id, w.system, rname, value, now, "dropped")
                             continue
                         name = p.names[rname]
                         shadow = Shadow.load(tx.shadow(w.record_id, name, w.system))
@@ -678,17 +678,3 @@ def _response(result: PushResult, write: Write) -> dict[str, Any]:
         out["vendor"] = vendor
     return out
 
-
-def _attr_landed(tx: Any, record_id: str, system: str, name: str, value: Any, now: datetime,
-                 landed: bool | None) -> None:
-    """A rule-written attribute's write to ``system`` landed (the system holds it now), never will (dead
-    letter, superseded: forgotten), or, ``None``, goes with this value instead: in the attribute's shadow
-    (see :data:`bridge.ownership.SHADOWED_ATTRS`)."""
-    shadow = Shadow.load(tx.shadow(record_id, attr_key(name), system))
-    if landed is None:
-        shadow.send(ATTR_TYPE, attr_value(name, value))
-    elif landed:
-        shadow.confirm(ATTR_TYPE, attr_value(name, value))
-    else:
-        shadow.withdraw(ATTR_TYPE, attr_value(name, value))
-    tx.set_shadow(record_id, attr_key(name), system, shadow.dump(), now)

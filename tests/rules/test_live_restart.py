@@ -585,6 +585,14 @@ def test_a_seat_a_delete_frees_is_not_given_out_before_the_delete_after_a_restar
     assert again == plain
 
 
+# one agent with one seat; a ticket assigned to her turns pending (a follow-up 30 minutes on)
+ONE_SEAT_PENDING: dict[str, Any] = {
+    "agents": [{"email": "a@x.example", "capacity": 1}], "follow_up": {"after": "30m"},
+    "rules": [{"name": "a-pending", "set": "triggers",
+               "when": {"field": "ticket.assignee", "eq": "a@x.example"},
+               "then": [{"set": {"status": "pending"}}]}]}
+
+
 @pytest.mark.parametrize("tick_before_restart", [False, True])
 def test_a_ticket_that_waited_for_a_closing_tickets_seat_is_not_routed_early_by_a_rebuild(
     tmp_path: Path, store_url: str, tick_before_restart: bool
@@ -592,10 +600,7 @@ def test_a_ticket_that_waited_for_a_closing_tickets_seat_is_not_routed_early_by_
     # T-2 waited live until T-1 closed at 10:00 and freed a's seat: the rebuild, which does not replay the
     # closed T-1, must not assign T-2 at its creation (its rule on the assignee would set pending hours early
     # and the 10:30 follow-up would fall in the rebuild's past, never sent), but at 10:00, as live did
-    config = {"agents": [{"email": "a@x.example", "capacity": 1}], "follow_up": {"after": "30m"},
-              "rules": [{"name": "a-pending", "set": "triggers",
-                         "when": {"field": "ticket.assignee", "eq": "a@x.example"},
-                         "then": [{"set": {"status": "pending"}}]}]}
+    config = ONE_SEAT_PENDING
 
     def steps(r: Runner, restart: Restart) -> Writes:
         r.ingest(ticket("T-1", minute(0), status="open", subject="one"))
@@ -724,10 +729,7 @@ def test_a_seat_a_closing_ticket_freed_before_the_last_rules_job_is_served_at_it
     # T-2 took the seat T-1's closing freed at 10:00, turned pending, and its 10:30 follow-up went out at the
     # 10:35 rules job; a restart after that job must assign T-2 at 10:00 in its rebuild (its rules then), not
     # at the end: else a second follow-up is armed for 11:05 and sent to the customer
-    config = {"agents": [{"email": "a@x.example", "capacity": 1}], "follow_up": {"after": "30m"},
-              "rules": [{"name": "a-pending", "set": "triggers",
-                         "when": {"field": "ticket.assignee", "eq": "a@x.example"},
-                         "then": [{"set": {"status": "pending"}}]}]}
+    config = ONE_SEAT_PENDING
 
     def steps(r: Runner, restart: Restart) -> Writes:
         r.ingest(ticket("T-1", minute(0), status="open", subject="one"))

@@ -745,6 +745,10 @@ class Desk:
             self._moment(ticket, ctx, event, at, out)
         return out
 
+    def _traced(self, ticket_id: str) -> bool:
+        """Whether the ticket's decisions keep why (the daemon's, or a watched ticket's in replay)."""
+        return self.why or (bool(self.watch) and ticket_id in self.watch)
+
     def _moment(self, ticket: Record, ctx: Context, event: Mapping[str, Any], at: datetime,
                 out: list[Decision]) -> None:
         """Keep a watched ticket's event: every rule as it stood after the event (a rule that fired in it as
@@ -948,7 +952,7 @@ class Desk:
         passes = 0
         # tracing (explanations only): slot -> (the rule, the path) whose action last changed it in this event
         causes: dict[int, tuple[str, str]] | None = (
-            {} if self.why or (self.watch and st.record.id in self.watch) else None)
+            {} if self._traced(st.record.id) else None)
         while pending and passes < MAX_PASSES:
             passes += 1
             # a change made by rule i is seen live by the rules after i in this pass (as a full pass would
@@ -1142,7 +1146,7 @@ class Desk:
                 request: Request | None = None) -> None:
         rec = st.record
         routing = None
-        if request is not None and (self.why or (self.watch and rec.id in self.watch)):
+        if request is not None and self._traced(rec.id):
             routing = self.router.explain(rec, request, at, agent)  # (before the pick changes the loads)
         st.moved_from = rec.attrs.get("assignee")
         rec.attrs["assignee"] = agent
@@ -1465,6 +1469,16 @@ class Desk:
     def assigned_agent(key: str) -> str:
         """The agent an ``assign`` decision's key names (see :meth:`_decide`: the key ends with it)."""
         return key.rsplit("|", 1)[-1]
+
+    @staticmethod
+    def assign_pick(key: str) -> tuple[tuple[str, str, str], str] | None:
+        """``((ticket id, rule, instant), agent)`` of an ``assign`` decision's key (:meth:`_decide`:
+        ``TICKET|assign|RULE|INSTANT|AGENT``), as :meth:`follow_picks` takes them; None for another key."""
+        ticket, sep, rest = key.partition("|assign|")
+        parts = rest.rsplit("|", 2)  # (a rule's name may hold a bar)
+        if not sep or len(parts) != 3 or not parts[2]:
+            return None
+        return (ticket, parts[0], parts[1]), parts[2]
 
     def _decide(self, out: list[Decision], at: datetime, ticket_id: str, kind: str, rule: str,
                 detail: dict[str, Any], what: str = "") -> None:
