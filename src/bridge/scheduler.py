@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from bridge.durations import parse_duration
 from bridge.effects import apply_touched, writable_systems
 from bridge.model import AGENT_STATUSES, Change, Record, Write, format_time, parse_time, utcnow
 from bridge.pipeline import DESK_PLUGIN, SEEN, DeskState, Pipeline, PlannedWrite, plan_effects
@@ -51,7 +50,6 @@ if TYPE_CHECKING:
     from bridge.app import App
 
 log = logging.getLogger("bridge.scheduler")
-DEFAULT_EVERY = timedelta(minutes=5)
 PUSH_EVERY = timedelta(seconds=30)
 RULES_EVERY = timedelta(minutes=1)
 RULES_CURSOR = ("bridge", "rules")  # the last tick committed: a rebuilt Desk does not act before it again
@@ -121,7 +119,7 @@ def build_jobs(app: App, syncer: Syncer, leader: RulesLeader | None = None) -> l
     for name, table in app.config.connectors.items():
         if not table.enabled:
             continue
-        every = parse_duration(table.sync_every) if table.sync_every else DEFAULT_EVERY
+        every = table.pull_every
 
         def sync_one(system: str = name) -> SyncReport:
             report = SyncReport()

@@ -90,6 +90,9 @@ def resolve_secrets(table: dict[str, Any], environ: dict[str, str] | None = None
     return out
 
 
+DEFAULT_PULL_EVERY = timedelta(minutes=5)
+
+
 class ConnectorSettings(BaseModel):
     """Settings every connector takes; a plugin subclasses this for its own keys (secrets as SecretStr)."""
 
@@ -120,6 +123,11 @@ class ConnectorSettings(BaseModel):
         return data
 
     _check_every = field_validator("sync_every")(classmethod(lambda cls, v: _duration(v)))
+
+    @property
+    def pull_every(self) -> timedelta:
+        """How often the daemon pulls this system: ``sync_every``, else every five minutes."""
+        return parse_duration(self.sync_every) if self.sync_every else DEFAULT_PULL_EVERY
 
 
 class ConnectorTable(ConnectorSettings):

@@ -698,18 +698,21 @@ class Desk:
     # ---------------------------------------------------------------- events
 
     def on_ticket(
-        self, ticket: Record, previous: Mapping[str, Any], event: Mapping[str, Any], at: datetime
+        self, ticket: Record, previous: Mapping[str, Any], event: Mapping[str, Any], at: datetime,
+        opened: datetime | None = None,
     ) -> list[Decision]:
         """Run rules, built-in triggers, routing and SLA clocks after an event was applied to ``ticket``.
 
         ``previous`` maps paths (``ticket.priority``) to their values before the event; ``event`` is the raw
-        replay event. Changes the ticket in place (assignee, priority, status, escalations, fields, tags).
+        replay event. ``opened``: when a ticket the Desk did not hold opened, if before ``at`` (its SLA clocks
+        run from then, and it waits in the queue from then); else its ``created_at``, else ``at``. Changes the
+        ticket in place (assignee, priority, status, escalations, fields, tags).
         """
         out: list[Decision] = []
         st = self._tickets.get(ticket.id)
         new = st is None
         if st is None:
-            created = ticket.attrs.get("created_at")
+            created = opened or ticket.attrs.get("created_at")
             st = _Ticket(ticket, created if isinstance(created, datetime) else at)
             st.status = "open"
             self._tickets[ticket.id] = st
