@@ -104,6 +104,10 @@ def test_explain_shows_fields_with_owner_and_history(synced: Path) -> None:
     assert "severity = None  (owner bridge" in out
     assert "write: None -> ['Billing'] from bridge (tag billing/refund" in out
     assert "billing-to-billing-team [routing]" in out
+    # a rule that holds and recorded no decision (its assign found the agent already there) is not said to
+    # have not fired
+    assert ("  ✓ french-speakers [routing] — holds; no decision of it is recorded (its actions changed "
+            "nothing, or it has not run since what it reads changed)") in out
     assert "history:" in out and "pushed to inbox" in out
 
     data = json.loads(bridge("explain", "inbox:T-1001", "--json", cwd=synced).stdout)
@@ -164,6 +168,10 @@ def test_replay_against_prints_only_the_differing_decisions_then_why(demo: Path)
     assert "+ ✓ enterprise-negative-sentiment [escalation] — fired here" in at_second
     assert "+     yes ticket.sentiment lte -35: -60" in at_second
     assert "  ✓ billing-to-billing-team [routing] — fired at 2026-11-02T09:15:00Z" in at_second
+    # french-speakers fired at 09:15 too, its assign to alice (whom billing had just assigned) changing
+    # nothing: it made no decision, and fired all the same
+    assert "  ✓ french-speakers [routing] — fired here" in at_first
+    assert "  ✓ french-speakers [routing] — fired at 2026-11-02T09:15:00Z (changed nothing)" in at_second
 
     res = bridge("replay", events, "--against", "old.toml", "--json", cwd=demo)
     rows = [json.loads(line) for line in res.stdout.splitlines()]

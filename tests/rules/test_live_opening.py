@@ -1,7 +1,7 @@
 """A ticket the daemon first sees in a pull opened when its helpdesk says: its SLA clocks run from its
-``created_at`` when that is within one pull of the change (it was created since the last pull), as a webhook
-would have started them and as ``bridge replay`` does; an older ticket (a first run, a backfill) has its clocks
-from the change, so turning bridge on does not state every old open ticket's breaches at once."""
+``created_at`` when that is within one pull of the change (it was created since the last pull), as a
+webhook would have started them and as ``bridge replay`` does; an older ticket (a first run, a backfill) has
+its clocks from the change, so turning bridge on does not state every old open ticket's breaches at once."""
 
 from __future__ import annotations
 
