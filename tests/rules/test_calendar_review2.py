@@ -142,3 +142,31 @@ def test_every_bad_event_of_an_ical_file_is_named_at_once(tmp_path: Path) -> Non
     ]
     with pytest.raises(ValueError, match=r"event weekly.*event exrule.*event backwards"):
         BusinessCalendar.from_config(cfg, base_dir=tmp_path)
+
+
+def test_an_unreadable_line_of_an_ical_event_is_named_with_its_line_not_skipped(tmp_path: Path) -> None:
+    # the colon lost, the yearly rule and the exception would be dropped: Christmas 2027 open, New Year closed
+    cfg = CalendarConfig(timezone="Europe/Berlin", hours=MON, ical=_write(
+        tmp_path,
+        "UID:xmas\nDTSTART;VALUE=DATE:20261225\nRRULE FREQ=YEARLY",
+        "UID:newyear\nDTSTART;VALUE=DATE:20260101\nRRULE:FREQ=YEARLY\nEXDATE 20270101",
+    ))
+    problems = [message for _, message in validate_calendar("cal", cfg, base_dir=tmp_path)]
+    lines = _ics("UID:xmas\nDTSTART;VALUE=DATE:20261225\nRRULE FREQ=YEARLY", "UID:newyear").splitlines()
+    xmas_line = lines.index("RRULE FREQ=YEARLY") + 1
+    assert len(problems) == 2
+    assert problems[0].endswith(
+        f"event xmas: line {xmas_line}: cannot be read: 'RRULE FREQ=YEARLY' (a content line is NAME:VALUE)")
+    assert "event newyear: line " in problems[1] and "'EXDATE 20270101'" in problems[1]
+    with pytest.raises(ValueError, match="RRULE FREQ=YEARLY"):
+        BusinessCalendar.from_config(cfg, base_dir=tmp_path)
+
+
+def test_an_ical_file_cut_short_says_which_component_is_never_ended(tmp_path: Path) -> None:
+    path = tmp_path / "cut.ics"
+    path.write_text("BEGIN:VCALENDAR\nVERSION:2.0\nPRODID:x\nBEGIN:VEVENT\nUID:a\nDTSTART;VALUE=DATE:20261225\n")
+    cfg = CalendarConfig(timezone="Europe/Berlin", hours=MON, ical=str(path))
+    (problem,) = [message for _, message in validate_calendar("cal", cfg, base_dir=tmp_path)]
+    assert problem.endswith(
+        "is not an iCalendar file: line 4: BEGIN:VEVENT is never ended (END:VEVENT missing)")
+    assert "b'" not in problem

@@ -439,7 +439,7 @@ def read_ical(path: Path, tz: tzinfo) -> tuple[set[date], list[YearlyHoliday]]:
     try:
         calendar = icalendar.Calendar.from_ical(data)
     except ValueError as exc:
-        raise ValueError(f"{path} is not an iCalendar file: {exc}") from None
+        raise ValueError(f"{path} is not an iCalendar file: {_unclosed(data) or _plain(str(exc))}") from None
     dates: set[date] = set()
     rules: list[YearlyHoliday] = []
     events = list(calendar.walk("VEVENT"))
@@ -447,6 +447,12 @@ def read_ical(path: Path, tz: tzinfo) -> tuple[set[date], list[YearlyHoliday]]:
     # occurrences are, in the zone of the DTSTART of the event they belong to)
     moved: dict[str, list[Any]] = {}
     bad: list[str] = []  # every bad event is named at once, not one per run of bridge check
+    for part in calendar.walk():
+        # the library skips a line it cannot read (``RRULE FREQ=YEARLY``, its colon lost) and keeps it aside:
+        # skipped, it would open or close other days than the file says
+        for _name, message in part.errors:
+            where = f"event {part.get('UID', '?')}" if part.name == "VEVENT" else part.name
+            bad.append(f"{path}: {where}: {_bad_line(data, str(message))}")
     for event in events:
         rid = event.get("RECURRENCE-ID")
         if rid is None:
@@ -486,6 +492,41 @@ def read_ical(path: Path, tz: tzinfo) -> tuple[set[date], list[YearlyHoliday]]:
     if bad:
         raise IcalError(bad)
     return dates, rules
+
+
+def _bad_line(data: bytes, message: str) -> str:
+    """A line the iCalendar library could not read, with its line number in the file when it can be found."""
+    found = re.search(r"'(.*?)'", message)
+    if found is None:
+        return f"a line that cannot be read: {_plain(message)}"
+    text = found.group(1)
+    for number, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
+        if line.strip() == text.strip():
+            return f"line {number}: cannot be read: {text!r} (a content line is NAME:VALUE)"
+    return f"a line that cannot be read: {text!r} (a content line is NAME:VALUE)"
+
+
+def _unclosed(data: bytes) -> str | None:
+    """Where an iCalendar file's components do not nest (a BEGIN never ended, an END of another), if so."""
+    stack: list[tuple[str, int]] = []
+    for number, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
+        name, _, value = line.partition(":")
+        value = value.strip().upper()
+        if name.strip().upper() == "BEGIN":
+            stack.append((value, number))
+        elif name.strip().upper() == "END":
+            if not stack or stack[-1][0] != value:
+                return f"line {number}: END:{value} does not end the component open there"
+            stack.pop()
+    if stack:
+        value, number = stack[-1]
+        return f"line {number}: BEGIN:{value} is never ended (END:{value} missing)"
+    return None
+
+
+def _plain(message: str) -> str:
+    """The library's message without the dump of the file's bytes it may carry."""
+    return message.split(": b'", 1)[0].split(" b'", 1)[0]
 
 
 class IcalError(ValueError):
