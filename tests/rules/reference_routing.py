@@ -191,7 +191,9 @@ class Router:
                 return min(candidates, key=lambda a: (a.load, a.last, a.index)).email
             best = max(candidates, key=lambda a: (len(a.skills & wanted), language in a.languages, -a.load,
                                                   -a.last, -a.index))
-            return best.email if best.skills & wanted else None
+            # (an assign naming an agent or a team goes to one of those named, skills or not)
+            named = request.agent is not None or request.team is not None
+            return best.email if named or best.skills & wanted else None
         return min(candidates, key=lambda a: (a.last, a.index)).email
 
     def any_available(self, at: datetime) -> bool:

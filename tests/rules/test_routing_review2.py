@@ -82,14 +82,18 @@ def test_a_ticket_handed_back_takes_its_place_in_the_queue_by_age() -> None:
         (at("09:00"), "T1", "routing", ALICE), (at("09:04"), "T2", "routing", ALICE)]
 
 
-def test_an_older_ticket_handed_back_gets_its_seat_again() -> None:
+def test_an_older_ticket_handed_back_leaves_its_seat_to_the_ticket_that_waited() -> None:
+    # alice handed T0 back: the seat goes to T2, which was waiting, not straight back to her with T0
     config = {"agents": [{"email": ALICE, "capacity": 1}]}
     lines = [
         created("T0", at("08:59"), assignee=ALICE),
         created("T2", at("09:01")),  # waits
         event("ticket.updated", at("09:04"), ticket_id="T0", changes={"assignee": None}),
+        event("ticket.status", at("09:10"), ticket_id="T2", status="resolved"),
     ]
-    assert assigns(config, lines) == [(at("09:04"), "T0", "routing", ALICE)]
+    # T0 waits, and takes the seat when it frees again
+    assert assigns(config, lines) == [
+        (at("09:04"), "T2", "routing", ALICE), (at("09:10"), "T0", "routing", ALICE)]
 
 
 def test_routing_reads_the_accounts_declared_fields_as_rules_do() -> None:

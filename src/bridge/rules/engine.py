@@ -790,16 +790,26 @@ class Desk:
                 self._customer_replied(st)
             elif author == "agent":
                 self._agent_replied(st, at)
-        if (st.status not in DONE and not ticket.attrs.get("assignee")
-                and ticket.id not in self.router.waiting):
-            if self._freed and self.router.waiting:
-                # a seat this event freed (the ticket handed back by its agent) goes to the tickets that
-                # waited before this one: it takes its place in the queue, by age, and the queue is served
-                st.asked = (ANY, "routing")
-                self.router.enqueue(ticket, ANY, "routing", st.created)
-                self._drain(at, out)
+        if st.status not in DONE:
+            if ticket.id not in self.router.waiting:
+                if not ticket.attrs.get("assignee"):
+                    # unassigned (new, handed back, reopened): routed for what the rule that routed it asked
+                    # while that rule still holds (it cannot fire again: it never stopped holding)
+                    request, rule = self._asked_now(st)
+                    if self._freed and self.router.waiting:
+                        # the seat this event freed (the ticket handed back by its agent) goes to the tickets
+                        # already waiting first, then this one is routed, or waits by its age
+                        self._drain(at, out)
+                    self._route(st, request, rule, at, out)
+            elif not self._freed:
+                # a waiting ticket changed: what it waits for may have (a new owner, other tags, its rule no
+                # longer holding), and someone free may fit it now (a freed seat: the end's drain serves it)
+                request, rule = self._asked_now(st)
+                self._route(st, request, rule, at, out)
             else:
-                self._route(st, ANY, "routing", at, out)
+                request, rule = self._asked_now(st)
+                st.asked = (request, rule)
+                self.router.enqueue(ticket, request, rule, st.created)
         if self._routed:
             # routing assigned it in this event: the rules see that as the same event's change
             self._routed.clear()
@@ -1118,6 +1128,14 @@ class Desk:
 
     # ---------------------------------------------------------------- routing
 
+    def _asked_now(self, st: _Ticket) -> tuple[Request, str]:
+        """What the ticket is routed for now: what the rule that last routed it asked, while that rule
+        holds; else anyone (default routing)."""
+        request, rule = st.asked or (ANY, "routing")
+        if not st.holding & self._rule_bit.get(rule, 0):
+            return ANY, "routing"
+        return request, rule
+
     def _assign_action(
         self, st: _Ticket, request: Request, rule: str, at: datetime, out: list[Decision]
     ) -> bool:
@@ -1264,9 +1282,7 @@ class Desk:
                     # routed before it counts: if it waits, it must not hold the away owner's slot. It goes
                     # where it was last routed for (a skill, a team) while the rule that asked still holds:
                     # that rule cannot fire again, as it never stopped holding
-                    request, rule = st.asked or (ANY, "routing")
-                    if not st.holding & self._rule_bit.get(rule, 0):
-                        request, rule = ANY, "routing"
+                    request, rule = self._asked_now(st)
                     self._route(st, request, rule, at, out)
             st.follow_due = None
             # one reminder while the customer has not replied: going pending again (after an agent's note, a

@@ -11,7 +11,8 @@ picks:
   strategy, or with no fallback the ticket waits for the owner (no owner, an owner who is no agent, or one who
   does not fit the request, never blocks: the fallback decides then, round robin when there is none);
 - ``skills``: the most skills matching the request and the ticket's tag prefixes, then the requester's
-  language, then the least loaded. Nobody matching any wanted skill counts as nobody.
+  language, then the least loaded. Nobody matching any wanted skill counts as nobody, unless the request
+  names an agent or a team (those it names are ranked, and the first takes it).
 
 ``fallback`` is tried when the strategy finds nobody. Waiting tickets leave the queue in ``tier_order``
 (account tiers listed first go first, unlisted tiers after), oldest first within a tier. A waiting ticket
@@ -287,7 +288,10 @@ class Router:
                 return min(candidates, key=_LEAST_LOADED).email
             best = max(candidates, key=lambda a: (len(a.skills & wanted), language in a.languages, -a.load,
                                                   -a.last, -a.index))
-            return best.email if best.skills & wanted else None
+            # nobody with a wanted skill is nobody, unless the rule named who (an agent, a team): the skills
+            # then only rank the ones it named
+            named = request.agent is not None or request.team is not None
+            return best.email if named or best.skills & wanted else None
         return min(candidates, key=_ROUND_ROBIN).email
 
     def explain(self, record: Record, request: Request, at: datetime, chosen: str | None) -> dict[str, Any]:
