@@ -184,3 +184,23 @@ def test_field_writes_still_merge_and_equal_events_of_two_decisions_do_not(tmp_p
         assert got == [{"assignee": "bob"}, note, note]  # the assignee merged, last value wins
     finally:
         app.close()
+
+
+def test_a_volume_check_in_is_told_as_a_note_never_as_an_escalation_of_the_ticket() -> None:
+    from bridge.effects import effect_fields
+    from bridge.model import Decision, Record
+
+    detail = {"to": "am@x.example", "reason": "volume", "account": "A-1", "count": 6, "usual": 1.5,
+              "due": "2026-11-03T09:00:00Z"}
+    ticket = Record("r1", "ticket")
+    task = effect_fields(Config(), "desk", ticket, Decision(T0, "r1", "escalate", "volume", detail))
+    assert task == {"notify": {
+        "to": "am@x.example", "reason": "volume", "account": "A-1", "due": "2026-11-03T09:00:00Z",
+        "message": "Check in with account A-1: 6 new tickets in the last 7 days, against 1.5 a week usually; "
+                   "due 2026-11-03T09:00:00Z"}}
+    # with nobody to tell (no owner, no team), nothing is pushed: an {"escalation": null} would clear one
+    nobody = {**detail, "to": None}
+    assert effect_fields(Config(), "desk", ticket, Decision(T0, "r1", "escalate", "volume", nobody)) == {}
+    # a rule's escalation is still one
+    rule = Decision(T0, "r1", "escalate", "sev1", {"to": "leads"})
+    assert effect_fields(Config(), "desk", ticket, rule) == {"escalation": "leads"}

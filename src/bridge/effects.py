@@ -60,6 +60,19 @@ def is_event(fields: Mapping[str, Any], declared: Collection[str] = ()) -> bool:
     return bool(fields) and all(k in EVENT_FIELDS and k not in declared for k in fields)
 
 
+def _check_in(detail: Mapping[str, Any]) -> dict[str, Any]:
+    """A volume spike's check-in task, told to its recipient as a note (it is about the account, not an
+    escalation of the ticket it came with); with nobody to tell, nothing: the decision is in the audit log."""
+    to = detail.get("to")
+    if not to:
+        return {}
+    usual = detail.get("usual")
+    message = (f"Check in with account {detail.get('account')}: {detail.get('count')} new tickets in the "
+               f"last 7 days, against {usual} a week usually; due {detail.get('due')}")
+    return {"notify": {"to": to, "message": message, "reason": "volume", "account": detail.get("account"),
+                       "due": detail.get("due")}}
+
+
 def effect_fields(config: Config, system: str, record: Record, decision: Decision) -> dict[str, Any]:
     """What ``system`` must be told for one decision (remote field names), or {} when nothing."""
     d = decision.detail
@@ -67,6 +80,8 @@ def effect_fields(config: Config, system: str, record: Record, decision: Decisio
         case "assign":
             return {"assignee": d.get("to")}
         case "escalate":
+            if d.get("reason") == "volume":
+                return _check_in(d)
             return {"escalation": d.get("to")}
         case "auto_close":
             return {"status": "closed"}
