@@ -133,3 +133,25 @@ def test_a_ticket_line_carries_its_message_and_a_bad_status_or_author_is_refused
         "3: last_author must be a string, not an array; skipped",
         "4: acknowledged must be true or false, not a string; skipped",
     ]
+
+
+def test_an_event_write_pushed_again_after_a_crash_is_not_appended_twice(tmp_path: Path) -> None:
+    from bridge.effects import EffectWrite
+
+    out = tmp_path / "out.jsonl"
+    follow_up = EffectWrite("r1", "files", "ticket", "T-1", {"follow_up": "still there?"}, key="k-follow")
+    value = Write("r1", "files", "ticket", "T-1", {"priority": "high"})
+    connector(tmp_path, out_path=str(out)).push("ticket", [follow_up, value])
+    # the process died before the outbox marked them done: a new one pushes both again when the claim lapses
+    again = connector(tmp_path, out_path=str(out))
+    results = again.push("ticket", [follow_up, value])
+    assert [r.ok for r in results] == [True, True]
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    # the reminder is told once; a value written twice is the same value
+    assert [(r["fields"], r["key"]) for r in rows] == [
+        ({"follow_up": "still there?"}, "k-follow"), ({"priority": "high"}, value.idempotency_key),
+        ({"priority": "high"}, value.idempotency_key)]
+    # another reminder (another decision, another key) is appended
+    second = EffectWrite("r1", "files", "ticket", "T-1", {"follow_up": "still there?"}, key="k-follow-2")
+    again.push("ticket", [second])
+    assert len(out.read_text().splitlines()) == 4

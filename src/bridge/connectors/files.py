@@ -7,7 +7,8 @@ Inbound: every ``*.jsonl`` file under ``path``, one record per line::
 
 Records come out oldest first by (``updated_at``, ``id``), after the stored cursor. Outbound writes are
 appended to ``out_path`` as JSON lines with their idempotency key (and flushed to disk before the push
-returns), so a repeated push is recognisable.
+returns), so a repeated push is recognisable; an event write (a follow-up, an escalation, a note) whose key
+is in the file already is not appended again (pushed again after a crash kept the outbox from hearing of it).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bridge.connector import Connector, Cursor, PullPage, PushResult
+from bridge.connector import Connector, ConnectorContext, Cursor, PullPage, PushResult
+from bridge.effects import is_event
 from bridge.errors import FatalConnectorError
 from bridge.model import TICKET_STATUSES, Change, Write, parse_time, utcnow
 from bridge.plugins import Register, hookimpl
@@ -64,6 +66,11 @@ class FilesConnector(Connector):
     kinds = ("ticket", "account", "contact")
     batch_max = 1000
     settings_model = FilesSettings
+
+    def __init__(self, context: ConnectorContext) -> None:
+        """A connector of the ``files`` plugin for one configured system."""
+        super().__init__(context)
+        self._events_written: dict[Path, set[str]] = {}  # out file -> its event writes' keys (read once)
 
     @property
     def files_settings(self) -> FilesSettings:
@@ -128,10 +135,34 @@ class FilesConnector(Connector):
         except OSError as exc:  # a full disk, a directory in the way: stop this system's push, lose nothing
             raise FatalConnectorError(f"cannot write {path}: {exc.strerror}", system=self.system) from None
 
+    def _events_in(self, path: Path) -> set[str]:
+        """The keys of the event writes (a follow-up, a note ...) already in the out file, read once."""
+        found = self._events_written.get(path)
+        if found is None:
+            found = self._events_written[path] = set()
+            if path.exists():
+                with path.open(encoding="utf-8", errors="replace") as fh:
+                    for line in fh:
+                        try:
+                            row = json.loads(line)
+                        except json.JSONDecodeError:
+                            continue  # (a line cut short by a crash: its write was never reported done)
+                        if isinstance(row, dict) and isinstance(row.get("fields"), dict) and is_event(
+                                row["fields"]):
+                            found.add(str(row.get("key")))
+        return found
+
     def _append(self, path: Path, kind: str, writes: list[Write]) -> list[PushResult]:
         path.parent.mkdir(parents=True, exist_ok=True)
+        written = self._events_in(path)
         with path.open("a", encoding="utf-8") as fh:
             for w in writes:
+                if is_event(w.fields):
+                    # a crash between this append and the outbox hearing of it pushes the write again (with
+                    # its key) once its claim lapses: an event is told once, a value may be written twice
+                    if w.idempotency_key in written:
+                        continue
+                    written.add(w.idempotency_key)
                 fh.write(
                     json.dumps(
                         {
