@@ -94,3 +94,37 @@ def test_the_seat_a_hand_back_frees_goes_to_the_ticket_already_waiting() -> None
     assert assigns(config, lines) == [
         (at("09:00"), "T1", "routing", A), (at("09:01"), "T2", "routing", B),
         (at("09:05"), "T3", "routing", A)]
+
+
+def test_a_ticket_an_event_rule_queued_waits_on_for_it_when_the_customer_writes() -> None:
+    # T2 (with b) turns urgent: the rule asks for team tier2, whose one agent is full, so T2 waits for it; a
+    # customer message changes nothing the rule reads: T2 keeps waiting for tier2 (no assign to b, who has it)
+    config = {"routing": {"strategy": "round_robin"}, "teams": {"tier2": {"members": [A]}},
+              "agents": [{"email": A, "capacity": 1}, {"email": B}],
+              "rules": [{"name": "urgent-to-tier2", "set": "routing",
+                         "when": {"field": "ticket.priority", "to": "urgent"},
+                         "then": [{"assign": {"team": "tier2"}}]}]}
+    lines = [
+        created("T1", at("09:00"), priority="urgent"),  # (arrives urgent: no change) round robin: a
+        created("T2", at("09:01"), priority="normal"),  # round robin: b
+        event("ticket.updated", at("09:02"), ticket_id="T2", changes={"priority": "urgent"}),
+        event("ticket.message", at("09:03"), ticket_id="T2", author="customer", body="any news?"),
+        event("ticket.status", at("09:10"), ticket_id="T1", status="resolved"),  # a frees a seat
+    ]
+    assert assigns(config, lines) == [
+        (at("09:00"), "T1", "routing", A), (at("09:01"), "T2", "routing", B),
+        (at("09:10"), "T2", "urgent-to-tier2", A)]
+
+
+def test_a_waiting_ticket_whose_rule_stops_holding_stays_with_its_present_assignee_silently() -> None:
+    # T2 (with b) is tagged billing: the rule asks for a, who is full, so it waits; retagged, the rule no
+    # longer holds: b, who has it and is active, keeps it, with no new assignment
+    config = two("round_robin", {"skills": ["billing"], "capacity": 1}, rules=[BILLING])
+    lines = [
+        created("T1", at("09:00"), tags=["billing/x"]),
+        created("T2", at("09:01"), assignee=B),
+        event("ticket.updated", at("09:02"), ticket_id="T2", changes={"tags": ["billing/y"]}),
+        event("ticket.updated", at("09:03"), ticket_id="T2", changes={"tags": ["how-to/x"]}),
+        event("ticket.status", at("09:10"), ticket_id="T1", status="resolved"),
+    ]
+    assert assigns(config, lines) == [(at("09:00"), "T1", "billing", A)]

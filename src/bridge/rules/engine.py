@@ -801,15 +801,10 @@ class Desk:
                         # already waiting first, then this one is routed, or waits by its age
                         self._drain(at, out)
                     self._route(st, request, rule, at, out)
-            elif not self._freed:
+            else:
                 # a waiting ticket changed: what it waits for may have (a new owner, other tags, its rule no
                 # longer holding), and someone free may fit it now (a freed seat: the end's drain serves it)
-                request, rule = self._asked_now(st)
-                self._route(st, request, rule, at, out)
-            else:
-                request, rule = self._asked_now(st)
-                st.asked = (request, rule)
-                self.router.enqueue(ticket, request, rule, st.created)
+                self._reroute_waiting(st, at, out)
         if self._routed:
             # routing assigned it in this event: the rules see that as the same event's change
             self._routed.clear()
@@ -1130,11 +1125,33 @@ class Desk:
 
     def _asked_now(self, st: _Ticket) -> tuple[Request, str]:
         """What the ticket is routed for now: what the rule that last routed it asked, while that rule
-        holds; else anyone (default routing)."""
+        holds (a rule on the event itself, ``changed``/``from``/``to``, held in its event: what it asked
+        stands); else anyone (default routing)."""
         request, rule = st.asked or (ANY, "routing")
-        if not st.holding & self._rule_bit.get(rule, 0):
+        bit = self._rule_bit.get(rule, 0)
+        if not (st.holding | self._event_mask) & bit:
             return ANY, "routing"
         return request, rule
+
+    def _reroute_waiting(self, st: _Ticket, at: datetime, out: list[Decision]) -> None:
+        """Route a waiting ticket that changed for what it is routed for now: to its own assignee, silently,
+        when that one is present and fits (it waited for a skill its rule no longer asks); to someone free
+        who fits; or it waits on, in its place."""
+        request, rule = self._asked_now(st)
+        rec = st.record
+        router = self.router
+        current = rec.attrs.get("assignee")
+        if self._freed:
+            st.asked = (request, rule)
+            router.enqueue(rec, request, rule, st.created)  # (the end's drain serves the queue in its order)
+            return
+        agent = router.agent(current) if current else None
+        if agent is not None and agent.fits(request) and router.is_present(current):
+            st.asked = (request, rule)
+            router.dequeue(rec.id)
+            self._recount(st)
+            return
+        self._route(st, request, rule, at, out)
 
     def _assign_action(
         self, st: _Ticket, request: Request, rule: str, at: datetime, out: list[Decision]
