@@ -114,3 +114,24 @@ def test_a_large_desk_names_the_agents_that_fit_and_counts_the_others() -> None:
     routing = routed(sim, "T1")
     assert list(parts(routing)) == ["a@x"] and routing["not_fitting"] == 25
     assert format_routing(routing)[-1] == "  and 25 more agents who do not fit what was asked"
+
+
+def test_skills_says_when_the_agent_the_rule_named_has_none_of_the_skills_wanted() -> None:
+    from bridge.model import Record
+    from bridge.rules.routing import Request, Router
+    from bridge.settings import Config
+
+    config = Config(routing={"strategy": "skills"}, agents=[
+        {"email": "a@x.com", "skills": ["billing"]}, {"email": "b@x.com", "skills": ["access"]}])
+    router = Router(config, {})
+    ticket = Record(id="T1", kind="ticket", tags=["billing/refund"])
+    at = datetime(2026, 11, 2, 9, tzinfo=UTC)
+    cases = ((Request(agent="b@x.com"), "the agent"), (Request(team="t"), "a member of team 't'"))
+    for request, named in cases:
+        if request.team:
+            router = Router(Config(**{**config.model_dump(), "teams": {"t": {"members": ["b@x.com"]}}}), {})
+        chosen = router.pick(ticket, request, at)
+        assert chosen == "b@x.com"
+        why = {a["agent"]: a["why"] for a in router.explain(ticket, request, at, chosen)["agents"]}
+        assert why["b@x.com"] == (f"chosen: {named} the rule named, though with none of the skills wanted "
+                                  "(billing) (never assigned)")

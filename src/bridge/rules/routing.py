@@ -302,6 +302,8 @@ class Router:
                                                                               self.fallback) else None
         asked = {k: v for k, v in zip(ASSIGN_KEYS, (request.skill, request.language, request.agent,
                                                     request.team), strict=True) if v is not None}
+        by_skills = "skills" in (self.strategy, self.fallback)
+        wanted = _wanted_skills(record, request) if by_skills else frozenset()
         agents = []
         # (a large desk lists the agents that fit what was asked, and counts the others: every assignment
         # keeps this in the audit log)
@@ -315,7 +317,7 @@ class Router:
                                      "capacity": a.capacity}
             if a.calendar is not None:
                 entry["in_hours"] = self._is_open(a.calendar, at)
-            entry["why"] = self._why(a, request, at, chosen, owner)
+            entry["why"] = self._why(a, request, at, chosen, owner, wanted)
             agents.append(entry)
         out: dict[str, Any] = {"strategy": self.strategy, "fallback": self.fallback, "asked": asked,
                                "to": chosen, "agents": agents}
@@ -325,13 +327,18 @@ class Router:
             out["owner"] = owner
         return out
 
-    def _why(self, a: Agent, request: Request, at: datetime, chosen: str | None, owner: Any) -> str:
+    def _why(self, a: Agent, request: Request, at: datetime, chosen: str | None, owner: Any,
+             wanted: frozenset[str] = frozenset()) -> str:
         """One agent's part in a pick, in words."""
         is_owner = isinstance(owner, str) and a.folded == owner.casefold()
         turn = f"last assigned #{a.last}" if a.last >= 0 else "never assigned"
         if a.email == chosen:
             if is_owner:
                 return "chosen: the account's owner"
+            if wanted and not a.skills & wanted and (request.agent is not None or request.team is not None):
+                named = "the agent" if request.agent is not None else f"a member of team {request.team!r}"
+                return (f"chosen: {named} the rule named, though with none of the skills wanted "
+                        f"({', '.join(sorted(wanted))}) ({turn})")
             how = {"least_loaded": "the fewest open tickets, then the least recently assigned",
                    "round_robin": "the least recently assigned", "skills": "the most of the skills wanted"}
             strategy = self.strategy
