@@ -106,8 +106,8 @@ def test_explain_shows_fields_with_owner_and_history(synced: Path) -> None:
     assert "billing-to-billing-team [routing]" in out
     # a rule that holds and recorded no decision (its assign found the agent already there) is not said to
     # have not fired
-    assert ("  ✓ french-speakers [routing] — holds; no decision of it is recorded (its actions changed "
-            "nothing, or it has not run since what it reads changed)") in out
+    assert ("  ✓ french-speakers [routing] — holds; no decision of it is recorded (nothing to change, or "
+            "nobody free, when it fired; or it has not run since what it reads changed)") in out
     assert "history:" in out and "pushed to inbox" in out
 
     data = json.loads(bridge("explain", "inbox:T-1001", "--json", cwd=synced).stdout)
@@ -171,7 +171,8 @@ def test_replay_against_prints_only_the_differing_decisions_then_why(demo: Path)
     # french-speakers fired at 09:15 too, its assign to alice (whom billing had just assigned) changing
     # nothing: it made no decision, and fired all the same
     assert "  ✓ french-speakers [routing] — fired here" in at_first
-    assert "  ✓ french-speakers [routing] — fired at 2026-11-02T09:15:00Z (changed nothing)" in at_second
+    assert ("  ✓ french-speakers [routing] — fired at 2026-11-02T09:15:00Z (no decision: nothing to change, "
+            "or nobody free)") in at_second
 
     res = bridge("replay", events, "--against", "old.toml", "--json", cwd=demo)
     rows = [json.loads(line) for line in res.stdout.splitlines()]

@@ -80,8 +80,8 @@ def test_the_text_shows_a_rule_alike_under_both_once_and_a_changed_one_twice() -
     new = [same, {"rule": "angry", "set": "escalation", "matched": True, "leaves": [], "why_not": [],
                   "fired": ["2026-11-02T09:00:00Z"]}]
     assert format_explain_diff(old, new).splitlines() == [
-        "  ✓ r [routing] — holds; no decision of it is recorded (its actions changed nothing, or it has not "
-        "run since what it reads changed)",
+        "  ✓ r [routing] — holds; no decision of it is recorded (nothing to change, or nobody free, when it "
+        "fired; or it has not run since what it reads changed)",
         "- ✗ angry [escalation] — did not fire",
         "-     why not: ticket.sentiment is -60, not lte -80",
         "+ ✓ angry [escalation] — fired at 2026-11-02T09:00:00Z",

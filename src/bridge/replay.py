@@ -605,13 +605,13 @@ def explain_diff(
                 if str(d["at"]) not in at_times:
                     at_times.append(str(d["at"]))
         for tid, kept in rp.moments.items():
-            # a rule that fired and changed nothing (an assign to the agent it has) made no decision: it
-            # fired all the same, and says so wherever the ticket is explained
+            # a rule that fired and decided nothing (an assign to the agent it has, or one that found nobody
+            # free and queued the ticket) fired all the same, and says so wherever the ticket is explained
             for moment in kept:
                 for e in moment["entries"]:
                     at_times = fired.setdefault((tid, e["rule"]), [])
                     if e.get("fired_here") and moment["at"] not in at_times:
-                        at_times.append(f"{moment['at']} (changed nothing)")
+                        at_times.append(f"{moment['at']} (no decision: nothing to change, or nobody free)")
                         at_times.sort()
         for tid, entries in rp.explained.items():
             sides.setdefault(tid, {})[side] = [

@@ -295,8 +295,8 @@ def _entry_lines(e: dict[str, Any]) -> list[str]:
         extra += f" — fired at {', '.join(e['fired'])}" if e["fired"] else (
             " — stated no threshold" if e["set"] == "sla" else
             # (a rule fires as it starts to hold: one that holds with nothing recorded changed nothing)
-            " — holds; no decision of it is recorded (its actions changed nothing, or it has not run since "
-            "what it reads changed)" if e["matched"] else " — did not fire")
+            " — holds; no decision of it is recorded (nothing to change, or nobody free, when it fired; or "
+            "it has not run since what it reads changed)" if e["matched"] else " — did not fire")
     lines = [f"{mark} {e['rule']} [{e['set']}]{extra}"]
     if e.get("budgets"):
         budgets = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in e["budgets"].items())
