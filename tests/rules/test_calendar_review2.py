@@ -170,3 +170,23 @@ def test_an_ical_file_cut_short_says_which_component_is_never_ended(tmp_path: Pa
     assert problem.endswith(
         "is not an iCalendar file: line 4: BEGIN:VEVENT is never ended (END:VEVENT missing)")
     assert "b'" not in problem
+
+
+def test_a_value_of_a_property_not_read_here_that_cannot_be_typed_is_no_error(tmp_path: Path) -> None:
+    # PRIORITY:high and GEO:somewhere are NAME:VALUE lines the library cannot type: they close no day
+    cfg = CalendarConfig(timezone="Europe/Berlin", hours=MON, ical=_write(
+        tmp_path, "UID:xmas\nDTSTART;VALUE=DATE:20261225\nPRIORITY:high\nGEO:somewhere"))
+    assert validate_calendar("cal", cfg, base_dir=tmp_path) == []
+    assert BusinessCalendar.from_config(cfg, base_dir=tmp_path).is_holiday(date(2026, 12, 25))
+
+
+def test_an_unreadable_folded_line_is_named_by_its_first_line_and_quoted_whole(tmp_path: Path) -> None:
+    cfg = CalendarConfig(timezone="Europe/Berlin", hours=MON, ical=_write(
+        tmp_path, "UID:xmas\nDTSTART;VALUE=DATE:20261225\nRRULE FREQ=YEARLY;\n BYMONTH=12",
+        "UID:boxing\nDTSTART;VALUE=DATE:20261226\nSUMMARY Boxing Day (St Stephen's)"))
+    problems = [message for _, message in validate_calendar("cal", cfg, base_dir=tmp_path)]
+    assert problems[0].endswith(
+        "event xmas: line 7: cannot be read: 'RRULE FREQ=YEARLY;BYMONTH=12' (a content line is NAME:VALUE)")
+    assert problems[1].endswith(
+        "event boxing: line 13: cannot be read: \"SUMMARY Boxing Day (St Stephen's)\" "
+        "(a content line is NAME:VALUE)")

@@ -449,10 +449,12 @@ def read_ical(path: Path, tz: tzinfo) -> tuple[set[date], list[YearlyHoliday]]:
     bad: list[str] = []  # every bad event is named at once, not one per run of bridge check
     for part in calendar.walk():
         # the library skips a line it cannot read (``RRULE FREQ=YEARLY``, its colon lost) and keeps it aside:
-        # skipped, it would open or close other days than the file says
+        # skipped, it would open or close other days than the file says. (It keeps aside a value it cannot
+        # type too, PRIORITY:high: a property read here is checked where it is read, the others close nothing)
         for _name, message in part.errors:
-            where = f"event {part.get('UID', '?')}" if part.name == "VEVENT" else part.name
-            bad.append(f"{path}: {where}: {_bad_line(data, str(message))}")
+            if str(message).startswith(_UNREADABLE):
+                where = f"event {part.get('UID', '?')}" if part.name == "VEVENT" else part.name
+                bad.append(f"{path}: {where}: {_bad_line(data, str(message))}")
     for event in events:
         rid = event.get("RECURRENCE-ID")
         if rid is None:
@@ -494,16 +496,33 @@ def read_ical(path: Path, tz: tzinfo) -> tuple[set[date], list[YearlyHoliday]]:
     return dates, rules
 
 
+_UNREADABLE = "Content line could not be parsed into parts: '"
+
+
 def _bad_line(data: bytes, message: str) -> str:
-    """A line the iCalendar library could not read, with its line number in the file when it can be found."""
-    found = re.search(r"'(.*?)'", message)
-    if found is None:
-        return f"a line that cannot be read: {_plain(message)}"
-    text = found.group(1)
-    for number, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
+    """A line the iCalendar library could not read (``_UNREADABLE``: the line, quoted, then why), with its
+    line number in the file: the first of its physical lines, when it was folded."""
+    end = message.rfind("': ")
+    text = message[len(_UNREADABLE):end] if end >= len(_UNREADABLE) else message[len(_UNREADABLE):]
+    for number, line in _unfolded(data.decode("utf-8", "replace")):
         if line.strip() == text.strip():
             return f"line {number}: cannot be read: {text!r} (a content line is NAME:VALUE)"
     return f"a line that cannot be read: {text!r} (a content line is NAME:VALUE)"
+
+
+def _unfolded(text: str) -> Iterator[tuple[int, str]]:
+    """The content lines of an iCalendar text, each unfolded (RFC 5545 3.1), with the number of its first
+    physical line."""
+    start, parts = 0, list[str]()
+    for number, line in enumerate(text.splitlines(), 1):
+        if line[:1] in (" ", "\t") and parts:
+            parts.append(line[1:])
+            continue
+        if parts:
+            yield start, "".join(parts)
+        start, parts = number, [line]
+    if parts:
+        yield start, "".join(parts)
 
 
 def _unclosed(data: bytes) -> str | None:
