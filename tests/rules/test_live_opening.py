@@ -1,7 +1,8 @@
 """A ticket the daemon first sees in a pull opened when its helpdesk says: its SLA clocks run from its
-``created_at`` when that is within one pull of the change (it was created since the last pull), as a
-webhook would have started them and as ``bridge replay`` does; an older ticket (a first run, a backfill) has
-its clocks from the change, so turning bridge on does not state every old open ticket's breaches at once."""
+``created_at`` when that is within an hour of the change (created since the last pull, or while the daemon was
+down), as a webhook would have started them and as ``bridge replay`` does; an older ticket (a first run, a
+backfill) has its clocks from the change, so turning bridge on does not state every old open ticket's breaches
+at once."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def escalated(r: Runner) -> bool:
 def test_a_ticket_pulled_after_it_was_created_has_its_clocks_from_its_creation(
     store_url: str, restart: bool
 ) -> None:
-    # created at 9:00, tagged at 9:20, pulled (every 30 minutes) at 9:25: its first response is due at 10:00
+    # created at 9:00, tagged at 9:20, pulled at 9:25: its first response is due at 10:00
     r = Runner(store_url, config("30m"))
     r.ingest(ticket("T-1", minute(20), status="open", subject="x", created_at=format_time(T0)))
     if restart:
@@ -61,17 +62,26 @@ def test_a_ticket_created_before_the_last_pull_has_its_clocks_from_the_change() 
     r.close()
 
 
-def test_the_pull_interval_is_five_minutes_where_sync_every_is_not_set() -> None:
-    r = Runner("sqlite://", LEADS)
-    r.ingest(ticket("T-1", minute(5), status="open", subject="x", created_at=format_time(T0)))
+def test_the_reach_is_an_hour_whatever_sync_every_says_so_a_restart_under_another_keeps_the_clocks(
+    store_url: str,
+) -> None:
+    # created at 9:00, first seen at 9:50 (the daemon was down): its first response is due at 10:00; a restart
+    # with another sync_every recomputes the same clocks, and states the breach once
+    r = Runner(store_url, config("5m"))
+    r.ingest(ticket("T-1", minute(50), status="open", subject="x", created_at=format_time(T0)))
     r.tick(minute(61))
     assert escalated(r)
+    r.config = config("30m")
+    r.restart(minute(62))
+    r.tick(minute(90))
+    assert r.writes().count(("T-1", {"escalation": "leads"})) == 1
     r.close()
-    r = Runner("sqlite://", LEADS)
-    r.ingest(ticket("T-1", minute(7), status="open", subject="x", created_at=format_time(T0)))
-    r.tick(minute(61))
+    # created 61 minutes before the change that brings it: its clocks start at the change
+    r = Runner("sqlite://", config("30m"))
+    r.ingest(ticket("T-1", minute(61), status="open", subject="x", created_at=format_time(T0)))
+    r.tick(minute(120))
     assert not escalated(r)
-    r.tick(minute(68))
+    r.tick(minute(122))
     assert escalated(r)
     r.close()
 

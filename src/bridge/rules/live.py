@@ -30,7 +30,7 @@ from bridge.pipeline import DeskState, MemoryState, Pipeline, Touched
 from bridge.rules.conditions import path_values
 from bridge.rules.engine import Desk
 from bridge.rules.escalation import WEEK, VolumeWatch
-from bridge.settings import DEFAULT_PULL_EVERY, Config
+from bridge.settings import Config
 
 log = logging.getLogger("bridge.rules")
 
@@ -41,9 +41,9 @@ VOLUME_WINDOW = WEEK * (VolumeWatch().weeks + 2)
 # an agent's status change in the change log: system ``bridge``, this kind, the agent's configured email as
 # external id, ``attrs={"status": ...}``, and no record
 AGENT_KIND = "agent"
-# a pull runs late by up to a rules job (the scheduler's jobs share its threads): a ticket created this much
-# before the pull's reach is still one the last pull could not have seen
-PULL_SLACK = timedelta(minutes=1)
+# how far before the change that brings a ticket the daemon never saw its created_at may be, for its clocks to
+# run from then: a pull's interval or a short outage, not the age of the old tickets a first run finds
+OPENING_REACH = timedelta(hours=1)
 CLOSED_MEMORY = timedelta(days=30)  # how long a closed ticket is known as such (its later changes: no rules)
 
 
@@ -531,7 +531,7 @@ class LiveRules:
         self.clock = at
         created = record.id not in self._seen
         self._seen.add(record.id)
-        opened = self._opened(record, change, at) if created else None
+        opened = self._opened(record, at) if created else None
         record.attrs.setdefault("created_at", at)
         previous = self._previous.get(record.id, {})
         decisions = self.desk.on_ticket(record, previous, change_event(change, created), at, opened=opened)
@@ -541,11 +541,12 @@ class LiveRules:
             self.records[record.id] = record
         return decisions
 
-    def _opened(self, record: Record, change: Change, at: datetime) -> datetime | None:
+    def _opened(self, record: Record, at: datetime) -> datetime | None:
         """When a ticket the Desk takes for the first time opened, by its helpdesk's ``created_at``, where
-        that is earlier than ``at`` and within one pull of it (a ticket created since the last pull, which a
-        webhook would have brought then); None for an older one (a first run, a backfill), whose clocks
-        start at ``at``, so that turning bridge on does not state every old open ticket's breaches at once."""
+        that is earlier than ``at`` and within :data:`OPENING_REACH` of it (created since the last pull, or
+        while the daemon was down: a webhook would have brought it then); None for an older one (a first run,
+        a backfill), whose clocks start at ``at``, so that turning bridge on does not state every old open
+        ticket's breaches at once. It reads nothing of the config, so a rebuild takes it as live did."""
         created = record.attrs.get("created_at")
         if not isinstance(created, str | datetime):
             return None
@@ -553,9 +554,7 @@ class LiveRules:
             opened = parse_time(created)
         except ValueError:
             return None
-        table = self.config.connectors.get(change.system)
-        reach = (table.pull_every if table is not None else DEFAULT_PULL_EVERY) + PULL_SLACK
-        return opened if at - reach <= opened < at else None
+        return opened if at - OPENING_REACH <= opened < at else None
 
     def _settle(
         self, state: object, decisions: list[Decision], current: Record | None, timers: bool = True
