@@ -148,10 +148,56 @@ def test_an_event_write_pushed_again_after_a_crash_is_not_appended_twice(tmp_pat
     assert [r.ok for r in results] == [True, True]
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     # the reminder is told once; a value written twice is the same value
-    assert [(r["fields"], r["key"]) for r in rows] == [
-        ({"follow_up": "still there?"}, "k-follow"), ({"priority": "high"}, value.idempotency_key),
-        ({"priority": "high"}, value.idempotency_key)]
+    assert [(r["fields"], r["key"], r.get("event")) for r in rows] == [
+        ({"follow_up": "still there?"}, "k-follow", True),
+        ({"priority": "high"}, value.idempotency_key, None),
+        ({"priority": "high"}, value.idempotency_key, None)]
     # another reminder (another decision, another key) is appended
     second = EffectWrite("r1", "files", "ticket", "T-1", {"follow_up": "still there?"}, key="k-follow-2")
     again.push("ticket", [second])
     assert len(out.read_text().splitlines()) == 4
+
+
+def test_a_value_write_of_a_field_named_like_an_event_is_appended_each_time(tmp_path: Path) -> None:
+    # a declared field whose remote name is "escalation" holds values: L1, L2, then L1 again is three writes
+    out = tmp_path / "out.jsonl"
+    c = connector(tmp_path, out_path=str(out))
+    for level in ("L1", "L2", "L1"):
+        c.push("ticket", [Write("r1", "files", "ticket", "T-1", {"escalation": level})])
+    assert [json.loads(line)["fields"] for line in out.read_text().splitlines()] == [
+        {"escalation": "L1"}, {"escalation": "L2"}, {"escalation": "L1"}]
+
+
+def test_an_event_write_whose_append_failed_is_appended_when_pushed_again(tmp_path: Path) -> None:
+    import os
+
+    from bridge.effects import EffectWrite
+    from bridge.errors import FatalConnectorError
+
+    out = tmp_path / "out.jsonl"
+    c = connector(tmp_path, out_path=str(out))
+    follow_up = EffectWrite("r1", "files", "ticket", "T-1", {"follow_up": "still there?"}, key="k-follow")
+
+    def full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(os, "fsync", full)
+        with pytest.raises(FatalConnectorError, match="No space left"):
+            c.push("ticket", [follow_up])
+    # the push failed, so the outbox pushes the write again once the disk has room: it is appended then (at
+    # least once: what the failed push may have left is no proof the write is on disk)
+    assert [r.ok for r in c.push("ticket", [follow_up])] == [True]
+    keys = [json.loads(line)["key"] for line in out.read_text().splitlines() if line.strip()]
+    assert keys.count("k-follow") == 2
+
+
+def test_a_line_a_crash_cut_short_does_not_swallow_the_next_write(tmp_path: Path) -> None:
+    from bridge.effects import EffectWrite
+
+    out = tmp_path / "out.jsonl"
+    out.write_text('{"kind": "ticket", "id": "T-1", "fields": {"follow_up": "Are you st')  # the crash
+    follow_up = EffectWrite("r1", "files", "ticket", "T-1", {"follow_up": "Are you still there?"}, key="k")
+    connector(tmp_path, out_path=str(out)).push("ticket", [follow_up])
+    lines = out.read_text().splitlines()
+    assert len(lines) == 2 and json.loads(lines[1])["fields"] == {"follow_up": "Are you still there?"}

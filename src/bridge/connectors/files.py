@@ -7,8 +7,9 @@ Inbound: every ``*.jsonl`` file under ``path``, one record per line::
 
 Records come out oldest first by (``updated_at``, ``id``), after the stored cursor. Outbound writes are
 appended to ``out_path`` as JSON lines with their idempotency key (and flushed to disk before the push
-returns), so a repeated push is recognisable; an event write (a follow-up, an escalation, a note) whose key
-is in the file already is not appended again (pushed again after a crash kept the outbox from hearing of it).
+returns), so a repeated push is recognisable; an event write (a follow-up, an escalation, a note: marked
+``"event": true``) whose key is in the file already is not appended again (pushed again after a crash kept the
+outbox from hearing of it).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.connector import Connector, ConnectorContext, Cursor, PullPage, PushResult
-from bridge.effects import is_event
+from bridge.effects import EffectWrite
 from bridge.errors import FatalConnectorError
 from bridge.model import TICKET_STATUSES, Change, Write, parse_time, utcnow
 from bridge.plugins import Register, hookimpl
@@ -147,37 +148,38 @@ class FilesConnector(Connector):
                             row = json.loads(line)
                         except json.JSONDecodeError:
                             continue  # (a line cut short by a crash: its write was never reported done)
-                        if isinstance(row, dict) and isinstance(row.get("fields"), dict) and is_event(
-                                row["fields"]):
+                        if isinstance(row, dict) and row.get("event") is True:
                             found.add(str(row.get("key")))
         return found
 
     def _append(self, path: Path, kind: str, writes: list[Write]) -> list[PushResult]:
         path.parent.mkdir(parents=True, exist_ok=True)
         written = self._events_in(path)
-        with path.open("a", encoding="utf-8") as fh:
+        fresh: list[str] = []
+        with path.open("a+b") as fh:
+            if fh.tell() > 0:
+                fh.seek(-1, os.SEEK_END)
+                if fh.read(1) != b"\n":
+                    fh.write(b"\n")  # a line a crash cut short stays apart from the next: it is repeated
             for w in writes:
-                if is_event(w.fields):
+                row: dict[str, Any] = {
+                    "kind": kind,
+                    "id": w.external_id or w.record_id,
+                    "record": w.record_id,
+                    "fields": w.fields,
+                    "key": w.idempotency_key,
+                }
+                if isinstance(w, EffectWrite):
                     # a crash between this append and the outbox hearing of it pushes the write again (with
                     # its key) once its claim lapses: an event is told once, a value may be written twice
-                    if w.idempotency_key in written:
+                    if w.idempotency_key in written or w.idempotency_key in fresh:
                         continue
-                    written.add(w.idempotency_key)
-                fh.write(
-                    json.dumps(
-                        {
-                            "kind": kind,
-                            "id": w.external_id or w.record_id,
-                            "record": w.record_id,
-                            "fields": w.fields,
-                            "key": w.idempotency_key,
-                        },
-                        default=str,
-                    )
-                    + "\n"
-                )
+                    fresh.append(w.idempotency_key)
+                    row["event"] = True
+                fh.write((json.dumps(row, default=str) + "\n").encode("utf-8"))
             fh.flush()
             os.fsync(fh.fileno())  # a write reported as done must survive a crash of this process or host
+        written.update(fresh)  # (only once on disk: a failed append is pushed again, and appended then)
         return [PushResult(w.record_id, True, w.external_id or w.record_id) for w in writes]
 
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[Change]:
