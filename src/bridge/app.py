@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -11,7 +13,7 @@ import httpx
 from pydantic import ValidationError
 
 from bridge.connector import Connector, ConnectorContext
-from bridge.errors import ConfigError
+from bridge.errors import ConfigError, StoreError
 from bridge.plugins import PluginHost, create_host
 from bridge.settings import Config, LoadedConfig, load_config, validation_problems
 
@@ -72,10 +74,12 @@ class App:
 
     @cached_property
     def store(self) -> Store:
-        """The store, migrated to the newest schema."""
+        """The store, migrated to the newest schema. StoreError, naming ``bridge.database`` and where the
+        database is, when it cannot be opened."""
         from bridge.store import Store
 
-        return Store.open(self._database or self.config.bridge.database)
+        with self._database_named():
+            return Store.open(self._database or self.config.bridge.database)
 
     @property
     def has_store(self) -> bool:
@@ -83,7 +87,15 @@ class App:
         empty store instead of creating it."""
         from bridge.store import Store
 
-        return "store" in self.__dict__ or Store.exists(self._database or self.config.bridge.database)
+        with self._database_named():
+            return "store" in self.__dict__ or Store.exists(self._database or self.config.bridge.database)
+
+    @contextmanager
+    def _database_named(self) -> Iterator[None]:
+        try:
+            yield
+        except StoreError as exc:
+            raise StoreError(f"{self.loaded.where('bridge', 'database')}: {exc}") from None
 
     def connector(self, system: str) -> Connector:
         """The connector instance of a configured system (its settings validated by its plugin)."""

@@ -107,6 +107,7 @@ def check_config(loaded: LoadedConfig, host: PluginHost | None) -> Report:
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         err(("bridge", "timezone"), f"unknown time zone {cfg.bridge.timezone!r}")
 
+    _check_database(cfg.bridge.database, err, warn)
     _check_connectors(loaded, host, sink)
     if host is not None:
         for problem in host.errors:
@@ -175,6 +176,25 @@ class _Sink:
 
 
 Emit = Callable[[tuple[str | int, ...], str], None]
+
+
+def _check_database(url: str, err: Emit, warn: Emit) -> None:
+    from bridge.errors import StoreError
+    from bridge.store.store import parse_url, sqlite_file
+
+    try:
+        file = sqlite_file(parse_url(url))
+    except StoreError as exc:
+        err(("bridge", "database"), str(exc))
+        return
+    if file is not None and not file.parent.is_dir():
+        # a warning: the folder may exist only on the machine that runs the daemon
+        warn(("bridge", "database"), f"no such folder here: {file.parent}{_relative(file.parent)}")
+
+
+def _relative(path: Path) -> str:
+    """`` (relative to CWD)`` for a relative path, read from the working directory as bridge reads it."""
+    return "" if path.is_absolute() else f" (relative to {Path.cwd()})"
 
 
 def _check_connectors(loaded: LoadedConfig, host: PluginHost | None, sink: _Sink) -> None:

@@ -12,7 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bridge.errors import BridgeError, ConfigError
+from bridge.errors import BridgeError, ConfigError, StoreError
 from bridge.model import AGENT_STATUSES, parse_time
 
 Handler = Callable[[argparse.Namespace], int]
@@ -594,6 +594,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
+        return 1
+    except StoreError as exc:  # FILE:LINE: bridge.database: why, as a config problem reads
+        print(exc, file=sys.stderr)
         return 1
     except BridgeError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -7,6 +7,7 @@
      ├── PluginLoadError             one plugin failed to load: it is reported, the others run
      ├── FieldValueError             a value does not fit a typed field (with the reason)
      ├── IdentityError               a change matches several records: nothing is written
+     ├── StoreError                  the store cannot be opened: the command stops
      └── ConnectorError              raised by connectors, carries the system and record
           ├── ConnectorAuthError        stop that system, tell the operator
           ├── RetriableConnectorError   back off and try again (429, 5xx, timeouts)
@@ -43,6 +44,11 @@ class IdentityError(BridgeError):
     def __init__(self, message: str, candidates: list[str]) -> None:
         self.candidates = candidates
         super().__init__(f"{message}; candidates: {', '.join(candidates)}")
+
+
+class StoreError(BridgeError, ValueError):
+    """The store cannot be opened (a URL that does not parse, a server that does not answer, a file that
+    cannot be opened): the command stops; the message names where, never a password."""
 
 
 class ConnectorError(BridgeError):

@@ -18,6 +18,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.pool import StaticPool
 
+from bridge.errors import StoreError
 from bridge.store import tables as t
 from bridge.store.tx import Tx, lock_key
 from bridge.store.values import jsonable
@@ -95,6 +96,50 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
     return engine
 
 
+BACKENDS = ("sqlite", "postgresql")
+URL_EXAMPLES = "sqlite:///bridge.db, or postgresql+psycopg://user@host/db"
+
+
+def parse_url(url: str) -> sa.URL:
+    """``url`` as SQLAlchemy reads it; StoreError when it does not parse or names a database bridge does not
+    speak. The message never repeats the URL: it may hold a password."""
+    try:
+        parsed = sa.make_url(url)
+    except (sa.exc.ArgumentError, ValueError):
+        raise StoreError(f"cannot parse the URL (write e.g. {URL_EXAMPLES})") from None
+    if parsed.get_backend_name() not in BACKENDS:
+        raise StoreError(
+            f"unsupported database {parsed.render_as_string()}: use sqlite:/// or postgresql://"
+        )
+    return parsed
+
+
+def sqlite_file(url: sa.URL) -> Path | None:
+    """The file of a SQLite URL (None for another database, or one in memory)."""
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return Path(str(url.database))
+
+
+def location(url: sa.URL) -> str:
+    """Where a database is, for a message: its host and port, or its SQLite file (never user or password)."""
+    file = sqlite_file(url)
+    if file is not None:
+        return f"the SQLite file {file}"
+    if url.get_backend_name() == "sqlite":
+        return "SQLite in memory"
+    host = url.host or "localhost (its socket)"
+    return f"{url.get_backend_name()} at {host}" + (f":{url.port}" if url.port else "")
+
+
+def _reason(exc: BaseException, url: sa.URL) -> str:
+    """The driver's first line about a failed connection, any password in it masked."""
+    orig = getattr(exc, "orig", None) or exc
+    lines = str(orig).strip().splitlines()
+    text = lines[0].strip() if lines else type(orig).__name__
+    return text.replace(url.password, "***") if isinstance(url.password, str) and url.password else text
+
+
 def alembic_config(conn: sa.Connection) -> Config:
     """An Alembic config that runs the store's migrations on ``conn`` (no alembic.ini needed)."""
     config = Config()
@@ -111,19 +156,19 @@ class Store:
     """
 
     def __init__(self, url: str) -> None:
-        parsed = sa.make_url(url)
+        parsed = parse_url(url)
+        self.url = parsed
         self.dialect = parsed.get_backend_name()
-        if self.dialect == "sqlite":
-            self.engine = _sqlite_engine(parsed)
-        elif self.dialect == "postgresql":
-            if parsed.drivername == "postgresql":
-                # psycopg 3 is the driver bridge ships; SQLAlchemy's default would be psycopg2
-                parsed = parsed.set(drivername="postgresql+psycopg")
-            self.engine = sa.create_engine(parsed, pool_pre_ping=True)
-        else:
-            raise ValueError(
-                f"unsupported database {parsed.render_as_string()}: use sqlite:/// or postgresql://"
-            )
+        try:
+            if self.dialect == "sqlite":
+                self.engine = _sqlite_engine(parsed)
+            else:
+                if parsed.drivername == "postgresql":
+                    # psycopg 3 is the driver bridge ships; SQLAlchemy's default would be psycopg2
+                    parsed = parsed.set(drivername="postgresql+psycopg")
+                self.engine = sa.create_engine(parsed, pool_pre_ping=True)
+        except ImportError as exc:  # a driver named in the URL that is not installed
+            raise StoreError(f"no driver {parsed.drivername!r} installed: {exc}") from None
         self._pg = self.dialect == "postgresql"
         # the shared in-memory connection holds one transaction at a time
         self._serial: threading.Lock | None = None
@@ -148,16 +193,25 @@ class Store:
 
         Read-only commands ask first, so that looking into a fresh config's store does not create its file.
         """
-        parsed = sa.make_url(url)
-        if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-            return True
-        return Path(str(parsed.database)).exists()
+        file = sqlite_file(parse_url(url))
+        return file is None or file.exists()
 
     @classmethod
     def open(cls, url: str) -> Store:
-        """A store on ``url``, migrated to the newest schema."""
+        """A store on ``url``, migrated to the newest schema.
+
+        StoreError when the database cannot be reached or opened (a server down, a refused login, a SQLite
+        file in a folder that does not exist), naming where it is, never the password.
+        """
         store = cls(url)
         try:
+            try:
+                with store.engine.connect():
+                    pass
+            except (sa.exc.DBAPIError, OSError) as exc:
+                raise StoreError(
+                    f"cannot open the database ({location(store.url)}): {_reason(exc, store.url)}"
+                ) from None
             store.migrate()
         except BaseException:
             store.close()
