@@ -102,3 +102,85 @@ def test_commands_on_an_unreachable_database_exit_1_without_a_traceback(
         'failed: connection to server at "127.0.0.1", port 9 failed: Connection refused'
     ]
     assert "hunter2SECRET" not in res.stdout + res.stderr
+
+
+# ---------------------------------------------------------------- 2, 3, 8 secrets
+
+PASTED = "pat-na1-8f3e2b1c-SECRET-TOKEN-VALUE"
+
+
+def test_a_token_pasted_into_token_env_is_an_error_that_does_not_repeat_it(tmp_path: Path) -> None:
+    _loaded, report = run_check(tmp_path, f"""\
+        [bridge]
+        webhook_secret_env = "whsec-{PASTED}"
+
+        [connectors.hubspot]
+        plugin = "hubspot"
+        token_env = "{PASTED}"
+        kinds = ["account"]
+        """)
+    path = tmp_path / "bridge.toml"
+    assert report.errors == [
+        f"{path}:2: bridge.webhook_secret_env: not an environment variable name (the value is not shown: "
+        "it may be the secret itself); write the NAME of the variable that holds the secret",
+        f"{path}:6: connectors.hubspot.token_env: not an environment variable name (the value is not shown: "
+        "it may be the secret itself); write the NAME of the variable that holds the token",
+    ]
+    assert not any("SECRET" in line for line in report.errors + report.warnings)
+
+
+UNSET_TOKEN = """\
+    [bridge]
+    database = "sqlite:///bridge.db"
+    serve = false
+
+    [connectors.hubspot]
+    plugin = "hubspot"
+    token_env = "HUBSPOT_TOKEN_NOT_SET_HERE"
+    base_url = "http://127.0.0.1:9"
+    kinds = ["account"]
+    """
+
+
+def test_an_unset_token_variable_stops_the_run_naming_the_variable_and_the_key(tmp_path: Path) -> None:
+    (tmp_path / "bridge.toml").write_text(textwrap.dedent(UNSET_TOKEN))
+    for command in (("run", "--once"), ("sync",)):
+        res = bridge(*command, "--config", "bridge.toml", cwd=tmp_path)
+        assert res.returncode == 1
+        assert res.stderr.splitlines() == [
+            "bridge.toml:7: connectors.hubspot.token_env: environment variable HUBSPOT_TOKEN_NOT_SET_HERE "
+            "is not set"
+        ]
+
+
+def test_a_secret_written_in_the_file_is_a_warning_that_does_not_repeat_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = """\
+        [bridge]
+        webhook_secret = "whsec-IN-FILE"
+
+        [connectors.hubspot]
+        plugin = "hubspot"
+        kinds = ["account"]
+        client_id = "not a secret"
+        token = "pat-na1-SECRET-IN-FILE"
+        refresh_token = "SECRET-REFRESH"
+        """
+    _loaded, report = run_check(tmp_path, text)
+    path = tmp_path / "bridge.toml"
+    assert report.ok
+    assert report.warnings == [
+        f"{path}:2: bridge.webhook_secret: warning: a secret written in the file: use webhook_secret_env (an "
+        "environment variable) instead (the value is not shown)",
+        f"{path}:8: connectors.hubspot.token: warning: a secret written in the file: use token_env (an "
+        "environment variable) or token_file (a file) instead (the value is not shown)",
+        f"{path}:9: connectors.hubspot.refresh_token: warning: a secret written in the file: use "
+        "refresh_token_env (an environment variable) or refresh_token_file (a file) instead (the value is "
+        "not shown)",
+    ]
+    # from the environment, a secret is where it belongs
+    monkeypatch.setenv("BRIDGE_CONNECTORS__HUBSPOT__TOKEN", "pat-from-env")
+    _loaded, report = run_check(tmp_path, text.replace('token = "pat-na1-SECRET-IN-FILE"\n', ""))
+    assert [w for w in report.warnings if "token" in w] == [report.warnings[-1]]
+    assert "refresh_token" in report.warnings[-1]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
@@ -115,6 +115,13 @@ class App:
                     f"is not installed"
                 ]
             )
+        if table.missing_secrets:
+            # a secret's variable not set (or its file unreadable): a warning in `bridge check`, an error
+            # when the connector starts
+            raise ConfigError([
+                f"{self.loaded.where('connectors', system, key)}: {reason}"
+                for key, reason in table.missing_secrets.items()
+            ])
         data = table.model_dump(by_alias=True, exclude={"missing_secrets"})
         data.update(table.model_extra or {})
         try:
@@ -136,6 +143,19 @@ class App:
         instance = cls(ConnectorContext(system, settings, http))
         self._connectors[system] = instance
         return instance
+
+    def start_connectors(self, systems: Iterable[str] = ()) -> None:
+        """Start the connector of every enabled system and of ``systems`` now, before any job runs: one
+        ConfigError with every problem (a secret not set, a CA bundle not readable), not a failed job."""
+        problems: list[str] = []
+        for name, table in self.config.connectors.items():
+            if table.enabled or name in systems:
+                try:
+                    self.connector(name)
+                except ConfigError as exc:
+                    problems.extend(exc.problems)
+        if problems:
+            raise ConfigError(problems)
 
     def close(self) -> None:
         """Close connectors, their HTTP clients and the store."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import typing
 import zoneinfo
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from bridge.durations import format_duration, parse_duration
 from bridge.errors import ConfigError, FieldValueError
@@ -28,10 +29,13 @@ from bridge.rules.conditions import ORDER_OPS
 from bridge.rules.routing import ASSIGN_KEYS
 from bridge.rules.sla import METRICS
 from bridge.settings import (
+    NOT_AN_ENV_NAME,
     CalendarConfig,
     Config,
     LoadedConfig,
     SlaConfig,
+    env_source,
+    is_env_name,
     load_partial,
     validation_problems,
 )
@@ -201,9 +205,13 @@ def _check_connectors(loaded: LoadedConfig, host: PluginHost | None, sink: _Sink
     err, warn = sink.err, sink.warn
     cfg = loaded.config
     secret_env = cfg.bridge.webhook_secret_env
-    if secret_env and not os.environ.get(secret_env) and cfg.bridge.webhook_secret is None:
+    if secret_env and not is_env_name(secret_env):
+        err(("bridge", "webhook_secret_env"),
+            f"{NOT_AN_ENV_NAME}; write the NAME of the variable that holds the secret")
+    elif secret_env and not os.environ.get(secret_env) and cfg.bridge.webhook_secret is None:
         # a warning: the variable may be set only where the daemon runs (bridge run refuses to start without)
         warn(("bridge", "webhook_secret_env"), f"${secret_env} is not set here: bridge run will not start")
+    _secret_in_file(loaded, ("bridge", "webhook_secret"), warn, file_too=False)
     installed = host.connectors() if host is not None else {}
     for name, table in cfg.connectors.items():
         if loaded.is_set_aside("connectors", name):
@@ -216,13 +224,18 @@ def _check_connectors(loaded: LoadedConfig, host: PluginHost | None, sink: _Sink
             )
             continue
         for key, reason in table.missing_secrets.items():
-            warn(("connectors", name, key), reason)
+            # a variable not set is a warning (it may be set only where the daemon runs); a value that cannot
+            # name one is not
+            (err if reason.startswith(NOT_AN_ENV_NAME) else warn)(("connectors", name, key), reason)
         if table.ca_bundle and not Path(table.ca_bundle).is_file():
             # a warning: the file may live only on the machine that runs the daemon
             warn(("connectors", name, "ca_bundle"), f"no such file here: {table.ca_bundle}")
         cls = installed.get(table.plugin)
         if cls is None:
             continue
+        for key, info in cls.settings_model.model_fields.items():
+            if _is_secret(info.annotation):
+                _secret_in_file(loaded, ("connectors", name, key), warn)
         data = {k: v for k, v in table.model_dump(by_alias=True).items() if k != "_missing_secrets"}
         data.update(table.model_extra or {})
         raw = _raw_table(loaded, name)
@@ -243,6 +256,20 @@ def _check_connectors(loaded: LoadedConfig, host: PluginHost | None, sink: _Sink
                 f"plugin {table.plugin!r} does not carry {', '.join(unsupported)} "
                 f"(it carries {', '.join(cls.kinds)})",
             )
+
+
+def _is_secret(annotation: Any) -> bool:
+    """Whether a settings key is typed as a secret (``SecretStr``, or ``SecretStr | None``)."""
+    return annotation is SecretStr or SecretStr in typing.get_args(annotation)
+
+
+def _secret_in_file(loaded: LoadedConfig, key: tuple[str, ...], warn: Emit, file_too: bool = True) -> None:
+    """Warn of a secret written in the file itself (never repeating it); from a variable it is where it
+    belongs."""
+    if key in loaded.lines and env_source(key) is None:
+        bare = key[-1]
+        instead = f"{bare}_env (an environment variable)" + (f" or {bare}_file (a file)" if file_too else "")
+        warn(key, f"a secret written in the file: use {instead} instead (the value is not shown)")
 
 
 def _raw_table(loaded: LoadedConfig, name: str) -> dict[str, Any]:

@@ -441,6 +441,7 @@ def sync_once(app: App, systems: list[str] | None = None, dry_run: bool = False)
     next ``bridge run`` rebuilds its Desk and does not act on it again). A dry run plans the rules' effects
     with the rest, and fires no timer.
     """
+    app.start_connectors(systems or ())
     leader = RulesLeader(app) if wants_rules(app) and not dry_run else None
     live = start_rules(app, dry=True) if wants_rules(app) and dry_run else None
     if leader is not None:
@@ -512,6 +513,7 @@ def run_daemon(
     from bridge.check import require_valid
 
     require_valid(app.loaded, app.host)
+    app.start_connectors()
     leader = RulesLeader(app) if wants_rules(app) else None
     if leader is not None:
         leader.claim()

@@ -57,6 +57,15 @@ def _duration(value: str | None) -> str | None:
     return value
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+NOT_AN_ENV_NAME = "not an environment variable name (the value is not shown: it may be the secret itself)"
+
+
+def is_env_name(name: str) -> bool:
+    """Whether ``name`` can name an environment variable (POSIX: letters, digits, ``_``; no digit first)."""
+    return _ENV_NAME.fullmatch(name) is not None
+
+
 def resolve_secrets(table: dict[str, Any], environ: dict[str, str] | None = None) -> dict[str, Any]:
     """Replace ``KEY_env`` / ``KEY_file`` entries by ``KEY`` holding the secret they point at.
 
@@ -73,7 +82,10 @@ def resolve_secrets(table: dict[str, Any], environ: dict[str, str] | None = None
             bare = key[: -len("_env")]
             if bare in table:
                 continue
-            if ref in env:
+            if not is_env_name(ref):
+                # surely the secret itself, pasted where its variable's name goes: never repeat it
+                missing[key] = f"{NOT_AN_ENV_NAME}; write the NAME of the variable that holds the {bare}"
+            elif ref in env:
                 out[bare] = env[ref]
             else:
                 missing[key] = f"environment variable {ref} is not set"

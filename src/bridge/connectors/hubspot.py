@@ -197,7 +197,7 @@ class HubSpotConnector(Connector):
         if not self.uses_refresh:
             if not self._token:
                 raise ConnectorAuthError(
-                    "no token configured (token_env, token_file or token)", system=self.system
+                    "no token configured (token_env or token_file)", system=self.system
                 )
             return
         margin = timedelta(seconds=self.hubspot_settings.refresh_margin)

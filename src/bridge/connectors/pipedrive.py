@@ -115,7 +115,9 @@ class PipedriveConnector(Connector):
         """One API call under the policy; returns the decoded JSON body."""
         token = self.pd_settings.api_token
         if token is None:
-            raise ConnectorAuthError("no api_token configured", system=self.system)
+            raise ConnectorAuthError(
+                "no api_token configured (api_token_env or api_token_file)", system=self.system
+            )
         headers = {"x-api-token": token.get_secret_value(), "Accept": "application/json"}
 
         def run() -> httpx.Response:
