@@ -184,3 +184,40 @@ def test_a_secret_written_in_the_file_is_a_warning_that_does_not_repeat_it(
     _loaded, report = run_check(tmp_path, text.replace('token = "pat-na1-SECRET-IN-FILE"\n', ""))
     assert [w for w in report.warnings if "token" in w] == [report.warnings[-1]]
     assert "refresh_token" in report.warnings[-1]
+
+
+# ---------------------------------------------------------------- 4 a files connector's path that does not exist
+
+MISSING_PATH = """\
+    [bridge]
+    database = "sqlite:///bridge.db"
+    serve = false
+
+    [connectors.crm]
+    plugin = "files"
+    path = "config/demo/crm"
+    kinds = ["account"]
+    """
+
+
+def test_check_warns_of_a_files_path_that_does_not_exist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    _loaded, report = run_check(tmp_path, MISSING_PATH)
+    assert report.ok
+    assert report.warnings == [
+        f"{tmp_path / 'bridge.toml'}:7: connectors.crm.path: warning: no such folder or file here: "
+        f"config/demo/crm (relative to {tmp_path})"
+    ]
+    (tmp_path / "config" / "demo" / "crm").mkdir(parents=True)
+    assert run_check(tmp_path, MISSING_PATH)[1].warnings == []
+
+
+def test_a_run_with_a_files_path_that_does_not_exist_says_so_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "bridge.toml").write_text(textwrap.dedent(MISSING_PATH))
+    res = bridge("run", "--once", "--config", "bridge.toml", cwd=tmp_path)
+    assert res.returncode == 1
+    assert (
+        f"problem: pull crm account: crm: path: no such folder or file here: config/demo/crm "
+        f"(relative to {tmp_path})"
+    ) in res.stdout.splitlines()
+    assert "Traceback" not in res.stdout + res.stderr and "FileNotFoundError" not in res.stdout + res.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -331,7 +332,10 @@ def test_an_item_of_a_multi_line_array_is_named_by_its_own_line(tmp_path: Path) 
 def run_report(tmp_path: Path, text: str) -> tuple[list[str], list[str]]:
     path = tmp_path / "bridge.toml"
     path.write_text(textwrap.dedent(text))
-    _loaded, report = check_file(path, host_factory)
+    for folder in ("in", "crm"):  # GOOD's files connectors read them (a path that is not there is warned of)
+        (tmp_path / folder).mkdir(exist_ok=True)
+    with contextlib.chdir(tmp_path):
+        _loaded, report = check_file(path, host_factory)
     return report.errors, report.warnings
 
 

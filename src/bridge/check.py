@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
+from bridge.connectors.files import FilesSettings, missing_path
 from bridge.durations import format_duration, parse_duration
 from bridge.errors import ConfigError, FieldValueError
 from bridge.fields import FIELD_TYPES, FieldType, coerce
@@ -241,7 +242,7 @@ def _check_connectors(loaded: LoadedConfig, host: PluginHost | None, sink: _Sink
         raw = _raw_table(loaded, name)
         data.update({k: v for k, v in raw.items() if k.endswith("_env") or k.endswith("_file")})
         try:
-            cls.settings_model(**data)
+            settings = cls.settings_model(**data)
         except ValidationError as exc:
             for line in validation_problems(exc, loaded.path, loaded.lines, ("connectors", name)):
                 if "Field required" in line and any(
@@ -249,6 +250,10 @@ def _check_connectors(loaded: LoadedConfig, host: PluginHost | None, sink: _Sink
                 ):
                     continue  # already warned: the secret's variable is not set here
                 sink.errors.append(line)
+        else:
+            if isinstance(settings, FilesSettings) and not Path(settings.path).exists():
+                # a warning: the folder may exist only where the daemon runs (or be made before it does)
+                warn(("connectors", name, "path"), missing_path(Path(settings.path)))
         unsupported = [k for k in table.kinds if k not in cls.kinds]
         if unsupported:
             err(

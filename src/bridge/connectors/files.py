@@ -83,9 +83,15 @@ class FilesConnector(Connector):
     def _lines(self, problems: list[str]) -> Iterator[tuple[Path, int, dict[str, Any]]]:
         """Each record line of the inbox; a line that is not one is added to ``problems`` and skipped."""
         root = Path(self.files_settings.path)
+        if not root.exists():
+            raise FatalConnectorError(f"path: {missing_path(root)}", system=self.system)
         files = sorted(root.glob("*.jsonl")) if root.is_dir() else [root]
         for file in files:
-            with file.open(encoding="utf-8", errors="replace") as fh:  # (bad bytes fail that line's JSON)
+            try:
+                fh = file.open(encoding="utf-8", errors="replace")  # (bad bytes fail that line's JSON)
+            except OSError as exc:  # unreadable, or gone since the folder was listed
+                raise FatalConnectorError(f"cannot read {file}: {exc.strerror}", system=self.system) from None
+            with fh:
                 for number, line in enumerate(fh, start=1):
                     if not line.strip():
                         continue
@@ -209,6 +215,12 @@ class FilesConnector(Connector):
             except (ValueError, TypeError) as exc:
                 raise ValueError(f"{where}: {exc}") from None
         return changes
+
+
+def missing_path(path: Path) -> str:
+    """What to say of a ``path`` that does not exist (a relative one is read from the working directory)."""
+    where = "" if path.is_absolute() else f" (relative to {Path.cwd()})"
+    return f"no such folder or file here: {path}{where}"
 
 
 def _validate_item(item: Any) -> None:
