@@ -221,3 +221,77 @@ def test_a_run_with_a_files_path_that_does_not_exist_says_so_in_one_line(tmp_pat
         f"(relative to {tmp_path})"
     ) in res.stdout.splitlines()
     assert "Traceback" not in res.stdout + res.stderr and "FileNotFoundError" not in res.stdout + res.stderr
+
+
+# ---------------------------------------------------------------- 5 dead letters that do not exist
+
+
+@pytest.fixture
+def dead(tmp_path: Path) -> tuple[Path, dict[str, int]]:
+    """A config with one system, ``crm``, and a store with a dead letter of it and one of ``gone``, a
+    system no longer configured: their ids by system."""
+    from datetime import UTC, datetime, timedelta
+
+    from bridge.model import Write
+    from bridge.store import Store
+
+    (tmp_path / "bridge.toml").write_text(
+        f'[bridge]\ndatabase = "sqlite:///{tmp_path}/bridge.db"\n\n'
+        f'[connectors.crm]\nplugin = "files"\npath = "{tmp_path}"\n'
+    )
+    now = datetime(2026, 11, 2, tzinfo=UTC)
+    with Store.open(f"sqlite:///{tmp_path}/bridge.db") as store:
+        with store.session() as tx:
+            for system in ("crm", "gone"):
+                tx.enqueue(Write(system, "ticket", f"r-{system}", f"x-{system}", {"plan": "Pro"}), now)
+        for system in ("crm", "gone"):
+            for item in store.claim(system, None, 10, now, timedelta(minutes=5)):
+                store.fail(item.id, "400 bad", now, None)
+        ids = {i.system: i.id for i in store.dead_letters()}
+    return tmp_path / "bridge.toml", ids
+
+
+def deadletter(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    from bridge.cli import main
+
+    try:
+        code = main(["deadletter", *args])
+    except SystemExit as exc:  # argparse's bad usage
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_deadletter_refuses_unknown_systems_and_ids(
+    dead: tuple[Path, dict[str, int]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    config, ids = dead
+    c = ("--config", str(config))
+    assert deadletter(capsys, "retry", "99999", *c) == (
+        2, "", "no dead letter 99999 (`bridge deadletter list` shows them)\n"
+    )
+    unknown = "unknown system 'hubspt'; configured: crm\n"
+    assert deadletter(capsys, "retry", "--system", "hubspt", *c) == (2, "", unknown)
+    assert deadletter(capsys, "list", "--system", "hubspt", *c) == (2, "", unknown)
+    assert deadletter(capsys, "retry", str(ids["crm"]), "--system", "gone", *c) == (
+        2, "", f"no dead letter {ids['crm']} of gone (`bridge deadletter list` shows them)\n"
+    )
+    code, _out, err = deadletter(capsys, "list", "abc", *c)  # list takes no ids
+    assert code == 2 and "unrecognized arguments: abc" in err
+    # a system no longer configured is known while it has dead letters
+    code, out, _err = deadletter(capsys, "list", "--system", "gone", *c)
+    assert code == 0 and out.split("\t")[:2] == [str(ids["gone"]), "gone"]
+    assert deadletter(capsys, "retry", str(ids["crm"]), *c) == (0, "1 write(s) back in the outbox\n", "")
+    assert deadletter(capsys, "retry", str(ids["crm"]), *c)[0] == 2  # no longer dead
+
+
+def test_run_and_deadletter_help_say_what_cli_md_says(capsys: pytest.CaptureFixture[str]) -> None:
+    from bridge.cli import main
+
+    for args in (["run", "--help"], ["deadletter", "list", "--help"], ["deadletter", "retry", "--help"]):
+        with pytest.raises(SystemExit):
+            main(args)
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--once run every job once, print the summary and exit" in text
+    assert "usage: bridge deadletter list [-h] [--config CONFIG] [--json] [-v] [--system S] options" in text
+    assert "usage: bridge deadletter retry [-h] [--config CONFIG] [--json] [-v] [--system S] [ID ...]" in text

@@ -224,8 +224,15 @@ def cmd_deadletter(args: argparse.Namespace) -> int:
 
     app = _app(args)
     try:
+        dead = app.store.dead_letters() if app.has_store else []
+        systems = sorted(set(app.config.connectors) | {i.system for i in dead})
+        if args.system is not None and args.system not in systems:
+            # (a system no longer configured is known while it has dead letters)
+            print(f"unknown system {args.system!r}; configured: {', '.join(app.config.connectors)}",
+                  file=sys.stderr)
+            return 2
         if args.action == "list":
-            items = app.store.dead_letters(args.system) if app.has_store else []
+            items = [i for i in dead if args.system is None or i.system == args.system]
             if args.json:
                 _print_json([asdict(i) for i in items])
             else:
@@ -240,7 +247,14 @@ def cmd_deadletter(args: argparse.Namespace) -> int:
             print(f"deadletter retry takes outbox ids (numbers), got {' '.join(args.ids)}", file=sys.stderr)
             return 2
         ids = [int(x) for x in args.ids] or None
-        count = app.store.retry_dead(ids, utcnow(), args.system)
+        known = {i.id for i in dead if args.system is None or i.system == args.system}
+        unknown = [str(i) for i in ids or () if i not in known]
+        if unknown:
+            of = f" of {args.system}" if args.system is not None else ""
+            print(f"no dead letter {', '.join(unknown)}{of} (`bridge deadletter list` shows them)",
+                  file=sys.stderr)
+            return 2
+        count = app.store.retry_dead(ids, utcnow(), args.system) if dead else 0
         if args.json:
             _print_json({"retried": count})
         else:
@@ -512,7 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", parents=[common], help="the daemon")
-    p.add_argument("--once", action="store_true", help="run every due job once and exit")
+    p.add_argument("--once", action="store_true", help="run every job once, print the summary and exit")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("check", parents=[common], help="validate the config and its plugins")
@@ -571,10 +585,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_agent_status)
 
     p = sub.add_parser("deadletter", parents=[common], help="writes that failed for good")
-    p.add_argument("action", choices=["list", "retry"])
-    p.add_argument("ids", nargs="*", help="outbox ids to retry (default: all)")
-    p.add_argument("--system", help="only this system")
-    p.set_defaults(func=cmd_deadletter)
+    dsub = p.add_subparsers(dest="action", required=True)
+    d = dsub.add_parser("list", parents=[common], help="the writes that failed for good, with their reason")
+    d.add_argument("--system", metavar="S", help="only this system's")
+    d.set_defaults(func=cmd_deadletter, ids=[])
+    d = dsub.add_parser("retry", parents=[common], help="put dead letters back in the outbox")
+    d.add_argument("ids", nargs="*", metavar="ID", help="outbox ids to retry (default: all)")
+    d.add_argument("--system", metavar="S", help="only this system's")
+    d.set_defaults(func=cmd_deadletter)
     return parser
 
 
