@@ -186,7 +186,7 @@ def test_a_secret_written_in_the_file_is_a_warning_that_does_not_repeat_it(
     assert "refresh_token" in report.warnings[-1]
 
 
-# ---------------------------------------------------------------- 4 a files connector's path that does not exist
+# ---------------------------------------------------------------- 4 a files path that does not exist
 
 MISSING_PATH = """\
     [bridge]
@@ -200,7 +200,9 @@ MISSING_PATH = """\
     """
 
 
-def test_check_warns_of_a_files_path_that_does_not_exist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_check_warns_of_a_files_path_that_does_not_exist(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     _loaded, report = run_check(tmp_path, MISSING_PATH)
     assert report.ok
@@ -295,3 +297,37 @@ def test_run_and_deadletter_help_say_what_cli_md_says(capsys: pytest.CaptureFixt
     assert "--once run every job once, print the summary and exit" in text
     assert "usage: bridge deadletter list [-h] [--config CONFIG] [--json] [-v] [--system S] options" in text
     assert "usage: bridge deadletter retry [-h] [--config CONFIG] [--json] [-v] [--system S] [ID ...]" in text
+
+
+# ---------------------------------------------------------------- 7 log_level
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_log_level_is_honoured_and_v_still_wins(tmp_path: Path) -> None:
+    import shutil
+
+    shutil.copytree(ROOT / "config", tmp_path / "config")
+    cfg = tmp_path / "config" / "bridge.toml"
+    cfg.write_text(cfg.read_text().replace("[bridge]\n", '[bridge]\nlog_level = "error"\n', 1))
+    quiet = bridge("sync", "--dry-run", cwd=tmp_path)
+    assert quiet.returncode == 1, quiet.stderr  # (the demo's Sev-9 problem)
+    assert " INFO " not in quiet.stderr and " WARNING " not in quiet.stderr
+    assert "problem: inbox ticket T-1007" in quiet.stderr
+    loud = bridge("sync", "--dry-run", "-v", cwd=tmp_path)
+    assert " INFO bridge.scheduler: rules: desk rebuilt" in loud.stderr  # -v: debug, whatever the file says
+
+
+def test_a_log_level_outside_the_four_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _loaded, report = run_check(tmp_path, '[bridge]\nlog_level = "LOUD"\n')
+    assert report.errors == [
+        f"{tmp_path / 'bridge.toml'}:2: bridge.log_level: use DEBUG, INFO, WARNING or ERROR, got 'LOUD'"
+    ]
+    monkeypatch.setenv("BRIDGE_BRIDGE__LOG_LEVEL", "verbose")
+    _loaded, report = run_check(tmp_path, "[bridge]\n")
+    assert report.errors == [
+        "$BRIDGE_BRIDGE__LOG_LEVEL: bridge.log_level: use DEBUG, INFO, WARNING or ERROR, got 'verbose'"
+    ]
+    monkeypatch.setenv("BRIDGE_BRIDGE__LOG_LEVEL", "warning")
+    loaded, report = run_check(tmp_path, "[bridge]\n")
+    assert report.ok and loaded is not None and loaded.config.bridge.log_level == "WARNING"

@@ -23,9 +23,14 @@ def _print_json(data: Any) -> None:
 
 
 def _app(args: argparse.Namespace) -> Any:
+    """The App of ``--config``; its ``[bridge] log_level`` is the log level from now on, unless ``-v`` asked
+    for debug."""
     from bridge.app import App
 
-    return App.from_path(args.config)
+    app = App.from_path(args.config)
+    if not args.verbose:
+        logging.getLogger().setLevel(app.config.bridge.log_level)
+    return app
 
 
 # ---------------------------------------------------------------------------- commands
@@ -89,7 +94,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from bridge.replay import Replay, config_changes, diff, explain_diff, read_events, replay_file
     from bridge.rules.explain import format_explain_diff, format_routing
 
-    loaded = App.from_path(args.config).loaded  # an invalid config is refused, as by bridge run
+    loaded = _app(args).loaded  # an invalid config is refused, as by bridge run
     until, bad = _time_arg("--until", args.until)
     path = _events_file(args.file) if not bad else None
     if path is None:

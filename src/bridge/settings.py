@@ -42,6 +42,7 @@ DEFAULT_CONFIG = "config/bridge.toml"
 POLICIES = ("owner_wins", "prefer_owner_unless_blank", "fill_if_empty", "last_writer_wins")
 RULE_SETS = ("routing", "escalation", "triggers")
 STRATEGIES = ("round_robin", "least_loaded", "account_owner", "skills")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -160,6 +161,13 @@ class BridgeSection(Strict):
     webhook_secret_env: str | None = None
     outbox_max_attempts: int = 5
     summary: bool = True
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        if value.upper() not in LOG_LEVELS:
+            raise ValueError(f"use {', '.join(LOG_LEVELS[:-1])} or {LOG_LEVELS[-1]}, got {value!r}")
+        return value.upper()
 
 
 class FieldConfig(Strict):
