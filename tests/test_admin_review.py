@@ -331,3 +331,23 @@ def test_a_log_level_outside_the_four_is_an_error(tmp_path: Path, monkeypatch: p
     monkeypatch.setenv("BRIDGE_BRIDGE__LOG_LEVEL", "warning")
     loaded, report = run_check(tmp_path, "[bridge]\n")
     assert report.ok and loaded is not None and loaded.config.bridge.log_level == "WARNING"
+
+
+# ---------------------------------------------------------------- 9 an unset webhook secret
+
+
+@pytest.mark.parametrize(("serve", "what"), [
+    ("true", "the daemon (bridge run without --once) will not start; bridge run --once serves no webhooks "
+             "and runs"),
+    ("false", "unused while serve = false"),
+])
+def test_the_unset_webhook_secret_warning_says_what_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, serve: str, what: str
+) -> None:
+    monkeypatch.delenv("NO_SUCH_HOOK_SECRET", raising=False)
+    text = f'[bridge]\nwebhook_secret_env = "NO_SUCH_HOOK_SECRET"\nserve = {serve}\n'
+    _loaded, report = run_check(tmp_path, text)
+    assert report.warnings == [
+        f"{tmp_path / 'bridge.toml'}:2: bridge.webhook_secret_env: warning: $NO_SUCH_HOOK_SECRET is not set "
+        f"here: {what}"
+    ]

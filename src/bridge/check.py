@@ -210,8 +210,11 @@ def _check_connectors(loaded: LoadedConfig, host: PluginHost | None, sink: _Sink
         err(("bridge", "webhook_secret_env"),
             f"{NOT_AN_ENV_NAME}; write the NAME of the variable that holds the secret")
     elif secret_env and not os.environ.get(secret_env) and cfg.bridge.webhook_secret is None:
-        # a warning: the variable may be set only where the daemon runs (bridge run refuses to start without)
-        warn(("bridge", "webhook_secret_env"), f"${secret_env} is not set here: bridge run will not start")
+        # a warning: the variable may be set only where the daemon runs (its HTTP server refuses to start
+        # without); `bridge run --once` serves no HTTP and does not need it
+        what = ("the daemon (bridge run without --once) will not start; bridge run --once serves no webhooks "
+                "and runs" if cfg.bridge.serve else "unused while serve = false")
+        warn(("bridge", "webhook_secret_env"), f"${secret_env} is not set here: {what}")
     _secret_in_file(loaded, ("bridge", "webhook_secret"), warn, file_too=False)
     installed = host.connectors() if host is not None else {}
     for name, table in cfg.connectors.items():
