@@ -351,3 +351,49 @@ def test_the_unset_webhook_secret_warning_says_what_stops(
         f"{tmp_path / 'bridge.toml'}:2: bridge.webhook_secret_env: warning: $NO_SUCH_HOOK_SECRET is not set "
         f"here: {what}"
     ]
+
+
+# ---------------------------------------------------------------- 10 X-Bridge-Signature, as sync.md shows it
+
+
+def _signature_example() -> tuple[str, str, str]:
+    """sync.md's shell example, the body it signs and the header it gives for the secret ``s3cret``."""
+    import re
+
+    text = (ROOT / "docs" / "sync.md").read_text()
+    section = text.split("## Webhooks and their signature", 1)[1].split("\n## ", 1)[0]
+    shell = section.split("```\n", 2)[1].split("```", 1)[0]
+    body = re.search(r"printf '%s' '(.*)' > body.json", shell)
+    header = re.search(r"the secret `s3cret`, that body's header is\s+`(sha256=[0-9a-f]{64})`", section)
+    assert body and header, section
+    return shell, body.group(1), header.group(1)
+
+
+def test_the_documented_signature_is_the_servers(tmp_path: Path) -> None:
+    import httpx
+
+    from bridge.server import sign
+    from test_server import make_server
+
+    _shell, body, header = _signature_example()
+    assert sign(b"s3cret", body.encode()) == header
+    for _server, base in make_server(tmp_path, webhook_secret="s3cret"):
+        answer = httpx.post(f"{base}/webhooks/desk", content=body.encode(),
+                            headers={"X-Bridge-Signature": header}, timeout=10)
+        assert (answer.status_code, answer.json()) == (202, {"accepted": 1, "problems": []})
+        answer = httpx.post(f"{base}/webhooks/desk", content=body.encode(), timeout=10)
+        assert answer.status_code == 401
+
+
+@pytest.mark.skipif(not all(map(__import__("shutil").which, ("openssl", "curl", "bash"))),
+                    reason="needs openssl, curl and bash")
+def test_the_documented_curl_and_openssl_lines_get_202(tmp_path: Path) -> None:
+    from test_server import make_server
+
+    shell, _body, _header = _signature_example()
+    for _server, base in make_server(tmp_path, webhook_secret="s3cret"):
+        script = shell.replace("http://127.0.0.1:8787/webhooks/inbox", f"{base}/webhooks/desk").rstrip()
+        env = {**os.environ, "BRIDGE_WEBHOOK_SECRET": "s3cret"}
+        res = subprocess.run(["bash", "-c", script + ' -s -w " %{http_code}"'], cwd=tmp_path, text=True,
+                             capture_output=True, timeout=60, env=env)
+        assert res.stdout == '{"accepted": 1, "problems": []} 202', res.stderr
