@@ -373,9 +373,9 @@ def test_bridge_trace_plugins_logs_every_hook_call(trace: str, caplog: pytest.Lo
         host.startup(App())
     messages = [r.getMessage() for r in caplog.records]
     if trace == "1":
-        assert "hook startup(app): calling starts" in messages
+        # through pluggy's hook and through call_each, each with the argument names
+        assert messages.count("hook startup(app): calling starts") == 2
         assert "hook startup: done" in messages
-        assert "hook startup: calling starts" in messages  # through call_each
     else:
         assert not [m for m in messages if m.startswith("hook ")]
     assert "s3cret" not in caplog.text

@@ -4,8 +4,8 @@ Nothing happens at import time; :func:`create_host` builds a fresh :class:`Plugi
 hookspecs, built-ins (every public module of ``bridge.connectors``), entry points, the plugins folder, then
 :meth:`PluginHost.check`. Each plugin loads on its own: a broken one is recorded as failed with its error and
 the others still load. ``[plugins] disabled`` and ``BRIDGE_DISABLED_PLUGINS`` (comma separated) block plugins
-by name through ``pm.set_blocked``; ``BRIDGE_TRACE_PLUGINS=1`` logs every hook call (hook and plugin names,
-never argument values: they may hold customer data).
+by name through ``pm.set_blocked``; ``BRIDGE_TRACE_PLUGINS=1`` logs every hook call (hook, argument and plugin
+names, never argument values: they may hold customer data).
 """
 
 from __future__ import annotations
@@ -282,7 +282,7 @@ class PluginHost:
         # like pluggy, pass an implementation only the arguments it names
         args = {k: kwargs[k] for k in impl.argnames if k in kwargs}
         if self.trace:
-            log.info("hook %s: calling %s", hook_name, impl.plugin_name)
+            log.info("hook %s(%s): calling %s", hook_name, ", ".join(kwargs), impl.plugin_name)
         try:
             return HookOutcome(impl.plugin_name, impl.function(**args))
         except Exception as exc:
