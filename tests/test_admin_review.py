@@ -397,3 +397,53 @@ def test_the_documented_curl_and_openssl_lines_get_202(tmp_path: Path) -> None:
         res = subprocess.run(["bash", "-c", script + ' -s -w " %{http_code}"'], cwd=tmp_path, text=True,
                              capture_output=True, timeout=60, env=env)
         assert res.stdout == '{"accepted": 1, "problems": []} 202', res.stderr
+
+
+# ---------------------------------------------------------------- 12 numbers written as text
+
+
+def test_a_number_written_as_text_is_an_error_as_true_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = f"""\
+        [bridge]
+        http_port = "8080"
+        outbox_max_attempts = 5.0
+
+        [connectors.crm]
+        plugin = "files"
+        path = "{tmp_path}"
+        page_size = "100"
+        timeout = "30"
+
+        [[agents]]
+        email = "a@example.com"
+        capacity = true
+
+        [classify]
+        min_confidence = "0.5"
+
+        [[rules]]
+        name = "r"
+        priority = "10"
+        then = [{{ add_tags = "x" }}]
+        """
+    _loaded, report = run_check(tmp_path, text)
+    path = tmp_path / "bridge.toml"
+    assert sorted(report.errors) == sorted([
+        f"{path}:2: bridge.http_port: http_port takes a whole number, got '8080' (write 8080 without quotes)",
+        f"{path}:3: bridge.outbox_max_attempts: outbox_max_attempts takes a whole number, got 5.0",
+        f"{path}:8: connectors.crm.page_size: page_size takes a whole number, got '100' "
+        "(write 100 without quotes)",
+        f"{path}:9: connectors.crm.timeout: timeout takes a number, got '30' (write 30 without quotes)",
+        f"{path}:13: agents.0.capacity: capacity takes a whole number, got true",
+        f"{path}:16: classify.min_confidence: min_confidence takes a number, got '0.5' "
+        "(write 0.5 without quotes)",
+        f"{path}:20: rules.0.priority: priority takes a whole number, got '10' (write 10 without quotes)",
+    ])
+    # a variable's value is always text: it is read as the number it spells
+    monkeypatch.setenv("BRIDGE_RULES__0__PRIORITY", "5")
+    monkeypatch.setenv("BRIDGE_BRIDGE__HTTP_PORT", "8080")
+    _loaded, report = run_check(tmp_path, text)
+    assert not [e for e in report.errors if "priority" in e or "http_port" in e]
+    assert len(report.errors) == 5

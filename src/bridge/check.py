@@ -18,7 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from bridge.connectors.files import FilesSettings, missing_path
 from bridge.durations import format_duration, parse_duration
@@ -113,6 +113,9 @@ def check_config(loaded: LoadedConfig, host: PluginHost | None) -> Report:
         err(("bridge", "timezone"), f"unknown time zone {cfg.bridge.timezone!r}")
 
     _check_database(cfg.bridge.database, err, warn)
+    # (a connector's keys are checked with its plugin's model, in _check_connectors)
+    file = {k: v for k, v in _file_data(loaded).items() if k != "connectors"}
+    _check_numbers(Config, file, (), err)
     _check_connectors(loaded, host, sink)
     if host is not None:
         for problem in host.errors:
@@ -237,6 +240,7 @@ def _check_connectors(loaded: LoadedConfig, host: PluginHost | None, sink: _Sink
         cls = installed.get(table.plugin)
         if cls is None:
             continue
+        _check_numbers(cls.settings_model, _raw_table(loaded, name), ("connectors", name), err)
         for key, info in cls.settings_model.model_fields.items():
             if _is_secret(info.annotation):
                 _secret_in_file(loaded, ("connectors", name, key), warn)
@@ -280,15 +284,81 @@ def _secret_in_file(loaded: LoadedConfig, key: tuple[str, ...], warn: Emit, file
         warn(key, f"a secret written in the file: use {instead} instead (the value is not shown)")
 
 
-def _raw_table(loaded: LoadedConfig, name: str) -> dict[str, Any]:
+def _file_data(loaded: LoadedConfig) -> dict[str, Any]:
+    """The config as the file alone has it (no ``BRIDGE_*`` variable laid over it)."""
     import tomllib
 
     try:
-        data = tomllib.loads(loaded.path.read_text(encoding="utf-8"))
+        return tomllib.loads(loaded.path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError):
         return {}
-    table = data.get("connectors", {}).get(name, {})
+
+
+def _raw_table(loaded: LoadedConfig, name: str) -> dict[str, Any]:
+    connectors = _file_data(loaded).get("connectors", {})
+    table = connectors.get(name, {}) if isinstance(connectors, dict) else {}
     return table if isinstance(table, dict) else {}
+
+
+def _number_kind(annotation: Any) -> str | None:
+    """``"a whole number"`` for an int setting, ``"a number"`` for a float one (optional or not), or None."""
+    args = set(typing.get_args(annotation)) - {type(None)} if typing.get_origin(annotation) else {annotation}
+    if args == {int}:
+        return "a whole number"
+    if args in ({float}, {int, float}):
+        return "a number"
+    return None
+
+
+def _check_numbers(model: type[BaseModel], data: Any, key: tuple[str, ...], err: Emit) -> None:
+    """A number written in the file as text (``priority = "10"``), or a whole number as a boolean or a
+    fraction: pydantic's lax mode reads them, but they are surely mistakes. (A variable's value is always
+    text: one from the environment is left alone.)"""
+    if not isinstance(data, dict):
+        return
+    for name, value in data.items():
+        info = model.model_fields.get(name)
+        if info is None:
+            continue
+        where = (*key, name)
+        kind = _number_kind(info.annotation)
+        if kind is not None:
+            whole = kind == "a whole number"
+            wrong = isinstance(value, str | bool) or (whole and isinstance(value, float))
+            if wrong and env_source(where) is None:
+                quoted = isinstance(value, str) and _is_number(value)
+                hint = f" (write {value} without quotes)" if quoted else ""
+                shown = str(value).lower() if isinstance(value, bool) else repr(value)
+                err(where, f"{name} takes {kind}, got {shown}{hint}")
+            continue
+        for sub, items in _submodels(info.annotation, value):
+            for index, item in items:
+                _check_numbers(sub, item, (*where, *index), err)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _submodels(
+    annotation: Any, value: Any
+) -> Iterator[tuple[type[BaseModel], list[tuple[tuple[str, ...], Any]]]]:
+    """The config tables inside ``value`` by their model: a table, a list of tables or a table of tables."""
+    for arg in (annotation, *typing.get_args(annotation)):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            yield arg, [((), value)]
+        origin, inner = typing.get_origin(arg), typing.get_args(arg)
+        if origin is list and inner and isinstance(inner[0], type) and issubclass(inner[0], BaseModel):
+            items = value if isinstance(value, list) else []
+            yield inner[0], [((str(i),), v) for i, v in enumerate(items)]
+        tables = origin is dict and len(inner) == 2
+        if tables and isinstance(inner[1], type) and issubclass(inner[1], BaseModel):
+            table = value if isinstance(value, dict) else {}
+            yield inner[1], [((str(k),), v) for k, v in table.items()]
 
 
 def _check_fields(cfg: Config, systems: set[str], kinds: set[str], err: Emit, warn: Emit) -> None:
