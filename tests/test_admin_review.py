@@ -447,3 +447,97 @@ def test_a_number_written_as_text_is_an_error_as_true_is(
     _loaded, report = run_check(tmp_path, text)
     assert not [e for e in report.errors if "priority" in e or "http_port" in e]
     assert len(report.errors) == 5
+
+
+# ---------------------------------------------------------------- messages that said nothing of what to do
+
+
+def test_an_unknown_key_suggests_the_known_one_of_its_table(tmp_path: Path) -> None:
+    _loaded, report = run_check(tmp_path, f"""\
+        [bridge]
+        timzone = "UTC"
+
+        [connectors.crm]
+        plugin = "files"
+        path = "{tmp_path}"
+        sync_evry = "5m"
+
+        [connectors.hub]
+        plugin = "hubspot"
+        tokn_env = "HUB_TOKEN"
+
+        [fields.arr]
+        type = "number"
+        ownr = "crm"
+
+        [[rules]]
+        name = "r"
+        priorty = 5
+        then = [{{ add_tags = "x" }}]
+
+        [folow_up]
+        after = "1d"
+        """)
+    path = tmp_path / "bridge.toml"
+    assert sorted(report.errors) == sorted([
+        f"{path}:2: bridge.timzone: unknown key (did you mean 'timezone'?)",
+        f"{path}:7: connectors.crm.sync_evry: unknown key (did you mean 'sync_every'?)",
+        f"{path}:11: connectors.hub.tokn_env: unknown key (did you mean 'token_env'?)",
+        f"{path}:15: fields.arr.ownr: unknown key (did you mean 'owner'?)",
+        f"{path}:19: rules.0.priorty: unknown key (did you mean 'priority'?)",
+        f"{path}:22: folow_up: unknown key (did you mean 'follow_up'?)",
+    ])
+    _loaded, report = run_check(tmp_path, '[bridge]\nnothing_like_it = 1\n')
+    assert report.errors == [f"{path}:2: bridge.nothing_like_it: unknown key"]
+
+
+def test_common_wrong_types_are_said_in_plain_words(tmp_path: Path) -> None:
+    _loaded, report = run_check(tmp_path, f"""\
+        [connectors.crm]
+        plugin = "files"
+        path = "{tmp_path}"
+        kinds = "account"
+        sync_every = 300
+
+        [[agents]]
+        email = "a@example.com"
+        capacity = "eight"
+
+        [[sla]]
+        name = "s"
+        first_response = true
+        """)
+    path = tmp_path / "bridge.toml"
+    assert sorted(report.errors) == sorted([
+        f'{path}:4: connectors.crm.kinds: kinds takes a list in brackets (write ["account"] for one), '
+        "got a string",
+        f'{path}:5: connectors.crm.sync_every: sync_every takes a duration in quotes: write "5m" for 300 '
+        "seconds (units s, m, h, d)",
+        f"{path}:9: agents.0.capacity: capacity takes a whole number, got 'eight'",
+        f'{path}:13: sla.0.first_response: first_response takes a duration in quotes (e.g. "30s", "15m", '
+        '"4h", "2d"), got a boolean',
+    ])
+    assert not any("Input should be" in e for e in report.errors)
+
+
+@pytest.mark.parametrize(("var", "value", "key"), [
+    ("BRIDGE_RULES__0__THEN", '[{"add_tags": "x"', "rules.0.then"),  # an entry's list: read by bridge
+    ("BRIDGE_RULES", '[{"name": "x"', "rules"),  # a whole list: read by pydantic-settings
+])
+def test_malformed_json_in_a_variable_is_named_as_such(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, var: str, value: str, key: str
+) -> None:
+    monkeypatch.setenv(var, value)
+    _loaded, report = run_check(tmp_path, '[[rules]]\nname = "r"\nthen = [{ add_tags = "x" }]\n')
+    assert len(report.errors) == 1
+    assert report.errors[0].startswith(f"${var}: {key}: the variable's value is not valid JSON: Expecting")
+
+
+def test_a_missing_config_file_says_how_to_name_one(tmp_path: Path) -> None:
+    res = bridge("check", cwd=tmp_path)
+    assert res.returncode == 1
+    assert res.stdout.splitlines() == [
+        f"config/bridge.toml:0: (file): cannot read config: no such file here (relative to {tmp_path}); "
+        "name the config file with --config PATH or $BRIDGE_CONFIG (without either, bridge reads "
+        "config/bridge.toml)"
+    ]

@@ -554,4 +554,6 @@ def test_a_rule_setting_a_field_of_another_kind_is_an_error(tmp_path: Path) -> N
 
 def test_hours_of_the_wrong_shape_are_one_problem_not_also_no_open_hours(tmp_path: Path) -> None:
     errors = run_check(tmp_path, '[calendars.s]\nhours = { mon = "09:00-17:00" }\n')
-    assert [e.split(": ", 1)[1] for e in errors] == ["calendars.s.hours.mon: Input should be a valid list"]
+    assert [e.split(": ", 1)[1] for e in errors] == [
+        'calendars.s.hours.mon: mon takes a list in brackets (write ["09:00-17:00"] for one), got a string'
+    ]

@@ -129,7 +129,9 @@ class App:
         except ValidationError as exc:
             # messages only (never the input values: they may be secrets)
             raise ConfigError(
-                validation_problems(exc, self.loaded.path, self.loaded.lines, ("connectors", system))
+                validation_problems(
+                    exc, self.loaded.path, self.loaded.lines, ("connectors", system), cls.settings_model
+                )
             ) from None
         http = None
         if settings.base_url:

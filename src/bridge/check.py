@@ -251,7 +251,8 @@ def _check_connectors(loaded: LoadedConfig, host: PluginHost | None, sink: _Sink
         try:
             settings = cls.settings_model(**data)
         except ValidationError as exc:
-            for line in validation_problems(exc, loaded.path, loaded.lines, ("connectors", name)):
+            where = ("connectors", name)
+            for line in validation_problems(exc, loaded.path, loaded.lines, where, cls.settings_model):
                 if "Field required" in line and any(
                     line.split(": ")[1].endswith("." + k.rsplit("_", 1)[0]) for k in table.missing_secrets
                 ):

@@ -8,10 +8,12 @@ secret, a key ending in ``_file`` names a file holding it; the secret is then av
 from __future__ import annotations
 
 import copy
+import difflib
 import json
 import os
 import re
 import tomllib
+import typing
 from datetime import date, time, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -32,9 +34,10 @@ from pydantic_settings import (
     InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
-from bridge.durations import parse_duration
+from bridge.durations import format_duration, parse_duration
 from bridge.errors import ConfigError, FieldValueError
 from bridge.fields import FIELD_TYPES, FieldType
 
@@ -430,7 +433,22 @@ class _EnvOverFile(EnvSettingsSource):
         self.file = file
 
     def __call__(self) -> dict[str, Any]:
-        return {key: _overlay(self.file.get(key), value) for key, value in super().__call__().items()}
+        try:
+            values = super().__call__()
+        except SettingsError as exc:  # a list or table given as JSON that does not parse
+            raise ConfigError(_bad_json_variables() or [str(exc)]) from None
+        return {key: _overlay(self.file.get(key), value) for key, value in values.items()}
+
+
+def _bad_json_variables() -> list[str]:
+    """``$VAR: KEY: ...`` for each ``BRIDGE_*`` variable whose value looks like JSON and is not."""
+    out = []
+    for var, value in sorted(os.environ.items()):
+        why = _bad_json(value) if var.upper().startswith("BRIDGE_") else None
+        if why is not None:
+            key = ".".join(var[len("BRIDGE_"):].lower().split("__"))
+            out.append(f"${var}: {key}: the variable's value is not valid JSON: {why}")
+    return out
 
 
 def _overlay(base: Any, env: Any, entry: bool = False) -> Any:
@@ -701,6 +719,12 @@ def read_toml(path: Path) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
     """Read a TOML file; a syntax error becomes a ConfigError naming the file and line."""
     try:
         text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        where = "" if path.is_absolute() else f" (relative to {Path.cwd()})"
+        raise ConfigError([
+            f"{path}:0: (file): cannot read config: no such file here{where}; name the config file with "
+            f"--config PATH or $BRIDGE_CONFIG (without either, bridge reads {DEFAULT_CONFIG})"
+        ]) from None
     except OSError as exc:
         raise ConfigError([f"{path}:0: (file): cannot read config: {exc.strerror}"]) from None
     try:
@@ -740,21 +764,114 @@ def _deepest_line(text: str) -> int:
     return best_line
 
 
+# keys whose value is a duration (validated by parse_duration): a number there is surely meant as one
+DURATION_KEYS = frozenset(
+    {"sync_every", "after", "window", "first_response", "next_response", "resolution", "acknowledgement",
+     "warn_before"}
+)
+
+
+def _model_at(model: type[BaseModel], loc: tuple[str | int, ...]) -> type[BaseModel] | None:
+    """The config table model that holds the last key of ``loc`` (None past a plain value)."""
+    entry = False  # the next part is an index of a list of tables, or the name in a table of tables
+    for part in loc[:-1]:
+        if entry:
+            entry = False
+            continue
+        info = model.model_fields.get(str(part))
+        found = _table_model(info.annotation) if info is not None else None
+        if info is None or found is None:
+            return None
+        model = found
+        entry = typing.get_origin(info.annotation) in (list, dict)
+    return None if entry else model
+
+
+def _table_model(annotation: Any) -> type[BaseModel] | None:
+    """The model of a table key: a table, an optional one, a list or a table of them."""
+    for arg in (annotation, *typing.get_args(annotation)):
+        for inner in (arg, *typing.get_args(arg)):
+            if isinstance(inner, type) and issubclass(inner, BaseModel):
+                return inner
+    return None
+
+
+def known_keys(model: type[BaseModel]) -> list[str]:
+    """The keys a config table takes: its fields, and ``KEY_env`` / ``KEY_file`` for a connector's secrets."""
+    keys = []
+    for name, info in model.model_fields.items():
+        if info.alias and info.alias.startswith("_"):
+            continue  # (bridge's own bookkeeping, never written)
+        keys.append(name)
+        secret = SecretStr in (info.annotation, *typing.get_args(info.annotation))
+        if secret and issubclass(model, ConnectorSettings):
+            keys += [f"{name}_env", f"{name}_file"]
+    return keys
+
+
+def _plain(err: Any, loc: tuple[str, ...], shown: bool) -> str | None:
+    """A common wrong type in plain words (pydantic's own text otherwise); ``shown``: the value may be
+    repeated (it is no secret)."""
+    kind, value, key = err["type"], err.get("input"), loc[-1] if loc else ""
+    got = f", got {value!r}" if shown and isinstance(value, str | int | float) else f", got {_shape(value)}"
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return f"{key} takes a whole number{got}"
+    if kind in ("float_parsing", "float_type"):
+        return f"{key} takes a number{got}"
+    if kind in ("bool_parsing", "bool_type"):
+        return f"{key} takes true or false{got}"
+    if kind == "list_type":
+        one = shown and isinstance(value, str)
+        example = f" (write [{json.dumps(value, ensure_ascii=False)}] for one)" if one else ""
+        return f"{key} takes a list in brackets{example}, got {_shape(value)}"
+    if kind == "string_type" and key in DURATION_KEYS:
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            spelt = format_duration(timedelta(seconds=value))
+            return f'{key} takes a duration in quotes: write "{spelt}" for {value} seconds (units s, m, h, d)'
+        return f'{key} takes a duration in quotes (e.g. "30s", "15m", "4h", "2d"), got {_shape(value)}'
+    if kind == "string_type":
+        return f"{key} takes text in quotes, got {_shape(value)}"
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        return f"{key} takes a table, got {_shape(value)}"
+    return None
+
+
+def _shape(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    kinds = {str: "a string", int: "a number", float: "a number", list: "a list", dict: "a table"}
+    return next((name for t, name in kinds.items() if isinstance(value, t)), type(value).__name__)
+
+
 def validation_problems(
-    exc: ValidationError, path: Path, lines: dict[tuple[str, ...], int], prefix: tuple[str, ...] = ()
+    exc: ValidationError,
+    path: Path,
+    lines: dict[tuple[str, ...], int],
+    prefix: tuple[str, ...] = (),
+    model: type[BaseModel] | None = None,
 ) -> list[str]:
-    """Turn pydantic errors into ``FILE:LINE: KEY: message`` lines."""
+    """Turn pydantic errors into ``FILE:LINE: KEY: message`` lines (``model``: what was validated, the whole
+    Config unless given; its keys are the suggestions for an unknown one)."""
     out = []
     for err in exc.errors():
         loc = (*prefix, *(str(p) for p in err["loc"]))
         msg = err["msg"]
+        secret = any("secret" in p or "token" in p or "password" in p for p in loc)
+        var = env_source(loc)
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
+            table = _model_at(model or Config, tuple(err["loc"]))
+            close = difflib.get_close_matches(str(err["loc"][-1]), known_keys(table), n=1) if table else []
+            if close:
+                msg += f" (did you mean {close[0]!r}?)"
+        elif var is not None and _bad_json(err.get("input")):
+            msg = f"the variable's value is not valid JSON: {_bad_json(err.get('input'))}"
+        elif (plain := _plain(err, loc, not secret)) is not None:
+            msg = plain
         elif err["type"] == "value_error":
             msg = msg.removeprefix("Value error, ")
-        elif err["type"] == "literal_error" and not any("secret" in str(p) or "token" in str(p) for p in loc):
+        elif err["type"] == "literal_error" and not secret:
             msg = f"{msg}, got {err['input']!r}"
-        var = env_source(loc)
         below = env_below(loc) if var is None and isinstance(err.get("input"), dict) else None
         if below is not None:
             # a variable set a key inside a value the file gives otherwise (a list entry it does not have)
@@ -766,6 +883,18 @@ def validation_problems(
         else:
             out.append(f"{where(path, lines, loc)}: {msg}")
     return out
+
+
+def _bad_json(value: Any) -> str | None:
+    """Why ``value``, text that looks like JSON (a list or a table), is not valid JSON; None if it is, or
+    does not look like JSON."""
+    if not isinstance(value, str) or value.lstrip()[:1] not in ("[", "{"):
+        return None
+    try:
+        json.loads(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def env_source(loc: tuple[str, ...]) -> str | None:
