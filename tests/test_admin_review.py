@@ -541,3 +541,17 @@ def test_a_missing_config_file_says_how_to_name_one(tmp_path: Path) -> None:
         "name the config file with --config PATH or $BRIDGE_CONFIG (without either, bridge reads "
         "config/bridge.toml)"
     ]
+
+
+def test_main_called_in_process_leaves_the_log_level_as_it_found_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import logging
+
+    from bridge.cli import main
+
+    (tmp_path / "bridge.toml").write_text(f'[bridge]\nlog_level = "DEBUG"\ndatabase = "sqlite:///{tmp_path}/b.db"\n')
+    root = logging.getLogger()
+    before = root.level
+    assert main(["report", "--config", str(tmp_path / "bridge.toml")]) == 0
+    assert root.level == before

@@ -605,6 +605,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``bridge`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    root = logging.getLogger()
+    level = root.level  # put back at the end: main may run in-process; [bridge] log_level is this run's
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -630,6 +632,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # the reader went away (`bridge ... | head`): not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    finally:
+        root.setLevel(level)
 
 
 if __name__ == "__main__":
