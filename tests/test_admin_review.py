@@ -555,3 +555,11 @@ def test_main_called_in_process_leaves_the_log_level_as_it_found_it(
     before = root.level
     assert main(["report", "--config", str(tmp_path / "bridge.toml")]) == 0
     assert root.level == before
+
+
+def test_a_list_item_of_the_wrong_type_is_named_as_an_item(tmp_path: Path) -> None:
+    _loaded, report = run_check(tmp_path, '[fields.x]\ntype = "select"\noptions = [1, "b"]\n')
+    assert report.errors == [
+        f"{tmp_path / 'bridge.toml'}:3: fields.x.options.0: an item of options takes text in quotes, "
+        "got a number"
+    ]

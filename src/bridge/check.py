@@ -240,13 +240,13 @@ def _check_connectors(loaded: LoadedConfig, host: PluginHost | None, sink: _Sink
         cls = installed.get(table.plugin)
         if cls is None:
             continue
-        _check_numbers(cls.settings_model, _raw_table(loaded, name), ("connectors", name), err)
+        raw = _raw_table(loaded, name)
+        _check_numbers(cls.settings_model, raw, ("connectors", name), err)
         for key, info in cls.settings_model.model_fields.items():
             if _is_secret(info.annotation):
                 _secret_in_file(loaded, ("connectors", name, key), warn)
         data = {k: v for k, v in table.model_dump(by_alias=True).items() if k != "_missing_secrets"}
         data.update(table.model_extra or {})
-        raw = _raw_table(loaded, name)
         data.update({k: v for k, v in raw.items() if k.endswith("_env") or k.endswith("_file")})
         try:
             settings = cls.settings_model(**data)

@@ -813,6 +813,8 @@ def _plain(err: Any, loc: tuple[str, ...], shown: bool) -> str | None:
     """A common wrong type in plain words (pydantic's own text otherwise); ``shown``: the value may be
     repeated (it is no secret)."""
     kind, value, key = err["type"], err.get("input"), loc[-1] if loc else ""
+    if key.isdigit() and len(loc) > 1:
+        key = f"an item of {loc[-2]}"  # (options.0: "an item of options takes text")
     got = f", got {value!r}" if shown and isinstance(value, str | int | float) else f", got {_shape(value)}"
     if kind in ("int_parsing", "int_type", "int_from_float"):
         return f"{key} takes a whole number{got}"
