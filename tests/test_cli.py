@@ -175,3 +175,16 @@ def test_run_once_json(demo: Path) -> None:
     assert summary["records"] == summary["pulled"] == 14
     assert summary["unmapped_tags"]["feature/dark-mode"] == 1
     assert any("T-1007" in p for p in summary["problems"]) and res.returncode == 1
+
+
+def test_a_commands_log_carries_no_request_url_of_httpx(demo: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # httpx logs every request's whole URL at INFO, query included: a search by a customer's email
+    import httpx
+
+    from bridge.cli import main
+
+    caplog.set_level("INFO")
+    assert main(["--config", str(demo / "config" / "bridge.toml"), "check"]) == 0
+    client = httpx.Client(transport=httpx.MockTransport(lambda request: httpx.Response(200, json={})))
+    client.get("https://api.example/v1/persons/search", params={"term": "ana@acme.example"})
+    assert "persons/search" not in caplog.text and "acme.example" not in caplog.text

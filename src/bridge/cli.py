@@ -611,7 +611,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    for chatty in ("alembic", "apscheduler"):  # migration and job chatter on every start and run
+    # migration and job chatter on every start and run; httpx's INFO line of each request carries its whole
+    # URL, query included (a search by a customer's email): bridge.http logs calls without it
+    for chatty in ("alembic", "apscheduler", "httpx", "httpcore"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
     handler: Handler = args.func
     try:
