@@ -188,3 +188,23 @@ def test_a_commands_log_carries_no_request_url_of_httpx(demo: Path, caplog: pyte
     client = httpx.Client(transport=httpx.MockTransport(lambda request: httpx.Response(200, json={})))
     client.get("https://api.example/v1/persons/search", params={"term": "ana@acme.example"})
     assert "persons/search" not in caplog.text and "acme.example" not in caplog.text
+
+
+def test_a_database_failing_under_a_command_is_one_line_not_a_traceback(
+    demo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # (a stale SQLite journal, a disk error, a PostgreSQL server going away mid-run)
+    import sqlite3
+
+    import sqlalchemy.exc
+
+    from bridge import cli
+
+    def failing(args: object) -> int:
+        cause = sqlite3.OperationalError("disk I/O error")
+        raise sqlalchemy.exc.OperationalError("BEGIN IMMEDIATE", {}, cause)
+
+    monkeypatch.setattr(cli, "cmd_check", failing)
+    assert cli.main(["--config", str(demo / "config" / "bridge.toml"), "check"]) == 1
+    err = capsys.readouterr().err
+    assert err == "error: bridge.database: the database failed: disk I/O error\n"

@@ -12,6 +12,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy.exc
+
 from bridge.errors import BridgeError, ConfigError, StoreError
 from bridge.model import AGENT_STATUSES, parse_time
 
@@ -624,6 +626,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except StoreError as exc:  # FILE:LINE: bridge.database: why, as a config problem reads
         print(exc, file=sys.stderr)
+        return 1
+    except sqlalchemy.exc.OperationalError as exc:
+        # the database failed under a command (a disk error, a server gone): what it said, not a traceback
+        # (the driver's own message: no statement, no parameters, no password)
+        print(f"error: bridge.database: the database failed: {str(exc.orig).strip()}", file=sys.stderr)
         return 1
     except BridgeError as exc:
         print(f"error: {exc}", file=sys.stderr)
