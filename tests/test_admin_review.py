@@ -563,3 +563,67 @@ def test_a_list_item_of_the_wrong_type_is_named_as_an_item(tmp_path: Path) -> No
         f"{tmp_path / 'bridge.toml'}:3: fields.x.options.0: an item of options takes text in quotes, "
         "got a number"
     ]
+
+
+BOOM_PLUGIN = '''\
+from bridge import Connector, hookimpl
+
+
+class BoomConnector(Connector):
+    """A third-party connector whose start fails (a licence server down)."""
+
+    name = "boom"
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        raise RuntimeError("licence server unreachable")
+
+
+@hookimpl
+def register_connectors(register):
+    register(BoomConnector)
+'''
+
+
+def test_a_connector_that_fails_to_start_stops_its_own_system_only(tmp_path: Path) -> None:
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "boom.py").write_text(BOOM_PLUGIN)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "t.jsonl").write_text('{"id": "T-1", "subject": "s", "status": "open"}\n')
+    (tmp_path / "bridge.toml").write_text(textwrap.dedent("""\
+        [bridge]
+        database = "sqlite:///bridge.db"
+        serve = false
+        plugins_dir = "plugins"
+
+        [connectors.inbox]
+        plugin = "files"
+        path = "in"
+
+        [connectors.b]
+        plugin = "boom"
+        """))
+    for command in (("run", "--once"), ("sync",), ("sync", "inbox")):
+        for old in tmp_path.glob("bridge.db*"):
+            old.unlink()  # (each command pulls the inbox afresh)
+        res = bridge(*command, "--config", "bridge.toml", cwd=tmp_path)
+        assert res.returncode == 1, res.stderr
+        assert "Traceback" not in res.stderr, command
+        assert "pulled 1" in res.stdout or "records: 1 in store" in res.stdout, (command, res.stdout)
+        said = res.stdout + res.stderr
+        assert "the connector did not start: RuntimeError: licence server unreachable" in said
+
+
+def test_a_dry_run_of_one_system_needs_no_other_systems_secret(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "t.jsonl").write_text('{"id": "T-1", "subject": "s", "status": "open"}\n')
+    (tmp_path / "bridge.toml").write_text(textwrap.dedent(UNSET_TOKEN) + textwrap.dedent("""\
+        [connectors.inbox]
+        plugin = "files"
+        path = "in"
+        """))
+    res = bridge("sync", "--dry-run", "inbox", "--config", "bridge.toml", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "pulled 1" in res.stdout
+    # the whole pass still needs it: hubspot is pulled too
+    assert bridge("sync", "--dry-run", "--config", "bridge.toml", cwd=tmp_path).returncode == 1

@@ -146,16 +146,27 @@ class App:
         self._connectors[system] = instance
         return instance
 
+    def accepts_writes(self, system: str) -> bool:
+        """Whether the plugin of ``system`` takes writes (read from its class: no connector is started)."""
+        table = self.config.connectors.get(system)
+        cls = self.host.connectors().get(table.plugin) if table is not None else None
+        return cls is not None and cls.accepts_writes()
+
     def start_connectors(self, systems: Iterable[str] = ()) -> None:
-        """Start the connector of every enabled system and of ``systems`` now, before any job runs: one
-        ConfigError with every problem (a secret not set, a CA bundle not readable), not a failed job."""
+        """Start the connectors of ``systems`` (of every enabled system when none is named) before any job
+        runs: one ConfigError with every problem of the config (a secret not set, a CA bundle not readable),
+        not a failed job. Any other failure of a connector's start is its system's alone: that system's jobs
+        report it, one problem line each, and the others run."""
+        wanted = set(systems)
         problems: list[str] = []
         for name, table in self.config.connectors.items():
-            if table.enabled or name in systems:
+            if name in wanted if wanted else table.enabled:
                 try:
                     self.connector(name)
                 except ConfigError as exc:
                     problems.extend(exc.problems)
+                except Exception:  # (a licence server down, a plugin's bug: its jobs fail on it again)
+                    log.debug("connector %s did not start", name, exc_info=True)
         if problems:
             raise ConfigError(problems)
 

@@ -126,7 +126,7 @@ def build_jobs(app: App, syncer: Syncer, leader: RulesLeader | None = None) -> l
             if leader is not None and leader.live is not None:
                 report.writes_queued += catch_up_first(app, leader.live)
             syncer.pull(system, report)
-            if app.connector(system).accepts_writes():
+            if app.accepts_writes(system):
                 syncer.push(system, report)
             return report
 
@@ -135,7 +135,7 @@ def build_jobs(app: App, syncer: Syncer, leader: RulesLeader | None = None) -> l
     def push_all() -> SyncReport:
         report = SyncReport()
         for system, table in app.config.connectors.items():
-            if table.enabled and app.connector(system).accepts_writes():
+            if table.enabled and app.accepts_writes(system):
                 syncer.push(system, report)
         return report
 

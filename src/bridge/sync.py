@@ -31,6 +31,7 @@ from typing import Any
 from bridge.connector import Connector, Cursor, PullPage, PushResult
 from bridge.effects import EFFECT_FIELDS, EffectWrite, attr_shadow, is_event
 from bridge.errors import (
+    ConfigError,
     ConnectorAuthError,
     ConnectorError,
     FatalConnectorError,
@@ -214,8 +215,25 @@ class Syncer:
         else:
             self._pull(system, report, None)
 
+    def _started(self, system: str, report: SyncReport, what: str) -> Connector | None:
+        """The connector of ``system``, or None when it fails to start for a cause of its own (a licence
+        server down, a plugin's bug): one problem of that system, the others go on. A problem of the config
+        (a secret not set) is raised: it stops the command."""
+        try:
+            return self.connectors(system)
+        except ConfigError:
+            raise
+        except Exception as exc:
+            why = f"{type(exc).__name__}: {exc}"
+            report.problems.append(f"{what} {system}: the connector did not start: {why}")
+            log.error("%s %s: the connector did not start: %s", what, system, why)
+            log.debug("%s %s: the connector's start", what, system, exc_info=True)  # (-v: where it failed)
+            return None
+
     def _pull(self, system: str, report: SyncReport, tx: Tx | None) -> None:
-        conn = self.connectors(system)
+        conn = self._started(system, report, "pull")
+        if conn is None:
+            return
         kinds = [k for k in self.config.connectors[system].kinds if k in conn.kinds]
         for kind in kinds:
             try:
@@ -330,7 +348,9 @@ class Syncer:
 
     def push(self, system: str, report: SyncReport, limit: int | None = None) -> None:
         """Push the due writes of ``system`` in batches of the connector's ``batch_max``."""
-        conn = self.connectors(system)
+        conn = self._started(system, report, "push")
+        if conn is None:
+            return
         size = limit or self.claim_limit
         if not conn.accepts_writes():
             self._settle_read_only(system, report)
