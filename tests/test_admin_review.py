@@ -627,3 +627,23 @@ def test_a_dry_run_of_one_system_needs_no_other_systems_secret(tmp_path: Path) -
     assert "pulled 1" in res.stdout
     # the whole pass still needs it: hubspot is pulled too
     assert bridge("sync", "--dry-run", "--config", "bridge.toml", cwd=tmp_path).returncode == 1
+
+
+def test_a_database_that_opens_but_cannot_be_set_up_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # (a PostgreSQL login that may not create the tables: permission denied for schema public)
+    import sqlalchemy as sa
+
+    from bridge.store.store import Store
+
+    def denied(self: Store) -> None:
+        cause = Exception("permission denied for schema public\nLINE 1: CREATE TABLE alembic_version")
+        raise sa.exc.ProgrammingError("CREATE TABLE alembic_version (...)", {}, cause)
+
+    monkeypatch.setattr(Store, "migrate", denied)
+    with pytest.raises(StoreError) as caught:
+        Store.open(f"sqlite:///{tmp_path / 'b.db'}")
+    assert str(caught.value).endswith(
+        f"cannot set up the database (the SQLite file {tmp_path / 'b.db'}): "
+        "permission denied for schema public")

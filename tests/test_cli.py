@@ -208,3 +208,17 @@ def test_a_database_failing_under_a_command_is_one_line_not_a_traceback(
     assert cli.main(["--config", str(demo / "config" / "bridge.toml"), "check"]) == 1
     err = capsys.readouterr().err
     assert err == "error: bridge.database: the database failed: disk I/O error\n"
+
+    def corrupt(args: object) -> int:  # a corrupt page: a DatabaseError, with the statement and parameters
+        cause = sqlite3.DatabaseError("database disk image is malformed")
+        raise sqlalchemy.exc.DatabaseError("SELECT records.id FROM records WHERE id = ?", ("T-1",), cause)
+
+    def gone(args: object) -> int:  # the driver's message runs over several lines: the first is said
+        cause = Exception("server closed the connection unexpectedly\n\tThis probably means the server ...")
+        raise sqlalchemy.exc.OperationalError("BEGIN", {}, cause)
+
+    for failure, said in ((corrupt, "database disk image is malformed"),
+                          (gone, "server closed the connection unexpectedly")):
+        monkeypatch.setattr(cli, "cmd_check", failure)
+        assert cli.main(["--config", str(demo / "config" / "bridge.toml"), "check"]) == 1
+        assert capsys.readouterr().err == f"error: bridge.database: the database failed: {said}\n"

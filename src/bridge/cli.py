@@ -627,10 +627,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StoreError as exc:  # FILE:LINE: bridge.database: why, as a config problem reads
         print(exc, file=sys.stderr)
         return 1
-    except sqlalchemy.exc.OperationalError as exc:
-        # the database failed under a command (a disk error, a server gone): what it said, not a traceback
-        # (the driver's own message: no statement, no parameters, no password)
-        print(f"error: bridge.database: the database failed: {str(exc.orig).strip()}", file=sys.stderr)
+    except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.DatabaseError) as exc:
+        # the database failed under a command (a disk error, a corrupt file, a server gone): the first line
+        # of what the driver said (no statement, no parameters, no password), not a traceback
+        lines = str(exc.orig).strip().splitlines() or [type(exc.orig).__name__]
+        print(f"error: bridge.database: the database failed: {lines[0].strip()}", file=sys.stderr)
+        logging.getLogger("bridge").debug("the database failed", exc_info=True)  # (-v: where)
         return 1
     except BridgeError as exc:
         print(f"error: {exc}", file=sys.stderr)

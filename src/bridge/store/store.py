@@ -212,7 +212,12 @@ class Store:
                 raise StoreError(
                     f"cannot open the database ({location(store.url)}): {_reason(exc, store.url)}"
                 ) from None
-            store.migrate()
+            try:
+                store.migrate()
+            except sa.exc.DBAPIError as exc:  # (a login that may not create the tables, a corrupt file)
+                raise StoreError(
+                    f"cannot set up the database ({location(store.url)}): {_reason(exc, store.url)}"
+                ) from None
         except BaseException:
             store.close()
             raise
