@@ -647,3 +647,119 @@ def test_a_database_that_opens_but_cannot_be_set_up_is_one_line(
     assert str(caught.value).endswith(
         f"cannot set up the database (the SQLite file {tmp_path / 'b.db'}): "
         "permission denied for schema public")
+
+
+HEX = "f3a9c0d1e2b4c5a6f7e8d9c0b1a2f3e4d5c6b7a8"  # a Pipedrive API token: a valid variable name
+
+
+def test_a_hex_token_in_an_env_key_or_a_token_in_a_file_key_is_never_repeated(tmp_path: Path) -> None:
+    _loaded, report = run_check(tmp_path, f"""\
+        [connectors.pd]
+        plugin = "pipedrive"
+        api_token_env = "{HEX}"
+        kinds = ["account"]
+
+        [connectors.hubspot]
+        plugin = "hubspot"
+        token_file = "pat-na1-0b7c2d1e-9f3a-TOPSECRET"
+        kinds = ["account"]
+        """)
+    path = tmp_path / "bridge.toml"
+    assert report.errors == [
+        f"{path}:3: connectors.pd.api_token_env: not an environment variable name (the value is not shown: "
+        "it may be the secret itself); write the NAME of the variable that holds the api_token"]
+    assert report.warnings == [
+        f"{path}:8: connectors.hubspot.token_file: warning: cannot read the secret file this key names (the "
+        "name is not shown: it may be the secret itself): No such file or directory"]
+    # a path is a path: said as written
+    _loaded, report = run_check(tmp_path, """\
+        [connectors.hubspot]
+        plugin = "hubspot"
+        token_file = "secrets/hubspot.token"
+        kinds = ["account"]
+        """)
+    assert "cannot read secret file secrets/hubspot.token: No such file or directory" in report.warnings[0]
+
+
+@pytest.mark.parametrize("value", ["12345", "true"])
+def test_an_env_key_that_is_not_text_is_an_error(tmp_path: Path, value: str) -> None:
+    _loaded, report = run_check(tmp_path, f"""\
+        [connectors.hubspot]
+        plugin = "hubspot"
+        token_env = {value}
+        kinds = ["account"]
+        """)
+    assert report.errors == [
+        f"{tmp_path / 'bridge.toml'}:3: connectors.hubspot.token_env: takes the name of an environment "
+        'variable, in quotes ("HUBSPOT_TOKEN")']
+
+
+def test_a_boolean_written_as_text_or_a_number_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # enabled = "off" quietly switched the system off
+    text = f"""\
+        [bridge]
+        serve = "no"
+        summary = 0
+
+        [connectors.inbox]
+        plugin = "files"
+        path = "{tmp_path}"
+        enabled = "off"
+        """
+    _loaded, report = run_check(tmp_path, text)
+    path = tmp_path / "bridge.toml"
+    assert sorted(report.errors) == sorted([
+        f"{path}:2: bridge.serve: serve takes true or false, got 'no'",
+        f"{path}:3: bridge.summary: summary takes true or false, got 0",
+        f"{path}:8: connectors.inbox.enabled: enabled takes true or false, got 'off'",
+    ])
+    # a variable's value is text: BRIDGE_BRIDGE__SERVE=false is read as false
+    monkeypatch.setenv("BRIDGE_BRIDGE__SERVE", "false")
+    _loaded, report = run_check(tmp_path, text)
+    assert not [e for e in report.errors if "serve" in e]
+
+
+def test_a_connectors_text_key_set_by_a_variable_as_digits_is_that_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "2024").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BRIDGE_CONNECTORS__INBOX__PATH", "2024")
+    monkeypatch.setenv("BRIDGE_CONNECTORS__HUBSPOT__TOKEN", "0020240611")  # (read as JSON: 20240611)
+    loaded, report = run_check(tmp_path, """\
+        [connectors.inbox]
+        plugin = "files"
+        path = "elsewhere"
+
+        [connectors.hubspot]
+        plugin = "hubspot"
+        kinds = ["account"]
+        """)
+    assert report.errors == []
+    assert loaded is not None
+    app = App(loaded, database=f"sqlite:///{tmp_path / 'b.db'}")
+    try:
+        assert app.connector("inbox").settings.path == "2024"  # type: ignore[attr-defined]
+        token = app.connector("hubspot").settings.token  # type: ignore[attr-defined]
+        assert token.get_secret_value() == "0020240611"
+    finally:
+        app.close()
+
+
+@pytest.mark.parametrize("var, key", [
+    ("BRIDGE_PLUGINS__DISABLED", "plugins.disabled"),
+    ("BRIDGE_CONNECTORS__INBOX__KINDS", "connectors.inbox.kinds"),
+])
+def test_a_list_variable_that_is_not_json_is_named_with_its_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, var: str, key: str
+) -> None:
+    monkeypatch.setenv(var, "webform")
+    _loaded, report = run_check(tmp_path, f"""\
+        [connectors.inbox]
+        plugin = "files"
+        path = "{tmp_path}"
+        """)
+    assert report.errors == [
+        f'${var}: {key}: takes a list written as JSON (["a", "b"]); the variable' "'s value is not JSON"]

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from bridge.connector import Connector, ConnectorContext
 from bridge.errors import ConfigError, StoreError
 from bridge.plugins import PluginHost, create_host
-from bridge.settings import Config, LoadedConfig, load_config, validation_problems
+from bridge.settings import Config, LoadedConfig, env_text, load_config, validation_problems
 
 if TYPE_CHECKING:
     from bridge.store import Store
@@ -124,6 +124,7 @@ class App:
             ])
         data = table.model_dump(by_alias=True, exclude={"missing_secrets"})
         data.update(table.model_extra or {})
+        data = env_text(cls.settings_model, data, system)
         try:
             settings = cls.settings_model.model_validate(data)
         except ValidationError as exc:

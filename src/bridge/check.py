@@ -31,11 +31,13 @@ from bridge.rules.routing import ASSIGN_KEYS
 from bridge.rules.sla import METRICS
 from bridge.settings import (
     NOT_AN_ENV_NAME,
+    WRONG_TYPE,
     CalendarConfig,
     Config,
     LoadedConfig,
     SlaConfig,
     env_source,
+    env_text,
     is_env_name,
     load_partial,
     validation_problems,
@@ -233,7 +235,8 @@ def _check_connectors(loaded: LoadedConfig, host: PluginHost | None, sink: _Sink
         for key, reason in table.missing_secrets.items():
             # a variable not set is a warning (it may be set only where the daemon runs); a value that cannot
             # name one is not
-            (err if reason.startswith(NOT_AN_ENV_NAME) else warn)(("connectors", name, key), reason)
+            bad = reason.startswith((NOT_AN_ENV_NAME, WRONG_TYPE))  # (else a variable or file missing here)
+            (err if bad else warn)(("connectors", name, key), reason)
         if table.ca_bundle and not Path(table.ca_bundle).is_file():
             # a warning: the file may live only on the machine that runs the daemon
             warn(("connectors", name, "ca_bundle"), f"no such file here: {table.ca_bundle}")
@@ -248,6 +251,7 @@ def _check_connectors(loaded: LoadedConfig, host: PluginHost | None, sink: _Sink
         data = {k: v for k, v in table.model_dump(by_alias=True).items() if k != "_missing_secrets"}
         data.update(table.model_extra or {})
         data.update({k: v for k, v in raw.items() if k.endswith("_env") or k.endswith("_file")})
+        data = env_text(cls.settings_model, data, name)
         try:
             settings = cls.settings_model(**data)
         except ValidationError as exc:
@@ -302,8 +306,11 @@ def _raw_table(loaded: LoadedConfig, name: str) -> dict[str, Any]:
 
 
 def _number_kind(annotation: Any) -> str | None:
-    """``"a whole number"`` for an int setting, ``"a number"`` for a float one (optional or not), or None."""
+    """``"a whole number"`` for an int setting, ``"a number"`` for a float one, ``"true or false"`` for a
+    boolean one (optional or not), or None."""
     args = set(typing.get_args(annotation)) - {type(None)} if typing.get_origin(annotation) else {annotation}
+    if args == {bool}:
+        return "true or false"
     if args == {int}:
         return "a whole number"
     if args in ({float}, {int, float}):
@@ -325,9 +332,12 @@ def _check_numbers(model: type[BaseModel], data: Any, key: tuple[str, ...], err:
         kind = _number_kind(info.annotation)
         if kind is not None:
             whole = kind == "a whole number"
-            wrong = isinstance(value, str | bool) or (whole and isinstance(value, float))
+            if kind == "true or false":  # ("off", "no", 0: pydantic reads them; a system quietly off)
+                wrong = not isinstance(value, bool)
+            else:
+                wrong = isinstance(value, str | bool) or (whole and isinstance(value, float))
             if wrong and env_source(where) is None:
-                quoted = isinstance(value, str) and _is_number(value)
+                quoted = isinstance(value, str) and kind != "true or false" and _is_number(value)
                 hint = f" (write {value} without quotes)" if quoted else ""
                 shown = str(value).lower() if isinstance(value, bool) else repr(value)
                 err(where, f"{name} takes {kind}, got {shown}{hint}")

@@ -63,11 +63,19 @@ def _duration(value: str | None) -> str | None:
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 NOT_AN_ENV_NAME = "not an environment variable name (the value is not shown: it may be the secret itself)"
+WRONG_TYPE = "takes "  # a *_env or *_file key that is not text: an error of bridge check, as NOT_AN_ENV_NAME
 
 
 def is_env_name(name: str) -> bool:
     """Whether ``name`` can name an environment variable (POSIX: letters, digits, ``_``; no digit first)."""
     return _ENV_NAME.fullmatch(name) is not None
+
+
+def _looks_secret(text: str) -> bool:
+    """Whether ``text`` looks like a token rather than a name: long, letters and digits, no ``_``
+    (Pipedrive's 40 hex digits; a variable or file is named in words)."""
+    return (len(text) >= 20 and "_" not in text and any(c.isdigit() for c in text)
+            and any(c.isalpha() for c in text) and " " not in text and "/" not in text)
 
 
 def resolve_secrets(table: dict[str, Any], environ: dict[str, str] | None = None) -> dict[str, Any]:
@@ -80,13 +88,19 @@ def resolve_secrets(table: dict[str, Any], environ: dict[str, str] | None = None
     out = dict(table)
     missing: dict[str, str] = {}
     for key, ref in table.items():
-        if not isinstance(ref, str) or key.startswith("_"):
+        if key.startswith("_"):
+            continue
+        if not isinstance(ref, str):
+            if key.endswith("_env") and key[: -len("_env")] not in table:
+                missing[key] = f'{WRONG_TYPE}the name of an environment variable, in quotes ("HUBSPOT_TOKEN")'
+            elif key.endswith("_file") and key[: -len("_file")] not in table:
+                missing[key] = f"{WRONG_TYPE}the path of a file, in quotes"
             continue
         if key.endswith("_env"):
             bare = key[: -len("_env")]
             if bare in table:
                 continue
-            if not is_env_name(ref):
+            if not is_env_name(ref) or _looks_secret(ref):
                 # surely the secret itself, pasted where its variable's name goes: never repeat it
                 missing[key] = f"{NOT_AN_ENV_NAME}; write the NAME of the variable that holds the {bare}"
             elif ref in env:
@@ -100,7 +114,12 @@ def resolve_secrets(table: dict[str, Any], environ: dict[str, str] | None = None
             try:
                 out[bare] = Path(ref).read_text().strip()
             except OSError as exc:
-                missing[key] = f"cannot read secret file {ref}: {exc.strerror}"
+                # a path is shown; what looks like no path may be the secret itself, pasted here
+                if ("/" in ref or "." in ref) and not _looks_secret(ref):
+                    missing[key] = f"cannot read secret file {ref}: {exc.strerror}"
+                else:
+                    missing[key] = (f"cannot read the secret file this key names (the name is not shown: it "
+                                    f"may be the secret itself): {exc.strerror}")
     if missing:
         out["_missing_secrets"] = missing
     return out
@@ -436,7 +455,8 @@ class _EnvOverFile(EnvSettingsSource):
         try:
             values = super().__call__()
         except SettingsError as exc:  # a list or table given as JSON that does not parse
-            raise ConfigError(_bad_json_variables() or [str(exc)]) from None
+            raise ConfigError(_bad_json_variables() or _not_json_variables(self.settings_cls) or [str(exc)]
+                              ) from None
         return {key: _overlay(self.file.get(key), value) for key, value in values.items()}
 
 
@@ -449,6 +469,53 @@ def _bad_json_variables() -> list[str]:
             key = ".".join(var[len("BRIDGE_"):].lower().split("__"))
             out.append(f"${var}: {key}: the variable's value is not valid JSON: {why}")
     return out
+
+
+def _not_json_variables(model: type[BaseModel]) -> list[str]:
+    """``$VAR: KEY: ...`` for each ``BRIDGE_*`` variable that sets a list or a table with a value that is not
+    JSON at all (``webform`` for ``["webform"]``). Its value is not shown: it may be anything."""
+    out = []
+    for var, value in sorted(os.environ.items()):
+        if not var.upper().startswith("BRIDGE_"):
+            continue
+        path = var[len("BRIDGE_"):].lower().split("__")
+        try:
+            json.loads(value)
+            continue
+        except ValueError:
+            pass
+        kind = _complex_at(model, path)
+        if kind is not None:
+            example = '["a", "b"]' if kind == "list" else '{"key": "value"}'
+            out.append(f"${var}: {'.'.join(path)}: takes a {kind} written as JSON ({example}); the "
+                       "variable's value is not JSON")
+    return out
+
+
+def _complex_at(model: type[BaseModel], path: list[str]) -> str | None:
+    """``"list"`` or ``"table"`` when ``path`` names a key of that type in ``model``, else None."""
+    annotation: Any = model
+    for i, part in enumerate(path):
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            info = annotation.model_fields.get(part)
+            if info is None:
+                return None
+            annotation = info.annotation
+        elif typing.get_origin(annotation) is dict and i > 0:
+            annotation = typing.get_args(annotation)[1]
+        else:
+            return None
+        for arg in (annotation, *typing.get_args(annotation)):  # (an optional one: X | None)
+            table = isinstance(arg, type) and issubclass(arg, BaseModel)
+            if typing.get_origin(arg) in (list, dict) or table:
+                annotation = arg
+                break
+    origin = typing.get_origin(annotation)
+    if origin is list:
+        return "list"
+    if origin is dict or (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        return "table"
+    return None
 
 
 def _overlay(base: Any, env: Any, entry: bool = False) -> Any:
@@ -907,6 +974,22 @@ def env_source(loc: tuple[str, ...]) -> str | None:
         if var in names:
             return names[var]
     return None
+
+
+def env_text(model: type[BaseModel], data: dict[str, Any], system: str) -> dict[str, Any]:
+    """``data`` (a connector's table) with each text key that a ``BRIDGE_*`` variable set as digits (or
+    ``true``) given that variable's text: such a value is read as JSON on its way in, so a path ``2024`` or an
+    all-digit token arrived as a number."""
+    out = dict(data)
+    for key, value in data.items():
+        info = model.model_fields.get(key)
+        if info is None or isinstance(value, str) or not isinstance(value, int | float | bool):
+            continue
+        args = set(typing.get_args(info.annotation)) or {info.annotation}
+        var = env_source(("connectors", system, key))
+        if var is not None and args & {str, SecretStr}:
+            out[key] = os.environ[var]
+    return out
 
 
 def env_below(loc: tuple[str, ...]) -> tuple[str, list[str]] | None:
