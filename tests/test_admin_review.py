@@ -12,20 +12,10 @@ from pathlib import Path
 import pytest
 
 from bridge.app import App
-from bridge.check import Report, check_file
 from bridge.errors import StoreError
-from bridge.plugins import create_host
-from bridge.settings import Config, LoadedConfig
+from test_check_review3 import run
 
-
-def host_factory(cfg: Config):  # type: ignore[no-untyped-def]
-    return create_host(cfg.plugins.disabled, cfg.bridge.plugins_dir)
-
-
-def run_check(tmp_path: Path, text: str) -> tuple[LoadedConfig | None, Report]:
-    path = tmp_path / "bridge.toml"
-    path.write_text(textwrap.dedent(text))
-    return check_file(path, host_factory)
+run_check = run  # (the config as written, checked with its plugins)
 
 
 def bridge(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
