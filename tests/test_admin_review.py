@@ -753,3 +753,18 @@ def test_a_list_variable_that_is_not_json_is_named_with_its_key(
         """)
     assert report.errors == [
         f'${var}: {key}: takes a list written as JSON (["a", "b"]); the variable' "'s value is not JSON"]
+
+
+def test_a_misspelt_env_key_is_one_unknown_key_whether_its_variable_is_set_or_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = """\
+        [connectors.hubspot]
+        plugin = "hubspot"
+        tokn_env = "HUBSPOT_TOKEN_OF_THIS_TEST"
+        kinds = ["account"]
+        """
+    monkeypatch.setenv("HUBSPOT_TOKEN_OF_THIS_TEST", "secret-value")
+    _loaded, report = run_check(tmp_path, text)
+    assert report.errors == [
+        f"{tmp_path / 'bridge.toml'}:3: connectors.hubspot.tokn_env: unknown key (did you mean 'token_env'?)"]

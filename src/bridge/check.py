@@ -250,7 +250,12 @@ def _check_connectors(loaded: LoadedConfig, host: PluginHost | None, sink: _Sink
                 _secret_in_file(loaded, ("connectors", name, key), warn)
         data = {k: v for k, v in table.model_dump(by_alias=True).items() if k != "_missing_secrets"}
         data.update(table.model_extra or {})
-        data.update({k: v for k, v in raw.items() if k.endswith("_env") or k.endswith("_file")})
+        refs = {k: v for k, v in raw.items() if k.endswith("_env") or k.endswith("_file")}
+        for ref in refs:  # (resolved again below, by the plugin's model: a misspelt one is one unknown key)
+            bare = ref.rsplit("_", 1)[0]
+            if bare not in raw:
+                data.pop(bare, None)
+        data.update(refs)
         data = env_text(cls.settings_model, data, name)
         try:
             settings = cls.settings_model(**data)

@@ -147,6 +147,7 @@ class ConnectorSettings(BaseModel):
     @classmethod
     def _secrets(cls, data: Any) -> Any:
         if isinstance(data, dict):
+            written = set(data)
             data = resolve_secrets(data)
             # the *_env / *_file keys were consumed; keep them only if the model declares them
             declared = set(cls.model_fields)
@@ -155,6 +156,9 @@ class ConnectorSettings(BaseModel):
                     bare = key.rsplit("_", 1)[0]
                     if bare in declared or cls.model_config.get("extra") == "allow":
                         data.pop(key)
+                    elif bare not in written:
+                        # a misspelt key (tokn_env): it is the unknown key, not the secret it resolved to
+                        data.pop(bare, None)
         return data
 
     _check_every = field_validator("sync_every")(classmethod(lambda cls, v: _duration(v)))
