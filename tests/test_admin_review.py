@@ -768,3 +768,150 @@ def test_a_misspelt_env_key_is_one_unknown_key_whether_its_variable_is_set_or_no
     _loaded, report = run_check(tmp_path, text)
     assert report.errors == [
         f"{tmp_path / 'bridge.toml'}:3: connectors.hubspot.tokn_env: unknown key (did you mean 'token_env'?)"]
+
+
+# ---------------------------------------------------------------- a third review of these fixes
+
+REQUIRED_TOKEN_PLUGIN = '''\
+from pydantic import SecretStr
+
+from bridge import Connector, hookimpl
+from bridge.settings import ConnectorSettings
+
+
+class ReqSettings(ConnectorSettings):
+    token: SecretStr
+
+
+class ReqConnector(Connector):
+    """A connector that cannot start without its token."""
+
+    name = "req"
+    kinds = ("account",)
+    settings_model = ReqSettings
+
+
+@hookimpl
+def register_connectors(register):
+    register(ReqConnector)
+'''
+
+
+def test_a_token_a_variable_sets_stands_beside_a_token_env_unset_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "req.py").write_text(REQUIRED_TOKEN_PLUGIN)
+    monkeypatch.setenv("BRIDGE_CONNECTORS__CRM__TOKEN", "s3cr3t-value")
+    _loaded, report = run_check(tmp_path, f"""\
+        [bridge]
+        plugins_dir = "{tmp_path / 'plugins'}"
+
+        [connectors.crm]
+        plugin = "req"
+        token_env = "CRM_TOKEN_NOT_SET_IN_THIS_TEST"
+        kinds = ["account"]
+        """)
+    assert report.errors == []
+
+
+def test_a_whole_connector_table_from_one_variable_is_json_read_as_such(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # its numbers are numbers: a text key given one is an error, never the variable's whole document
+    monkeypatch.setenv("BRIDGE_CONNECTORS__INBOX", '{"plugin": "files", "path": 2024}')
+    _loaded, report = run_check(tmp_path, """\
+        [connectors.inbox]
+        plugin = "files"
+        path = "in"
+        """)
+    assert report.errors == [
+        "$BRIDGE_CONNECTORS__INBOX: connectors.inbox.path: path takes text in quotes, got a number"]
+
+
+def test_a_pass_of_one_system_stops_before_any_pull_on_another_systems_unset_secret(tmp_path: Path) -> None:
+    # (the pass pushes every system's outbox: it needs them all)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "t.jsonl").write_text('{"id": "T-1", "subject": "s", "status": "open"}\n')
+    (tmp_path / "bridge.toml").write_text(textwrap.dedent(UNSET_TOKEN) + textwrap.dedent("""\
+        [connectors.inbox]
+        plugin = "files"
+        path = "in"
+        """))
+    res = bridge("sync", "inbox", "--config", "bridge.toml", cwd=tmp_path)
+    assert res.returncode == 1
+    assert "HUBSPOT_TOKEN_NOT_SET_HERE is not set" in res.stderr
+    assert "pulled" not in res.stdout and not (tmp_path / "bridge.db").exists()
+
+
+def test_a_long_variable_name_without_underscores_that_is_set_is_a_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PylonApiToken2026Production", "s3cr3t")
+    _loaded, report = run_check(tmp_path, """\
+        [connectors.hubspot]
+        plugin = "hubspot"
+        token_env = "PylonApiToken2026Production"
+        kinds = ["account"]
+        """)
+    assert report.errors == [] and report.warnings == []
+
+
+@pytest.mark.parametrize("pasted", [
+    "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJib3Rfc3luYyJ9.Xk_9dQw3LmVt5sRr1pZ8yA",  # a JWT
+    "q8Zr3nW0yXhT5bLm2kVd/9sPfA7cJ1eGuR4oN6iHtY=",  # base64
+])
+def test_a_token_with_dots_or_slashes_pasted_into_a_file_key_is_not_repeated(
+    tmp_path: Path, pasted: str
+) -> None:
+    _loaded, report = run_check(tmp_path, f"""\
+        [connectors.hubspot]
+        plugin = "hubspot"
+        token_file = "{pasted}"
+        kinds = ["account"]
+        """)
+    assert not any(pasted in line for line in report.errors + report.warnings)
+    assert any("the name is not shown" in line for line in report.warnings)
+
+
+def test_a_hex_token_pasted_into_webhook_secret_env_is_not_repeated(tmp_path: Path) -> None:
+    _loaded, report = run_check(tmp_path, f"""\
+        [bridge]
+        webhook_secret_env = "{HEX}"
+        """)
+    assert report.errors == [
+        f"{tmp_path / 'bridge.toml'}:2: bridge.webhook_secret_env: not an environment variable name (the "
+        "value is not shown: it may be the secret itself); write the NAME of the variable that holds the "
+        "secret"]
+    assert not any(HEX in line for line in report.warnings)
+
+
+def test_a_connector_that_fails_to_start_is_one_line_in_discover_and_503_to_its_webhooks(
+    tmp_path: Path,
+) -> None:
+    from bridge.server import Server
+
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "boom.py").write_text(BOOM_PLUGIN)
+    (tmp_path / "bridge.toml").write_text(textwrap.dedent("""\
+        [bridge]
+        database = "sqlite:///bridge.db"
+        plugins_dir = "plugins"
+
+        [connectors.b]
+        plugin = "boom"
+        """))
+    res = bridge("discover", "b", "--config", "bridge.toml", cwd=tmp_path)
+    assert res.returncode == 1
+    assert res.stderr == "error: b: the connector did not start: RuntimeError: licence server unreachable\n"
+    loaded, _report = run_check(tmp_path, (tmp_path / "bridge.toml").read_text())
+    assert loaded is not None
+    app = App(loaded, database=f"sqlite:///{tmp_path / 'b.db'}")
+    server = Server(app, "127.0.0.1", 0)
+    server.start()
+    try:
+        status, answer = server.handle_webhook("b", {}, b"{}")
+    finally:
+        server.stop()
+        app.close()
+    assert (status, answer) == (503, {"error": "b: the connector did not start; see the bridge log"})

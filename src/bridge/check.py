@@ -38,8 +38,8 @@ from bridge.settings import (
     SlaConfig,
     env_source,
     env_text,
-    is_env_name,
     load_partial,
+    pasted_secret,
     validation_problems,
 )
 
@@ -211,7 +211,7 @@ def _check_connectors(loaded: LoadedConfig, host: PluginHost | None, sink: _Sink
     err, warn = sink.err, sink.warn
     cfg = loaded.config
     secret_env = cfg.bridge.webhook_secret_env
-    if secret_env and not is_env_name(secret_env):
+    if secret_env and pasted_secret(secret_env):
         err(("bridge", "webhook_secret_env"),
             f"{NOT_AN_ENV_NAME}; write the NAME of the variable that holds the secret")
     elif secret_env and not os.environ.get(secret_env) and cfg.bridge.webhook_secret is None:
@@ -253,7 +253,7 @@ def _check_connectors(loaded: LoadedConfig, host: PluginHost | None, sink: _Sink
         refs = {k: v for k, v in raw.items() if k.endswith("_env") or k.endswith("_file")}
         for ref in refs:  # (resolved again below, by the plugin's model: a misspelt one is one unknown key)
             bare = ref.rsplit("_", 1)[0]
-            if bare not in raw:
+            if bare not in raw and env_source(("connectors", name, bare)) is None:
                 data.pop(bare, None)
         data.update(refs)
         data = env_text(cls.settings_model, data, name)

@@ -491,7 +491,15 @@ def cmd_discover(args: argparse.Namespace) -> int:
         app.close()
         return 2
     try:
-        report = discover(app.config, args.system, app.connector(args.system))
+        try:
+            connector = app.connector(args.system)
+        except ConfigError:
+            raise
+        except Exception as exc:  # (a licence server down, a plugin's bug)
+            print(f"error: {args.system}: the connector did not start: {type(exc).__name__}: {exc}",
+                  file=sys.stderr)
+            return 1
+        report = discover(app.config, args.system, connector)
     finally:
         app.close()
     if args.json:

@@ -441,7 +441,8 @@ def sync_once(app: App, systems: list[str] | None = None, dry_run: bool = False)
     next ``bridge run`` rebuilds its Desk and does not act on it again). A dry run plans the rules' effects
     with the rest, and fires no timer.
     """
-    app.start_connectors(systems or ())
+    # (a pass pushes every system's outbox: it needs them all; a dry run pushes nothing)
+    app.start_connectors(systems or () if dry_run else ())
     leader = RulesLeader(app) if wants_rules(app) and not dry_run else None
     live = start_rules(app, dry=True) if wants_rules(app) and dry_run else None
     if leader is not None:

@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 from bridge.errors import BridgeError, ConfigError, SkippableRecordError
 from bridge.model import Change, format_time, utcnow
 from bridge.pipeline import Outcome, Pipeline
+from bridge.settings import NOT_AN_ENV_NAME, pasted_secret
 
 if TYPE_CHECKING:
     from bridge.app import App
@@ -53,6 +54,10 @@ def webhook_secret(app: App) -> bytes | None:
         return cfg.webhook_secret.get_secret_value().encode()
     if cfg.webhook_secret_env:
         value = os.environ.get(cfg.webhook_secret_env)
+        if pasted_secret(cfg.webhook_secret_env):
+            where = app.loaded.where("bridge", "webhook_secret_env")
+            raise ConfigError([f"{where}: {NOT_AN_ENV_NAME}; write the NAME of the variable that holds the "
+                               "secret"])
         if not value:
             where = app.loaded.where("bridge", "webhook_secret_env")
             raise ConfigError([f"{where}: ${cfg.webhook_secret_env} is not set: the HTTP server would take "
@@ -165,7 +170,11 @@ class Server:
             return 401, {"error": "bad or missing X-Bridge-Signature"}
         if system not in self.app.config.connectors:
             return 404, {"error": f"no connector named {system!r} is configured"}
-        connector = self.app.connector(system)
+        try:
+            connector = self.app.connector(system)
+        except Exception as exc:  # (a licence server down, a plugin's bug: the sender may retry later)
+            log.error("webhook %s: the connector did not start: %s: %s", system, type(exc).__name__, exc)
+            return 503, {"error": f"{system}: the connector did not start; see the bridge log"}
         try:
             changes = connector.parse_webhook(headers, body)
         except NotImplementedError as exc:

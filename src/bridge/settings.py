@@ -14,6 +14,7 @@ import os
 import re
 import tomllib
 import typing
+from collections.abc import Mapping
 from datetime import date, time, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -78,6 +79,13 @@ def _looks_secret(text: str) -> bool:
             and any(c.isalpha() for c in text) and " " not in text and "/" not in text)
 
 
+def pasted_secret(ref: str, environ: Mapping[str, str] | None = None) -> bool:
+    """Whether ``ref``, written where a variable's name goes, is surely the secret itself: no variable name
+    at all, or a long run of letters and digits (a 40-hex-digit token) that names no variable set here."""
+    env = os.environ if environ is None else environ
+    return not is_env_name(ref) or (ref not in env and _looks_secret(ref))
+
+
 def resolve_secrets(table: dict[str, Any], environ: dict[str, str] | None = None) -> dict[str, Any]:
     """Replace ``KEY_env`` / ``KEY_file`` entries by ``KEY`` holding the secret they point at.
 
@@ -100,7 +108,7 @@ def resolve_secrets(table: dict[str, Any], environ: dict[str, str] | None = None
             bare = key[: -len("_env")]
             if bare in table:
                 continue
-            if not is_env_name(ref) or _looks_secret(ref):
+            if pasted_secret(ref, env):
                 # surely the secret itself, pasted where its variable's name goes: never repeat it
                 missing[key] = f"{NOT_AN_ENV_NAME}; write the NAME of the variable that holds the {bare}"
             elif ref in env:
@@ -115,7 +123,8 @@ def resolve_secrets(table: dict[str, Any], environ: dict[str, str] | None = None
                 out[bare] = Path(ref).read_text().strip()
             except OSError as exc:
                 # a path is shown; what looks like no path may be the secret itself, pasted here
-                if ("/" in ref or "." in ref) and not _looks_secret(ref):
+                if ("/" in ref or "." in ref) and all(
+                        len(part) <= 40 and not _looks_secret(part) for part in ref.split("/")):
                     missing[key] = f"cannot read secret file {ref}: {exc.strerror}"
                 else:
                     missing[key] = (f"cannot read the secret file this key names (the name is not shown: it "
@@ -991,8 +1000,10 @@ def env_text(model: type[BaseModel], data: dict[str, Any], system: str) -> dict[
             continue
         args = set(typing.get_args(info.annotation)) or {info.annotation}
         var = env_source(("connectors", system, key))
-        if var is not None and args & {str, SecretStr}:
-            out[key] = os.environ[var]
+        # (only the key's own variable: one that sets the whole table is JSON, read as such)
+        own = var is not None and var.upper() == f"BRIDGE_CONNECTORS__{system}__{key}".upper()
+        if own and args & {str, SecretStr}:
+            out[key] = os.environ[str(var)]
     return out
 
 
