@@ -893,10 +893,10 @@ def test_a_connector_that_fails_to_start_is_one_line_in_discover_and_503_to_its_
 
     (tmp_path / "plugins").mkdir()
     (tmp_path / "plugins" / "boom.py").write_text(BOOM_PLUGIN)
-    (tmp_path / "bridge.toml").write_text(textwrap.dedent("""\
+    (tmp_path / "bridge.toml").write_text(textwrap.dedent(f"""\
         [bridge]
         database = "sqlite:///bridge.db"
-        plugins_dir = "plugins"
+        plugins_dir = "{tmp_path / 'plugins'}"
 
         [connectors.b]
         plugin = "boom"

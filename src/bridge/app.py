@@ -13,7 +13,7 @@ import httpx
 from pydantic import ValidationError
 
 from bridge.connector import Connector, ConnectorContext
-from bridge.errors import ConfigError, StoreError
+from bridge.errors import ConfigError, ConnectorStartError, StoreError
 from bridge.plugins import PluginHost, create_host
 from bridge.settings import Config, LoadedConfig, env_text, load_config, validation_problems
 
@@ -143,7 +143,15 @@ class App:
             except OSError as exc:
                 where = self.loaded.where("connectors", system, "ca_bundle")
                 raise ConfigError([f"{where}: cannot read {settings.ca_bundle}: {exc.strerror}"]) from None
-        instance = cls(ConnectorContext(system, settings, http))
+        try:
+            instance = cls(ConnectorContext(system, settings, http))
+        except (ConfigError, ConnectorStartError):
+            raise
+        except Exception as exc:  # (its own start: a licence server down, a plugin's fault)
+            if http is not None:
+                http.close()
+            raise ConnectorStartError(
+                f"{system}: the connector did not start: {type(exc).__name__}: {exc}") from exc
         self._connectors[system] = instance
         return instance
 
@@ -166,7 +174,7 @@ class App:
                     self.connector(name)
                 except ConfigError as exc:
                     problems.extend(exc.problems)
-                except Exception:  # (a licence server down, a plugin's bug: its jobs fail on it again)
+                except ConnectorStartError:  # (its jobs fail on it again, each a problem of its own)
                     log.debug("connector %s did not start", name, exc_info=True)
         if problems:
             raise ConfigError(problems)

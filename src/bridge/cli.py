@@ -491,15 +491,7 @@ def cmd_discover(args: argparse.Namespace) -> int:
         app.close()
         return 2
     try:
-        try:
-            connector = app.connector(args.system)
-        except ConfigError:
-            raise
-        except Exception as exc:  # (a licence server down, a plugin's bug)
-            print(f"error: {args.system}: the connector did not start: {type(exc).__name__}: {exc}",
-                  file=sys.stderr)
-            return 1
-        report = discover(app.config, args.system, connector)
+        report = discover(app.config, args.system, app.connector(args.system))
     finally:
         app.close()
     if args.json:
@@ -635,11 +627,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StoreError as exc:  # FILE:LINE: bridge.database: why, as a config problem reads
         print(exc, file=sys.stderr)
         return 1
-    except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.DatabaseError) as exc:
+    except sqlalchemy.exc.DatabaseError as exc:
         # the database failed under a command (a disk error, a corrupt file, a server gone): the first line
-        # of what the driver said (no statement, no parameters, no password), not a traceback
-        lines = str(exc.orig).strip().splitlines() or [type(exc.orig).__name__]
-        print(f"error: bridge.database: the database failed: {lines[0].strip()}", file=sys.stderr)
+        # of what the driver said (no statement, no parameters), not a traceback
+        from bridge.store.store import driver_reason
+
+        print(f"error: bridge.database: the database failed: {driver_reason(exc)}", file=sys.stderr)
         logging.getLogger("bridge").debug("the database failed", exc_info=True)  # (-v: where)
         return 1
     except BridgeError as exc:

@@ -48,6 +48,11 @@ class EffectWrite(Write):
         """The key of the decision behind this write (see :func:`effect_key`)."""
         return self.key
 
+    @property
+    def is_event(self) -> bool:
+        """Always: an event-type side effect."""
+        return True
+
 
 def effect_key(system: str, kind: str, record_id: str, decision_key: str) -> str:
     """The outbox key of a decision's event write to ``system``: one per decision, system and record."""

@@ -8,6 +8,7 @@
      ├── FieldValueError             a value does not fit a typed field (with the reason)
      ├── IdentityError               a change matches several records: nothing is written
      ├── StoreError                  the store cannot be opened: the command stops
+     ├── ConnectorStartError         a connector failed to start: that system stops, the others run
      └── ConnectorError              raised by connectors, carries the system and record
           ├── ConnectorAuthError        stop that system, tell the operator
           ├── RetriableConnectorError   back off and try again (429, 5xx, timeouts)
@@ -20,6 +21,11 @@ from __future__ import annotations
 
 class BridgeError(Exception):
     """Base of every error bridge raises on purpose."""
+
+
+class ConnectorStartError(BridgeError):
+    """A connector's own start failed (a licence server down, a plugin's fault), not the config: a problem of
+    that system alone. The message names the system and the cause."""
 
 
 class ConfigError(BridgeError):

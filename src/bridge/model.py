@@ -185,6 +185,12 @@ class Write:
         body = json.dumps([self.system, self.kind, self.record_id, self.fields], sort_keys=True, default=str)
         return hashlib.sha256(body.encode()).hexdigest()[:32]
 
+    @property
+    def is_event(self) -> bool:
+        """Whether this write is an event to tell once (a follow-up, a note), not a value: a connector need
+        not repeat one whose key it has already delivered."""
+        return False
+
 
 @dataclass
 class Decision:

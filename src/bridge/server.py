@@ -27,7 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from bridge.errors import BridgeError, ConfigError, SkippableRecordError
+from bridge.errors import BridgeError, ConfigError, ConnectorStartError, SkippableRecordError
 from bridge.model import Change, format_time, utcnow
 from bridge.pipeline import Outcome, Pipeline
 from bridge.settings import NOT_AN_ENV_NAME, pasted_secret
@@ -172,8 +172,8 @@ class Server:
             return 404, {"error": f"no connector named {system!r} is configured"}
         try:
             connector = self.app.connector(system)
-        except Exception as exc:  # (a licence server down, a plugin's bug: the sender may retry later)
-            log.error("webhook %s: the connector did not start: %s: %s", system, type(exc).__name__, exc)
+        except ConnectorStartError as exc:  # (the sender may retry later)
+            log.error("webhook %s", exc)
             return 503, {"error": f"{system}: the connector did not start; see the bridge log"}
         try:
             changes = connector.parse_webhook(headers, body)

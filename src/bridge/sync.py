@@ -31,9 +31,9 @@ from typing import Any
 from bridge.connector import Connector, Cursor, PullPage, PushResult
 from bridge.effects import EFFECT_FIELDS, EffectWrite, attr_shadow, is_event
 from bridge.errors import (
-    ConfigError,
     ConnectorAuthError,
     ConnectorError,
+    ConnectorStartError,
     FatalConnectorError,
     IdentityError,
     SkippableRecordError,
@@ -216,17 +216,14 @@ class Syncer:
             self._pull(system, report, None)
 
     def _started(self, system: str, report: SyncReport, what: str) -> Connector | None:
-        """The connector of ``system``, or None when it fails to start for a cause of its own (a licence
-        server down, a plugin's bug): one problem of that system, the others go on. A problem of the config
-        (a secret not set) is raised: it stops the command."""
+        """The connector of ``system``, or None when it failed to start for a cause of its own: one problem of
+        that system, the others go on. A problem of the config (a secret not set) is raised: it stops the
+        command."""
         try:
             return self.connectors(system)
-        except ConfigError:
-            raise
-        except Exception as exc:
-            why = f"{type(exc).__name__}: {exc}"
-            report.problems.append(f"{what} {system}: the connector did not start: {why}")
-            log.error("%s %s: the connector did not start: %s", what, system, why)
+        except ConnectorStartError as exc:
+            report.problems.append(f"{what} {exc}")
+            log.error("%s %s", what, exc)
             log.debug("%s %s: the connector's start", what, system, exc_info=True)  # (-v: where it failed)
             return None
 

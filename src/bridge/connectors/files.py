@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from bridge.connector import Connector, ConnectorContext, Cursor, PullPage, PushResult
-from bridge.effects import EffectWrite
 from bridge.errors import FatalConnectorError
 from bridge.model import TICKET_STATUSES, Change, Write, parse_time, utcnow
 from bridge.plugins import Register, hookimpl
@@ -175,7 +174,7 @@ class FilesConnector(Connector):
                     "fields": w.fields,
                     "key": w.idempotency_key,
                 }
-                if isinstance(w, EffectWrite):
+                if w.is_event:
                     # a crash between this append and the outbox hearing of it pushes the write again (with
                     # its key) once its claim lapses: an event is told once, a value may be written twice
                     if w.idempotency_key in written or w.idempotency_key in fresh:

@@ -132,12 +132,14 @@ def location(url: sa.URL) -> str:
     return f"{url.get_backend_name()} at {host}" + (f":{url.port}" if url.port else "")
 
 
-def _reason(exc: BaseException, url: sa.URL) -> str:
-    """The driver's first line about a failed connection, any password in it masked."""
+def driver_reason(exc: BaseException, url: sa.URL | None = None) -> str:
+    """The first line of what the database driver said about ``exc`` (no statement, no parameters), the
+    password of ``url`` masked in it."""
     orig = getattr(exc, "orig", None) or exc
     lines = str(orig).strip().splitlines()
     text = lines[0].strip() if lines else type(orig).__name__
-    return text.replace(url.password, "***") if isinstance(url.password, str) and url.password else text
+    password = url.password if url is not None else None
+    return text.replace(password, "***") if isinstance(password, str) and password else text
 
 
 def alembic_config(conn: sa.Connection) -> Config:
@@ -210,13 +212,13 @@ class Store:
                     pass
             except (sa.exc.DBAPIError, OSError) as exc:
                 raise StoreError(
-                    f"cannot open the database ({location(store.url)}): {_reason(exc, store.url)}"
+                    f"cannot open the database ({location(store.url)}): {driver_reason(exc, store.url)}"
                 ) from None
             try:
                 store.migrate()
             except sa.exc.DBAPIError as exc:  # (a login that may not create the tables, a corrupt file)
                 raise StoreError(
-                    f"cannot set up the database ({location(store.url)}): {_reason(exc, store.url)}"
+                    f"cannot set up the database ({location(store.url)}): {driver_reason(exc, store.url)}"
                 ) from None
         except BaseException:
             store.close()
