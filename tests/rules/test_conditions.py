@@ -401,6 +401,14 @@ def test_to_and_from_on_a_list_mean_added_and_removed(
         ({"field": "account.due", "gt": datetime(2026, 11, 30, 23, 0)}, True),  # a date is its midnight
         ({"field": "account.due", "lt": date(2026, 12, 1)}, False),
         ({"field": "ticket.subject", "lt": date(2027, 1, 1)}, False),  # not a date: never compares
+        # ISO text in the config against a date or a time in the data: in / not_in read it as eq does
+        ({"field": "account.due", "eq": "2026-12-01"}, True),
+        ({"field": "account.due", "in": ["2026-12-01", "2027-01-01"]}, True),
+        ({"field": "account.due", "in": ["2026-12-02"]}, False),
+        ({"field": "account.due", "not_in": ["2026-12-01"]}, False),
+        ({"field": "account.due", "not_in": ["2026-12-02"]}, True),
+        ({"field": "ticket.created_at", "in": ["2026-11-02T09:00:00Z"]}, True),
+        ({"field": "ticket.created_at", "not_in": ["2026-11-02T09:00:00Z"]}, False),
         ({"field": "ticket.missing", "lt": date(2027, 1, 1)}, False),
     ],
 )

@@ -147,6 +147,61 @@ def test_a_rule_fires_at_most_once_per_event_even_in_a_loop() -> None:
     assert rec.attrs["priority"] == "high"
 
 
+def test_a_rule_fires_once_per_event_also_when_default_routing_assigns_in_that_event() -> None:
+    """The run after routing assigned the ticket is the same event: a rule that fired before it, stopped
+    holding and holds again on the assignee does not fire a second time (the daemon's outbox, keyed per event,
+    would send one notification where replay showed two)."""
+    desk = Desk(
+        config(
+            rule("watch", {"any": [{"field": "ticket.priority", "eq": "urgent"},
+                                   {"field": "ticket.assignee", "eq": "alice@x.example"}]},
+                 [{"notify": {"to": "#watch", "message": "look"}}], priority=1),
+            rule("calm-down", {"tag": "calm/yes"}, [{"set": {"priority": "high"}}], priority=2),
+            agents=[{"email": "alice@x.example", "capacity": 5}],
+            routing={"strategy": "round_robin"},
+        )
+    )
+    rec = ticket(priority="urgent", tags=("calm/yes",))
+    out = created(desk, rec)
+    assert brief(out) == [("notify", "watch", "#watch"), ("set_field", "calm-down", "high"),
+                          ("assign", "routing", "alice@x.example")]
+    # it holds (on the assignee) and fired in this event: at the next event it neither fires nor re-arms
+    assert brief(updated(desk, rec, T0 + timedelta(minutes=5), subject="more")) == []
+
+
+def test_a_rule_setting_the_assignee_in_other_letter_case_changes_nothing() -> None:
+    """Agent emails match without regard to case: the same agent written otherwise is no new assignment."""
+    desk = Desk(config(rule("vip-to-alice", {"tag": "vip/yes"}, [{"set": {"assignee": "Alice@X.example"}}]),
+                       agents=[{"email": "alice@x.example", "capacity": 5}]))
+    rec = ticket(assignee="alice@x.example")
+    assert brief(created(desk, rec)) == []
+    previous = path_values(rec)
+    rec.tags.append("vip/yes")
+    out = desk.on_ticket(rec, previous, {"type": "ticket.updated", "ticket_id": rec.id},
+                         T0 + timedelta(minutes=1))
+    assert brief(out) == []
+    assert rec.attrs["assignee"] == "alice@x.example"
+    assert desk.router.agent("alice@x.example").load == 1
+
+
+@pytest.mark.parametrize("added", ["Billing/Refund", "refunds/asked"])
+def test_a_tag_a_rule_adds_maps_as_the_pipeline_maps_it_in_the_same_event(added: str) -> None:
+    """``[[tags]]`` matches an added tag in any letter case and through its synonym, as it matches a ticket's
+    own tags: the field is set at once and a rule reading it fires in the same event."""
+    desk = Desk(config(
+        rule("refund-words", {"field": "ticket.text", "contains": "money back"}, [{"add_tags": [added]}],
+             priority=1),
+        rule("billing-is-urgent", {"field": "ticket.product_area", "eq": "Billing"},
+             [{"set": {"priority": "urgent"}}], priority=2),
+        taxonomy={"synonyms": {"billing/refund": ["refunds/asked"]}},
+    ))
+    rec = ticket(body="I want my money back")
+    out = created(desk, rec)
+    assert brief(out) == [("tag", "refund-words", added), ("set_field", f"tag:{added}", ["Billing"]),
+                          ("set_field", "billing-is-urgent", "urgent")]
+    assert rec.value("product_area") == ["Billing"]
+
+
 def test_actions_change_only_what_differs_and_say_so() -> None:
     desk = Desk(
         config(
@@ -380,6 +435,14 @@ def test_changed_reads_account_requester_text_and_escalations() -> None:
                 rule("c", {"field": "ticket.product_area", "eq": "API"}, [{"add_tags": ["x/z"]}]),
             ],
             # a removes billing/x, which b's x/* never sees: only b and c feed each other
+            ["b -> c -> b (b writes ticket.product_area read by c; c writes ticket.tags read by b)"],
+        ),
+        # the mapping matches an added tag as the pipeline does: in any letter case
+        (
+            [
+                rule("b", {"tag": "x/*"}, [{"add_tags": ["Billing/X"]}]),
+                rule("c", {"field": "ticket.product_area", "eq": "Billing"}, [{"add_tags": ["x/z"]}]),
+            ],
             ["b -> c -> b (b writes ticket.product_area read by c; c writes ticket.tags read by b)"],
         ),
         # a chain of tags with no way back is not a loop; tags that no glob of the reader matches feed nothing

@@ -355,6 +355,8 @@ def _make_test(path: str, op: str, expected: Any) -> Test:
         except TypeError:
             pool = items
         times = [e for e in items if isinstance(e, date)]
+        # a date or time in the data against ISO text in the config, as eq reads it
+        stamps = [e for e in items if type(e) is str]
         # a number and the same number sent as text are one value, as for eq
         numbers = frozenset(e for e in items if type(e) in (int, float))
         texts = frozenset(n for e in items if type(e) is str and (n := _numeric(e)) is not None)
@@ -362,6 +364,8 @@ def _make_test(path: str, op: str, expected: Any) -> Test:
         def member(v: Any) -> bool:
             if _member(v, pool) or (bool(times) and any(_equals(v, e) for e in times)):
                 return True
+            if stamps and isinstance(v, date):
+                return any(_equals(v, e) for e in stamps)
             if numbers and type(v) is str:
                 return _numeric(v) in numbers
             return bool(texts) and type(v) in (int, float) and v in texts

@@ -37,7 +37,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from fnmatch import fnmatchcase, translate
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,7 @@ from bridge.rules.escalation import VolumeWatch, low_confidence
 from bridge.rules.routing import ANY, Request, Router
 from bridge.rules.sla import TicketSla
 from bridge.settings import Config, RuleConfig, SlaConfig
+from bridge.taxonomy import TagMapper
 
 MAX_PASSES = 10
 _INSTANT = timedelta(microseconds=1)  # what is due strictly before an instant fires before it
@@ -149,10 +150,16 @@ def _setter(name: str, value: Any, types: Mapping[str, FieldType]) -> tuple[str,
     return name, typed, to_json(ft, typed), "field"
 
 
-def rule_writes(rule: RuleConfig, config: Config) -> set[str]:
-    """The PATHs a rule's actions can change."""
+def _mapped_paths(mapper: TagMapper, config: Config, tag: str) -> set[str]:
+    """The PATHs the ``[[tags]]`` mappings of ``tag`` set, matched as the pipeline matches a ticket's tags
+    (any letter case, normalised, through synonyms)."""
+    return {f"ticket.{k}" for i in mapper.mappings_for(tag) for k in config.tags[i].set}
+
+
+def rule_writes(rule: RuleConfig, config: Config, mapper: TagMapper | None = None) -> set[str]:
+    """The PATHs a rule's actions can change (``mapper``: the config's tag mapper, to build it once)."""
     out: set[str] = set()
-    mapped = [(re.compile(translate(m.match)).match, m.set) for m in config.tags]
+    mapper = mapper or TagMapper(config)
     for action in rule.then:
         for verb, arg in action.items():
             if verb == "set" and isinstance(arg, Mapping):
@@ -163,9 +170,7 @@ def rule_writes(rule: RuleConfig, config: Config) -> set[str]:
                     # a tag mapping applies to an added tag only; a value of another shape (bridge check
                     # reports it) maps nothing
                     for tag in _tags_written(rule, only=action):
-                        for match, sets in mapped:
-                            if match(tag):
-                                out.update(f"ticket.{k}" for k in sets)
+                        out |= _mapped_paths(mapper, config, tag)
             elif verb == "assign":
                 out.add("ticket.assignee")
             elif verb == "escalate":
@@ -178,12 +183,14 @@ def compile_rules(config: Config) -> list[CompiledRule]:
     # a rule sets fields of the ticket only (bridge check rejects a set of an account or contact field)
     types = {n: t for n, t in config.field_types().items() if config.fields[n].kind == "ticket"}
     rules = []
+    mapper = TagMapper(config)
     for i, rule in enumerate(config.rules):
         if not rule.enabled:
             continue
         rules.append(CompiledRule(
             rule.name, rule.set, rule.priority, compile_condition(rule.when, ("rules", i, "when")),
-            _actions(rule, types), frozenset(paths_read(rule.when)), frozenset(rule_writes(rule, config)),
+            _actions(rule, types), frozenset(paths_read(rule.when)),
+            frozenset(rule_writes(rule, config, mapper)),
             uses_event(rule.when), list(rule.then), dict(rule.when),
         ))
     rules.sort(key=lambda r: (SET_ORDER.get(r.set, 9), r.priority, r.name))
@@ -204,7 +211,8 @@ def rule_cycles(config: Config) -> list[str]:
     rules = [r for r in config.rules if r.enabled]
     types = config.field_types()
     reads = [paths_read(r.when) for r in rules]
-    writes = [rule_writes(r, config) for r in rules]
+    mapper = TagMapper(config)
+    writes = [rule_writes(r, config, mapper) for r in rules]
     added = [_tags_written(r) for r in rules]
     removed = [_tags_written(r, "remove_tags") for r in rules]
     every_tag = [_reads_tags_by_field(r.when) for r in rules]
@@ -235,8 +243,7 @@ def rule_cycles(config: Config) -> list[str]:
     sets = [set_values(r) for r in rules]
     leaves = [_signed_leaves(r.when) for r in rules]
     # the paths a rule writes through a [[tags]] mapping (of a tag it adds), whatever it also sets
-    mapped = [{f"ticket.{k}" for m in config.tags if any(fnmatchcase(t, m.match) for t in added[i])
-               for k in m.set} for i in range(len(rules))]
+    mapped = [{p for t in added[i] for p in _mapped_paths(mapper, config, t)} for i in range(len(rules))]
 
     def feeds_path(i: int, j: int, path: str) -> bool:
         if path == "ticket.tags":
@@ -644,6 +651,9 @@ class Desk:
         self._assignee_read = "ticket.assignee" in self._slot_of
         self._routed: list[_Ticket] = []
         self._event: tuple[_Ticket, Context] | None = None
+        # the rules that fired in the event's own ticket so far: a second run of it in the same event (after
+        # routing assigned it) does not fire them again, as a rule fires at most once per event
+        self._event_fired = 0
         self._settling = False
         self._guards = GuardIndex([r.when for r in self.rules])
         self._guards.bind(self._slot_of)
@@ -658,11 +668,10 @@ class Desk:
         # values from before the event, and callers may pass {} otherwise
         self.reads_previous = any(r.uses_event for r in self.rules) or any(
             uses_event(p.when) for p in config.sla)
-        owned = {n for n, f in config.fields.items() if f.owner == BRIDGE}
-        self._tag_maps = [
-            (re.compile(translate(m.match)).match, [(n, v) for n, v in m.set.items() if n in owned])
-            for m in config.tags
-        ]
+        # a tag a rule adds maps as the pipeline maps a ticket's tags (any letter case, synonyms), to the
+        # fields the bridge owns
+        self._owned = frozenset(n for n, f in config.fields.items() if f.owner == BRIDGE)
+        self._tag_mapper = TagMapper(config)
         self.router = Router(config, self._calendars)
         # the final state's deadlines: the acknowledgement's too when a policy gives it a budget
         self._due_keys = ("first_response_due", "next_response_due", "resolution_due") + (
@@ -737,6 +746,7 @@ class Desk:
             # rules and the SLA policies alike
             ctx.previous = path_values(ticket)
         self._event = (st, ctx)  # (a drain in this event runs this ticket's rules as a second pass of it)
+        self._event_fired = 0
         watched = ticket.id in self.watch if self.watch else False
         if watched:
             self._fired_now = {}
@@ -952,7 +962,7 @@ class Desk:
         rules = self.rules
         slot_of = self._slot_of
         slot_masks = self._slot_masks
-        fired = 0
+        fired = self._event_fired if again else 0
         touched = 0
         last_eval: dict[int, int] = {}
         last_change: dict[int, int] = {}
@@ -980,6 +990,8 @@ class Desk:
                 if holding & low:
                     continue  # it held before this event already: a rule fires when it starts to hold
                 holding |= low
+                if fired & low:
+                    continue  # it fired earlier in this event, stopped holding, holds again: once per event
                 fired |= low
                 if causes is None:
                     applied = self._apply(rules[i], st, at, out)
@@ -1025,6 +1037,8 @@ class Desk:
             cur = tuple(values)
         st.snap = cur
         st.holding = holding
+        if self._event is not None and self._event[0] is st:
+            self._event_fired = fired
 
     def _traced_apply(self, i: int, st: _Ticket, ctx: Context, at: datetime, out: list[Decision],
                       causes: dict[int, tuple[str, str]]) -> set[str]:
@@ -1058,7 +1072,7 @@ class Desk:
                             continue
                         rec.fields[key] = FieldValue(value, BRIDGE, at)
                     elif kind == "assignee":
-                        if rec.attrs.get("assignee") == value:
+                        if _same_person(rec.attrs.get("assignee"), value):
                             continue
                         self._assign(st, value, name, at, out)
                         changed.add("ticket.assignee")
@@ -1103,22 +1117,21 @@ class Desk:
 
     def _map_tag(self, rec: Record, tag: str, at: datetime, out: list[Decision]) -> set[str]:
         changed: set[str] = set()
-        for match, sets in self._tag_maps:
-            if not sets or match(tag) is None:
+        for _tag, name, value in self._tag_mapper.apply((tag,)):
+            if name not in self._owned:
                 continue
-            for name, value in sets:
-                ft = self._types[name]
-                old = rec.value(name)
-                try:
-                    new = merge(ft, old, value)
-                except FieldValueError:
-                    continue
-                if new == old:
-                    continue
-                rec.fields[name] = FieldValue(new, BRIDGE, at)
-                changed.add(f"ticket.{name}")
-                self._decide(out, at, rec.id, "set_field", f"tag:{tag}",
-                             {"field": name, "value": to_json(ft, new), "tag": tag}, name)
+            ft = self._types[name]
+            old = rec.value(name)
+            try:
+                new = merge(ft, old, value)
+            except FieldValueError:
+                continue
+            if new == old:
+                continue
+            rec.fields[name] = FieldValue(new, BRIDGE, at)
+            changed.add(f"ticket.{name}")
+            self._decide(out, at, rec.id, "set_field", f"tag:{tag}",
+                         {"field": name, "value": to_json(ft, new), "tag": tag}, name)
         return changed
 
     # ---------------------------------------------------------------- routing
