@@ -355,3 +355,49 @@ def test_a_rule_tag_glob_in_capitals_is_a_warning(tmp_path: Path) -> None:
         (3, "rules.0.when.any.0.tag", "warning: tag globs in rules compare letter case as written: "
                                       "'Billing/*' never matches 'billing/*' (write it as the tags are "
                                       "written)")]
+
+
+# ---------------------------------------------------------------- account options and the queue's tiers
+
+ACCOUNT_OPTIONS = """\
+[fields.tier]
+type = "select"
+kind = "account"
+options = ["enterprise", "growth", "starter"]
+
+[routing]
+tier_order = ["Enterprise", "growth", "vip"]
+
+[[rules]]
+name = "tiers"
+when = { any = [
+  { field = "account.tier", eq = "Enterprise" },
+  { field = "account.tier", in = ["growth", "enterprize"] },
+  { field = "account.tier", eq = "starter" },
+] }
+then = [{ add_tags = "x/y" }]
+"""
+
+
+def test_an_account_option_a_path_never_holds_is_an_error_in_conditions_and_in_tier_order(
+    tmp_path: Path,
+) -> None:
+    """The ticket's account holds its declared options as declared (the pipeline coerces the ticket's own
+    account as a sync coerces the CRM's): a condition or the queue's tier order that writes one otherwise
+    never matches, which bridge check says rather than replay staying silent."""
+    problems = {key: msg for _line, key, msg in located(check(tmp_path, ACCOUNT_OPTIONS).errors)}
+    assert problems == {
+        "rules.0.when.any.0.eq": (
+            "'Enterprise' never matches: an account holds the option 'enterprise' as declared, and a "
+            "condition compares as written (write 'enterprise')"
+        ),
+        "rules.0.when.any.1.in.1": (
+            "'enterprize' is not an option of this select (did you mean 'enterprise'?); options: enterprise, "
+            "growth, starter"
+        ),
+        "routing.tier_order.0": (
+            "'Enterprise' never matches: an account holds the option 'enterprise' as declared, and the queue "
+            "compares as written (write 'enterprise')"
+        ),
+        "routing.tier_order.2": "'vip' is not an option of this select; options: enterprise, growth, starter",
+    }

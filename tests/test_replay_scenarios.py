@@ -407,6 +407,16 @@ def test_a_low_confidence_classification_goes_to_review() -> None:
     assert "billing/refund" not in finals["T-1"]["tags"] and "billing/refund" in finals["T-2"]["tags"]
 
 
+def test_a_review_names_what_the_classifier_doubted_also_when_the_event_gave_its_own_tags() -> None:
+    config = {"classify": {"min_confidence": 0.8,
+                           "keywords": {"billing/refund": ["refund"], "access/sso": ["sso"]}}}
+    lines = [created("T-1", at(2, "09:00"), subject="refund", body="and sso", tags=["how-to/misc"])]
+    decisions, finals = run(config, lines)
+    [review] = [d for d in decisions if d["decision"] == "review"]
+    assert (review["confidence"], review["proposed"]) == (0.7, ["billing/refund", "access/sso"])
+    assert finals["T-1"]["tags"] == ["how-to/misc"]  # the event's tags are taken as given
+
+
 # ---------------------------------------------------------------- SLA
 
 

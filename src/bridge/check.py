@@ -144,6 +144,7 @@ def check_config(loaded: LoadedConfig, host: PluginHost | None) -> Report:
     _check_calendars(loaded, err)
     _check_slas(cfg, err, warn)
     _check_rules(cfg, unjudged, err, warn)
+    _check_tier_order(cfg, unjudged, err)
 
     if cfg.topics.tracker and cfg.topics.tracker not in systems:
         err(("topics", "tracker"), f"tracker {cfg.topics.tracker!r} is not a configured connector")
@@ -610,15 +611,17 @@ def _value_problems(
         return _priority_problems(leaf, path)
     if field == "ticket.status":
         return [(key, msg) for key, value in _compared(leaf, path, False) if (msg := _status_problem(value))]
-    name = field.removeprefix("ticket.") if isinstance(field, str) and field.startswith("ticket.") else ""
-    ft = types.get(name)
-    # (a built-in attribute of the same name is read when the field is blank: its values are not the options)
-    if ft is None or ft.type not in ("select", "multi_select") or name in TICKET_ATTRS:
+    root, _, name = field.partition(".") if isinstance(field, str) else ("", "", "")
+    ft = types.get(name) if root in ("ticket", "account") else None
+    # (a built-in ticket attribute of the same name is read when the field is blank: its values are not the
+    # options; an account's values are coerced to the options, the ticket's own account as the CRM's)
+    if ft is None or ft.type not in ("select", "multi_select") or (root == "ticket" and name in TICKET_ATTRS):
         return []
-    if cfg.fields[name].kind != "ticket":
+    if cfg.fields[name].kind != root:
         return []
     multi = ft.type == "multi_select"
-    out = [(key, msg) for key, value in _compared(leaf, path, multi) if (msg := _option_problem(ft, value))]
+    out = [(key, msg) for key, value in _compared(leaf, path, multi)
+           if (msg := _option_problem(ft, value, f"an {root}" if root == "account" else "a ticket"))]
     if multi and isinstance(leaf.get("contains"), str):
         # contains on a list: an item equals the value in any letter case (aliases are not read)
         value = leaf["contains"]
@@ -655,16 +658,18 @@ def _status_problem(value: Any) -> str | None:
     return f"unknown status {value!r}; expected one of {', '.join(TICKET_STATUSES)}{hint}"
 
 
-def _option_problem(ft: FieldType, value: Any) -> str | None:
+def _option_problem(
+    ft: FieldType, value: Any, holder: str = "a ticket", compares: str = "a condition compares"
+) -> str | None:
     """Why a select field never holds ``value`` (None when it may): the field holds its options as declared,
-    which a condition compares as written."""
+    which a condition compares as written (``holder``: a ticket, an account)."""
     if not isinstance(value, str) or not value.strip() or value in ft.options:
         return None  # (a blank is the field left empty; other types are judged as the runtime compares them)
     found = ft.option(value)  # in another letter case, or an alias: what a system's value would become
     if found is not None:
         return (
-            f"{value!r} never matches: a ticket holds the option {found!r} as declared, and a condition "
-            f"compares as written (write {found!r})"
+            f"{value!r} never matches: {holder} holds the option {found!r} as declared, and {compares} "
+            f"as written (write {found!r})"
         )
     close = difflib.get_close_matches(" ".join(value.split()).casefold(), list(ft.lookup()), n=1, cutoff=0.6)
     hint = f" (did you mean {ft.lookup()[close[0]]!r}?)" if close else ""
@@ -903,6 +908,20 @@ def _check_rules(cfg: Config, unjudged: set[str], err: Emit, warn: Emit) -> None
     globbed = [r.model_copy(update={"when": _tag_leaves_as_globs(r.when)}) for r in cfg.rules]
     for cycle in rule_cycles(cfg.model_copy(update={"rules": globbed})):
         warn(_cycle_key(cfg, cycle), f"rule cycle: {cycle}")
+
+
+def _check_tier_order(cfg: Config, unjudged: set[str], err: Emit) -> None:
+    """``[routing] tier_order`` against the options of a declared account ``tier`` select: a tier that is no
+    option never ranks a ticket, whose account holds the options as declared."""
+    declared = cfg.fields.get("tier")
+    if declared is None or declared.kind != "account" or "tier" in unjudged:
+        return
+    ft = cfg.field_types().get("tier")
+    if ft is None or ft.type != "select":
+        return
+    for i, value in enumerate(cfg.routing.tier_order):
+        if msg := _option_problem(ft, value, "an account", "the queue compares"):
+            err(("routing", "tier_order", i), msg)
 
 
 def _literal_glob(tag: str) -> str:

@@ -845,14 +845,15 @@ class Pipeline:
             proposals.extend(self.host.classify(record, change))
         if proposals:
             record.attrs["confidence"] = min(c for _t, c in proposals)
-        if change.tags is not None and change.system == self.authority:
-            proposals = []  # tags the authority's event gives (even none) are taken as given (replay.md)
-        # what the classifier was not sure enough of is not applied: the review it goes to names it
+        # what the classifier was not sure enough of is not applied: the review it goes to names it (also when
+        # the event gave its own tags, which is no reason to hide from the reviewer what the doubt was about)
         unsure = [tag for tag, conf in proposals if conf < cfg.min_confidence and tag not in record.tags]
         if unsure:
             record.attrs[PROPOSED] = unsure
         elif proposals:
             record.attrs.pop(PROPOSED, None)
+        if change.tags is not None and change.system == self.authority:
+            proposals = []  # tags the authority's event gives (even none) are taken as given (replay.md)
         for tag, conf in proposals:
             if conf >= cfg.min_confidence and tag not in record.tags:
                 record.tags.append(tag)
