@@ -529,3 +529,26 @@ def test_a_phrase_rule_wrapped_over_two_lines_fires_through_the_desk() -> None:
     ticket = make_ticket(subject="Urgent", body="The export bug is blocking our\nlaunch next week")
     out = desk.on_ticket(ticket, {}, {"type": "ticket.created"}, T0)
     assert [(d.decision, d.rule) for d in out] == [("escalate", "launch")]
+
+
+POP_UP = ("Pop-up blocking", "Our launch page")
+
+
+@pytest.mark.parametrize(
+    ("leaf", "subject", "body", "expected"),
+    [
+        # subject and body are two texts: a phrase found only across them is in neither
+        ({"field": "ticket.text", "contains": "blocking our launch"}, *POP_UP, False),
+        ({"field": "ticket.text", "matches": "(?i)blocking our launch"}, *POP_UP, False),
+        ({"field": "ticket.text", "matches": "(?i)blocking.our"}, *POP_UP, False),
+        # within one text a phrase wrapped over lines is still the phrase
+        ({"field": "ticket.text", "contains": "blocking our launch"}, "Help", "This is blocking\nour  launch",
+         True),
+        ({"field": "ticket.text", "contains": "blocking our launch"}, "Blocking our launch!", "", True),
+        ({"field": "ticket.text", "contains": "launch"}, *POP_UP, True),
+    ],
+)
+def test_a_phrase_does_not_span_the_subject_and_the_body(
+    leaf: dict[str, Any], subject: str, body: str, expected: bool
+) -> None:
+    assert holds(leaf, make_ticket(subject=subject, body=body)) is expected

@@ -70,18 +70,22 @@ class Context:
         self._folded: str | None = None
         self._squashed: str | None = None
 
+    def _parts(self) -> list[str]:
+        a = self.attrs
+        message = a.get(CUSTOMER_MESSAGE, _UNSET)
+        if message is _UNSET:
+            # no customer message kept apart (none yet, or a record stored before it was kept): the newest
+            # message is the customer's when the customer wrote it
+            message = a.get("message") if by_customer(a) else None
+        return [str(p) for p in (a.get("subject"), a.get("body"), message) if p]
+
     @property
     def text(self) -> str:
         """Subject, body and the newest customer message (a phrase may arrive in a follow-up), whatever
-        agents wrote since."""
+        agents wrote since, each on a line of its own: a regex's ``.`` or space does not run from one into the
+        next (a subject "Pop-up blocking" and a body "Our launch page..." hold no "blocking our launch")."""
         if self._text is None:
-            a = self.attrs
-            message = a.get(CUSTOMER_MESSAGE, _UNSET)
-            if message is _UNSET:
-                # no customer message kept apart (none yet, or a record stored before it was kept): the newest
-                # message is the customer's when the customer wrote it
-                message = a.get("message") if by_customer(a) else None
-            self._text = " ".join(str(p) for p in (a.get("subject"), a.get("body"), message) if p).strip()
+            self._text = "\n".join(self._parts()).strip()
         return self._text
 
     @property
@@ -93,11 +97,13 @@ class Context:
 
     @property
     def squashed_text(self) -> str:
-        """:attr:`folded_text` with each run of white space as one space (what ``contains`` searches: a
-        phrase a mail wrapped over two lines, or wrote with a non-breaking space, is the same phrase)."""
+        """Each part of :attr:`text` folded with each run of white space as one space (what ``contains``
+        searches: a phrase a mail wrapped over two lines, or wrote with a non-breaking space, is the same
+        phrase), the parts apart on lines of their own, which no phrase spans."""
         if self._squashed is None:
-            self._squashed = phrase(self._folded or self.folded_text)
+            self._squashed = "\n".join(phrase(p) for p in self._parts()).strip()
         return self._squashed
+
 
     def value(self, path: str) -> Any:
         """The current value at ``path`` (None when blank or unknown)."""
