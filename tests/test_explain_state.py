@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bridge.app import App
@@ -111,3 +111,46 @@ def test_the_sla_deadlines_are_those_of_the_policy_the_crm_account_chooses(tmp_p
     assert data is not None
     assert data["sla"] == {"first_response_due": "2026-11-02T10:00:00Z", "next_response_due": None,
                            "resolution_due": "2026-11-03T09:00:00Z"}
+
+
+def test_the_policies_as_the_ticket_is_now_read_the_account_the_deadlines_do(tmp_path: Path) -> None:
+    """A CRM downgrade after the ticket's last change: the deadlines (a rebuild, the CRM's account as stored
+    now) and the policy explain marks as applying are one policy, not one each; a closed ticket's deadlines
+    are null, as in replay's final state."""
+    from bridge.pipeline import Pipeline
+    from bridge.scheduler import start_rules
+
+    cfg = Config(
+        connectors={"desk": {"plugin": "files", "path": "in", "kinds": ["ticket"]},
+                    "crm": {"plugin": "files", "path": "c", "kinds": ["account"]}},
+        sla=[{"name": "enterprise", "when": {"field": "account.tier", "eq": "enterprise"},
+              "first_response": "1h"},
+             {"name": "standard", "first_response": "8h"}],
+    )
+    app = App(LoadedConfig(cfg, tmp_path / "bridge.toml", {}), database=f"sqlite:///{tmp_path / 'b.db'}")
+    at = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+    later = at + timedelta(minutes=10)
+    try:
+        start_rules(app, now=at)
+        pipeline = Pipeline(app.config, app.host, run="live")
+        for change, when in (
+            (Change("crm", "account", "A-1", at, attrs={"name": "Acme", "domain": "acme.example",
+                                                         "tier": "enterprise"}), at),
+            (Change("desk", "ticket", "T-1", at, attrs={"status": "open", "subject": "help",
+                                                        "requester": {"email": "ana@acme.example"}}), at),
+            (Change("desk", "ticket", "T-2", at, attrs={"status": "open", "subject": "help",
+                                                        "requester": {"email": "bo@acme.example"}}), at),
+            (Change("crm", "account", "A-1", later, attrs={"tier": "starter"}), later),
+            (Change("desk", "ticket", "T-2", later, attrs={"status": "closed"}), later),
+        ):
+            with app.store.session() as tx:
+                pipeline.process(tx, change, when)
+        data = explain_record(app, "desk:T-1")
+        closed = explain_record(app, "desk:T-2")
+    finally:
+        app.close()
+    assert data is not None and closed is not None
+    assert data["sla"]["first_response_due"] == "2026-11-02T17:00:00Z"  # standard: 8h
+    applying = [e["rule"] for e in data["rules"] if e["set"] == "sla" and e.get("chosen")]
+    assert applying == ["standard"]
+    assert closed["sla"] == {"first_response_due": None, "next_response_due": None, "resolution_due": None}

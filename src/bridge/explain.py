@@ -67,11 +67,23 @@ def explain_record(app: App, ident: str) -> dict[str, Any] | None:
                 "history": [h for h in history if h.get("field") == name],
             }
         )
+    sla: dict[str, Any] = {}
+    seen = record
+    if ticket and cfg.sla:
+        sla, replayed = _sla_due(app, record, changes, accounts)
+        if replayed is not None:
+            # the rules and policies "as the ticket is now" read the account the deadlines were computed with
+            # (the CRM's as the store holds it now), not the one attached at the ticket's last change
+            attrs = {k: v for k, v in record.attrs.items() if k != "account"}
+            if replayed.attrs.get("account") is not None:
+                attrs["account"] = replayed.attrs["account"]
+            seen = Record(record.id, record.kind, links=dict(record.links), tags=list(record.tags),
+                          attrs=attrs, fields=dict(record.fields))
     rules: list[dict[str, Any]] = []
     if record.kind == "ticket" and (cfg.rules or cfg.sla):
         from bridge.rules.engine import Desk
 
-        rules = _with_firings(Desk(cfg, base_dir=app.base_dir).explain(record), history)
+        rules = _with_firings(Desk(cfg, base_dir=app.base_dir).explain(seen), history)
     return {
         "record": record.id,
         "kind": record.kind,
@@ -79,7 +91,7 @@ def explain_record(app: App, ident: str) -> dict[str, Any] | None:
         "tags": record.tags,
         "attrs": {k: v for k, v in record.attrs.items() if not isinstance(v, dict | list)},
         "state": {k: record.attrs.get(k) for k in STATE} if record.kind == "ticket" else {},
-        "sla": _sla_due(app, record, changes, accounts) if record.kind == "ticket" and cfg.sla else {},
+        "sla": sla,
         "fields": fields,
         "rules": rules,
         "routing": _routings(history),
@@ -134,10 +146,11 @@ def _with_firings(entries: list[dict[str, Any]], history: list[dict[str, Any]]) 
 
 def _sla_due(
     app: App, record: Record, changes: list[LoggedChange], accounts: list[tuple[Record, dict[str, str]]]
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], Record | None]:
     """The ticket's SLA deadlines: its stored changes run through a private Desk (no other ticket matters),
     each at the time the daemon's rules took it, with the CRM ``accounts`` (and their identity keys) the
-    daemon's rebuild reads."""
+    daemon's rebuild reads; and the ticket so replayed (None when it was not: closed, with every deadline
+    null as in replay's final state), whose account is the one the deadlines were computed with."""
     from bridge.rules.live import Item, Known, LiveRules, Stored
 
     live = LiveRules(app.config, app.base_dir)
@@ -146,7 +159,9 @@ def _sla_due(
     items += [Stored(record.id, dict(record.links), c.change, c.desk_at, c.id) for c in changes]
     live.rebuild(items, None)
     replayed = live.records.get(record.id)
-    return live.desk.final(replayed)["sla"] if replayed is not None else {}
+    if replayed is None:
+        return live.desk.final(record)["sla"], None
+    return live.desk.final(replayed)["sla"], replayed
 
 
 def _when(value: Any) -> str:
