@@ -773,3 +773,28 @@ def test_a_ticket_id_never_changes() -> None:
     rec = ticket()
     assert created(desk, rec) == []
     assert updated(desk, rec, T0 + timedelta(minutes=1), priority="high") == []
+
+
+def test_against_shows_a_policy_that_differs_in_pauses_or_escalations_and_once_one_that_only_moved() -> None:
+    """--against's explanation: pause_on and the escalation levels are part of a policy's block (a change of
+    either moved the decisions with nothing shown differing), and a policy or rule that only changed its
+    place in the file reads alike and is shown once."""
+    from bridge.rules.explain import format_explain_diff
+
+    ent = {"name": "ent", "when": {"field": "account.tier", "eq": "growth"}, "first_response": "30m"}
+    urgent = {"name": "urgent", "when": {"field": "ticket.priority", "eq": "urgent"}, "first_response": "10m"}
+    rec = ticket()
+
+    def entries(*sla: dict[str, Any]) -> list[dict[str, Any]]:
+        return Desk(config(sla=list(sla))).explain(rec)
+
+    diff = format_explain_diff(entries({**ent, "pause_on": []}), entries(ent)).splitlines()
+    assert "-     first response 30m; wall clock; pauses on nothing" in diff
+    assert "+     first response 30m; wall clock; pauses on pending, on_hold" in diff
+    t1 = {**ent, "escalate": [{"after": "10m", "to": "leads"}]}
+    t2 = {**ent, "escalate": [{"after": "20m", "to": "leads"}]}
+    diff = format_explain_diff(entries(t1), entries(t2)).splitlines()
+    head = "     first response 30m; wall clock; pauses on pending, on_hold; escalates after"
+    assert f"-{head} 10m to leads" in diff and f"+{head} 20m to leads" in diff
+    moved = format_explain_diff(entries(ent, urgent), entries(urgent, ent))
+    assert moved and not any(line.startswith(("-", "+")) for line in moved.splitlines())

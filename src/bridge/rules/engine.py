@@ -917,6 +917,8 @@ class Desk:
         for entry, (p, _cond, _cal) in zip(policies, self._policies, strict=True):
             entry["budgets"] = {k: v for k in _BUDGETS if (v := getattr(p, k))}
             entry["calendar"] = p.calendar
+            entry["pause_on"] = list(p.pause_on)
+            entry["escalate"] = [{"after": lvl.after, "to": lvl.to} for lvl in p.escalate]
         return policies
 
     def forget(self, ticket_id: str) -> None:

@@ -298,9 +298,15 @@ def _entry_lines(e: dict[str, Any]) -> list[str]:
             " — holds; no decision of it is recorded (nothing to change, or nobody free, when it fired; or "
             "it has not run since what it reads changed)" if e["matched"] else " — did not fire")
     lines = [f"{mark} {e['rule']} [{e['set']}]{extra}"]
-    if e.get("budgets"):
-        budgets = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in e["budgets"].items())
-        lines.append(f"    {budgets}; {'calendar ' + e['calendar'] if e.get('calendar') else 'wall clock'}")
+    if e.get("budgets") or e["set"] == "sla":
+        budgets = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in (e.get("budgets") or {}).items())
+        clock = f"calendar {e['calendar']}" if e.get("calendar") else "wall clock"
+        line = f"    {budgets or 'no budget'}; {clock}"
+        if "pause_on" in e:
+            line += f"; pauses on {', '.join(e['pause_on']) or 'nothing'}"
+        if e.get("escalate"):
+            line += "; escalates " + ", ".join(f"after {x['after']} to {x['to']}" for x in e["escalate"])
+        lines.append(line)
     firings = e.get("firings") or []
     for f in firings:
         lines += _firing_lines(f, "    ")
@@ -339,7 +345,8 @@ def format_explain_diff(old: Sequence[dict[str, Any]], new: Sequence[dict[str, A
     lines: list[str] = []
     for e in new:
         before = olds.get((e["set"] == "sla", e["rule"]))
-        if before == e:
+        if before is not None and (before == e or _entry_lines(before) == _entry_lines(e)):
+            # (reads alike: a rule or policy that only moved in the file has other places, the same text)
             lines += [f"  {line}" for line in _entry_lines(e)]
             continue
         if before is not None:
