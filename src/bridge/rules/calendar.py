@@ -664,6 +664,7 @@ class BusinessCalendar:
         self._yearly = tuple(yearly)
         self._always = False
         self._days: dict[date, tuple[tuple[datetime, datetime], ...]] = {}
+        self._raws: dict[date, list[tuple[datetime, datetime]]] = {}  # (_raw's, read by _day and the next)
         self._weeks: dict[date, timedelta] = {}
         self._holiday_years: dict[int, frozenset[date]] = {}
         if not any(e > s for periods in self._week for s, e in periods):
@@ -768,21 +769,43 @@ class BusinessCalendar:
                     out.update(d for d in rule.local_days(occurrence, self.timezone) if d.year == year)
         return frozenset(out)
 
+    def _raw(self, day: date) -> list[tuple[datetime, datetime]]:
+        """A local date's periods as UTC intervals, in real-time order, overlaps merged: a period that
+        starts in a spring gap is read after the switch, so it may start later than a period after it, and
+        around a fall-back two periods may overlap in real time."""
+        found = self._raws.get(day)
+        if found is not None:
+            return found
+        if self.is_holiday(day):
+            self._raws[day] = []
+            return []
+        tz = self.timezone
+        out: list[tuple[datetime, datetime]] = []
+        for s, e in sorted((_local(day, start, tz), _local(day, end, tz)) for start, end in self._week[
+                day.weekday()]):
+            if e <= s:
+                continue
+            if out and s < out[-1][1]:
+                if e > out[-1][1]:
+                    out[-1] = (out[-1][0], e)
+                continue
+            out.append((s, e))
+        self._raws[day] = out
+        return out
+
     def _day(self, day: date) -> tuple[tuple[datetime, datetime], ...]:
+        """A local date's open intervals (UTC, ordered), none before what the day before reaches: a period
+        that ends in a spring gap ending at midnight runs on past it (America/Nuuk), so every query also
+        looks at the dates on either side of its own (a fall-back across midnight dates an instant of a
+        date's hours the day before: America/St_Johns until 2011)."""
         found = self._days.get(day)
         if found is not None:
             return found
-        out: list[tuple[datetime, datetime]] = []
-        if not self.is_holiday(day):
-            tz = self.timezone
-            for start, end in self._week[day.weekday()]:
-                s = _local(day, start, tz)
-                e = _local(day, end, tz)
-                if out and s < out[-1][1]:
-                    # only around a fall-back switch can two local periods overlap in real time
-                    s = out[-1][1]
-                if e > s:
-                    out.append((s, e))
+        out = self._raw(day)
+        before = self._raw(day - _DAY)
+        if before and out and out[0][0] < before[-1][1]:
+            floor = before[-1][1]
+            out = [(max(s, floor), e) for s, e in out if e > floor]
         result = tuple(out)
         self._days[day] = result
         return result
@@ -797,6 +820,14 @@ class BusinessCalendar:
             self._weeks[monday] = found
         return found
 
+    def _week_reach(self, monday: date) -> datetime | None:
+        """Where the open hours of the week from ``monday`` end (None: it has none)."""
+        for n in range(6, -1, -1):
+            intervals = self._day(monday + timedelta(days=n))
+            if intervals:
+                return intervals[-1][1]
+        return None
+
     def _local_date(self, t: datetime) -> date:
         return t.astimezone(self.timezone).date()
 
@@ -807,14 +838,15 @@ class BusinessCalendar:
         t = _utc(t)
         if self._always:
             return True
-        return any(s <= t < e for s, e in self._day(self._local_date(t)))
+        day = self._local_date(t)
+        return any(s <= t < e for d in (day, day - _DAY, day + _DAY) for s, e in self._day(d))
 
     def next_open(self, t: datetime) -> datetime:
         """``t`` itself when open, else the next opening instant (UTC)."""
         t = _utc(t)
         if self._always:
             return t
-        day = self._local_date(t)
+        day = self._local_date(t) - _DAY  # (the day before's hours may reach past midnight)
         for _ in range(_HORIZON_DAYS):
             for s, e in self._day(day):
                 if e > t:
@@ -837,9 +869,18 @@ class BusinessCalendar:
         remaining = delta
         first = day = start.astimezone(self.timezone).date()
         cached = self._days.get  # _day's cache read inline: the walk visits a day per loop
+        before = cached(first - _DAY)
+        if before is None:
+            before = self._day(first - _DAY)
+        if before and before[-1][1] > start:
+            day = first - _DAY  # the day before's hours reach past midnight, and past ``start``
         idle = 0
+        after = False  # whether the walk is past ``start``'s own dates (a Monday's local midnight after it)
         while True:
-            if day.weekday() == 0 and day != first and idle < _HORIZON_DAYS:
+            if day.weekday() == 0 and day > first and idle < _HORIZON_DAYS and (
+                    after or (after := day > first + _DAY or _local(day, 0, self.timezone) >= start)):
+                # (a week whose local midnight is not before ``start``: all of it is after, whatever a switch
+                # did to dates)
                 # whole weeks at a time; the target lies inside the first week that is not smaller than it
                 week = self._week_total(day)
                 if remaining > week:
@@ -878,13 +919,30 @@ class BusinessCalendar:
         total = ZERO
         tz = self.timezone
         first, last = start.astimezone(tz).date(), end.astimezone(tz).date()
+        # the dates on either side too, where their hours reach in: hours may run past a midnight (a period
+        # ending in a gap at midnight), and a fall-back across midnight dates an instant a day early
         cached = self._days.get
         day = first
-        while day <= last:
-            if day > first and day.weekday() == 0 and day + _WEEK <= last:
-                total += self._week_total(day)
-                day += _WEEK
-                continue
+        before = cached(first - _DAY)
+        if before is None:
+            before = self._day(first - _DAY)
+        if before and before[-1][1] > start:
+            day = first - _DAY
+        beyond = cached(last + _DAY)
+        if beyond is None:
+            beyond = self._day(last + _DAY)
+        until = last + _DAY if beyond and beyond[0][0] < end else last
+        after = False  # whether the walk is past ``start``'s own dates (a Monday's local midnight after it)
+        while day <= until:
+            if day > first and day.weekday() == 0 and day + _WEEK <= last and (
+                    after or (after := day > first + _DAY or _local(day, 0, tz) >= start)):
+                # a whole week inside [start, end): it starts after start, and its hours end by ``end``
+                # (surely when ``end`` is a date after the week: hours run past a midnight by under a day)
+                reach = None if day + _WEEK < last else self._week_reach(day)
+                if reach is None or reach <= end:
+                    total += self._week_total(day)
+                    day += _WEEK
+                    continue
             intervals = cached(day)
             if intervals is None:
                 intervals = self._day(day)
@@ -907,7 +965,7 @@ class BusinessCalendar:
             yield start, end
             return
         pending: tuple[datetime, datetime] | None = None
-        day, last = self._local_date(start), self._local_date(end)
+        day, last = self._local_date(start) - _DAY, self._local_date(end) + _DAY
         while day <= last:
             for s, e in self._day(day):
                 s, e = max(s, start), min(e, end)
