@@ -258,14 +258,14 @@ def test_the_daemon_s_pipeline_keeps_the_customer_s_message_apart() -> None:
         record = pipeline.process(state, Change("desk", "ticket", "1", at, attrs=attrs), at).record
     assert (record.attrs["message"], record.attrs["last_author"]) == ("On it", "agent")  # as before
     assert record.attrs[CUSTOMER_MESSAGE] == "I call my lawyer"
-    assert Context(record).text == "Invoice\nWrong\nI call my lawyer"  # (each part on a line of its own)
+    assert Context(record).text == "Invoice \n Wrong \n I call my lawyer"  # (each part on a line of its own)
 
 
 @pytest.mark.parametrize(
     ("attrs", "text"),
     [
-        ({"message": "lawyer", "last_author": "customer"}, "s\nlawyer"),
-        ({"message": "lawyer"}, "s\nlawyer"),
+        ({"message": "lawyer", "last_author": "customer"}, "s \n lawyer"),
+        ({"message": "lawyer"}, "s \n lawyer"),
         ({"message": "lawyer", "last_author": "agent"}, "s"),
         ({"message": "lawyer", "last_author": "system"}, "s"),
     ],

@@ -154,3 +154,41 @@ def test_the_policies_as_the_ticket_is_now_read_the_account_the_deadlines_do(tmp
     applying = [e["rule"] for e in data["rules"] if e["set"] == "sla" and e.get("chosen")]
     assert applying == ["standard"]
     assert closed["sla"] == {"first_response_due": None, "next_response_due": None, "resolution_due": None}
+
+
+def test_the_rules_as_the_ticket_is_now_read_the_crm_account_as_stored_also_with_no_sla(
+    tmp_path: Path,
+) -> None:
+    """With rules and no [[sla]], explain's rules read the account as the store holds it now, as they do when
+    a policy is configured: adding an unrelated policy does not change what a rule is said to see."""
+    from bridge.pipeline import Pipeline
+    from bridge.scheduler import start_rules
+
+    cfg = Config(
+        connectors={"desk": {"plugin": "files", "path": "in", "kinds": ["ticket"]},
+                    "crm": {"plugin": "files", "path": "c", "kinds": ["account"]}},
+        rules=[{"name": "vip", "when": {"field": "account.tier", "eq": "enterprise"},
+                "then": [{"add_tags": ["vip/yes"]}]}],
+    )
+    app = App(LoadedConfig(cfg, tmp_path / "bridge.toml", {}), database=f"sqlite:///{tmp_path / 'b.db'}")
+    at = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+    later = at + timedelta(minutes=10)
+    try:
+        start_rules(app, now=at)
+        pipeline = Pipeline(app.config, app.host, run="live")
+        for change, when in (
+            (Change("crm", "account", "A-1", at, attrs={"name": "Acme", "domain": "acme.example",
+                                                         "tier": "enterprise"}), at),
+            (Change("desk", "ticket", "T-1", at, attrs={"status": "open", "subject": "help",
+                                                        "requester": {"email": "ana@acme.example"}}), at),
+            (Change("crm", "account", "A-1", later, attrs={"tier": "starter"}), later),
+        ):
+            with app.store.session() as tx:
+                pipeline.process(tx, change, when)
+        data = explain_record(app, "desk:T-1")
+    finally:
+        app.close()
+    assert data is not None
+    [vip] = [e for e in data["rules"] if e["rule"] == "vip"]
+    assert vip["matched"] is False and vip["leaves"][0]["actual"] == "starter"
+    assert data["sla"] == {}  # (no policy: no deadlines)

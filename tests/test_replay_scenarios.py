@@ -631,3 +631,20 @@ def test_rules_compare_emails_without_regard_to_case() -> None:
     assert sorted(d["rule"] for d in decisions if d["decision"] == "notify") == [
         "assignee-eq", "assignee-in", "owner-eq"
     ]
+
+
+def test_a_tag_a_rule_adds_leaves_a_field_value_the_event_gave_as_the_event_s_own_tag_does() -> None:
+    config = {
+        "fields": {"severity": {"type": "select", "options": ["Sev-1", "Sev-2", "Sev-3"]}},
+        "tags": [{"match": "bug/sev1", "set": {"severity": "Sev-1"}}],
+        "rules": [{"name": "crash-is-sev1", "when": {"field": "ticket.text", "contains": "crash"},
+                   "then": [{"add_tags": ["bug/sev1"]}]}],
+    }
+    lines = [
+        created("T-1", at(2, "09:00"), subject="app crash", tags=[], fields={"severity": "Sev-3"}),
+        created("T-2", at(2, "09:01"), subject="app", tags=["bug/sev1"], fields={"severity": "Sev-3"}),
+        created("T-3", at(2, "09:02"), subject="app crash", tags=[]),
+    ]
+    _decisions, finals = run(config, lines)
+    assert finals["T-1"]["tags"] == ["bug/sev1"]
+    assert [finals[t]["fields"].get("severity") for t in ("T-1", "T-2", "T-3")] == ["Sev-3", "Sev-3", "Sev-1"]

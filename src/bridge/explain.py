@@ -46,7 +46,8 @@ def explain_record(app: App, ident: str) -> dict[str, Any] | None:
         ticket = record.kind == "ticket"
         changes = list(tx.logged_changes("ticket", {record.id})) if ticket else []
         # the CRM accounts as the store holds them: a policy chosen by the account's tier is chosen again
-        accounts = [(r, tx.keys_of(r.id)) for r in tx.records("account")] if ticket and cfg.sla else []
+        accounts = ([(r, tx.keys_of(r.id)) for r in tx.records("account")]
+                    if ticket and (cfg.sla or cfg.rules) else [])
     types = cfg.field_types()
     declared = {name for name, fcfg in cfg.fields.items() if fcfg.kind == record.kind}
     fields = []
@@ -69,8 +70,9 @@ def explain_record(app: App, ident: str) -> dict[str, Any] | None:
         )
     sla: dict[str, Any] = {}
     seen = record
-    if ticket and cfg.sla:
-        sla, replayed = _sla_due(app, record, changes, accounts)
+    if ticket and (cfg.sla or cfg.rules):
+        due, replayed = _sla_due(app, record, changes, accounts)
+        sla = due if cfg.sla else {}
         if replayed is not None:
             # the rules and policies "as the ticket is now" read the account the deadlines were computed with
             # (the CRM's as the store holds it now), not the one attached at the ticket's last change

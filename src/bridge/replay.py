@@ -99,6 +99,7 @@ class Replay:
         # what an event gives is taken as given (replay.md): the recording is the authority for every field
         self.pipeline = Pipeline(self.config, self.host, run="replay", authority=SYSTEM)
         self.desk = Desk(self.config, base_dir=self.base_dir)
+        self.desk.authority = SYSTEM
         self.clock: datetime | None = None
         self.explained: dict[str, list[dict[str, Any]]] = {}  # ticket id -> Desk.explain at its final state
         self.moments: dict[str, list[dict[str, Any]]] = {}  # ticket id -> its events' Desk.moments

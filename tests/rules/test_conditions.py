@@ -546,6 +546,10 @@ POP_UP = ("Pop-up blocking", "Our launch page")
          True),
         ({"field": "ticket.text", "contains": "blocking our launch"}, "Blocking our launch!", "", True),
         ({"field": "ticket.text", "contains": "launch"}, *POP_UP, True),
+        # a phrase's edge space (a whole word) meets the seam between two parts, as the space it was before
+        ({"field": "ticket.text", "contains": " ai "}, "Question about AI", "Can you help", True),
+        ({"field": "ticket.text", "contains": " refund"}, "Hi", "refund please", True),
+        ({"field": "ticket.text", "contains": "refund "}, "Refund", "please", True),
     ],
 )
 def test_a_phrase_does_not_span_the_subject_and_the_body(

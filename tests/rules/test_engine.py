@@ -798,3 +798,9 @@ def test_against_shows_a_policy_that_differs_in_pauses_or_escalations_and_once_o
     assert f"-{head} 10m to leads" in diff and f"+{head} 20m to leads" in diff
     moved = format_explain_diff(entries(ent, urgent), entries(urgent, ent))
     assert moved and not any(line.startswith(("-", "+")) for line in moved.splitlines())
+    # a rule whose actions or priority changed differs, though its block reads alike
+    angry = rule("angry", {"field": "ticket.sentiment", "lte": 0}, [{"escalate": "leads"}], priority=3)
+    for changed in ({**angry, "then": [{"set": {"priority": "high"}}]}, {**angry, "priority": 1}):
+        lines = format_explain_diff(Desk(config(angry)).explain(rec),
+                                    Desk(config(changed)).explain(rec)).splitlines()
+        assert lines[0].startswith("- ✓ angry") and any(line.startswith("+ ✓ angry") for line in lines)

@@ -85,7 +85,7 @@ class Context:
         agents wrote since, each on a line of its own: a regex's ``.`` or space does not run from one into the
         next (a subject "Pop-up blocking" and a body "Our launch page..." hold no "blocking our launch")."""
         if self._text is None:
-            self._text = "\n".join(self._parts()).strip()
+            self._text = _SEAM.join(self._parts()).strip()
         return self._text
 
     @property
@@ -101,7 +101,7 @@ class Context:
         searches: a phrase a mail wrapped over two lines, or wrote with a non-breaking space, is the same
         phrase), the parts apart on lines of their own, which no phrase spans."""
         if self._squashed is None:
-            self._squashed = "\n".join(phrase(p) for p in self._parts()).strip()
+            self._squashed = _SEAM.join(phrase(p) for p in self._parts()).strip()
         return self._squashed
 
 
@@ -111,6 +111,10 @@ class Context:
 
 
 Getter = Callable[[Context], Any]
+
+# between the parts of ticket.text: a line break no phrase spans (``contains`` squashes a phrase's white space
+# to single spaces), with a space either side, so that a phrase's edge space (" ai ": a whole word) meets it
+_SEAM = " \n "
 
 _WHITE = re.compile(r"\s+")
 

@@ -670,7 +670,11 @@ class Desk:
             uses_event(p.when) for p in config.sla)
         # a tag a rule adds maps as the pipeline maps a ticket's tags (any letter case, synonyms), to the
         # fields the bridge owns
-        self._owned = frozenset(n for n, f in config.fields.items() if f.owner == BRIDGE)
+        self._owned = frozenset(
+            n for n, f in config.fields.items() if f.owner == BRIDGE and f.kind == "ticket")
+        # replay's recording: a field value its events gave stands against a tag a rule adds, as against the
+        # event's own tags (the pipeline's authority)
+        self.authority: str | None = None
         self._tag_mapper = TagMapper(config)
         self.router = Router(config, self._calendars)
         # the final state's deadlines: the acknowledgement's too when a policy gives it a budget
@@ -1123,6 +1127,9 @@ class Desk:
             if name not in self._owned:
                 continue
             ft = self._types[name]
+            current = rec.fields.get(name)
+            if current is not None and self.authority is not None and current.system == self.authority:
+                continue  # a value the events gave stands
             old = rec.value(name)
             try:
                 new = merge(ft, old, value)

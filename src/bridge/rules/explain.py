@@ -337,6 +337,15 @@ def format_routing(routing: dict[str, Any], indent: str = "", label: str = "") -
     return lines
 
 
+def _placeless(value: Any) -> Any:
+    """An entry without its places in the file (``where``): what it says, wherever it is written."""
+    if isinstance(value, dict):
+        return {k: _placeless(v) for k, v in value.items() if k != "where"}
+    if isinstance(value, list):
+        return [_placeless(v) for v in value]
+    return value
+
+
 def format_explain_diff(old: Sequence[dict[str, Any]], new: Sequence[dict[str, Any]]) -> str:
     """Two configs' entries for one ticket as text: a rule alike under both once (indented), else its
     old block marked ``-`` and its new one ``+``; in the new config's order, then those only the old has."""
@@ -345,8 +354,8 @@ def format_explain_diff(old: Sequence[dict[str, Any]], new: Sequence[dict[str, A
     lines: list[str] = []
     for e in new:
         before = olds.get((e["set"] == "sla", e["rule"]))
-        if before is not None and (before == e or _entry_lines(before) == _entry_lines(e)):
-            # (reads alike: a rule or policy that only moved in the file has other places, the same text)
+        if before is not None and (before == e or _placeless(before) == _placeless(e)):
+            # (a rule or policy that only moved in the file is the same but for its places)
             lines += [f"  {line}" for line in _entry_lines(e)]
             continue
         if before is not None:
