@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from bridge.app import App
 from bridge.explain import explain_record, format_explain
@@ -113,42 +114,55 @@ def test_the_sla_deadlines_are_those_of_the_policy_the_crm_account_chooses(tmp_p
                            "resolution_due": "2026-11-03T09:00:00Z"}
 
 
-def test_the_policies_as_the_ticket_is_now_read_the_account_the_deadlines_do(tmp_path: Path) -> None:
-    """A CRM downgrade after the ticket's last change: the deadlines (a rebuild, the CRM's account as stored
-    now) and the policy explain marks as applying are one policy, not one each; a closed ticket's deadlines
-    are null, as in replay's final state."""
+AT = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+LATER = AT + timedelta(minutes=10)
+
+
+def _downgraded(tmp_path: Path, closed_too: bool = False, **config: Any) -> list[dict[str, Any] | None]:
+    """Explain T-1 (and T-2, closed, with ``closed_too``) after the CRM downgraded their account from
+    enterprise to starter, after the tickets' last change."""
     from bridge.pipeline import Pipeline
     from bridge.scheduler import start_rules
 
     cfg = Config(
         connectors={"desk": {"plugin": "files", "path": "in", "kinds": ["ticket"]},
                     "crm": {"plugin": "files", "path": "c", "kinds": ["account"]}},
+        **config,
+    )
+    app = App(LoadedConfig(cfg, tmp_path / "bridge.toml", {}), database=f"sqlite:///{tmp_path / 'b.db'}")
+    changes = [
+        (Change("crm", "account", "A-1", AT, attrs={"name": "Acme", "domain": "acme.example",
+                                                     "tier": "enterprise"}), AT),
+        (Change("desk", "ticket", "T-1", AT, attrs={"status": "open", "subject": "help",
+                                                    "requester": {"email": "ana@acme.example"}}), AT),
+    ]
+    if closed_too:
+        changes.append((Change("desk", "ticket", "T-2", AT, attrs={
+            "status": "open", "subject": "help", "requester": {"email": "bo@acme.example"}}), AT))
+    changes.append((Change("crm", "account", "A-1", LATER, attrs={"tier": "starter"}), LATER))
+    if closed_too:
+        changes.append((Change("desk", "ticket", "T-2", LATER, attrs={"status": "closed"}), LATER))
+    try:
+        start_rules(app, now=AT)
+        pipeline = Pipeline(app.config, app.host, run="live")
+        for change, when in changes:
+            with app.store.session() as tx:
+                pipeline.process(tx, change, when)
+        return [explain_record(app, f"desk:{t}") for t in (("T-1", "T-2") if closed_too else ("T-1",))]
+    finally:
+        app.close()
+
+
+def test_the_policies_as_the_ticket_is_now_read_the_account_the_deadlines_do(tmp_path: Path) -> None:
+    """A CRM downgrade after the ticket's last change: the deadlines (a rebuild, the CRM's account as stored
+    now) and the policy explain marks as applying are one policy, not one each; a closed ticket's deadlines
+    are null, as in replay's final state."""
+    data, closed = _downgraded(
+        tmp_path, closed_too=True,
         sla=[{"name": "enterprise", "when": {"field": "account.tier", "eq": "enterprise"},
               "first_response": "1h"},
              {"name": "standard", "first_response": "8h"}],
     )
-    app = App(LoadedConfig(cfg, tmp_path / "bridge.toml", {}), database=f"sqlite:///{tmp_path / 'b.db'}")
-    at = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
-    later = at + timedelta(minutes=10)
-    try:
-        start_rules(app, now=at)
-        pipeline = Pipeline(app.config, app.host, run="live")
-        for change, when in (
-            (Change("crm", "account", "A-1", at, attrs={"name": "Acme", "domain": "acme.example",
-                                                         "tier": "enterprise"}), at),
-            (Change("desk", "ticket", "T-1", at, attrs={"status": "open", "subject": "help",
-                                                        "requester": {"email": "ana@acme.example"}}), at),
-            (Change("desk", "ticket", "T-2", at, attrs={"status": "open", "subject": "help",
-                                                        "requester": {"email": "bo@acme.example"}}), at),
-            (Change("crm", "account", "A-1", later, attrs={"tier": "starter"}), later),
-            (Change("desk", "ticket", "T-2", later, attrs={"status": "closed"}), later),
-        ):
-            with app.store.session() as tx:
-                pipeline.process(tx, change, when)
-        data = explain_record(app, "desk:T-1")
-        closed = explain_record(app, "desk:T-2")
-    finally:
-        app.close()
     assert data is not None and closed is not None
     assert data["sla"]["first_response_due"] == "2026-11-02T17:00:00Z"  # standard: 8h
     applying = [e["rule"] for e in data["rules"] if e["set"] == "sla" and e.get("chosen")]
@@ -161,33 +175,9 @@ def test_the_rules_as_the_ticket_is_now_read_the_crm_account_as_stored_also_with
 ) -> None:
     """With rules and no [[sla]], explain's rules read the account as the store holds it now, as they do when
     a policy is configured: adding an unrelated policy does not change what a rule is said to see."""
-    from bridge.pipeline import Pipeline
-    from bridge.scheduler import start_rules
-
-    cfg = Config(
-        connectors={"desk": {"plugin": "files", "path": "in", "kinds": ["ticket"]},
-                    "crm": {"plugin": "files", "path": "c", "kinds": ["account"]}},
-        rules=[{"name": "vip", "when": {"field": "account.tier", "eq": "enterprise"},
-                "then": [{"add_tags": ["vip/yes"]}]}],
-    )
-    app = App(LoadedConfig(cfg, tmp_path / "bridge.toml", {}), database=f"sqlite:///{tmp_path / 'b.db'}")
-    at = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
-    later = at + timedelta(minutes=10)
-    try:
-        start_rules(app, now=at)
-        pipeline = Pipeline(app.config, app.host, run="live")
-        for change, when in (
-            (Change("crm", "account", "A-1", at, attrs={"name": "Acme", "domain": "acme.example",
-                                                         "tier": "enterprise"}), at),
-            (Change("desk", "ticket", "T-1", at, attrs={"status": "open", "subject": "help",
-                                                        "requester": {"email": "ana@acme.example"}}), at),
-            (Change("crm", "account", "A-1", later, attrs={"tier": "starter"}), later),
-        ):
-            with app.store.session() as tx:
-                pipeline.process(tx, change, when)
-        data = explain_record(app, "desk:T-1")
-    finally:
-        app.close()
+    vip_rule = {"name": "vip", "when": {"field": "account.tier", "eq": "enterprise"},
+                "then": [{"add_tags": ["vip/yes"]}]}
+    [data] = _downgraded(tmp_path, rules=[vip_rule])
     assert data is not None
     [vip] = [e for e in data["rules"] if e["rule"] == "vip"]
     assert vip["matched"] is False and vip["leaves"][0]["actual"] == "starter"
