@@ -648,3 +648,17 @@ def test_a_tag_a_rule_adds_leaves_a_field_value_the_event_gave_as_the_event_s_ow
     _decisions, finals = run(config, lines)
     assert finals["T-1"]["tags"] == ["bug/sev1"]
     assert [finals[t]["fields"].get("severity") for t in ("T-1", "T-2", "T-3")] == ["Sev-3", "Sev-3", "Sev-1"]
+
+
+def test_an_author_in_other_letter_case_is_that_author() -> None:
+    """"Agent" is the agent, as "Pending" is the status pending: its reply meets the first response."""
+    config = {"sla": [{"name": "all", "first_response": "1h"}]}
+    lines = [
+        created("T-1", at(2, "09:00")),
+        created("T-2", at(2, "09:00")),
+        message("T-1", at(2, "09:30"), "Agent"),
+        message("T-2", at(2, "09:30"), " CUSTOMER "),
+    ]
+    decisions, _finals = run(config, lines, until=at(2, "12:00"))
+    assert [(d["ticket_id"], d["decision"]) for d in decisions if d["decision"] == "sla_breach"] == [
+        ("T-2", "sla_breach")]

@@ -259,6 +259,8 @@ class Replay:
                 return None
         elif kind == "ticket.message":
             author = event.get("author")
+            if isinstance(author, str) and author.strip().lower() in AUTHORS:
+                event["author"] = author = author.strip().lower()  # in any letter case, as a status
             if author not in AUTHORS:
                 self.problems.append(
                     f"line {number}: ticket.message: author {author!r} is neither customer nor agent; the "
