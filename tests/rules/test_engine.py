@@ -804,3 +804,27 @@ def test_against_shows_a_policy_that_differs_in_pauses_or_escalations_and_once_o
         lines = format_explain_diff(Desk(config(angry)).explain(rec),
                                     Desk(config(changed)).explain(rec)).splitlines()
         assert lines[0].startswith("- ✓ angry") and any(line.startswith("+ ✓ angry") for line in lines)
+
+
+def test_a_rule_s_writes_of_two_changes_in_one_second_have_keys_of_their_own() -> None:
+    """A decision's key is what the daemon's outbox claims once: two changes of a ticket within one second,
+    each making a rule set a field, are two writes (the second was claimed as the first and never sent, so
+    the helpdesk kept the person's value while bridge held the rule's); so are two sets of one field by one
+    rule in one event."""
+    desk = Desk(config(
+        rule("no-hold", {"field": "ticket.status", "to": "on_hold"}, [{"set": {"status": "open"}}]),
+        rule("twice", {"tag": "x/y"}, [{"set": {"priority": "urgent"}}, {"set": {"priority": "low"}}]),
+    ))
+    rec = ticket()
+    created(desk, rec)
+    second = T0 + timedelta(minutes=2)
+    keys = []
+    for _ in range(2):
+        out = updated(desk, rec, second, status="on_hold")
+        keys += [d.detail["key"] for d in out if d.decision == "set_field"]
+    assert len(keys) == 2 and keys[0] != keys[1]
+    previous = path_values(rec)
+    rec.tags.append("x/y")
+    out = desk.on_ticket(rec, previous, {"type": "ticket.updated", "ticket_id": rec.id}, second)
+    twice = [d.detail["key"] for d in out if d.decision == "set_field" and d.rule == "twice"]
+    assert len(twice) == 2 and twice[0] != twice[1]

@@ -618,8 +618,9 @@ def test_a_ticket_that_waited_for_a_closing_tickets_seat_is_not_routed_early_by_
 
 
 def test_a_ticket_routed_twice_in_one_second_waits_after_a_restart(tmp_path: Path, store_url: str) -> None:
-    # created (-> a), then in the same second a rule asks for a skill nobody has: live it waits and holds no
-    # seat; the rebuild must not take the first assignment of that second for the second routing
+    # created (-> a), then in the same second a rule asks for a skill nobody has: live it waits, still a's
+    # and holding a's seat; the rebuild must not take the first assignment of that second for the second
+    # routing
     config = {"agents": [{"email": "a@x.example", "capacity": 2}],
               "rules": [{"name": "tech", "set": "routing", "when": {"tag": "tech"},
                          "then": [{"assign": {"skill": "tech"}}]}]}
@@ -634,7 +635,8 @@ def test_a_ticket_routed_twice_in_one_second_waits_after_a_restart(tmp_path: Pat
         return r.writes()
 
     plain, again = with_and_without_restart(tmp_path, store_url, config, steps)
-    assert ("T-3", {"assignee": "a@x.example"}) in plain
+    # a works T-1 and T-2: its two seats are taken, so T-3 waits
+    assert ("T-2", {"assignee": "a@x.example"}) in plain and not any(t == "T-3" for t, _w in plain)
     assert again == plain
 
 
@@ -766,3 +768,35 @@ def test_a_ticket_waiting_for_an_agents_hours_is_assigned_at_the_opening_after_a
     plain, again = with_and_without_restart(tmp_path, store_url, config, steps)
     assert any("2026-11-02T10:00:00Z" in k for k in plain)
     assert again == plain
+
+
+def test_a_ticket_waiting_for_a_skill_nobody_has_keeps_its_agent_s_seat(
+    tmp_path: Path, store_url: str
+) -> None:
+    # T-1 is a's when a routing rule starts to ask for a skill nobody has: it waits to be moved, still a's,
+    # and a works it: it holds a's one seat, so T-3 goes to b once b is free (it went to a, over capacity),
+    # and a restart in between decides the same (it counted T-1 on a, then routed T-3 and T-1 otherwise)
+    config = {"agents": [{"email": "a@x.example", "capacity": 1}, {"email": "b@x.example", "capacity": 1}],
+              "routing": {"strategy": "round_robin"},
+              "rules": [{"name": "billing", "set": "routing",
+                         "when": {"field": "ticket.text", "contains": "invoice"},
+                         "then": [{"assign": {"skill": "billing"}}]}]}
+
+    def steps(r: Runner, restart: Restart) -> Writes:
+        r.ingest(ticket("T-1", minute(0), status="open", subject="help"))  # -> a
+        r.ingest(ticket("T-1", minute(1), message="about my invoice", last_author="customer"))  # waits, a's
+        r.ingest(ticket("T-2", minute(2), status="open", subject="help"))  # -> b
+        r.ingest(ticket("T-2", minute(3), status="resolved"))
+        restart(minute(3))
+        r.ingest(ticket("T-3", minute(4), status="open", subject="help"))  # a is full: -> b
+        restart(minute(4))
+        r.ingest(ticket("T-1", minute(5), message="any news?", last_author="customer"))  # stays a's
+        r.tick(minute(6))
+        return r.writes()
+
+    plain, again = with_and_without_restart(tmp_path, store_url, config, steps)
+    assert [w for w in plain if "assignee" in w[1]] == [
+        ("T-1", {"assignee": "a@x.example"}), ("T-2", {"assignee": "b@x.example"}),
+        ("T-3", {"assignee": "b@x.example"})]
+    assert again == plain
+

@@ -841,6 +841,12 @@ class Desk:
         out: list[Decision] = []
         if self.router.set_status(agent, status):
             self._drain(at, out)
+        # the tickets still waiting while assigned to them hold their slot while they are active, none while
+        # away (after the drain, which serves the queue in its order)
+        for waiting in list(self.router.waiting.values()):
+            st = self._tickets.get(waiting.record.id)
+            if st is not None and _same_person(waiting.record.attrs.get("assignee"), agent):
+                self._recount(st)
         return out
 
     def advance(self, now: datetime) -> list[Decision]:
@@ -1088,14 +1094,17 @@ class Desk:
                             continue
                         rec.attrs[key] = value
                     changed.add(f"ticket.{key}")
-                    self._decide(out, at, tid, "set_field", name, {"field": key, "value": json_value}, key)
+                    # (the key names the event and the value: two changes of one second, or two sets in one
+                    # event, are writes of their own, not one claimed twice)
+                    self._decide(out, at, tid, "set_field", name, {"field": key, "value": json_value},
+                                 f"{key}={json_value}|{st.events}")
             elif verb == "add_tags":
                 for tag in arg:
                     if tag not in rec.tags:
                         rec.tags.append(tag)
                         changed.add("ticket.tags")
                         self._decide(out, at, tid, "tag", name, {"tag": tag}, tag)
-                        changed |= self._map_tag(rec, tag, at, out)
+                        changed |= self._map_tag(rec, tag, at, out, st.events)
             elif verb == "remove_tags":
                 for tag in arg:
                     if tag in rec.tags:
@@ -1121,7 +1130,7 @@ class Desk:
                 self._decide(out, at, tid, "review", name, {"reason": arg}, f"{st.events}.{n}")
         return changed
 
-    def _map_tag(self, rec: Record, tag: str, at: datetime, out: list[Decision]) -> set[str]:
+    def _map_tag(self, rec: Record, tag: str, at: datetime, out: list[Decision], events: int) -> set[str]:
         changed: set[str] = set()
         for _tag, name, value in self._tag_mapper.apply((tag,)):
             if name not in self._owned:
@@ -1139,8 +1148,9 @@ class Desk:
                 continue
             rec.fields[name] = FieldValue(new, BRIDGE, at)
             changed.add(f"ticket.{name}")
+            value_json = to_json(ft, new)
             self._decide(out, at, rec.id, "set_field", f"tag:{tag}",
-                         {"field": name, "value": to_json(ft, new), "tag": tag}, name)
+                         {"field": name, "value": value_json, "tag": tag}, f"{name}={value_json}|{events}")
         return changed
 
     # ---------------------------------------------------------------- routing
@@ -1163,15 +1173,16 @@ class Desk:
         rec = st.record
         router = self.router
         current = rec.attrs.get("assignee")
-        if self._freed:
-            st.asked = (request, rule)
-            router.enqueue(rec, request, rule, st.created)  # (the end's drain serves the queue in its order)
-            return
         agent = router.agent(current) if current else None
         if agent is not None and agent.fits(request) and router.is_present(current):
+            # its own agent, present, fits it now: it needs no seat of the queue's, it keeps the one it has
             st.asked = (request, rule)
             router.dequeue(rec.id)
             self._recount(st)
+            return
+        if self._freed:
+            st.asked = (request, rule)
+            router.enqueue(rec, request, rule, st.created)  # (the end's drain serves the queue in its order)
             return
         self._route(st, request, rule, at, out)
 
@@ -1223,9 +1234,11 @@ class Desk:
         rec = st.record
         assignee = rec.attrs.get("assignee")
         router = self.router
-        # a waiting ticket holds nobody's slot (its assignee, if any, is away or does not fit)
+        # a waiting ticket holds no slot of an assignee who is away (a reopen while away); one whose active
+        # agent does not fit what its rule asked keeps that agent's slot while it waits to be moved: the agent
+        # works it until then
         want = (assignee if st.status not in DONE and router.agent(assignee) is not None
-                and rec.id not in router.waiting else None)
+                and (rec.id not in router.waiting or router.is_present(assignee)) else None)
         if want != st.counted:
             if st.counted is not None:
                 self._freed |= self.router.hold(st.counted, -1)
