@@ -800,3 +800,28 @@ def test_a_ticket_waiting_for_a_skill_nobody_has_keeps_its_agent_s_seat(
         ("T-3", {"assignee": "b@x.example"})]
     assert again == plain
 
+
+
+def test_a_rule_s_second_assign_that_found_nobody_waits_after_a_restart(
+    tmp_path: Path, store_url: str
+) -> None:
+    # the rule gives T-1 to b, then asks for billing, which only a (away) has: T-1 waits, b's; the rebuild
+    # must not take b (live's pick for the rule at that instant) for the second assign too, so that T-1 goes
+    # to a when she is back
+    config = {"agents": [{"email": "a@x.example", "skills": ["billing"], "status": "away"},
+                         {"email": "b@x.example"}],
+              "routing": {"strategy": "round_robin"},
+              "rules": [{"name": "two", "set": "routing", "when": {"tag": "x/y"},
+                         "then": [{"assign": {"agent": "b@x.example"}}, {"assign": {"skill": "billing"}}]}]}
+
+    def steps(r: Runner, restart: Restart) -> Writes:
+        r.ingest(ticket("T-1", minute(0), status="open", subject="help", tags=["x/y"]))
+        restart(minute(1))
+        r.status("a@x.example", "active", minute(2))
+        r.tick(minute(3))
+        return r.writes()
+
+    plain, again = with_and_without_restart(tmp_path, store_url, config, steps)
+    assert [w for w in plain if "assignee" in w[1]] == [("T-1", {"assignee": "b@x.example"}),
+                                                         ("T-1", {"assignee": "a@x.example"})]
+    assert again == plain

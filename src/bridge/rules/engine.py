@@ -1204,7 +1204,7 @@ class Desk:
         if self.forced is None:
             pick = self.router.pick(st.record, request, at)
         else:
-            pick = self._forced_pick(st.record.id, rule, at)
+            pick = self._forced_pick(st.record.id, rule, at, request)
         if pick is None:
             self.router.enqueue(st.record, request, rule, st.created)
             self._schedule_opening(at)
@@ -1257,7 +1257,7 @@ class Desk:
                     break
                 pick = router.pick(waiting.record, waiting.request, at)
             else:
-                pick = self._forced_pick(waiting.record.id, waiting.rule, at)
+                pick = self._forced_pick(waiting.record.id, waiting.rule, at, waiting.request)
             if pick is None:
                 continue
             st = self._tickets.get(waiting.record.id)
@@ -1499,13 +1499,15 @@ class Desk:
         self._forced_queue = sorted((parse_time(key[2]), key) for key in self.forced or ())
         self._forced_next = 0
 
-    def _forced_pick(self, ticket_id: str, rule: str, at: datetime) -> str | None:
+    def _forced_pick(self, ticket_id: str, rule: str, at: datetime, request: Request) -> str | None:
         """In a rebuild, the agent the live Desk assigned the ticket for ``rule`` at this instant (if it is
-        still an agent); None when it assigned it nobody then (the ticket waits, as it did)."""
+        still an agent); None when it assigned it nobody then (the ticket waits, as it did), or when that
+        agent does not fit ``request``: live did not pick them for it (a rule's second ``assign`` of the
+        instant, which found nobody, after its first)."""
         assert self.forced is not None
         key = (ticket_id, rule, format_time(at) or "")
         agent = self.router.agent(self.forced.get(key))
-        if agent is None:
+        if agent is None or not agent.fits(request):
             return None
         self._forced_used.add(key)
         return agent.email
