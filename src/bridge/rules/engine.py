@@ -30,8 +30,10 @@ the same as evaluating every rule's condition tree on every event (tests/rules c
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import itertools
+import json
 import logging
 import re
 from collections.abc import Mapping, Sequence
@@ -85,6 +87,13 @@ def _same_person(a: Any, b: Any) -> bool:
 
 def _norm(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
+
+
+def _digest(value: Any) -> str:
+    """A short digest of a written value, for a decision's key: the key is a database key (PostgreSQL's
+    index takes 2,704 bytes at most), and a rule may set a long text."""
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= 64 else hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
 # ---------------------------------------------------------------- compiled rules
@@ -841,12 +850,6 @@ class Desk:
         out: list[Decision] = []
         if self.router.set_status(agent, status):
             self._drain(at, out)
-        # the tickets still waiting while assigned to them hold their slot while they are active, none while
-        # away (after the drain, which serves the queue in its order)
-        for waiting in list(self.router.waiting.values()):
-            st = self._tickets.get(waiting.record.id)
-            if st is not None and _same_person(waiting.record.attrs.get("assignee"), agent):
-                self._recount(st)
         return out
 
     def advance(self, now: datetime) -> list[Decision]:
@@ -1097,7 +1100,7 @@ class Desk:
                     # (the key names the event and the value: two changes of one second, or two sets in one
                     # event, are writes of their own, not one claimed twice)
                     self._decide(out, at, tid, "set_field", name, {"field": key, "value": json_value},
-                                 f"{key}={json_value}|{st.events}")
+                                 f"{key}={_digest(json_value)}|{st.events}")
             elif verb == "add_tags":
                 for tag in arg:
                     if tag not in rec.tags:
@@ -1150,7 +1153,8 @@ class Desk:
             changed.add(f"ticket.{name}")
             value_json = to_json(ft, new)
             self._decide(out, at, rec.id, "set_field", f"tag:{tag}",
-                         {"field": name, "value": value_json, "tag": tag}, f"{name}={value_json}|{events}")
+                         {"field": name, "value": value_json, "tag": tag},
+                         f"{name}={_digest(value_json)}|{events}")
         return changed
 
     # ---------------------------------------------------------------- routing
@@ -1234,11 +1238,12 @@ class Desk:
         rec = st.record
         assignee = rec.attrs.get("assignee")
         router = self.router
-        # a waiting ticket holds no slot of an assignee who is away (a reopen while away); one whose active
-        # agent does not fit what its rule asked keeps that agent's slot while it waits to be moved: the agent
-        # works it until then
+        # a waiting ticket holds no slot of an assignee who was away when it was queued (a reopen while away);
+        # one whose active agent does not fit what its rule asked keeps that agent's slot while it waits to be
+        # moved: the agent works it until then
+        waiting = router.waiting.get(rec.id)
         want = (assignee if st.status not in DONE and router.agent(assignee) is not None
-                and (rec.id not in router.waiting or router.is_present(assignee)) else None)
+                and (waiting is None or waiting.kept) else None)
         if want != st.counted:
             if st.counted is not None:
                 self._freed |= self.router.hold(st.counted, -1)
@@ -1251,19 +1256,28 @@ class Desk:
         router = self.router
         if not router.waiting:
             return
-        for waiting in router.queued():
-            if self.forced is None:
-                if not router.any_available(at):
-                    break
-                pick = router.pick(waiting.record, waiting.request, at)
-            else:
-                pick = self._forced_pick(waiting.record.id, waiting.rule, at, waiting.request)
-            if pick is None:
-                continue
-            st = self._tickets.get(waiting.record.id)
-            router.dequeue(waiting.record.id)
-            if st is not None:
-                self._assign(st, pick, waiting.rule, at, out, waiting.request)
+        again = True
+        while again:
+            again = False
+            for waiting in router.queued():
+                if self.forced is None:
+                    if not router.any_available(at):
+                        break
+                    pick = router.pick(waiting.record, waiting.request, at)
+                else:
+                    pick = self._forced_pick(waiting.record.id, waiting.rule, at, waiting.request)
+                if pick is None:
+                    continue
+                st = self._tickets.get(waiting.record.id)
+                router.dequeue(waiting.record.id)
+                if st is not None:
+                    self._assign(st, pick, waiting.rule, at, out, waiting.request)
+                    if self._freed:
+                        # the ticket moved from an agent whose seat it kept while it waited: that seat goes
+                        # to the queue from its head, as any freed seat (each pass assigns one more ticket)
+                        self._freed = False
+                        again = True
+                        break
         self._freed = False
         self._schedule_opening(at)
         if self._routed and not self._settling:

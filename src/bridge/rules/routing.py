@@ -103,6 +103,9 @@ class Waiting:
     request: Request
     rule: str
     assignee: Any = None  # the ticket's assignee when it was queued: another one means someone assigned it
+    # whether that assignee was present (active) then: an agent working a ticket that waits to be moved (to a
+    # skill they lack) keeps its seat until it is; a ticket reopened while its owner was away holds none
+    kept: bool = False
 
 
 class Router:
@@ -391,7 +394,9 @@ class Router:
             found.record = record  # the pick after a drain reads the ticket as it is now (tier, owner, tags)
             found.request = request
             found.rule = rule
-            found.assignee = record.attrs.get("assignee")
+            assignee = record.attrs.get("assignee")
+            if assignee != found.assignee:
+                found.assignee, found.kept = assignee, self.is_present(assignee)
             old = found.key
             if old[0] != rank:
                 # same (since, seq): only the tier moves it, and bisect finds the old entry by its unique key
@@ -404,7 +409,8 @@ class Router:
             return
         self._qseq += 1
         key = (rank, since, self._qseq)
-        self.waiting[record.id] = Waiting(key, record, request, rule, record.attrs.get("assignee"))
+        assignee = record.attrs.get("assignee")
+        self.waiting[record.id] = Waiting(key, record, request, rule, assignee, self.is_present(assignee))
         bisect.insort(self._queue, (key, record.id))
 
     def dequeue(self, record_id: str) -> None:
