@@ -92,7 +92,7 @@ def _norm(value: Any) -> Any:
 def _digest(value: Any) -> str:
     """A short digest of a written value, for a decision's key: the key is a database key (PostgreSQL's
     index takes 2,704 bytes at most), and a rule may set a long text."""
-    text = json.dumps(value, sort_keys=True, default=str)
+    text = value if type(value) is str else json.dumps(value, sort_keys=True, default=str)
     return text if len(text) <= 64 else hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
