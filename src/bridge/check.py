@@ -39,6 +39,7 @@ from bridge.settings import (
     env_source,
     env_text,
     load_partial,
+    pasted_problem,
     pasted_secret,
     validation_problems,
 )
@@ -213,8 +214,7 @@ def _check_connectors(loaded: LoadedConfig, host: PluginHost | None, sink: _Sink
     cfg = loaded.config
     secret_env = cfg.bridge.webhook_secret_env
     if secret_env and pasted_secret(secret_env):
-        err(("bridge", "webhook_secret_env"),
-            f"{NOT_AN_ENV_NAME}; write the NAME of the variable that holds the secret")
+        err(("bridge", "webhook_secret_env"), pasted_problem("secret"))
     elif secret_env and not os.environ.get(secret_env) and cfg.bridge.webhook_secret is None:
         # a warning: the variable may be set only where the daemon runs (its HTTP server refuses to start
         # without); `bridge run --once` serves no HTTP and does not need it

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -71,7 +72,7 @@ def explain_record(app: App, ident: str) -> dict[str, Any] | None:
     sla: dict[str, Any] = {}
     seen = record
     if ticket and (cfg.sla or cfg.rules):
-        due, replayed = _sla_due(app, record, changes, accounts)
+        due, replayed = _replayed(app, record, changes, accounts)
         sla = due if cfg.sla else {}
         if replayed is not None:
             # the rules and policies "as the ticket is now" read the account the deadlines were computed with
@@ -79,8 +80,7 @@ def explain_record(app: App, ident: str) -> dict[str, Any] | None:
             attrs = {k: v for k, v in record.attrs.items() if k != "account"}
             if replayed.attrs.get("account") is not None:
                 attrs["account"] = replayed.attrs["account"]
-            seen = Record(record.id, record.kind, links=dict(record.links), tags=list(record.tags),
-                          attrs=attrs, fields=dict(record.fields))
+            seen = dataclasses.replace(record, attrs=attrs)
     rules: list[dict[str, Any]] = []
     if record.kind == "ticket" and (cfg.rules or cfg.sla):
         from bridge.rules.engine import Desk
@@ -146,7 +146,7 @@ def _with_firings(entries: list[dict[str, Any]], history: list[dict[str, Any]]) 
     return entries
 
 
-def _sla_due(
+def _replayed(
     app: App, record: Record, changes: list[LoggedChange], accounts: list[tuple[Record, dict[str, str]]]
 ) -> tuple[dict[str, Any], Record | None]:
     """The ticket's SLA deadlines: its stored changes run through a private Desk (no other ticket matters),

@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 from bridge.errors import BridgeError, ConfigError, ConnectorStartError, SkippableRecordError
 from bridge.model import Change, format_time, utcnow
 from bridge.pipeline import Outcome, Pipeline
-from bridge.settings import NOT_AN_ENV_NAME, pasted_secret
+from bridge.settings import pasted_problem, pasted_secret
 
 if TYPE_CHECKING:
     from bridge.app import App
@@ -56,8 +56,7 @@ def webhook_secret(app: App) -> bytes | None:
         value = os.environ.get(cfg.webhook_secret_env)
         if pasted_secret(cfg.webhook_secret_env):
             where = app.loaded.where("bridge", "webhook_secret_env")
-            raise ConfigError([f"{where}: {NOT_AN_ENV_NAME}; write the NAME of the variable that holds the "
-                               "secret"])
+            raise ConfigError([f"{where}: {pasted_problem('secret')}"])
         if not value:
             where = app.loaded.where("bridge", "webhook_secret_env")
             raise ConfigError([f"{where}: ${cfg.webhook_secret_env} is not set: the HTTP server would take "

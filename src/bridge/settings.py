@@ -67,6 +67,11 @@ NOT_AN_ENV_NAME = "not an environment variable name (the value is not shown: it 
 WRONG_TYPE = "takes "  # a *_env or *_file key that is not text: an error of bridge check, as NOT_AN_ENV_NAME
 
 
+def pasted_problem(what: str) -> str:
+    """What to say of a ``*_env`` key that holds the secret itself, never the secret."""
+    return f"{NOT_AN_ENV_NAME}; write the NAME of the variable that holds the {what}"
+
+
 def is_env_name(name: str) -> bool:
     """Whether ``name`` can name an environment variable (POSIX: letters, digits, ``_``; no digit first)."""
     return _ENV_NAME.fullmatch(name) is not None
@@ -110,7 +115,7 @@ def resolve_secrets(table: dict[str, Any], environ: dict[str, str] | None = None
                 continue
             if pasted_secret(ref, env):
                 # surely the secret itself, pasted where its variable's name goes: never repeat it
-                missing[key] = f"{NOT_AN_ENV_NAME}; write the NAME of the variable that holds the {bare}"
+                missing[key] = pasted_problem(bare)
             elif ref in env:
                 out[bare] = env[ref]
             else:

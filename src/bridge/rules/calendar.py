@@ -869,9 +869,7 @@ class BusinessCalendar:
         remaining = delta
         first = day = start.astimezone(self.timezone).date()
         cached = self._days.get  # _day's cache read inline: the walk visits a day per loop
-        before = cached(first - _DAY)
-        if before is None:
-            before = self._day(first - _DAY)
+        before = self._day(first - _DAY)
         if before and before[-1][1] > start:
             day = first - _DAY  # the day before's hours reach past midnight, and past ``start``
         idle = 0
@@ -923,14 +921,10 @@ class BusinessCalendar:
         # ending in a gap at midnight), and a fall-back across midnight dates an instant a day early
         cached = self._days.get
         day = first
-        before = cached(first - _DAY)
-        if before is None:
-            before = self._day(first - _DAY)
+        before = self._day(first - _DAY)
         if before and before[-1][1] > start:
             day = first - _DAY
-        beyond = cached(last + _DAY)
-        if beyond is None:
-            beyond = self._day(last + _DAY)
+        beyond = self._day(last + _DAY)
         until = last + _DAY if beyond and beyond[0][0] < end else last
         after = False  # whether the walk is past ``start``'s own dates (a Monday's local midnight after it)
         while day <= until:

@@ -104,7 +104,6 @@ class Context:
             self._squashed = _SEAM.join(phrase(p) for p in self._parts()).strip()
         return self._squashed
 
-
     def value(self, path: str) -> Any:
         """The current value at ``path`` (None when blank or unknown)."""
         return getter(path)(self)

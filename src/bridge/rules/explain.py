@@ -354,7 +354,7 @@ def format_explain_diff(old: Sequence[dict[str, Any]], new: Sequence[dict[str, A
     lines: list[str] = []
     for e in new:
         before = olds.get((e["set"] == "sla", e["rule"]))
-        if before is not None and (before == e or _placeless(before) == _placeless(e)):
+        if before is not None and _placeless(before) == _placeless(e):
             # (a rule or policy that only moved in the file is the same but for its places)
             lines += [f"  {line}" for line in _entry_lines(e)]
             continue
