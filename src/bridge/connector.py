@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import httpx
 
+from bridge.errors import BatchRefusedError, SkippableRecordError
 from bridge.model import Change, Write, parse_time, utcnow
 from bridge.settings import ConnectorSettings
 
@@ -71,6 +72,36 @@ class PushResult:
     error: str | None = None
     retriable: bool = False
     response: Any = None  # the vendor's answer for this record, kept in the audit log
+
+
+Group = list[tuple[int, Write]]  # one call's writes, each with its place in the pushed batch
+
+
+def call_about(group: Group) -> dict[str, Any]:
+    """The ``record`` / ``batch`` keywords of :func:`bridge.http.call_with_policy` for a call carrying
+    ``group``: a 4xx about one write refuses that record, about several the batch."""
+    if len(group) == 1:
+        return {"record": group[0][1].record_id}
+    return {"batch": True}
+
+
+def send_apart(group: Group, send: Callable[[Group], dict[int, PushResult]]) -> dict[int, PushResult]:
+    """``send(group)``'s results; when the vendor refuses a call of several writes as a whole
+    (:class:`BatchRefusedError`), its halves are sent on their own, down to each write it refuses alone, which
+    fails for good with the vendor's reason (``send`` raised :class:`SkippableRecordError` for it): the others
+    land, and none is sent twice."""
+    try:
+        return send(group)
+    except BatchRefusedError:
+        if len(group) < 2:
+            raise
+        middle = len(group) // 2
+        return {**send_apart(group[:middle], send), **send_apart(group[middle:], send)}
+    except SkippableRecordError as exc:
+        if len(group) != 1:
+            raise
+        ((index, w),) = group
+        return {index: PushResult(w.record_id, False, w.external_id, str(exc), False)}
 
 
 @dataclass(frozen=True)

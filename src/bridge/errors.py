@@ -87,3 +87,9 @@ class FatalConnectorError(ConnectorError):
 
 class SkippableRecordError(ConnectorError):
     """One record was refused for good: it goes to the dead letter with the vendor's reason."""
+
+
+class BatchRefusedError(ConnectorError):
+    """A call carrying several records' writes was refused as a whole (a 4xx other than authentication):
+    one of them holds what the vendor cannot take, which one is not known, so the writes are sent again in
+    halves (:func:`bridge.connector.send_apart`, or the core's split of a pushed batch)."""

@@ -28,6 +28,7 @@ import httpx
 
 from bridge import __version__
 from bridge.errors import (
+    BatchRefusedError,
     ConnectorAuthError,
     ConnectorError,
     FatalConnectorError,
@@ -343,12 +344,15 @@ def vendor_message(body: str, limit: int = 300) -> str:
     return ("; ".join(parts) or text)[:limit]
 
 
-def classify(exc: BaseException, *, system: str, record: str | None = None) -> ConnectorError:
+def classify(
+    exc: BaseException, *, system: str, record: str | None = None, batch: bool = False
+) -> ConnectorError:
     """Turn any failure into the connector error tree.
 
     429, 5xx, 408, timeouts and connection errors are retriable (with the vendor's ``Retry-After``);
     Salesforce's 403 ``REQUEST_LIMIT_EXCEEDED`` is retriable after a long wait; 401 and other 403 are
-    authentication errors; other 4xx are skippable when the call was about one record, fatal otherwise.
+    authentication errors; other 4xx are skippable when the call was about one record, a refused batch when
+    it carried several records' writes (``batch``), fatal otherwise.
     """
     if isinstance(exc, ConnectorError):
         return exc
@@ -373,6 +377,8 @@ def classify(exc: BaseException, *, system: str, record: str | None = None) -> C
         return ConnectorAuthError(detail, system=system, record=record)
     if 400 <= status < 500 and record is not None:
         return SkippableRecordError(detail, system=system, record=record)
+    if 400 <= status < 500 and batch:
+        return BatchRefusedError(detail, system=system)
     return FatalConnectorError(detail, system=system, record=record)
 
 
@@ -381,6 +387,7 @@ def call_with_policy(
     *,
     system: str,
     record: str | None = None,
+    batch: bool = False,
     policy: RetryPolicy,
     bucket: TokenBucket | None = None,
 ) -> T:
@@ -388,7 +395,8 @@ def call_with_policy(
 
     An ``httpx.Response`` with an error status counts as a failure. Retriable errors are retried up to
     ``policy.max_attempts`` attempts in all, waiting ``Retry-After`` when given (the bucket is paused for as
-    long) or an exponential backoff with jitter; the last error is raised, classified.
+    long) or an exponential backoff with jitter; the last error is raised, classified (``record`` and
+    ``batch`` as :func:`classify` takes them).
     """
     attempt = 0
     while True:
@@ -404,7 +412,7 @@ def call_with_policy(
                 )
             return result
         except Exception as exc:
-            error = classify(exc, system=system, record=record)
+            error = classify(exc, system=system, record=record, batch=batch)
             failure = failure_of(exc)
             if bucket is not None and failure is not None and failure.headers:
                 bucket.observe(failure.headers)

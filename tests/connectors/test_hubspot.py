@@ -25,6 +25,7 @@ from .conftest import FakeTime, load
 
 TOKEN = "pat-na1-secret-token-0000"
 SEARCH = "/crm/v3/objects/companies/search"
+PROPERTIES = "/crm/v3/properties/companies"
 
 
 def make(server: HTTPServer, extra: dict[str, Any], **settings: Any) -> HubSpotConnector:
@@ -35,11 +36,15 @@ def make(server: HTTPServer, extra: dict[str, Any], **settings: Any) -> HubSpotC
         "properties": {"account": ["name", "domain", "arr", "tier"]},
     }
     values.update(settings)
+    # a push reads the properties first (option labels to values, options HubSpot lacks)
+    server.expect_request(PROPERTIES, method="GET").respond_with_json(load("hubspot", "properties_companies"))
     return HubSpotConnector(ConnectorContext("hubspot", HubSpotSettings(**values), extra=extra))
 
 
 def sent(server: HTTPServer) -> list[tuple[str, str, Any]]:
-    return [(r.method, r.path, json.loads(r.data) if r.data else None) for r, _ in server.log]
+    """The requests the server took, but for the properties read a push makes first."""
+    return [(r.method, r.path, json.loads(r.data) if r.data else None) for r, _ in server.log
+            if r.path != PROPERTIES]
 
 
 def test_pull_pages_to_the_end_with_search_filter_and_after(
@@ -453,3 +458,102 @@ def test_refresh_settings_come_from_env_and_files(
         ("/crm/v3/properties/companies", "at-fresh-1111", None),
     ]
     assert CLIENT_SECRET not in repr(settings) and REFRESH not in repr(settings)
+
+
+# ---------------------------------------------------------------- a batch refused as a whole
+# HubSpot "Error handling": a batch whose input holds an invalid value is refused whole, HTTP 400 with
+# category VALIDATION_ERROR, naming the property but not the input.
+
+INVALID = {
+    "status": "error",
+    "category": "VALIDATION_ERROR",
+    "correlationId": "8b7e4c1a-0000-4000-8000-00000000c0de",
+    "message": 'Property values were not valid: [{"isValid":false,"message":"abc is not a valid number",'
+               '"error":"INVALID_FLOAT","name":"arr"}]',
+}
+
+
+def test_a_batch_refused_whole_is_sent_in_halves_and_only_the_refused_write_fails(
+    httpserver: HTTPServer, extra: dict[str, Any]
+) -> None:
+    def answer(request: Any) -> Response:
+        inputs = json.loads(request.data)["inputs"]
+        if any(i["properties"].get("arr") == "abc" for i in inputs):
+            return Response(json.dumps(INVALID), status=400, content_type="application/json")
+        results = [{"id": i["id"], "properties": {}, "createdAt": "2026-03-02T08:00:00Z",
+                    "updatedAt": "2026-03-02T08:00:00Z", "archived": False} for i in inputs]
+        body = {"status": "COMPLETE", "results": results, "startedAt": "2026-03-02T08:00:00Z",
+                "completedAt": "2026-03-02T08:00:01Z"}
+        return Response(json.dumps(body), content_type="application/json")
+
+    update = "/crm/v3/objects/companies/batch/update"
+    httpserver.expect_request(update, method="POST").respond_with_handler(answer)
+    writes = [
+        Write("hubspot", "account", "r1", "101", {"arr": 1}),
+        Write("hubspot", "account", "r2", "102", {"arr": "abc"}),
+        Write("hubspot", "account", "r3", "103", {"arr": 3}),
+    ]
+
+    results = make(httpserver, extra).push("account", writes)
+
+    assert [(r.record_id, r.ok, r.retriable) for r in results] == [
+        ("r1", True, False), ("r2", False, False), ("r3", True, False)]
+    assert results[1].error is not None
+    assert "hubspot record r2" in results[1].error and "INVALID_FLOAT" in results[1].error
+    calls = [[i["id"] for i in body["inputs"]] for _, _, body in sent(httpserver)]
+    assert calls == [["101", "102", "103"], ["101"], ["102", "103"], ["102"], ["103"]]
+
+
+def test_a_single_write_refused_is_a_failed_result_not_a_stopped_system(
+    httpserver: HTTPServer, extra: dict[str, Any]
+) -> None:
+    httpserver.expect_request("/crm/v3/objects/companies/batch/update", method="POST").respond_with_json(
+        INVALID, status=400)
+
+    write = Write("hubspot", "account", "r2", "102", {"arr": "abc"})
+
+    results = make(httpserver, extra).push("account", [write])
+
+    assert [(r.record_id, r.ok, r.retriable) for r in results] == [("r2", False, False)]
+    assert "INVALID_FLOAT" in (results[0].error or "")
+
+
+def test_push_reads_the_options_once_maps_labels_and_refuses_an_option_hubspot_lacks(
+    httpserver: HTTPServer, extra: dict[str, Any]
+) -> None:
+    httpserver.expect_request("/crm/v3/objects/companies/batch/update", method="POST").respond_with_json(
+        load("hubspot", "batch_update_200"))
+    connector = make(httpserver, extra)  # properties configured: no pull or discover has read them
+
+    first = connector.push("account", [
+        Write("hubspot", "account", "r1", "101", {"tier": "Gold"}),
+        Write("hubspot", "account", "r2", "102", {"tier": "Platinum"}),
+    ])
+    connector.push("account", [Write("hubspot", "account", "r1", "101", {"tier": "SILVER"})])
+
+    assert [(r.record_id, r.ok, r.retriable) for r in first] == [("r1", True, False), ("r2", False, False)]
+    assert first[1].error == ("hubspot record r2: 'Platinum' is not an option of the HubSpot property tier; "
+                              "options: gold, silver")
+    assert [b["inputs"] for _, _, b in sent(httpserver)] == [
+        [{"id": "101", "properties": {"tier": "gold"}, "objectWriteTraceId": "0"}],
+        [{"id": "101", "properties": {"tier": "silver"}, "objectWriteTraceId": "0"}],
+    ]
+    assert [r.path for r, _ in httpserver.log].count(PROPERTIES) == 1
+
+
+def test_push_without_the_schema_scope_sends_values_as_written(
+    httpserver: HTTPServer, extra: dict[str, Any]
+) -> None:
+    httpserver.expect_request(PROPERTIES, method="GET").respond_with_json(
+        {"status": "error", "category": "MISSING_SCOPES",
+         "message": "This app hasn't been granted all required scopes to make this call."}, status=403)
+    httpserver.expect_request("/crm/v3/objects/companies/batch/update", method="POST").respond_with_json(
+        load("hubspot", "batch_update_200"))
+    values: dict[str, Any] = {"plugin": "hubspot", "base_url": httpserver.url_for("").rstrip("/"),
+                              "access_token": TOKEN, "properties": {"account": ["tier"]}}
+    connector = HubSpotConnector(ConnectorContext("hubspot", HubSpotSettings(**values), extra=extra))
+
+    results = connector.push("account", [Write("hubspot", "account", "r1", "101", {"tier": "gold"})])
+
+    assert [(r.record_id, r.ok) for r in results] == [("r1", True)]
+    assert sent(httpserver)[-1][2]["inputs"][0]["properties"] == {"tier": "gold"}

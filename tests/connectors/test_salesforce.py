@@ -364,3 +364,35 @@ def test_describe_body_fits_the_published_schema() -> None:
         check(f, "Field")
         for p in f["picklistValues"]:
             check(p, "PicklistEntry")
+
+
+def test_a_collection_refused_whole_is_sent_in_halves_and_only_the_refused_write_fails(
+    tls_server: HTTPServer, extra: dict[str, Any], ca_file: str
+) -> None:
+    # errorcodes.htm: a field the object does not have refuses the whole request (HTTP 400, INVALID_FIELD)
+    def answer(request: Request) -> Response:
+        records = json.loads(request.data)["records"]
+        if any("Legacy__c" in r for r in records):
+            body = [{"message": "No such column 'Legacy__c' on sobject of type Account",
+                     "errorCode": "INVALID_FIELD"}]
+            return Response(json.dumps(body), status=400, content_type="application/json")
+        return Response(json.dumps([{"id": r["Id"], "success": True, "errors": []} for r in records]),
+                        content_type="application/json")
+
+    expect_token(tls_server)
+    describe_handler(tls_server)
+    tls_server.expect_request(f"{V}/composite/sobjects", method="PATCH").respond_with_handler(answer)
+    writes = [
+        Write("salesforce", "account", "r1", "001000000000000001", {"ARR__c": 1}),
+        Write("salesforce", "account", "r2", "001000000000000002", {"Legacy__c": "x"}),
+        Write("salesforce", "account", "r3", "001000000000000003", {"ARR__c": 3}),
+    ]
+
+    results = make(tls_server, extra, ca_file).push("account", writes)
+
+    assert [(r.record_id, r.ok, r.retriable) for r in results] == [
+        ("r1", True, False), ("r2", False, False), ("r3", True, False)]
+    assert "salesforce record r2" in (results[1].error or "") and "INVALID_FIELD" in (results[1].error or "")
+    patches = [[r["Id"][-1] for r in json.loads(q.data)["records"]] for q in requests_of(tls_server)
+               if q.method == "PATCH"]
+    assert patches == [["1", "2", "3"], ["1"], ["2", "3"], ["2"], ["3"]]

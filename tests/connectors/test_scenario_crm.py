@@ -37,6 +37,9 @@ def test_salesforce_owned_fields_reach_hubspot_in_one_batch(
     httpserver.expect_request("/crm/v3/objects/companies/batch/update", method="POST").respond_with_json(
         load("hubspot", "batch_update_200")
     )
+    httpserver.expect_request("/crm/v3/properties/companies", method="GET").respond_with_json(
+        load("hubspot", "properties_companies")
+    )
     salesforce = SalesforceConnector(
         ConnectorContext(
             "salesforce",
@@ -74,7 +77,7 @@ def test_salesforce_owned_fields_reach_hubspot_in_one_batch(
 
     assert [c.fields["ARR__c"] for c in changes] == [120000.0, 5000.0, None]
     assert all(r.ok for r in results)
-    calls = [json.loads(r.data) for r, _ in httpserver.log]
+    calls = [json.loads(r.data) for r, _ in httpserver.log if r.method == "POST"]
     assert len(calls) == 1
     assert calls[0]["inputs"] == [
         {

@@ -195,12 +195,16 @@ class HubSpotPortal:
 
     SEARCH = "/crm/v3/objects/companies/search"
     UPDATE = "/crm/v3/objects/companies/batch/update"
+    PROPERTIES = "/crm/v3/properties/companies"
 
     def __init__(self, wall: Wall, server: HTTPServer) -> None:
         self.wall = wall
         self.companies: dict[str, dict[str, Any]] = {}
         server.expect_request(self.SEARCH, method="POST").respond_with_handler(self.search)
         server.expect_request(self.UPDATE, method="POST").respond_with_handler(self.batch_update)
+        server.expect_request(self.PROPERTIES, method="GET").respond_with_json({"results": [
+            {"name": name, "label": name, "type": "string", "fieldType": "text", "options": []}
+            for name in ("name", "domain", "annualrevenue", "salesforce_owner_id")]})
         self.url = server.url_for("").rstrip("/")
 
     def add(self, company_id: str, name: str, domain: str, arr: str, owner: str | None) -> None:
@@ -358,10 +362,11 @@ def calls(server: HTTPServer) -> list[tuple[str, str, Any]]:
 
 
 def hubspot_writes(server: HTTPServer) -> list[list[dict[str, Any]]]:
-    """The inputs of each write call HubSpot received (every call but searches), sorted by company id."""
+    """The inputs of each write call HubSpot received (every call but searches and properties reads), sorted
+    by company id."""
     out = []
     for method, path, body in calls(server):
-        if (method, path) == ("POST", HubSpotPortal.SEARCH):
+        if (method, path) in (("POST", HubSpotPortal.SEARCH), ("GET", HubSpotPortal.PROPERTIES)):
             continue
         assert (method, path) == ("POST", HubSpotPortal.UPDATE), f"unexpected HubSpot call {method} {path}"
         out.append(sorted(body["inputs"], key=lambda i: i["id"]))

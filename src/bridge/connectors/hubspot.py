@@ -36,7 +36,18 @@ from hubspot.crm.objects import (
 from pydantic import Field, SecretStr
 from urllib3.util.retry import Retry
 
-from bridge.connector import Connector, ConnectorContext, Cursor, PullPage, PushResult, RateLimit, RemoteField
+from bridge.connector import (
+    Connector,
+    ConnectorContext,
+    Cursor,
+    Group,
+    PullPage,
+    PushResult,
+    RateLimit,
+    RemoteField,
+    call_about,
+    send_apart,
+)
 from bridge.errors import ConnectorAuthError, ConnectorError, FatalConnectorError, RetriableConnectorError
 from bridge.http import (
     USER_AGENT,
@@ -95,6 +106,20 @@ class HubSpotSettings(PolicySettings):
     modified_property: dict[str, str] = Field(default_factory=dict)
     page_size: int = Field(default=100, ge=1, le=200)
     rate_per_second: float = 10.0
+
+
+def _option_problem(w: Write, options: dict[str, dict[str, str]]) -> str | None:
+    """Why ``w`` cannot be sent: a value of an enumeration property that is none of its options."""
+    for name, value in w.fields.items():
+        table = options.get(name)
+        if not table or value in (None, "", []):
+            continue
+        items = value if isinstance(value, list | tuple | set) else [value]
+        bad = [_text(v) for v in items if _text(v).casefold() not in table]
+        if bad:
+            return (f"{', '.join(repr(b) for b in bad)} is not an option of the HubSpot property {name}; "
+                    f"options: {', '.join(sorted(set(table.values())))}")
+    return None
 
 
 def _text(value: Any) -> str:
@@ -265,7 +290,9 @@ class HubSpotConnector(Connector):
         for api in self._apis.values():
             api.api_client.configuration.access_token = token
 
-    def _call(self, fn: Callable[..., Any], *args: Any, record: str | None = None) -> tuple[int, Any]:
+    def _call(
+        self, fn: Callable[..., Any], *args: Any, record: str | None = None, batch: bool = False
+    ) -> tuple[int, Any]:
         self._ensure_token()
 
         def run() -> tuple[int, Any]:
@@ -276,7 +303,7 @@ class HubSpotConnector(Connector):
 
         try:
             return call_with_policy(
-                run, system=self.system, record=record, policy=self.policy, bucket=self.bucket
+                run, system=self.system, record=record, batch=batch, policy=self.policy, bucket=self.bucket
             )
         except ConnectorAuthError as exc:
             failure = failure_of(exc.__cause__) if exc.__cause__ is not None else None
@@ -286,7 +313,7 @@ class HubSpotConnector(Connector):
             log.info("%s: access token refused (%s); refreshing", self.system, exc)
             self.refresh_access_token()
         return call_with_policy(
-            run, system=self.system, record=record, policy=self.policy, bucket=self.bucket
+            run, system=self.system, record=record, batch=batch, policy=self.policy, bucket=self.bucket
         )
 
     # ------------------------------------------------------------ pull
@@ -366,7 +393,9 @@ class HubSpotConnector(Connector):
     # ------------------------------------------------------------ push
 
     def push(self, kind: str, writes: list[Write]) -> list[PushResult]:
-        """Batch update (writes with an external id) and batch upsert on ``id_property`` (the others)."""
+        """Batch update (writes with an external id) and batch upsert on ``id_property`` (the others); an
+        enumeration's option written by its label goes as its internal value, one it does not have is refused
+        before sending."""
         object_type = self.object_type(kind)
         id_property = self.hubspot_settings.id_property.get(kind)
         options = self._option_values(kind)
@@ -374,7 +403,12 @@ class HubSpotConnector(Connector):
         updates: list[tuple[int, Write]] = []
         upserts: list[tuple[int, Write]] = []
         for index, w in enumerate(writes):
-            if w.external_id:
+            problem = _option_problem(w, options)
+            if problem:
+                results[index] = PushResult(
+                    w.record_id, False, w.external_id, f"{self.system} record {w.record_id}: {problem}", False
+                )
+            elif w.external_id:
                 updates.append((index, w))
             elif id_property and w.fields.get(id_property) not in (None, ""):
                 upserts.append((index, w))
@@ -388,7 +422,8 @@ class HubSpotConnector(Connector):
                     False,
                 )
         batch = self._api("batch_api")
-        for group in chunks(updates, self.batch_max):
+
+        def update(group: Group) -> dict[int, PushResult]:
             inputs = [
                 SimplePublicObjectBatchInput(
                     id=w.external_id, properties=self._props(w, options), object_write_trace_id=str(i)
@@ -396,12 +431,14 @@ class HubSpotConnector(Connector):
                 for i, w in group
             ]
             _status, data = self._call(
-                batch.update, object_type, BatchInputSimplePublicObjectBatchInput(inputs=inputs)
+                batch.update, object_type, BatchInputSimplePublicObjectBatchInput(inputs=inputs),
+                **call_about(group),
             )
-            results.update(self._map(group, data, key=lambda w: str(w.external_id), prop=None))
-        for group in chunks(upserts, self.batch_max):
+            return self._map(group, data, key=lambda w: str(w.external_id), prop=None)
+
+        def upsert(group: Group) -> dict[int, PushResult]:
             assert id_property is not None
-            up_inputs = [
+            inputs = [
                 SimplePublicObjectBatchInputUpsert(
                     id=_text(w.fields[id_property]),
                     id_property=id_property,
@@ -411,11 +448,15 @@ class HubSpotConnector(Connector):
                 for i, w in group
             ]
             _status, data = self._call(
-                batch.upsert, object_type, BatchInputSimplePublicObjectBatchInputUpsert(inputs=up_inputs)
+                batch.upsert, object_type, BatchInputSimplePublicObjectBatchInputUpsert(inputs=inputs),
+                **call_about(group),
             )
-            results.update(
-                self._map(group, data, key=lambda w: _text(w.fields[id_property]), prop=id_property)
-            )
+            return self._map(group, data, key=lambda w: _text(w.fields[id_property]), prop=id_property)
+
+        for group in chunks(updates, self.batch_max):
+            results.update(send_apart(group, update))
+        for group in chunks(upserts, self.batch_max):
+            results.update(send_apart(group, upsert))
         return [results[i] for i in range(len(writes))]
 
     def _props(self, w: Write, options: dict[str, dict[str, str]]) -> dict[str, str]:
@@ -432,6 +473,16 @@ class HubSpotConnector(Connector):
         return out
 
     def _option_values(self, kind: str) -> dict[str, dict[str, str]]:
+        """Per enumeration property, its options' values and labels (casefolded) to their values."""
+        if kind not in self._described:
+            try:
+                self.describe(kind)
+            except ConnectorAuthError as exc:
+                # reading properties needs the schema scope: without it, values go as written (HubSpot then
+                # refuses a wrong one per record)
+                log.warning("%s: cannot read the %s properties (%s); option labels are sent as written",
+                            self.system, kind, exc)
+                self._described[kind] = []
         out: dict[str, dict[str, str]] = {}
         for f in self._described.get(kind, []):
             if f.options and f.type.startswith("enumeration"):

@@ -28,7 +28,18 @@ from pydantic import Field, SecretStr
 from simple_salesforce.api import Salesforce
 from simple_salesforce.exceptions import SalesforceExpiredSession
 
-from bridge.connector import Connector, ConnectorContext, Cursor, PullPage, PushResult, RateLimit, RemoteField
+from bridge.connector import (
+    Connector,
+    ConnectorContext,
+    Cursor,
+    Group,
+    PullPage,
+    PushResult,
+    RateLimit,
+    RemoteField,
+    call_about,
+    send_apart,
+)
 from bridge.errors import ConnectorAuthError, FatalConnectorError, RetriableConnectorError
 from bridge.http import (
     DAILY_LIMIT_WAIT,
@@ -236,8 +247,9 @@ class SalesforceConnector(Connector):
         s = self.sf_settings
         return bool(s.client_id and s.client_secret)
 
-    def call(self, fn: Callable[[Salesforce], T], *, record: str | None = None) -> T:
-        """Run ``fn(sf)`` under the HTTP policy, inside the daily budget, renewing an expired session once."""
+    def call(self, fn: Callable[[Salesforce], T], *, record: str | None = None, batch: bool = False) -> T:
+        """Run ``fn(sf)`` under the HTTP policy, inside the daily budget, renewing an expired session once
+        (``record`` / ``batch``: what a 4xx refuses, as :func:`bridge.http.classify` takes them)."""
 
         def run() -> T:
             self.check_budget()
@@ -255,7 +267,7 @@ class SalesforceConnector(Connector):
                     ) from None
 
         return call_with_policy(
-            run, system=self.system, record=record, policy=self.policy, bucket=self.bucket
+            run, system=self.system, record=record, batch=batch, policy=self.policy, bucket=self.bucket
         )
 
     def budget_reserve(self) -> int | None:
@@ -356,16 +368,17 @@ class SalesforceConnector(Connector):
                     f"external_id_field.{kind} to upsert on",
                     False,
                 )
-        for group in chunks(updates, self.batch_max):
+
+        def update(group: Group) -> dict[int, PushResult]:
             body = {
                 "allOrNone": False,
                 "records": [
                     {"attributes": {"type": obj}, "Id": w.external_id, **self._values(w)} for _, w in group
                 ],
             }
-            answer = self.call(_patch("composite/sobjects", body))
-            results.update(self._map(group, answer))
-        for group in chunks(upserts, self.batch_max):
+            return self._map(group, self.call(_patch("composite/sobjects", body), **call_about(group)))
+
+        def upsert(group: Group) -> dict[int, PushResult]:
             assert ext_field is not None
             body = {
                 "allOrNone": False,
@@ -374,8 +387,12 @@ class SalesforceConnector(Connector):
                 ],
             }
             path = f"composite/sobjects/{obj}/{ext_field}"
-            answer = self.call(_patch(path, body))
-            results.update(self._map(group, answer))
+            return self._map(group, self.call(_patch(path, body), **call_about(group)))
+
+        for group in chunks(updates, self.batch_max):
+            results.update(send_apart(group, update))
+        for group in chunks(upserts, self.batch_max):
+            results.update(send_apart(group, upsert))
         return [results[i] for i in range(len(writes))]
 
     @staticmethod
