@@ -76,7 +76,7 @@ def test_pull_pages_with_next_records_url_over_tls(
     tls_server: HTTPServer, extra: dict[str, Any], ca_file: str
 ) -> None:
     expect_token(tls_server)
-    tls_server.expect_ordered_request(f"{V}/query/", method="GET").respond_with_json(
+    tls_server.expect_ordered_request(f"{V}/queryAll/", method="GET").respond_with_json(
         load("salesforce", "query_accounts_page1"), headers={"Sforce-Limit-Info": "api-usage=18/15000"}
     )
     tls_server.expect_ordered_request(f"{V}/query/01gD0000002HU6KIAW-2000", method="GET").respond_with_json(
@@ -118,9 +118,42 @@ def test_untrusted_certificate_is_fatal_without_the_ca_bundle(
         list(connector.pull("account", Cursor()))
 
 
+def test_pull_takes_deleted_and_merged_records_through_query_all(
+    tls_server: HTTPServer, extra: dict[str, Any], ca_file: str
+) -> None:
+    # dome_queryall.htm: Query filters out records deleted by a delete or a merge; QueryAll returns them
+    def row(account_id: str, deleted: bool) -> dict[str, Any]:
+        return {"attributes": {"type": "Account", "url": f"{V}/sobjects/Account/{account_id}"},
+                "Id": account_id, "Name": "Acme", "Website": None, "ARR__c": None, "OwnerId": None,
+                "Industry": None, "SystemModstamp": "2026-03-01T10:00:00.000+0000", "IsDeleted": deleted}
+
+    expect_token(tls_server)
+    tls_server.expect_ordered_request(f"{V}/queryAll/", method="GET").respond_with_json(
+        {"totalSize": 2, "done": True, "records": [row("001A", False), row("001B", True)]})
+
+    pages = list(make(tls_server, extra, ca_file).pull("account", Cursor()))
+
+    assert [(c.external_id, c.deleted) for p in pages for c in p.changes] == [("001A", False), ("001B", True)]
+
+
+def test_a_configured_instance_url_wins_over_the_one_the_token_names(
+    tls_server: HTTPServer, extra: dict[str, Any], ca_file: str
+) -> None:
+    token = token_body(tls_server) | {"instance_url": "https://acme.my.salesforce.invalid"}
+    tls_server.expect_ordered_request("/services/oauth2/token", method="POST").respond_with_json(token)
+    tls_server.expect_ordered_request(f"{V}/queryAll/", method="GET").respond_with_json(
+        load("salesforce", "query_empty"))
+    connector = make(tls_server, extra, ca_file, instance_url=tls_server.url_for("").rstrip("/"))
+
+    pages = list(connector.pull("account", Cursor()))
+
+    assert pages[0].changes == []
+    assert [r.path for r in requests_of(tls_server)] == ["/services/oauth2/token", f"{V}/queryAll/"]
+
+
 def test_empty_pull(tls_server: HTTPServer, extra: dict[str, Any], ca_file: str) -> None:
     expect_token(tls_server)
-    tls_server.expect_ordered_request(f"{V}/query/", method="GET").respond_with_json(
+    tls_server.expect_ordered_request(f"{V}/queryAll/", method="GET").respond_with_json(
         load("salesforce", "query_empty")
     )
 
@@ -132,11 +165,11 @@ def test_empty_pull(tls_server: HTTPServer, extra: dict[str, Any], ca_file: str)
 
 def test_expired_session_is_renewed_once(tls_server: HTTPServer, extra: dict[str, Any], ca_file: str) -> None:
     expect_token(tls_server, "first-token")
-    tls_server.expect_ordered_request(f"{V}/query/", method="GET").respond_with_json(
+    tls_server.expect_ordered_request(f"{V}/queryAll/", method="GET").respond_with_json(
         load("salesforce", "invalid_session"), status=401
     )
     expect_token(tls_server, "second-token")
-    tls_server.expect_ordered_request(f"{V}/query/", method="GET").respond_with_json(
+    tls_server.expect_ordered_request(f"{V}/queryAll/", method="GET").respond_with_json(
         load("salesforce", "query_empty")
     )
 
@@ -145,9 +178,9 @@ def test_expired_session_is_renewed_once(tls_server: HTTPServer, extra: dict[str
     sent = requests_of(tls_server)
     assert [r.path for r in sent] == [
         "/services/oauth2/token",
-        f"{V}/query/",
+        f"{V}/queryAll/",
         "/services/oauth2/token",
-        f"{V}/query/",
+        f"{V}/queryAll/",
     ]
     assert sent[1].headers["Authorization"] == "Bearer first-token"
     assert sent[3].headers["Authorization"] == "Bearer second-token"
@@ -156,7 +189,7 @@ def test_expired_session_is_renewed_once(tls_server: HTTPServer, extra: dict[str
 def test_fixed_session_that_expired_is_an_auth_error(
     tls_server: HTTPServer, extra: dict[str, Any], ca_file: str
 ) -> None:
-    tls_server.expect_request(f"{V}/query/", method="GET").respond_with_json(
+    tls_server.expect_request(f"{V}/queryAll/", method="GET").respond_with_json(
         load("salesforce", "invalid_session"), status=401
     )
     connector = make(
@@ -190,7 +223,7 @@ def test_password_flow_sends_password_plus_security_token(
     tls_server: HTTPServer, extra: dict[str, Any], ca_file: str
 ) -> None:
     expect_token(tls_server)
-    tls_server.expect_ordered_request(f"{V}/query/", method="GET").respond_with_json(
+    tls_server.expect_ordered_request(f"{V}/queryAll/", method="GET").respond_with_json(
         load("salesforce", "query_empty")
     )
 
@@ -209,13 +242,13 @@ def test_429_and_5xx_are_retried_with_recorded_sleeps(
     tls_server: HTTPServer, extra: dict[str, Any], ca_file: str, fake_time: FakeTime
 ) -> None:
     expect_token(tls_server)
-    tls_server.expect_ordered_request(f"{V}/query/", method="GET").respond_with_response(
+    tls_server.expect_ordered_request(f"{V}/queryAll/", method="GET").respond_with_response(
         Response("[]", status=429, headers={"Retry-After": "7"}, content_type="application/json")
     )
-    tls_server.expect_ordered_request(f"{V}/query/", method="GET").respond_with_json(
+    tls_server.expect_ordered_request(f"{V}/queryAll/", method="GET").respond_with_json(
         [{"message": "server error", "errorCode": "SERVER_UNAVAILABLE"}], status=503
     )
-    tls_server.expect_ordered_request(f"{V}/query/", method="GET").respond_with_json(
+    tls_server.expect_ordered_request(f"{V}/queryAll/", method="GET").respond_with_json(
         load("salesforce", "query_empty")
     )
 
@@ -223,6 +256,19 @@ def test_429_and_5xx_are_retried_with_recorded_sleeps(
 
     assert len(tls_server.log) == 4
     assert fake_time.sleeps == [7.0, 0.5]  # Retry-After, then the jittered backoff of the second attempt
+
+
+def test_a_login_answered_503_is_retried_by_one_policy_not_one_inside_another(
+    tls_server: HTTPServer, extra: dict[str, Any], ca_file: str, fake_time: FakeTime
+) -> None:
+    tls_server.expect_request("/services/oauth2/token", method="POST").respond_with_json(
+        {"error": "unavailable", "error_description": "maintenance"}, status=503)
+
+    with pytest.raises(RetriableConnectorError):
+        list(make(tls_server, extra, ca_file).pull("account", Cursor()))
+
+    assert len(tls_server.log) == 4  # max_attempts (4) token requests, no query
+    assert len(fake_time.sleeps) == 3
 
 
 def describe_handler(server: HTTPServer) -> None:
@@ -302,7 +348,7 @@ def test_api_budget_reserve_pauses_the_pull(
     tls_server: HTTPServer, extra: dict[str, Any], ca_file: str
 ) -> None:
     expect_token(tls_server)
-    tls_server.expect_ordered_request(f"{V}/query/", method="GET").respond_with_json(
+    tls_server.expect_ordered_request(f"{V}/queryAll/", method="GET").respond_with_json(
         load("salesforce", "query_accounts_page1"), headers={"Sforce-Limit-Info": "api-usage=14260/15000"}
     )
     connector = make(tls_server, extra, ca_file)  # reserve: 5% of 15000 = 750; 740 left

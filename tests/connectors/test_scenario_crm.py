@@ -28,7 +28,7 @@ def test_salesforce_owned_fields_reach_hubspot_in_one_batch(
 ) -> None:
     token = load("salesforce", "token") | {"instance_url": tls_server.url_for("").rstrip("/")}
     tls_server.expect_ordered_request("/services/oauth2/token", method="POST").respond_with_json(token)
-    tls_server.expect_ordered_request("/services/data/v62.0/query/").respond_with_json(
+    tls_server.expect_ordered_request("/services/data/v62.0/queryAll/").respond_with_json(
         load("salesforce", "query_accounts_page1")
     )
     tls_server.expect_ordered_request("/services/data/v62.0/query/01gD0000002HU6KIAW-2000").respond_with_json(

@@ -113,7 +113,8 @@ class SalesforceOrg:
         self.soql: list[str] = []
         self.logins = 0
         server.expect_request("/services/oauth2/token", method="POST").respond_with_handler(self.token)
-        server.expect_request(re.compile(rf"^{V}/query/.*$"), method="GET").respond_with_handler(self.query)
+        queries = re.compile(rf"^{V}/query(All)?/.*$")
+        server.expect_request(queries, method="GET").respond_with_handler(self.query)
         self.url = server.url_for("").rstrip("/")
 
     def add(self, account_id: str, name: str, website: str, arr: float, owner: str) -> None:
@@ -151,7 +152,8 @@ class SalesforceOrg:
             return json_response(
                 [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}], 401
             )
-        locator = request.path.removeprefix(f"{V}/query/")
+        # QueryAll (deleted records too); its nextRecordsUrl says query, as Salesforce's does
+        locator = request.path.removeprefix(f"{V}/queryAll/").removeprefix(f"{V}/query/")
         if locator:
             rows = self.locators.pop(locator)
         else:
@@ -379,7 +381,7 @@ def salesforce_writes(server: HTTPServer) -> list[tuple[str, str]]:
         (method, path)
         for method, path, _body in calls(server)
         if (method, path) != ("POST", "/services/oauth2/token")
-        and not (method == "GET" and path.startswith(f"{V}/query/"))
+        and not (method == "GET" and path.startswith((f"{V}/query/", f"{V}/queryAll/")))
     ]
 
 
@@ -486,7 +488,7 @@ def test_salesforce_owns_arr_and_owner_hubspot_follows_through_the_sync_engine(s
     ]
     assert [(m, p) for m, p, _b in calls(s.sf_server)] == [
         ("POST", "/services/oauth2/token"),
-        ("GET", f"{V}/query/"),
+        ("GET", f"{V}/queryAll/"),
         ("GET", f"{V}/query/01gD0000002HU6KIAW-1"),  # nextRecordsUrl: the third account
     ]
     assert s.salesforce.soql[0].endswith("FROM Account ORDER BY SystemModstamp ASC, Id ASC")  # no cursor yet

@@ -77,13 +77,19 @@ _RETRIABLE_CODES = {
 }
 
 
+class _SessionExpired(ConnectorAuthError):
+    """The session expired (401 ``INVALID_SESSION_ID``): renewed once, outside the call's retry loop."""
+
+
 class SalesforceSettings(PolicySettings):
     """``[connectors.X]`` for ``plugin = "salesforce"``.
 
     Credentials, one of: ``client_id`` + ``client_secret`` (client credentials flow); the same plus
     ``username`` + ``password`` + ``security_token`` (username-password flow); or ``session_id`` with
-    ``instance_url``. ``external_id_field`` names, per kind, the External ID field upserts match on (its value
-    is the bridge record id). ``fields`` lists, per kind, what to pull (default: every field).
+    ``instance_url``. The API is called at the ``instance_url`` the token answer names, unless one is set here
+    (a proxy or a test server in front of the org). ``external_id_field`` names, per kind, the External ID
+    field upserts match on (its value is the bridge record id). ``fields`` lists, per kind, what to pull
+    (default: every field).
     """
 
     base_url: str | None = "https://login.salesforce.com"
@@ -224,7 +230,8 @@ class SalesforceConnector(Connector):
 
             response = call_with_policy(post, system=self.system, policy=self.policy, bucket=self.bucket)
             data = response.json()
-            session_id, instance_url = data["access_token"], data.get("instance_url") or s.instance_url
+            # a configured instance_url (a proxy, a test server) wins over the org host the token names
+            session_id, instance_url = data["access_token"], s.instance_url or data.get("instance_url")
         elif s.session_id and s.instance_url:
             session_id, instance_url = s.session_id.get_secret_value(), s.instance_url
         else:
@@ -251,24 +258,32 @@ class SalesforceConnector(Connector):
         """Run ``fn(sf)`` under the HTTP policy, inside the daily budget, renewing an expired session once
         (``record`` / ``batch``: what a 4xx refuses, as :func:`bridge.http.classify` takes them)."""
 
+        # a login runs under its own retry policy, so it happens before the call's, never inside it
+        sf = self.sf
+
         def run() -> T:
             self.check_budget()
             try:
-                return fn(self.sf)
+                return fn(sf)
             except SalesforceExpiredSession as exc:
-                if not self._can_relogin() or "INVALID_SESSION_ID" not in str(exc.content):
-                    raise ConnectorAuthError("session refused (HTTP 401)", system=self.system) from None
-                self.login()
-                try:
-                    return fn(self.sf)
-                except SalesforceExpiredSession:
-                    raise ConnectorAuthError(
-                        "session refused again after a fresh login (HTTP 401)", system=self.system
-                    ) from None
+                if self._can_relogin() and "INVALID_SESSION_ID" in str(exc.content):
+                    raise _SessionExpired("session expired (HTTP 401)", system=self.system) from None
+                raise ConnectorAuthError("session refused (HTTP 401)", system=self.system) from None
 
-        return call_with_policy(
-            run, system=self.system, record=record, batch=batch, policy=self.policy, bucket=self.bucket
-        )
+        try:
+            return call_with_policy(
+                run, system=self.system, record=record, batch=batch, policy=self.policy, bucket=self.bucket
+            )
+        except _SessionExpired:
+            sf = self.login()
+        try:
+            return call_with_policy(
+                run, system=self.system, record=record, batch=batch, policy=self.policy, bucket=self.bucket
+            )
+        except _SessionExpired:
+            raise ConnectorAuthError(
+                "session refused again after a fresh login (HTTP 401)", system=self.system
+            ) from None
 
     def budget_reserve(self) -> int | None:
         """API calls kept in reserve: ``api_reserve`` of the daily total, once a response gave the total."""
@@ -306,14 +321,15 @@ class SalesforceConnector(Connector):
         return names
 
     def pull(self, kind: str, cursor: Cursor) -> Iterator[PullPage]:
-        """Records whose SystemModstamp is at or after the cursor minus the lookback, oldest first."""
+        """Records whose SystemModstamp is at or after the cursor minus the lookback, oldest first; through
+        QueryAll, so that a record deleted or merged away comes as a deleted change (``IsDeleted``)."""
         obj = self.object_name(kind)
         soql = f"SELECT {', '.join(self._fields(kind))} FROM {obj}"
         since = cursor.since(self.lookback)
         if since is not None:
             soql += f" WHERE SystemModstamp >= {soql_time(since)}"
         soql += " ORDER BY SystemModstamp ASC, Id ASC"
-        data: dict[str, Any] = self.call(lambda sf: sf.query(soql))
+        data: dict[str, Any] = self.call(lambda sf: sf.query(soql, include_deleted=True))
         last = cursor
         while True:
             changes = [self._change(kind, obj, r) for r in data.get("records") or []]
