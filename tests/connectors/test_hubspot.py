@@ -9,6 +9,7 @@ Bodies in tests/data/hubspot/ follow HubSpot's reference pages: "Search the CRM"
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from bridge.connectors.hubspot import HubSpotConnector, HubSpotSettings
 from bridge.errors import ConnectorAuthError, RetriableConnectorError
 from bridge.http import USER_AGENT
 from bridge.model import Write, parse_time
+from bridge.testing import ConnectorContract
 
 from .conftest import FakeTime, load
 
@@ -47,7 +49,7 @@ def sent(server: HTTPServer) -> list[tuple[str, str, Any]]:
             if r.path != PROPERTIES]
 
 
-def test_pull_pages_to_the_end_with_search_filter_and_after(
+def test_pull_pages_to_the_end_each_page_a_search_from_the_last_time(
     httpserver: HTTPServer, extra: dict[str, Any]
 ) -> None:
     httpserver.expect_ordered_request(SEARCH, method="POST").respond_with_json(
@@ -76,7 +78,10 @@ def test_pull_pages_to_the_end_with_search_filter_and_after(
     ]
     assert requests[0][2]["sorts"] == ["hs_lastmodifieddate"]
     assert set(requests[0][2]["properties"]) >= {"name", "domain", "arr", "tier", "hs_lastmodifieddate"}
-    assert "after" not in requests[0][2] and requests[1][2]["after"] == "2"
+    # page 2 searches again from page 1's last modification time (10:05), not at an offset
+    assert "after" not in requests[0][2] and "after" not in requests[1][2]
+    assert requests[1][2]["filterGroups"][0]["filters"][0]["value"] == str(
+        int(parse_time("2026-03-01T10:05:00Z").timestamp() * 1000))
     headers = httpserver.log[0][0].headers
     assert headers["Authorization"] == f"Bearer {TOKEN}" and headers["User-Agent"] == USER_AGENT
 
@@ -557,3 +562,96 @@ def test_push_without_the_schema_scope_sends_values_as_written(
 
     assert [(r.record_id, r.ok) for r in results] == [("r1", True)]
     assert sent(httpserver)[-1][2]["inputs"][0]["properties"] == {"tier": "gold"}
+
+
+# ---------------------------------------------------------------- paging while records change
+# "Search the CRM": the search runs again on every call (GTE filter, ascending sort, ``after`` an offset into
+# the result), so a record edited during a pull moves to the end of the order.
+
+
+class Portal:
+    """Companies answering CRM search as HubSpot does; ``on_call`` runs before each search is answered."""
+
+    def __init__(self, stamps: dict[str, str], page: int = 2) -> None:
+        self.stamps = dict(stamps)
+        self.page = page
+        self.calls = 0
+        self.on_call: dict[int, Any] = {}
+
+    def millis(self, cid: str) -> int:
+        return int(parse_time(self.stamps[cid]).timestamp() * 1000)
+
+    def __call__(self, request: Any) -> Response:
+        self.calls += 1
+        if self.calls in self.on_call:
+            self.on_call[self.calls]()
+        body = json.loads(request.data)
+        modified = body["sorts"][0]  # hs_lastmodifieddate (contacts: lastmodifieddate)
+        floor = 0
+        for group in body.get("filterGroups") or []:
+            for f in group["filters"]:
+                if (f["propertyName"], f["operator"]) != (modified, "GTE"):
+                    refused = {"status": "error", "category": "VALIDATION_ERROR"}
+                    return Response(json.dumps(refused), status=400)
+                floor = int(f["value"])
+        rows = sorted((c for c in self.stamps if self.millis(c) >= floor), key=lambda c: (self.millis(c), c))
+        start, limit = int(body.get("after") or 0), min(int(body["limit"]), self.page)
+        answer: dict[str, Any] = {"total": len(rows), "results": [
+            {"id": c, "properties": {modified: self.stamps[c], "hs_object_id": c},
+             "createdAt": "2026-01-01T00:00:00.000Z", "updatedAt": self.stamps[c], "archived": False}
+            for c in rows[start:start + limit]]}
+        if start + limit < len(rows):
+            answer["paging"] = {"next": {"after": str(start + limit)}}
+        return Response(json.dumps(answer), content_type="application/json")
+
+
+def pulled(connector: HubSpotConnector, cursor: Cursor) -> tuple[list[str], Cursor]:
+    pages = list(connector.pull("account", cursor))
+    return [c.external_id for p in pages for c in p.changes], pages[-1].cursor
+
+
+def test_a_record_edited_during_a_pull_skips_nothing(httpserver: HTTPServer, extra: dict[str, Any]) -> None:
+    portal = Portal({"1": "2026-03-02T10:00:00.000Z", "2": "2026-03-02T10:01:00.000Z",
+                     "3": "2026-03-02T10:02:00.000Z", "4": "2026-03-02T10:03:00.000Z"})
+    # a HubSpot user saves company 1 between our first and second page
+    portal.on_call[2] = lambda: portal.stamps.update({"1": "2026-03-02T10:30:00.000Z"})
+    httpserver.expect_request(SEARCH, method="POST").respond_with_handler(portal)
+    connector = make(httpserver, extra, properties={"account": ["name"]})
+
+    got, cursor = pulled(connector, Cursor())
+
+    assert got == ["1", "2", "3", "4", "1"]
+    assert cursor == Cursor(parse_time("2026-03-02T10:30:00Z"), "1")
+
+
+def test_a_page_of_one_millisecond_goes_on_by_offset_and_repeats_nothing(
+    httpserver: HTTPServer, extra: dict[str, Any]
+) -> None:
+    same = "2026-03-02T10:00:00.123Z"
+    portal = Portal({"1": same, "2": same, "3": same, "4": same, "5": "2026-03-02T10:00:01.000Z"})
+    httpserver.expect_request(SEARCH, method="POST").respond_with_handler(portal)
+    connector = make(httpserver, extra, properties={"account": ["name"]})
+
+    got, cursor = pulled(connector, Cursor(parse_time("2026-03-02T09:00:00Z"), "0"))
+
+    assert got == ["1", "2", "3", "4", "5"]
+    assert cursor == Cursor(parse_time("2026-03-02T10:00:01Z"), "5")
+    bodies = [b for _, _, b in sent(httpserver)]
+    # page 2 searches from 10:00:00.123 and finds page 1 again: the rest of that millisecond goes by offset
+    assert [b.get("after") for b in bodies] == [None, None, "2", "4"]
+
+
+class TestHubSpotContract(ConnectorContract):
+    """The conformance suite against a portal of companies, two of them saved in the same millisecond."""
+
+    @pytest.fixture
+    def connector(self, httpserver: HTTPServer, extra: dict[str, Any]) -> HubSpotConnector:
+        portal = Portal({"1": "2026-03-02T10:00:00.000Z", "2": "2026-03-02T10:00:00.500Z",
+                         "3": "2026-03-02T10:00:00.500Z", "4": "2026-03-02T10:07:00.000Z",
+                         "5": "2026-03-02T10:20:00.000Z"})
+        # every kind (companies, contacts, tickets) answers from the same records
+        searches = re.compile(r"^/crm/v3/objects/\w+/search$")
+        httpserver.expect_request(searches, method="POST").respond_with_handler(portal)
+        httpserver.expect_request(re.compile(r"^/crm/v3/properties/\w+$"), method="GET").respond_with_json(
+            load("hubspot", "properties_companies"))
+        return make(httpserver, extra)

@@ -46,15 +46,17 @@ def make(extra: dict[str, Any], **settings: Any) -> PipedriveConnector:
     return PipedriveConnector(ConnectorContext("pipedrive", PipedriveSettings(**values), extra=extra))
 
 
-def test_first_pull_lists_every_page_and_names_custom_fields(
+def test_first_pull_lists_the_first_page_then_recents_from_its_last_time_and_names_custom_fields(
     api: respx.MockRouter, extra: dict[str, Any]
 ) -> None:
     route = api.get("/v1/organizations").mock(
-        side_effect=[
-            httpx.Response(200, json=load("pipedrive", "organizations_page1")),
-            httpx.Response(200, json=load("pipedrive", "organizations_page2")),
-        ]
-    )
+        return_value=httpx.Response(200, json=load("pipedrive", "organizations_page1")))
+    org12 = load("pipedrive", "organizations_page2")["data"][0]
+    recents = api.get("/v1/recents").mock(return_value=httpx.Response(200, json={
+        "success": True, "data": [{"item": "organization", "id": 12, "data": org12}],
+        "additional_data": {"since_timestamp": "2026-03-01 09:59:59",
+                            "last_timestamp_on_page": "2026-03-01 11:00:00",
+                            "pagination": {"start": 0, "limit": 1, "more_items_in_collection": False}}}))
 
     pages = list(make(extra, page_size=1).pull("account", Cursor()))
 
@@ -64,13 +66,43 @@ def test_first_pull_lists_every_page_and_names_custom_fields(
     assert acme.fields[TIER] == "Gold" and acme.fields["Tier"] == "Gold"
     assert acme.fields["Regions"] == ["EMEA", "APAC"] and acme.fields["ARR"] == 120000
     assert acme.fields["owner_id"] == 7 and acme.attrs == {"name": "Acme", "owner": 7}
-    params = [dict(call.request.url.params) for call in route.calls]
-    assert params == [
-        {"sort": "update_time ASC", "start": "0", "limit": "1"},
-        {"sort": "update_time ASC", "start": "1", "limit": "1"},
-    ]
+    assert [dict(call.request.url.params) for call in route.calls] == [
+        {"sort": "update_time ASC", "start": "0", "limit": "1"}]
+    # page 2 asks what changed since page 1's last update time (10:00:00), a second before it
+    assert [dict(call.request.url.params) for call in recents.calls] == [
+        {"since_timestamp": "2026-03-01 09:59:59", "items": "organization", "start": "0", "limit": "1"}]
     request = route.calls[0].request
     assert request.headers["x-api-token"] == TOKEN and TOKEN not in str(request.url)
+
+
+def test_a_record_edited_during_a_pull_skips_nothing(api: respx.MockRouter, extra: dict[str, Any]) -> None:
+    people = {i: f"2026-03-02 10:0{i}:00" for i in range(1, 5)}
+    calls = {"n": 0}
+
+    def rows(since: str | None) -> list[dict[str, Any]]:
+        calls["n"] += 1
+        if calls["n"] == 2:  # a Pipedrive user saves person 1 between our first and second page
+            people[1] = "2026-03-02 10:30:00"
+        found = sorted((t, i) for i, t in people.items() if since is None or t > since)
+        return [{"id": i, "name": f"P{i}", "update_time": t, "active_flag": True} for t, i in found]
+
+    def page(request: httpx.Request, items: list[Any]) -> httpx.Response:
+        start, limit = int(request.url.params["start"]), int(request.url.params["limit"])
+        more = start + limit < len(items)
+        pagination = {"start": start, "limit": limit, "more_items_in_collection": more,
+                      **({"next_start": start + limit} if more else {})}
+        return httpx.Response(200, json={"success": True, "data": items[start:start + limit],
+                                         "additional_data": {"pagination": pagination}})
+
+    api.get("/v1/personFields").respond(json={"success": True, "data": [], "additional_data": {}})
+    api.get("/v1/persons").mock(side_effect=lambda request: page(request, rows(None)))
+    api.get("/v1/recents").mock(side_effect=lambda request: page(request, [  # after the timestamp, strictly
+        {"item": "person", "id": r["id"], "data": r} for r in rows(request.url.params["since_timestamp"])]))
+
+    pages = list(make(extra, page_size=2).pull("contact", Cursor()))
+
+    assert [c.external_id for p in pages for c in p.changes] == ["1", "2", "3", "4", "1"]
+    assert pages[-1].cursor == Cursor(parse_time("2026-03-02T10:30:00Z"), "1")
 
 
 def test_incremental_pull_reads_recents_and_an_empty_page(

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterator
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, ClassVar
 
 import httpx
@@ -106,6 +106,14 @@ class HubSpotSettings(PolicySettings):
     modified_property: dict[str, str] = Field(default_factory=dict)
     page_size: int = Field(default=100, ge=1, le=200)
     rate_per_second: float = 10.0
+
+
+def _millis(at: datetime) -> int:
+    """``at`` in epoch milliseconds, as HubSpot's search filters take a datetime."""
+    return (at - _EPOCH) // timedelta(milliseconds=1)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _option_problem(w: Write, options: dict[str, dict[str, str]]) -> str | None:
@@ -335,21 +343,26 @@ class HubSpotConnector(Connector):
         return names
 
     def pull(self, kind: str, cursor: Cursor) -> Iterator[PullPage]:
-        """Records modified since the cursor (minus the lookback), oldest first, one page per search call."""
+        """Records modified since the cursor (minus the lookback), oldest first, one page per search call.
+
+        Each page starts a new search from the last modification time the previous one gave (a keyset), not
+        at an offset: the search is run again on every call, so a record edited while the pull pages moves
+        to the end, and an offset would then skip the record after the page boundary for good. The records
+        of that millisecond come again and are left out; only a page of one millisecond goes on by offset.
+        """
         object_type = self.object_type(kind)
         modified = self.modified_property(object_type)
         properties = self._properties(kind)
         since = cursor.since(self.lookback)
         last = cursor
         after: str | None = None
+        edge: set[tuple[str, datetime]] = set()  # what this pull gave at ``since``'s millisecond
         size = self.hubspot_settings.page_size
         search = self._api("search_api")
         while True:
-            filters = []
-            if since is not None:
-                filters.append(
-                    Filter(property_name=modified, operator="GTE", value=str(int(since.timestamp() * 1000)))
-                )
+            floor = None if since is None else _millis(since)
+            filters = [] if floor is None else [
+                Filter(property_name=modified, operator="GTE", value=str(floor))]
             request = PublicObjectSearchRequest(
                 filter_groups=[FilterGroup(filters=filters)] if filters else [],
                 sorts=[f"{modified}"],
@@ -358,19 +371,29 @@ class HubSpotConnector(Connector):
                 after=after,
             )
             _status, data = self._call(search.do_search, object_type, request)
-            changes = [self._change(kind, object_type, modified, item) for item in data.get("results") or []]
-            changes.sort(key=lambda c: (c.at, c.external_id))
+            found = [self._change(kind, object_type, modified, item) for item in data.get("results") or []]
+            found.sort(key=lambda c: (c.at, c.external_id))
+            changes = [c for c in found if (c.external_id, c.at) not in edge]
             if changes:
                 tail = changes[-1]
                 if last.at is None or (tail.at, tail.external_id) > (last.at, last.id or ""):
                     last = Cursor(tail.at, tail.external_id)
             yield PullPage(changes, last)
             after = ((data.get("paging") or {}).get("next") or {}).get("after")
-            if not after or not changes:
+            if not after or not found:
                 return
-            if after.isdigit() and int(after) + size > SEARCH_WINDOW:
-                # past the search window: start a new search from the last modification time seen
-                since, after = changes[-1].at, None
+            top = _millis(found[-1].at)
+            if floor is not None and top == floor:
+                # the whole page is one millisecond: go on through it by offset, from the same search
+                edge.update((c.external_id, c.at) for c in found)
+                if after.isdigit() and int(after) + size > SEARCH_WINDOW:
+                    log.warning("%s: more than %d %s modified in the millisecond %s: the search cannot page "
+                                "past them; going on after it", self.system, SEARCH_WINDOW, object_type,
+                                found[-1].at.isoformat())
+                    since, after, edge = found[-1].at + timedelta(milliseconds=1), None, set()
+                continue
+            since, after = found[-1].at, None
+            edge = {(c.external_id, c.at) for c in found if _millis(c.at) == top}
 
     def _change(self, kind: str, object_type: str, modified: str, item: dict[str, Any]) -> Change:
         props: dict[str, Any] = dict(item.get("properties") or {})

@@ -18,7 +18,7 @@ The token goes in the ``x-api-token`` header, never in the URL (URLs end up in l
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, ClassVar
 
 import httpx
@@ -189,28 +189,51 @@ class PipedriveConnector(Connector):
     # ------------------------------------------------------------ pull
 
     def pull(self, kind: str, cursor: Cursor) -> Iterator[PullPage]:
-        """Everything on the first pull, then recent changes from the cursor minus the lookback."""
+        """Everything on the first pull, then recent changes from the cursor minus the lookback, oldest first.
+
+        After the first page, each page is a new ``/v1/recents`` from the last update time the previous one
+        gave (a keyset), not the next offset: Pipedrive runs the query again on every call, so a record edited
+        while the pull pages moves to the end, and an offset would skip the record after the page boundary
+        for good. The records of that second come again and are left out; only a page of one second goes on
+        by offset.
+        """
         obj = self.object_name(kind)
-        since = cursor.since(self.lookback)
-        if since is None:
-            pages = ((data, extra) for data, extra in self._pages(f"/v1/{obj}", {"sort": "update_time ASC"}))
-        else:
-            pages = (
-                ([item.get("data") for item in data if item.get("data")], extra)
-                for data, extra in self._pages(
-                    "/v1/recents", {"since_timestamp": _since(since), "items": SINGULAR[obj]}
-                )
-            )
+        size = self.pd_settings.page_size
+        ask = cursor.since(self.lookback)  # the next request's since_timestamp; None: the whole list
+        floor = ask
+        start = 0
+        edge: set[tuple[str, datetime]] = set()  # what this pull gave from ``ask`` on
         last = cursor
-        for rows, _extra in pages:
-            changes = sorted(
-                (self._change(kind, obj, row) for row in rows), key=lambda c: (c.at, c.external_id)
-            )
+        while True:
+            if ask is None:
+                params: dict[str, Any] = {"sort": "update_time ASC", "start": start, "limit": size}
+                body = self.request("GET", f"/v1/{obj}", params=params)
+                rows = list(body.get("data") or [])
+            else:
+                params = {"since_timestamp": _since(ask), "items": SINGULAR[obj], "start": start,
+                          "limit": size}
+                body = self.request("GET", "/v1/recents", params=params)
+                rows = [item.get("data") for item in body.get("data") or [] if item.get("data")]
+            found = sorted((self._change(kind, obj, row) for row in rows),
+                           key=lambda c: (c.at, c.external_id))
+            changes = [c for c in found if (c.external_id, c.at) not in edge]
             if changes:
                 tail = changes[-1]
                 if last.at is None or (tail.at, tail.external_id) > (last.at, last.id or ""):
                     last = Cursor(tail.at, tail.external_id)
             yield PullPage(changes, last)
+            pagination = (body.get("additional_data") or {}).get("pagination") or {}
+            if not pagination.get("more_items_in_collection") or not found:
+                return
+            top = found[-1].at
+            if floor is not None and top <= floor:
+                # the whole page is one second: go on through it by offset, from the same query
+                edge.update((c.external_id, c.at) for c in found)
+                start = int(pagination.get("next_start", start + size))
+                continue
+            # (a second before: whether since_timestamp is inclusive or not, that second's rest comes)
+            floor, ask, start = top, top - timedelta(seconds=1), 0
+            edge = {(c.external_id, c.at) for c in found if c.at >= ask}
 
     def _change(self, kind: str, obj: str, row: dict[str, Any]) -> Change:
         fields: dict[str, Any] = {}
