@@ -24,6 +24,7 @@ from bridge.http import (
     build_client,
     call_with_policy,
     classify,
+    env_proxy,
     min_calls,
     parse_retry_after,
 )
@@ -229,6 +230,41 @@ def test_build_client_uses_the_ca_bundle(tmp_path: Any) -> None:
     context = client._transport._pool._ssl_context  # type: ignore[attr-defined]
     assert context.cert_store_stats()["x509_ca"] == 1  # only the configured CA, not the system bundle
     client.close()
+
+
+def test_the_ca_bundle_wins_over_ssl_cert_file_and_proxies_still_come_from_the_environment(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, httpserver: Any
+) -> None:
+    import trustme
+
+    ca = trustme.CA()
+    path = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    monkeypatch.setenv("SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt")
+    # a TLS-inspecting proxy is why one sets a CA bundle: it is reached through the environment's proxy
+    monkeypatch.setenv("HTTP_PROXY", httpserver.url_for("").rstrip("/"))
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    httpserver.expect_request("/v1/things").respond_with_json({"ok": True})
+    settings = ConnectorSettings(plugin="x", base_url="http://vendor.invalid", ca_bundle=str(path))
+
+    with build_client(settings, system="crm") as client:
+        answer = client.get("/v1/things")
+        context = client._transport._pool._ssl_context  # type: ignore[attr-defined]
+
+    assert answer.json() == {"ok": True}  # vendor.invalid resolves nowhere: the proxy took it
+    assert httpserver.log[0][0].headers["Host"] == "vendor.invalid"
+    assert context.cert_store_stats()["x509_ca"] == 1
+
+
+def test_env_proxy_names_the_proxy_for_a_url_and_honours_no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.corp:3128")
+    monkeypatch.setenv("NO_PROXY", "internal.example")
+    monkeypatch.delenv("no_proxy", raising=False)
+
+    assert env_proxy("https://api.hubapi.com") == "http://proxy.corp:3128"
+    assert env_proxy("https://crm.internal.example/x") is None
+    assert env_proxy("http://api.hubapi.com") is None  # no HTTP_PROXY
 
 
 def test_min_calls() -> None:

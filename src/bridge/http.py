@@ -19,6 +19,8 @@ import random
 import re
 import ssl
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -100,9 +102,19 @@ def build_client(
         headers={"User-Agent": USER_AGENT, **(headers or {})},
         transport=transport,
         event_hooks={"request": [on_request], "response": [on_response]},
-        # the CA bundle from settings must win over SSL_CERT_FILE and friends
-        trust_env=settings.ca_bundle is None,
+        # proxies (HTTPS_PROXY, NO_PROXY) from the environment; a CA bundle, given as an SSLContext, still
+        # wins over SSL_CERT_FILE and friends (httpx reads them only for verify=True)
+        trust_env=True,
     )
+
+
+def env_proxy(url: str) -> str | None:
+    """The proxy the environment names for ``url`` (``HTTPS_PROXY``, ``HTTP_PROXY``, ``NO_PROXY``), for
+    clients that do not read it themselves."""
+    parts = urllib.parse.urlsplit(url)
+    if not parts.hostname or urllib.request.proxy_bypass(parts.hostname):
+        return None
+    return urllib.request.getproxies().get(parts.scheme)
 
 
 @dataclass

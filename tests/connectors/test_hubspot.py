@@ -655,3 +655,20 @@ class TestHubSpotContract(ConnectorContract):
         httpserver.expect_request(re.compile(r"^/crm/v3/properties/\w+$"), method="GET").respond_with_json(
             load("hubspot", "properties_companies"))
         return make(httpserver, extra)
+
+
+def test_calls_go_through_the_environments_proxy(
+    httpserver: HTTPServer, extra: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", httpserver.url_for("").rstrip("/"))
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    httpserver.expect_request(SEARCH, method="POST").respond_with_json(load("hubspot", "search_empty"))
+    values: dict[str, Any] = {"plugin": "hubspot", "base_url": "http://hubspot.invalid",
+                              "access_token": TOKEN, "properties": {"account": ["name"]}}
+    connector = HubSpotConnector(ConnectorContext("hubspot", HubSpotSettings(**values), extra=extra))
+
+    pages = list(connector.pull("account", Cursor()))
+
+    assert pages[0].changes == []  # hubspot.invalid resolves nowhere: the proxy took the search
+    assert httpserver.log[0][0].headers["Host"] == "hubspot.invalid"

@@ -55,6 +55,7 @@ from bridge.http import (
     build_client,
     call_with_policy,
     chunks,
+    env_proxy,
     failure_of,
     policy_from,
     vendor_message,
@@ -183,6 +184,9 @@ class HubSpotConnector(Connector):
         extra: dict[str, Any] = {"host": (s.base_url or "https://api.hubapi.com").rstrip("/")}
         if s.ca_bundle:
             extra["ssl_ca_cert"] = s.ca_bundle
+        proxy = env_proxy(extra["host"])  # (urllib3 under the vendor's client reads no environment)
+        if proxy:
+            extra["proxy"] = proxy
         self._token = token
         no_retries = Retry(total=0, redirect=0, raise_on_status=False)
         self.client = HubSpot(access_token=token, retry=no_retries, **extra)
