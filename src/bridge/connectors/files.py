@@ -114,7 +114,8 @@ class FilesConnector(Connector):
             if data.get("kind", "ticket") != kind:
                 continue
             if file not in mtimes:
-                # an undated record takes its file's mtime: stable, so a re-pull is not a new change
+                # an undated record takes its file's mtime: a re-pull of an unchanged file is no new change,
+                # but a write to the file brings its undated records again (docs/config.md says to date them)
                 mtimes[file] = datetime.fromtimestamp(file.stat().st_mtime, UTC)
             try:
                 _validate_item(data)
