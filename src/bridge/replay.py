@@ -130,6 +130,8 @@ class Replay:
                 event = self._parse(number, line)
                 if event is None:
                     continue
+                if event["type"] != "agent.status" and self._refused(number, event):
+                    continue  # (before its time is taken: a line skipped whole moves no clock)
                 at = event["_at"]
                 if self.clock is not None and at < self.clock:
                     self.problems.append(
@@ -347,6 +349,44 @@ class Replay:
         )
         return {n: v for n, v in fields.items() if n in self._ticket_fields}
 
+    def _refused(self, number: int, event: dict[str, Any]) -> bool:
+        """Whether a ticket event is skipped whole whatever the timers due before it do (a ticket created
+        twice, an event for a ticket unknown or closed already), reported. Checked before the event's time is
+        taken, so that such a line moves no clock; an event for a ticket that a timer closes before it is
+        refused by :meth:`_event`, after the timers."""
+        kind = event["type"]
+        at = event["_at"] if self.clock is None or event["_at"] >= self.clock else self.clock
+        if kind == "ticket.created":
+            tid = str(event["ticket"]["id"])
+            if self.state.record_id_for(SYSTEM, "ticket", tid) is not None:
+                self.problems.append(
+                    f"line {number}: ticket.created: ticket {tid!r} is already in the replay; skipped")
+                return True
+        else:
+            tid = event["ticket_id"] = str(event["ticket_id"])
+            if self.state.record_id_for(SYSTEM, "ticket", tid) is not None:
+                return False
+        closed = self._closed.get(tid, at)
+        if closed is not None:
+            self._closed_problem(number, kind, tid, closed)
+            return True
+        if kind != "ticket.created":
+            self.problems.append(f"line {number}: {kind}: unknown ticket {tid!r}")
+            return True
+        return False
+
+    def _closed_problem(self, number: int, kind: str, tid: str, closed: datetime) -> None:
+        if kind == "ticket.created":
+            self.problems.append(
+                f"line {number}: ticket.created: ticket {tid!r} closed at {format_time(closed)}; a "
+                "ticket id is not created twice; skipped"
+            )
+        else:
+            self.problems.append(
+                f"line {number}: {kind}: ticket {tid!r} closed at {format_time(closed)}; a closed ticket "
+                "takes no more events (a follow-up is a new ticket); skipped"
+            )
+
     def _event(self, number: int, event: dict[str, Any], at: datetime, out: list[dict[str, Any]]) -> None:
         """Run one event, appending its output to ``out``."""
         kind = event["type"]
@@ -355,33 +395,17 @@ class Replay:
             return
         state = self.state
         if kind == "ticket.created":
-            change = self._created(event, at)
-            if state.record_id_for(SYSTEM, "ticket", change.external_id) is not None:
-                self.problems.append(
-                    f"line {number}: ticket.created: ticket {change.external_id!r} is already in the replay; "
-                    "skipped"
-                )
-                return
-            closed = self._closed.get(change.external_id, at)
-            if closed is not None:
-                self.problems.append(
-                    f"line {number}: ticket.created: ticket {change.external_id!r} closed at "
-                    f"{format_time(closed)}; a ticket id is not created twice; skipped"
-                )
-                return
             rid = None
+            change = self._created(event, at)
         else:
-            tid = str(event["ticket_id"])
+            tid = event["ticket_id"]
             rid = state.record_id_for(SYSTEM, "ticket", tid)
-            if rid is None:
+            if rid is None:  # a timer due before this event closed it
                 closed = self._closed.get(tid, at)
-                if closed is None:
-                    self.problems.append(f"line {number}: {kind}: unknown ticket {tid!r}")
+                if closed is not None:
+                    self._closed_problem(number, kind, tid, closed)
                 else:
-                    self.problems.append(
-                        f"line {number}: {kind}: ticket {tid!r} closed at {format_time(closed)}; a closed "
-                        "ticket takes no more events (a follow-up is a new ticket); skipped"
-                    )
+                    self.problems.append(f"line {number}: {kind}: unknown ticket {tid!r}")
                 return
             change = self._change(kind, tid, event, at)
         before = state.load(rid) if rid else None
