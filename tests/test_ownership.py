@@ -126,6 +126,21 @@ def test_shadow_round_trips_and_tracks_queued_values() -> None:
             fv("old", at=T + timedelta(seconds=1)),
             Verdict("ignore", "last_writer_wins: older than the record's value", writeback=True),
         ),
+        # the owner's edit too is taken only when newer: which system spoke first decides nothing
+        (
+            {"policy": "last_writer_wins"},
+            "crm",
+            "x",
+            fv("newer", "desk", at=T + timedelta(seconds=1)),
+            Verdict("ignore", "last_writer_wins: older than the record's value", writeback=True),
+        ),
+        (
+            {"policy": "last_writer_wins"},
+            "crm",
+            "x",
+            fv("old", "desk", at=EARLIER),
+            Verdict("accept", "owner"),
+        ),
         # bridge-owned (derived from tags): a system's edit is a conflict
         (
             {"owner": "bridge"},

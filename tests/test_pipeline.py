@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from bridge.errors import IdentityError
+from bridge.fields import FieldType
 from bridge.model import Change
 from bridge.ownership import Shadow
 from bridge.pipeline import MemoryState, Outcome, Pipeline
@@ -425,11 +426,16 @@ def test_an_older_change_arriving_late_is_kept_but_not_applied(state: Any) -> No
     with state() as s:
         rid = s.record_id_for("crm", "account", "A1")
         assert s.load(rid).value("tier") == "gold"
-    # the same change again (a re-pull in the lookback window) is not stale
+    # the same change again (a re-pull in the lookback window) is known as a repeat and taken as no change
     again = run(
         state, p, change("crm", "A1", 10, attrs={"domain": "acme.example"}, fields={"Tier__c": "gold"})
     )
-    assert not again.stale
+    assert again.repeat and again.writes == [] and again.problems == []
+    # another change at that very instant is a change
+    other = run(
+        state, p, change("crm", "A1", 10, attrs={"domain": "acme.example"}, fields={"Tier__c": "silver"})
+    )
+    assert not other.stale and other.record.value("tier") == "silver"
 
 
 def test_a_tickets_priority_case_and_a_sentiment_off_the_scale_are_made_readable_for_the_rules() -> None:
@@ -447,3 +453,24 @@ def test_a_tickets_priority_case_and_a_sentiment_off_the_scale_are_made_readable
     assert out.record.attrs["priority"] == "P1" and out.record.attrs["sentiment"] > 0  # kept as computed
     said = [p.split(": ", 1)[1].split(" is ")[0] for p in out.problems]
     assert said == ["priority 'P1'", "sentiment 'bad'"]
+
+
+def test_a_change_delivered_again_after_the_revert_landed_is_no_second_conflict(state: Any) -> None:
+    # the helpdesk's user sets a tier the CRM owns; bridge reverts it; the helpdesk then delivers the very
+    # webhook of that edit again (same instant, same values)
+    p = Pipeline(config())
+    run(state, p, change("crm", "A1", 0, attrs={"domain": "acme.example"}, fields={"Tier__c": "gold"}))
+    edit = change("desk", "D1", 10, attrs={"domain": "acme.example"}, fields={"tier": "silver"})
+    first = run(state, p, edit)
+    assert [(c.field, c.system) for c in first.conflicts] == [("tier", "desk")]
+    rid = first.record.id
+    with state() as s:  # the revert landed (what the pusher records)
+        landed = Shadow.load(s.shadow(rid, "tier", "desk"))
+        landed.confirm(FieldType("select", ("gold", "silver")), "gold")
+        s.set_shadow(rid, "tier", "desk", landed.dump(), T)
+
+    again = run(state, p, edit)
+
+    assert again.repeat and again.conflicts == [] and again.writes == []
+    with state() as s:
+        assert s.load(rid).value("tier") == "gold"

@@ -165,6 +165,11 @@ def decide(
         return Verdict("ignore", "equal")
     revert = field.on_conflict == "revert"
     cur_blank = current is None or blank(current.value)
+    if field.policy == "last_writer_wins":
+        # the owner too: whichever system speaks first, the newest edit is the record's value
+        if current is None or at >= current.at:
+            return Verdict("accept", "owner" if system == field.owner else "last_writer_wins")
+        return Verdict("ignore", "last_writer_wins: older than the record's value", writeback=True)
     if system == field.owner:
         if (
             field.policy == "prefer_owner_unless_blank"
@@ -176,10 +181,6 @@ def decide(
             return Verdict("ignore", "prefer_owner_unless_blank: the owner is blank", writeback=True)
         return Verdict("accept", "owner")
     match field.policy:
-        case "last_writer_wins":
-            if current is None or at >= current.at:
-                return Verdict("accept", "last_writer_wins")
-            return Verdict("ignore", "last_writer_wins: older than the record's value", writeback=True)
         case "fill_if_empty":
             if cur_blank:
                 return Verdict("accept", "fill_if_empty")

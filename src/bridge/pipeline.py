@@ -64,6 +64,7 @@ DESK_PLUGIN = "rules"  # the name the daemon's Desk is registered under on the p
 DELETE_POLICIES = ("ignore", "flag", "archive")
 DEFAULT_DELETE = "ignore"
 SEEN = "seen_at"  # record attribute: system -> time of the newest change applied from it
+SEEN_DIGEST = "seen_digest"  # record attribute: system -> digest of that change (a repeat of it is no change)
 BRIDGE_ID = "bridge_id"  # a change attribute: the bridge record a system's record was created for
 
 
@@ -412,6 +413,13 @@ class Pipeline:
     ) -> None:
         seen = record.attrs.setdefault(SEEN, {})
         last = seen.get(change.system)
+        digest = _digest(change) if change.system != self.authority else None
+        if (last is not None and digest is not None and change.at == parse_time(last)
+                and record.attrs.get(SEEN_DIGEST, {}).get(change.system) == digest):
+            # the very change taken last (a webhook delivered again, a page pulled again in the lookback):
+            # taken again, it would read as an edit of what bridge wrote to that system since
+            out.stale = out.repeat = True
+            return
         if last is not None and change.at < parse_time(last):
             # an older change arriving late (a retried webhook, a slow queue) must not undo a newer one
             out.stale = True
@@ -442,6 +450,8 @@ class Pipeline:
                 self._rules(state, record, part, now, out, desk)
             return
         seen[change.system] = format_time(change.at) if change.at.microsecond == 0 else change.at.isoformat()
+        if digest is not None:
+            record.attrs.setdefault(SEEN_DIGEST, {})[change.system] = digest
         # (replay's events are taken as given: nothing noted, no hashing on its hot path)
         part = late_part(change) if change.kind == "ticket" and change.system != self.authority else None
         if part is not None and not _note_message(record, part):
@@ -1137,6 +1147,13 @@ def _json(value: Any) -> Any:
 MESSAGE_KEYS = ("message", "last_author", "acknowledged")  # what of a change is a message (late_part)
 MESSAGES_TAKEN = "messages_taken"  # record attribute: system -> the stamps of its messages taken, newest last
 MESSAGES_KEPT = 50  # per system: a helpdesk redelivers a webhook within hours, not 50 messages later
+
+
+def _digest(change: Change) -> str:
+    """What a change says (fields, tags, attributes, deleted), digested: the same change delivered again has
+    the same digest."""
+    said = json.dumps([change.fields, change.tags, change.attrs, change.deleted], sort_keys=True, default=str)
+    return hashlib.blake2b(said.encode(), digest_size=12).hexdigest()
 
 
 def _note_message(record: Record, part: Change) -> bool:
