@@ -55,6 +55,10 @@ def test_pull_pages_to_the_end_each_page_a_search_from_the_last_time(
     httpserver.expect_ordered_request(SEARCH, method="POST").respond_with_json(
         load("hubspot", "search_companies_page1")
     )
+    # the first page holding records reads the properties (enumeration values to their labels)
+    httpserver.expect_ordered_request(PROPERTIES, method="GET").respond_with_json(
+        load("hubspot", "properties_companies")
+    )
     httpserver.expect_ordered_request(SEARCH, method="POST").respond_with_json(
         load("hubspot", "search_companies_page2")
     )
@@ -66,7 +70,8 @@ def test_pull_pages_to_the_end_each_page_a_search_from_the_last_time(
     assert [[c.external_id for c in p.changes] for p in pages] == [["101", "102"], ["103"]]
     assert pages[-1].cursor == Cursor(parse_time("2026-03-01T11:00:00Z"), "103")
     first = pages[0].changes[0]
-    assert first.fields["arr"] == "120000" and first.fields["tier"] == "gold"
+    assert first.fields["arr"] == "120000"
+    assert first.fields["tier"] == "Gold"  # the option's value (gold) as its label, as the config names it
     assert first.attrs == {"name": "Acme", "domain": "acme.example"}
     requests = sent(httpserver)
     assert [(m, p) for m, p, _ in requests] == [("POST", SEARCH), ("POST", SEARCH)]
@@ -345,6 +350,9 @@ def test_expired_token_401_refreshes_once_and_retries_with_the_new_bearer(
     httpserver.expect_ordered_request(SEARCH, method="POST").respond_with_json(
         load("hubspot", "search_companies_page2")
     )
+    httpserver.expect_ordered_request(PROPERTIES, method="GET").respond_with_json(
+        load("hubspot", "properties_companies")
+    )
     connector = make_oauth(httpserver, extra, access_token="at-stale-0000")
 
     pages = list(connector.pull("account", Cursor()))
@@ -354,6 +362,7 @@ def test_expired_token_401_refreshes_once_and_retries_with_the_new_bearer(
         (SEARCH, "at-stale-0000", None),
         (TOKEN_URL, None, form()),
         (SEARCH, "at-fresh-1111", None),
+        (PROPERTIES, "at-fresh-1111", None),
     ]
     token_request = httpserver.log[1][0]
     assert token_request.headers["Content-Type"] == "application/x-www-form-urlencoded"

@@ -193,6 +193,7 @@ class HubSpotConnector(Connector):
         self._apis: dict[str, Any] = {}
         self._described: dict[str, list[RemoteField]] = {}
         self._labels: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {}
+        self._every_label: dict[tuple[str, str], dict[str, str]] = {}  # hidden options too: value -> label
 
     @property
     def hubspot_settings(self) -> HubSpotSettings:
@@ -363,6 +364,7 @@ class HubSpotConnector(Connector):
         edge: set[tuple[str, datetime]] = set()  # what this pull gave at ``since``'s millisecond
         size = self.hubspot_settings.page_size
         search = self._api("search_api")
+        labels: dict[str, dict[str, str]] | None = None  # read with the first page that holds records
         while True:
             floor = None if since is None else _millis(since)
             filters = [] if floor is None else [
@@ -375,7 +377,10 @@ class HubSpotConnector(Connector):
                 after=after,
             )
             _status, data = self._call(search.do_search, object_type, request)
-            found = [self._change(kind, object_type, modified, item) for item in data.get("results") or []]
+            results = data.get("results") or []
+            if results and labels is None:
+                labels = self._labels_by_value(kind)
+            found = [self._change(kind, object_type, modified, item, labels) for item in results]
             found.sort(key=lambda c: (c.at, c.external_id))
             changes = [c for c in found if (c.external_id, c.at) not in edge]
             if changes:
@@ -399,8 +404,14 @@ class HubSpotConnector(Connector):
             since, after = found[-1].at, None
             edge = {(c.external_id, c.at) for c in found if _millis(c.at) == top}
 
-    def _change(self, kind: str, object_type: str, modified: str, item: dict[str, Any]) -> Change:
+    def _change(self, kind: str, object_type: str, modified: str, item: dict[str, Any],
+                labels: dict[str, dict[str, str]] | None = None) -> Change:
         props: dict[str, Any] = dict(item.get("properties") or {})
+        for name, table in (labels or {}).items():
+            value = props.get(name)
+            if isinstance(value, str) and value:
+                # an enumeration's internal value as its label (a checkbox's values are ;-separated)
+                props[name] = ";".join(table.get(v, v) for v in value.split(";"))
         stamp = props.get(modified) or item.get("updatedAt") or item.get("createdAt")
         attrs = {attr: props[prop] for prop, attr in ATTRS.get(object_type, {}).items() if props.get(prop)}
         if object_type == "contacts":
@@ -499,17 +510,28 @@ class HubSpotConnector(Connector):
                 out[name] = _text(value)
         return out
 
-    def _option_values(self, kind: str) -> dict[str, dict[str, str]]:
-        """Per enumeration property, its options' values and labels (casefolded) to their values."""
+    def _labels_by_value(self, kind: str) -> dict[str, dict[str, str]]:
+        """Per enumeration property, its options' values to their labels (what a pull gives: labels, as the
+        config names options and as a push takes them)."""
+        self._ensure_described(kind)
+        return {f.name: self._every_label.get((kind, f.name), {})
+                for f in self._described.get(kind, []) if f.type.startswith("enumeration")}
+
+    def _ensure_described(self, kind: str) -> None:
         if kind not in self._described:
             try:
                 self.describe(kind)
             except ConnectorAuthError as exc:
                 # reading properties needs the schema scope: without it, values go as written (HubSpot then
                 # refuses a wrong one per record)
-                log.warning("%s: cannot read the %s properties (%s); option labels are sent as written",
+                log.warning("%s: cannot read the %s properties (%s); option labels and values are taken as "
+                            "written",
                             self.system, kind, exc)
                 self._described[kind] = []
+
+    def _option_values(self, kind: str) -> dict[str, dict[str, str]]:
+        """Per enumeration property, its options' values and labels (casefolded) to their values."""
+        self._ensure_described(kind)
         out: dict[str, dict[str, str]] = {}
         for f in self._described.get(kind, []):
             if f.options and f.type.startswith("enumeration"):
@@ -577,7 +599,8 @@ class HubSpotConnector(Connector):
         _status, data = self._call(self._api("properties").get_all, self.object_type(kind))
         fields = []
         for p in data.get("results") or []:
-            opts = [o for o in p.get("options") or [] if not o.get("hidden")]
+            every = p.get("options") or []
+            opts = [o for o in every if not o.get("hidden")]
             fields.append(
                 RemoteField(
                     name=p["name"],
@@ -589,6 +612,8 @@ class HubSpotConnector(Connector):
                 )
             )
             self._labels[(kind, p["name"])] = tuple((str(o.get("label")), str(o.get("value"))) for o in opts)
+            # (a hidden option is retired from forms, not from records: a record may still hold it)
+            self._every_label[(kind, p["name"])] = {str(o.get("value")): str(o.get("label")) for o in every}
         self._described[kind] = fields
         return fields
 
