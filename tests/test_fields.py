@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from bridge.errors import FieldValueError
 from bridge.fields import FIELD_TYPES, FieldType, coerce, equal, from_json, merge, to_json, to_text
+from bridge.ownership import Shadow, detect
 
 AREA = FieldType(
     "multi_select",
@@ -348,3 +349,15 @@ def test_merge_adds_options_for_multi_select(options: tuple[str, ...], data: st.
     assert set(merged) == set(current) | set(new)
     assert merged == [o for o in options if o in set(merged)]
     assert merge(ft, merged, new) == merged
+
+
+def test_texts_compare_as_vendors_store_them_so_an_echo_is_known() -> None:
+    # most vendors trim what they store and normalise line ends: bridge's own write coming back is no edit
+    text = FieldType("text")
+    assert equal(text, "Key account ", "Key account")
+    assert equal(text, "line one\r\nline two", "line one\nline two")
+    assert equal(text, "  ", "") and equal(text, "  ", None) and equal(text, "", None)
+    assert not equal(text, "Key account", "Key accounts")
+    assert not equal(text, "a b", "a  b")  # inside the text, every character counts
+    shadow = Shadow(True, "v1", ["Key account "])
+    assert detect(text, "Key account", shadow) == "echo"

@@ -310,18 +310,27 @@ def equal(ft: FieldType, a: Any, b: Any) -> bool:
     """Whether two raw values mean the same for this field.
 
     Both are coerced first; blanks (``None``, ``""``, ``[]``) are equal to each other; numbers compare with a
-    relative tolerance of 1e-12 (vendors round-trip floats through decimal text). A value that does not coerce
-    equals only itself (so ``equal`` stays reflexive and symmetric on any input).
+    relative tolerance of 1e-12 (vendors round-trip floats through decimal text); texts compare without
+    their surrounding whitespace and with ``\r\n`` as ``\n`` (vendors trim and normalise what they store,
+    and bridge's own write must be known when it comes back). A value that does not coerce equals only
+    itself (so ``equal`` stays reflexive and symmetric on any input).
     """
     try:
         ca, cb = coerce(ft, a), coerce(ft, b)
     except FieldValueError:
         return a is b or bool(a == b)
+    if ft.type == "text":
+        ca = _text_norm(ca) if isinstance(ca, str) else ca
+        cb = _text_norm(cb) if isinstance(cb, str) else cb
     if ca in _BLANK or cb in _BLANK:
         return ca in _BLANK and cb in _BLANK
     if ft.type == "number":
         return math.isclose(ca, cb, rel_tol=1e-12, abs_tol=1e-9)
     return bool(ca == cb)
+
+
+def _text_norm(text: str) -> str:
+    return text.replace("\r\n", "\n").strip()
 
 
 def adds_nothing(ft: FieldType, current: Any, value: Any) -> bool:
