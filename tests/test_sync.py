@@ -361,3 +361,24 @@ def test_a_connector_crashing_in_push_stops_that_system_and_keeps_the_writes(sto
     rig.later(hours=2)
     again = rig.syncer.sync()
     assert again.pushed == 2 and store.pending("b") == []
+
+
+
+def test_a_write_put_back_untried_counts_no_attempt_so_a_short_outage_dead_letters_nothing(
+    store: Store,
+) -> None:
+    # at most 3 tries; four passes in a row, the vendor rate-limits the first call: each pass tries the first
+    # write, and the others of the claim wait untried
+    rig = Rig(store, batch_max=1, max_attempts=3)
+    rig.records(5)
+    for _ in range(4):
+        rig.b.raise_next.append(RetriableConnectorError("HTTP 429: slow down", system="b", retry_after=1))
+        rig.syncer.sync()
+        rig.later(hours=2)
+
+    dead = store.dead_letters()
+    # the first write was tried 3 times (dead, as documented); the next was tried once, the rest never
+    assert [d.attempts for d in dead] == [3]
+    assert sorted(i.attempts for i in store.pending("b")) == [0, 0, 0, 1]
+    rig.syncer.sync()  # the vendor is back
+    assert store.pending("b") == [] and len(store.dead_letters()) == 1

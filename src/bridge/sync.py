@@ -654,7 +654,8 @@ class Syncer:
         retry_at = now + self.backoff.delay(1)
         for p in held:
             for item in p.items:
-                self.store.fail(item.id, "deferred: an earlier write to the record failed", now, retry_at)
+                self.store.fail(item.id, "deferred: an earlier write to the record failed", now, retry_at,
+                                tried=False)
         report.deferred += len(held)
         return [p for p in batch if p.write.record_id not in self._held]
 
@@ -667,7 +668,7 @@ class Syncer:
         retry_at = now + self.backoff.delay(1, retry_after)
         for p in rest:
             for item in p.items:
-                self.store.fail(item.id, f"deferred: {error}", now, retry_at)
+                self.store.fail(item.id, f"deferred: {error}", now, retry_at, tried=False)
         report.deferred += len(rest)
 
 

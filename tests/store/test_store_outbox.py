@@ -74,6 +74,34 @@ def test_claim_oldest_first_by_system_kind_and_due_time(store: Store, now: datet
     assert store.pending("hubspot") == []
 
 
+def test_a_records_later_write_waits_while_its_earlier_one_backs_off_or_is_claimed(
+    store: Store, now: datetime
+) -> None:
+    # a record's writes land in the order decided: an escalation queued after a notification that is
+    # backing off (or held by a push that died, till its lease ends) is not claimed before it
+    _enqueue(store, now, _write("r1", n=1), _write("r2", n=1))
+    first = store.claim("hubspot", None, 10, now, LEASE)
+    store.fail(first[0].id, "HTTP 429", now, now + timedelta(minutes=10))  # r1's first write backs off
+    _enqueue(store, now + timedelta(seconds=1), _write("r1", n=2), _write("r2", n=2))
+    later = now + timedelta(minutes=1)
+    # r2's second write is held by r2's first, claimed by a live push; r1's by r1's first, backing off
+    assert store.claim("hubspot", None, 10, later, LEASE) == []
+    store.complete([(first[1].id, None, None)], later)
+    second = store.claim("hubspot", None, 10, later, LEASE)
+    assert [(i.record_id, i.fields) for i in second] == [("r2", {"n": 2})]
+    store.complete([(second[0].id, None, None)], later)
+    again = store.claim("hubspot", None, 10, now + timedelta(minutes=10), LEASE)
+    assert [(i.record_id, i.fields) for i in again] == [("r1", {"n": 1}), ("r1", {"n": 2})]
+
+
+def test_a_write_put_back_untried_gets_its_attempt_back(store: Store, now: datetime) -> None:
+    _enqueue(store, now, _write("r1"))
+    (item,) = store.claim("hubspot", None, 10, now, LEASE)
+    store.fail(item.id, "deferred: an earlier write failed", now, now, tried=False)
+    (again,) = store.claim("hubspot", None, 10, now, LEASE)
+    assert again.attempts == 1
+
+
 def test_claim_respects_limit(store: Store, now: datetime) -> None:
     _enqueue(store, now, *(_write(f"r{i}") for i in range(5)))
     first = store.claim("hubspot", None, 2, now, LEASE)

@@ -295,16 +295,28 @@ class Store:
     ) -> list[OutboxItem]:
         """Claim up to ``limit`` due writes to ``system`` (of ``kind``, or any), oldest first.
 
-        Due: pending with ``not_before <= now``, or claimed by someone whose lease ran out. A claim holds
-        until ``now + lease`` and counts as an attempt. On PostgreSQL the rows are picked with
-        ``FOR UPDATE SKIP LOCKED``, so replicas claiming at the same moment get disjoint rows.
+        Due: pending with ``not_before <= now``, or claimed by someone whose lease ran out, and no earlier
+        write of the record to that system still waiting (backing off, or claimed by a live push): a record's
+        writes land in the order they were decided. A claim holds until ``now + lease`` and counts as an
+        attempt (:meth:`fail` gives it back to a write that was not tried). On PostgreSQL the rows are picked
+        with ``FOR UPDATE SKIP LOCKED``, so replicas claiming at the same moment get disjoint rows.
         """
         o = t.outbox
         due = sa.or_(
             sa.and_(o.c.status == "pending", o.c.not_before <= now),
             sa.and_(o.c.status == "claimed", o.c.claimed_until <= now),
         )
-        q = sa.select(o.c.id).where(o.c.system == system, due).order_by(o.c.id).limit(limit)
+        older = o.alias("older")
+        waiting = sa.exists().where(
+            older.c.system == system,
+            older.c.record_id == o.c.record_id,
+            older.c.id < o.c.id,
+            sa.or_(
+                sa.and_(older.c.status == "pending", older.c.not_before > now),
+                sa.and_(older.c.status == "claimed", older.c.claimed_until > now),
+            ),
+        )
+        q = sa.select(o.c.id).where(o.c.system == system, due, ~waiting).order_by(o.c.id).limit(limit)
         if kind is not None:
             q = q.where(o.c.kind == kind)
         if self._pg:
@@ -356,11 +368,15 @@ class Store:
                 ):
                     tx.link(row.record_id, row.system, row.kind, external_id)
 
-    def fail(self, item_id: int, error: str, now: datetime, retry_at: datetime | None) -> None:
+    def fail(
+        self, item_id: int, error: str, now: datetime, retry_at: datetime | None, tried: bool = True
+    ) -> None:
         """Record a failed push: retried at ``retry_at``, or dead-lettered (``done_at`` = now) when None.
 
-        Only a claimed row changes: a late report on a row another replica re-claimed and finished is
-        ignored. A retried write whose twin (same key) was queued meanwhile is dropped: the twin carries it.
+        ``tried=False``: the write was put back without the vendor refusing it (an earlier write failed, the
+        system could not be used): its claim counts as no attempt. Only a claimed row changes: a late report
+        on a row another replica re-claimed and finished is ignored. A retried write whose twin (same key)
+        was queued meanwhile is dropped: the twin carries it.
         """
         o = t.outbox
         claimed = sa.and_(o.c.id == item_id, o.c.status == "claimed")
@@ -380,7 +396,8 @@ class Store:
             conn.execute(
                 o.update()
                 .where(claimed)
-                .values(status="pending", claimed_until=None, last_error=error, not_before=retry_at)
+                .values(status="pending", claimed_until=None, last_error=error, not_before=retry_at,
+                        attempts=o.c.attempts if tried else o.c.attempts - 1)
             )
 
     @staticmethod
