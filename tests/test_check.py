@@ -192,6 +192,16 @@ def test_toml_syntax_error_names_line(tmp_path: Path) -> None:
     assert re.match(rf".*bridge\.toml:{line}: \(syntax\): ", errors[0]), errors
 
 
+def test_a_config_not_in_utf8_names_its_line_and_a_byte_order_mark_is_no_error(tmp_path: Path) -> None:
+    path = tmp_path / "bridge.toml"
+    path.write_bytes(b"[bridge]\n# Support team M\xfcnchen\n")  # Latin-1, as some editors save
+    _loaded, report = check_file(path, host_factory)
+    assert report.errors == [f"{path}:2: (file): not UTF-8 text (byte 0xfc); save the file as UTF-8"]
+    path.write_bytes(b"\xef\xbb\xbf" + textwrap.dedent(GOOD).encode())
+    _loaded, report = check_file(path, host_factory)
+    assert report.errors == []
+
+
 def test_missing_file_is_an_error(tmp_path: Path) -> None:
     _loaded, report = check_file(tmp_path / "nope.toml", host_factory)
     assert report.errors and "cannot read config" in report.errors[0]

@@ -223,6 +223,15 @@ def test_replay_of_a_directory_is_bad_usage(demo: Path) -> None:
     assert "config: is a directory" in res.stderr and "Traceback" not in res.stderr
 
 
+def test_taxonomy_lint_reports_unreadable_lines_and_a_missing_file_as_such(demo: Path) -> None:
+    (demo / "odd.jsonl").write_bytes(b'{"tags": ["billing/refund"]}\n{"tags": ["\xff"]}\nnot json\n')
+    res = bridge("taxonomy", "lint", "odd.jsonl", "--no-store", cwd=demo)
+    assert "odd.jsonl:2: not UTF-8 text; skipped" in res.stderr and "odd.jsonl:3: not JSON" in res.stderr
+    assert "Traceback" not in res.stderr and res.returncode in (0, 1)
+    res = bridge("taxonomy", "lint", "nope.jsonl", "--no-store", cwd=demo)
+    assert res.returncode == 2 and "nope.jsonl: no such file" in res.stderr and "Traceback" not in res.stderr
+
+
 def test_taxonomy_lint_finds_the_near_duplicate_refund_tags(demo: Path) -> None:
     res = bridge("taxonomy", "lint", "config/demo/inbox", "--no-store", cwd=demo)
     assert res.returncode == 1, res.stdout + res.stderr

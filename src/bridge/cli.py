@@ -440,11 +440,19 @@ def cmd_taxonomy_lint(args: argparse.Namespace) -> int:
     """Lint tags: naming pattern, near-duplicates, unmapped tags, dead mappings."""
     from bridge.taxonomy import format_findings, lint
 
+    missing = [Path(f) for f in args.files if not Path(f).exists()]
+    for path in missing:
+        print(f"{path}: no such file or folder", file=sys.stderr)
+    if missing:
+        return 2
     app = _app(args)
     seen: dict[str, int] = {}
+    problems: list[str] = []
     for file in args.files:
-        for tag in _tags_in_jsonl(Path(file)):
+        for tag in _tags_in_jsonl(Path(file), problems):
             seen[tag] = seen.get(tag, 0) + 1
+    for problem in problems:
+        print(problem, file=sys.stderr)
     if args.store and app.has_store:
         try:
             with app.store.session() as tx:
@@ -461,21 +469,33 @@ def cmd_taxonomy_lint(args: argparse.Namespace) -> int:
     return 1 if findings else 0
 
 
-def _tags_in_jsonl(path: Path) -> list[str]:
+def _tags_in_jsonl(path: Path, problems: list[str]) -> list[str]:
+    """The tags of every record or event in a JSONL file (or a folder's); a line that cannot be read goes to
+    ``problems`` with its file and line."""
     out: list[str] = []
     files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
     for file in files:
-        with file.open(encoding="utf-8") as fh:
-            for line in fh:
-                try:
-                    data = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if not isinstance(data, dict):
-                    continue
-                for holder in (data, data.get("ticket"), data.get("changes")):
-                    if isinstance(holder, dict) and isinstance(holder.get("tags"), list):
-                        out.extend(str(t) for t in holder["tags"])
+        try:
+            raw = file.read_bytes()
+        except OSError as exc:
+            problems.append(f"{file}: cannot read: {exc.strerror}")
+            continue
+        for number, chunk in enumerate(raw.splitlines(), start=1):
+            if not chunk.strip():
+                continue
+            try:
+                data = json.loads(chunk.decode("utf-8-sig" if number == 1 else "utf-8"))
+            except UnicodeDecodeError:
+                problems.append(f"{file}:{number}: not UTF-8 text; skipped")
+                continue
+            except json.JSONDecodeError as exc:
+                problems.append(f"{file}:{number}: not JSON: {exc.msg}; skipped")
+                continue
+            if not isinstance(data, dict):
+                continue
+            for holder in (data, data.get("ticket"), data.get("changes")):
+                if isinstance(holder, dict) and isinstance(holder.get("tags"), list):
+                    out.extend(str(t) for t in holder["tags"])
     return out
 
 

@@ -803,7 +803,14 @@ def _resolve_arrays(raw: tuple[str, ...], counts: dict[tuple[str, ...], int]) ->
 def read_toml(path: Path) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
     """Read a TOML file; a syntax error becomes a ConfigError naming the file and line."""
     try:
-        text = path.read_text(encoding="utf-8")
+        # (utf-8-sig: a byte-order mark some editors write is no part of the text)
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        bad_line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise ConfigError([
+            f"{path}:{bad_line}: (file): not UTF-8 text (byte 0x{exc.object[exc.start]:02x}); save the file as "
+            "UTF-8"
+        ]) from None
     except FileNotFoundError:
         where = "" if path.is_absolute() else f" (relative to {Path.cwd()})"
         raise ConfigError([
