@@ -63,6 +63,21 @@ def test_a_malformed_line_is_named_by_file_and_line_and_the_others_go_on(tmp_pat
     assert empty.changes == [] and empty.cursor == Cursor() and len(empty.problems) == 1
 
 
+def test_a_line_of_a_misspelt_kind_is_reported_once_not_lost_in_silence(tmp_path: Path) -> None:
+    lines: list[Any] = [{"id": "T-1"}, {"id": "T-2", "kind": "Ticket"}, {"id": "A-1", "kind": "account"},
+                        {"id": "T-3", "kind": "tickets"}]
+    write_lines(tmp_path / "in" / "x.jsonl", lines)
+    conn = connector(tmp_path)
+    [tickets] = list(conn.pull("ticket", Cursor()))
+    [accounts] = list(conn.pull("account", Cursor()))
+    assert [c.external_id for c in tickets.changes] == ["T-1"]
+    assert [p.split("x.jsonl:")[1] for p in tickets.problems] == [
+        "2: kind must be one of ticket, account, contact, not 'Ticket'; skipped",
+        "4: kind must be one of ticket, account, contact, not 'tickets'; skipped",
+    ]
+    assert [c.external_id for c in accounts.changes] == ["A-1"] and accounts.problems == []
+
+
 def test_push_appends_one_line_per_write_with_its_idempotency_key(tmp_path: Path) -> None:
     out = tmp_path / "out" / "writes.jsonl"
     conn = connector(tmp_path, out_path=str(out))

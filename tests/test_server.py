@@ -118,6 +118,17 @@ def test_a_good_webhook_is_stored_mapped_and_queued_and_counted(served: tuple[Se
     assert metric(base, "bridge_outbox_dead") == 0
 
 
+def test_a_record_of_a_kind_the_system_does_not_carry_is_not_taken(served: tuple[Server, str]) -> None:
+    server, base = served  # desk carries tickets only
+    body = [{"id": "T-1", "updated_at": "2026-11-02T09:15:00Z"},
+            {"kind": "account", "id": "A-9", "updated_at": "2026-11-02T09:15:00Z", "name": "Acme"}]
+    res = post(base, json.dumps(body).encode())
+    assert res.status_code == 202
+    assert res.json() == {"accepted": 1, "problems": [
+        "desk account A-9: not taken: desk carries ticket (its kinds), not account"]}
+    assert [r.links for r in records(server)] == [{"desk": "T-1"}]
+
+
 def test_an_undated_record_is_stamped_with_the_receive_time(served: tuple[Server, str]) -> None:
     server, base = served
     before = datetime.now(UTC)

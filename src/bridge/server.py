@@ -182,9 +182,18 @@ class Server:
             return 400, {"error": f"{system}: malformed webhook: {exc}"}
         processed, problems = 0, []
         done: list[tuple[Change, Outcome]] = []
+        carried = connector.settings.kinds
         with self.lock:
             with self.app.store.session() as tx:
                 for change in changes:
+                    if carried and change.kind not in carried:
+                        # (a sender's misconfiguration: taken, a ticket would hold an agent's seat while
+                        # nothing of it could be written back)
+                        problems.append(
+                            f"{change.system} {change.kind} {change.external_id}: not taken: {system} "
+                            f"carries {', '.join(carried)} (its kinds), not {change.kind}"
+                        )
+                        continue
                     try:
                         with tx.savepoint():
                             outcome = self.pipeline.process(tx, change, utcnow())

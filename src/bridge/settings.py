@@ -808,8 +808,8 @@ def read_toml(path: Path) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
     except UnicodeDecodeError as exc:
         bad_line = path.read_bytes()[: exc.start].count(b"\n") + 1
         raise ConfigError([
-            f"{path}:{bad_line}: (file): not UTF-8 text (byte 0x{exc.object[exc.start]:02x}); save the file as "
-            "UTF-8"
+            f"{path}:{bad_line}: (file): not UTF-8 text (byte 0x{exc.object[exc.start]:02x}); save the file "
+            "as UTF-8"
         ]) from None
     except FileNotFoundError:
         where = "" if path.is_absolute() else f" (relative to {Path.cwd()})"

@@ -110,8 +110,14 @@ class FilesConnector(Connector):
         rows: list[Change] = []
         mtimes: dict[Path, datetime] = {}
         problems: list[str] = []
+        carried = self.settings.kinds or list(FilesConnector.kinds)
         for file, number, data in self._lines(problems):
-            if data.get("kind", "ticket") != kind:
+            other = data.get("kind", "ticket")
+            if other != kind:
+                if kind == carried[0] and other not in FilesConnector.kinds:
+                    # (reported once, by the pull of the first kind: a misspelt kind is no silent loss)
+                    known = ", ".join(FilesConnector.kinds)
+                    problems.append(f"{file}:{number}: kind must be one of {known}, not {other!r}; skipped")
                 continue
             if file not in mtimes:
                 # an undated record takes its file's mtime: a re-pull of an unchanged file is no new change,
