@@ -189,6 +189,43 @@ def test_replay_against_explains_with_the_values_of_the_moment_the_runs_parted(t
     assert chained["fired_here"] and chained["after"] == [{"rule": "angry", "path": "ticket.priority"}]
 
 
+def test_a_rule_that_fired_alike_under_both_is_shown_once_as_it_was_when_it_fired(tmp_path: Path) -> None:
+    # "bump" fires under both configs and its own action changes what it reads: shown once, with the
+    # priority it saw (normal), not the one it set (high)
+    path = tmp_path / "events.jsonl"
+    path.write_text(json.dumps({"type": "ticket.created", "at": "2026-11-02T09:00:00Z", "ticket": {
+        "id": "T-1", "subject": "s", "body": "b", "status": "open", "priority": "normal", "tags": [],
+        "sentiment": -60}}) + "\n")
+    (tmp_path / "new.toml").write_text(textwrap.dedent("""\
+        [teams.leads]
+        members = []
+        [[rules]]
+        name = "angry"
+        set = "escalation"
+        when = { field = "ticket.sentiment", lte = -35 }
+        then = [{ escalate = "leads" }]
+        [[rules]]
+        name = "bump"
+        set = "triggers"
+        when = { field = "ticket.priority", lt = "high" }
+        then = [{ set = { priority = "high" } }]
+        """))
+    (tmp_path / "old.toml").write_text((tmp_path / "new.toml").read_text().replace("-35", "-90"))
+    args = [sys.executable, "-m", "bridge.cli", "replay", str(path), "--config", "new.toml", "--against",
+            "old.toml"]
+    res = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stderr
+    bump = [line for line in res.stdout.splitlines() if "bump [triggers]" in line]
+    assert bump == ["  ✓ bump [triggers] — fired here"]
+    res = subprocess.run([*args[:3], "--json", *args[3:]], cwd=tmp_path, capture_output=True, text=True,
+                         check=False)
+    [why] = [json.loads(line) for line in res.stdout.splitlines() if '"moments"' in line]
+    for side in ("old", "new"):
+        [entry] = [e for m in why["moments"] for e in m[side] if e["rule"] == "bump"]
+        assert entry["matched"] and [(leaf["actual"], leaf["result"]) for leaf in entry["leaves"]] == [
+            ("normal", True)]
+
+
 def test_a_deadline_one_config_has_no_clock_for_is_no_difference() -> None:
     old = {"ticket_id": "T-1", "final": True, "sla": {"resolution_due": None}}
     new = {"ticket_id": "T-1", "final": True, "sla": {"resolution_due": None, "acknowledgement_due": None}}

@@ -779,11 +779,14 @@ class Desk:
                 out: list[Decision]) -> None:
         """Keep a watched ticket's event: every rule as it stood after the event (a rule that fired in it as
         it was when it fired), every SLA policy, and why routing chose the agents it assigned in it."""
-        from bridge.rules.explain import explain_rules
+        from bridge.rules.explain import explain_rules, leaves_of
 
         entries = explain_rules(self.rules, ctx, in_event=True)
         for i, fired in self._fired_now.items():
-            entries[i] = {**entries[i], **fired, "matched": True, "why_not": [], "fired_here": True}
+            # all of it as it was when it fired: its leaves too, not the values its actions then made
+            entries[i] = {**entries[i], **fired, "leaves": leaves_of(fired["tree"]), "matched": True,
+                          "why_not": [], "fired_here": True}
+            entries[i].pop("on_event", None)
         entries += self._explain_policies(ctx, in_event=True)
         routing = [{"rule": d.rule, **d.why["routing"]} for d in out
                    if d.record_id == ticket.id and d.decision == "assign" and d.why and "routing" in d.why]
