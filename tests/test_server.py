@@ -358,6 +358,20 @@ def test_the_secret_can_come_from_the_environment(tmp_path: Path, monkeypatch: p
         assert post(base, body, **{"X-Bridge-Signature": sign(SECRET.encode(), body)}).status_code == 202
 
 
+def test_the_secret_can_come_from_a_file_and_an_unreadable_one_stops_the_server(tmp_path: Path) -> None:
+    from bridge.errors import ConfigError
+
+    secret = tmp_path / "webhook-secret"
+    secret.write_text(SECRET + "\n")  # (as a mounted secret file often ends)
+    for _server, base in make_server(tmp_path, webhook_secret_file=str(secret)):
+        body = b'{"id": "T-1"}'
+        assert post(base, body).status_code == 401
+        assert post(base, body, **{"X-Bridge-Signature": sign(SECRET.encode(), body)}).status_code == 202
+    unreadable = r"cannot read the secret file it names \(No such file or directory\)"
+    with pytest.raises(ConfigError, match=unreadable):
+        list(make_server(tmp_path, webhook_secret_file=str(tmp_path / "missing")))
+
+
 def test_a_secret_variable_that_is_not_set_stops_the_server_instead_of_taking_unsigned_requests(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -221,7 +221,19 @@ def _check_connectors(loaded: LoadedConfig, host: PluginHost | None, sink: _Sink
         what = ("the daemon (bridge run without --once) will not start; bridge run --once serves no webhooks "
                 "and runs" if cfg.bridge.serve else "unused while serve = false")
         warn(("bridge", "webhook_secret_env"), f"${secret_env} is not set here: {what}")
-    _secret_in_file(loaded, ("bridge", "webhook_secret"), warn, file_too=False)
+    secret_file = cfg.bridge.webhook_secret_file
+    if secret_file and not secret_env and cfg.bridge.webhook_secret is None:
+        try:
+            readable = bool(Path(secret_file).read_text(encoding="utf-8").strip())
+            why = "it is empty"
+        except (OSError, UnicodeDecodeError) as exc:
+            readable, why = False, str(exc.strerror) if isinstance(exc, OSError) else "not UTF-8 text"
+        if not readable:
+            what = ("the daemon (bridge run without --once) will not start" if cfg.bridge.serve
+                    else "unused while serve = false")
+            warn(("bridge", "webhook_secret_file"),
+                 f"cannot read the secret file it names here ({why}): {what}")
+    _secret_in_file(loaded, ("bridge", "webhook_secret"), warn)
     installed = host.connectors() if host is not None else {}
     for name, table in cfg.connectors.items():
         if loaded.is_set_aside("connectors", name):
@@ -300,7 +312,7 @@ def _file_data(loaded: LoadedConfig) -> dict[str, Any]:
     import tomllib
 
     try:
-        return tomllib.loads(loaded.path.read_text(encoding="utf-8"))
+        return tomllib.loads(loaded.path.read_text(encoding="utf-8-sig"))
     except (OSError, tomllib.TOMLDecodeError):
         return {}
 

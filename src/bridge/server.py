@@ -5,8 +5,8 @@ A webhook's changes go through the same pipeline as a pull, in one transaction (
 Answers: 202 with the count accepted and per-change problems; 400 with the reason for a malformed body or a
 bad ``Content-Length``; 401 for a bad signature; 404 for an unknown system; 411 without ``Content-Length``;
 413 for a body over ``MAX_BODY``; 500 only for an internal error (the details go to the log, not the answer).
-When ``[bridge] webhook_secret`` (or ``webhook_secret_env``) is set, every webhook must carry
-``X-Bridge-Signature: sha256=<hex HMAC of the body>``. No answer ever contains the secret.
+When ``[bridge] webhook_secret`` (or ``webhook_secret_env``, ``webhook_secret_file``) is set, every webhook
+must carry ``X-Bridge-Signature: sha256=<hex HMAC of the body>``. No answer ever contains the secret.
 
 ``POST /agents/status`` takes ``{"agent": EMAIL, "status": "active"|"away"|"offline", "at": TIME}`` (``at``
 optional: now) and keeps it in the change log for the rules (:func:`bridge.scheduler.record_agent_status`):
@@ -24,6 +24,7 @@ import os
 import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -61,6 +62,18 @@ def webhook_secret(app: App) -> bytes | None:
             where = app.loaded.where("bridge", "webhook_secret_env")
             raise ConfigError([f"{where}: ${cfg.webhook_secret_env} is not set: the HTTP server would take "
                                "webhooks and agent status changes unsigned; set it, or remove the key"])
+        return value.encode()
+    if cfg.webhook_secret_file:
+        where = app.loaded.where("bridge", "webhook_secret_file")
+        try:
+            value = Path(cfg.webhook_secret_file).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            # (the file is not named: what is written there may be the secret itself, pasted)
+            raise ConfigError([f"{where}: cannot read the secret file it names ({why}): the HTTP server "
+                               "would take webhooks and agent status changes unsigned"]) from None
+        if not value:
+            raise ConfigError([f"{where}: the secret file it names is empty"])
         return value.encode()
     return None
 

@@ -199,6 +199,7 @@ class BridgeSection(Strict):
     serve: bool = True
     webhook_secret: SecretStr | None = None
     webhook_secret_env: str | None = None
+    webhook_secret_file: str | None = None
     outbox_max_attempts: int = 5
     summary: bool = True
 
