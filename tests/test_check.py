@@ -218,6 +218,29 @@ def test_environment_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert cfg.connectors["crm"].kinds == ["account"]
 
 
+@pytest.mark.parametrize(("var", "text", "takes"), [
+    ("BRIDGE_BRIDGE__SERVE", "off", "true or false"),
+    ("BRIDGE_BRIDGE__SERVE", "0", "true or false"),
+    ("BRIDGE_CONNECTORS__INBOX__ENABLED", "no", "true or false"),
+    ("BRIDGE_BRIDGE__HTTP_PORT", "18799.0", "a whole number"),
+])
+def test_a_variable_must_spell_what_its_key_takes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, var: str, text: str, takes: str
+) -> None:
+    monkeypatch.setenv(var, text)
+    errors = run_check(tmp_path, GOOD)
+    key = var.removeprefix("BRIDGE_").lower().replace("__", ".")
+    assert errors == [f"${var}: {key}: {key.rsplit('.', 1)[1]} takes {takes}, got {text!r}"]
+
+
+def test_a_variable_spelling_what_its_key_takes_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BRIDGE_BRIDGE__SERVE", "False")
+    monkeypatch.setenv("BRIDGE_BRIDGE__HTTP_PORT", "18799")
+    assert run_check(tmp_path, GOOD) == []
+
+
 def test_secrets_from_env_and_file_never_in_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     secret_file = tmp_path / "token"
     secret_file.write_text("s3cr3t-from-file\n")

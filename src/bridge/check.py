@@ -119,6 +119,7 @@ def check_config(loaded: LoadedConfig, host: PluginHost | None) -> Report:
     # (a connector's keys are checked with its plugin's model, in _check_connectors)
     file = {k: v for k, v in _file_data(loaded).items() if k != "connectors"}
     _check_numbers(Config, file, (), err)
+    _check_env_values(err)
     _check_connectors(loaded, host, sink)
     if host is not None:
         for problem in host.errors:
@@ -339,7 +340,7 @@ def _number_kind(annotation: Any) -> str | None:
 def _check_numbers(model: type[BaseModel], data: Any, key: tuple[str, ...], err: Emit) -> None:
     """A number written in the file as text (``priority = "10"``), or a whole number as a boolean or a
     fraction: pydantic's lax mode reads them, but they are surely mistakes. (A variable's value is always
-    text: one from the environment is left alone.)"""
+    text: :func:`_check_env_values` reads those.)"""
     if not isinstance(data, dict):
         return
     for name, value in data.items():
@@ -363,6 +364,44 @@ def _check_numbers(model: type[BaseModel], data: Any, key: tuple[str, ...], err:
         for sub, items in _submodels(info.annotation, value):
             for index, item in items:
                 _check_numbers(sub, item, (*where, *index), err)
+
+
+def _check_env_values(err: Emit) -> None:
+    """A ``BRIDGE_*`` variable's text must spell the number or the ``true``/``false`` its key takes (pydantic
+    would read ``off``, ``no`` or ``18799.0`` and quietly turn a system off or a port into a number)."""
+    for var, text in os.environ.items():
+        if not var.upper().startswith("BRIDGE_") or "__" not in var:
+            continue
+        loc = tuple(part.lower() for part in var[len("BRIDGE_"):].split("__"))
+        kind = _kind_at(Config, loc)
+        if kind is None:
+            continue
+        spelled = text.strip().lower()
+        if kind == "true or false":
+            wrong = spelled not in ("true", "false")
+        elif kind == "a whole number":
+            wrong = re.fullmatch(r"[+-]?\d+", spelled) is None
+        else:
+            wrong = not _is_number(spelled)
+        if wrong:
+            err(loc, f"{loc[-1]} takes {kind}, got {text!r}")
+
+
+def _kind_at(model: type[BaseModel], loc: tuple[str, ...]) -> str | None:
+    """What the key at ``loc`` under ``model`` takes when it is a number or a yes-or-no (else None)."""
+    info = model.model_fields.get(loc[0]) if loc else None
+    if info is None:
+        return None
+    if len(loc) == 1:
+        return _number_kind(info.annotation)
+    for arg in (info.annotation, *typing.get_args(info.annotation)):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return _kind_at(arg, loc[1:])
+        inner = typing.get_args(arg)
+        if typing.get_origin(arg) is dict and len(inner) == 2 and isinstance(inner[1], type) and issubclass(
+                inner[1], BaseModel) and len(loc) > 2:
+            return _kind_at(inner[1], loc[2:])
+    return None
 
 
 def _is_number(text: str) -> bool:
