@@ -590,3 +590,20 @@ def test_hours_of_the_wrong_shape_are_one_problem_not_also_no_open_hours(tmp_pat
     assert [e.split(": ", 1)[1] for e in errors] == [
         'calendars.s.hours.mon: mon takes a list in brackets (write ["09:00-17:00"] for one), got a string'
     ]
+
+
+def test_a_plugin_key_of_the_wrong_type_is_said_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HS_TEST_TOKEN", "x")
+    text = GOOD + '\n[connectors.hs]\nplugin = "hubspot"\ntoken_env = "HS_TEST_TOKEN"\n'
+    text += 'rate_per_second = "fast"\n'
+    errors = run_check(tmp_path, text)
+    assert [e for e in errors if "rate_per_second" in e] == [
+        f"{tmp_path / 'bridge.toml'}:{line_of(text, 'rate_per_second')}: connectors.hs.rate_per_second: "
+        "rate_per_second takes a number, got 'fast'"]
+
+
+def test_bridges_own_note_of_missing_secrets_is_no_key_of_the_file_nor_of_the_schema(tmp_path: Path) -> None:
+    text = GOOD.replace('path = "crm"', 'path = "crm"\n_missing_secrets = { token = "x" }', 1)
+    errors = run_check(tmp_path, text)
+    assert any(e.endswith("connectors.crm._missing_secrets: unknown key") for e in errors), errors
+    assert "_missing_secrets" not in json.dumps(Config.model_json_schema())

@@ -28,6 +28,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
@@ -155,7 +156,8 @@ class ConnectorSettings(BaseModel):
     ca_bundle: str | None = None
     timeout: float = 30.0
     enabled: bool = True
-    missing_secrets: dict[str, str] = Field(default_factory=dict, alias="_missing_secrets")
+    # (bridge's own note of secrets it could not resolve: no key of the file, nor of its schema)
+    missing_secrets: SkipJsonSchema[dict[str, str]] = Field(default_factory=dict, alias="_missing_secrets")
 
     @model_validator(mode="before")
     @classmethod
@@ -927,7 +929,9 @@ def _plain(err: Any, loc: tuple[str, ...], shown: bool) -> str | None:
     if kind == "string_type":
         return f"{key} takes text in quotes, got {_shape(value)}"
     if kind in ("dict_type", "model_type", "model_attributes_type"):
-        return f"{key} takes a table, got {_shape(value)}"
+        example = (' (each tag to its other spellings: synonyms = { "billing/refund" = ["refund", '
+                   '"billing/refunds"] })' if key == "synonyms" else "")
+        return f"{key} takes a table{example}, got {_shape(value)}"
     return None
 
 
