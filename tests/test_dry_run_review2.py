@@ -100,3 +100,44 @@ def test_sync_dry_run_plans_a_due_auto_close_over_the_status_pulled(tmp_path: Pa
         app.close()
     plan = [(p.ref, p.field, p.old, p.new) for p in report.plan]
     assert plan == [("desk:T-64", "status", "resolved", "closed")]
+
+
+def test_the_plan_leaves_out_a_write_the_push_will_not_send(tmp_path: Path) -> None:
+    # a first sync: a (the owner) says v1, and b, pulled after, holds v1 already: no write is planned, as
+    # none is sent; with both sides edited under last_writer_wins, only the write to a is planned
+    import json
+
+    from bridge.sync import Syncer
+
+    for s in ("a", "b"):
+        (tmp_path / s).mkdir()
+    connectors = {s: {"plugin": "files", "path": str(tmp_path / s), "out_path": str(tmp_path / f"{s}.out"),
+                      "kinds": ["account"]} for s in ("a", "b")}
+    fields = {"stage": {"type": "text", "kind": "account", "owner": "a", "policy": "last_writer_wins",
+                        "sync_to": ["a", "b"]}}
+    app = App(LoadedConfig(Config(connectors=connectors, fields=fields), tmp_path / "bridge.toml", {}),
+              database=f"sqlite:///{tmp_path / 'b.db'}")
+
+    def put(system: str, at: str, stage: str) -> None:
+        with (tmp_path / system / "x.jsonl").open("a") as fh:
+            fh.write(json.dumps({"kind": "account", "id": f"{system.upper()}1", "updated_at": at,
+                                 "domain": "acme.com", "fields": {"stage": stage}}) + "\n")
+
+    def plan(report: Any) -> Plan:
+        return [(p.system, p.old, p.new, p.rule) for p in report.plan]
+
+    try:
+        syncer = Syncer(app.config, app.store, app.connector)
+        put("a", "2026-11-02T09:00:00Z", "v1")
+        put("b", "2026-11-02T09:00:01Z", "v1")
+        assert plan(syncer.sync(dry_run=True)) == []
+        real = syncer.sync()
+        assert plan(real) == [] and real.pushed == 0
+        put("a", "2026-11-02T09:10:00Z", "from-a")
+        put("b", "2026-11-02T09:20:00Z", "from-b")
+        dry = syncer.sync(dry_run=True)
+        assert plan(dry) == [("a", "from-a", "from-b", "last_writer_wins")]
+        real = syncer.sync()
+        assert plan(real) == plan(dry) and real.pushed == 1
+    finally:
+        app.close()

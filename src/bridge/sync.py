@@ -184,11 +184,32 @@ class Syncer:
             with self._dry() as tx:
                 for name in names:
                     self._pull(name, report, tx)
+                self._settle_plan(tx, report)
             return report
         for name in names:
             self.pull(name, report)
+        with self.store.session() as tx:
+            self._settle_plan(tx, report)
         self.push_all(report)
         return report
+
+    def _settle_plan(self, tx: Tx, report: SyncReport) -> None:
+        """Leave out of the plan the field writes the push will not send, as it will judge them after the
+        pass's pulls: a value the record no longer has (a later write carries the newer one), or one the
+        system was seen to hold already (pulled after the write was queued)."""
+        kept = []
+        for planned in report.plan:
+            ft = self.types.get(planned.field)
+            record = tx.load(planned.record_id) if ft is not None else None
+            if ft is not None and record is not None:
+                fv = record.fields.get(planned.field)
+                if fv is None or not equal(ft, fv.value, planned.new):
+                    continue
+                shadow = Shadow.load(tx.shadow(planned.record_id, planned.field, planned.system))
+                if shadow.known and equal(ft, shadow.held, planned.new):
+                    continue
+            kept.append(planned)
+        report.plan[:] = kept
 
     def push_all(self, report: SyncReport) -> None:
         """Push the outbox of every enabled system (a read-only one has its writes settled)."""
