@@ -216,3 +216,19 @@ def test_a_line_a_crash_cut_short_does_not_swallow_the_next_write(tmp_path: Path
     connector(tmp_path, out_path=str(out)).push("ticket", [follow_up])
     lines = out.read_text().splitlines()
     assert len(lines) == 2 and json.loads(lines[1])["fields"] == {"follow_up": "Are you still there?"}
+
+
+def test_two_writers_of_one_out_file_tell_an_event_once(tmp_path: Path) -> None:
+    # two processes (replicas, or a daemon and a bridge sync) push to one out file: each reads what the other
+    # appended before it appends
+    from bridge.effects import EffectWrite
+
+    out = tmp_path / "out.jsonl"
+    a, b = connector(tmp_path, out_path=str(out)), connector(tmp_path, out_path=str(out))
+    first = EffectWrite("r0", "files", "ticket", "T-0", {"follow_up": "hello"}, key="key-0")
+    again = EffectWrite("r1", "files", "ticket", "T-1", {"follow_up": "still there?"}, key="key-1")
+    b.push("ticket", [first])  # (b has read the file once)
+    a.push("ticket", [again])  # a appends key-1, and dies before the outbox hears of it
+    b.push("ticket", [again])  # the outbox pushes it again, through b
+    keys = [json.loads(line)["key"] for line in out.read_text().splitlines()]
+    assert keys == ["key-0", "key-1"]

@@ -14,6 +14,7 @@ outbox from hearing of it).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from collections.abc import Iterator, Mapping
@@ -70,7 +71,9 @@ class FilesConnector(Connector):
     def __init__(self, context: ConnectorContext) -> None:
         """A connector of the ``files`` plugin for one configured system."""
         super().__init__(context)
-        self._events_written: dict[Path, set[str]] = {}  # out file -> its event writes' keys (read once)
+        # out file -> its event writes' keys, and how far it was read (what another process appended since
+        # is read before each append)
+        self._events_written: dict[Path, tuple[set[str], int]] = {}
 
     @property
     def files_settings(self) -> FilesSettings:
@@ -148,51 +151,68 @@ class FilesConnector(Connector):
         except OSError as exc:  # a full disk, a directory in the way: stop this system's push, lose nothing
             raise FatalConnectorError(f"cannot write {path}: {exc.strerror}", system=self.system) from None
 
-    def _events_in(self, path: Path) -> set[str]:
-        """The keys of the event writes (a follow-up, a note ...) already in the out file, read once."""
-        found = self._events_written.get(path)
-        if found is None:
-            found = self._events_written[path] = set()
-            if path.exists():
-                with path.open(encoding="utf-8", errors="replace") as fh:
-                    for line in fh:
-                        try:
-                            row = json.loads(line)
-                        except json.JSONDecodeError:
-                            continue  # (a line cut short by a crash: its write was never reported done)
-                        if isinstance(row, dict) and row.get("event") is True:
-                            found.add(str(row.get("key")))
+    def _events_in(self, path: Path, fh: Any) -> set[str]:
+        """The keys of the event writes (a follow-up, a note ...) in the out file open as ``fh`` (locked):
+        what was read before, and the whole lines appended since, by this process or another."""
+        found, offset = self._events_written.get(path, (set(), 0))
+        fh.seek(offset)
+        for line in fh:
+            if not line.endswith(b"\n"):
+                break  # (a line being cut short by a crash: its write was never reported done)
+            offset += len(line)
+            try:
+                row = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                continue
+            if isinstance(row, dict) and row.get("event") is True:
+                found.add(str(row.get("key")))
+        self._events_written[path] = (found, offset)
         return found
 
     def _append(self, path: Path, kind: str, writes: list[Write]) -> list[PushResult]:
         path.parent.mkdir(parents=True, exist_ok=True)
-        written = self._events_in(path)
         fresh: list[str] = []
         with path.open("a+b") as fh:
+            # one writer at a time (two daemons, or a daemon and a bridge sync): each reads the keys the other
+            # appended before it appends, so an event is told once
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            written = self._events_in(path, fh)
+            fh.seek(0, os.SEEK_END)
             if fh.tell() > 0:
                 fh.seek(-1, os.SEEK_END)
                 if fh.read(1) != b"\n":
                     fh.write(b"\n")  # a line a crash cut short stays apart from the next: it is repeated
-            for w in writes:
-                row: dict[str, Any] = {
-                    "kind": kind,
-                    "id": w.external_id or w.record_id,
-                    "record": w.record_id,
-                    "fields": w.fields,
-                    "key": w.idempotency_key,
-                }
-                if w.is_event:
-                    # a crash between this append and the outbox hearing of it pushes the write again (with
-                    # its key) once its claim lapses: an event is told once, a value may be written twice
-                    if w.idempotency_key in written or w.idempotency_key in fresh:
-                        continue
-                    fresh.append(w.idempotency_key)
-                    row["event"] = True
-                fh.write((json.dumps(row, default=str) + "\n").encode("utf-8"))
-            fh.flush()
-            os.fsync(fh.fileno())  # a write reported as done must survive a crash of this process or host
-        written.update(fresh)  # (only once on disk: a failed append is pushed again, and appended then)
+            try:
+                self._write_rows(fh, kind, writes, written, fresh)
+            except OSError:
+                # what a failed append left is no proof the writes are on disk: they are pushed again, and
+                # appended then (its lines are not read as written)
+                self._events_written[path] = (written, os.fstat(fh.fileno()).st_size)
+                raise
+            written.update(fresh)
+            self._events_written[path] = (written, fh.tell())  # (what this append wrote is read already)
         return [PushResult(w.record_id, True, w.external_id or w.record_id) for w in writes]
+
+    @staticmethod
+    def _write_rows(fh: Any, kind: str, writes: list[Write], written: set[str], fresh: list[str]) -> None:
+        for w in writes:
+            row: dict[str, Any] = {
+                "kind": kind,
+                "id": w.external_id or w.record_id,
+                "record": w.record_id,
+                "fields": w.fields,
+                "key": w.idempotency_key,
+            }
+            if w.is_event:
+                # a crash between this append and the outbox hearing of it pushes the write again (with its
+                # key) once its claim lapses: an event is told once, a value may be written twice
+                if w.idempotency_key in written or w.idempotency_key in fresh:
+                    continue
+                fresh.append(w.idempotency_key)
+                row["event"] = True
+            fh.write((json.dumps(row, default=str) + "\n").encode("utf-8"))
+        fh.flush()
+        os.fsync(fh.fileno())  # a write reported as done must survive a crash of this process or host
 
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[Change]:
         """A JSON object or array of records in the inbound format; undated records get the receive time.
