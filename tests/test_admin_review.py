@@ -162,7 +162,7 @@ def test_a_secret_written_in_the_file_is_a_warning_that_does_not_repeat_it(
     assert report.ok
     assert report.warnings == [
         f"{path}:2: bridge.webhook_secret: warning: a secret written in the file: use webhook_secret_env (an "
-        "environment variable) instead (the value is not shown)",
+        "environment variable) or webhook_secret_file (a file) instead (the value is not shown)",
         f"{path}:8: connectors.hubspot.token: warning: a secret written in the file: use token_env (an "
         "environment variable) or token_file (a file) instead (the value is not shown)",
         f"{path}:9: connectors.hubspot.refresh_token: warning: a secret written in the file: use "

@@ -302,12 +302,12 @@ def _is_secret(annotation: Any) -> bool:
     return annotation is SecretStr or SecretStr in typing.get_args(annotation)
 
 
-def _secret_in_file(loaded: LoadedConfig, key: tuple[str, ...], warn: Emit, file_too: bool = True) -> None:
+def _secret_in_file(loaded: LoadedConfig, key: tuple[str, ...], warn: Emit) -> None:
     """Warn of a secret written in the file itself (never repeating it); from a variable it is where it
     belongs."""
     if key in loaded.lines and env_source(key) is None:
         bare = key[-1]
-        instead = f"{bare}_env (an environment variable)" + (f" or {bare}_file (a file)" if file_too else "")
+        instead = f"{bare}_env (an environment variable) or {bare}_file (a file)"
         warn(key, f"a secret written in the file: use {instead} instead (the value is not shown)")
 
 
