@@ -210,3 +210,33 @@ def test_a_lock_whose_connection_dropped_is_no_longer_held(pg_store: Store, pg_u
                 assert second  # another replica may lead now: the first must know it lost the lead
     finally:
         other.close()
+
+
+def test_a_replica_claiming_at_the_same_moment_leaves_a_records_later_write_to_the_other(
+    pg_store: Store, now: datetime
+) -> None:
+    # replica A has picked (and locked) record a's first write and not committed yet; replica B, claiming
+    # meanwhile, must not take a's second write: it would go out while the first is in flight
+    with pg_store.session() as tx:
+        tx.enqueue(Write("hubspot", "ticket", "x0", None, {"n": 0}), now)
+        tx.enqueue(Write("hubspot", "ticket", "a", None, {"step": 1}), now)
+        tx.enqueue(Write("hubspot", "ticket", "a", None, {"step": 2}), now)
+    paused, release = threading.Event(), threading.Event()
+
+    def hold_after_pick(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if threading.current_thread().name == "A" and "SKIP LOCKED" in statement and not paused.is_set():
+            paused.set()
+            release.wait(WAIT)
+
+    sa.event.listen(pg_store.engine, "after_cursor_execute", hold_after_pick)
+    try:
+        thread, out, errors = _run(lambda: pg_store.claim("hubspot", None, 2, now, LEASE), "A")
+        assert paused.wait(WAIT)
+        b_items = pg_store.claim("hubspot", None, 10, now, LEASE)
+        release.set()
+        thread.join(WAIT)
+    finally:
+        sa.event.remove(pg_store.engine, "after_cursor_execute", hold_after_pick)
+    assert errors == []
+    assert [(i.record_id, i.fields) for i in out[0]] == [("x0", {"n": 0}), ("a", {"step": 1})]
+    assert b_items == []

@@ -295,9 +295,10 @@ class Store:
     ) -> list[OutboxItem]:
         """Claim up to ``limit`` due writes to ``system`` (of ``kind``, or any), oldest first.
 
-        Due: pending with ``not_before <= now``, or claimed by someone whose lease ran out, and no earlier
-        write of the record to that system still waiting (backing off, or claimed by a live push): a record's
-        writes land in the order they were decided. A claim holds until ``now + lease`` and counts as an
+        Due: pending with ``not_before <= now``, or claimed by someone whose lease ran out, and every earlier
+        write of the record to that system still to be sent is in this claim (none backing off, held by a
+        live push, or being claimed by another replica right now): a record's writes land in the order they
+        were decided. A claim holds until ``now + lease`` and counts as an
         attempt (:meth:`fail` gives it back to a write that was not tried). On PostgreSQL the rows are picked
         with ``FOR UPDATE SKIP LOCKED``, so replicas claiming at the same moment get disjoint rows.
         """
@@ -306,23 +307,29 @@ class Store:
             sa.and_(o.c.status == "pending", o.c.not_before <= now),
             sa.and_(o.c.status == "claimed", o.c.claimed_until <= now),
         )
-        older = o.alias("older")
-        waiting = sa.exists().where(
-            older.c.system == system,
-            older.c.record_id == o.c.record_id,
-            older.c.id < o.c.id,
-            sa.or_(
-                sa.and_(older.c.status == "pending", older.c.not_before > now),
-                sa.and_(older.c.status == "claimed", older.c.claimed_until > now),
-            ),
-        )
-        q = sa.select(o.c.id).where(o.c.system == system, due, ~waiting).order_by(o.c.id).limit(limit)
+        q = sa.select(o.c.id, o.c.record_id).where(o.c.system == system, due).order_by(o.c.id).limit(limit)
         if kind is not None:
             q = q.where(o.c.kind == kind)
         if self._pg:
             q = q.with_for_update(skip_locked=True)
         with self._transaction() as conn:
-            ids = list(conn.scalars(q))
+            picked = conn.execute(q).all()
+            if not picked:
+                return []
+            # a record's write waits while an earlier one of it to the system is not in this claim: backing
+            # off, or held by another push (claimed, or being claimed by a replica right now: its row is
+            # locked, so not picked here, and still pending)
+            chosen = {r.id for r in picked}
+            first_left: dict[str, int] = {}
+            records = sorted({r.record_id for r in picked})
+            for start in range(0, len(records), 500):
+                waiting = sa.select(o.c.record_id, o.c.id).where(
+                    o.c.system == system, o.c.record_id.in_(records[start:start + 500]),
+                    o.c.status.in_(("pending", "claimed")), o.c.id < picked[-1].id)
+                for rid, row_id in conn.execute(waiting):
+                    if row_id not in chosen and row_id < first_left.get(rid, row_id + 1):
+                        first_left[rid] = row_id
+            ids = [r.id for r in picked if r.id < first_left.get(r.record_id, r.id + 1)]
             if not ids:
                 return []
             conn.execute(
