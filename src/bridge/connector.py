@@ -14,7 +14,13 @@ from typing import Any, ClassVar
 
 import httpx
 
-from bridge.errors import BatchRefusedError, SkippableRecordError
+from bridge.errors import (
+    BatchRefusedError,
+    ConnectorAuthError,
+    FatalConnectorError,
+    RetriableConnectorError,
+    SkippableRecordError,
+)
 from bridge.model import Change, Write, parse_time, utcnow
 from bridge.settings import ConnectorSettings
 
@@ -96,7 +102,20 @@ def send_apart(group: Group, send: Callable[[Group], dict[int, PushResult]]) -> 
         if len(group) < 2:
             raise
         middle = len(group) // 2
-        return {**send_apart(group[:middle], send), **send_apart(group[middle:], send)}
+        halves = [group[:middle], group[middle:]]
+        landed: dict[int, PushResult] = {}
+        for n, half in enumerate(halves):
+            try:
+                landed.update(send_apart(half, send))
+            except (RetriableConnectorError, FatalConnectorError, ConnectorAuthError) as exc:
+                if not landed:
+                    raise
+                # what landed stays landed (not sent again); the rest is tried again later
+                rest = [iw for later in halves[n:] for iw in later]
+                for i, w in rest:
+                    landed[i] = PushResult(w.record_id, False, w.external_id, str(exc), True)
+                break
+        return landed
     except SkippableRecordError as exc:
         if len(group) != 1:
             raise

@@ -356,6 +356,11 @@ def vendor_message(body: str, limit: int = 300) -> str:
     return ("; ".join(parts) or text)[:limit]
 
 
+# what a vendor answers when the input it was sent is refused (a bad value, a conflict): a batch so refused
+# has a write at fault; another 4xx (a wrong path, a method not allowed) is the system's, not a write's
+_INPUT_REFUSED = (400, 409, 422)
+
+
 def classify(
     exc: BaseException, *, system: str, record: str | None = None, batch: bool = False
 ) -> ConnectorError:
@@ -363,8 +368,9 @@ def classify(
 
     429, 5xx, 408, timeouts and connection errors are retriable (with the vendor's ``Retry-After``);
     Salesforce's 403 ``REQUEST_LIMIT_EXCEEDED`` is retriable after a long wait; 401 and other 403 are
-    authentication errors; other 4xx are skippable when the call was about one record, a refused batch when
-    it carried several records' writes (``batch``), fatal otherwise.
+    authentication errors (407 too: a proxy's); other 4xx are skippable when the call was about one record;
+    400, 409 and 422 to a call carrying several records' writes (``batch``) are a refused batch; the rest is
+    fatal.
     """
     if isinstance(exc, ConnectorError):
         return exc
@@ -385,11 +391,11 @@ def classify(
     if status == 403 and any(code in failure.body for code in _LIMIT_CODES):
         wait = retry_after if retry_after is not None else DAILY_LIMIT_WAIT
         return RetriableConnectorError(detail, system=system, record=record, retry_after=wait)
-    if status in (401, 403):
+    if status in (401, 403, 407):  # (407: a proxy refused its credentials)
         return ConnectorAuthError(detail, system=system, record=record)
     if 400 <= status < 500 and record is not None:
         return SkippableRecordError(detail, system=system, record=record)
-    if 400 <= status < 500 and batch:
+    if status in _INPUT_REFUSED and batch:
         return BatchRefusedError(detail, system=system)
     return FatalConnectorError(detail, system=system, record=record)
 

@@ -18,7 +18,7 @@ from werkzeug import Response
 
 from bridge.connector import ConnectorContext, Cursor
 from bridge.connectors.hubspot import HubSpotConnector, HubSpotSettings
-from bridge.errors import ConnectorAuthError, RetriableConnectorError
+from bridge.errors import ConnectorAuthError, FatalConnectorError, RetriableConnectorError
 from bridge.http import USER_AGENT
 from bridge.model import Write, parse_time
 from bridge.testing import ConnectorContract
@@ -681,3 +681,44 @@ def test_calls_go_through_the_environments_proxy(
 
     assert pages[0].changes == []  # hubspot.invalid resolves nowhere: the proxy took the search
     assert httpserver.log[0][0].headers["Host"] == "hubspot.invalid"
+
+
+def test_what_a_split_landed_stays_landed_when_a_later_half_is_rate_limited(
+    httpserver: HTTPServer, extra: dict[str, Any]
+) -> None:
+    def answer(request: Any) -> Response:
+        ids = [i["id"] for i in json.loads(request.data)["inputs"]]
+        if len(ids) == 4:
+            return Response(json.dumps(INVALID), status=400, content_type="application/json")
+        if ids[0] == "103":
+            return Response(json.dumps({"status": "error", "category": "RATE_LIMITS"}), status=429,
+                            content_type="application/json")
+        results = [{"id": i, "properties": {}, "createdAt": "2026-03-02T08:00:00Z",
+                    "updatedAt": "2026-03-02T08:00:00Z", "archived": False} for i in ids]
+        body = json.dumps({"status": "COMPLETE", "results": results})
+        return Response(body, content_type="application/json")
+
+    update = "/crm/v3/objects/companies/batch/update"
+    httpserver.expect_request(update, method="POST").respond_with_handler(answer)
+    writes = [Write("hubspot", "account", f"r{i}", str(101 + i), {"arr": i}) for i in range(4)]
+
+    results = make(httpserver, extra, max_attempts=1).push("account", writes)
+
+    assert [(r.record_id, r.ok, r.retriable) for r in results] == [
+        ("r0", True, False), ("r1", True, False), ("r2", False, True), ("r3", False, True)]
+
+
+@pytest.mark.parametrize("status", [404, 405, 407])
+def test_a_batch_refused_for_a_cause_no_write_holds_is_not_split(
+    httpserver: HTTPServer, extra: dict[str, Any], status: int
+) -> None:
+    # a wrong object path, a method not allowed, a proxy wanting credentials: no write is at fault, so no
+    # write is dead-lettered and the batch is sent once
+    update = "/crm/v3/objects/companies/batch/update"
+    httpserver.expect_request(update, method="POST").respond_with_json(
+        {"status": "error", "category": "OBJECT_NOT_FOUND", "message": "no"}, status=status)
+    writes = [Write("hubspot", "account", f"r{i}", str(101 + i), {"arr": i}) for i in range(4)]
+
+    with pytest.raises((FatalConnectorError, ConnectorAuthError)):
+        make(httpserver, extra).push("account", writes)
+    assert len(sent(httpserver)) == 1
