@@ -382,3 +382,15 @@ def test_a_write_put_back_untried_counts_no_attempt_so_a_short_outage_dead_lette
     assert sorted(i.attempts for i in store.pending("b")) == [0, 0, 0, 1]
     rig.syncer.sync()  # the vendor is back
     assert store.pending("b") == [] and len(store.dead_letters()) == 1
+
+
+def test_the_tombstone_of_a_record_bridge_never_had_is_left_alone(store: Store) -> None:
+    # a system reporting a deleted record bridge never saw (a duplicate made and deleted between pulls, a
+    # merge's loser): nothing to delete, and matched by its keys it would take a live record's link
+    rig = Rig(store)
+    [kept, gone] = rig.records(2)
+    rig.a.delete(gone)
+    rig.syncer.sync()
+    with store.session() as tx:
+        assert len(list(tx.records())) == 1 and tx.record_id_for("a", "account", kept) is not None
+        assert tx.record_id_for("a", "account", gone) is None

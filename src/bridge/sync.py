@@ -297,6 +297,10 @@ class Syncer:
                     system=system,
                 )
             now = self.clock()
+            if change.deleted and tx.record_id_for(system, kind, change.external_id) is None:
+                # the tombstone of a record bridge never had (a duplicate deleted, a merge's loser): nothing
+                # to delete, and matched by its keys it would take a live record's link
+                continue
             try:
                 with tx.savepoint():
                     outcome = self.pipeline.process(tx, change, now)
