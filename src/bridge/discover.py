@@ -79,6 +79,16 @@ def _remote_options(connector: Connector, kind: str, rf: RemoteField) -> set[str
     return options
 
 
+def _labels_by_value(connector: Connector, kind: str, rf: RemoteField) -> dict[str, str]:
+    """Casefolded internal value -> label of each option whose label differs (a connector with
+    ``option_labels`` gives options by label in a pull)."""
+    labels = getattr(connector, "option_labels", None)
+    if not callable(labels):
+        return {}
+    return {str(value).casefold(): str(label) for label, value in labels(kind, rf.name)
+            if str(label).casefold() != str(value).casefold()}
+
+
 def discover(config: Config, system: str, connector: Connector) -> DiscoverReport:
     """Describe every kind ``system`` carries and check the config's field mappings against it."""
     table = config.connectors.get(system)
@@ -112,7 +122,23 @@ def discover(config: Config, system: str, connector: Connector) -> DiscoverRepor
                 )
             if fc.type in ("select", "multi_select") and (rf.options or rf.restricted):
                 have = _remote_options(connector, kind, rf)
+                by_value = _labels_by_value(connector, kind, rf)
                 for option in fc.options:
+                    label = by_value.get(option.casefold())
+                    spelt = {option.casefold(), *(a.casefold() for a in fc.aliases.get(option, []))}
+                    if label is not None and label.casefold() not in spelt:
+                        # a pull gives an option by its label: one named by its internal value would not match
+                        report.findings.append(
+                            Finding(
+                                kind,
+                                name,
+                                rf.name,
+                                OPTION_MISSING,
+                                f"option {option!r} is {system}'s internal value of the option labelled "
+                                f"{label!r}, and a pull gives the label: name the option {label!r}, or give "
+                                f"it the alias {label!r}",
+                            )
+                        )
                     if option.casefold() not in have:
                         report.findings.append(
                             Finding(

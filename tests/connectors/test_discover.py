@@ -102,3 +102,27 @@ def test_discover_without_findings_says_so(httpserver: HTTPServer, extra: dict[s
     report = discover(config, "hubspot", connector)
 
     assert report.findings == [] and "findings: none" in format_report(report)
+
+
+def test_an_option_named_by_hubspots_internal_value_is_a_finding_unless_its_label_is_an_alias(
+    httpserver: HTTPServer, extra: dict[str, Any]
+) -> None:
+    # a pull gives an enumeration's label: an option named by its internal value would never match it
+    properties = load("hubspot", "properties_companies")
+    [tier] = [p for p in properties["results"] if p["name"] == "tier"]
+    tier["options"] = [{"label": "Enterprise (T1)", "value": "gold", "hidden": False},
+                       {"label": "Growth (T2)", "value": "silver", "hidden": False}]
+    httpserver.expect_request("/crm/v3/properties/companies", method="GET").respond_with_json(properties)
+    table = {"plugin": "hubspot", "kinds": ["account"], "access_token": "t",
+             "base_url": httpserver.url_for("").rstrip("/")}
+    config = Config(connectors={"hubspot": table}, fields={"tier": {
+        "type": "select", "kind": "account", "options": ["gold", "silver"], "owner": "hubspot",
+        "aliases": {"silver": ["Growth (T2)"]}}})
+    connector = HubSpotConnector(ConnectorContext("hubspot", HubSpotSettings(**table), extra=extra))
+
+    report = discover(config, "hubspot", connector)
+
+    assert [(f.field, f.problem, f.detail) for f in report.findings] == [(
+        "tier", OPTION_MISSING, "option 'gold' is hubspot's internal value of the option labelled "
+        "'Enterprise (T1)', and a pull gives the label: name the option 'Enterprise (T1)', or give it the "
+        "alias 'Enterprise (T1)'")]

@@ -532,7 +532,7 @@ def test_a_single_write_refused_is_a_failed_result_not_a_stopped_system(
     assert "INVALID_FLOAT" in (results[0].error or "")
 
 
-def test_push_reads_the_options_once_maps_labels_and_refuses_an_option_hubspot_lacks(
+def test_push_reads_the_options_maps_labels_and_refuses_an_option_hubspot_lacks(
     httpserver: HTTPServer, extra: dict[str, Any]
 ) -> None:
     httpserver.expect_request("/crm/v3/objects/companies/batch/update", method="POST").respond_with_json(
@@ -552,7 +552,30 @@ def test_push_reads_the_options_once_maps_labels_and_refuses_an_option_hubspot_l
         [{"id": "101", "properties": {"tier": "gold"}, "objectWriteTraceId": "0"}],
         [{"id": "101", "properties": {"tier": "silver"}, "objectWriteTraceId": "0"}],
     ]
-    assert [r.path for r, _ in httpserver.log].count(PROPERTIES) == 1
+    # read at the first push, and once again for the option it did not know; not at the second push
+    assert [r.path for r, _ in httpserver.log].count(PROPERTIES) == 2
+
+
+def test_an_option_added_in_hubspot_after_the_properties_were_read_is_sent(
+    httpserver: HTTPServer, extra: dict[str, Any]
+) -> None:
+    properties = load("hubspot", "properties_companies")
+    httpserver.expect_request("/crm/v3/objects/companies/batch/update", method="POST").respond_with_json(
+        load("hubspot", "batch_update_200"))
+    connector = make(httpserver, extra)
+    connector.push("account", [Write("hubspot", "account", "r1", "101", {"tier": "Gold"})])
+    # an admin adds Platinum in HubSpot while the daemon runs
+    [tier] = [p for p in properties["results"] if p["name"] == "tier"]
+    tier["options"].append({"label": "Platinum", "value": "platinum", "displayOrder": 3, "hidden": False})
+    httpserver.clear_all_handlers()
+    httpserver.expect_request(PROPERTIES, method="GET").respond_with_json(properties)
+    httpserver.expect_request("/crm/v3/objects/companies/batch/update", method="POST").respond_with_json(
+        load("hubspot", "batch_update_200"))
+
+    [result] = connector.push("account", [Write("hubspot", "account", "r1", "101", {"tier": "Platinum"})])
+
+    assert result.ok
+    assert sent(httpserver)[-1][2]["inputs"][0]["properties"] == {"tier": "platinum"}
 
 
 def test_push_without_the_schema_scope_sends_values_as_written(
@@ -669,10 +692,16 @@ class TestHubSpotContract(ConnectorContract):
 def test_calls_go_through_the_environments_proxy(
     httpserver: HTTPServer, extra: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("HTTP_PROXY", httpserver.url_for("").rstrip("/"))
+    import base64
+
+    # a proxy that wants credentials, given in the URL as HTTP_PROXY usually carries them
+    monkeypatch.setenv("HTTP_PROXY", httpserver.url_for("").rstrip("/").replace("://", "://svc:p%40ss@"))
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
-    httpserver.expect_request(SEARCH, method="POST").respond_with_json(load("hubspot", "search_empty"))
+    wanted = "Basic " + base64.b64encode(b"svc:p@ss").decode()
+    authorised = {"Proxy-Authorization": wanted}
+    httpserver.expect_request(SEARCH, method="POST", headers=authorised).respond_with_json(
+        load("hubspot", "search_empty"))
     values: dict[str, Any] = {"plugin": "hubspot", "base_url": "http://hubspot.invalid",
                               "access_token": TOKEN, "properties": {"account": ["name"]}}
     connector = HubSpotConnector(ConnectorContext("hubspot", HubSpotSettings(**values), extra=extra))

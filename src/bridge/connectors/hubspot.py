@@ -21,8 +21,10 @@ import logging
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, ClassVar
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
+import urllib3
 from hubspot import HubSpot
 from hubspot.crm.objects import (
     BatchInputSimplePublicObjectBatchInput,
@@ -186,6 +188,12 @@ class HubSpotConnector(Connector):
             extra["ssl_ca_cert"] = s.ca_bundle
         proxy = env_proxy(extra["host"])  # (urllib3 under the vendor's client reads no environment)
         if proxy:
+            # urllib3 takes a proxy's credentials as a header, not in its URL
+            parts = urlsplit(proxy)
+            if parts.username is not None:
+                creds = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+                extra["proxy_headers"] = urllib3.make_headers(proxy_basic_auth=creds)
+                proxy = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
             extra["proxy"] = proxy
         self._token = token
         no_retries = Retry(total=0, redirect=0, raise_on_status=False)
@@ -437,6 +445,10 @@ class HubSpotConnector(Connector):
         object_type = self.object_type(kind)
         id_property = self.hubspot_settings.id_property.get(kind)
         options = self._option_values(kind)
+        if any(_option_problem(w, options) for w in writes):
+            # an option added in HubSpot since the properties were read: read them again, once per push
+            self._described.pop(kind, None)
+            options = self._option_values(kind)
         results: dict[int, PushResult] = {}
         updates: list[tuple[int, Write]] = []
         upserts: list[tuple[int, Write]] = []
