@@ -350,10 +350,10 @@ class Replay:
         return {n: v for n, v in fields.items() if n in self._ticket_fields}
 
     def _refused(self, number: int, event: dict[str, Any]) -> bool:
-        """Whether a ticket event is skipped whole whatever the timers due before it do (a ticket created
-        twice, an event for a ticket unknown or closed already), reported. Checked before the event's time is
-        taken, so that such a line moves no clock; an event for a ticket that a timer closes before it is
-        refused by :meth:`_event`, after the timers."""
+        """Whether a ticket event is malformed for its ticket (created twice, or about a ticket never
+        created), reported: checked before its time is taken, so that such a line moves no clock. An event
+        for a ticket that closed is a real one (a customer writing after the close): its time is taken, and
+        :meth:`_event` skips it."""
         kind = event["type"]
         at = event["_at"] if self.clock is None or event["_at"] >= self.clock else self.clock
         if kind == "ticket.created":
@@ -362,15 +362,13 @@ class Replay:
                 self.problems.append(
                     f"line {number}: ticket.created: ticket {tid!r} is already in the replay; skipped")
                 return True
-        else:
-            tid = event["ticket_id"] = str(event["ticket_id"])
-            if self.state.record_id_for(SYSTEM, "ticket", tid) is not None:
-                return False
-        closed = self._closed.get(tid, at)
-        if closed is not None:
-            self._closed_problem(number, kind, tid, closed)
-            return True
-        if kind != "ticket.created":
+            closed = self._closed.get(tid, at)
+            if closed is not None:
+                self._closed_problem(number, kind, tid, closed)
+                return True
+            return False
+        tid = event["ticket_id"] = str(event["ticket_id"])
+        if self.state.record_id_for(SYSTEM, "ticket", tid) is None and self._closed.get(tid, at) is None:
             self.problems.append(f"line {number}: {kind}: unknown ticket {tid!r}")
             return True
         return False
