@@ -320,15 +320,15 @@ class Store:
             # off, or held by another push (claimed, or being claimed by a replica right now: its row is
             # locked, so not picked here, and still pending)
             chosen = {r.id for r in picked}
+            records = {r.record_id for r in picked}
             first_left: dict[str, int] = {}
-            records = sorted({r.record_id for r in picked})
-            for start in range(0, len(records), 500):
-                waiting = sa.select(o.c.record_id, o.c.id).where(
-                    o.c.system == system, o.c.record_id.in_(records[start:start + 500]),
-                    o.c.status.in_(("pending", "claimed")), o.c.id < picked[-1].id)
-                for rid, row_id in conn.execute(waiting):
-                    if row_id not in chosen and row_id < first_left.get(rid, row_id + 1):
-                        first_left[rid] = row_id
+            # the system's writes still to be sent before the last picked one (one scan of its index, not a
+            # lookup per picked row: a first sync queues tens of thousands)
+            earlier = sa.select(o.c.record_id, o.c.id).where(
+                o.c.system == system, o.c.status.in_(("pending", "claimed")), o.c.id < picked[-1].id)
+            for rid, row_id in conn.execute(earlier):
+                if rid in records and row_id not in chosen and row_id < first_left.get(rid, row_id + 1):
+                    first_left[rid] = row_id
             ids = [r.id for r in picked if r.id < first_left.get(r.record_id, r.id + 1)]
             if not ids:
                 return []
