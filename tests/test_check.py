@@ -223,6 +223,7 @@ def test_environment_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     ("BRIDGE_BRIDGE__SERVE", "0", "true or false"),
     ("BRIDGE_CONNECTORS__INBOX__ENABLED", "no", "true or false"),
     ("BRIDGE_BRIDGE__HTTP_PORT", "18799.0", "a whole number"),
+    ("BRIDGE_RULES__0__ENABLED", "off", "true or false"),
 ])
 def test_a_variable_must_spell_what_its_key_takes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, var: str, text: str, takes: str

@@ -226,7 +226,7 @@ def _check_connectors(loaded: LoadedConfig, host: PluginHost | None, sink: _Sink
     secret_file = cfg.bridge.webhook_secret_file
     if secret_file and not secret_env and cfg.bridge.webhook_secret is None:
         try:
-            readable = bool(Path(secret_file).read_text(encoding="utf-8").strip())
+            readable = bool(Path(secret_file).read_text(encoding="utf-8-sig").strip())
             why = "it is empty"
         except (OSError, UnicodeDecodeError) as exc:
             readable, why = False, str(exc.strerror) if isinstance(exc, OSError) else "not UTF-8 text"
@@ -401,6 +401,9 @@ def _kind_at(model: type[BaseModel], loc: tuple[str, ...]) -> str | None:
         if isinstance(arg, type) and issubclass(arg, BaseModel):
             return _kind_at(arg, loc[1:])
         inner = typing.get_args(arg)
+        if typing.get_origin(arg) is list and inner and isinstance(inner[0], type) and issubclass(
+                inner[0], BaseModel) and len(loc) > 2 and loc[1].isdigit():
+            return _kind_at(inner[0], loc[2:])  # (BRIDGE_RULES__0__ENABLED: a list's entry by its index)
         if typing.get_origin(arg) is dict and len(inner) == 2 and isinstance(inner[1], type) and issubclass(
                 inner[1], BaseModel) and len(loc) > 2:
             return _kind_at(inner[1], loc[2:])

@@ -356,9 +356,9 @@ def vendor_message(body: str, limit: int = 300) -> str:
     return ("; ".join(parts) or text)[:limit]
 
 
-# what a vendor answers when the input it was sent is refused (a bad value, a conflict): a batch so refused
-# has a write at fault; another 4xx (a wrong path, a method not allowed) is the system's, not a write's
-_INPUT_REFUSED = (400, 409, 422)
+# what a vendor answers when the input it was sent is refused (a bad value, a conflict, a body too large): a
+# batch so refused is sent again in halves; another 4xx (a wrong path, a method not allowed) is the system's
+_INPUT_REFUSED = (400, 409, 413, 422)
 
 
 def classify(
@@ -369,8 +369,8 @@ def classify(
     429, 5xx, 408, timeouts and connection errors are retriable (with the vendor's ``Retry-After``);
     Salesforce's 403 ``REQUEST_LIMIT_EXCEEDED`` is retriable after a long wait; 401 and other 403 are
     authentication errors (407 too: a proxy's); other 4xx are skippable when the call was about one record;
-    400, 409 and 422 to a call carrying several records' writes (``batch``) are a refused batch; the rest is
-    fatal.
+    400, 409, 413 and 422 to a call carrying several records' writes (``batch``) are a refused batch; the
+    rest is fatal.
     """
     if isinstance(exc, ConnectorError):
         return exc

@@ -66,7 +66,7 @@ def webhook_secret(app: App) -> bytes | None:
     if cfg.webhook_secret_file:
         where = app.loaded.where("bridge", "webhook_secret_file")
         try:
-            value = Path(cfg.webhook_secret_file).read_text(encoding="utf-8").strip()
+            value = Path(cfg.webhook_secret_file).read_text(encoding="utf-8-sig").strip()
         except (OSError, UnicodeDecodeError) as exc:
             why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
             # (the file is not named: what is written there may be the secret itself, pasted)

@@ -300,6 +300,8 @@ class Syncer:
             if change.deleted and tx.record_id_for(system, kind, change.external_id) is None:
                 # the tombstone of a record bridge never had (a duplicate deleted, a merge's loser): nothing
                 # to delete, and matched by its keys it would take a live record's link
+                log.info("pull %s %s: %s was deleted there before bridge had it: left alone", system, kind,
+                         change.external_id)
                 continue
             try:
                 with tx.savepoint():

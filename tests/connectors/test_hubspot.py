@@ -737,6 +737,28 @@ def test_what_a_split_landed_stays_landed_when_a_later_half_is_rate_limited(
         ("r0", True, False), ("r1", True, False), ("r2", False, True), ("r3", False, True)]
 
 
+def test_a_batch_too_large_for_the_vendor_is_sent_in_halves(
+    httpserver: HTTPServer, extra: dict[str, Any]
+) -> None:
+    def answer(request: Any) -> Response:
+        inputs = json.loads(request.data)["inputs"]
+        if len(inputs) > 2:
+            too_large = json.dumps({"status": "error", "message": "Request entity too large"})
+            return Response(too_large, status=413, content_type="application/json")
+        results = [{"id": i["id"], "properties": {}, "createdAt": "2026-03-02T08:00:00Z",
+                    "updatedAt": "2026-03-02T08:00:00Z", "archived": False} for i in inputs]
+        body = json.dumps({"status": "COMPLETE", "results": results})
+        return Response(body, content_type="application/json")
+
+    update = "/crm/v3/objects/companies/batch/update"
+    httpserver.expect_request(update, method="POST").respond_with_handler(answer)
+    writes = [Write("hubspot", "account", f"r{i}", str(101 + i), {"arr": i}) for i in range(4)]
+
+    results = make(httpserver, extra).push("account", writes)
+
+    assert all(r.ok for r in results)
+
+
 @pytest.mark.parametrize("status", [404, 405, 407])
 def test_a_batch_refused_for_a_cause_no_write_holds_is_not_split(
     httpserver: HTTPServer, extra: dict[str, Any], status: int

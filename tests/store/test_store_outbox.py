@@ -94,6 +94,17 @@ def test_a_records_later_write_waits_while_its_earlier_one_backs_off_or_is_claim
     assert [(i.record_id, i.fields) for i in again] == [("r1", {"n": 1}), ("r1", {"n": 2})]
 
 
+def test_a_write_held_back_for_its_record_does_not_take_another_records_place_in_the_claim(
+    store: Store, now: datetime
+) -> None:
+    _enqueue(store, now, _write("r1", n=1))
+    (first,) = store.claim("hubspot", None, 10, now, LEASE)
+    store.fail(first.id, "HTTP 429", now, now + timedelta(minutes=10))  # r1's first write backs off
+    _enqueue(store, now, _write("r1", n=2), _write("r2"), _write("r3"))
+    got = store.claim("hubspot", None, 2, now, LEASE)
+    assert [i.record_id for i in got] == ["r2", "r3"]
+
+
 def test_a_write_put_back_untried_gets_its_attempt_back(store: Store, now: datetime) -> None:
     _enqueue(store, now, _write("r1"))
     (item,) = store.claim("hubspot", None, 10, now, LEASE)

@@ -150,6 +150,9 @@ def alembic_config(conn: sa.Connection) -> Config:
     return config
 
 
+_CLAIM_PAGE = 2000  # outbox rows read per page by a claim
+
+
 class Store:
     """bridge's persistence: SQLite by default (``sqlite:///bridge.db``, ``sqlite:///:memory:``),
     PostgreSQL by URL (``postgresql+psycopg://user@host/db``) for several replicas.
@@ -307,29 +310,47 @@ class Store:
             sa.and_(o.c.status == "pending", o.c.not_before <= now),
             sa.and_(o.c.status == "claimed", o.c.claimed_until <= now),
         )
-        q = sa.select(o.c.id, o.c.record_id).where(o.c.system == system, due).order_by(o.c.id).limit(limit)
-        if kind is not None:
-            q = q.where(o.c.kind == kind)
-        if self._pg:
-            q = q.with_for_update(skip_locked=True)
         with self._transaction() as conn:
-            picked = conn.execute(q).all()
-            if not picked:
-                return []
-            # a record's write waits while an earlier one of it to the system is not in this claim: backing
-            # off, or held by another push (claimed, or being claimed by a replica right now: its row is
-            # locked, so not picked here, and still pending)
-            chosen = {r.id for r in picked}
-            records = {r.record_id for r in picked}
-            first_left: dict[str, int] = {}
-            # the system's writes still to be sent before the last picked one (one scan of its index, not a
-            # lookup per picked row: a first sync queues tens of thousands)
-            earlier = sa.select(o.c.record_id, o.c.id).where(
-                o.c.system == system, o.c.status.in_(("pending", "claimed")), o.c.id < picked[-1].id)
-            for rid, row_id in conn.execute(earlier):
-                if rid in records and row_id not in chosen and row_id < first_left.get(rid, row_id + 1):
-                    first_left[rid] = row_id
-            ids = [r.id for r in picked if r.id < first_left.get(r.record_id, r.id + 1)]
+            # the system's writes still to be sent, in order: a due one is taken unless an earlier write of
+            # its record is left (backing off, held by a live push); a page at a time, so that a first sync's
+            # tens of thousands are read only as far as the claim needs
+            ids: list[int] = []
+            blocked: set[str] = set()  # records with an earlier write this claim does not hold
+            after = 0
+            while len(ids) < limit:
+                page = conn.execute(
+                    sa.select(o.c.id, o.c.record_id, o.c.kind, o.c.status, o.c.not_before, o.c.claimed_until)
+                    .where(o.c.system == system, o.c.status.in_(("pending", "claimed")), o.c.id > after)
+                    .order_by(o.c.id).limit(_CLAIM_PAGE)
+                ).all()
+                if not page:
+                    break
+                wanted: list[tuple[int, str]] = []
+                for row in page:
+                    if len(ids) + len(wanted) == limit:
+                        break  # (the rest of the page is read again if some of these are another's)
+                    after = row.id
+                    if kind is not None and row.kind != kind:
+                        continue  # (another kind is another record)
+                    if row.record_id in blocked:
+                        continue
+                    lapsed = row.claimed_until is not None and row.claimed_until <= now
+                    if (row.not_before <= now) if row.status == "pending" else lapsed:
+                        wanted.append((row.id, row.record_id))
+                    else:
+                        blocked.add(row.record_id)
+                if self._pg and wanted:
+                    # replicas claiming at the same moment get disjoint rows: what another holds (locked, or
+                    # claimed since this one read it) is left, and with it the record's later writes
+                    mine = set(conn.scalars(sa.select(o.c.id).where(o.c.id.in_([i for i, _ in wanted]), due)
+                                            .with_for_update(skip_locked=True)))
+                    for i, rid in wanted:
+                        if i not in mine or rid in blocked:
+                            blocked.add(rid)
+                        else:
+                            ids.append(i)
+                else:
+                    ids.extend(i for i, _ in wanted)
             if not ids:
                 return []
             conn.execute(
