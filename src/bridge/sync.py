@@ -198,9 +198,14 @@ class Syncer:
         pass's pulls: a value the record no longer has (a later write carries the newer one), or one the
         system was seen to hold already (pulled after the write was queued)."""
         kept = []
+        loaded: dict[str, Record | None] = {}  # (a record's fields are planned together: loaded once)
         for planned in report.plan:
             ft = self.types.get(planned.field)
-            record = tx.load(planned.record_id) if ft is not None else None
+            record = None
+            if ft is not None:
+                if planned.record_id not in loaded:
+                    loaded[planned.record_id] = tx.load(planned.record_id)
+                record = loaded[planned.record_id]
             if ft is not None and record is not None:
                 fv = record.fields.get(planned.field)
                 if fv is None or not equal(ft, fv.value, planned.new):
