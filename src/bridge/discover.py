@@ -126,29 +126,16 @@ def discover(config: Config, system: str, connector: Connector) -> DiscoverRepor
                 for option in fc.options:
                     label = by_value.get(option.casefold())
                     spelt = {option.casefold(), *(a.casefold() for a in fc.aliases.get(option, []))}
+                    problems = []
                     if label is not None and label.casefold() not in spelt:
                         # a pull gives an option by its label: one named by its internal value would not match
-                        report.findings.append(
-                            Finding(
-                                kind,
-                                name,
-                                rf.name,
-                                OPTION_MISSING,
-                                f"option {option!r} is {system}'s internal value of the option labelled "
-                                f"{label!r}, and a pull gives the label: name the option {label!r}, or give "
-                                f"it the alias {label!r}",
-                            )
-                        )
+                        problems.append(
+                            f"option {option!r} is {system}'s internal value of the option labelled "
+                            f"{label!r}, and a pull gives the label: name the option {label!r}, or give it "
+                            f"the alias {label!r}")
                     if option.casefold() not in have:
-                        report.findings.append(
-                            Finding(
-                                kind,
-                                name,
-                                rf.name,
-                                OPTION_MISSING,
-                                f"option {option!r} is not among {system}'s options for {rf.name}",
-                            )
-                        )
+                        problems.append(f"option {option!r} is not among {system}'s options for {rf.name}")
+                    report.findings += [Finding(kind, name, rf.name, OPTION_MISSING, p) for p in problems]
     return report
 
 

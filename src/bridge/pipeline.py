@@ -333,6 +333,13 @@ class Pipeline:
         if missing:
             state.set_keys(rid, kind, missing)
 
+    @staticmethod
+    def tombstone(state: State, change: Change) -> bool:
+        """Whether ``change`` is the delete of a record bridge never had from that system (a duplicate made
+        and deleted between pulls, a merge's loser): nothing to delete, and matched by its keys it would take
+        a live record's link, so a pull or a webhook leaves it alone."""
+        return change.deleted and state.record_id_for(change.system, change.kind, change.external_id) is None
+
     # ------------------------------------------------------------------ process
 
     def process(self, state: State, change: Change, now: datetime, first: bool = False) -> Outcome:

@@ -199,8 +199,10 @@ class Server:
         with self.lock:
             with self.app.store.session() as tx:
                 for change in changes:
-                    if change.deleted and tx.record_id_for(system, change.kind, change.external_id) is None:
-                        continue  # (the delete of a record bridge never had: nothing to delete, nor to link)
+                    if self.pipeline.tombstone(tx, change):
+                        log.info("webhook %s %s: %s was deleted there before bridge had it: left alone",
+                                 system, change.kind, change.external_id)
+                        continue
                     if carried and change.kind not in carried:
                         # (a sender's misconfiguration: taken, a ticket would hold an agent's seat while
                         # nothing of it could be written back)

@@ -39,7 +39,7 @@ from bridge.errors import (
     SkippableRecordError,
 )
 from bridge.errors import RetriableConnectorError as Retriable
-from bridge.fields import equal
+from bridge.fields import FieldType, equal
 from bridge.model import BRIDGE, Change, Record, Write, utcnow
 from bridge.ownership import ATTR_TYPE, SHADOWED_ATTRS, Shadow, attr_value
 from bridge.pipeline import Conflict, Outcome, Pipeline, PlannedWrite
@@ -201,17 +201,13 @@ class Syncer:
         loaded: dict[str, Record | None] = {}  # (a record's fields are planned together: loaded once)
         for planned in report.plan:
             ft = self.types.get(planned.field)
-            record = None
             if ft is not None:
                 if planned.record_id not in loaded:
                     loaded[planned.record_id] = tx.load(planned.record_id)
                 record = loaded[planned.record_id]
-            if ft is not None and record is not None:
-                fv = record.fields.get(planned.field)
-                if fv is None or not equal(ft, fv.value, planned.new):
-                    continue
                 shadow = Shadow.load(tx.shadow(planned.record_id, planned.field, planned.system))
-                if shadow.known and equal(ft, shadow.held, planned.new):
+                if record is not None and _moot(ft, record, planned.field, planned.system, shadow,
+                                                planned.new) is not None:
                     continue
             kept.append(planned)
         report.plan[:] = kept
@@ -302,9 +298,7 @@ class Syncer:
                     system=system,
                 )
             now = self.clock()
-            if change.deleted and tx.record_id_for(system, kind, change.external_id) is None:
-                # the tombstone of a record bridge never had (a duplicate deleted, a merge's loser): nothing
-                # to delete, and matched by its keys it would take a live record's link
+            if self.pipeline.tombstone(tx, change):
                 log.info("pull %s %s: %s was deleted there before bridge had it: left alone", system, kind,
                          change.external_id)
                 continue
@@ -502,15 +496,13 @@ class Syncer:
                 dropped[rname] = f"{system} does not receive it"
                 continue
             ft = self.types[name]
-            fv = record.fields.get(name)
-            if fv is None or not equal(ft, fv.value, value):
-                dropped[rname] = "superseded by the record's newer value"
-                continue
             shadow = Shadow.load(tx.shadow(rid, name, system))
-            if shadow.known and equal(ft, shadow.held, value):
-                dropped[rname] = f"{system} holds it already"
-                shadow.confirm(ft, value)
-                tx.set_shadow(rid, name, system, shadow.dump(), now)
+            moot = _moot(ft, record, name, system, shadow, value)
+            if moot is not None:
+                dropped[rname] = moot
+                if shadow.known and equal(ft, shadow.held, value):
+                    shadow.confirm(ft, value)
+                    tx.set_shadow(rid, name, system, shadow.dump(), now)
                 continue
             keep[rname] = value
             names[rname] = name
@@ -702,6 +694,17 @@ class Syncer:
             for item in p.items:
                 self.store.fail(item.id, f"deferred: {error}", now, retry_at, tried=False)
         report.deferred += len(rest)
+
+
+def _moot(ft: FieldType, record: Record, name: str, system: str, shadow: Shadow, value: Any) -> str | None:
+    """Why a queued value of field ``name`` will not be sent to ``system`` (the push and the plan judge it
+    alike): the record no longer has it, or the system holds it already; None when it is to be sent."""
+    fv = record.fields.get(name)
+    if fv is None or not equal(ft, fv.value, value):
+        return "superseded by the record's newer value"
+    if shadow.known and equal(ft, shadow.held, value):
+        return f"{system} holds it already"
+    return None
 
 
 def _waves(pendings: list[_Pending]) -> list[list[_Pending]]:
