@@ -608,3 +608,14 @@ def test_bridges_own_note_of_missing_secrets_is_no_key_of_the_file_nor_of_the_sc
     errors = run_check(tmp_path, text)
     assert any(e.endswith("connectors.crm._missing_secrets: unknown key") for e in errors), errors
     assert "_missing_secrets" not in json.dumps(Config.model_json_schema())
+
+
+@pytest.mark.parametrize("key", ["first_response", "next_response", "resolution", "acknowledgement"])
+def test_a_budget_of_zero_is_refused_naming_the_key(tmp_path: Path, key: str) -> None:
+    # (a zero target reads as "no target" in some helpdesks' forms; here it would escalate every ticket)
+    text = f'[[sla]]\nname = "std"\n{key} = "0m"\nescalate = [{{ after = "0m", to = "leads" }}]\n'
+    text += '[teams.leads]\nmembers = ["lead@example.com"]\n'
+    errors = run_check(tmp_path, text)
+    assert errors == [f"{tmp_path / 'bridge.toml'}:3: sla.0.{key}: a budget of 0m breaches every ticket at "
+                      "once; leave the key out for no clock"]
+    assert run_check(tmp_path, text.replace('"0m"', '"1m"', 1)) == []

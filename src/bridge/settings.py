@@ -333,9 +333,17 @@ class SlaConfig(Strict):
     warn_before: str | None = None
     escalate: list[EscalationLevel] = Field(default_factory=list)
 
-    _d = field_validator("first_response", "next_response", "resolution", "acknowledgement", "warn_before")(
-        classmethod(lambda cls, v: _duration(v))
-    )
+    _d = field_validator("warn_before")(classmethod(lambda cls, v: _duration(v)))
+
+    @field_validator("first_response", "next_response", "resolution", "acknowledgement")
+    @classmethod
+    def _budget(cls, value: str | None) -> str | None:
+        # (a target of zero is "no target" in some helpdesks' forms: here it would breach, and escalate,
+        # every ticket the policy chooses as it is created)
+        if value is not None and parse_duration(value) <= timedelta(0):
+            raise ValueError(
+                f"a budget of {value} breaches every ticket at once; leave the key out for no clock")
+        return value
 
 
 class RuleConfig(Strict):

@@ -190,3 +190,68 @@ def test_an_unreadable_folded_line_is_named_by_its_first_line_and_quoted_whole(t
     assert problems[1].endswith(
         "event boxing: line 13: cannot be read: \"SUMMARY Boxing Day (St Stephen's)\" "
         "(a content line is NAME:VALUE)")
+
+
+@pytest.mark.parametrize("line", [
+    "RDATE;VALUE=DATE 20261231",  # (the library reads it as a parameter VALUE="DATE 20261231", no date)
+    "RDATE;VALUE=PERIOD 20261231T000000Z/P1D",
+    "RDATE;TZID=Europe/Berlin 20261231T100000",
+])
+def test_a_line_whose_colon_is_lost_after_a_parameter_is_named_with_its_line_not_skipped(
+        tmp_path: Path, line: str) -> None:
+    events = ("UID:eve\nDTSTART;VALUE=DATE:20261224\n" + line,)
+    cfg = CalendarConfig(timezone="Europe/Berlin", hours=MON, ical=_write(tmp_path, *events))
+    number = _ics(*events).splitlines().index(line) + 1
+    problems = [message for _, message in validate_calendar("cal", cfg, base_dir=tmp_path)]
+    assert [p.split(".ics: ", 1)[1] for p in problems] == [
+        f"event eve: line {number}: cannot be read: {line!r} (a content line is NAME:VALUE)"]
+    with pytest.raises(ValueError, match="cannot be read"):
+        BusinessCalendar.from_config(cfg, base_dir=tmp_path)
+
+
+def test_a_colon_inside_a_quoted_parameter_value_is_not_the_one_before_the_value(tmp_path: Path) -> None:
+    events = ('UID:eve\nDTSTART;VALUE=DATE:20261224\nRDATE;X-NOTE="see: intranet";VALUE=DATE 20261231',)
+    cfg = CalendarConfig(timezone="Europe/Berlin", hours=MON, ical=_write(tmp_path, *events))
+    (problem,) = [message for _, message in validate_calendar("cal", cfg, base_dir=tmp_path)]
+    assert "cannot be read" in problem and "X-NOTE" in problem
+    events = ('UID:eve\nDTSTART;VALUE=DATE:20261224\nRDATE;X-NOTE="see: intranet";VALUE=DATE:20261231',)
+    cfg = CalendarConfig(timezone="Europe/Berlin", hours=MON, ical=_write(tmp_path, *events))
+    assert validate_calendar("cal", cfg, base_dir=tmp_path) == []
+    assert BusinessCalendar.from_config(cfg, base_dir=tmp_path).is_holiday(date(2026, 12, 31))
+
+
+@pytest.mark.parametrize(("line", "must"), [
+    ("DTSTART;VALUE=DATE:20261332", "DTSTART must be a date or date-time"),
+    ("EXDATE;VALUE=DATE:2027", "EXDATE must be dates or date-times"),
+    ("RDATE;VALUE=DATE:20261231,2027010", "RDATE must be dates, date-times or periods"),
+])
+def test_a_value_that_cannot_be_typed_is_named_with_its_line_in_plain_words(
+        tmp_path: Path, line: str, must: str) -> None:
+    start = "" if line.startswith("DTSTART") else "DTSTART;VALUE=DATE:20261224\n"
+    events = (f"UID:eve\n{start}RRULE:FREQ=YEARLY\n{line}",)
+    cfg = CalendarConfig(timezone="Europe/Berlin", hours=MON, ical=_write(tmp_path, *events))
+    number = _ics(*events).splitlines().index(line) + 1
+    (problem,) = [message for _, message in validate_calendar("cal", cfg, base_dir=tmp_path)]
+    assert problem.endswith(f"event eve: line {number}: cannot be read: {line!r} ({must})")
+    assert "broken property" not in problem
+
+
+def test_a_decade_closed_between_the_first_and_the_last_holiday_is_refused_not_left_to_crash(
+        tmp_path: Path) -> None:
+    # open on Mondays only; 600 Mondays from 2027-01-04 closed (11.5 years), with one-off holidays on either
+    # side: neither the first holiday nor the last starts the closed stretch
+    mondays = ("UID:mondays\nDTSTART;VALUE=DATE:20270104\n"
+               "RRULE:FREQ=YEARLY;BYMONTH=1,2,3,4,5,6,7,8,9,10,11,12;BYDAY=MO;COUNT=600")
+    cfg = CalendarConfig(timezone="Europe/Berlin", hours=MON, ical=_write(tmp_path, mondays),
+                         holidays=["2020-01-01", "2050-01-01"])
+    (problem,) = [message for _, message in validate_calendar("cal", cfg, base_dir=tmp_path)]
+    # (Monday 2026-12-28 is the last open day: from the day after, nothing opens for ten years)
+    assert problem == ("calendar cal has no open hours: its holidays close every open day of the 10 years "
+                       "from 2026-12-29")
+    with pytest.raises(ValueError, match="no open hours"):
+        BusinessCalendar.from_config(cfg, base_dir=tmp_path)
+    # with 500 Mondays closed (9.6 years) it opens again in time: no problem
+    cfg = CalendarConfig(timezone="Europe/Berlin", hours=MON,
+                         ical=_write(tmp_path, mondays.replace("600", "500")),
+                         holidays=["2020-01-01", "2050-01-01"])
+    assert validate_calendar("cal", cfg, base_dir=tmp_path) == []

@@ -45,6 +45,7 @@ _BYDAY = re.compile(r"^([+-]?\d{1,2})?(MO|TU|WE|TH|FR|SA|SU)$")
 _WEEKDAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
 # an arithmetic walk that finds no open time for this many days gives up instead of looping for ever
 _HORIZON_DAYS = 3660
+_CENTURY_DAYS = 36525  # how far closed_stretch walks from the first holiday at most
 # how much a calendar without holidays is open a week is measured over the _HORIZON_DAYS from this day: a
 # fixed day, so that `bridge check` says the same thing whenever it runs
 _REFERENCE_DAY = date(2000, 1, 3)
@@ -447,14 +448,23 @@ def read_ical(path: Path, tz: tzinfo) -> tuple[set[date], list[YearlyHoliday]]:
     # occurrences are, in the zone of the DTSTART of the event they belong to)
     moved: dict[str, list[Any]] = {}
     bad: list[str] = []  # every bad event is named at once, not one per run of bridge check
+    # a line with no colon is skipped by the library, or (after a parameter: ``RDATE;VALUE=DATE 20261231``)
+    # read as a parameter with an empty value: either way it would open or close other days than the file
+    # says, so every such line is found here, with its number
+    scan = _scan_lines(data.decode("utf-8", "replace"))
+    for where, number, line in scan.unreadable:
+        bad.append(f"{path}: {where}: line {number}: cannot be read: {line!r} (a content line is NAME:VALUE)")
+    named = {number for _where, number, _line in scan.unreadable}
     for part in calendar.walk():
-        # the library skips a line it cannot read (``RRULE FREQ=YEARLY``, its colon lost) and keeps it aside:
-        # skipped, it would open or close other days than the file says. (It keeps aside a value it cannot
-        # type too, PRIORITY:high: a property read here is checked where it is read, the others close nothing)
+        # the library keeps aside a line it cannot read otherwise (a name it cannot parse). (It keeps aside
+        # a value it cannot type too, PRIORITY:high: a property read here is checked where it is read, the
+        # others close nothing)
         for _name, message in part.errors:
             if str(message).startswith(_UNREADABLE):
-                where = f"event {part.get('UID', '?')}" if part.name == "VEVENT" else part.name
-                bad.append(f"{path}: {where}: {_bad_line(data, str(message))}")
+                at, said = _bad_line(data, str(message))
+                if at is None or at not in named:
+                    part_is = f"event {part.get('UID', '?')}" if part.name == "VEVENT" else part.name
+                    bad.append(f"{path}: {part_is}: {said}")
     for event in events:
         rid = event.get("RECURRENCE-ID")
         if rid is None:
@@ -465,8 +475,14 @@ def read_ical(path: Path, tz: tzinfo) -> tuple[set[date], list[YearlyHoliday]]:
             moved.setdefault(str(event.get("UID", "")), []).append(rid.dt)
         except (ValueError, TypeError, AttributeError) as exc:
             bad.append(f"{path}: event {event.get('UID', '?')}: {exc}")
-    for event in events:
+    for index, event in enumerate(events):
         try:
+            lines = scan.events[index] if index < len(scan.events) else {}
+            if any(number in named for found in lines.values() for number, _line in found):
+                continue  # a line of it has no colon (named above): what is left of it says nothing more
+            broken = _broken(event, lines)
+            if broken is not None:
+                raise ValueError(broken)
             if event.get("EXRULE") is not None:
                 raise ValueError("EXRULE is not supported (use EXDATE)")
             if _cancelled(event):
@@ -499,15 +515,113 @@ def read_ical(path: Path, tz: tzinfo) -> tuple[set[date], list[YearlyHoliday]]:
 _UNREADABLE = "Content line could not be parsed into parts: '"
 
 
-def _bad_line(data: bytes, message: str) -> str:
-    """A line the iCalendar library could not read (``_UNREADABLE``: the line, quoted, then why), with its
-    line number in the file: the first of its physical lines, when it was folded."""
+def _bad_line(data: bytes, message: str) -> tuple[int | None, str]:
+    """A line the iCalendar library could not read (``_UNREADABLE``: the line, quoted, then why): its line
+    number in the file (the first of its physical lines, when it was folded; None if not found) and what to
+    say of it."""
     end = message.rfind("': ")
     text = message[len(_UNREADABLE):end] if end >= len(_UNREADABLE) else message[len(_UNREADABLE):]
     for number, line in _unfolded(data.decode("utf-8", "replace")):
         if line.strip() == text.strip():
-            return f"line {number}: cannot be read: {text!r} (a content line is NAME:VALUE)"
-    return f"a line that cannot be read: {text!r} (a content line is NAME:VALUE)"
+            return number, f"line {number}: cannot be read: {text!r} (a content line is NAME:VALUE)"
+    return None, f"a line that cannot be read: {text!r} (a content line is NAME:VALUE)"
+
+
+# the properties read here, and what a value of each must be
+_READ = {
+    "DTSTART": "a date or date-time",
+    "DTEND": "a date or date-time",
+    "DURATION": "a duration",
+    "RDATE": "dates, date-times or periods",
+    "EXDATE": "dates or date-times",
+    "RECURRENCE-ID": "a date or date-time",
+    "RRULE": "a recurrence rule",
+}
+
+
+@dataclass
+class _Scan:
+    """What :func:`_scan_lines` found in an iCalendar text."""
+
+    unreadable: list[tuple[str, int, str]]  # (where: "event UID" or a component, line number, the line)
+    events: list[dict[str, list[tuple[int, str]]]]  # per VEVENT, in file order: property -> (number, line)
+
+
+def _value_start(line: str) -> int:
+    """Where the value of a content line starts (after its first colon outside a quoted parameter value),
+    or -1 when it has no such colon."""
+    quoted = False
+    for i, char in enumerate(line):
+        if char == '"':
+            quoted = not quoted
+        elif char == ":" and not quoted:
+            return i + 1
+    return -1
+
+
+def _scan_lines(text: str) -> _Scan:
+    """The content lines of an iCalendar text that are not ``NAME[;PARAM=...]:VALUE`` (named by the event or
+    component they are in), and each VEVENT's lines by property name."""
+    unreadable: list[tuple[str, int, str]] = []
+    events: list[dict[str, list[tuple[int, str]]]] = []
+    stack: list[str] = []
+    block: list[tuple[int, str]] = []  # the colonless lines of the VEVENT being read
+    uid = "?"
+    for number, line in _unfolded(text.lstrip("\ufeff")):
+        if not line.strip():
+            continue
+        start = _value_start(line)
+        name = (line[:start - 1] if start > 0 else line).split(";", 1)[0].strip().upper()
+        value = line[start:].strip().upper() if start > 0 else ""
+        inside = "VEVENT" in stack
+        if start < 0:
+            if inside:
+                block.append((number, line))
+                if stack[-1] == "VEVENT":
+                    events[-1].setdefault(re.split(r"[;\s]", line.strip(), maxsplit=1)[0].upper(), []).append(
+                        (number, line))
+            else:
+                unreadable.append((stack[-1] if stack else "VCALENDAR", number, line))
+            continue
+        if name == "BEGIN":
+            stack.append(value)
+            if value == "VEVENT" and not inside:
+                events.append({})
+                block, uid = [], "?"
+            continue
+        if name == "END":
+            if stack and stack[-1] == value:
+                stack.pop()
+            if value == "VEVENT" and "VEVENT" not in stack:
+                unreadable += [(f"event {uid}", n, bad) for n, bad in block]
+                block = []
+            continue
+        if inside and stack[-1] == "VEVENT":
+            events[-1].setdefault(name, []).append((number, line))
+            if name == "UID":
+                uid = line[start:].strip()
+    unreadable += [(f"event {uid}", n, bad) for n, bad in block]  # (an event never ended)
+    unreadable.sort(key=lambda item: item[1])
+    return _Scan(unreadable, events)
+
+
+def _broken(event: Any, lines: dict[str, list[tuple[int, str]]]) -> str | None:
+    """What to say of a property read here whose value the library could not type (``DTSTART;VALUE=DATE:
+    20261332``), named by its line in the file; None when there is none."""
+    for name, what in _READ.items():
+        prop = event.get(name)
+        for value in prop if isinstance(prop, list) else [prop]:
+            if type(value).__name__ != "vBroken":
+                continue
+            raw = str(value)
+            found = lines.get(name, [])
+            # the line whose value the library kept, else the first of that property
+            at = next(((n, line) for n, line in found if line[_value_start(line):].strip() == raw.strip()),
+                      found[0] if found else None)
+            if at is None:
+                return f"{name} cannot be read: {raw!r} is not {what}"
+            return f"line {at[0]}: cannot be read: {at[1]!r} ({name} must be {what})"
+    return None
 
 
 def _unfolded(text: str) -> Iterator[tuple[int, str]]:
@@ -721,21 +835,34 @@ class BusinessCalendar:
         return min(max(min(starts), low), high), min(max(max(starts), low), high)
 
     def closed_stretch(self) -> date | None:
-        """The first day of ten years (``_HORIZON_DAYS``) in which the holidays close every open day, when the
-        ten years from the first holiday, or from the day the holidays stop changing (the last one-off
-        holiday, the start of the last yearly rule: what they close from then on repeats), are such; else
-        None. The arithmetic gives up on a deadline in such a stretch."""
+        """The first day of ten years (``_HORIZON_DAYS``) in which the holidays close every open day, if any
+        such stretch starts between the first holiday and the day the holidays stop changing (the last
+        one-off holiday, the start of the last yearly rule: what they close from then on repeats; at most a
+        century is walked before that day is looked at alone); else None. The arithmetic gives up on a
+        deadline in such a stretch."""
         span = self._holidays_span()
         if span is None:
             return None
-        for first in span:
-            day = first
-            for _ in range(_HORIZON_DAYS):
-                if self._day(day):
-                    break
-                day += _DAY
+        first, last = span
+        if (last - first).days > _CENTURY_DAYS:
+            century = first + timedelta(days=_CENTURY_DAYS)
+            return self._closed_from(first, century) or self._closed_from(last, last)
+        return self._closed_from(first, last)
+
+    def _closed_from(self, first: date, last: date) -> date | None:
+        """The first day from ``first`` to ``last`` that starts ten years without open time, if any."""
+        run_start, run = first, 0
+        day = first
+        while day <= last or run:
+            if self._day(day):
+                if day > last:
+                    return None
+                run, run_start = 0, day + _DAY
             else:
-                return first
+                run += 1
+                if run >= _HORIZON_DAYS:
+                    return run_start
+            day += _DAY
         return None
 
     def typical_week(self) -> timedelta:
