@@ -9,6 +9,7 @@ A value a system already supplies (tags, sentiment) always stands.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 
@@ -90,10 +91,19 @@ def sentiment(text: str) -> int:
     return max(-100, min(100, scaled))
 
 
+def fold(text: str) -> str:
+    """``text`` case-folded and in one Unicode form (NFC): a word a mail client wrote decomposed ("u" and a
+    combining diaeresis for "ü") is the same word."""
+    folded = text.casefold()
+    return folded if folded.isascii() else unicodedata.normalize("NFC", folded)
+
+
 @lru_cache(maxsize=64)
 def _compiled(items: tuple[tuple[str, tuple[str, ...]], ...]) -> tuple[tuple[str, re.Pattern[str]], ...]:
+    # a keyword is a whole word or phrase: no word character touches either end. (Not ``\b``, which needs a
+    # word character inside the keyword's edge: ``c++``, ``.net`` or ``#1 priority`` could never match)
     return tuple(
-        (tag, re.compile("|".join(r"\b" + re.escape(w.casefold()) + r"\b" for w in words)))
+        (tag, re.compile("|".join(r"(?<!\w)" + re.escape(fold(w)) + r"(?!\w)" for w in words)))
         for tag, words in items
         if words
     )
@@ -103,7 +113,7 @@ def keyword_tags(text: str, keywords: Mapping[str, Sequence[str]]) -> list[tuple
     """Tags whose keywords occur in ``text``, with a confidence growing with the number of hits."""
     if not keywords or not text:
         return []
-    folded = text.casefold()
+    folded = fold(text)
     out = []
     for tag, pattern in _compiled(tuple((t, tuple(ws)) for t, ws in keywords.items())):
         hits = len(pattern.findall(folded))

@@ -556,3 +556,43 @@ def test_a_phrase_does_not_span_the_subject_and_the_body(
     leaf: dict[str, Any], subject: str, body: str, expected: bool
 ) -> None:
     assert holds(leaf, make_ticket(subject=subject, body=body)) is expected
+
+
+def test_a_word_written_decomposed_is_the_same_word_for_contains_and_matches() -> None:
+    import unicodedata
+
+    nfd = make_ticket(body=unicodedata.normalize("NFD", "Ich möchte eine Rückerstattung"))
+    assert nfd.attrs["body"] != "Ich möchte eine Rückerstattung"  # (the test's premise: two spellings)
+    assert holds({"field": "ticket.text", "contains": "Rückerstattung"}, nfd)
+    assert holds({"field": "ticket.text", "matches": "(?i)rückerstattung"}, nfd)
+    assert not holds({"field": "ticket.text", "contains": "Rückzahlung"}, nfd)
+
+
+def test_keywords_with_a_non_word_edge_match_as_whole_words_and_decomposed_text_matches() -> None:
+    import unicodedata
+
+    from bridge.classify import keyword_tags
+
+    words = {"bug/cpp": ["c++"], "bug/dotnet": [".net"], "esc/first": ["#1 priority"], "billing/refund":
+             ["rückerstattung"]}
+    text = "We use C++ and .NET daily; this is our #1 priority"
+    assert [tag for tag, _ in keyword_tags(text, words)] == ["bug/cpp", "bug/dotnet", "esc/first"]
+    assert keyword_tags("abc++ and x.netty", words) == []  # (a word character touching an edge: no match)
+    nfd = unicodedata.normalize("NFD", "Eine RÜCKERSTATTUNG bitte")
+    assert [tag for tag, _ in keyword_tags(nfd, words)] == ["billing/refund"]
+
+
+@pytest.mark.parametrize("blank", [None, "", []])
+def test_an_empty_string_in_a_condition_is_blank_whichever_way_the_system_cleared_it(blank: Any) -> None:
+    ticket = make_ticket(assignee=blank, fields={"components": blank},
+                         requester={"email": "ana@acme.example", "language": blank})
+    assert holds({"field": "ticket.assignee", "eq": ""}, ticket)
+    assert not holds({"field": "ticket.assignee", "ne": ""}, ticket)
+    assert holds({"field": "requester.language", "in": ["", "en"]}, ticket)
+    assert not holds({"field": "requester.language", "not_in": ["", "en"]}, ticket)
+    assert holds({"field": "ticket.components", "eq": ""}, ticket)
+    assigned = make_ticket(assignee="bo@example.com", requester={"email": "a@b.example", "language": "fr"})
+    assert not holds({"field": "ticket.assignee", "eq": ""}, assigned)
+    assert holds({"field": "ticket.assignee", "ne": ""}, assigned)
+    assert not holds({"field": "requester.language", "in": ["", "en"]}, assigned)
+    assert holds({"field": "requester.language", "not_in": ["", "en"]}, assigned)

@@ -7,6 +7,8 @@ PATHs: ``ticket.<attr or field>``, ``ticket.text`` (subject, body and the newest
 
 - ``eq`` / ``ne``: equality; when the value is a list (tags, multi_select) ``eq`` means "contains this item".
 - ``in`` / ``not_in``: the value is one of a list (a list value: any of its items is).
+- ``""`` as the value of ``eq``, ``ne``, ``in`` or ``not_in`` is blank: it equals null, ``""`` and an empty
+  list alike (helpdesks clear a value either way), so ``eq = ""`` reads "is empty".
 - ``lt`` ``lte`` ``gt`` ``gte``: ordering; ``ticket.priority`` compares low < normal < high < urgent (any
   other value never compares); a blank value never compares.
 - Dates and times: a TOML date (``lt = 2027-01-01``) compares with a date or a time by its (UTC) day; a TOML
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -36,6 +39,7 @@ from fnmatch import translate
 from functools import lru_cache
 from typing import Any
 
+from bridge.classify import fold
 from bridge.model import CUSTOMER_MESSAGE, TICKET_PRIORITIES, Record, by_customer, parse_time
 
 Path = tuple[str | int, ...]
@@ -77,7 +81,8 @@ class Context:
             # no customer message kept apart (none yet, or a record stored before it was kept): the newest
             # message is the customer's when the customer wrote it
             message = a.get("message") if by_customer(a) else None
-        return [str(p) for p in (a.get("subject"), a.get("body"), message) if p]
+        # (in one Unicode form: a phrase or regex matches a word a mail client wrote decomposed, too)
+        return [_nfc(str(p)) for p in (a.get("subject"), a.get("body"), message) if p]
 
     @property
     def text(self) -> str:
@@ -92,7 +97,7 @@ class Context:
     def folded_text(self) -> str:
         """:attr:`text`, casefolded once per context."""
         if self._folded is None:
-            self._folded = self.text.casefold()
+            self._folded = fold(self.text)
         return self._folded
 
     @property
@@ -121,7 +126,11 @@ _WHITE = re.compile(r"\s+")
 def phrase(text: str) -> str:
     """``text`` as ``contains`` compares it: case-folded, each run of white space (a line break, a tab, a
     non-breaking space) one space."""
-    return _WHITE.sub(" ", text.casefold())
+    return _WHITE.sub(" ", fold(text))
+
+
+def _nfc(text: str) -> str:
+    return text if text.isascii() else unicodedata.normalize("NFC", text)
 
 
 def path_values(record: Record) -> dict[str, Any]:
@@ -353,12 +362,19 @@ def _make_test(path: str, op: str, expected: Any) -> Test:
         expected = _instant(expected)
     elif isinstance(expected, list) and any(isinstance(e, datetime) for e in expected):
         expected = [_instant(e) if isinstance(e, datetime) else e for e in expected]
+    if op in ("eq", "ne") and type(expected) is str and not expected:
+        # "" is blank, as null and an empty list are (helpdesks clear a value either way): ``eq ""`` is
+        # "is empty" whichever way the system said it
+        if op == "eq":
+            return lambda v, ctx: _norm(v) in _BLANKS
+        return lambda v, ctx: _norm(v) not in _BLANKS
     if op == "eq":
         return lambda v, ctx: _equals(v, expected)
     if op == "ne":
         return lambda v, ctx: not _equals(v, expected)
     if op in ("in", "not_in"):
         items = list(expected)
+        blank = "" in items  # (a blank value is one of them, however the system said it)
         try:
             pool: frozenset[Any] | list[Any] = frozenset(items)
         except TypeError:
@@ -371,6 +387,8 @@ def _make_test(path: str, op: str, expected: Any) -> Test:
         texts = frozenset(n for e in items if type(e) is str and (n := _numeric(e)) is not None)
 
         def member(v: Any) -> bool:
+            if blank and v is None:
+                return True
             if _member(v, pool) or (bool(times) and any(_equals(v, e) for e in times)):
                 return True
             if stamps and isinstance(v, date):
@@ -381,7 +399,7 @@ def _make_test(path: str, op: str, expected: Any) -> Test:
 
         def is_in(v: Any, ctx: Context) -> bool:
             if isinstance(v, list | tuple):
-                return any(member(i) for i in v)
+                return any(member(i) for i in v) if v else blank
             return member(v)
 
         if op == "in":
@@ -964,6 +982,8 @@ class _Codegen:
                 pool = frozenset(expected)
             except TypeError:
                 return f"{test}({value}, ctx)"
+            if "" in pool:
+                pool |= {None}  # (blank, as the tree reads it)
             p = self.const(pool)
             word = "in" if op == "in" else "not in"
             return f"(({v} {word} {p}) if type({v} := {value}) in _HASHABLE else {slow})"
