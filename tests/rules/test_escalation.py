@@ -396,3 +396,19 @@ def test_forgotten_tickets_fire_nothing() -> None:
     sim.desk.forget("T1")
     assert sim.desk.next_timer() is None
     assert sim.run_until(h(24 * 30)) == []
+
+
+@pytest.mark.parametrize(("status", "timer"), [("resolved", "auto_close"), ("pending", "follow_up")])
+def test_a_ticket_a_rule_resolves_or_sets_pending_on_the_customers_own_message_waits_from_it(
+        status: str, timer: str) -> None:
+    # "problem solved, thanks" resolving the ticket, "I'll get back to you" setting it pending: the message is
+    # taken before the status change it caused, so the close (or the reminder) is armed from it
+    rule = {"name": "thanked", "when": {"field": "ticket.sentiment", "gte": 50},
+            "then": [{"set": {"status": status}}]}
+    sim = Sim(**FOLLOW, rules=[rule])
+    sim.create("T1", h(0))
+    sim.message("T1", "customer", h(1), sentiment=80)
+    assert sim.tickets["T1"].attrs["status"] == status
+    out = sim.run_until(h(24 * 30))
+    after = timedelta(days=7) if timer == "auto_close" else timedelta(hours=48)
+    assert [(d.decision, d.at) for d in out if d.decision == timer] == [(timer, h(1) + after)]

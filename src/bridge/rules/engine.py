@@ -809,13 +809,14 @@ class Desk:
                          {"reason": "low classification confidence",
                           "confidence": ticket.attrs.get("confidence"),
                           "proposed": list(ticket.attrs.get(PROPOSED) or ())})
+        author = event.get("author") if event.get("type") == "ticket.message" else None
+        if author == "customer":
+            # taken before the event's status change: a ticket resolved (or set pending) on this very message,
+            # by a rule ("problem solved") or by the helpdesk, waits for the customer from it
+            self._customer_replied(st)
         self._status(st, str(ticket.attrs.get("status") or "open"), at, out)
-        if event.get("type") == "ticket.message":
-            author = event.get("author")
-            if author == "customer":
-                self._customer_replied(st)
-            elif author == "agent":
-                self._agent_replied(st, at)
+        if author == "agent":
+            self._agent_replied(st, at)
         if st.status not in DONE:
             if ticket.id not in self.router.waiting:
                 if not ticket.attrs.get("assignee"):
