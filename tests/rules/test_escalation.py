@@ -412,3 +412,19 @@ def test_a_ticket_a_rule_resolves_or_sets_pending_on_the_customers_own_message_w
     out = sim.run_until(h(24 * 30))
     after = timedelta(days=7) if timer == "auto_close" else timedelta(hours=48)
     assert [(d.decision, d.at) for d in out if d.decision == timer] == [(timer, h(1) + after)]
+
+
+def test_a_rule_on_the_status_becoming_closed_fires_on_bridges_own_auto_close_once() -> None:
+    survey = {"name": "csat-on-close", "when": {"field": "ticket.status", "to": "closed"},
+              "then": [{"add_tags": ["csat/sent"]}]}
+    sim = Sim(**FOLLOW, rules=[survey])
+    sim.create("T1", h(0))
+    sim.status("T1", "resolved", h(1))
+    sim.create("T2", h(2))
+    sim.status("T2", "closed", h(3))  # (closed by hand: the rule fires, as before)
+    out = sim.run_until(h(24 * 30))
+    close = h(1) + timedelta(days=7)
+    assert [(d.decision, d.record_id, d.at) for d in out] == [
+        ("auto_close", "T1", close), ("tag", "T1", close)]
+    assert "csat/sent" in sim.tickets["T1"].tags and "csat/sent" in sim.tickets["T2"].tags
+    assert sim.tickets["T1"].attrs["status"] == "closed"

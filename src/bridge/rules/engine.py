@@ -1402,6 +1402,15 @@ class Desk:
             st.sla.on_status("closed", due)
             self._schedule_sla(st)
         self._decide(out, due, rec.id, "auto_close", "auto_close", {"after": self.config.auto_close.after})
+        if self.rules:
+            # bridge's own close is a change of the status as a person's is: the rules on it (a survey on
+            # ``to = "closed"``) run on it, before the ticket leaves them
+            previous = path_values(rec)
+            previous["ticket.status"] = "resolved"
+            n = len(out)
+            self._run_rules(st, Context(rec, previous), due, out)
+            if len(out) > n:
+                self._status(st, str(rec.attrs.get("status") or "closed"), due, out)  # (a status they set)
 
     # ---------------------------------------------------------------- escalation triggers
 
