@@ -44,7 +44,7 @@ from bridge.rules.live import (
 )
 from bridge.settings import Config
 from bridge.store import Store, Tx
-from bridge.sync import Syncer, SyncReport
+from bridge.sync import Syncer, SyncReport, systems_order
 
 if TYPE_CHECKING:
     from bridge.app import App
@@ -116,7 +116,9 @@ def build_jobs(app: App, syncer: Syncer, leader: RulesLeader | None = None) -> l
     """One sync job per enabled connector (``sync_every``), the outbox pusher, and the rules job (the
     leader's catch-up and timers; on another replica, an attempt to become the leader)."""
     jobs = []
-    for name, table in app.config.connectors.items():
+    # (the first pass runs the jobs in this order: a CRM's accounts are in before the tickets that read them)
+    for name in systems_order(app.config, list(app.config.connectors)):
+        table = app.config.connectors[name]
         if not table.enabled:
             continue
         every = table.pull_every

@@ -53,6 +53,26 @@ BAD_DATA = (ValueError, TypeError, KeyError, AttributeError, LookupError, Arithm
 
 Clock = Callable[[], datetime]
 MAX_ROUNDS = 1000  # claim rounds per push: a guard, far above what one pass needs
+# the kinds a ticket reads (its account, its requester): pulled first, so that a ticket of the same pass finds
+# them, whatever order the config lists kinds or connectors in
+CONTEXT_KINDS = ("account", "contact")
+
+
+def pull_order(kinds: list[str]) -> list[str]:
+    """``kinds`` as a pass pulls them: accounts, then contacts, then the rest in the order given."""
+    rank = {kind: i for i, kind in enumerate(CONTEXT_KINDS)}
+    return sorted(kinds, key=lambda kind: rank.get(kind, len(CONTEXT_KINDS)))
+
+
+def systems_order(config: Config, names: list[str]) -> list[str]:
+    """``names`` as a pass pulls them: the systems that carry accounts or contacts and no tickets (the CRMs)
+    first, then the others, each group in the order given."""
+    def helpdesk(name: str) -> bool:
+        table = config.connectors.get(name)
+        kinds = table.kinds if table is not None else []
+        return "ticket" in kinds or not any(k in CONTEXT_KINDS for k in kinds)
+
+    return sorted(names, key=helpdesk)
 
 
 class _RollBack(Exception):
@@ -179,7 +199,7 @@ class Syncer:
         """
         report = SyncReport(run=self.run_id, dry_run=dry_run)
         enabled = [n for n, c in self.config.connectors.items() if c.enabled]
-        names = systems or enabled
+        names = systems_order(self.config, systems or enabled)
         if dry_run:
             with self._dry() as tx:
                 for name in names:
@@ -253,7 +273,7 @@ class Syncer:
         conn = self._started(system, report, "pull")
         if conn is None:
             return
-        kinds = [k for k in self.config.connectors[system].kinds if k in conn.kinds]
+        kinds = pull_order([k for k in self.config.connectors[system].kinds if k in conn.kinds])
         for kind in kinds:
             try:
                 self._pull_kind(conn, system, kind, report, tx)
