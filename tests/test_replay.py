@@ -607,3 +607,30 @@ def test_a_null_sentiment_is_none_given_so_it_is_computed() -> None:
     assert rp.problems == []
     finals = {d["ticket_id"]: d["sentiment"] for d in out if d.get("final")}
     assert finals["T-1"] < -35 and finals["T-2"] < -35
+
+
+def test_an_update_of_part_of_the_account_or_requester_keeps_the_rest() -> None:
+    rules = [
+        {"name": "alice-ent", "when": {"all": [{"field": "account.owner", "eq": "alice@x.example"},
+                                                {"field": "account.tier", "eq": "enterprise"}]},
+         "then": [{"add_tags": ["x/alice-ent"]}]},
+        {"name": "owner-changed", "when": {"field": "account.owner", "changed": True},
+         "then": [{"add_tags": ["x/owner-changed"]}]},
+        {"name": "email-changed", "when": {"field": "requester.email", "changed": True},
+         "then": [{"add_tags": ["x/email-changed"]}]},
+    ]
+    lines = [
+        created("T-1", "2026-11-02T09:00:00Z", tags=[],
+                requester={"email": "ceo@acme.example", "language": "en"},
+                account={"id": "A-1", "tier": "growth", "owner": "alice@x.example",
+                         "fields": {"region": "emea"}}),
+        event("ticket.updated", "2026-11-02T09:10:00Z", ticket_id="T-1",
+              changes={"account": {"tier": "enterprise"}, "requester": {"language": "fr"}}),
+        # another account altogether is taken whole
+        created("T-2", "2026-11-02T09:20:00Z", tags=[], account={"id": "A-1", "owner": "alice@x.example"}),
+        event("ticket.updated", "2026-11-02T09:30:00Z", ticket_id="T-2", changes={"account": {"id": "A-2"}}),
+    ]
+    out, rp = run(lines, {"rules": rules})
+    decisions = [(d["ticket_id"], d["tag"]) for d in out if d.get("decision") == "tag"]
+    assert decisions == [("T-1", "x/alice-ent"), ("T-2", "x/owner-changed")]
+    assert rp.problems == []

@@ -69,6 +69,9 @@ _TICKET_ATTRS = (
     "sentiment",
     "language",
 )
+# the objects a ticket.updated may change a part of, each with the key that tells another one: a change
+# without that key, or with the same value, changes the keys it gives and keeps the others
+_NESTED_KEYS = (("account", "id"), ("requester", "email"))
 # what a ticket.updated's changes may name besides ticket attributes and declared fields
 _CHANGE_KEYS = frozenset((*_TICKET_ATTRS, "tags", "fields", "acknowledged"))
 
@@ -392,6 +395,7 @@ class Replay:
             self._emit_to(out, self.desk.on_agent_status(event["agent"], event["status"], at))
             return
         state = self.state
+        before: Record | None
         if kind == "ticket.created":
             rid = None
             change = self._created(event, at)
@@ -405,8 +409,10 @@ class Replay:
                 else:
                     self.problems.append(f"line {number}: {kind}: unknown ticket {tid!r}")
                 return
-            change = self._change(kind, tid, event, at)
-        before = state.load(rid) if rid else None
+            before = state.load(rid)
+            change = self._change(kind, tid, event, at, before)
+        if rid is None:
+            before = None
         previous = path_values(before) if before is not None and self.desk.reads_previous else {}
         outcome = self.pipeline.process(state, change, at)
         for problem in outcome.problems:
@@ -466,7 +472,9 @@ class Replay:
         )
 
 
-    def _change(self, kind: str, tid: str, event: dict[str, Any], at: datetime) -> Change:
+    def _change(
+        self, kind: str, tid: str, event: dict[str, Any], at: datetime, before: Record | None
+    ) -> Change:
         if kind == "ticket.message":
             message: dict[str, Any] = {"message": event.get("body", ""), "last_author": event.get("author")}
             if "sentiment" in event:
@@ -480,6 +488,17 @@ class Replay:
         for name in list(changes):
             if name in self._ticket_fields:
                 fields[name] = changes.pop(name)
+        for name, key in _NESTED_KEYS:
+            given, held = changes.get(name), before.attrs.get(name) if before is not None else None
+            # changes are changes: a new tier keeps the account's owner and id, a new language the requester's
+            # email; another account (or requester) altogether is taken whole
+            same = isinstance(held, dict) and given.get(key, held.get(key)) == held.get(key) if isinstance(
+                given, dict) else False
+            if same and isinstance(given, dict) and isinstance(held, dict):
+                merged = {**held, **given}
+                if isinstance(given.get("fields"), dict) and isinstance(held.get("fields"), dict):
+                    merged["fields"] = {**held["fields"], **given["fields"]}
+                changes[name] = merged
         return Change(SYSTEM, "ticket", tid, at, fields=fields, tags=tags, attrs=changes)
 
     # ---------------------------------------------------------------- time and output
