@@ -634,3 +634,18 @@ def test_an_update_of_part_of_the_account_or_requester_keeps_the_rest() -> None:
     decisions = [(d["ticket_id"], d["tag"]) for d in out if d.get("decision") == "tag"]
     assert decisions == [("T-1", "x/alice-ent"), ("T-2", "x/owner-changed")]
     assert rp.problems == []
+
+
+def test_a_rules_tag_glob_holds_for_the_declared_synonyms_of_the_tags_it_matches() -> None:
+    rules = [
+        {"name": "billing", "when": {"tag": "billing/*"}, "then": [{"add_tags": ["x/billing"]}]},
+        {"name": "refund", "when": {"all": [{"tag": "refund"}]}, "then": [{"add_tags": ["x/refund"]}]},
+        {"name": "sev1", "when": {"tag": "bug/sev1"}, "then": [{"add_tags": ["x/sev1"]}]},
+    ]
+    config = {"rules": rules, "taxonomy": {"synonyms": {"billing/refund": ["refund", "billing/refunds"]}}}
+    lines = [created("T-1", "2026-11-02T09:00:00Z", tags=["refund"]),
+             created("T-2", "2026-11-02T09:01:00Z", tags=["billing/refunds"]),
+             created("T-3", "2026-11-02T09:02:00Z", tags=["bug/other"])]
+    out, _rp = run(lines, config)
+    tagged = sorted((d["ticket_id"], d["tag"]) for d in out if d.get("decision") == "tag")
+    assert tagged == [("T-1", "x/billing"), ("T-1", "x/refund"), ("T-2", "x/billing"), ("T-2", "x/refund")]

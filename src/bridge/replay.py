@@ -441,7 +441,7 @@ class Replay:
         watch = self.topics
         assert watch is not None
         counted = self._counted.get(record.id, frozenset())
-        new = sorted({t for t in record.tags if t not in counted and watch.is_topic(t)})
+        new = sorted(watch.topics_of(record.tags) - counted)
         if not new:
             return []
         self._counted[record.id] = counted.union(new)

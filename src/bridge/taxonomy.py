@@ -66,7 +66,7 @@ def normalise_tag(tag: str) -> str:
     return "/".join(seg for seg in segments if seg)
 
 
-def _synonym_table(config: Config) -> dict[str, str]:
+def synonym_table(config: Config) -> dict[str, str]:
     """Normalised synonym -> canonical tag (as written in the config)."""
     table: dict[str, str] = {}
     for canonical, names in config.taxonomy.synonyms.items():
@@ -97,7 +97,7 @@ class TagMapper:
         self._values: list[tuple[tuple[str, Any], ...]] = []
         self._literal: dict[str, list[int]] = {}
         self._globs: list[tuple[int, re.Pattern[str]]] = []
-        self._synonyms = _synonym_table(config)
+        self._synonyms = synonym_table(config)
         self._cache: dict[str, tuple[int, ...]] = {}
         for index, mapping in enumerate(config.tags):
             self._values.append(tuple(self._prepare(index, mapping, types)))
@@ -241,7 +241,7 @@ class _Lint:
         self.seen = seen
         self.findings: list[Finding] = []
         self.mapper = TagMapper(config)
-        self.synonyms = _synonym_table(config)
+        self.synonyms = synonym_table(config)
         self.pattern = self._pattern()
         self.declared = set(config.taxonomy.prefixes)
         self.config_tags = {m.match for m in config.tags if not _is_glob(m.match)} | set(

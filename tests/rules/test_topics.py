@@ -165,3 +165,14 @@ def test_topics_that_make_no_sense_are_refused(bad: dict[str, Any]) -> None:
 def test_a_topic_matches_the_whole_taxonomy_pattern() -> None:
     watch = TopicWatch([WEEK], pattern="[a-z]+/[a-z]+")  # unanchored, as taxonomy lint reads it: whole tag
     assert watch.is_topic("billing/refund") and not watch.is_topic("billing/refund_request")
+
+
+def test_a_synonym_or_another_letter_case_counts_in_the_topic_it_means() -> None:
+    # agents tag both ways: declared synonyms, and a helpdesk that keeps capitals, are one topic
+    taxonomy = {"synonyms": {"billing/refund": ["billing/refunds", "refund"]}}
+    lines = [created(1, day(0), ["bug/other"]), created(2, day(7), ["bug/other"])]
+    tags = [["billing/refund"], ["billing/refunds"], ["refund"], ["Billing/Refund", "billing/refunds"]]
+    lines += [created(3 + i, day(14) + timedelta(hours=i), t) for i, t in enumerate(tags)]
+    out = product_tickets({"topics": TOPICS, "connectors": JIRA, "taxonomy": taxonomy}, lines)
+    assert [(d["ticket_id"], d["topic"], d["action"], d["count"]) for d in out] == [
+        ("T-5", "billing/refund", "create", 3)]

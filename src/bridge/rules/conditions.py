@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from fnmatch import translate
 from functools import lru_cache
+from glob import escape as glob_escape
 from typing import Any
 
 from bridge.classify import fold
@@ -651,6 +652,29 @@ class _None(_All):
 
 
 ALWAYS = Condition()
+
+
+def with_synonyms(cond: Any, synonyms: Mapping[str, Sequence[str]]) -> Any:
+    """``cond`` with each ``{ tag = GLOB }`` leaf also holding for the tags that mean the same: when the glob
+    matches a tag of a ``[taxonomy] synonyms`` group (its canonical tag or one of its synonyms, as written),
+    the leaf becomes an ``any`` of itself and the group's other tags. ``cond`` is left as it was."""
+    if not synonyms or not isinstance(cond, Mapping):
+        return cond
+    if set(cond) == {"tag"} and isinstance(cond["tag"], str):
+        glob = cond["tag"]
+        match = re.compile(translate(glob)).match
+        more: list[str] = []
+        for canonical, names in synonyms.items():
+            group = [canonical, *names]
+            if any(match(tag) for tag in group):
+                more += [tag for tag in group if not match(tag) and tag not in more]
+        # (a tag written with a glob character is matched as written)
+        return {"any": [dict(cond), *({"tag": glob_escape(tag)} for tag in more)]} if more else cond
+    out = dict(cond)
+    for key in COMBINATORS:
+        if isinstance(out.get(key), list):
+            out[key] = [with_synonyms(child, synonyms) for child in out[key]]
+    return out
 
 
 def compile_condition(cond: Mapping[str, Any] | None, where: Path = ()) -> Condition:

@@ -63,6 +63,7 @@ from bridge.rules.conditions import (
     reader,
     regex_factors,
     uses_event,
+    with_synonyms,
 )
 from bridge.rules.escalation import VolumeWatch, low_confidence
 from bridge.rules.routing import ANY, Request, Router
@@ -193,14 +194,16 @@ def compile_rules(config: Config) -> list[CompiledRule]:
     types = {n: t for n, t in config.field_types().items() if config.fields[n].kind == "ticket"}
     rules = []
     mapper = TagMapper(config)
+    synonyms = config.taxonomy.synonyms  # (a tag glob holds for the tags that mean the same, too)
     for i, rule in enumerate(config.rules):
         if not rule.enabled:
             continue
+        when = with_synonyms(rule.when, synonyms)
         rules.append(CompiledRule(
-            rule.name, rule.set, rule.priority, compile_condition(rule.when, ("rules", i, "when")),
-            _actions(rule, types), frozenset(paths_read(rule.when)),
+            rule.name, rule.set, rule.priority, compile_condition(when, ("rules", i, "when")),
+            _actions(rule, types), frozenset(paths_read(when)),
             frozenset(rule_writes(rule, config, mapper)),
-            uses_event(rule.when), list(rule.then), dict(rule.when),
+            uses_event(when), list(rule.then), dict(when),
         ))
     rules.sort(key=lambda r: (SET_ORDER.get(r.set, 9), r.priority, r.name))
     return rules

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from bridge.durations import parse_duration
 from bridge.model import Record, format_time
 from bridge.settings import Config
+from bridge.taxonomy import normalise_tag, synonym_table
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +66,11 @@ class TopicWatch:
     """Tickets per topic over the longest rule's two windows; says when a ticket makes a topic spike."""
 
     def __init__(self, rules: list[TopicRule], min_count: int = 5, prefixes: list[str] | None = None,
-                 pattern: str | None = None) -> None:
+                 pattern: str | None = None, synonyms: Mapping[str, str] | None = None) -> None:
         """``prefixes``: the tag prefixes that are topics (None or empty: any); ``pattern``: the taxonomy's
-        tag pattern, which a topic tag must match too (None: any ``prefix/topic``)."""
+        tag pattern, which a topic tag must match too (None: any ``prefix/topic``); ``synonyms``: normalised
+        synonym -> the tag it means (a ticket tagged with a synonym is counted in that tag's topic)."""
+        self.synonyms = dict(synonyms or {})
         self.rules = rules
         self.min_count = min_count
         self.prefixes = frozenset(prefixes or ())
@@ -89,7 +92,20 @@ class TopicWatch:
     def of_config(cls, config: Config, rules: list[TopicRule], min_count: int) -> TopicWatch:
         """A watch with ``rules``, over the config's topic tags (its prefixes, the taxonomy's pattern)."""
         prefixes = config.topics.prefixes or config.taxonomy.prefixes
-        return cls(rules, min_count, prefixes, config.taxonomy.pattern)
+        return cls(rules, min_count, prefixes, config.taxonomy.pattern, synonym_table(config))
+
+    def topics_of(self, tags: Iterable[str]) -> set[str]:
+        """The topics a ticket with ``tags`` is counted in: each tag in lower case, or the tag a declared
+        synonym means (``refund`` -> ``billing/refund``), when that names a topic (:meth:`is_topic`)."""
+        out: set[str] = set()
+        for tag in tags:
+            topic = tag.strip().lower()
+            if self.synonyms:
+                meant = self.synonyms.get(normalise_tag(tag))
+                topic = meant.strip().lower() if meant is not None else topic
+            if self.is_topic(topic):
+                out.add(topic)
+        return out
 
     def is_topic(self, tag: str) -> bool:
         """Whether ``tag`` names a topic (``prefix/topic``, of a topic prefix, matching the pattern)."""
@@ -171,7 +187,7 @@ def from_tickets(config: Config, tickets: Iterable[tuple[datetime, Record]]
     spikes: list[dict[str, object]] = []
     for created, record in sorted(tickets, key=lambda item: (item[0], item[1].id)):
         ref = record.ref()
-        for topic in sorted({t for t in record.tags if watch.is_topic(t)}):
+        for topic in sorted(watch.topics_of(record.tags)):
             spike = watch.record(topic, created)
             if spike is not None:
                 spikes.append({"at": format_time(created), "ticket_id": ref, "decision": "product_ticket",
