@@ -266,3 +266,21 @@ def test_two_notes_of_one_rule_and_two_firings_at_one_instant_are_each_sent_once
     run_timers(again, desk_of(again), T0 + timedelta(hours=2))
     assert [f["notify"]["message"] for f in effects_in_outbox(again) if "notify" in f] == notes
     again.close()
+
+
+def test_a_closed_ticket_the_helpdesk_reopens_is_said_aloud_not_taken_silently(
+        store_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    app = make_app(store_url)
+    desk_of(app)
+    try:
+        ingest(app, Change("desk", "ticket", "T-3", T0, attrs={"status": "open"}))
+        ingest(app, Change("desk", "ticket", "T-3", T0 + timedelta(minutes=5), attrs={"status": "closed"}))
+        with caplog.at_level("INFO", logger="bridge.rules"):
+            ingest(app, Change("desk", "ticket", "T-3", T0 + timedelta(minutes=9), attrs={"tags_note": "x"}))
+            assert not [r for r in caplog.records if r.levelname == "WARNING"]  # (still closed: quietly)
+            ingest(app, Change("desk", "ticket", "T-3", T0 + timedelta(minutes=10), attrs={"status": "open"}))
+        (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert warning == ("rules: desk T-3 was closed and is open again: the rules do not take a closed "
+                           "ticket up again (no routing, SLA clocks or escalations for it)")
+    finally:
+        app.close()

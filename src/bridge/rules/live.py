@@ -248,8 +248,16 @@ class LiveRules:
             self._use(state)
             at = self._when(change.at)
             if was_closed or (not created and record.id not in self._seen and self._closed(record.id, at)):
-                log.info("rules: %s %s is closed: its change is taken without rules",
-                         change.system, change.external_id)
+                status = record.attrs.get("status")
+                if status is not None and status != "closed":
+                    # (a helpdesk that reopens a closed ticket when its customer writes again: said aloud, as
+                    # nothing routes it, clocks it or escalates it from here on)
+                    log.warning("rules: %s %s was closed and is %s again: the rules do not take a closed "
+                                "ticket up again (no routing, SLA clocks or escalations for it)",
+                                change.system, change.external_id, status)
+                else:
+                    log.info("rules: %s %s is closed: its change is taken without rules",
+                             change.system, change.external_id)
                 return at, []
             decisions = self._fire_before(at)  # (none, unless another thread moved the clock since before())
             decisions += self._feed(record, change, at)
