@@ -401,3 +401,43 @@ def test_an_account_option_a_path_never_holds_is_an_error_in_conditions_and_in_t
         ),
         "routing.tier_order.2": "'vip' is not an option of this select; options: enterprise, growth, starter",
     }
+
+
+# ---------------------------------------------------- rules that overrule a person, tags in capitals
+
+def test_a_rule_guarding_on_the_field_its_own_set_writes_is_warned_of(tmp_path: Path) -> None:
+    text = """\
+[[rules]]
+name = "angry-urgent"
+when = { all = [{ field = "ticket.sentiment", lte = -35 }, { field = "ticket.priority", ne = "urgent" }] }
+then = [{ set = { priority = "urgent" } }]
+
+[[rules]]
+name = "angry-high"
+when = { field = "ticket.sentiment", lte = -35 }
+then = [{ set = { priority = "high" } }]
+"""
+    report = check(tmp_path, text)
+    assert report.errors == []
+    (warning,) = [w for w in report.warnings if "its own set writes" in w]
+    assert warning.endswith(
+        ":3: rules.0.when: warning: reads ticket.priority, which its own set writes: a person who changes it "
+        "back makes the condition start to hold again, and the rule sets it again. A rule fires once when "
+        "its condition starts to hold, so the guard is not needed to stop it repeating; leave it out")
+
+
+def test_a_tag_an_action_adds_or_removes_in_capitals_is_warned_of(tmp_path: Path) -> None:
+    text = """\
+[[rules]]
+name = "caps"
+when = { field = "ticket.priority", eq = "urgent" }
+then = [{ add_tags = "Billing/Refund" }, { remove_tags = ["bug/sev1", "BUG/SEV1"] }]
+"""
+    report = check(tmp_path, text)
+    capitals = [w.split(": warning: ")[1] for w in report.warnings if "letter case" in w]
+    assert capitals == [
+        "adds 'Billing/Refund' as written: tags compare letter case as written, so it is not "
+        "'billing/refund' (rules' globs and other tags miss it; write it in lower case)",
+        "removes 'BUG/SEV1' as written: tags compare letter case as written, so it is not 'bug/sev1' "
+        "(rules' globs and other tags miss it; write it in lower case)",
+    ]

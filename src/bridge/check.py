@@ -26,7 +26,7 @@ from bridge.errors import ConfigError, FieldValueError
 from bridge.fields import FIELD_TYPES, FieldType, coerce
 from bridge.model import BRIDGE, KINDS, TICKET_PRIORITIES, TICKET_STATUSES
 from bridge.plugins import PluginHost
-from bridge.rules.conditions import ORDER_OPS
+from bridge.rules.conditions import ORDER_OPS, paths_read
 from bridge.rules.routing import ASSIGN_KEYS
 from bridge.rules.sla import METRICS
 from bridge.settings import (
@@ -874,6 +874,7 @@ class _Actions:
 
     def tags(self, arg: Any, where: tuple[str | int, ...]) -> None:
         if isinstance(arg, str):
+            self._capitals(arg, where)
             return
         if not isinstance(arg, list):
             self.err(where, f"{where[-1]} takes a tag or a list of tags, got {_shape(arg)}")
@@ -881,6 +882,16 @@ class _Actions:
         for k, tag in enumerate(arg):
             if not isinstance(tag, str):
                 self.err((*where, k), f"a tag is a string, got {_shape(tag)} {tag!r}")
+            else:
+                self._capitals(tag, (*where, k))
+
+    def _capitals(self, tag: str, where: tuple[str | int, ...]) -> None:
+        # (as for a rule's tag glob: tags compare letter case as written, and are mostly lower case)
+        if tag != tag.lower():
+            verb = "adds" if "add_tags" in where else "removes"
+            self.warn(where, f"{verb} {tag!r} as written: tags compare letter case as written, so it is "
+                             f"not {tag.lower()!r} (rules' globs and other tags miss it; write it in lower "
+                             f"case)")
 
     def review(self, arg: Any, where: tuple[str | int, ...]) -> None:
         # the engine takes a string as the reason and anything else as none (the rule's name)
@@ -932,6 +943,12 @@ class _Actions:
                 self.err(key, str(exc).removeprefix(f"field {name!r}: "))
 
 
+def _set_paths(then: list[Any]) -> set[str]:
+    """The ticket paths a rule's ``set`` actions write."""
+    return {f"ticket.{key}" for action in then if isinstance(action, Mapping)
+            and isinstance(action.get("set"), Mapping) for key in action["set"] if isinstance(key, str)}
+
+
 def _check_rules(cfg: Config, unjudged: set[str], err: Emit, warn: Emit) -> None:
     actions = _Actions(cfg, set(cfg.teams), {a.email.casefold() for a in cfg.agents}, unjudged, err, warn)
     names: dict[str, int] = {}
@@ -947,6 +964,14 @@ def _check_rules(cfg: Config, unjudged: set[str], err: Emit, warn: Emit) -> None
         _report_condition(cfg, rule.when, ("rules", i, "when"), err, warn)
         if not rule.then:
             warn(("rules", i, "then"), "the rule has no actions: it does nothing")
+        own = sorted(_set_paths(rule.then) & paths_read(rule.when))
+        if own and rule.enabled:
+            # (the Zendesk habit of guarding a trigger on what it sets, so that it does not loop: here it
+            # makes the rule overrule the person who changes the value back)
+            warn(("rules", i, "when"),
+                 f"reads {', '.join(own)}, which its own set writes: a person who changes it back makes the "
+                 f"condition start to hold again, and the rule sets it again. A rule fires once when its "
+                 f"condition starts to hold, so the guard is not needed to stop it repeating; leave it out")
         for j, action in enumerate(rule.then):
             if not isinstance(action, Mapping) or len(action) != 1:
                 err(
