@@ -848,8 +848,8 @@ class _Actions:
     def agent_has(self, key: str, value: str, where: tuple[str | int, ...]) -> None:
         # a warning, not an error: a ticket no agent fits waits in the queue, as documented
         known = {x for a in self.cfg.agents for x in (a.skills if key == "skill" else a.languages)}
-        if value in known:
-            return
+        if value in known or (key == "skill" and value.casefold() in {x.casefold() for x in known}):
+            return  # (a skill matches in any letter case)
         close = difflib.get_close_matches(value, sorted(known), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         self.warn(

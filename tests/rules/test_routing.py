@@ -429,3 +429,14 @@ def test_a_waiting_ticket_whose_assignee_is_resent_in_another_case_stays_queued(
     rec.attrs["assignee"] = "A@X"  # the helpdesk sends the same owner back, spelled otherwise
     sim._on(rec, {}, {"type": "ticket.updated", "ticket_id": "T1"}, m(70))
     assert "T1" in sim.desk.router.waiting
+
+
+def test_skills_match_tag_prefixes_and_assign_requests_in_any_letter_case() -> None:
+    # a helpdesk that keeps capitals (Billing/refund), an agent's skill written Billing, a rule asking BILLING
+    rule = {"name": "vip", "set": "routing", "when": {"tag": "vip/*"},
+            "then": [{"assign": {"skill": "BILLING"}}]}
+    sim = Sim(agents=agents({"email": "a@x", "skills": ["access"]}, {"email": "b@x", "skills": ["Billing"]}),
+              routing={"strategy": "skills"}, rules=[rule])
+    sim.create("T1", m(0), tags=("Billing/Refund",))
+    sim.create("T2", m(1), tags=("vip/acme",))
+    assert (sim.assignee("T1"), sim.assignee("T2")) == ("b@x", "b@x")

@@ -52,8 +52,10 @@ class Request:
         if not isinstance(arg, dict):
             return cls()
         skill, language, agent, team = (str(arg[k]) if arg.get(k) is not None else None for k in ASSIGN_KEYS)
-        # an agent's email matches without regard to case (Agent.folded)
-        return cls(skill, language, agent.casefold() if agent is not None else None, team)
+        # an agent's email matches without regard to case (Agent.folded), and a skill too: it meets the tag
+        # prefixes of a helpdesk that keeps capitals (``Billing/refund``) and the agents' skills as written
+        return cls(skill.casefold() if skill is not None else None, language,
+                   agent.casefold() if agent is not None else None, team)
 
 
 ANY = Request()
@@ -430,12 +432,12 @@ class Router:
 
 
 def _agent(cfg: AgentConfig, index: int, calendar: BusinessCalendar | None, teams: frozenset[str]) -> Agent:
-    return Agent(cfg.email, index, frozenset(cfg.skills), frozenset(cfg.languages), cfg.capacity, cfg.status,
-                 calendar, teams)
+    return Agent(cfg.email, index, frozenset(s.casefold() for s in cfg.skills), frozenset(cfg.languages),
+                 cfg.capacity, cfg.status, calendar, teams)
 
 
 def _wanted_skills(record: Record, request: Request) -> frozenset[str]:
-    wanted = {t.split("/", 1)[0] for t in record.tags if "/" in t}
+    wanted = {t.split("/", 1)[0].casefold() for t in record.tags if "/" in t}
     if request.skill:
         wanted.add(request.skill)
     return frozenset(wanted)
