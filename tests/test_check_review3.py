@@ -441,3 +441,21 @@ then = [{ add_tags = "Billing/Refund" }, { remove_tags = ["bug/sev1", "BUG/SEV1"
         "removes 'BUG/SEV1' as written: tags compare letter case as written, so it is not 'bug/sev1' "
         "(rules' globs and other tags miss it; write it in lower case)",
     ]
+
+
+def test_a_taxonomy_prefix_the_pattern_never_matches_is_warned_of(tmp_path: Path) -> None:
+    # the spec's own example: "how-to" against ^[a-z]+/...: its tags are never topics
+    text = """\
+[taxonomy]
+pattern = "^[a-z]+/[a-z0-9-]+$"
+prefixes = ["billing", "how-to"]
+
+[topics]
+prefixes = ["bug", "how-to"]
+"""
+    report = check(tmp_path, text)
+    found = [w.split(f"{tmp_path}/", 1)[1] for w in report.warnings if "never topics" in w]
+    assert [w.split(": warning: ")[0] for w in found] == [
+        "bridge.toml:3: taxonomy.prefixes.1", "bridge.toml:6: topics.prefixes.1"]
+    assert "no tag of prefix 'how-to' matches [taxonomy] pattern '^[a-z]+/[a-z0-9-]+$'" in found[0]
+    assert check(tmp_path, text.replace("[a-z]+/", "[a-z-]+/")).warnings == []

@@ -142,7 +142,7 @@ def check_config(loaded: LoadedConfig, host: PluginHost | None) -> Report:
             cls = classes.get(plugin)
             if cls is not None and not cls.accepts_writes():
                 err(("fields", name, "sync_to", i), f"{target!r} (plugin {plugin!r}) takes no writes")
-    _check_tags(cfg, unjudged, err)
+    _check_tags(cfg, unjudged, err, warn)
     _check_calendars(loaded, err)
     _check_slas(cfg, err, warn)
     _check_rules(cfg, unjudged, err, warn)
@@ -477,7 +477,12 @@ def _foreign_owner(cfg: Config, name: str) -> str | None:
     return owner if owner != BRIDGE and owner in cfg.connectors else None
 
 
-def _check_tags(cfg: Config, unjudged: set[str], err: Emit) -> None:
+# topics of every usual shape, to tell a prefix the taxonomy pattern can never match
+_SAMPLE_TOPICS = (
+    "refund", "a", "sso", "login-error", "sev1", "v2", "api_key", "Refund", "refund request", "x.y")
+
+
+def _check_tags(cfg: Config, unjudged: set[str], err: Emit, warn: Emit) -> None:
     types = cfg.field_types()
     for i, mapping in enumerate(cfg.tags):
         for field, value in mapping.set.items():
@@ -500,9 +505,18 @@ def _check_tags(cfg: Config, unjudged: set[str], err: Emit) -> None:
             except FieldValueError as exc:
                 err(("tags", i, "set", field), str(exc).removeprefix(f"field {field!r}: "))
     try:
-        re.compile(cfg.taxonomy.pattern)
+        pattern = re.compile(cfg.taxonomy.pattern)
     except re.error as exc:
         err(("taxonomy", "pattern"), f"not a regular expression: {exc}")
+        return
+    for table, prefixes in (("taxonomy", cfg.taxonomy.prefixes), ("topics", cfg.topics.prefixes)):
+        for i, prefix in enumerate(prefixes):
+            # (a pattern cannot be solved in general: a prefix none of these topics fits is surely left out of
+            # it, as "how-to" is of ^[a-z]+/...: its tags are then never topics, and lint reports every one)
+            if not any(pattern.fullmatch(f"{prefix}/{topic}") for topic in _SAMPLE_TOPICS):
+                warn((table, "prefixes", i),
+                     f"no tag of prefix {prefix!r} matches [taxonomy] pattern {cfg.taxonomy.pattern!r} "
+                     f"({prefix}/refund does not): its tags are never topics, and taxonomy lint reports each")
 
 
 def _check_calendars(loaded: LoadedConfig, err: Emit) -> None:
