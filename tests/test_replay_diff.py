@@ -270,3 +270,18 @@ def test_replay_against_says_why_routing_chose_each_agent(tmp_path: Path) -> Non
         "+   b@x.example: chosen: the fewest open tickets, then the least recently assigned of those "
         "available (last assigned #2) (0 open of 10, active)",
     ]
+
+
+def test_config_changes_name_agents_by_email_and_list_rules_switched_on_or_off() -> None:
+    from bridge.replay import config_changes
+    from bridge.settings import Config
+
+    rule = {"name": "sev1", "when": {"tag": "bug/sev1"}, "then": [{"add_tags": ["x"]}]}
+    old = Config(agents=[{"email": "a@x.example"}, {"email": "b@x.example", "capacity": 1}],
+                 rules=[rule, {**rule, "name": "gone"}])
+    new = Config(agents=[{"email": "a@x.example"}, {"email": "b@x.example", "capacity": 3}],
+                 rules=[{**rule, "enabled": False}, {**rule, "name": "added"}])
+    assert config_changes(old, new) == [
+        {"key": "agents.b@x.example.capacity", "old": 1, "new": 3},
+        {"key": "rules.sev1.enabled", "old": True, "new": False},
+    ]

@@ -112,8 +112,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         if changes and args.json:
             print(json.dumps({"config_changes": changes}, default=str, ensure_ascii=False))
         elif changes:  # (what rules and SLA policies do not explain: routing, follow-ups, tag mappings ...)
-            print(f"\nthe config besides its rules and SLA policies, under {args.against} (-) and "
-                  f"{args.config or 'the config'} (+):")
+            print(f"\nthe config besides its rules and SLA policies (but the rules switched on or off), "
+                  f"under {args.against} (-) and {args.config or 'the config'} (+):")
             for c in changes:
                 print(f"  {c['key']}: {c['old']!r} -> {c['new']!r}")
         # then why: every rule of each config against each ticket that differs, as it stood at each moment

@@ -754,8 +754,9 @@ _UNCOMPARED = frozenset({"bridge", "plugins", "connectors", "identity", "deletes
 
 def config_changes(old: Config, new: Config) -> list[dict[str, Any]]:
     """What differs between two configs besides their rules and SLA policies (which ``--against`` explains
-    rule by rule): each changed key as a dotted path (``routing.strategy``, ``agents.0.capacity``) with its
-    old and new value, None where one config lacks it."""
+    rule by rule), and the rules switched on or off (``rules.NAME.enabled``): each changed key as a dotted
+    path (``routing.strategy``, ``agents.bo@example.com.capacity``: an agent by its email) with its old and
+    new value, None where one config lacks it."""
     def flat(value: Any, prefix: str, out: dict[str, Any]) -> None:
         if isinstance(value, dict) and value:
             for k, v in value.items():
@@ -766,9 +767,18 @@ def config_changes(old: Config, new: Config) -> list[dict[str, Any]]:
         else:
             out[prefix] = value
 
+    def compared(config: Config) -> dict[str, Any]:
+        dump = {k: v for k, v in config.model_dump(mode="json").items() if k not in _UNCOMPARED}
+        # an agent is named by its email (agents.bo@example.com.capacity), not by its place in the list
+        dump["agents"] = {str(a.get("email")): {k: v for k, v in a.items() if k != "email"}
+                          for a in dump.get("agents") or []}
+        # a rule switched off is left out of the rules explained: said here (rules.NAME.enabled)
+        dump["rules"] = {r.name: {"enabled": r.enabled} for r in config.rules}
+        return dump
+
     a: dict[str, Any] = {}
     b: dict[str, Any] = {}
-    flat({k: v for k, v in old.model_dump(mode="json").items() if k not in _UNCOMPARED}, "", a)
-    flat({k: v for k, v in new.model_dump(mode="json").items() if k not in _UNCOMPARED}, "", b)
+    flat(compared(old), "", a)
+    flat(compared(new), "", b)
     return [{"key": k, "old": a.get(k), "new": b.get(k)} for k in sorted(a.keys() | b.keys())
-            if a.get(k) != b.get(k)]
+            if a.get(k) != b.get(k) and not (k.startswith("rules.") and None in (a.get(k), b.get(k)))]
