@@ -828,3 +828,27 @@ def test_a_rule_s_writes_of_two_changes_in_one_second_have_keys_of_their_own() -
     out = desk.on_ticket(rec, previous, {"type": "ticket.updated", "ticket_id": rec.id}, second)
     twice = [d.detail["key"] for d in out if d.decision == "set_field" and d.rule == "twice"]
     assert len(twice) == 2 and twice[0] != twice[1]
+
+
+def test_a_rule_that_held_on_what_the_event_brought_is_not_said_to_fire_after_an_earlier_rule() -> None:
+    from bridge.model import Record
+    from bridge.rules.engine import Desk
+    from bridge.settings import Config
+
+    rules = [
+        {"name": "a-email", "when": {"field": "ticket.channel", "eq": "email"},
+         "then": [{"add_tags": ["x/email"]}]},
+        {"name": "b-billing", "when": {"tag": "billing/*"}, "then": [{"add_tags": ["x/billing"]}]},
+        {"name": "c-chain", "when": {"tag": "x/email"}, "then": [{"add_tags": ["x/chained"]}]},
+    ]
+    desk = Desk(Config(rules=rules))
+    desk.why = True
+    at = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+    ticket = Record("T-1", "ticket", tags=["billing/refund"],
+                    attrs={"channel": "email", "status": "open", "created_at": at})
+    out = desk.on_ticket(ticket, {}, {"type": "ticket.created"}, at)
+    after = {d.rule: (d.why or {}).get("after") for d in out if d.decision == "tag"}
+    # b-billing matched the tag the ticket came with; c-chain matched after the rules that changed the tags it
+    # reads (a-email's among them: every one that changed them is named, not only the last)
+    chain = [{"rule": "a-email", "path": "ticket.tags"}, {"rule": "b-billing", "path": "ticket.tags"}]
+    assert after == {"a-email": [], "b-billing": [], "c-chain": chain}

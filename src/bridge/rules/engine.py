@@ -990,9 +990,14 @@ class Desk:
         last_change: dict[int, int] = {}
         step = 0
         passes = 0
-        # tracing (explanations only): slot -> (the rule, the path) whose action last changed it in this event
-        causes: dict[int, tuple[str, str]] | None = (
+        # tracing (explanations only): slot -> each (rule, path) whose action changed it in this event
+        causes: dict[int, list[tuple[str, str]]] | None = (
             {} if self._traced(st.record.id) else None)
+        # (explanations only) the ticket as the event left it, before any rule's action: a rule that held on
+        # it already owes its match to no earlier rule's change
+        rec = st.record
+        before = None if causes is None else Record(
+            rec.id, rec.kind, fields=dict(rec.fields), tags=list(rec.tags), attrs=dict(rec.attrs))
         while pending and passes < MAX_PASSES:
             passes += 1
             # a change made by rule i is seen live by the rules after i in this pass (as a full pass would
@@ -1018,13 +1023,13 @@ class Desk:
                 if causes is None:
                     applied = self._apply(rules[i], st, at, out)
                 else:
-                    applied = self._traced_apply(i, st, ctx, at, out, causes)
+                    applied = self._traced_apply(i, st, ctx, at, out, causes, before)
                 for path in applied:
                     where = slot_of.get(path)
                     if where is None:
                         continue
-                    if causes is not None:
-                        causes[where] = (rules[i].name, path)
+                    if causes is not None and (rules[i].name, path) not in causes.setdefault(where, []):
+                        causes[where].append((rules[i].name, path))
                     step += 1
                     last_change[where] = step
                     touched |= slot_masks[where]
@@ -1063,13 +1068,16 @@ class Desk:
             self._event_fired = fired
 
     def _traced_apply(self, i: int, st: _Ticket, ctx: Context, at: datetime, out: list[Decision],
-                      causes: dict[int, tuple[str, str]]) -> set[str]:
+                      causes: dict[int, list[tuple[str, str]]], before: Record | None = None) -> set[str]:
         """:meth:`_apply` of rule ``i``, with what the rule saw just before its actions ran given to the
         decisions they make (and kept for a watched ticket's moment)."""
         from bridge.rules.explain import firing
 
         masks = self._slot_masks
-        after = [{"rule": by, "path": path} for slot, (by, path) in causes.items() if masks[slot] >> i & 1]
+        after = [{"rule": by, "path": path} for slot, made in causes.items() if masks[slot] >> i & 1
+                 for by, path in made]
+        if after and before is not None and self._tests[i](Context(before, ctx.previous)):
+            after = []  # it held on what the event brought: no earlier rule's change made it match
         why = firing(self.rules[i], ctx, at, after)
         n = len(out)
         applied = self._apply(self.rules[i], st, at, out)
