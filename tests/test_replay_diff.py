@@ -285,3 +285,27 @@ def test_config_changes_name_agents_by_email_and_list_rules_switched_on_or_off()
         {"key": "agents.b@x.example.capacity", "old": 1, "new": 3},
         {"key": "rules.sev1.enabled", "old": True, "new": False},
     ]
+
+
+def test_against_says_why_a_ticket_waited_under_the_config_that_queued_it(tmp_path: Path) -> None:
+    from bridge.replay import explain_diff
+    from bridge.rules.explain import format_routing
+    from bridge.settings import Config
+
+    path = tmp_path / "events.jsonl"
+    lines = [
+        {"type": "ticket.created", "at": "2026-11-02T09:00:00Z", "ticket": {"id": "T-1", "subject": "s"}},
+        {"type": "ticket.created", "at": "2026-11-02T09:05:00Z", "ticket": {"id": "T-2", "subject": "s"}},
+        {"type": "ticket.status", "at": "2026-11-02T10:00:00Z", "ticket_id": "T-1", "status": "resolved"},
+    ]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    old = Config(agents=[{"email": "a@x.example", "capacity": 1}])
+    new = Config(agents=[{"email": "a@x.example", "capacity": 2}])
+    (row,) = explain_diff(old, new, path, {"T-2": ["2026-11-02T09:05:00Z", "2026-11-02T10:00:00Z"]})
+    (moment,) = [m for m in row["moments"] if m["event_at"] == "2026-11-02T09:05:00Z"]
+    (waited,) = moment["old_routing"]
+    assert format_routing(waited, label="routing: ") == [
+        "routing: to nobody: it waits in the queue (routing: round_robin; asked anyone)",
+        "  a@x.example: not available: at capacity (1 open of 1, active)",
+    ]
+    assert [r["to"] for r in moment["new_routing"]] == ["a@x.example"]

@@ -719,6 +719,7 @@ class Desk:
         self.watch: set[str] = set()
         self.moments: dict[str, list[dict[str, Any]]] = {}
         self._fired_now: dict[int, dict[str, Any]] = {}
+        self._waited_now: list[dict[str, Any]] = []  # a watched ticket's routings that found nobody
 
     # ---------------------------------------------------------------- events
 
@@ -766,6 +767,7 @@ class Desk:
         watched = ticket.id in self.watch if self.watch else False
         if watched:
             self._fired_now = {}
+            self._waited_now = []
         try:
             self._take_event(st, ctx, ticket, new, event, at, out)
         finally:
@@ -793,6 +795,10 @@ class Desk:
         entries += self._explain_policies(ctx, in_event=True)
         routing = [{"rule": d.rule, **d.why["routing"]} for d in out
                    if d.record_id == ticket.id and d.decision == "assign" and d.why and "routing" in d.why]
+        # and why it waited, when routing found nobody in it (an assignment from the queue comes at another
+        # ticket's event: this says why not now)
+        routing += self._waited_now
+        self._waited_now = []
         self.moments.setdefault(ticket.id, []).append(
             {"at": format_time(at), "event": event.get("type"), "entries": entries, "routing": routing})
         self._fired_now = {}
@@ -1225,6 +1231,8 @@ class Desk:
         else:
             pick = self._forced_pick(st.record.id, rule, at, request)
         if pick is None:
+            if self.watch and st.record.id in self.watch:
+                self._waited_now.append({"rule": rule, **self.router.explain(st.record, request, at, None)})
             self.router.enqueue(st.record, request, rule, st.created)
             self._schedule_opening(at)
             return False

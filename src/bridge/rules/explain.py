@@ -325,7 +325,8 @@ def format_routing(routing: dict[str, Any], indent: str = "", label: str = "") -
     asked = ", ".join(f"{k} {v!r}" for k, v in routing.get("asked", {}).items()) or "anyone"
     fallback = f", fallback {routing['fallback']}" if routing.get("fallback") else ""
     when = f"{routing['at']} " if routing.get("at") else ""
-    head = (f"{indent}{label}{when}to {routing.get('to') or 'nobody'} ({routing.get('rule', 'routing')}: "
+    head = (f"{indent}{label}{when}to {routing.get('to') or 'nobody: it waits in the queue'} ("
+            f"{routing.get('rule', 'routing')}: "
             f"{routing['strategy']}{fallback}; asked {asked})")
     lines = [head]
     for a in routing.get("agents", ()):
