@@ -459,3 +459,20 @@ prefixes = ["bug", "how-to"]
         "bridge.toml:3: taxonomy.prefixes.1", "bridge.toml:6: topics.prefixes.1"]
     assert "no tag of prefix 'how-to' matches [taxonomy] pattern '^[a-z]+/[a-z0-9-]+$'" in found[0]
     assert check(tmp_path, text.replace("[a-z]+/", "[a-z-]+/")).warnings == []
+
+
+def test_a_topics_tracker_is_said_to_get_no_product_tickets_from_the_daemon(tmp_path: Path) -> None:
+    text = """\
+[connectors.jira]
+plugin = "files"
+path = "out"
+
+[topics]
+tracker = "jira"
+rules = [{ window = "7d", ratio = 3.0 }]
+"""
+    report = check(tmp_path, text)
+    assert report.errors == []
+    assert [w.split(": warning: ")[1] for w in report.warnings if "topics.tracker" in w] == [
+        "bridge run does not file product tickets in 'jira' yet: spikes are found by bridge replay and "
+        "bridge topics only"]

@@ -150,6 +150,10 @@ def check_config(loaded: LoadedConfig, host: PluginHost | None) -> Report:
 
     if cfg.topics.tracker and cfg.topics.tracker not in systems:
         err(("topics", "tracker"), f"tracker {cfg.topics.tracker!r} is not a configured connector")
+    elif cfg.topics.tracker and cfg.topics.rules:
+        # (said, so that nobody waits for tickets that never come)
+        warn(("topics", "tracker"), f"bridge run does not file product tickets in {cfg.topics.tracker!r} "
+                                    "yet: spikes are found by bridge replay and bridge topics only")
     agents = {a.email.casefold() for a in cfg.agents}  # emails match without case, as routing matches them
     for name, team in cfg.teams.items():
         for i, member in enumerate(team.members):
