@@ -773,3 +773,95 @@ def test_a_batch_refused_for_a_cause_no_write_holds_is_not_split(
     with pytest.raises((FatalConnectorError, ConnectorAuthError)):
         make(httpserver, extra).push("account", writes)
     assert len(sent(httpserver)) == 1
+
+
+# ---------------------------------------------------------------- HubSpot as the helpdesk (tickets)
+# HubSpot "Tickets" (hs_pipeline_stage: the default support pipeline's stages 1 New, 2 Waiting on contact,
+# 3 Waiting on us, 4 Closed; hs_ticket_priority LOW/MEDIUM/HIGH/URGENT) and "Owners" (GET /crm/v3/owners,
+# paged by paging.next.after).
+
+TICKET_PROPERTIES = {"results": [
+    {"name": "subject", "label": "Ticket name", "type": "string", "fieldType": "text", "options": []},
+    {"name": "hs_pipeline_stage", "label": "Ticket status", "type": "enumeration", "fieldType": "select",
+     "options": [{"label": "New", "value": "1"}, {"label": "Waiting on contact", "value": "2"},
+                 {"label": "Waiting on us", "value": "3"}, {"label": "Closed", "value": "4"}]},
+    {"name": "hs_ticket_priority", "label": "Priority", "type": "enumeration", "fieldType": "select",
+     "options": [{"label": "Low", "value": "LOW"}, {"label": "Medium", "value": "MEDIUM"},
+                 {"label": "High", "value": "HIGH"}, {"label": "Urgent", "value": "URGENT"}]},
+    {"name": "hubspot_owner_id", "label": "Ticket owner", "type": "enumeration", "fieldType": "select",
+     "options": []},
+    {"name": "bridge_escalation", "label": "Escalated to", "type": "string", "fieldType": "text",
+     "options": []},
+]}
+OWNERS = ({"results": [{"id": "77", "email": "alice@example.com", "firstName": "Alice"}],
+           "paging": {"next": {"after": "1"}}},
+          {"results": [{"id": "78", "email": "Bob@Example.com", "firstName": "Bob"}]})
+
+
+def _helpdesk(server: HTTPServer, extra: dict[str, Any], **settings: Any) -> HubSpotConnector:
+    server.expect_request("/crm/v3/properties/tickets", method="GET").respond_with_json(TICKET_PROPERTIES)
+    server.expect_request("/crm/v3/owners/", query_string="limit=100",
+                          method="GET").respond_with_json(OWNERS[0])
+    server.expect_request("/crm/v3/owners/", query_string="after=1&limit=100",
+                          method="GET").respond_with_json(OWNERS[1])
+    values: dict[str, Any] = {"plugin": "hubspot", "base_url": server.url_for("").rstrip("/"),
+                              "access_token": TOKEN, "kinds": ["ticket"],
+                              "properties": {"ticket": ["subject", "hs_pipeline_stage", "hs_ticket_priority",
+                                                        "hubspot_owner_id"]}}
+    values.update(settings)
+    return HubSpotConnector(ConnectorContext("hubspot", HubSpotSettings(**values), extra=extra))
+
+
+def test_a_pulled_ticket_has_bridges_status_priority_and_assignee(
+        httpserver: HTTPServer, extra: dict[str, Any]) -> None:
+    found = {"results": [
+        {"id": "9001", "properties": {"subject": "Refund", "hs_pipeline_stage": "2",
+                                      "hs_ticket_priority": "MEDIUM", "hubspot_owner_id": "78",
+                                      "hs_lastmodifieddate": "2026-03-01T10:00:00Z"},
+         "updatedAt": "2026-03-01T10:00:00Z", "archived": False},
+        {"id": "9002", "properties": {"subject": "Login", "hs_pipeline_stage": "77777",
+                                      "hs_ticket_priority": "HIGH", "hubspot_owner_id": "99",
+                                      "hs_lastmodifieddate": "2026-03-01T10:01:00Z"},
+         "updatedAt": "2026-03-01T10:01:00Z", "archived": False},
+    ]}
+    httpserver.expect_request("/crm/v3/objects/tickets/search", method="POST").respond_with_json(found)
+    connector = _helpdesk(httpserver, extra, statuses={"1": "open", "2": "pending", "77777": "on_hold"})
+    (page,) = list(connector.pull("ticket", Cursor(None, None)))
+    attrs = {c.external_id: {k: c.attrs.get(k) for k in ("status", "priority", "assignee")}
+             for c in page.changes}
+    assert attrs == {"9001": {"status": "pending", "priority": "normal", "assignee": "Bob@Example.com"},
+                     "9002": {"status": "on_hold", "priority": "high", "assignee": "99"}}  # (no owner 99)
+
+
+def test_a_ticket_write_goes_as_hubspot_properties_and_an_effect_without_a_property_is_refused_by_name(
+        httpserver: HTTPServer, extra: dict[str, Any]) -> None:
+    httpserver.expect_request("/crm/v3/objects/tickets/batch/update", method="POST").respond_with_json(
+        load("hubspot", "batch_update_200"))
+    connector = _helpdesk(httpserver, extra, effect_properties={"escalation": "bridge_escalation"})
+    results = connector.push("ticket", [
+        Write("hubspot", "ticket", "r1", "9001", {"status": "closed", "priority": "urgent",
+                                                  "assignee": "bob@example.com"}),
+        Write("hubspot", "ticket", "r2", "9002", {"escalation": "leads"}),
+        Write("hubspot", "ticket", "r3", "9003", {"follow_up": "Any news?"}),
+        Write("hubspot", "ticket", "r4", "9004", {"status": "resolved"}),
+        Write("hubspot", "ticket", "r5", "9005", {"assignee": "carol@example.com"}),
+    ])
+    assert [(r.record_id, r.ok) for r in results] == [
+        ("r1", True), ("r2", True), ("r3", False), ("r4", False), ("r5", False)]
+    assert [r.error for r in results[2:]] == [
+        "hubspot ticket r3: HubSpot tickets have no property for 'follow_up': name a ticket property for it "
+        "in [connectors.hubspot] effect_properties",
+        "hubspot ticket r4: no HubSpot pipeline stage is status 'resolved': map one in "
+        "[connectors.hubspot] statuses",
+        "hubspot ticket r5: no HubSpot owner has the email 'carol@example.com' (to assign the ticket to)",
+    ]
+    (update,) = [b for _m, path, b in sent(httpserver) if path.endswith("/batch/update")]
+    assert [(i["id"], i["properties"]) for i in update["inputs"]] == [
+        ("9001", {"hs_pipeline_stage": "4", "hs_ticket_priority": "URGENT", "hubspot_owner_id": "78"}),
+        ("9002", {"bridge_escalation": "leads"}),
+    ]
+
+
+def test_a_stage_mapped_to_no_ticket_status_is_refused_by_the_settings() -> None:
+    with pytest.raises(ValueError, match="'done': a stage maps to one of open, pending"):
+        HubSpotSettings(plugin="hubspot", statuses={"4": "done"})

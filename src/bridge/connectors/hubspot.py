@@ -19,7 +19,9 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -35,7 +37,7 @@ from hubspot.crm.objects import (
     SimplePublicObjectBatchInput,
     SimplePublicObjectBatchInputUpsert,
 )
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from urllib3.util.retry import Retry
 
 from bridge.connector import (
@@ -62,7 +64,7 @@ from bridge.http import (
     policy_from,
     vendor_message,
 )
-from bridge.model import Change, Write, parse_time
+from bridge.model import TICKET_STATUSES, Change, Write, parse_time
 from bridge.plugins import Register, hookimpl
 
 DEFAULT_OBJECTS = {"account": "companies", "contact": "contacts", "ticket": "tickets"}
@@ -79,6 +81,17 @@ ATTRS: dict[str, dict[str, str]] = {
         "hubspot_owner_id": "assignee",
     },
 }
+# a ticket's priority: HubSpot's (internal values, or labels in any case) and bridge's
+_PRIORITY_IN = {"low": "low", "medium": "normal", "high": "high", "urgent": "urgent"}
+_PRIORITY_OUT = {"low": "LOW", "normal": "MEDIUM", "high": "HIGH", "urgent": "URGENT"}
+# the stages of HubSpot's default support pipeline (New, Waiting on contact, Waiting on us, Closed) as
+# bridge's ticket statuses; another pipeline's stages are configured in ``statuses``
+DEFAULT_STATUSES = {"1": "open", "2": "pending", "3": "open", "4": "closed"}
+# a ticket's built-in attributes as bridge writes them, and the HubSpot properties that hold them
+_TICKET_WRITES = {"status": "hs_pipeline_stage", "priority": "hs_ticket_priority",
+                  "assignee": "hubspot_owner_id", "body": "content"}
+# what the rules tell a helpdesk that no HubSpot ticket property holds by default (see ``effect_properties``)
+_EFFECTS = ("escalation", "follow_up", "review", "notify", "tags", "check_in")
 _RETRIABLE_CATEGORIES = {"RATE_LIMITS", "INTERNAL_ERROR", "TIMEOUT", "SERVICE_UNAVAILABLE"}
 TOKEN_PATH = "/oauth/v1/token"
 
@@ -109,6 +122,25 @@ class HubSpotSettings(PolicySettings):
     modified_property: dict[str, str] = Field(default_factory=dict)
     page_size: int = Field(default=100, ge=1, le=200)
     rate_per_second: float = 10.0
+    statuses: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_STATUSES))
+    effect_properties: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("statuses")
+    @classmethod
+    def _known_statuses(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = sorted({v for v in value.values() if v not in TICKET_STATUSES})
+        if bad:
+            raise ValueError(
+                f"{', '.join(map(repr, bad))}: a stage maps to one of {', '.join(TICKET_STATUSES)}")
+        return value
+
+    @field_validator("effect_properties")
+    @classmethod
+    def _known_effects(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = sorted(k for k in value if k not in _EFFECTS)
+        if bad:
+            raise ValueError(f"{', '.join(map(repr, bad))}: the effects are {', '.join(_EFFECTS)}")
+        return value
 
 
 def _millis(at: datetime) -> int:
@@ -131,6 +163,14 @@ def _option_problem(w: Write, options: dict[str, dict[str, str]]) -> str | None:
             return (f"{', '.join(repr(b) for b in bad)} is not an option of the HubSpot property {name}; "
                     f"options: {', '.join(sorted(set(table.values())))}")
     return None
+
+
+def _effect_text(value: Any) -> Any:
+    """An effect's value as a ticket property takes it: a notification as ``to: message``."""
+    if isinstance(value, dict):
+        to, message = value.get("to"), value.get("message")
+        return f"{to}: {message}" if message else str(to or "")
+    return value
 
 
 def _text(value: Any) -> str:
@@ -202,6 +242,7 @@ class HubSpotConnector(Connector):
         self._described: dict[str, list[RemoteField]] = {}
         self._labels: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {}
         self._every_label: dict[tuple[str, str], dict[str, str]] = {}  # hidden options too: value -> label
+        self._owner_emails: dict[str, str] | None = None  # owner id -> email, read once
 
     @property
     def hubspot_settings(self) -> HubSpotSettings:
@@ -422,6 +463,21 @@ class HubSpotConnector(Connector):
                 props[name] = ";".join(table.get(v, v) for v in value.split(";"))
         stamp = props.get(modified) or item.get("updatedAt") or item.get("createdAt")
         attrs = {attr: props[prop] for prop, attr in ATTRS.get(object_type, {}).items() if props.get(prop)}
+        raw = item.get("properties") or {}
+        owner = raw.get("hubspot_owner_id")
+        if owner:
+            # an owner as bridge names people: by email (account_owner routing, a ticket's assignee)
+            attr = ATTRS.get(object_type, {}).get("hubspot_owner_id")
+            if attr:
+                attrs[attr] = self._owners().get(str(owner), str(owner))
+        if object_type == "tickets":
+            priority = attrs.get("priority")
+            if isinstance(priority, str):
+                attrs["priority"] = _PRIORITY_IN.get(priority.casefold(), priority)
+            stage = raw.get("hs_pipeline_stage")
+            status = self._status_of(str(stage), attrs.get("status")) if stage else None
+            if status is not None:
+                attrs["status"] = status
         if object_type == "contacts":
             full = " ".join(p for p in (props.get("firstname"), props.get("lastname")) if p)
             if full:
@@ -444,15 +500,28 @@ class HubSpotConnector(Connector):
         before sending."""
         object_type = self.object_type(kind)
         id_property = self.hubspot_settings.id_property.get(kind)
+        results: dict[int, PushResult] = {}
+        if object_type == "tickets":
+            # what bridge writes of a ticket (status, priority, assignee, the rules' effects) as HubSpot
+            # holds it
+            writes = list(writes)
+            for index, w in enumerate(writes):
+                mapped, why = self._ticket_fields(w.fields)
+                if why is not None:
+                    results[index] = PushResult(w.record_id, False, w.external_id,
+                                                f"{self.system} ticket {w.record_id}: {why}", False)
+                else:
+                    writes[index] = replace(w, fields=mapped)
         options = self._option_values(kind)
-        if any(_option_problem(w, options) for w in writes):
+        if any(_option_problem(w, options) for i, w in enumerate(writes) if i not in results):
             # an option added in HubSpot since the properties were read: read them again, once per push
             self._described.pop(kind, None)
             options = self._option_values(kind)
-        results: dict[int, PushResult] = {}
         updates: list[tuple[int, Write]] = []
         upserts: list[tuple[int, Write]] = []
         for index, w in enumerate(writes):
+            if index in results:
+                continue
             problem = _option_problem(w, options)
             if problem:
                 results[index] = PushResult(
@@ -508,6 +577,71 @@ class HubSpotConnector(Connector):
         for group in chunks(upserts, self.batch_max):
             results.update(send_apart(group, upsert))
         return [results[i] for i in range(len(writes))]
+
+    def _ticket_fields(self, fields: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+        """A ticket write's fields as HubSpot properties (status as a pipeline stage, priority as HubSpot's,
+        an assignee as an owner id, an effect as the property ``effect_properties`` names), or why it cannot
+        be sent."""
+        s = self.hubspot_settings
+        out: dict[str, Any] = {}
+        for name, value in fields.items():
+            if name == "status":
+                stage = next((k for k, v in s.statuses.items() if v == value), None)
+                if stage is None and value is not None:
+                    return {}, (f"no HubSpot pipeline stage is status {value!r}: map one in "
+                                f"[connectors.{self.system}] statuses")
+                out["hs_pipeline_stage"] = stage
+            elif name == "priority":
+                out["hs_ticket_priority"] = None if value is None else _PRIORITY_OUT.get(str(value), value)
+            elif name == "assignee":
+                owner = None
+                if value:
+                    wanted = str(value).casefold()
+                    owner = next((i for i, e in self._owners().items() if e.casefold() == wanted), None)
+                    if owner is None:
+                        return {}, f"no HubSpot owner has the email {value!r} (to assign the ticket to)"
+                out["hubspot_owner_id"] = owner
+            elif name in _EFFECTS:
+                prop = s.effect_properties.get(name)
+                if prop is None:
+                    return {}, (f"HubSpot tickets have no property for {name!r}: name a ticket property for "
+                                f"it in [connectors.{self.system}] effect_properties")
+                out[prop] = _effect_text(value)
+            else:
+                out[_TICKET_WRITES.get(name, name)] = value
+        return out, None
+
+    def _status_of(self, stage: str, label: Any) -> str | None:
+        """The bridge status of a pipeline stage (by its id, else its label, in ``statuses``), if mapped."""
+        table = {k.casefold(): v for k, v in self.hubspot_settings.statuses.items()}
+        found = table.get(stage.casefold())
+        if found is None and isinstance(label, str):
+            found = table.get(label.casefold())
+        return found
+
+    def _owners(self) -> dict[str, str]:
+        """HubSpot's owners, id -> email, read once (every page of ``/crm/v3/owners``); without the scope to
+        read them, none (ids stay as HubSpot gives them)."""
+        if self._owner_emails is None:
+            api = self.client.crm.owners.owners_api
+            api.api_client.user_agent = USER_AGENT
+            found: dict[str, str] = {}
+            after: str | None = None
+            try:
+                while True:
+                    page = partial(api.get_page, limit=100, after=after) if after else partial(api.get_page,
+                                                                                                 limit=100)
+                    _status, data = self._call(page)
+                    for o in data.get("results") or []:
+                        if o.get("id") is not None and o.get("email"):
+                            found[str(o["id"])] = str(o["email"])
+                    after = ((data.get("paging") or {}).get("next") or {}).get("after")
+                    if not after:
+                        break
+            except ConnectorAuthError as exc:
+                log.warning("%s: cannot read the owners (%s): owners stay HubSpot ids", self.system, exc)
+            self._owner_emails = found
+        return self._owner_emails
 
     def _props(self, w: Write, options: dict[str, dict[str, str]]) -> dict[str, str]:
         out: dict[str, str] = {}
