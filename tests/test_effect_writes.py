@@ -204,3 +204,20 @@ def test_a_volume_check_in_is_told_as_a_note_never_as_an_escalation_of_the_ticke
     # a rule's escalation is still one
     rule = Decision(T0, "r1", "escalate", "sev1", {"to": "leads"})
     assert effect_fields(Config(), "desk", ticket, rule) == {"escalation": "leads"}
+
+
+def test_an_sla_warning_and_breach_are_told_to_the_helpdesk_as_events() -> None:
+    from bridge.effects import effect_fields, is_event
+    from bridge.model import Decision, Record
+
+    ticket = Record("r1", "ticket")
+    warning = Decision(T0, "r1", "sla_warning", "enterprise", {"metric": "first_response"})
+    late = Decision(T0, "r1", "sla_breach", "enterprise", {"metric": "resolution", "late": True,
+                                                            "due": "2026-11-02T10:00:00Z"})
+    told = [effect_fields(Config(), "desk", ticket, d) for d in (warning, late)]
+    assert told == [
+        {"sla": {"state": "warning", "policy": "enterprise", "metric": "first_response"}},
+        {"sla": {"state": "breach", "policy": "enterprise", "metric": "resolution",
+                 "due": "2026-11-02T10:00:00Z", "late": True}},
+    ]
+    assert all(is_event(fields, {}) for fields in told)  # (each its own write, never merged with another)

@@ -25,12 +25,13 @@ from bridge.state import State
 DESK_ATTRS = ("status", "assignee", "priority", "escalations")
 # what a helpdesk is told for a side effect; not declared fields, so ownership does not apply to them
 EFFECT_FIELDS = frozenset(
-    {"assignee", "escalation", "status", "follow_up", "review", "tags", "priority", "notify"}
+    {"assignee", "escalation", "status", "follow_up", "review", "tags", "priority", "notify", "sla"}
 )
 # the effects that are events, not values: each is told once as its own write (two notifications are two,
 # whatever they say), never merged with another write nor taken for a twin of an equal one
-EVENT_FIELDS = frozenset({"escalation", "follow_up", "review", "notify"})
-SIDE_EFFECTS = ("assign", "escalate", "set_field", "follow_up", "auto_close", "review", "tag", "notify")
+EVENT_FIELDS = frozenset({"escalation", "follow_up", "review", "notify", "sla"})
+SIDE_EFFECTS = ("assign", "escalate", "set_field", "follow_up", "auto_close", "review", "tag", "notify",
+                "sla_warning", "sla_breach")
 
 
 @dataclass
@@ -99,6 +100,11 @@ def effect_fields(config: Config, system: str, record: Record, decision: Decisio
             return {"notify": {"to": d.get("to"), "message": d.get("message") or ""}}
         case "tag":
             return {"tags": list(record.tags)}
+        case "sla_warning" | "sla_breach":
+            # (a warning is for someone to act on before the breach: the helpdesk is told, not only the audit)
+            sla = {"state": "warning" if decision.decision == "sla_warning" else "breach",
+                   "policy": decision.rule, "metric": d.get("metric")}
+            return {"sla": {**sla, **{k: d[k] for k in ("due", "late") if k in d}}}
         case "set_field":
             name = str(d.get("field"))
             fcfg = config.fields.get(name)

@@ -31,8 +31,14 @@ def stored(app: App, external: str) -> Record:
 
 
 def writes(app: App) -> Writes:
-    """Every write queued for the ``desk`` system: (ticket id there, fields)."""
-    return [(i.external_id, i.fields) for i in app.store.items("desk")]
+    """Every write queued for the ``desk`` system but the SLA notices (:func:`sla_writes`): (ticket id there,
+    fields)."""
+    return [(i.external_id, i.fields) for i in app.store.items("desk") if "sla" not in i.fields]
+
+
+def sla_writes(app: App) -> Writes:
+    """The SLA warnings and breaches queued for the ``desk`` system: (ticket id there, fields)."""
+    return [(i.external_id, i.fields) for i in app.store.items("desk") if "sla" in i.fields]
 
 
 def make_app(url: str, **config: Any) -> App:

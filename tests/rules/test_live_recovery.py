@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from live_support import Writes, stored, writes
+from live_support import Writes, sla_writes, stored, writes
 
 from bridge.app import App
 from bridge.model import Change
@@ -590,12 +590,16 @@ def test_one_replica_leads_and_catches_up_what_the_others_take_in() -> None:
                          attrs={"message": "on it", "last_author": "agent"}))
         ingest(b, ticket("T-2", T0 + timedelta(minutes=20), status="open", subject="s"))
         assert run_rules(b, lead_b, T0 + timedelta(hours=2)).writes_queued == 0  # B runs no rules
-        assert run_rules(a, lead_a, T0 + timedelta(hours=2)).writes_queued == 1  # A caught B's changes up
+        # A caught B's changes up: T-2's breach, told to the helpdesk, and its escalation
+        assert run_rules(a, lead_a, T0 + timedelta(hours=2)).writes_queued == 2
         assert writes(a) == [("T-2", {"escalation": "leads"})]
+        breach = {"state": "breach", "policy": "p", "metric": "first_response"}
+        assert sla_writes(a) == [("T-2", {"sla": breach})]
         with a.store.session() as tx:
             assert tx.untaken_changes("ticket", 0) == []
         run_rules(a, lead_a, T0 + timedelta(hours=3))
         assert writes(a) == [("T-2", {"escalation": "leads"})]
+        assert sla_writes(a) == [("T-2", {"sla": breach})]  # (told once)
 
         # A stops; B, taking changes in meanwhile, takes the lead on its next rules job
         lead_a.release()

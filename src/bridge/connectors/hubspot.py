@@ -91,7 +91,7 @@ DEFAULT_STATUSES = {"1": "open", "2": "pending", "3": "open", "4": "closed"}
 _TICKET_WRITES = {"status": "hs_pipeline_stage", "priority": "hs_ticket_priority",
                   "assignee": "hubspot_owner_id", "body": "content"}
 # what the rules tell a helpdesk that no HubSpot ticket property holds by default (see ``effect_properties``)
-_EFFECTS = ("escalation", "follow_up", "review", "notify", "tags", "check_in")
+_EFFECTS = ("escalation", "follow_up", "review", "notify", "tags", "sla")
 _RETRIABLE_CATEGORIES = {"RATE_LIMITS", "INTERNAL_ERROR", "TIMEOUT", "SERVICE_UNAVAILABLE"}
 TOKEN_PATH = "/oauth/v1/token"
 
@@ -167,6 +167,8 @@ def _option_problem(w: Write, options: dict[str, dict[str, str]]) -> str | None:
 
 def _effect_text(value: Any) -> Any:
     """An effect's value as a ticket property takes it: a notification as ``to: message``."""
+    if isinstance(value, dict) and "state" in value:  # an SLA warning or breach: "breach of first_response"
+        return f"{value.get('state')} of {value.get('metric')} ({value.get('policy')})"
     if isinstance(value, dict):
         to, message = value.get("to"), value.get("message")
         return f"{to}: {message}" if message else str(to or "")
