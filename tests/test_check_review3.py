@@ -476,3 +476,33 @@ rules = [{ window = "7d", ratio = 3.0 }]
     assert [w.split(": warning: ")[1] for w in report.warnings if "topics.tracker" in w] == [
         "bridge run does not file product tickets in 'jira' yet: spikes are found by bridge replay and "
         "bridge topics only"]
+
+
+def test_a_hubspot_helpdesk_without_properties_for_the_rules_effects_is_warned_of(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HS_TOKEN", "pat-na1-0000")
+    text = """\
+[connectors.hubspot]
+plugin = "hubspot"
+token_env = "HS_TOKEN"
+kinds = ["ticket"]
+effect_properties = { escalation = "bridge_escalation" }
+
+[teams.leads]
+members = []
+
+[[sla]]
+name = "all"
+first_response = "1h"
+
+[[rules]]
+name = "angry"
+when = { field = "ticket.sentiment", lte = -35 }
+then = [{ escalate = "leads" }, { add_tags = ["x/angry"] }]
+"""
+    report = check(tmp_path, text)
+    assert report.errors == []
+    (warning,) = [w.split(": warning: ")[1] for w in report.warnings if "effect_properties" in w]
+    assert warning == ("HubSpot tickets have no property for review, notify, tags, sla, which the rules tell "
+                       "the helpdesk: each is refused to the dead letter until effect_properties names a "
+                       "ticket property for it")

@@ -215,6 +215,25 @@ def _relative(path: Path) -> str:
     return "" if path.is_absolute() else f" (relative to {Path.cwd()})"
 
 
+def _unmapped_effects(cfg: Config, settings: Any) -> list[str]:
+    """The effects this config's rules tell a HubSpot helpdesk that its ``effect_properties`` leaves out."""
+    from bridge.connectors.hubspot import HubSpotSettings
+
+    if not isinstance(settings, HubSpotSettings):
+        return []
+    verbs = {verb for rule in cfg.rules if rule.enabled for action in rule.then if isinstance(action, Mapping)
+             for verb in action}
+    made = {
+        "escalation": "escalate" in verbs or any(p.escalate for p in cfg.sla),
+        "follow_up": cfg.follow_up is not None,
+        "review": True,  # (a classification not confident enough goes to review)
+        "notify": "notify" in verbs or bool(cfg.agents) or bool(cfg.teams),  # (the volume trigger's check-in)
+        "tags": "add_tags" in verbs or "remove_tags" in verbs,
+        "sla": bool(cfg.sla),
+    }
+    return [effect for effect, yes in made.items() if yes and effect not in settings.effect_properties]
+
+
 def _check_connectors(loaded: LoadedConfig, host: PluginHost | None, sink: _Sink) -> None:
     err, warn = sink.err, sink.warn
     cfg = loaded.config
@@ -292,6 +311,12 @@ def _check_connectors(loaded: LoadedConfig, host: PluginHost | None, sink: _Sink
             if isinstance(settings, FilesSettings) and not Path(settings.path).exists():
                 # a warning: the folder may exist only where the daemon runs (or be made before it does)
                 warn(("connectors", name, "path"), missing_path(Path(settings.path)))
+            unmapped = _unmapped_effects(cfg, settings) if "ticket" in table.kinds else []
+            if unmapped:
+                warn(("connectors", name, "effect_properties"),
+                     f"HubSpot tickets have no property for {', '.join(unmapped)}, which the rules tell the "
+                     f"helpdesk: each is refused to the dead letter until effect_properties names a ticket "
+                     f"property for it")
         unsupported = [k for k in table.kinds if k not in cls.kinds]
         if unsupported:
             err(

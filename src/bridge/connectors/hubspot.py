@@ -640,7 +640,8 @@ class HubSpotConnector(Connector):
                     after = ((data.get("paging") or {}).get("next") or {}).get("after")
                     if not after:
                         break
-            except ConnectorAuthError as exc:
+            except (ConnectorAuthError, FatalConnectorError) as exc:
+                # (no scope to read owners, or a sandbox without them: the ids stay, nothing else stops)
                 log.warning("%s: cannot read the owners (%s): owners stay HubSpot ids", self.system, exc)
             self._owner_emails = found
         return self._owner_emails
