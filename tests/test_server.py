@@ -456,3 +456,28 @@ def test_files_pull_names_file_and_line_of_a_bad_record(served: tuple[Server, st
     [page] = list(server.app.connector("desk").pull("ticket", Cursor()))
     assert [c.external_id for c in page.changes] == ["T-1"]
     assert len(page.problems) == 1 and "a.jsonl:2: bad time 'last tuesday'" in page.problems[0]
+
+
+def test_a_burst_of_connections_waits_to_be_accepted_instead_of_being_dropped(tmp_path: Path) -> None:
+    # a helpdesk's bulk edit sends webhooks at once: with the standard library's backlog of 5, the
+    # connections beyond it were reset. Here nothing accepts (the server is not started): all must queue
+    app = App(LoadedConfig(Config(**config(tmp_path)), Path("bridge.toml"), {}),
+              database=f"sqlite:///{tmp_path / 'bridge.db'}")
+    server = Server(app, "127.0.0.1", 0)
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(40):
+            sock = socket.socket()
+            sock.settimeout(0.5)
+            try:
+                sock.connect(server.address)
+            except OSError:
+                sock.close()
+                break
+            sockets.append(sock)
+        assert len(sockets) == 40
+    finally:
+        for sock in sockets:
+            sock.close()
+        server.httpd.server_close()
+        app.close()

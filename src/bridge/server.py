@@ -93,6 +93,12 @@ def parse_content_length(value: str | None) -> int | None:
     return int(text)
 
 
+class _Listener(ThreadingHTTPServer):
+    # a helpdesk sends webhooks in bursts (a bulk edit, a macro on 100 tickets): the standard library's
+    # backlog of 5 connections waiting to be accepted resets the rest, which the sender may not retry
+    request_queue_size = 128
+
+
 class Server:
     """The HTTP side of the daemon, on a thread of its own."""
 
@@ -105,7 +111,7 @@ class Server:
         handler = _handler(self)
         address = (host or app.config.bridge.http_host, app.config.bridge.http_port if port is None else port)
         try:
-            self.httpd = ThreadingHTTPServer(address, handler)
+            self.httpd = _Listener(address, handler)
         except OSError as exc:  # the port taken, the host not this machine's
             where = app.loaded.where("bridge", "http_port")
             problem = f"{where}: cannot listen on {address[0]}:{address[1]}: {exc.strerror}"
