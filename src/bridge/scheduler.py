@@ -27,6 +27,7 @@ from bridge.rules.engine import Desk
 from bridge.rules.live import (
     AGENT_KIND,
     CLOSED_MEMORY,
+    Acted,
     Assignee,
     Closed,
     Created,
@@ -260,6 +261,7 @@ def rules_history(state: DeskState) -> History:
         if pick is not None and pick[0][0] in open_links:
             picks[pick[0]] = pick[1]  # (the last of one instant: what it ended with)
     history.append(Picks(picks))
+    history.append(Acted(frozenset(tx.effect_rules(open_links))))  # (the rules that acted on each, live)
     # the tickets closed lately, oldest first: final for the rules even when a change reopens them later
     ended.sort(key=lambda c: c.at)
     history += [c for c in ended if newest is None or c.at > newest - CLOSED_MEMORY]

@@ -897,3 +897,35 @@ def test_a_rule_may_set_a_long_text(store_url: str) -> None:
         assert ("T-1", {"canned": text}) in r.writes()
     finally:
         r.close()
+
+
+def test_a_rule_added_at_a_restart_acts_once_on_the_open_tickets_it_holds_for(store_url: str) -> None:
+    def m(n: float) -> datetime:
+        return T0 + timedelta(minutes=n)
+
+    base: dict[str, Any] = {"agents": [{"email": "alice@example.com"}],
+                            "teams": {"leads": {"members": ["alice@example.com"]}}}
+    outage = {"name": "outage", "set": "escalation", "when": {"field": "ticket.text", "contains": "outage"},
+              "then": [{"escalate": "leads"}, {"set": {"priority": "urgent"}}]}
+    # a rule on an event held of that event only: added later, it owes nothing
+    reopened = {"name": "reopened", "when": {"field": "ticket.status", "changed": True},
+                "then": [{"add_tags": ["x/changed"]}]}
+    r = Runner(store_url, base, now=m(0))
+    try:
+        r.ingest(ticket("T1", m(0), subject="total outage", body="nothing works", status="open"))
+        r.ingest(ticket("T2", m(1), subject="login", body="cannot log in", status="open"))
+        r.tick(m(2))
+        r.ingest(ticket("T2", m(3), status="pending"))  # (the rule on an event would have fired here)
+        assigned = [("T1", {"assignee": "alice@example.com"}), ("T2", {"assignee": "alice@example.com"})]
+        assert r.writes() == assigned
+        r.config = {**base, "rules": [outage, reopened]}  # the admin adds rules and restarts bridge run
+        r.restart(m(5))
+        r.tick(m(6))
+        owed = [("T1", {"escalation": "leads"}), ("T1", {"priority": "urgent"})]
+        assert r.writes()[2:] == owed  # (T2 holds for neither; nothing for the rule on an event)
+        assert stored(r.app, "T1").attrs["priority"] == "urgent"
+        r.restart(m(8))  # acted on now: a later rebuild owes it no more
+        r.tick(m(9))
+        assert r.writes()[2:] == owed
+    finally:
+        r.close()

@@ -947,6 +947,15 @@ class Desk:
             entry["escalate"] = [{"after": lvl.after, "to": lvl.to} for lvl in p.escalate]
         return policies
 
+    def holds(self, ticket_id: str, rule: str) -> bool:
+        """Whether the rule named ``rule`` holds of the ticket now (as of its last event); never for a rule on
+        an event (changed, from, to), which holds of one event only, nor for a name no enabled rule has."""
+        st = self._tickets.get(ticket_id)
+        i = next((j for j, r in enumerate(self.rules) if r.name == rule), None)
+        if st is None or i is None or self.rules[i].uses_event:
+            return False
+        return bool(st.holding >> i & 1)
+
     def forget(self, ticket_id: str) -> None:
         """Drop a ticket's state (after its final state was emitted): memory stays flat over long replays."""
         st = self._tickets.pop(ticket_id, None)

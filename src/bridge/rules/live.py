@@ -127,7 +127,15 @@ class Picks(NamedTuple):
     picks: Mapping[tuple[str, str, str], str]
 
 
-Item = Stored | Created | Known | Assignee | Closed | Rotation | Picks | Taken
+class Acted(NamedTuple):
+    """The rules that acted on each open ticket live: ``(ticket id, rule name)`` of every side effect claimed
+    (from the effects log). A rebuild under a config with a rule new or changed since finds it matching an
+    open ticket it never acted on: that is owed."""
+
+    pairs: frozenset[tuple[str, str]]
+
+
+Item = Stored | Created | Known | Assignee | Closed | Rotation | Picks | Taken | Acted
 History = tuple[Iterable[Item], datetime | None]
 Loader = Callable[[DeskState], History]
 """Reads a rebuild's history in a transaction: ``(items in processing order, the last tick committed)``."""
@@ -359,9 +367,18 @@ class LiveRules:
         held: dict[str, Assignee] = {}
         taken: set[str] = set()  # tickets a live Desk took a change of (not history)
         rotation: tuple[str, ...] = ()
-        settle = partial(self._settle, None)
+        made: list[Decision] = []  # what the rebuild decided (taken as acted on, unless no live Desk did)
+        acted: frozenset[tuple[str, str]] | None = None
+
+        def settle(decisions: list[Decision], current: Record | None) -> Touched:
+            made.extend(decisions)
+            return self._settle(None, decisions, current)
+
         deleted_at: datetime | None = None  # the newest delete replayed (the seat it frees)
         for item in history:
+            if isinstance(item, Acted):
+                acted = item.pairs
+                continue
             if isinstance(item, Assignee):
                 held[item.record_id] = item
                 continue
@@ -472,7 +489,8 @@ class LiveRules:
         for agent in rotation:  # round robin's order as the live Desk left it (least recent first)
             self.desk.router.note_assigned(agent)
         self.desk.why = True
-        self._owed = self.desk.serve_queue(self.clock) if changed and self.clock is not None else []
+        owed = self._never_acted(made, acted, taken)
+        self._owed = owed + (self.desk.serve_queue(self.clock) if changed and self.clock is not None else [])
         if not self._owed:
             # a seat may be free with a ticket waiting that the rebuild never saw freed (a change undone
             # since took it): the next event serves the queue first, as the live Desk's would
@@ -563,6 +581,22 @@ class LiveRules:
         except ValueError:
             return None
         return opened if at - OPENING_REACH <= opened < at else None
+
+    def _never_acted(self, made: list[Decision], acted: frozenset[tuple[str, str]] | None,
+                     taken: set[str]) -> list[Decision]:
+        """The decisions a rebuild made of rules no live Desk acted with on their open ticket, and that still
+        hold of it: a rule added (or changed) since, matching a ticket that was open already. They are owed:
+        the next transaction queues them (their keys keep a retry from repeating them). A ticket no live Desk
+        took a change of is history, and a rule on an event (changed, from, to) held of that event only."""
+        if acted is None:
+            return []
+        owed = [d for d in made
+                if d.record_id in taken and d.record_id in self.records and (d.record_id, d.rule) not in acted
+                and self.desk.holds(d.record_id, d.rule)]
+        for rid, rule in dict.fromkeys((d.record_id, d.rule) for d in owed):
+            log.info("rules: rule %s holds for open ticket %s, which it never acted on (a rule new or "
+                     "changed since): acted on now", rule, self.records[rid].ref())
+        return owed
 
     def _settle(
         self, state: object, decisions: list[Decision], current: Record | None, timers: bool = True

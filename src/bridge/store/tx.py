@@ -7,7 +7,7 @@ import functools
 import hashlib
 import logging
 import uuid
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -595,6 +595,20 @@ class Tx:
             q = q.where(e.at >= since)
         q = q.order_by(e.at, e.seq.nulls_first(), e.key)
         return [(str(key), at) for key, at in self.conn.execute(q)]
+
+    def effect_rules(self, record_ids: Iterable[str]) -> set[tuple[str, str]]:
+        """``(record id, rule)`` of every claimed side effect of these records (a decision's key is
+        ``TICKET|KIND|RULE|INSTANT|WHAT``)."""
+        e = t.effects.c
+        ids = list(record_ids)
+        out: set[tuple[str, str]] = set()
+        for start in range(0, len(ids), 500):
+            q = sa.select(e.record_id, e.key).where(e.record_id.in_(ids[start:start + 500]))
+            for rid, key in self.conn.execute(q):
+                parts = str(key).split("|")
+                if len(parts) >= 5:
+                    out.add((str(rid), "|".join(parts[2:-2])))  # (a rule's name may hold a bar)
+        return out
 
     # ------------------------------------------------------------------- audit
     def audit(
