@@ -506,3 +506,11 @@ then = [{ escalate = "leads" }, { add_tags = ["x/angry"] }]
     assert warning == ("HubSpot tickets have no property for review, notify, tags, sla, which the rules tell "
                        "the helpdesk: each is refused to the dead letter until effect_properties names a "
                        "ticket property for it")
+
+
+def test_a_follow_up_without_a_message_is_warned_of(tmp_path: Path) -> None:
+    report = check(tmp_path, '[follow_up]\nafter = "48h"\n')
+    assert [w.split(": warning: ")[1] for w in report.warnings] == [
+        'no message: the reminder bridge tells the helpdesk has no text (set message = "...", the reminder '
+        'the customer gets)']
+    assert check(tmp_path, '[follow_up]\nafter = "48h"\nmessage = "Any news?"\n').warnings == []

@@ -182,3 +182,21 @@ def test_the_rules_as_the_ticket_is_now_read_the_crm_account_as_stored_also_with
     [vip] = [e for e in data["rules"] if e["rule"] == "vip"]
     assert vip["matched"] is False and vip["leaves"][0]["actual"] == "starter"
     assert data["sla"] == {}  # (no policy: no deadlines)
+
+
+def test_a_disabled_rule_is_named_as_such(tmp_path: Path) -> None:
+    rules = [{"name": "on", "when": {"field": "ticket.priority", "eq": "urgent"},
+              "then": [{"add_tags": ["x"]}]},
+             {"name": "off", "enabled": False, "when": {"field": "ticket.priority", "eq": "urgent"},
+              "then": [{"add_tags": ["y"]}]}]
+    app = App(LoadedConfig(Config(rules=rules), tmp_path / "bridge.toml", {}),
+              database=f"sqlite:///{tmp_path / 'b.db'}")
+    try:
+        with app.store.session() as tx:
+            tx.save(Record("R-1", "ticket", attrs={"status": "open", "priority": "urgent"}))
+        data = explain_record(app, "R-1")
+    finally:
+        app.close()
+    assert data is not None and data["disabled_rules"] == ["off"]
+    assert [e["rule"] for e in data["rules"]] == ["on"]
+    assert "rules disabled (enabled = false), not run: off" in format_explain(data).splitlines()

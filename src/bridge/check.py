@@ -148,6 +148,9 @@ def check_config(loaded: LoadedConfig, host: PluginHost | None) -> Report:
     _check_rules(cfg, unjudged, err, warn)
     _check_tier_order(cfg, unjudged, err)
 
+    if cfg.follow_up is not None and not (cfg.follow_up.message or "").strip():
+        warn(("follow_up",), "no message: the reminder bridge tells the helpdesk has no text (set message = "
+                             "\"...\", the reminder the customer gets)")
     if cfg.topics.tracker and cfg.topics.tracker not in systems:
         err(("topics", "tracker"), f"tracker {cfg.topics.tracker!r} is not a configured connector")
     elif cfg.topics.tracker and cfg.topics.rules:

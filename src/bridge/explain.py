@@ -96,6 +96,8 @@ def explain_record(app: App, ident: str) -> dict[str, Any] | None:
         "sla": sla,
         "fields": fields,
         "rules": rules,
+        # (a disabled rule runs nothing: said by name, so that its absence above is not taken for a typo)
+        "disabled_rules": [r.name for r in cfg.rules if not r.enabled] if record.kind == "ticket" else [],
         "routing": _routings(history),
         # what no declared field shows: decisions, writes, changes of attributes such as priority or status
         "events": [h for h in history if h.get("field") not in declared],
@@ -229,6 +231,8 @@ def format_explain(data: dict[str, Any]) -> str:
         else:
             lines.append("SLA policies, as the ticket is now:")
         lines.extend(f"  {line}" for line in format_rules(data["rules"]).splitlines())
+    if data.get("disabled_rules"):
+        lines.append(f"rules disabled (enabled = false), not run: {', '.join(data['disabled_rules'])}")
     if data.get("routing"):
         lines.append("routing, each time it chose an agent:")
         for routing in data["routing"]:
