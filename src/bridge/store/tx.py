@@ -6,6 +6,7 @@ import contextlib
 import functools
 import hashlib
 import logging
+import re
 import uuid
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from datetime import datetime
@@ -23,6 +24,9 @@ from bridge.store.values import jsonable
 _PAGE = 500
 log = logging.getLogger("bridge.store")
 
+
+# the instant in a decision's key (TICKET|KIND|RULE|INSTANT|WHAT), as format_time writes it
+_KEY_INSTANT = re.compile(r"\|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z\|")
 
 class LoggedChange(NamedTuple):
     """A change as the change log keeps it: its id, its record, and the time the rules' Desk took it at."""
@@ -605,9 +609,12 @@ class Tx:
         for start in range(0, len(ids), 500):
             q = sa.select(e.record_id, e.key).where(e.record_id.in_(ids[start:start + 500]))
             for rid, key in self.conn.execute(q):
-                parts = str(key).split("|")
-                if len(parts) >= 5:
-                    out.add((str(rid), "|".join(parts[2:-2])))  # (a rule's name may hold a bar)
+                # (a rule's name, and what follows the instant, a notification's text, may hold a bar: the
+                # rule ends at the first bar-framed instant after the kind)
+                _ticket, _kind, rest = str(key).split("|", 2) if str(key).count("|") >= 2 else ("", "", "")
+                found = _KEY_INSTANT.search(rest)
+                if found is not None:
+                    out.add((str(rid), rest[:found.start()]))
         return out
 
     # ------------------------------------------------------------------- audit
