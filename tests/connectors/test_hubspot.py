@@ -865,3 +865,28 @@ def test_a_ticket_write_goes_as_hubspot_properties_and_an_effect_without_a_prope
 def test_a_stage_mapped_to_no_ticket_status_is_refused_by_the_settings() -> None:
     with pytest.raises(ValueError, match="'done': a stage maps to one of open, pending"):
         HubSpotSettings(plugin="hubspot", statuses={"4": "done"})
+
+
+def test_an_owner_added_in_hubspot_after_the_owners_were_read_is_found(
+        httpserver: HTTPServer, extra: dict[str, Any]) -> None:
+    httpserver.expect_request("/crm/v3/objects/tickets/batch/update", method="POST").respond_with_json(
+        load("hubspot", "batch_update_200"))
+    connector = _helpdesk(httpserver, extra)
+    (first,) = connector.push("ticket", [
+        Write("hubspot", "ticket", "r1", "9001", {"assignee": "bob@example.com"})])
+    assert first.ok
+    # carol joins as an owner: the owners are read again, once, for the email they did not have
+    httpserver.clear()
+    httpserver.expect_request("/crm/v3/objects/tickets/batch/update", method="POST").respond_with_json(
+        load("hubspot", "batch_update_200"))
+    httpserver.expect_request("/crm/v3/owners/").respond_with_json(
+        {"results": [{"id": "78", "email": "bob@example.com"}, {"id": "79", "email": "carol@example.com"}]})
+    httpserver.expect_request("/crm/v3/properties/tickets", method="GET").respond_with_json(TICKET_PROPERTIES)
+    second = connector.push("ticket", [
+        Write("hubspot", "ticket", "r2", "9002", {"assignee": "carol@example.com"}),
+        Write("hubspot", "ticket", "r3", "9003", {"assignee": "dan@example.com"}),
+    ])
+    assert [(r.record_id, r.ok) for r in second] == [("r2", True), ("r3", False)]
+    assert [r.path for r, _ in httpserver.log].count("/crm/v3/owners/") == 1  # (once, not per unknown email)
+    (update,) = [b for _m, path, b in sent(httpserver) if path.endswith("/batch/update")]
+    assert update["inputs"][0]["properties"] == {"hubspot_owner_id": "79"}

@@ -244,7 +244,8 @@ class HubSpotConnector(Connector):
         self._described: dict[str, list[RemoteField]] = {}
         self._labels: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {}
         self._every_label: dict[tuple[str, str], dict[str, str]] = {}  # hidden options too: value -> label
-        self._owner_emails: dict[str, str] | None = None  # owner id -> email, read once
+        self._owner_emails: dict[str, str] | None = None  # owner id -> email (read again for an unknown one)
+        self._owners_fresh = False  # read again in this push already
 
     @property
     def hubspot_settings(self) -> HubSpotSettings:
@@ -503,6 +504,7 @@ class HubSpotConnector(Connector):
         object_type = self.object_type(kind)
         id_property = self.hubspot_settings.id_property.get(kind)
         results: dict[int, PushResult] = {}
+        self._owners_fresh = False
         if object_type == "tickets":
             # what bridge writes of a ticket (status, priority, assignee, the rules' effects) as HubSpot
             # holds it
@@ -600,6 +602,10 @@ class HubSpotConnector(Connector):
                 if value:
                     wanted = str(value).casefold()
                     owner = next((i for i, e in self._owners().items() if e.casefold() == wanted), None)
+                    if owner is None and not self._owners_fresh:
+                        # an owner added in HubSpot since they were read: read them again, once per push
+                        self._owner_emails, self._owners_fresh = None, True
+                        owner = next((i for i, e in self._owners().items() if e.casefold() == wanted), None)
                     if owner is None:
                         return {}, f"no HubSpot owner has the email {value!r} (to assign the ticket to)"
                 out["hubspot_owner_id"] = owner
