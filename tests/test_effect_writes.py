@@ -221,3 +221,31 @@ def test_an_sla_warning_and_breach_are_told_to_the_helpdesk_as_events() -> None:
                  "due": "2026-11-02T10:00:00Z", "late": True}},
     ]
     assert all(is_event(fields, {}) for fields in told)  # (each its own write, never merged with another)
+
+
+def test_a_warning_stated_with_its_breach_is_audited_not_told(tmp_path: Path) -> None:
+    from bridge.effects import queue_effects
+    from bridge.model import Decision, Record
+
+    cfg = Config(connectors={"desk": {"plugin": "files", "path": str(tmp_path / "in"), "kinds": ["ticket"]}})
+    app = App(LoadedConfig(cfg, tmp_path / "bridge.toml", {}), database=f"sqlite:///{tmp_path / 'b.db'}")
+    ticket = Record("r1", "ticket", links={"desk": "T-1"})
+
+    def sla(kind: str, metric: str, minutes: int) -> Decision:
+        at = T0 + timedelta(minutes=minutes)
+        key = f"r1|{kind}|std|{at.isoformat()}|{metric}"
+        return Decision(at, "r1", kind, "std", {"metric": metric, "key": key})
+
+    try:
+        with app.store.session() as tx:
+            tx.save(ticket)
+            queued = queue_effects(tx, cfg, ticket, [
+                sla("sla_warning", "first_response", 45), sla("sla_breach", "first_response", 60),
+                sla("sla_warning", "resolution", 90),  # (its breach is yet to come: told)
+            ], T0 + timedelta(hours=3), "timers")
+            audited = tx.conn.execute(sa.text("select count(*) from audit where kind = 'decision'")).scalar()
+    finally:
+        app.close()
+    assert [(w.fields["sla"]["state"], w.fields["sla"]["metric"]) for w in queued] == [
+        ("breach", "first_response"), ("warning", "resolution")]
+    assert audited == 3

@@ -170,6 +170,9 @@ def queue_effects(
     queued: list[Write] = []
     if on_queued is not None and held is None:
         held = Held(state, config, record)
+    # a warning stated with the breach it warned of (a first rules job over old tickets, a daemon that was
+    # down) warns of nothing: the breach is told, the warning only audited
+    breached = {(d.rule, d.detail.get("metric")) for d in decisions if d.decision == "sla_breach"}
     for decision in decisions:
         key = decision.detail.get("key")
         if audit:
@@ -189,6 +192,8 @@ def queue_effects(
                 response=decision.decision,
             )
         if decision.decision not in SIDE_EFFECTS or not key:
+            continue
+        if decision.decision == "sla_warning" and (decision.rule, decision.detail.get("metric")) in breached:
             continue
         if not state.claim_effect(str(key), record.id, decision.decision, decision.at or now):
             continue  # taken before: a retry or a rebuild does not repeat it
