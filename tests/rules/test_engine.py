@@ -852,3 +852,25 @@ def test_a_rule_that_held_on_what_the_event_brought_is_not_said_to_fire_after_an
     # reads (a-email's among them: every one that changed them is named, not only the last)
     chain = [{"rule": "a-email", "path": "ticket.tags"}, {"rule": "b-billing", "path": "ticket.tags"}]
     assert after == {"a-email": [], "b-billing": [], "c-chain": chain}
+
+
+def test_a_rule_chained_on_an_escalation_of_an_escalated_ticket_says_after_which_rule() -> None:
+    from bridge.model import Record
+    from bridge.rules.engine import Desk
+    from bridge.settings import Config
+
+    rules = [
+        {"name": "a-outage", "when": {"field": "ticket.text", "contains": "outage"},
+         "then": [{"escalate": "leads"}]},
+        {"name": "b-page", "when": {"field": "ticket.escalations", "eq": "leads"},
+         "then": [{"notify": {"to": "#pager", "message": "paged"}}]},
+    ]
+    desk = Desk(Config(rules=rules, teams={"leads": {"members": []}}))
+    desk.why = True
+    at = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+    # (escalated before: the new escalation is added to the ticket's list in place)
+    ticket = Record("T-1", "ticket", attrs={"subject": "total outage", "status": "open", "created_at": at,
+                                            "escalations": ["ops"]})
+    out = desk.on_ticket(ticket, {}, {"type": "ticket.created"}, at)
+    (paged,) = [d for d in out if d.rule == "b-page"]
+    assert (paged.why or {}).get("after") == [{"rule": "a-outage", "path": "ticket.escalations"}]

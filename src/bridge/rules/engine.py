@@ -719,7 +719,7 @@ class Desk:
         self.watch: set[str] = set()
         self.moments: dict[str, list[dict[str, Any]]] = {}
         self._fired_now: dict[int, dict[str, Any]] = {}
-        self._waited_now: list[dict[str, Any]] = []  # a watched ticket's routings that found nobody
+        self._waited_now: dict[str, list[dict[str, Any]]] = {}  # watched tickets' routings that found nobody
 
     # ---------------------------------------------------------------- events
 
@@ -767,7 +767,7 @@ class Desk:
         watched = ticket.id in self.watch if self.watch else False
         if watched:
             self._fired_now = {}
-            self._waited_now = []
+            self._waited_now.pop(ticket.id, None)
         try:
             self._take_event(st, ctx, ticket, new, event, at, out)
         finally:
@@ -797,8 +797,7 @@ class Desk:
                    if d.record_id == ticket.id and d.decision == "assign" and d.why and "routing" in d.why]
         # and why it waited, when routing found nobody in it (an assignment from the queue comes at another
         # ticket's event: this says why not now)
-        routing += self._waited_now
-        self._waited_now = []
+        routing += self._waited_now.pop(ticket.id, [])
         self.moments.setdefault(ticket.id, []).append(
             {"at": format_time(at), "event": event.get("type"), "entries": entries, "routing": routing})
         self._fired_now = {}
@@ -1012,7 +1011,9 @@ class Desk:
         # it already owes its match to no earlier rule's change
         rec = st.record
         before = None if causes is None else Record(
-            rec.id, rec.kind, fields=dict(rec.fields), tags=list(rec.tags), attrs=dict(rec.attrs))
+            rec.id, rec.kind, fields=dict(rec.fields), tags=list(rec.tags),
+            # (lists copied too: an escalation is added to the ticket's list in place)
+            attrs={k: list(v) if isinstance(v, list) else v for k, v in rec.attrs.items()})
         while pending and passes < MAX_PASSES:
             passes += 1
             # a change made by rule i is seen live by the rules after i in this pass (as a full pass would
@@ -1240,8 +1241,10 @@ class Desk:
         else:
             pick = self._forced_pick(st.record.id, rule, at, request)
         if pick is None:
-            if self.watch and st.record.id in self.watch:
-                self._waited_now.append({"rule": rule, **self.router.explain(st.record, request, at, None)})
+            if self.watch and st.record.id in self.watch and self._event is not None and self._event[0] is st:
+                # (its own event's routing: one that found nobody in another ticket's event explains that one)
+                self._waited_now.setdefault(st.record.id, []).append(
+                    {"rule": rule, **self.router.explain(st.record, request, at, None)})
             self.router.enqueue(st.record, request, rule, st.created)
             self._schedule_opening(at)
             return False

@@ -71,6 +71,7 @@ class TopicWatch:
         tag pattern, which a topic tag must match too (None: any ``prefix/topic``); ``synonyms``: normalised
         synonym -> the tag it means (a ticket tagged with a synonym is counted in that tag's topic)."""
         self.synonyms = dict(synonyms or {})
+        self._topic_of: dict[str, str | None] = {}  # tag -> its topic (None: none), as topics_of reads it
         self.rules = rules
         self.min_count = min_count
         self.prefixes = frozenset(prefixes or ())
@@ -98,13 +99,19 @@ class TopicWatch:
         """The topics a ticket with ``tags`` is counted in: each tag in lower case, or the tag a declared
         synonym means (``refund`` -> ``billing/refund``), when that names a topic (:meth:`is_topic`)."""
         out: set[str] = set()
+        known = self._topic_of
         for tag in tags:
-            topic = tag.strip().lower()
-            if self.synonyms:
-                meant = self.synonyms.get(normalise_tag(tag))
-                topic = meant.strip().lower() if meant is not None else topic
-            if self.is_topic(topic):
-                out.add(topic)
+            if tag not in known:
+                if len(known) > 100_000:
+                    known.clear()  # (bounded: free-form tags must not grow it for ever)
+                topic = tag.strip().lower()
+                if self.synonyms:
+                    meant = self.synonyms.get(normalise_tag(tag))
+                    topic = meant.strip().lower() if meant is not None else topic
+                known[tag] = topic if self.is_topic(topic) else None
+            found = known[tag]
+            if found is not None:
+                out.add(found)
         return out
 
     def is_topic(self, tag: str) -> bool:
