@@ -503,9 +503,9 @@ then = [{ escalate = "leads" }, { add_tags = ["x/angry"] }]
     report = check(tmp_path, text)
     assert report.errors == []
     (warning,) = [w.split(": warning: ")[1] for w in report.warnings if "effect_properties" in w]
-    assert warning == ("HubSpot tickets have no property for review, notify, tags, sla, which the rules tell "
-                       "the helpdesk: each is refused to the dead letter until effect_properties names a "
-                       "ticket property for it")
+    assert warning == ("the hubspot tickets have no property for review, notify, tags, sla, which the "
+                       "rules tell the helpdesk: each is refused to the dead letter until effect_properties "
+                       "names a ticket property for it")
 
 
 def test_a_follow_up_without_a_message_is_warned_of(tmp_path: Path) -> None:

@@ -219,10 +219,10 @@ def _relative(path: Path) -> str:
 
 
 def _unmapped_effects(cfg: Config, settings: Any) -> list[str]:
-    """The effects this config's rules tell a HubSpot helpdesk that its ``effect_properties`` leaves out."""
-    from bridge.connectors.hubspot import HubSpotSettings
-
-    if not isinstance(settings, HubSpotSettings):
+    """The effects this config's rules tell a helpdesk whose connector maps them to properties it names
+    (``effect_properties``: HubSpot's) that it leaves out."""
+    mapped = getattr(settings, "effect_properties", None)
+    if not isinstance(mapped, dict):
         return []
     verbs = {verb for rule in cfg.rules if rule.enabled for action in rule.then if isinstance(action, Mapping)
              for verb in action}
@@ -234,7 +234,7 @@ def _unmapped_effects(cfg: Config, settings: Any) -> list[str]:
         "tags": "add_tags" in verbs or "remove_tags" in verbs,
         "sla": bool(cfg.sla),
     }
-    return [effect for effect, yes in made.items() if yes and effect not in settings.effect_properties]
+    return [effect for effect, yes in made.items() if yes and effect not in mapped]
 
 
 def _check_connectors(loaded: LoadedConfig, host: PluginHost | None, sink: _Sink) -> None:
@@ -317,9 +317,9 @@ def _check_connectors(loaded: LoadedConfig, host: PluginHost | None, sink: _Sink
             unmapped = _unmapped_effects(cfg, settings) if "ticket" in table.kinds else []
             if unmapped:
                 warn(("connectors", name, "effect_properties"),
-                     f"HubSpot tickets have no property for {', '.join(unmapped)}, which the rules tell the "
-                     f"helpdesk: each is refused to the dead letter until effect_properties names a ticket "
-                     f"property for it")
+                     f"the {table.plugin} tickets have no property for {', '.join(unmapped)}, which the "
+                     f"rules tell the helpdesk: each is refused to the dead letter until effect_properties "
+                     f"names a ticket property for it")
         unsupported = [k for k in table.kinds if k not in cls.kinds]
         if unsupported:
             err(

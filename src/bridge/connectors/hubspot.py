@@ -52,6 +52,7 @@ from bridge.connector import (
     call_about,
     send_apart,
 )
+from bridge.effects import EVENT_FIELDS
 from bridge.errors import ConnectorAuthError, ConnectorError, FatalConnectorError, RetriableConnectorError
 from bridge.http import (
     USER_AGENT,
@@ -91,7 +92,7 @@ DEFAULT_STATUSES = {"1": "open", "2": "pending", "3": "open", "4": "closed"}
 _TICKET_WRITES = {"status": "hs_pipeline_stage", "priority": "hs_ticket_priority",
                   "assignee": "hubspot_owner_id", "body": "content"}
 # what the rules tell a helpdesk that no HubSpot ticket property holds by default (see ``effect_properties``)
-_EFFECTS = ("escalation", "follow_up", "review", "notify", "tags", "sla")
+_EFFECTS = tuple(sorted(EVENT_FIELDS | {"tags"}))
 _RETRIABLE_CATEGORIES = {"RATE_LIMITS", "INTERNAL_ERROR", "TIMEOUT", "SERVICE_UNAVAILABLE"}
 TOKEN_PATH = "/oauth/v1/token"
 
