@@ -505,7 +505,7 @@ then = [{ escalate = "leads" }, { add_tags = ["x/angry"] }]
     (warning,) = [w.split(": warning: ")[1] for w in report.warnings if "effect_properties" in w]
     assert warning == ("the hubspot tickets have no property for review, notify, tags, sla, which the "
                        "rules tell the helpdesk: each is refused to the dead letter until effect_properties "
-                       "names a ticket property for it")
+                       "names a ticket field for it")
 
 
 def test_a_follow_up_without_a_message_is_warned_of(tmp_path: Path) -> None:

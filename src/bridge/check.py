@@ -219,9 +219,9 @@ def _relative(path: Path) -> str:
 
 
 def _unmapped_effects(cfg: Config, settings: Any) -> list[str]:
-    """The effects this config's rules tell a helpdesk whose connector maps them to properties it names
-    (``effect_properties``: HubSpot's) that it leaves out."""
-    mapped = getattr(settings, "effect_properties", None)
+    """The effects this config's rules tell a helpdesk whose connector maps them to fields it names
+    (``effect_properties``: HubSpot's, ``effect_fields``: Salesforce's) that it leaves out."""
+    mapped = getattr(settings, "effect_properties", getattr(settings, "effect_fields", None))
     if not isinstance(mapped, dict):
         return []
     verbs = {verb for rule in cfg.rules if rule.enabled for action in rule.then if isinstance(action, Mapping)
@@ -316,10 +316,11 @@ def _check_connectors(loaded: LoadedConfig, host: PluginHost | None, sink: _Sink
                 warn(("connectors", name, "path"), missing_path(Path(settings.path)))
             unmapped = _unmapped_effects(cfg, settings) if "ticket" in table.kinds else []
             if unmapped:
-                warn(("connectors", name, "effect_properties"),
+                key = "effect_properties" if hasattr(settings, "effect_properties") else "effect_fields"
+                warn(("connectors", name, key),
                      f"the {table.plugin} tickets have no property for {', '.join(unmapped)}, which the "
-                     f"rules tell the helpdesk: each is refused to the dead letter until effect_properties "
-                     f"names a ticket property for it")
+                     f"rules tell the helpdesk: each is refused to the dead letter until {key} "
+                     f"names a ticket field for it")
         unsupported = [k for k in table.kinds if k not in cls.kinds]
         if unsupported:
             err(

@@ -53,6 +53,9 @@ def make(
         "external_id_field": {"account": "Bridge_Id__c"},
     }
     values.update(settings)
+    # an owner (OwnerId 005...) is named by email: the org's users are read once
+    users = {"q": "SELECT Id, Email FROM User WHERE IsActive = true"}
+    server.expect_request(f"{V}/query/", method="GET", query_string=users).respond_with_json(USERS)
     return SalesforceConnector(ConnectorContext("salesforce", SalesforceSettings(**values), extra=extra))
 
 
@@ -79,6 +82,9 @@ def test_pull_pages_with_next_records_url_over_tls(
     tls_server.expect_ordered_request(f"{V}/queryAll/", method="GET").respond_with_json(
         load("salesforce", "query_accounts_page1"), headers={"Sforce-Limit-Info": "api-usage=18/15000"}
     )
+    users = {"q": "SELECT Id, Email FROM User WHERE IsActive = true"}
+    tls_server.expect_ordered_request(f"{V}/query/", method="GET",
+                                      query_string=users).respond_with_json(USERS)
     tls_server.expect_ordered_request(f"{V}/query/01gD0000002HU6KIAW-2000", method="GET").respond_with_json(
         load("salesforce", "query_accounts_page2")
     )
@@ -94,7 +100,7 @@ def test_pull_pages_with_next_records_url_over_tls(
     acme = pages[0].changes[0]
     assert acme.fields["ARR__c"] == 120000.0 and "attributes" not in acme.fields
     assert acme.attrs == {"name": "Acme", "domain": "acme.example", "owner": "005D0000001AbCdIAK"}
-    token, query, more = requests_of(tls_server)
+    token, query, _users, more = requests_of(tls_server)  # (the users at the first owner: named by email)
     assert parse_qs(token.get_data(as_text=True)) == {
         "grant_type": ["client_credentials"],
         "client_id": ["3MVG9-consumer-key"],
@@ -352,6 +358,7 @@ def test_api_budget_reserve_pauses_the_pull(
         load("salesforce", "query_accounts_page1"), headers={"Sforce-Limit-Info": "api-usage=14260/15000"}
     )
     connector = make(tls_server, extra, ca_file)  # reserve: 5% of 15000 = 750; 740 left
+    connector._user_emails = {}  # (the users read already: the pull's own pages are what is measured)
 
     pull = connector.pull("account", Cursor())
     first = next(pull)
@@ -442,3 +449,84 @@ def test_a_collection_refused_whole_is_sent_in_halves_and_only_the_refused_write
     patches = [[r["Id"][-1] for r in json.loads(q.data)["records"]] for q in requests_of(tls_server)
                if q.method == "PATCH"]
     assert patches == [["1", "2", "3"], ["1"], ["2", "3"], ["2"], ["3"]]
+
+
+# ---------------------------------------------------------------- Salesforce Cases as the helpdesk
+# Case (Status New/Working/Escalated/Closed, Priority High/Medium/Low, OwnerId a user 005... or a queue
+# 00G...)
+# and User (Id, Email, IsActive), as the object reference describes them.
+
+CASE_DESCRIBE = {"name": "Case", "fields": [
+    {"name": "Id", "type": "id"}, {"name": "Subject", "type": "string"},
+    {"name": "Status", "type": "picklist", "restrictedPicklist": False, "picklistValues": [
+        {"value": v, "active": True} for v in ("New", "Working", "Escalated", "Closed")]},
+    {"name": "Priority", "type": "picklist", "restrictedPicklist": False, "picklistValues": [
+        {"value": v, "active": True} for v in ("High", "Medium", "Low")]},
+    {"name": "OwnerId", "type": "reference"}, {"name": "Bridge_Escalation__c", "type": "string"},
+    {"name": "SystemModstamp", "type": "datetime"}, {"name": "IsDeleted", "type": "boolean"},
+]}
+USERS = {"totalSize": 2, "done": True, "records": [
+    {"attributes": {"type": "User"}, "Id": "005A", "Email": "alice@example.com"},
+    {"attributes": {"type": "User"}, "Id": "005B", "Email": "Bob@Example.com"}]}
+CASE_FIELDS = ["Id", "Subject", "Status", "Priority", "OwnerId", "SystemModstamp", "IsDeleted"]
+
+
+def _desk(server: HTTPServer, extra: dict[str, Any], ca_file: str, **settings: Any) -> SalesforceConnector:
+    expect_token(server)
+    server.expect_request(f"{V}/sobjects/Case/describe", method="GET").respond_with_json(CASE_DESCRIBE)
+    return make(server, extra, ca_file, kinds=["ticket"], fields={"ticket": CASE_FIELDS}, **settings)
+
+
+def test_a_pulled_case_has_bridges_status_priority_and_assignee(
+        tls_server: HTTPServer, extra: dict[str, Any], ca_file: str) -> None:
+    def case(case_id: str, status: str, priority: str, owner: str) -> dict[str, Any]:
+        return {"attributes": {"type": "Case"}, "Id": case_id, "Subject": "s", "Status": status,
+                "Priority": priority, "OwnerId": owner, "SystemModstamp": "2026-03-01T10:00:00.000+0000",
+                "IsDeleted": False}
+
+    statuses = {"New": "open", "Waiting on Customer": "pending", "Closed": "closed"}
+    connector = _desk(tls_server, extra, ca_file, statuses=statuses)
+    rows = [case("500A", "Waiting on Customer", "Medium", "005B"), case("500B", "New", "High", "00GQUEUE")]
+    tls_server.expect_request(f"{V}/queryAll/", method="GET").respond_with_json(
+        {"totalSize": 2, "done": True, "records": rows})
+    (page,) = list(connector.pull("ticket", Cursor()))
+    got = {c.external_id: (c.attrs["status"], c.attrs["priority"], c.attrs["assignee"]) for c in page.changes}
+    # (a queue owns 500B: its id stays)
+    assert got == {"500A": ("pending", "normal", "Bob@Example.com"), "500B": ("open", "high", "00GQUEUE")}
+
+
+def test_a_case_write_goes_as_case_fields_and_an_effect_without_a_field_is_refused_by_name(
+        tls_server: HTTPServer, extra: dict[str, Any], ca_file: str) -> None:
+    def answer(request: Request) -> Response:
+        records = json.loads(request.data)["records"]
+        return Response(json.dumps([{"id": r["Id"], "success": True, "errors": []} for r in records]),
+                        content_type="application/json")
+
+    connector = _desk(tls_server, extra, ca_file, effect_fields={"escalation": "Bridge_Escalation__c"})
+    tls_server.expect_request(f"{V}/composite/sobjects", method="PATCH").respond_with_handler(answer)
+    results = connector.push("ticket", [
+        Write("salesforce", "ticket", "r1", "500A", {"status": "closed", "priority": "urgent",
+                                                     "assignee": "bob@example.com"}),
+        Write("salesforce", "ticket", "r2", "500B", {"escalation": "leads"}),
+        Write("salesforce", "ticket", "r3", "500C", {"review": "low confidence"}),
+        Write("salesforce", "ticket", "r4", "500D", {"status": "resolved"}),
+        Write("salesforce", "ticket", "r5", "500E", {"assignee": "carol@example.com"}),
+    ])
+    assert [(r.record_id, r.ok) for r in results] == [
+        ("r1", True), ("r2", True), ("r3", False), ("r4", False), ("r5", False)]
+    assert [r.error for r in results[2:]] == [
+        "salesforce case r3: a Case has no field for 'review': name a Case field for it in "
+        "[connectors.salesforce] effect_fields",
+        "salesforce case r4: no Case status is status 'resolved': map one in [connectors.salesforce] "
+        "statuses",
+        "salesforce case r5: no active Salesforce user has the email 'carol@example.com' (to assign the case "
+        "to)",
+    ]
+    (patch,) = [json.loads(r.data) for r in requests_of(tls_server) if r.method == "PATCH"]
+    assert patch["records"] == [
+        {"attributes": {"type": "Case"}, "Id": "500A", "Status": "Closed", "Priority": "High",
+         "OwnerId": "005B"},
+        {"attributes": {"type": "Case"}, "Id": "500B", "Bridge_Escalation__c": "leads"},
+    ]
+    users = [r for r in requests_of(tls_server) if r.path == f"{V}/query/"]
+    assert len(users) == 2  # (read once, and once again for carol, whom they lacked)

@@ -31,6 +31,9 @@ def test_salesforce_owned_fields_reach_hubspot_in_one_batch(
     tls_server.expect_ordered_request("/services/data/v62.0/queryAll/").respond_with_json(
         load("salesforce", "query_accounts_page1")
     )
+    # the org's users, read at the first owner: an owner is named by email
+    tls_server.expect_ordered_request("/services/data/v62.0/query/").respond_with_json(
+        {"totalSize": 0, "done": True, "records": []})
     tls_server.expect_ordered_request("/services/data/v62.0/query/01gD0000002HU6KIAW-2000").respond_with_json(
         load("salesforce", "query_accounts_page2")
     )

@@ -159,6 +159,10 @@ class SalesforceOrg:
         else:
             q = request.args["q"]
             self.soql.append(q)
+            if q == "SELECT Id, Email FROM User WHERE IsActive = true":
+                # the org's users, which the connector reads once to name owners by email
+                users = [{"attributes": {"type": "User"}, "Id": ALICE, "Email": "alice@example.com"}]
+                return json_response({"totalSize": 1, "done": True, "records": users})
             found = self.SOQL.fullmatch(q)
             if found is None:
                 return json_response(
@@ -489,6 +493,7 @@ def test_salesforce_owns_arr_and_owner_hubspot_follows_through_the_sync_engine(s
     assert [(m, p) for m, p, _b in calls(s.sf_server)] == [
         ("POST", "/services/oauth2/token"),
         ("GET", f"{V}/queryAll/"),
+        ("GET", f"{V}/query/"),  # the users, once, at the first owner: named by email
         ("GET", f"{V}/query/01gD0000002HU6KIAW-1"),  # nextRecordsUrl: the third account
     ]
     assert s.salesforce.soql[0].endswith("FROM Account ORDER BY SystemModstamp ASC, Id ASC")  # no cursor yet

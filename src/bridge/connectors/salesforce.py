@@ -18,13 +18,15 @@ TLS: ``ca_bundle`` is pinned on the requests session so that ``REQUESTS_CA_BUNDL
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from typing import Any, ClassVar, TypeVar
 
 import requests
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from simple_salesforce.api import Salesforce
 from simple_salesforce.exceptions import SalesforceExpiredSession
 
@@ -40,6 +42,7 @@ from bridge.connector import (
     call_about,
     send_apart,
 )
+from bridge.effects import EVENT_FIELDS
 from bridge.errors import ConnectorAuthError, FatalConnectorError, RetriableConnectorError
 from bridge.http import (
     DAILY_LIMIT_WAIT,
@@ -50,11 +53,12 @@ from bridge.http import (
     policy_from,
     vendor_message,
 )
-from bridge.model import Change, Write, parse_time
+from bridge.model import TICKET_STATUSES, Change, Write, parse_time
 from bridge.plugins import Register, hookimpl
 
 T = TypeVar("T")
 DEFAULT_OBJECTS = {"account": "Account", "contact": "Contact", "ticket": "Case"}
+log = logging.getLogger("bridge.connectors.salesforce")
 ATTRS: dict[str, dict[str, str]] = {
     "Account": {"Name": "name", "Website": "domain", "OwnerId": "owner"},
     "Contact": {"Name": "name", "Email": "email", "OwnerId": "owner"},
@@ -67,6 +71,17 @@ ATTRS: dict[str, dict[str, str]] = {
         "Origin": "channel",
     },
 }
+# a Case's priority: Salesforce's standard values and bridge's (High is the most urgent Salesforce has)
+_PRIORITY_IN = {"low": "low", "medium": "normal", "high": "high", "urgent": "urgent", "critical": "urgent"}
+_PRIORITY_OUT = {"low": "Low", "normal": "Medium", "high": "High", "urgent": "High"}
+# a Case's standard statuses as bridge's; an org's own are configured in ``statuses``
+DEFAULT_STATUSES = {"New": "open", "Working": "open", "Escalated": "open", "On Hold": "on_hold",
+                    "Closed": "closed"}
+# a ticket's built-in attributes as bridge writes them, and the Case fields that hold them
+_CASE_WRITES = {"status": "Status", "priority": "Priority", "assignee": "OwnerId", "subject": "Subject",
+                "body": "Description"}
+# what the rules tell a helpdesk that no standard Case field holds (see ``effect_fields``)
+_EFFECTS = tuple(sorted(EVENT_FIELDS | {"tags"}))
 # field types SOQL cannot select one by one in a plain list
 _COMPOUND = {"address", "location"}
 _RETRIABLE_CODES = {
@@ -106,6 +121,25 @@ class SalesforceSettings(PolicySettings):
     fields: dict[str, list[str]] = Field(default_factory=dict)
     api_reserve: float = Field(default=0.05, ge=0.0, lt=1.0)
     rate_per_second: float = 20.0
+    statuses: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_STATUSES))
+    effect_fields: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("statuses")
+    @classmethod
+    def _known_statuses(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = sorted({v for v in value.values() if v not in TICKET_STATUSES})
+        if bad:
+            raise ValueError(
+                f"{', '.join(map(repr, bad))}: a Case status maps to one of {', '.join(TICKET_STATUSES)}")
+        return value
+
+    @field_validator("effect_fields")
+    @classmethod
+    def _known_effects(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = sorted(k for k in value if k not in _EFFECTS)
+        if bad:
+            raise ValueError(f"{', '.join(map(repr, bad))}: the effects are {', '.join(_EFFECTS)}")
+        return value
 
 
 class PinnedSession(requests.Session):
@@ -150,6 +184,19 @@ def sf_time(value: Any) -> datetime:
     return parse_time(text)
 
 
+def _effect_text(value: Any) -> Any:
+    """An effect's value as a text field takes it: a notification as ``to: message``, an SLA notice as
+    ``breach of first_response (POLICY)``, tags ``;``-joined."""
+    if isinstance(value, dict) and "state" in value:
+        return f"{value.get('state')} of {value.get('metric')} ({value.get('policy')})"
+    if isinstance(value, dict):
+        to, message = value.get("to"), value.get("message")
+        return f"{to}: {message}" if message else str(to or "")
+    if isinstance(value, list):
+        return ";".join(str(v) for v in value)
+    return value
+
+
 def _more(url: str) -> Callable[[Salesforce], Any]:
     return lambda sf: sf.query_more(url, identifier_is_url=True)
 
@@ -188,6 +235,8 @@ class SalesforceConnector(Connector):
         self.session.hooks["response"].append(self._observe)
         self._sf: Salesforce | None = None
         self._described: dict[str, list[RemoteField]] = {}
+        self._user_emails: dict[str, str] | None = None  # user id -> email (read again for an unknown one)
+        self._users_fresh = False  # read again in this push already
 
     @property
     def sf_settings(self) -> SalesforceSettings:
@@ -346,6 +395,19 @@ class SalesforceConnector(Connector):
     def _change(self, kind: str, obj: str, row: Mapping[str, Any]) -> Change:
         fields = {k: v for k, v in row.items() if k != "attributes" and not isinstance(v, dict)}
         attrs = {attr: row[f] for f, attr in ATTRS.get(obj, {}).items() if row.get(f) not in (None, "")}
+        owner = row.get("OwnerId")
+        attr = ATTRS.get(obj, {}).get("OwnerId")
+        if owner and attr and str(owner).startswith("005"):
+            # a user (not a queue, 00G) as bridge names people: by email (account_owner routing, an assignee)
+            attrs[attr] = self._users().get(str(owner), str(owner))
+        if obj == "Case":
+            priority = attrs.get("priority")
+            if isinstance(priority, str):
+                attrs["priority"] = _PRIORITY_IN.get(priority.casefold(), priority)
+            status = attrs.get("status")
+            if isinstance(status, str):
+                table = {k.casefold(): v for k, v in self.sf_settings.statuses.items()}
+                attrs["status"] = table.get(status.casefold(), status)
         return Change(
             system=self.system,
             kind=kind,
@@ -365,7 +427,21 @@ class SalesforceConnector(Connector):
         results: dict[int, PushResult] = {}
         updates: list[tuple[int, Write]] = []
         upserts: list[tuple[int, Write]] = []
+        self._users_fresh = False
+        if obj == "Case":
+            # what bridge writes of a ticket (status, priority, assignee, the rules' effects) as a Case
+            # holds it
+            writes = list(writes)
+            for index, w in enumerate(writes):
+                mapped, why = self._case_fields(w.fields)
+                if why is not None:
+                    results[index] = PushResult(w.record_id, False, w.external_id,
+                                                f"{self.system} case {w.record_id}: {why}", False)
+                else:
+                    writes[index] = replace(w, fields=mapped)
         for index, w in enumerate(writes):
+            if index in results:
+                continue
             problem = self._picklist_problem(kind, w)
             if problem:
                 results[index] = PushResult(
@@ -410,6 +486,61 @@ class SalesforceConnector(Connector):
         for group in chunks(upserts, self.batch_max):
             results.update(send_apart(group, upsert))
         return [results[i] for i in range(len(writes))]
+
+    def _case_fields(self, fields: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+        """A ticket write's fields as Case fields (a status as the org's, priority as Salesforce's, an
+        assignee as a user id, an effect as the field ``effect_fields`` names), or why it cannot be sent."""
+        s = self.sf_settings
+        out: dict[str, Any] = {}
+        for name, value in fields.items():
+            if name == "status":
+                status = next((k for k, v in s.statuses.items() if v == value), None)
+                if status is None and value is not None:
+                    return {}, (f"no Case status is status {value!r}: map one in [connectors.{self.system}] "
+                                f"statuses")
+                out["Status"] = status
+            elif name == "priority":
+                out["Priority"] = None if value is None else _PRIORITY_OUT.get(str(value), value)
+            elif name == "assignee":
+                user = self._user_id(str(value)) if value else None
+                if value and user is None:
+                    return {}, f"no active Salesforce user has the email {value!r} (to assign the case to)"
+                out["OwnerId"] = user
+            elif name in _EFFECTS:
+                field = s.effect_fields.get(name)
+                if field is None:
+                    return {}, (f"a Case has no field for {name!r}: name a Case field for it in "
+                                f"[connectors.{self.system}] effect_fields")
+                out[field] = _effect_text(value)
+            else:
+                out[_CASE_WRITES.get(name, name)] = value
+        return out, None
+
+    def _user_id(self, email: str) -> str | None:
+        """The id of the active user with ``email``; the users are read again, once per push, when none has
+        it (one added since they were read)."""
+        wanted = email.casefold()
+        found = next((i for i, e in self._users().items() if e.casefold() == wanted), None)
+        if found is None and not self._users_fresh:
+            self._user_emails, self._users_fresh = None, True
+            found = next((i for i, e in self._users().items() if e.casefold() == wanted), None)
+        return found
+
+    def _users(self) -> dict[str, str]:
+        """The org's active users, id -> email, read once (and again for an email they lack); a token that may
+        not read them leaves ids as they are."""
+        if self._user_emails is None:
+            found: dict[str, str] = {}
+            soql = "SELECT Id, Email FROM User WHERE IsActive = true"
+            try:
+                data: dict[str, Any] = self.call(lambda sf: sf.query_all(soql))
+                for row in data.get("records") or []:
+                    if row.get("Id") and row.get("Email"):
+                        found[str(row["Id"])] = str(row["Email"])
+            except (ConnectorAuthError, FatalConnectorError) as exc:
+                log.warning("%s: cannot read the users (%s): owners stay Salesforce ids", self.system, exc)
+            self._user_emails = found
+        return self._user_emails
 
     @staticmethod
     def _values(w: Write) -> dict[str, Any]:
