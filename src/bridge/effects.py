@@ -55,6 +55,20 @@ class EffectWrite(Write):
         return True
 
 
+def effect_text(value: Any) -> Any:
+    """An effect's value as a vendor's text field or property takes it (HubSpot's ``effect_properties``,
+    Salesforce's ``effect_fields``): a notification as ``to: message``, an SLA notice as ``breach of
+    first_response (POLICY)``, tags ``;``-joined; anything else as it is."""
+    if isinstance(value, dict) and "state" in value:
+        return f"{value.get('state')} of {value.get('metric')} ({value.get('policy')})"
+    if isinstance(value, dict):
+        to, message = value.get("to"), value.get("message")
+        return f"{to}: {message}" if message else str(to or "")
+    if isinstance(value, list):
+        return ";".join(str(v) for v in value)
+    return value
+
+
 def effect_key(system: str, kind: str, record_id: str, decision_key: str) -> str:
     """The outbox key of a decision's event write to ``system``: one per decision, system and record."""
     body = json.dumps([system, kind, record_id, "effect", decision_key])

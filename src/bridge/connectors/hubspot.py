@@ -52,7 +52,7 @@ from bridge.connector import (
     call_about,
     send_apart,
 )
-from bridge.effects import EVENT_FIELDS
+from bridge.effects import EVENT_FIELDS, effect_text
 from bridge.errors import ConnectorAuthError, ConnectorError, FatalConnectorError, RetriableConnectorError
 from bridge.http import (
     USER_AGENT,
@@ -164,16 +164,6 @@ def _option_problem(w: Write, options: dict[str, dict[str, str]]) -> str | None:
             return (f"{', '.join(repr(b) for b in bad)} is not an option of the HubSpot property {name}; "
                     f"options: {', '.join(sorted(set(table.values())))}")
     return None
-
-
-def _effect_text(value: Any) -> Any:
-    """An effect's value as a ticket property takes it: a notification as ``to: message``."""
-    if isinstance(value, dict) and "state" in value:  # an SLA warning or breach: "breach of first_response"
-        return f"{value.get('state')} of {value.get('metric')} ({value.get('policy')})"
-    if isinstance(value, dict):
-        to, message = value.get("to"), value.get("message")
-        return f"{to}: {message}" if message else str(to or "")
-    return value
 
 
 def _text(value: Any) -> str:
@@ -615,7 +605,7 @@ class HubSpotConnector(Connector):
                 if prop is None:
                     return {}, (f"HubSpot tickets have no property for {name!r}: name a ticket property for "
                                 f"it in [connectors.{self.system}] effect_properties")
-                out[prop] = _effect_text(value)
+                out[prop] = effect_text(value)
             else:
                 out[_TICKET_WRITES.get(name, name)] = value
         return out, None

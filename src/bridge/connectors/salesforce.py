@@ -42,7 +42,7 @@ from bridge.connector import (
     call_about,
     send_apart,
 )
-from bridge.effects import EVENT_FIELDS
+from bridge.effects import EVENT_FIELDS, effect_text
 from bridge.errors import ConnectorAuthError, FatalConnectorError, RetriableConnectorError
 from bridge.http import (
     DAILY_LIMIT_WAIT,
@@ -182,19 +182,6 @@ def sf_time(value: Any) -> datetime:
     if text.endswith("+0000"):
         text = text[:-5] + "+00:00"
     return parse_time(text)
-
-
-def _effect_text(value: Any) -> Any:
-    """An effect's value as a text field takes it: a notification as ``to: message``, an SLA notice as
-    ``breach of first_response (POLICY)``, tags ``;``-joined."""
-    if isinstance(value, dict) and "state" in value:
-        return f"{value.get('state')} of {value.get('metric')} ({value.get('policy')})"
-    if isinstance(value, dict):
-        to, message = value.get("to"), value.get("message")
-        return f"{to}: {message}" if message else str(to or "")
-    if isinstance(value, list):
-        return ";".join(str(v) for v in value)
-    return value
 
 
 def _more(url: str) -> Callable[[Salesforce], Any]:
@@ -511,7 +498,7 @@ class SalesforceConnector(Connector):
                 if field is None:
                     return {}, (f"a Case has no field for {name!r}: name a Case field for it in "
                                 f"[connectors.{self.system}] effect_fields")
-                out[field] = _effect_text(value)
+                out[field] = effect_text(value)
             else:
                 out[_CASE_WRITES.get(name, name)] = value
         return out, None
