@@ -504,8 +504,8 @@ then = [{ escalate = "leads" }, { add_tags = ["x/angry"] }]
     assert report.errors == []
     (warning,) = [w.split(": warning: ")[1] for w in report.warnings if "effect_properties" in w]
     assert warning == ("the hubspot tickets have no property for review, notify, tags, sla, which the "
-                       "rules tell the helpdesk: each is refused to the dead letter until effect_properties "
-                       "names a ticket field for it")
+                       "rules tell the helpdesk: each is refused to the dead letter (tags: left out of their "
+                       "write) until effect_properties names a ticket field for it")
 
 
 def test_a_follow_up_without_a_message_is_warned_of(tmp_path: Path) -> None:
@@ -514,3 +514,28 @@ def test_a_follow_up_without_a_message_is_warned_of(tmp_path: Path) -> None:
         'no message: the reminder bridge tells the helpdesk has no text (set message = "...", the reminder '
         'the customer gets)']
     assert check(tmp_path, '[follow_up]\nafter = "48h"\nmessage = "Any news?"\n').warnings == []
+
+
+def test_a_status_the_rules_write_that_the_helpdesk_maps_none_of_its_own_to_is_warned_of(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HS_TOKEN", "pat-na1-0000")
+    text = """\
+[connectors.hubspot]
+plugin = "hubspot"
+token_env = "HS_TOKEN"
+kinds = ["ticket"]
+statuses = { "1" = "open", "2" = "pending" }
+effect_properties = { review = "r", notify = "n" }
+
+[auto_close]
+after = "7d"
+
+[[rules]]
+name = "thanks"
+when = { field = "ticket.sentiment", gte = 50 }
+then = [{ set = { status = "resolved" } }]
+"""
+    report = check(tmp_path, text)
+    assert [w.split(": warning: ")[1] for w in report.warnings if "statuses" in w] == [
+        "no hubspot status is mapped to 'closed', 'resolved', which the rules write (a rule's set, "
+        "auto-close): each such write is refused to the dead letter"]

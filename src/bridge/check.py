@@ -218,6 +218,20 @@ def _relative(path: Path) -> str:
     return "" if path.is_absolute() else f" (relative to {Path.cwd()})"
 
 
+def _unwritable_statuses(cfg: Config, settings: Any) -> list[str]:
+    """The ticket statuses the rules write (a rule's ``set``, auto-close) that a connector mapping its
+    vendor's statuses (``statuses``) has none of its own for."""
+    mapped = getattr(settings, "statuses", None)
+    if not isinstance(mapped, dict):
+        return []
+    written = {str(action["set"]["status"]) for rule in cfg.rules if rule.enabled for action in rule.then
+               if isinstance(action, Mapping) and isinstance(action.get("set"), Mapping)
+               and "status" in action["set"]}
+    if cfg.auto_close is not None:
+        written.add("closed")
+    return sorted(written - set(mapped.values()))
+
+
 def _unmapped_effects(cfg: Config, settings: Any) -> list[str]:
     """The effects this config's rules tell a helpdesk whose connector maps them to fields it names
     (``effect_properties``: HubSpot's, ``effect_fields``: Salesforce's) that it leaves out."""
@@ -314,13 +328,18 @@ def _check_connectors(loaded: LoadedConfig, host: PluginHost | None, sink: _Sink
             if isinstance(settings, FilesSettings) and not Path(settings.path).exists():
                 # a warning: the folder may exist only where the daemon runs (or be made before it does)
                 warn(("connectors", name, "path"), missing_path(Path(settings.path)))
+            unwritable = _unwritable_statuses(cfg, settings) if "ticket" in table.kinds else []
+            if unwritable:
+                warn(("connectors", name, "statuses"),
+                     f"no {table.plugin} status is mapped to {', '.join(map(repr, unwritable))}, which the "
+                     f"rules write (a rule's set, auto-close): each such write is refused to the dead letter")
             unmapped = _unmapped_effects(cfg, settings) if "ticket" in table.kinds else []
             if unmapped:
                 key = "effect_properties" if hasattr(settings, "effect_properties") else "effect_fields"
                 warn(("connectors", name, key),
                      f"the {table.plugin} tickets have no property for {', '.join(unmapped)}, which the "
-                     f"rules tell the helpdesk: each is refused to the dead letter until {key} "
-                     f"names a ticket field for it")
+                     f"rules tell the helpdesk: each is refused to the dead letter (tags: left out of their "
+                     f"write) until {key} names a ticket field for it")
         unsupported = [k for k in table.kinds if k not in cls.kinds]
         if unsupported:
             err(

@@ -60,7 +60,8 @@ def effect_text(value: Any) -> Any:
     Salesforce's ``effect_fields``): a notification as ``to: message``, an SLA notice as ``breach of
     first_response (POLICY)``, tags ``;``-joined; anything else as it is."""
     if isinstance(value, dict) and "state" in value:
-        return f"{value.get('state')} of {value.get('metric')} ({value.get('policy')})"
+        due = f", due {value['due']}" if value.get("due") else ""
+        return f"{value.get('state')} of {value.get('metric')} ({value.get('policy')}{due})"
     if isinstance(value, dict):
         to, message = value.get("to"), value.get("message")
         return f"{to}: {message}" if message else str(to or "")

@@ -875,7 +875,9 @@ def test_an_owner_added_in_hubspot_after_the_owners_were_read_is_found(
     (first,) = connector.push("ticket", [
         Write("hubspot", "ticket", "r1", "9001", {"assignee": "bob@example.com"})])
     assert first.ok
-    # carol joins as an owner: the owners are read again, once, for the email they did not have
+    # carol joins as an owner: the owners are read again for the email they did not have (at most every
+    # owners_refresh seconds: none here), once for both unknown emails
+    connector.owners_refresh = 0.0
     httpserver.clear()
     httpserver.expect_request("/crm/v3/objects/tickets/batch/update", method="POST").respond_with_json(
         load("hubspot", "batch_update_200"))
@@ -887,6 +889,33 @@ def test_an_owner_added_in_hubspot_after_the_owners_were_read_is_found(
         Write("hubspot", "ticket", "r3", "9003", {"assignee": "dan@example.com"}),
     ])
     assert [(r.record_id, r.ok) for r in second] == [("r2", True), ("r3", False)]
-    assert [r.path for r, _ in httpserver.log].count("/crm/v3/owners/") == 1  # (once, not per unknown email)
+    # (carol, then dan: each unknown; a real owners_refresh, ten minutes, spares the second read)
+    assert [r.path for r, _ in httpserver.log].count("/crm/v3/owners/") == 2
     (update,) = [b for _m, path, b in sent(httpserver) if path.endswith("/batch/update")]
     assert update["inputs"][0]["properties"] == {"hubspot_owner_id": "79"}
+
+
+def test_owners_are_not_read_again_within_owners_refresh(
+        httpserver: HTTPServer, extra: dict[str, Any]) -> None:
+    httpserver.expect_request("/crm/v3/objects/tickets/batch/update", method="POST").respond_with_json(
+        load("hubspot", "batch_update_200"))
+    connector = _helpdesk(httpserver, extra)
+    for email in ("nobody@example.com", "noone@example.com", "bob@example.com"):
+        connector.push("ticket", [Write("hubspot", "ticket", "r1", "9001", {"assignee": email})])
+    assert [r.path for r, _ in httpserver.log].count("/crm/v3/owners/") == 2  # (the two pages, read once)
+
+
+def test_tags_without_a_property_are_left_out_of_a_write_whose_fields_are_sent(
+        httpserver: HTTPServer, extra: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
+    httpserver.expect_request("/crm/v3/objects/tickets/batch/update", method="POST").respond_with_json(
+        load("hubspot", "batch_update_200"))
+    connector = _helpdesk(httpserver, extra)
+    with caplog.at_level("WARNING", logger="bridge.connectors.hubspot"):
+        (result,) = connector.push("ticket", [
+            Write("hubspot", "ticket", "r1", "9001", {"priority": "high", "tags": ["billing/refund"]})])
+    assert result.ok
+    (update,) = [b for _m, path, b in sent(httpserver) if path.endswith("/batch/update")]
+    assert update["inputs"][0]["properties"] == {"hs_ticket_priority": "HIGH"}
+    assert [r.getMessage() for r in caplog.records] == [
+        "hubspot: tags are not written: name a ticket field for them in [connectors.hubspot] "
+        "effect_properties"]

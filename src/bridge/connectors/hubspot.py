@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
@@ -93,6 +95,8 @@ _TICKET_WRITES = {"status": "hs_pipeline_stage", "priority": "hs_ticket_priority
                   "assignee": "hubspot_owner_id", "body": "content"}
 # what the rules tell a helpdesk that no HubSpot ticket property holds by default (see ``effect_properties``)
 _EFFECTS = tuple(sorted(EVENT_FIELDS | {"tags"}))
+# an owner id or email not known makes the owners be read again, at most this often (seconds)
+OWNERS_REFRESH = 600.0
 _RETRIABLE_CATEGORIES = {"RATE_LIMITS", "INTERNAL_ERROR", "TIMEOUT", "SERVICE_UNAVAILABLE"}
 TOKEN_PATH = "/oauth/v1/token"
 
@@ -233,10 +237,13 @@ class HubSpotConnector(Connector):
         self.client = HubSpot(access_token=token, retry=no_retries, **extra)
         self._apis: dict[str, Any] = {}
         self._described: dict[str, list[RemoteField]] = {}
+        self._tags_said = False  # (that tags are not written: said once)
         self._labels: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {}
         self._every_label: dict[tuple[str, str], dict[str, str]] = {}  # hidden options too: value -> label
         self._owner_emails: dict[str, str] | None = None  # owner id -> email (read again for an unknown one)
-        self._owners_fresh = False  # read again in this push already
+        self._owners_read_at = -math.inf  # (monotonic) when they were last read
+        # an owner id or email not known makes the owners be read again, at most this often (seconds)
+        self.owners_refresh = OWNERS_REFRESH
 
     @property
     def hubspot_settings(self) -> HubSpotSettings:
@@ -463,7 +470,8 @@ class HubSpotConnector(Connector):
             # an owner as bridge names people: by email (account_owner routing, a ticket's assignee)
             attr = ATTRS.get(object_type, {}).get("hubspot_owner_id")
             if attr:
-                attrs[attr] = self._owners().get(str(owner), str(owner))
+                found = self._owners().get(str(owner)) or self._owners(missing=True).get(str(owner))
+                attrs[attr] = found or str(owner)
         if object_type == "tickets":
             priority = attrs.get("priority")
             if isinstance(priority, str):
@@ -495,7 +503,6 @@ class HubSpotConnector(Connector):
         object_type = self.object_type(kind)
         id_property = self.hubspot_settings.id_property.get(kind)
         results: dict[int, PushResult] = {}
-        self._owners_fresh = False
         if object_type == "tickets":
             # what bridge writes of a ticket (status, priority, assignee, the rules' effects) as HubSpot
             # holds it
@@ -593,15 +600,22 @@ class HubSpotConnector(Connector):
                 if value:
                     wanted = str(value).casefold()
                     owner = next((i for i, e in self._owners().items() if e.casefold() == wanted), None)
-                    if owner is None and not self._owners_fresh:
-                        # an owner added in HubSpot since they were read: read them again, once per push
-                        self._owner_emails, self._owners_fresh = None, True
-                        owner = next((i for i, e in self._owners().items() if e.casefold() == wanted), None)
+                    if owner is None:
+                        # an owner added in HubSpot since they were read
+                        again = self._owners(missing=True)
+                        owner = next((i for i, e in again.items() if e.casefold() == wanted), None)
                     if owner is None:
                         return {}, f"no HubSpot owner has the email {value!r} (to assign the ticket to)"
                 out["hubspot_owner_id"] = owner
             elif name in _EFFECTS:
                 prop = s.effect_properties.get(name)
+                if prop is None and name == "tags":
+                    # (bridge's tags ride along with the fields of the same write: those are still sent)
+                    if not self._tags_said:
+                        self._tags_said = True
+                        log.warning("%s: tags are not written: name a ticket field for them in "
+                                    "[connectors.%s] effect_properties", self.system, self.system)
+                    continue
                 if prop is None:
                     return {}, (f"HubSpot tickets have no property for {name!r}: name a ticket property for "
                                 f"it in [connectors.{self.system}] effect_properties")
@@ -618,10 +632,14 @@ class HubSpotConnector(Connector):
             found = table.get(label.casefold())
         return found
 
-    def _owners(self) -> dict[str, str]:
-        """HubSpot's owners, id -> email, read once (every page of ``/crm/v3/owners``); without the scope to
+    def _owners(self, missing: bool = False) -> dict[str, str]:
+        """HubSpot's owners, id -> email (every page of ``/crm/v3/owners``): read once, and again when one is
+        ``missing`` (an owner added since), at most every :attr:`owners_refresh` seconds; without the scope to
         read them, none (ids stay as HubSpot gives them)."""
+        if missing and time.monotonic() - self._owners_read_at >= self.owners_refresh:
+            self._owner_emails = None
         if self._owner_emails is None:
+            self._owners_read_at = time.monotonic()
             api = self.client.crm.owners.owners_api
             api.api_client.user_agent = USER_AGENT
             found: dict[str, str] = {}

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from datetime import UTC, date, datetime
@@ -71,9 +72,14 @@ ATTRS: dict[str, dict[str, str]] = {
         "Origin": "channel",
     },
 }
-# a Case's priority: Salesforce's standard values and bridge's (High is the most urgent Salesforce has)
+# a Case's priority: Salesforce's standard values and bridge's; urgent goes as Urgent, a value the org's
+# Priority picklist needs (unrestricted, Salesforce keeps it; restricted, the write is refused naming the
+# values): High would come back as high, a lowering of bridge's urgent
 _PRIORITY_IN = {"low": "low", "medium": "normal", "high": "high", "urgent": "urgent", "critical": "urgent"}
-_PRIORITY_OUT = {"low": "Low", "normal": "Medium", "high": "High", "urgent": "High"}
+_PRIORITY_OUT = {"low": "Low", "normal": "Medium", "high": "High", "urgent": "Urgent"}
+_USER, _QUEUE = "005", "00G"  # the id prefixes of a user and of a queue (a group)
+# a user id or email not known makes the users be read again, at most this often (seconds)
+USERS_REFRESH = 600.0
 # a Case's standard statuses as bridge's; an org's own are configured in ``statuses``
 DEFAULT_STATUSES = {"New": "open", "Working": "open", "Escalated": "open", "On Hold": "on_hold",
                     "Closed": "closed"}
@@ -222,8 +228,11 @@ class SalesforceConnector(Connector):
         self.session.hooks["response"].append(self._observe)
         self._sf: Salesforce | None = None
         self._described: dict[str, list[RemoteField]] = {}
+        self._tags_said = False  # (that tags are not written: said once)
         self._user_emails: dict[str, str] | None = None  # user id -> email (read again for an unknown one)
-        self._users_fresh = False  # read again in this push already
+        self._users_read_at = -math.inf  # (monotonic) when they were last read
+        # a user id or email not known makes the users be read again, at most this often (seconds)
+        self.users_refresh = USERS_REFRESH
 
     @property
     def sf_settings(self) -> SalesforceSettings:
@@ -384,9 +393,12 @@ class SalesforceConnector(Connector):
         attrs = {attr: row[f] for f, attr in ATTRS.get(obj, {}).items() if row.get(f) not in (None, "")}
         owner = row.get("OwnerId")
         attr = ATTRS.get(obj, {}).get("OwnerId")
-        if owner and attr and str(owner).startswith("005"):
-            # a user (not a queue, 00G) as bridge names people: by email (account_owner routing, an assignee)
-            attrs[attr] = self._users().get(str(owner), str(owner))
+        if owner and attr and str(owner).startswith(_QUEUE) and obj == "Case":
+            attrs.pop(attr, None)  # a Case a queue owns waits for an agent: unassigned
+        elif owner and attr and str(owner).startswith(_USER):
+            # a user as bridge names people: by email (account_owner routing, an assignee)
+            found = self._users().get(str(owner)) or self._users(missing=True).get(str(owner))
+            attrs[attr] = found or str(owner)
         if obj == "Case":
             priority = attrs.get("priority")
             if isinstance(priority, str):
@@ -414,7 +426,6 @@ class SalesforceConnector(Connector):
         results: dict[int, PushResult] = {}
         updates: list[tuple[int, Write]] = []
         upserts: list[tuple[int, Write]] = []
-        self._users_fresh = False
         if obj == "Case":
             # what bridge writes of a ticket (status, priority, assignee, the rules' effects) as a Case
             # holds it
@@ -495,6 +506,13 @@ class SalesforceConnector(Connector):
                 out["OwnerId"] = user
             elif name in _EFFECTS:
                 field = s.effect_fields.get(name)
+                if field is None and name == "tags":
+                    # (bridge's tags ride along with the fields of the same write: those are still sent)
+                    if not self._tags_said:
+                        self._tags_said = True
+                        log.warning("%s: tags are not written: name a ticket field for them in "
+                                    "[connectors.%s] effect_fields", self.system, self.system)
+                    continue
                 if field is None:
                     return {}, (f"a Case has no field for {name!r}: name a Case field for it in "
                                 f"[connectors.{self.system}] effect_fields")
@@ -508,15 +526,17 @@ class SalesforceConnector(Connector):
         it (one added since they were read)."""
         wanted = email.casefold()
         found = next((i for i, e in self._users().items() if e.casefold() == wanted), None)
-        if found is None and not self._users_fresh:
-            self._user_emails, self._users_fresh = None, True
-            found = next((i for i, e in self._users().items() if e.casefold() == wanted), None)
+        if found is None:
+            found = next((i for i, e in self._users(missing=True).items() if e.casefold() == wanted), None)
         return found
 
-    def _users(self) -> dict[str, str]:
-        """The org's active users, id -> email, read once (and again for an email they lack); a token that may
-        not read them leaves ids as they are."""
+    def _users(self, missing: bool = False) -> dict[str, str]:
+        """The org's active users, id -> email: read once, and again when one is ``missing`` (added since),
+        at most every :attr:`users_refresh` seconds; a token that may not read them leaves ids as they are."""
+        if missing and time.monotonic() - self._users_read_at >= self.users_refresh:
+            self._user_emails = None
         if self._user_emails is None:
+            self._users_read_at = time.monotonic()
             found: dict[str, str] = {}
             soql = "SELECT Id, Email FROM User WHERE IsActive = true"
             try:
