@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from bridge.connector import Connector
-from bridge.model import Decision, Record, Write, format_time
+from bridge.model import TICKET_STATUSES, Decision, Record, Write, format_time
 from bridge.ownership import ATTR_TYPE, SHADOWED_ATTRS, Shadow, attr_key, attr_value
 from bridge.settings import Config
 from bridge.state import State
@@ -53,6 +53,28 @@ class EffectWrite(Write):
     def is_event(self) -> bool:
         """Always: an event-type side effect."""
         return True
+
+
+# what the rules tell a helpdesk that a vendor may have no standard field for: a connector that maps them to
+# fields an admin names (HubSpot's effect_properties, Salesforce's effect_fields) takes these keys
+VENDOR_EFFECTS = tuple(sorted(EVENT_FIELDS | {"tags"}))
+
+
+def known_statuses(value: dict[str, str], what: str) -> dict[str, str]:
+    """``value`` (a vendor's statuses -> bridge's, a connector's ``statuses``), or ValueError naming a bridge
+    status that is none of :data:`TICKET_STATUSES` (``what``: a stage, a Case status)."""
+    bad = sorted({v for v in value.values() if v not in TICKET_STATUSES})
+    if bad:
+        raise ValueError(f"{', '.join(map(repr, bad))}: {what} maps to one of {', '.join(TICKET_STATUSES)}")
+    return value
+
+
+def known_effects(value: dict[str, str]) -> dict[str, str]:
+    """``value`` (effect -> a vendor field), or ValueError naming a key none of :data:`VENDOR_EFFECTS`."""
+    bad = sorted(k for k in value if k not in VENDOR_EFFECTS)
+    if bad:
+        raise ValueError(f"{', '.join(map(repr, bad))}: the effects are {', '.join(VENDOR_EFFECTS)}")
+    return value
 
 
 def effect_text(value: Any) -> Any:

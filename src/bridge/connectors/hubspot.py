@@ -54,7 +54,7 @@ from bridge.connector import (
     call_about,
     send_apart,
 )
-from bridge.effects import EVENT_FIELDS, effect_text
+from bridge.effects import VENDOR_EFFECTS, effect_text, known_effects, known_statuses
 from bridge.errors import ConnectorAuthError, ConnectorError, FatalConnectorError, RetriableConnectorError
 from bridge.http import (
     USER_AGENT,
@@ -67,7 +67,7 @@ from bridge.http import (
     policy_from,
     vendor_message,
 )
-from bridge.model import TICKET_STATUSES, Change, Write, parse_time
+from bridge.model import Change, Write, parse_time
 from bridge.plugins import Register, hookimpl
 
 DEFAULT_OBJECTS = {"account": "companies", "contact": "contacts", "ticket": "tickets"}
@@ -94,7 +94,6 @@ DEFAULT_STATUSES = {"1": "open", "2": "pending", "3": "open", "4": "closed"}
 _TICKET_WRITES = {"status": "hs_pipeline_stage", "priority": "hs_ticket_priority",
                   "assignee": "hubspot_owner_id", "body": "content"}
 # what the rules tell a helpdesk that no HubSpot ticket property holds by default (see ``effect_properties``)
-_EFFECTS = tuple(sorted(EVENT_FIELDS | {"tags"}))
 # an owner id or email not known makes the owners be read again, at most this often (seconds)
 OWNERS_REFRESH = 600.0
 _RETRIABLE_CATEGORIES = {"RATE_LIMITS", "INTERNAL_ERROR", "TIMEOUT", "SERVICE_UNAVAILABLE"}
@@ -130,22 +129,8 @@ class HubSpotSettings(PolicySettings):
     statuses: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_STATUSES))
     effect_properties: dict[str, str] = Field(default_factory=dict)
 
-    @field_validator("statuses")
-    @classmethod
-    def _known_statuses(cls, value: dict[str, str]) -> dict[str, str]:
-        bad = sorted({v for v in value.values() if v not in TICKET_STATUSES})
-        if bad:
-            raise ValueError(
-                f"{', '.join(map(repr, bad))}: a stage maps to one of {', '.join(TICKET_STATUSES)}")
-        return value
-
-    @field_validator("effect_properties")
-    @classmethod
-    def _known_effects(cls, value: dict[str, str]) -> dict[str, str]:
-        bad = sorted(k for k in value if k not in _EFFECTS)
-        if bad:
-            raise ValueError(f"{', '.join(map(repr, bad))}: the effects are {', '.join(_EFFECTS)}")
-        return value
+    _statuses = field_validator("statuses")(classmethod(lambda cls, v: known_statuses(v, "a stage")))
+    _effects = field_validator("effect_properties")(classmethod(lambda cls, v: known_effects(v)))
 
 
 def _millis(at: datetime) -> int:
@@ -607,7 +592,7 @@ class HubSpotConnector(Connector):
                     if owner is None:
                         return {}, f"no HubSpot owner has the email {value!r} (to assign the ticket to)"
                 out["hubspot_owner_id"] = owner
-            elif name in _EFFECTS:
+            elif name in VENDOR_EFFECTS:
                 prop = s.effect_properties.get(name)
                 if prop is None and name == "tags":
                     # (bridge's tags ride along with the fields of the same write: those are still sent)

@@ -43,7 +43,7 @@ from bridge.connector import (
     call_about,
     send_apart,
 )
-from bridge.effects import EVENT_FIELDS, effect_text
+from bridge.effects import VENDOR_EFFECTS, effect_text, known_effects, known_statuses
 from bridge.errors import ConnectorAuthError, FatalConnectorError, RetriableConnectorError
 from bridge.http import (
     DAILY_LIMIT_WAIT,
@@ -54,7 +54,7 @@ from bridge.http import (
     policy_from,
     vendor_message,
 )
-from bridge.model import TICKET_STATUSES, Change, Write, parse_time
+from bridge.model import Change, Write, parse_time
 from bridge.plugins import Register, hookimpl
 
 T = TypeVar("T")
@@ -87,7 +87,6 @@ DEFAULT_STATUSES = {"New": "open", "Working": "open", "Escalated": "open", "On H
 _CASE_WRITES = {"status": "Status", "priority": "Priority", "assignee": "OwnerId", "subject": "Subject",
                 "body": "Description"}
 # what the rules tell a helpdesk that no standard Case field holds (see ``effect_fields``)
-_EFFECTS = tuple(sorted(EVENT_FIELDS | {"tags"}))
 # field types SOQL cannot select one by one in a plain list
 _COMPOUND = {"address", "location"}
 _RETRIABLE_CODES = {
@@ -130,22 +129,8 @@ class SalesforceSettings(PolicySettings):
     statuses: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_STATUSES))
     effect_fields: dict[str, str] = Field(default_factory=dict)
 
-    @field_validator("statuses")
-    @classmethod
-    def _known_statuses(cls, value: dict[str, str]) -> dict[str, str]:
-        bad = sorted({v for v in value.values() if v not in TICKET_STATUSES})
-        if bad:
-            raise ValueError(
-                f"{', '.join(map(repr, bad))}: a Case status maps to one of {', '.join(TICKET_STATUSES)}")
-        return value
-
-    @field_validator("effect_fields")
-    @classmethod
-    def _known_effects(cls, value: dict[str, str]) -> dict[str, str]:
-        bad = sorted(k for k in value if k not in _EFFECTS)
-        if bad:
-            raise ValueError(f"{', '.join(map(repr, bad))}: the effects are {', '.join(_EFFECTS)}")
-        return value
+    _statuses = field_validator("statuses")(classmethod(lambda cls, v: known_statuses(v, "a Case status")))
+    _effects = field_validator("effect_fields")(classmethod(lambda cls, v: known_effects(v)))
 
 
 class PinnedSession(requests.Session):
@@ -504,7 +489,7 @@ class SalesforceConnector(Connector):
                 if value and user is None:
                     return {}, f"no active Salesforce user has the email {value!r} (to assign the case to)"
                 out["OwnerId"] = user
-            elif name in _EFFECTS:
+            elif name in VENDOR_EFFECTS:
                 field = s.effect_fields.get(name)
                 if field is None and name == "tags":
                     # (bridge's tags ride along with the fields of the same write: those are still sent)
