@@ -876,8 +876,8 @@ def test_an_owner_added_in_hubspot_after_the_owners_were_read_is_found(
         Write("hubspot", "ticket", "r1", "9001", {"assignee": "bob@example.com"})])
     assert first.ok
     # carol joins as an owner: the owners are read again for the email they did not have (at most every
-    # owners_refresh seconds: none here), once for both unknown emails
-    connector.owners_refresh = 0.0
+    # owners.refresh seconds: none here), once for both unknown emails
+    connector.owners.refresh = 0.0
     httpserver.clear()
     httpserver.expect_request("/crm/v3/objects/tickets/batch/update", method="POST").respond_with_json(
         load("hubspot", "batch_update_200"))
@@ -889,7 +889,7 @@ def test_an_owner_added_in_hubspot_after_the_owners_were_read_is_found(
         Write("hubspot", "ticket", "r3", "9003", {"assignee": "dan@example.com"}),
     ])
     assert [(r.record_id, r.ok) for r in second] == [("r2", True), ("r3", False)]
-    # (carol, then dan: each unknown; a real owners_refresh, ten minutes, spares the second read)
+    # (carol, then dan: each unknown; a real owners.refresh, ten minutes, spares the second read)
     assert [r.path for r, _ in httpserver.log].count("/crm/v3/owners/") == 2
     (update,) = [b for _m, path, b in sent(httpserver) if path.endswith("/batch/update")]
     assert update["inputs"][0]["properties"] == {"hubspot_owner_id": "79"}

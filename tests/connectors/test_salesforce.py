@@ -12,7 +12,6 @@ OAuth 2.0 Client Credentials Flow (remoteaccess_oauth_client_credentials_flow.ht
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -24,6 +23,7 @@ from werkzeug import Request, Response
 from bridge.connector import ConnectorContext, Cursor
 from bridge.connectors.salesforce import SalesforceConnector, SalesforceSettings
 from bridge.errors import ConnectorAuthError, FatalConnectorError, RetriableConnectorError
+from bridge.helpdesk import People
 from bridge.model import Write, parse_time
 
 from .conftest import FakeTime, load
@@ -359,8 +359,8 @@ def test_api_budget_reserve_pauses_the_pull(
         load("salesforce", "query_accounts_page1"), headers={"Sforce-Limit-Info": "api-usage=14260/15000"}
     )
     connector = make(tls_server, extra, ca_file)  # reserve: 5% of 15000 = 750; 740 left
-    # (the users read already, none new to look for: the pull's own pages are what is measured)
-    connector._user_emails, connector._users_read_at = {}, time.monotonic()
+    # (no users to look for: the pull's own pages are what is measured)
+    connector.users = People(dict, refresh=float("inf"))
 
     pull = connector.pull("account", Cursor())
     first = next(pull)
@@ -506,7 +506,7 @@ def test_a_case_write_goes_as_case_fields_and_an_effect_without_a_field_is_refus
                         content_type="application/json")
 
     connector = _desk(tls_server, extra, ca_file, effect_fields={"escalation": "Bridge_Escalation__c"})
-    connector.users_refresh = 0.0  # (a user unknown is looked for again at once, not after ten minutes)
+    connector.users.refresh = 0.0  # (a user unknown is looked for again at once, not after ten minutes)
     tls_server.expect_request(f"{V}/composite/sobjects", method="PATCH").respond_with_handler(answer)
     results = connector.push("ticket", [
         Write("salesforce", "ticket", "r1", "500A", {"status": "closed", "priority": "urgent",

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
@@ -54,8 +52,9 @@ from bridge.connector import (
     call_about,
     send_apart,
 )
-from bridge.effects import VENDOR_EFFECTS, effect_text, known_effects, known_statuses
+from bridge.effects import known_effects, known_statuses
 from bridge.errors import ConnectorAuthError, ConnectorError, FatalConnectorError, RetriableConnectorError
+from bridge.helpdesk import People, TicketWrites
 from bridge.http import (
     USER_AGENT,
     PolicySettings,
@@ -93,9 +92,6 @@ DEFAULT_STATUSES = {"1": "open", "2": "pending", "3": "open", "4": "closed"}
 # a ticket's built-in attributes as bridge writes them, and the HubSpot properties that hold them
 _TICKET_WRITES = {"status": "hs_pipeline_stage", "priority": "hs_ticket_priority",
                   "assignee": "hubspot_owner_id", "body": "content"}
-# what the rules tell a helpdesk that no HubSpot ticket property holds by default (see ``effect_properties``)
-# an owner id or email not known makes the owners be read again, at most this often (seconds)
-OWNERS_REFRESH = 600.0
 _RETRIABLE_CATEGORIES = {"RATE_LIMITS", "INTERNAL_ERROR", "TIMEOUT", "SERVICE_UNAVAILABLE"}
 TOKEN_PATH = "/oauth/v1/token"
 
@@ -222,13 +218,15 @@ class HubSpotConnector(Connector):
         self.client = HubSpot(access_token=token, retry=no_retries, **extra)
         self._apis: dict[str, Any] = {}
         self._described: dict[str, list[RemoteField]] = {}
-        self._tags_said = False  # (that tags are not written: said once)
         self._labels: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {}
         self._every_label: dict[tuple[str, str], dict[str, str]] = {}  # hidden options too: value -> label
-        self._owner_emails: dict[str, str] | None = None  # owner id -> email (read again for an unknown one)
-        self._owners_read_at = -math.inf  # (monotonic) when they were last read
-        # an owner id or email not known makes the owners be read again, at most this often (seconds)
-        self.owners_refresh = OWNERS_REFRESH
+        self.owners = People(self._read_owners)  # (by email: account_owner routing, a ticket's assignee)
+        s = self.hubspot_settings
+        self.ticket_writes = TicketWrites(
+            self.system, _TICKET_WRITES, s.statuses, _PRIORITY_OUT, s.effect_properties, "effect_properties",
+            self.owners, log, no_status="no HubSpot pipeline stage is status {value!r}",
+            no_person="no HubSpot owner has the email {value!r} (to assign the ticket to)",
+            no_effect="HubSpot tickets have no property for {name!r}: name a ticket property for it")
 
     @property
     def hubspot_settings(self) -> HubSpotSettings:
@@ -455,8 +453,7 @@ class HubSpotConnector(Connector):
             # an owner as bridge names people: by email (account_owner routing, a ticket's assignee)
             attr = ATTRS.get(object_type, {}).get("hubspot_owner_id")
             if attr:
-                found = self._owners().get(str(owner)) or self._owners(missing=True).get(str(owner))
-                attrs[attr] = found or str(owner)
+                attrs[attr] = self.owners.email_of(str(owner)) or str(owner)
         if object_type == "tickets":
             priority = attrs.get("priority")
             if isinstance(priority, str):
@@ -493,7 +490,7 @@ class HubSpotConnector(Connector):
             # holds it
             writes = list(writes)
             for index, w in enumerate(writes):
-                mapped, why = self._ticket_fields(w.fields)
+                mapped, why = self.ticket_writes.translate(w.fields)
                 if why is not None:
                     results[index] = PushResult(w.record_id, False, w.external_id,
                                                 f"{self.system} ticket {w.record_id}: {why}", False)
@@ -565,50 +562,6 @@ class HubSpotConnector(Connector):
             results.update(send_apart(group, upsert))
         return [results[i] for i in range(len(writes))]
 
-    def _ticket_fields(self, fields: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
-        """A ticket write's fields as HubSpot properties (status as a pipeline stage, priority as HubSpot's,
-        an assignee as an owner id, an effect as the property ``effect_properties`` names), or why it cannot
-        be sent."""
-        s = self.hubspot_settings
-        out: dict[str, Any] = {}
-        for name, value in fields.items():
-            if name == "status":
-                stage = next((k for k, v in s.statuses.items() if v == value), None)
-                if stage is None and value is not None:
-                    return {}, (f"no HubSpot pipeline stage is status {value!r}: map one in "
-                                f"[connectors.{self.system}] statuses")
-                out["hs_pipeline_stage"] = stage
-            elif name == "priority":
-                out["hs_ticket_priority"] = None if value is None else _PRIORITY_OUT.get(str(value), value)
-            elif name == "assignee":
-                owner = None
-                if value:
-                    wanted = str(value).casefold()
-                    owner = next((i for i, e in self._owners().items() if e.casefold() == wanted), None)
-                    if owner is None:
-                        # an owner added in HubSpot since they were read
-                        again = self._owners(missing=True)
-                        owner = next((i for i, e in again.items() if e.casefold() == wanted), None)
-                    if owner is None:
-                        return {}, f"no HubSpot owner has the email {value!r} (to assign the ticket to)"
-                out["hubspot_owner_id"] = owner
-            elif name in VENDOR_EFFECTS:
-                prop = s.effect_properties.get(name)
-                if prop is None and name == "tags":
-                    # (bridge's tags ride along with the fields of the same write: those are still sent)
-                    if not self._tags_said:
-                        self._tags_said = True
-                        log.warning("%s: tags are not written: name a ticket field for them in "
-                                    "[connectors.%s] effect_properties", self.system, self.system)
-                    continue
-                if prop is None:
-                    return {}, (f"HubSpot tickets have no property for {name!r}: name a ticket property for "
-                                f"it in [connectors.{self.system}] effect_properties")
-                out[prop] = effect_text(value)
-            else:
-                out[_TICKET_WRITES.get(name, name)] = value
-        return out, None
-
     def _status_of(self, stage: str, label: Any) -> str | None:
         """The bridge status of a pipeline stage (by its id, else its label, in ``statuses``), if mapped."""
         table = {k.casefold(): v for k, v in self.hubspot_settings.statuses.items()}
@@ -617,34 +570,28 @@ class HubSpotConnector(Connector):
             found = table.get(label.casefold())
         return found
 
-    def _owners(self, missing: bool = False) -> dict[str, str]:
-        """HubSpot's owners, id -> email (every page of ``/crm/v3/owners``): read once, and again when one is
-        ``missing`` (an owner added since), at most every :attr:`owners_refresh` seconds; without the scope to
-        read them, none (ids stay as HubSpot gives them)."""
-        if missing and time.monotonic() - self._owners_read_at >= self.owners_refresh:
-            self._owner_emails = None
-        if self._owner_emails is None:
-            self._owners_read_at = time.monotonic()
-            api = self.client.crm.owners.owners_api
-            api.api_client.user_agent = USER_AGENT
-            found: dict[str, str] = {}
-            after: str | None = None
-            try:
-                while True:
-                    page = partial(api.get_page, limit=100, after=after) if after else partial(api.get_page,
-                                                                                                 limit=100)
-                    _status, data = self._call(page)
-                    for o in data.get("results") or []:
-                        if o.get("id") is not None and o.get("email"):
-                            found[str(o["id"])] = str(o["email"])
-                    after = ((data.get("paging") or {}).get("next") or {}).get("after")
-                    if not after:
-                        break
-            except (ConnectorAuthError, FatalConnectorError) as exc:
-                # (no scope to read owners, or a sandbox without them: the ids stay, nothing else stops)
-                log.warning("%s: cannot read the owners (%s): owners stay HubSpot ids", self.system, exc)
-            self._owner_emails = found
-        return self._owner_emails
+    def _read_owners(self) -> dict[str, str]:
+        """HubSpot's owners, id -> email (every page of ``/crm/v3/owners``); without the scope to read them,
+        none (ids stay as HubSpot gives them)."""
+        api = self.client.crm.owners.owners_api
+        api.api_client.user_agent = USER_AGENT
+        found: dict[str, str] = {}
+        after: str | None = None
+        try:
+            while True:
+                paging = {"after": after} if after else {}
+                page = partial(api.get_page, limit=100, **paging)
+                _status, data = self._call(page)
+                for o in data.get("results") or []:
+                    if o.get("id") is not None and o.get("email"):
+                        found[str(o["id"])] = str(o["email"])
+                after = ((data.get("paging") or {}).get("next") or {}).get("after")
+                if not after:
+                    break
+        except (ConnectorAuthError, FatalConnectorError) as exc:
+            # (no scope to read owners, or a sandbox without them: the ids stay, nothing else stops)
+            log.warning("%s: cannot read the owners (%s): owners stay HubSpot ids", self.system, exc)
+        return found
 
     def _props(self, w: Write, options: dict[str, dict[str, str]]) -> dict[str, str]:
         out: dict[str, str] = {}

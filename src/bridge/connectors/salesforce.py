@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from datetime import UTC, date, datetime
@@ -43,8 +42,9 @@ from bridge.connector import (
     call_about,
     send_apart,
 )
-from bridge.effects import VENDOR_EFFECTS, effect_text, known_effects, known_statuses
+from bridge.effects import known_effects, known_statuses
 from bridge.errors import ConnectorAuthError, FatalConnectorError, RetriableConnectorError
+from bridge.helpdesk import People, TicketWrites
 from bridge.http import (
     DAILY_LIMIT_WAIT,
     USER_AGENT,
@@ -78,8 +78,6 @@ ATTRS: dict[str, dict[str, str]] = {
 _PRIORITY_IN = {"low": "low", "medium": "normal", "high": "high", "urgent": "urgent", "critical": "urgent"}
 _PRIORITY_OUT = {"low": "Low", "normal": "Medium", "high": "High", "urgent": "Urgent"}
 _USER, _QUEUE = "005", "00G"  # the id prefixes of a user and of a queue (a group)
-# a user id or email not known makes the users be read again, at most this often (seconds)
-USERS_REFRESH = 600.0
 # a Case's standard statuses as bridge's; an org's own are configured in ``statuses``
 DEFAULT_STATUSES = {"New": "open", "Working": "open", "Escalated": "open", "On Hold": "on_hold",
                     "Closed": "closed"}
@@ -213,11 +211,13 @@ class SalesforceConnector(Connector):
         self.session.hooks["response"].append(self._observe)
         self._sf: Salesforce | None = None
         self._described: dict[str, list[RemoteField]] = {}
-        self._tags_said = False  # (that tags are not written: said once)
-        self._user_emails: dict[str, str] | None = None  # user id -> email (read again for an unknown one)
-        self._users_read_at = -math.inf  # (monotonic) when they were last read
-        # a user id or email not known makes the users be read again, at most this often (seconds)
-        self.users_refresh = USERS_REFRESH
+        self.users = People(self._read_users)  # (by email: account_owner routing, a case's assignee)
+        s = self.sf_settings
+        self.ticket_writes = TicketWrites(
+            self.system, _CASE_WRITES, s.statuses, _PRIORITY_OUT, s.effect_fields, "effect_fields",
+            self.users, log, no_status="no Case status is status {value!r}",
+            no_person="no active Salesforce user has the email {value!r} (to assign the case to)",
+            no_effect="a Case has no field for {name!r}: name a Case field for it")
 
     @property
     def sf_settings(self) -> SalesforceSettings:
@@ -382,8 +382,7 @@ class SalesforceConnector(Connector):
             attrs.pop(attr, None)  # a Case a queue owns waits for an agent: unassigned
         elif owner and attr and str(owner).startswith(_USER):
             # a user as bridge names people: by email (account_owner routing, an assignee)
-            found = self._users().get(str(owner)) or self._users(missing=True).get(str(owner))
-            attrs[attr] = found or str(owner)
+            attrs[attr] = self.users.email_of(str(owner)) or str(owner)
         if obj == "Case":
             priority = attrs.get("priority")
             if isinstance(priority, str):
@@ -416,7 +415,7 @@ class SalesforceConnector(Connector):
             # holds it
             writes = list(writes)
             for index, w in enumerate(writes):
-                mapped, why = self._case_fields(w.fields)
+                mapped, why = self.ticket_writes.translate(w.fields)
                 if why is not None:
                     results[index] = PushResult(w.record_id, False, w.external_id,
                                                 f"{self.system} case {w.record_id}: {why}", False)
@@ -470,69 +469,18 @@ class SalesforceConnector(Connector):
             results.update(send_apart(group, upsert))
         return [results[i] for i in range(len(writes))]
 
-    def _case_fields(self, fields: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
-        """A ticket write's fields as Case fields (a status as the org's, priority as Salesforce's, an
-        assignee as a user id, an effect as the field ``effect_fields`` names), or why it cannot be sent."""
-        s = self.sf_settings
-        out: dict[str, Any] = {}
-        for name, value in fields.items():
-            if name == "status":
-                status = next((k for k, v in s.statuses.items() if v == value), None)
-                if status is None and value is not None:
-                    return {}, (f"no Case status is status {value!r}: map one in [connectors.{self.system}] "
-                                f"statuses")
-                out["Status"] = status
-            elif name == "priority":
-                out["Priority"] = None if value is None else _PRIORITY_OUT.get(str(value), value)
-            elif name == "assignee":
-                user = self._user_id(str(value)) if value else None
-                if value and user is None:
-                    return {}, f"no active Salesforce user has the email {value!r} (to assign the case to)"
-                out["OwnerId"] = user
-            elif name in VENDOR_EFFECTS:
-                field = s.effect_fields.get(name)
-                if field is None and name == "tags":
-                    # (bridge's tags ride along with the fields of the same write: those are still sent)
-                    if not self._tags_said:
-                        self._tags_said = True
-                        log.warning("%s: tags are not written: name a ticket field for them in "
-                                    "[connectors.%s] effect_fields", self.system, self.system)
-                    continue
-                if field is None:
-                    return {}, (f"a Case has no field for {name!r}: name a Case field for it in "
-                                f"[connectors.{self.system}] effect_fields")
-                out[field] = effect_text(value)
-            else:
-                out[_CASE_WRITES.get(name, name)] = value
-        return out, None
-
-    def _user_id(self, email: str) -> str | None:
-        """The id of the active user with ``email``; the users are read again, once per push, when none has
-        it (one added since they were read)."""
-        wanted = email.casefold()
-        found = next((i for i, e in self._users().items() if e.casefold() == wanted), None)
-        if found is None:
-            found = next((i for i, e in self._users(missing=True).items() if e.casefold() == wanted), None)
+    def _read_users(self) -> dict[str, str]:
+        """The org's active users, id -> email; a token that may not read them leaves ids as they are."""
+        found: dict[str, str] = {}
+        soql = "SELECT Id, Email FROM User WHERE IsActive = true"
+        try:
+            data: dict[str, Any] = self.call(lambda sf: sf.query_all(soql))
+            for row in data.get("records") or []:
+                if row.get("Id") and row.get("Email"):
+                    found[str(row["Id"])] = str(row["Email"])
+        except (ConnectorAuthError, FatalConnectorError) as exc:
+            log.warning("%s: cannot read the users (%s): owners stay Salesforce ids", self.system, exc)
         return found
-
-    def _users(self, missing: bool = False) -> dict[str, str]:
-        """The org's active users, id -> email: read once, and again when one is ``missing`` (added since),
-        at most every :attr:`users_refresh` seconds; a token that may not read them leaves ids as they are."""
-        if missing and time.monotonic() - self._users_read_at >= self.users_refresh:
-            self._user_emails = None
-        if self._user_emails is None:
-            self._users_read_at = time.monotonic()
-            found: dict[str, str] = {}
-            soql = "SELECT Id, Email FROM User WHERE IsActive = true"
-            try:
-                data: dict[str, Any] = self.call(lambda sf: sf.query_all(soql))
-                for row in data.get("records") or []:
-                    if row.get("Id") and row.get("Email"):
-                        found[str(row["Id"])] = str(row["Email"])
-            except (ConnectorAuthError, FatalConnectorError) as exc:
-                log.warning("%s: cannot read the users (%s): owners stay Salesforce ids", self.system, exc)
-            self._user_emails = found
-        return self._user_emails
 
     @staticmethod
     def _values(w: Write) -> dict[str, Any]:
