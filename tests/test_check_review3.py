@@ -461,7 +461,7 @@ prefixes = ["bug", "how-to"]
     assert check(tmp_path, text.replace("[a-z]+/", "[a-z-]+/")).warnings == []
 
 
-def test_a_topics_tracker_is_said_to_get_no_product_tickets_from_the_daemon(tmp_path: Path) -> None:
+def test_a_topics_tracker_must_be_a_system_that_files_product_tickets(tmp_path: Path) -> None:
     text = """\
 [connectors.jira]
 plugin = "files"
@@ -472,10 +472,19 @@ tracker = "jira"
 rules = [{ window = "7d", ratio = 3.0 }]
 """
     report = check(tmp_path, text)
+    assert [e.split("topics.tracker: ", 1)[1] for e in report.errors if "topics.tracker" in e] == [
+        "'jira' (plugin 'files') files no product tickets: the tracker is a jira or linear system (or a "
+        "plugin that carries the kind topic)"]
+    jira = text.replace('plugin = "files"\npath = "out"', 'plugin = "jira"\nbase_url = "https://x.example"')
+    report = check(tmp_path, jira)
     assert report.errors == []
-    assert [w.split(": warning: ")[1] for w in report.warnings if "topics.tracker" in w] == [
-        "bridge run does not file product tickets in 'jira' yet: spikes are found by bridge replay and "
-        "bridge topics only"]
+    assert [w for w in report.warnings if "topics" in w] == []
+    report = check(tmp_path, jira.replace('base_url = "https://x.example"', 'kinds = ["ticket"]'))
+    assert [e.split("topics.tracker: ", 1)[1] for e in report.errors if "topics.tracker" in e] == [
+        "'jira' does not carry topics: add \"topic\" to connectors.jira.kinds"]
+    report = check(tmp_path, jira.replace('rules = [{ window = "7d", ratio = 3.0 }]', ""))
+    assert [w.split(": warning: ")[1] for w in report.warnings if "topics" in w] == [
+        "no rules: no spike is found, and no product ticket filed in 'jira'"]
 
 
 def test_a_hubspot_helpdesk_without_properties_for_the_rules_effects_is_warned_of(

@@ -153,10 +153,21 @@ def check_config(loaded: LoadedConfig, host: PluginHost | None) -> Report:
                              "\"...\", the reminder the customer gets)")
     if cfg.topics.tracker and cfg.topics.tracker not in systems:
         err(("topics", "tracker"), f"tracker {cfg.topics.tracker!r} is not a configured connector")
-    elif cfg.topics.tracker and cfg.topics.rules:
-        # (said, so that nobody waits for tickets that never come)
-        warn(("topics", "tracker"), f"bridge run does not file product tickets in {cfg.topics.tracker!r} "
-                                    "yet: spikes are found by bridge replay and bridge topics only")
+    elif cfg.topics.tracker:
+        table = cfg.connectors[cfg.topics.tracker]
+        cls = classes.get(table.plugin)
+        if cls is not None and ("topic" not in cls.kinds or not cls.accepts_writes()):
+            err(("topics", "tracker"), f"{cfg.topics.tracker!r} (plugin {table.plugin!r}) files no product "
+                                       "tickets: the tracker is a jira or linear system (or a plugin that "
+                                       "carries the kind topic)")
+        elif "topic" not in table.kinds:
+            err(("topics", "tracker"), f"{cfg.topics.tracker!r} does not carry topics: add \"topic\" to "
+                                       f"connectors.{cfg.topics.tracker}.kinds")
+        elif not table.enabled:
+            warn(("topics", "tracker"), f"{cfg.topics.tracker!r} is disabled: no product ticket is filed")
+        elif not cfg.topics.rules:
+            warn(("topics", "rules"), "no rules: no spike is found, and no product ticket filed in "
+                                      f"{cfg.topics.tracker!r}")
     agents = {a.email.casefold() for a in cfg.agents}  # emails match without case, as routing matches them
     for name, team in cfg.teams.items():
         for i, member in enumerate(team.members):

@@ -376,6 +376,7 @@ def _print_report(args: argparse.Namespace, report: dict[str, Any], text: Callab
 def cmd_topics(args: argparse.Namespace) -> int:
     """Topic volumes and spikes, with the product tickets they filed (from the store, or from a replay)."""
     from bridge.model import utcnow
+    from bridge.product import TOPIC_KIND
     from bridge.replay import Replay, read_events
     from bridge.report import created_at
     from bridge.rules.topics import format_topics, from_tickets, topics_report, watch_for
@@ -395,16 +396,21 @@ def cmd_topics(args: argparse.Namespace) -> int:
         app = _app(args)
         config = app.config
         tickets = []
+        issues: dict[str, str] = {}
         try:
             if app.has_store:  # (a fresh config's store is empty: not created by looking into it)
                 with app.store.session() as tx:
                     firsts = tx.first_changes("ticket")
                     tickets = [(created_at(r, firsts[r.id].change.at), r) for r in tx.records("ticket")
                                if r.id in firsts]
+                    tracker = config.topics.tracker or ""
+                    issues = {str(r.attrs.get("topic")): r.links[tracker] for r in tx.records(TOPIC_KIND)
+                              if tracker in r.links}
         finally:
             app.close()
         watch, spikes = from_tickets(config, tickets)
         at = at or utcnow()
+        return _print_report(args, topics_report(config, watch, spikes, at, issues), format_topics, problems)
     return _print_report(args, topics_report(config, watch, spikes, at), format_topics, problems)
 
 

@@ -25,11 +25,13 @@ from bridge.state import State
 DESK_ATTRS = ("status", "assignee", "priority", "escalations")
 # what a helpdesk is told for a side effect; not declared fields, so ownership does not apply to them
 EFFECT_FIELDS = frozenset(
-    {"assignee", "escalation", "status", "follow_up", "review", "tags", "priority", "notify", "sla"}
+    {"assignee", "escalation", "status", "follow_up", "review", "tags", "priority", "notify", "sla",
+     "product_ticket"}
 )
+PRODUCT_TICKET = "product_ticket"  # a topic's spike, told to the tracker (bridge.product)
 # the effects that are events, not values: each is told once as its own write (two notifications are two,
 # whatever they say), never merged with another write nor taken for a twin of an equal one
-EVENT_FIELDS = frozenset({"escalation", "follow_up", "review", "notify", "sla"})
+EVENT_FIELDS = frozenset({"escalation", "follow_up", "review", "notify", "sla", "product_ticket"})
 SIDE_EFFECTS = ("assign", "escalate", "set_field", "follow_up", "auto_close", "review", "tag", "notify",
                 "sla_warning", "sla_breach")
 
@@ -57,7 +59,7 @@ class EffectWrite(Write):
 
 # what the rules tell a helpdesk that a vendor may have no standard field for: a connector that maps them to
 # fields an admin names (HubSpot's effect_properties, Salesforce's effect_fields) takes these keys
-VENDOR_EFFECTS = tuple(sorted(EVENT_FIELDS | {"tags"}))
+VENDOR_EFFECTS = tuple(sorted((EVENT_FIELDS | {"tags"}) - {PRODUCT_TICKET}))
 
 
 def known_statuses(value: dict[str, str], what: str) -> dict[str, str]:

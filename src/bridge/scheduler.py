@@ -1,5 +1,5 @@
-"""``bridge run``: APScheduler jobs (one sync job per connector, the outbox pusher, the rules) until SIGTERM
-or SIGINT.
+"""``bridge run``: APScheduler jobs (one sync job per connector, the outbox pusher, the rules, the topics job
+that files product tickets) until SIGTERM or SIGINT.
 
 With PostgreSQL several replicas may run: each job takes an advisory lock named after it, so one replica at a
 time runs it; the others skip that round. Rules run on one replica only, the leader (:class:`RulesLeader`).
@@ -23,6 +23,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from bridge.effects import apply_touched, writable_systems
 from bridge.model import AGENT_STATUSES, Change, Record, Write, format_time, parse_time, utcnow
 from bridge.pipeline import DESK_PLUGIN, SEEN, DeskState, Pipeline, PlannedWrite, plan_effects
+from bridge.product import TOPICS_EVERY, files_product_tickets, run_topics
 from bridge.rules.engine import Desk
 from bridge.rules.live import (
     AGENT_KIND,
@@ -144,6 +145,8 @@ def build_jobs(app: App, syncer: Syncer, leader: RulesLeader | None = None) -> l
 
     if leader is not None:  # before the pusher, so that a pass pushes what the timers decided
         jobs.append(Job("rules", RULES_EVERY, lambda: run_rules(app, leader)))
+    if files_product_tickets(app.config):
+        jobs.append(Job("topics", TOPICS_EVERY, lambda: run_topics_job(app)))
     jobs.append(Job("outbox", PUSH_EVERY, push_all))
     return jobs
 
@@ -488,6 +491,13 @@ def _timers_planned(app: App, live: LiveRules) -> list[PlannedWrite]:
     with _rolled_back(app.store) as tx:
         _handled, touched = live.tick(tx, utcnow())
         return plan_effects(tx, app.config, touched, writable)
+
+
+def run_topics_job(app: App, now: datetime | None = None) -> SyncReport:
+    """The topics job: count the tickets taken since its last run in their topics, queue each spike's
+    product ticket write for the tracker once (:mod:`bridge.product`)."""
+    done = run_topics(app.store, app.config, now)
+    return SyncReport(writes_queued=done.queued)
 
 
 def run_job(app: App, job: Job, totals: Totals) -> None:

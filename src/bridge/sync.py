@@ -44,6 +44,7 @@ from bridge.model import BRIDGE, Change, Record, Write, utcnow
 from bridge.ownership import ATTR_TYPE, SHADOWED_ATTRS, Shadow, attr_value
 from bridge.pipeline import Conflict, Outcome, Pipeline, PlannedWrite
 from bridge.plugins import PluginHost
+from bridge.product import TOPIC_KIND
 from bridge.settings import Config
 from bridge.store import OutboxItem, Store, Tx
 
@@ -600,6 +601,16 @@ class Syncer:
                     and tx.record_id_for(system, w.kind, r.external_id) is None
                 ):
                     tx.link(w.record_id, system, w.kind, r.external_id)
+                elif (
+                    w.kind == TOPIC_KIND
+                    and r.external_id
+                    and w.external_id
+                    and r.external_id != w.external_id
+                    and tx.links_of(w.record_id).get(system) == w.external_id
+                    and tx.record_id_for(system, w.kind, r.external_id) is None
+                ):
+                    # a product ticket deleted in the tracker was filed anew: the topic follows it
+                    tx.relink(w.record_id, system, w.kind, r.external_id)
                 for rname, value in w.fields.items():
                     if rname not in p.names:
                         if rname in SHADOWED_ATTRS:  # an attribute the rules wrote: the system holds it now

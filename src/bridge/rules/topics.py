@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from bridge.durations import parse_duration
-from bridge.model import Record, format_time
+from bridge.model import Record, format_time, parse_time
 from bridge.settings import Config
 from bridge.taxonomy import normalise_tag, synonym_table
 
@@ -57,6 +57,7 @@ class TopicSpike:
 @dataclass(slots=True)
 class _Topic:
     times: list[datetime] = field(default_factory=list)  # the topic's tickets, oldest first
+    tickets: list[str] = field(default_factory=list)  # their ids, as ``times`` (when the caller names them)
     hot: bool = False
     filed: datetime | None = None  # when its product ticket was filed
     spikes: int = 0
@@ -123,17 +124,20 @@ class TopicWatch:
             return False
         return self._pattern is None or self._pattern.fullmatch(tag) is not None  # (as taxonomy lint)
 
-    def record(self, topic: str, at: datetime) -> TopicSpike | None:
-        """Count one ticket of ``topic`` at ``at`` (calls in time order); a spike when it starts one."""
+    def record(self, topic: str, at: datetime, ticket: str = "") -> TopicSpike | None:
+        """Count one ticket of ``topic`` at ``at`` (calls in time order); a spike when it starts one.
+        ``ticket``: its id, kept beside its time while it is in the windows (:meth:`counted`)."""
         if self._start is None:
             self._start = at
         t = self.topics.get(topic)
         if t is None:
             t = self.topics[topic] = _Topic()
         t.times.append(at)
+        t.tickets.append(ticket)
         oldest = bisect.bisect_right(t.times, at - self._horizon)
         if oldest:
             del t.times[:oldest]
+            del t.tickets[:oldest]
         found = self._judge(t.times, at)
         if found is None:
             t.hot = False
@@ -147,6 +151,48 @@ class TopicWatch:
             t.filed = at
         rule, count, previous = found
         return TopicSpike(topic, at, action, count, previous, rule.label, rule.ratio)
+
+    @property
+    def start(self) -> datetime | None:
+        """When the watch counted its first ticket (its rules are judged from ``2 × window`` after it)."""
+        return self._start
+
+    @property
+    def horizon(self) -> timedelta:
+        """How long a ticket stays counted: the longest rule's two windows."""
+        return self._horizon
+
+    def counted(self, topic: str) -> list[tuple[datetime, str]]:
+        """The tickets of ``topic`` still in its windows, ``(time, id)``, oldest first."""
+        t = self.topics.get(topic)
+        return [] if t is None else list(zip(t.times, t.tickets, strict=True))
+
+    def unfile(self, topic: str) -> None:
+        """Forget that ``topic``'s product ticket was filed (a spike of the past, counted as history only):
+        its next spike creates it."""
+        t = self.topics[topic]
+        t.filed = None
+        t.spikes = 0
+
+    def state(self, topic: str) -> dict[str, object]:
+        """What :meth:`restore` takes back of ``topic``: its tickets in the windows, whether it is hot, when
+        its product ticket was filed and how many spikes it had."""
+        t = self.topics[topic]
+        return {"tickets": [[format_time(at), ticket] for at, ticket in zip(t.times, t.tickets, strict=True)],
+                "hot": t.hot, "filed": format_time(t.filed), "spikes": t.spikes}
+
+    def restore(self, start: datetime | None, topics: Mapping[str, Mapping[str, object]]) -> None:
+        """Take back a watch's state (``start``, each topic's :meth:`state`), to go on counting from there."""
+        self._start = start
+        for name, saved in topics.items():
+            pairs = saved.get("tickets") or []
+            assert isinstance(pairs, list)
+            filed = saved.get("filed")
+            spikes = saved.get("spikes") or 0
+            assert isinstance(spikes, int)
+            self.topics[name] = _Topic(
+                [parse_time(str(at)) for at, _ in pairs], [str(ticket) for _, ticket in pairs],
+                bool(saved.get("hot")), parse_time(str(filed)) if filed else None, spikes)
 
     def _judge(self, times: list[datetime], at: datetime) -> tuple[TopicRule, int, int] | None:
         assert self._start is not None
@@ -203,20 +249,25 @@ def from_tickets(config: Config, tickets: Iterable[tuple[datetime, Record]]
 
 
 def topics_report(config: Config, watch: TopicWatch, spikes: list[dict[str, object]],
-                  at: datetime | None) -> dict[str, object]:
+                  at: datetime | None, issues: Mapping[str, str] | None = None) -> dict[str, object]:
     """What ``bridge topics`` prints: each topic with tickets in its windows at ``at`` or a product ticket,
-    its volume per rule window, whether its product ticket was filed, and the spikes (``product_ticket``
-    decisions) in time order."""
+    its volume per rule window, whether its product ticket was filed (``issues``: topic -> the product ticket
+    the daemon filed in the tracker), and the spikes (``product_ticket`` decisions) in time order."""
     topics: list[dict[str, object]] = []
+    issues = issues or {}
     for name, per in watch.volumes(at) if at is not None else []:
         t = watch.topics[name]
-        if t.filed is None and not any(c or p for c, p in per.values()):
+        if t.filed is None and name not in issues and not any(c or p for c, p in per.values()):
             continue  # a topic of the past: nothing in its windows, no product ticket
+        filed: dict[str, object] | None = None
+        if t.filed is not None:
+            filed = {"filed": format_time(t.filed), "spikes": t.spikes, "hot": t.hot}
+        if name in issues:
+            filed = {**(filed or {}), "issue": issues[name]}
         topics.append({
             "topic": name,
             "windows": {label: {"count": c, "previous": p} for label, (c, p) in per.items()},
-            "product_ticket": None if t.filed is None else {
-                "filed": format_time(t.filed), "spikes": t.spikes, "hot": t.hot},
+            "product_ticket": filed,
         })
     return {
         "at": format_time(at) if at is not None else None,
@@ -244,9 +295,12 @@ def format_topics(report: dict[str, object]) -> str:
         windows = "  ".join(f"{label}: {w['count']} (before {w['previous']})"
                             for label, w in t["windows"].items())
         filed = t["product_ticket"]
-        state = "" if filed is None else (
-            f"  product ticket filed {filed['filed']}, {filed['spikes']} spike{'s' * (filed['spikes'] != 1)}"
-            f"{', hot' if filed['hot'] else ''}")
+        state = ""
+        if filed is not None and "filed" in filed:
+            state = (f"  product ticket filed {filed['filed']}, {filed['spikes']} spike"
+                     f"{'s' * (filed['spikes'] != 1)}{', hot' if filed['hot'] else ''}")
+        if filed is not None and "issue" in filed:
+            state += f"{',' if state else '  product ticket'} {report['tracker']} {filed['issue']}"
         lines.append(f"  {str(t['topic']).ljust(width)}  {windows}{state}")
     spikes = report["spikes"]
     assert isinstance(spikes, list)

@@ -208,6 +208,13 @@ class Tx:
             t.links.insert().values(record_id=record_id, system=system, kind=kind, external_id=external_id)
         )
 
+    def relink(self, record_id: str, system: str, kind: str, external_id: str) -> None:
+        """Move ``record_id``'s link in ``system`` to ``external_id`` (the vendor filed it anew: the one it
+        had was deleted there)."""
+        lk = t.links.c
+        self.conn.execute(t.links.delete().where(lk.record_id == record_id, lk.system == system))
+        self.link(record_id, system, kind, external_id)
+
     def find_by_key(self, kind: str, key: str, value: str) -> list[str]:
         """Ids of the records of ``kind`` whose identity ``key`` has ``value`` (normalised by the caller).
 
@@ -473,6 +480,26 @@ class Tx:
             q = q.where(c.c.received_at < received_before)
         found = self.conn.scalar(q)
         return after if found is None else int(found)
+
+    def changes_between(self, kind: str, after: int, until: int) -> list[tuple[int, str, datetime, bool]]:
+        """``(change id, record id, time, first)`` of the changes of ``kind`` about a record with an id in
+        ``(after, until]``, in id order; ``first``: the record's first change kept."""
+        c = t.changes.c
+        span = sa.and_(c.kind == kind, c.record_id.is_not(None), c.id > after, c.id <= until)
+        touched = sa.select(c.record_id).where(span)
+        first_ids = sa.select(sa.func.min(c.id)).where(c.kind == kind, c.record_id.in_(touched))
+        firsts = {int(cid) for (cid,) in self.conn.execute(first_ids.group_by(c.record_id))}
+        q = sa.select(c.id, c.record_id, c.at).where(span).order_by(c.id)
+        return [(int(cid), rid, parse_time(at), int(cid) in firsts) for cid, rid, at in self.conn.execute(q)]
+
+    def records_of(self, record_ids: Collection[str]) -> dict[str, Record]:
+        """The records with these ids that exist, by id (loaded page by page)."""
+        ids = sorted(set(record_ids))
+        out: dict[str, Record] = {}
+        for n in range(0, len(ids), _PAGE):
+            rows = list(self.conn.execute(sa.select(t.records).where(t.records.c.id.in_(ids[n:n + _PAGE]))))
+            out.update((r.id, r) for r in self._assemble(rows))
+        return out
 
     def set_desk_time(self, change_id: int, at: datetime, by_desk: bool = True) -> None:
         """Keep the time the rules' Desk took change ``change_id`` at (a rebuilt Desk takes it then too);

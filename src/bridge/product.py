@@ -1,0 +1,178 @@
+"""Product tickets in the tracker: the daemon's topics job files a topic's spike once, then updates it.
+
+Every ``TOPICS_EVERY`` the job reads the ticket changes the store took since its cursor (those received at
+least a minute ago, so that a transaction still open on another replica is not passed over), counts each
+ticket in its topics as stored now (:class:`bridge.rules.topics.TopicWatch`, as ``bridge replay`` counts
+them), at the first of its changes the job reads that shows the topic, and files each spike it finds:
+
+- the topic is a record of kind ``topic`` (id ``topic:billing/refund``) whose link in the tracker is its
+  product ticket; its attributes keep the watch's state of it (its tickets in the windows, hot, spikes), so a
+  restart goes on where the job stopped;
+- a spike is a ``product_ticket`` event write to the ``[topics] tracker``, under a key claimed in the same
+  transaction (a crash or another replica never files it twice); the tracker's connector creates the product
+  ticket when the topic has none (finding one it made before, after a crash) and comments on it otherwise.
+
+On its first run the job counts what the store already holds as history: a spike before the shortest rule
+window only sets the topic's state (hot or not); a spike inside it is filed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from bridge.durations import parse_duration
+from bridge.effects import PRODUCT_TICKET, EffectWrite, effect_key
+from bridge.model import Record, format_time, parse_time, utcnow
+from bridge.report import created_at
+from bridge.rules.topics import TopicSpike, TopicWatch
+from bridge.settings import Config
+from bridge.store import Store
+from bridge.store.tx import Tx
+
+log = logging.getLogger("bridge.topics")
+
+TOPIC_KIND = "topic"
+TOPICS_EVERY = timedelta(minutes=5)
+TOPICS_CURSOR = ("bridge", "topics")
+SETTLE = timedelta(minutes=1)  # a change received this recently may belong to a transaction still open
+RECENT_TICKETS = 20  # the tickets a product ticket's text names, newest first
+
+
+def topic_record_id(topic: str) -> str:
+    """The store id of ``topic``'s record (its product ticket is that record's link in the tracker)."""
+    return f"{TOPIC_KIND}:{topic}"
+
+
+@dataclass
+class TopicsRun:
+    """What one run of the topics job did."""
+
+    changes: int = 0
+    spikes: list[TopicSpike] = field(default_factory=list)
+    queued: int = 0
+    history: bool = False  # the first run: what the store held was counted as history
+
+
+def files_product_tickets(config: Config) -> bool:
+    """Whether the daemon runs the topics job: ``[topics]`` names a tracker and has rules."""
+    table = config.connectors.get(config.topics.tracker or "")
+    return bool(config.topics.rules and table is not None and table.enabled)
+
+
+def run_topics(store: Store, config: Config, now: datetime | None = None, run: str = "topics") -> TopicsRun:
+    """One run of the topics job: count the ticket changes taken since the last run, file each spike once."""
+    now = now or utcnow()
+    out = TopicsRun()
+    watch = TopicWatch.from_config(config)
+    tracker = config.topics.tracker
+    if watch is None or not tracker:
+        return out
+    with store.session() as tx:
+        saved = json.loads(tx.cursor(*TOPICS_CURSOR) or "{}")
+        after = int(saved.get("change", 0))
+        out.history = "change" not in saved
+        until = tx.last_change_id(received_before=now - SETTLE, after=after)
+        if until == after:
+            return out
+        topics = {r.attrs.get("topic"): r for r in tx.records(TOPIC_KIND)}
+        watch.restore(parse_time(saved["start"]) if saved.get("start") else None,
+                      {str(name): r.attrs for name, r in topics.items() if name})
+        last = parse_time(saved["last"]) if saved.get("last") else None
+        # (a first run files only what spiked lately: an old spike is the past, not news for the product team)
+        since = now - min(parse_duration(r.window) for r in config.topics.rules) if out.history else None
+        changes = tx.changes_between("ticket", after, until)
+        records = tx.records_of({rid for _cid, rid, _at, _first in changes})
+        touched: set[str] = set()
+        seen: dict[str, set[str]] = {}  # topic -> the tickets counted in it, while in its windows
+        for _cid, rid, at, first in changes:
+            record = records.get(rid)
+            if record is None:
+                continue  # (deleted since)
+            out.changes += 1
+            when = created_at(record, at) if first else at
+            if last is not None and when < last:
+                when = last  # (the watch counts in time order: a late ticket counts when it is seen)
+            last = when
+            if created_at(record, at) < when - watch.horizon:
+                continue  # a ticket older than the windows: counted when it was new (or never: the past)
+            for topic in sorted(watch.topics_of(record.tags)):
+                counted = seen.get(topic)
+                if counted is None:
+                    counted = seen[topic] = {ticket for _at, ticket in watch.counted(topic)}
+                if rid in counted:
+                    continue  # counted once per topic, when the topic first appears on it
+                counted.add(rid)
+                touched.add(topic)
+                spike = watch.record(topic, when, rid)
+                if spike is None:
+                    continue
+                if since is not None and spike.at < since:
+                    watch.unfile(topic)  # (history: the topic's state, no product ticket)
+                    continue
+                out.spikes.append(spike)
+                topic_record = topics.get(topic) or _topic_record(tx, topic, now)
+                topics[topic] = topic_record
+                if _file(tx, config, tracker, topic_record, spike, record, watch, records, now, run):
+                    out.queued += 1
+        for topic in touched:
+            record = topics.get(topic) or _topic_record(tx, topic, now)
+            record.attrs = {"topic": topic, **watch.state(topic)}
+            tx.save(record, now)
+        state = {"change": until, "start": format_time(watch.start), "last": format_time(last)}
+        tx.set_cursor(*TOPICS_CURSOR, json.dumps(state))
+    for spike in out.spikes:
+        log.info("topic %s spiked (%d tickets in %s, %d before): product ticket %s queued for %s",
+                 spike.topic, spike.count, spike.window, spike.previous, spike.action, tracker)
+    return out
+
+
+def _topic_record(tx: Tx, topic: str, now: datetime) -> Record:
+    rid = topic_record_id(topic)
+    found = tx.load(rid)
+    if found is not None:
+        return found
+    tx.create_record(TOPIC_KIND, rid, now)
+    return Record(rid, TOPIC_KIND, attrs={"topic": topic})
+
+
+def _file(tx: Tx, config: Config, tracker: str, topic: Record, spike: TopicSpike, ticket: Record,
+          watch: TopicWatch, records: dict[str, Record], now: datetime, run: str) -> bool:
+    """Queue the product ticket write of ``spike`` once (its key claimed here); audited on the topic."""
+    at = format_time(spike.at)
+    key = f"{PRODUCT_TICKET}|{tracker}|{spike.topic}|{at}"
+    detail = {**spike.detail(tracker), "ticket": ticket.ref()}
+    tx.audit(at=spike.at, run=run, record_id=topic.id, field=None, before=None, after=detail,
+             origin="bridge", rule="topics", kind="decision", response=PRODUCT_TICKET)
+    if not tx.claim_effect(key, topic.id, PRODUCT_TICKET, spike.at):
+        return False
+    recent = [tid for _at, tid in reversed(watch.counted(spike.topic))][:RECENT_TICKETS]
+    refs = [(records[tid].ref() if tid in records else _ref(tx, tid)) for tid in recent]
+    payload = product_ticket(spike, ticket.ref(), refs, config.topics.min_count)
+    write = EffectWrite(tracker, TOPIC_KIND, topic.id, topic.links.get(tracker), {PRODUCT_TICKET: payload},
+                        effect_key(tracker, TOPIC_KIND, topic.id, key))
+    return tx.enqueue(write, now)
+
+
+def _ref(tx: Tx, record_id: str) -> str:
+    found = tx.load(record_id)
+    return record_id if found is None else found.ref()
+
+
+def product_ticket(spike: TopicSpike, ticket: str, tickets: list[str], min_count: int) -> dict[str, Any]:
+    """The ``product_ticket`` write's value: the spike's figures, the title and text a tracker files (the
+    title stays the topic's; the text says what spiked), and the tickets behind it, newest first."""
+    ratio = f"{spike.ratio:g}"
+    figures = (f"{spike.count} tickets in the last {spike.window}, {spike.previous} in the {spike.window} "
+               f"before (the rule: at least {min_count}, and {ratio} times as many as before)")
+    if spike.action == "create":
+        text = f"Customers keep raising {spike.topic}: {figures}."
+    else:
+        text = f"{spike.topic} is spiking again: {figures}."
+    text += f"\n\nThe ticket that made the spike: {ticket}.\nRecent tickets: {', '.join(tickets)}."
+    return {"action": spike.action, "topic": spike.topic, "at": format_time(spike.at), "count": spike.count,
+            "previous": spike.previous, "window": spike.window, "ratio": spike.ratio, "ticket": ticket,
+            "tickets": tickets, "title": f"Recurring support topic: {spike.topic}", "text": text}
