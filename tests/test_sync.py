@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from bridge.connector import PushResult
 from bridge.errors import ConnectorAuthError, RetriableConnectorError, SkippableRecordError
 from bridge.pipeline import Pipeline
 from bridge.store import Store, Tx
@@ -147,6 +148,32 @@ def test_a_write_refused_for_good_is_dead_at_once_and_the_rest_of_the_batch_land
     rig.later(minutes=1)
     assert rig.syncer.sync().pushed == 1
     assert any(h.fields.get("tier") == "t2b" for h in rig.b.records.values())
+
+
+def test_a_part_of_a_batch_rate_limited_after_the_rest_landed_waits_the_vendors_retry_after(
+        store: Store) -> None:
+    rig = Rig(store, batch_max=2, max_attempts=5)
+    rig.records(6)
+    original = rig.b.push
+
+    def push(kind: str, writes: list[Any]) -> list[PushResult]:
+        # what send_apart returns when the second half of a refused batch is rate-limited: the first landed
+        landed = original(kind, writes[:1])
+        late = [PushResult(w.record_id, False, w.external_id, "HTTP 429: slow down", True, retry_after=900)
+                for w in writes[1:]]
+        return landed + late
+
+    rig.b.push = push
+    report = rig.syncer.sync()
+    assert report.push_calls == 1 and report.pushed == 1 and report.failed == 1 and report.deferred == 4
+    now = rig.clock()
+    assert len(store.pending("b")) == 5
+    assert all(i.not_before >= now + timedelta(seconds=900) for i in store.pending("b"))
+    rig.b.push = original
+    rig.later(seconds=899)
+    assert rig.syncer.sync().push_calls == 0  # not before the vendor's Retry-After
+    rig.later(seconds=1)
+    assert rig.syncer.sync().pushed == 5 and store.pending() == []
 
 
 def test_retry_after_is_honoured_and_the_rest_waits(store: Store) -> None:

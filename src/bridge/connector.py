@@ -78,6 +78,7 @@ class PushResult:
     error: str | None = None
     retriable: bool = False
     response: Any = None  # the vendor's answer for this record, kept in the audit log
+    retry_after: float | None = None  # a retriable failure: the vendor's wait (Retry-After), if it named one
 
 
 Group = list[tuple[int, Write]]  # one call's writes, each with its place in the pushed batch
@@ -112,8 +113,9 @@ def send_apart(group: Group, send: Callable[[Group], dict[int, PushResult]]) -> 
                     raise
                 # what landed stays landed (not sent again); the rest is tried again later
                 rest = [iw for later in halves[n:] for iw in later]
+                wait = exc.retry_after if isinstance(exc, RetriableConnectorError) else None
                 for i, w in rest:
-                    landed[i] = PushResult(w.record_id, False, w.external_id, str(exc), True)
+                    landed[i] = PushResult(w.record_id, False, w.external_id, str(exc), True, None, wait)
                 break
         return landed
     except SkippableRecordError as exc:

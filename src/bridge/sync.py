@@ -637,6 +637,7 @@ class Syncer:
         if completed:
             self.store.complete(completed, now)
             report.pushed += len(done)
+        paused: PushResult | None = None
         for p, got in paired:
             if got is None:
                 self._failed(
@@ -644,8 +645,16 @@ class Syncer:
                 )
             elif not got.ok:
                 self._failed(
-                    [p], got.error or f"{system}: refused without a reason", report, final=not got.retriable
+                    [p], got.error or f"{system}: refused without a reason", report, final=not got.retriable,
+                    retry_after=got.retry_after if got.retriable else None,
                 )
+                if got.retriable and got.retry_after is not None:
+                    paused = got
+        if paused is not None:
+            # a part of the call was rate-limited after the rest landed (a batch sent apart): the vendor's
+            # wait holds for the system's next calls too, as when a whole call is
+            error = Retriable(paused.error or "rate limited", system=system, retry_after=paused.retry_after)
+            raise _Stop(error, paused.retry_after, [])
 
     def _failed(
         self,

@@ -721,7 +721,7 @@ def test_what_a_split_landed_stays_landed_when_a_later_half_is_rate_limited(
             return Response(json.dumps(INVALID), status=400, content_type="application/json")
         if ids[0] == "103":
             return Response(json.dumps({"status": "error", "category": "RATE_LIMITS"}), status=429,
-                            content_type="application/json")
+                            headers={"Retry-After": "42"}, content_type="application/json")
         results = [{"id": i, "properties": {}, "createdAt": "2026-03-02T08:00:00Z",
                     "updatedAt": "2026-03-02T08:00:00Z", "archived": False} for i in ids]
         body = json.dumps({"status": "COMPLETE", "results": results})
@@ -733,8 +733,9 @@ def test_what_a_split_landed_stays_landed_when_a_later_half_is_rate_limited(
 
     results = make(httpserver, extra, max_attempts=1).push("account", writes)
 
-    assert [(r.record_id, r.ok, r.retriable) for r in results] == [
-        ("r0", True, False), ("r1", True, False), ("r2", False, True), ("r3", False, True)]
+    assert [(r.record_id, r.ok, r.retriable, r.retry_after) for r in results] == [
+        ("r0", True, False, None), ("r1", True, False, None), ("r2", False, True, 42.0),
+        ("r3", False, True, 42.0)]
 
 
 def test_a_batch_too_large_for_the_vendor_is_sent_in_halves(
