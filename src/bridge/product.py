@@ -40,6 +40,7 @@ TOPICS_EVERY = timedelta(minutes=5)
 TOPICS_CURSOR = ("bridge", "topics")
 SETTLE = timedelta(minutes=1)  # a change received this recently may belong to a transaction still open
 RECENT_TICKETS = 20  # the tickets a product ticket's text names, newest first
+CHANGES_PAGE = 2000  # changes read (with their tickets) at a time: a first run over a large store stays small
 
 
 def topic_record_id(topic: str) -> str:
@@ -84,40 +85,42 @@ def run_topics(store: Store, config: Config, now: datetime | None = None, run: s
         last = parse_time(saved["last"]) if saved.get("last") else None
         # (a first run files only what spiked lately: an old spike is the past, not news for the product team)
         since = now - min(parse_duration(r.window) for r in config.topics.rules) if out.history else None
-        changes = tx.changes_between("ticket", after, until)
-        records = tx.records_of({rid for _cid, rid, _at, _first in changes})
         touched: set[str] = set()
         seen: dict[str, set[str]] = {}  # topic -> the tickets counted in it, while in its windows
-        for _cid, rid, at, first in changes:
-            record = records.get(rid)
-            if record is None:
-                continue  # (deleted since)
-            out.changes += 1
-            when = created_at(record, at) if first else at
-            if last is not None and when < last:
-                when = last  # (the watch counts in time order: a late ticket counts when it is seen)
-            last = when
-            if created_at(record, at) < when - watch.horizon:
-                continue  # a ticket older than the windows: counted when it was new (or never: the past)
-            for topic in sorted(watch.topics_of(record.tags)):
-                counted = seen.get(topic)
-                if counted is None:
-                    counted = seen[topic] = {ticket for _at, ticket in watch.counted(topic)}
-                if rid in counted:
-                    continue  # counted once per topic, when the topic first appears on it
-                counted.add(rid)
-                touched.add(topic)
-                spike = watch.record(topic, when, rid)
-                if spike is None:
-                    continue
-                if since is not None and spike.at < since:
-                    watch.unfile(topic)  # (history: the topic's state, no product ticket)
-                    continue
-                out.spikes.append(spike)
-                topic_record = topics.get(topic) or _topic_record(tx, topic, now)
-                topics[topic] = topic_record
-                if _file(tx, config, tracker, topic_record, spike, record, watch, records, now, run):
-                    out.queued += 1
+        page = after
+        while changes := tx.changes_between("ticket", page, until, CHANGES_PAGE):
+            page = changes[-1][0]
+            records = tx.records_of({rid for _cid, rid, _at, _first in changes})
+            for _cid, rid, at, first in changes:
+                record = records.get(rid)
+                if record is None:
+                    continue  # (deleted since)
+                out.changes += 1
+                when = created_at(record, at) if first else at
+                if last is not None and when < last:
+                    when = last  # (the watch counts in time order: a late ticket counts when it is seen)
+                last = when
+                if created_at(record, at) < when - watch.horizon:
+                    continue  # a ticket older than the windows: counted when it was new (or never: the past)
+                for topic in sorted(watch.topics_of(record.tags)):
+                    counted = seen.get(topic)
+                    if counted is None:
+                        counted = seen[topic] = {ticket for _at, ticket in watch.counted(topic)}
+                    if rid in counted:
+                        continue  # counted once per topic, when the topic first appears on it
+                    counted.add(rid)
+                    touched.add(topic)
+                    spike = watch.record(topic, when, rid)
+                    if spike is None:
+                        continue
+                    if since is not None and spike.at < since:
+                        watch.unfile(topic)  # (history: the topic's state, no product ticket)
+                        continue
+                    out.spikes.append(spike)
+                    topic_record = topics.get(topic) or _topic_record(tx, topic, now)
+                    topics[topic] = topic_record
+                    if _file(tx, config, tracker, topic_record, spike, record, watch, records, now, run):
+                        out.queued += 1
         for topic in touched:
             record = topics.get(topic) or _topic_record(tx, topic, now)
             record.attrs = {"topic": topic, **watch.state(topic)}

@@ -326,8 +326,11 @@ def spike(desk: Desk, daemon: Daemon) -> None:
     daemon.run(T0)
 
 
+@pytest.mark.parametrize("page", [2000, 1], ids=["one page", "a change a page"])
 def test_the_topics_job_files_a_spike_once_then_comments_on_its_next_spike(
-        jira: FakeJira, httpserver: HTTPServer, extra: dict[str, Any], tmp_path: Path) -> None:
+        jira: FakeJira, httpserver: HTTPServer, extra: dict[str, Any], tmp_path: Path, page: int,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("bridge.product.CHANGES_PAGE", page)
     desk = Desk(tmp_path / "inbox")
     daemon = Daemon(tmp_path, httpserver.url_for(""), extra)
     desk.tickets(T0 - timedelta(days=3), "billing/refund")  # history: the watch starts here
