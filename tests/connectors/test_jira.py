@@ -442,6 +442,11 @@ rules = [{{ window = "1d", ratio = 2.0 }}]
     text = subprocess.run([sys.executable, "-m", "bridge.cli", "topics", "--config", str(toml), "--at",
                            "2026-11-02T12:00:00Z"], capture_output=True, text=True, check=False).stdout
     assert "1 spike, hot, jira PROD-1" in text
+    explain = subprocess.run([sys.executable, "-m", "bridge.cli", "explain", "topic:billing/refund",
+                              "--config", str(toml)], capture_output=True, text=True, check=False)
+    assert explain.returncode == 0, explain.stderr
+    assert "topic topic:billing/refund  links: jira=PROD-1" in explain.stdout
+    assert "decision product_ticket (topics)" in explain.stdout and "(pushed to jira)" in explain.stdout
 
 
 def test_a_product_ticket_deleted_in_jira_is_filed_again_at_the_next_spike_and_the_topic_follows_it(
