@@ -475,7 +475,8 @@ rules = [{ window = "7d", ratio = 3.0 }]
     assert [e.split("topics.tracker: ", 1)[1] for e in report.errors if "topics.tracker" in e] == [
         "'jira' (plugin 'files') files no product tickets: the tracker is a jira or linear system (or a "
         "plugin that carries the kind topic)"]
-    jira = text.replace('plugin = "files"\npath = "out"', 'plugin = "jira"\nbase_url = "https://x.example"')
+    jira = text.replace('plugin = "files"\npath = "out"',
+                        'plugin = "jira"\nbase_url = "https://x.example"\nproject = "P"')
     report = check(tmp_path, jira)
     assert report.errors == []
     assert [w for w in report.warnings if "topics" in w] == []

@@ -257,12 +257,14 @@ def test_wrong_credentials_stop_the_system_and_never_show_the_token(
     assert TOKEN not in caplog.text and "wrong-token" not in caplog.text
 
 
-def test_no_project_refuses_the_write_naming_the_key(
-        jira: FakeJira, httpserver: HTTPServer, extra: dict[str, Any]) -> None:
-    settings = JiraSettings(plugin="jira", base_url=httpserver.url_for(""), email=EMAIL, token=TOKEN)
-    (result,) = JiraConnector(ConnectorContext("jira", settings, extra=extra)).push("topic", [spike_write()])
-    assert not result.ok and result.error is not None and 'set project = "KEY"' in result.error
-    assert jira.issues == {}
+def test_a_jira_system_without_a_project_is_a_config_error_naming_the_key(tmp_path: Path) -> None:
+    toml = tmp_path / "bridge.toml"
+    toml.write_text('[connectors.jira]\nplugin = "jira"\nbase_url = "https://x.example"\n\n'
+                    '[topics]\ntracker = "jira"\nrules = [{ window = "7d", ratio = 3.0 }]\n')
+    out = subprocess.run([sys.executable, "-m", "bridge.cli", "--config", str(toml), "check"],
+                         capture_output=True, text=True, check=False)
+    assert out.returncode == 1
+    assert "bridge.toml:1: connectors.jira.project: " in out.stdout + out.stderr
 
 
 # ---------------------------------------------------------------- the daemon's topics job, end to end

@@ -53,7 +53,7 @@ class JiraSettings(PolicySettings):
     kinds: list[str] = Field(default_factory=lambda: ["topic"])
     email: str | None = None
     token: SecretStr | None = None
-    project: str | None = None
+    project: str = Field(min_length=1)  # the key of the project product tickets are filed in
     issue_type: str = "Task"
     labels: list[str] = Field(default_factory=list)
     rest_api_version: str = Field(default="3", pattern="^[23]$")
@@ -207,9 +207,7 @@ class JiraConnector(Connector):
     def _find(self, topic: str, record: str) -> str | None:
         """The key of the issue bridge filed for ``topic`` before (by its marker label), or None."""
         s = self.jira_settings
-        jql = f'labels = "{topic_label(topic)}" ORDER BY created ASC'
-        if s.project:
-            jql = f'project = "{s.project}" AND {jql}'
+        jql = f'project = "{s.project}" AND labels = "{topic_label(topic)}" ORDER BY created ASC'
         if s.rest_api_version == "3":
             query: dict[str, Any] = {"jql": jql, "maxResults": 1, "fields": ["summary"]}
             found = self._json("POST", "search/jql", record, query)
@@ -224,9 +222,6 @@ class JiraConnector(Connector):
 
     def _create(self, payload: dict[str, Any], record: str) -> str:
         s = self.jira_settings
-        if not s.project:
-            raise SkippableRecordError("no project configured: set project = \"KEY\" to file product tickets",
-                                       system=self.system, record=record)
         fields = {
             "project": {"key": s.project},
             "issuetype": {"name": s.issue_type},
