@@ -351,6 +351,15 @@ def vendor_message(body: str, limit: int = 300) -> str:
                     parts.append(value)
             if isinstance(node.get("errors"), list):
                 walk(node["errors"])
+            # Jira: {"errorMessages": ["..."], "errors": {"field": "message"}}
+            messages = node.get("errorMessages")
+            for text in messages if isinstance(messages, list) else []:
+                if isinstance(text, str) and text and text not in parts:
+                    parts.append(text)
+            if isinstance(node.get("errors"), dict):
+                for name, text in list(node["errors"].items())[:3]:
+                    if isinstance(text, str) and text:
+                        parts.append(f"{name}: {text}")
 
     walk(data)
     return ("; ".join(parts) or text)[:limit]

@@ -14,6 +14,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,9 +25,9 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from bridge.connector import ConnectorContext
-from bridge.connectors.jira import JiraConnector, JiraSettings, adf, topic_label
+from bridge.connectors.jira import JiraConnector, JiraSettings, _jql, adf, topic_label
 from bridge.effects import EffectWrite
-from bridge.errors import ConnectorAuthError
+from bridge.errors import ConnectorAuthError, FatalConnectorError, RetriableConnectorError
 from bridge.plugins import create_host
 from bridge.product import run_topics, topic_record_id
 from bridge.settings import Config
@@ -116,8 +117,10 @@ class FakeJira:
             label = re.search(r'labels = "([^"]+)"', body["jql"])
             found = [i for i in self.issues.values()
                      if label and label.group(1) in i["fields"].get("labels", [])]
-            return self._json(200, {"issues": [{"id": i["id"], "key": i["key"]} for i in found][:1],
-                                    "isLast": True})
+            wanted = body.get("fields") or []
+            issues = [{"id": i["id"], "key": i["key"],
+                       "fields": {k: v for k, v in i["fields"].items() if k in wanted}} for i in found]
+            return self._json(200, {"issues": issues[:1], "isLast": True})
         m = re.fullmatch(r"issue/([^/]+)/comment", path)
         if m:
             key = m.group(1)
@@ -201,6 +204,74 @@ def test_an_issue_filed_before_a_crash_is_found_by_its_label_and_commented_not_f
     assert result.ok and result.external_id == made
     assert len(jira.issues) == 1 and len(jira.comments[made]) == 1
     assert "(bridge k1)" in json.dumps(jira.comments[made][0]["body"])
+
+
+class SlowJira(FakeJira):
+    """A Jira that makes the issue or comment of the first POST to ``slow_path``, then answers too late."""
+
+    def __init__(self, spec: dict[str, Any], slow_path: str) -> None:
+        super().__init__(spec)
+        self.slow_path = slow_path
+
+    def __call__(self, request: Request) -> Response:
+        answer = super().__call__(request)
+        if request.method == "POST" and request.path.endswith(self.slow_path) and self.slow_path:
+            self.slow_path = ""
+            time.sleep(0.8)  # (made; the client gave up after its 0.5 s timeout)
+        return answer
+
+
+@pytest.fixture
+def slow(httpserver: HTTPServer, request: pytest.FixtureRequest) -> Iterator[SlowJira]:
+    backend = SlowJira(_spec(), request.param)
+    httpserver.expect_request(re.compile(r"/rest/api/3/.*")).respond_with_handler(backend)
+    yield backend
+    assert backend.problems == []
+
+
+@pytest.mark.parametrize("slow", ["/issue"], indirect=True)
+def test_a_create_whose_answer_is_lost_is_not_sent_again_at_once_and_its_retry_finds_it(
+        slow: SlowJira, httpserver: HTTPServer, extra: dict[str, Any]) -> None:
+    conn = connector(httpserver.url_for(""), extra, timeout=0.5)
+    with pytest.raises(RetriableConnectorError) as lost:
+        conn.push("topic", [spike_write()])
+    assert str(lost.value) == ("jira record topic:billing/refund: network error (ReadTimeout); not sent "
+                               "again at once (it may have landed): the next try looks for it first")
+    assert lost.value.retry_after == 120.0 and list(slow.issues) == ["PROD-1"]
+    (again,) = conn.push("topic", [spike_write()])  # the outbox's retry, two minutes on
+    assert again.ok and again.external_id == "PROD-1"
+    assert again.response == {"key": "PROD-1", "action": "found"}
+    assert list(slow.issues) == ["PROD-1"] and slow.comments["PROD-1"] == []
+
+
+@pytest.mark.parametrize("slow", ["/comment"], indirect=True)
+def test_a_comment_whose_answer_is_lost_is_not_posted_twice(
+        slow: SlowJira, httpserver: HTTPServer, extra: dict[str, Any]) -> None:
+    key = slow.add_issue({"summary": "s", "labels": []})
+    conn = connector(httpserver.url_for(""), extra, timeout=0.5)
+    with pytest.raises(RetriableConnectorError):
+        conn.push("topic", [spike_write(external=key, key="spike-7")])
+    assert len(slow.comments[key]) == 1
+    (again,) = conn.push("topic", [spike_write(external=key, key="spike-7")])
+    assert again.ok and len(slow.comments[key]) == 1
+
+
+def test_an_endpoint_the_site_lacks_stops_the_system_and_refuses_no_product_ticket(
+        httpserver: HTTPServer, extra: dict[str, Any]) -> None:
+    # a Data Center site left on REST v3 (or a wrong base_url): every call is a 404 about no record
+    httpserver.expect_request(re.compile(r"/rest/api/3/.*")).respond_with_json(
+        {"errorMessages": ["null for uri: /rest/api/3/search/jql"]}, status=404)
+    with pytest.raises(FatalConnectorError) as caught:
+        connector(httpserver.url_for(""), extra).push("topic", [spike_write()])
+    assert "HTTP 404: null for uri: /rest/api/3/search/jql" in str(caught.value)
+
+
+def test_labels_and_project_keys_jira_would_refuse_are_config_errors() -> None:
+    with pytest.raises(ValueError, match="labels"):
+        JiraSettings(plugin="jira", base_url="https://x.example", project="P", labels=["support topic"])
+    with pytest.raises(ValueError, match="project"):
+        JiraSettings(plugin="jira", base_url="https://x.example", project='P" OR project = "Q')
+    assert _jql('a"b\\c') == '"a\\"b\\\\c"'
 
 
 def test_a_comment_that_landed_before_a_crash_is_not_posted_again(

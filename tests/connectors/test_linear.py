@@ -228,8 +228,8 @@ def test_a_topic_without_a_product_ticket_gets_an_issue_under_its_deterministic_
 
     (result,) = make(httpserver, extra, label_ids=["lbl-product"], priority=2).push("topic", [w])
 
-    issue_id = stable_uuid(f"bridge:linear:{TOPIC}")
-    assert issue_id == stable_uuid(f"bridge:linear:{TOPIC}") and uuid.UUID(issue_id).version == 4
+    issue_id = stable_uuid(f"bridge:linear:{TEAM}:{TOPIC}")
+    assert issue_id == stable_uuid(f"bridge:linear:{TEAM}:{TOPIC}") and uuid.UUID(issue_id).version == 4
     assert result == PushResult(RID, True, issue_id, response={
         "identifier": "ENG-1", "url": "https://linear.app/acme/issue/ENG-1", "done": "created"})
     assert fake.ops() == ["BridgeIssue", "BridgeIssueCreate"]
@@ -241,17 +241,23 @@ def test_a_topic_without_a_product_ticket_gets_an_issue_under_its_deterministic_
     assert fake.authorization == [KEY, KEY]  # a personal API key goes bare, no Bearer
 
 
-def test_another_system_or_topic_files_under_another_id(
+def test_another_system_team_or_topic_files_under_another_id(
     httpserver: HTTPServer, fake: FakeLinear, extra: dict[str, Any]
 ) -> None:
+    other_team = "9c2d4f3e-1a2b-4c3d-8e4f-5a6b7c8d9e0f"
+    fake.teams[other_team] = "OPS"
     connector = make(httpserver, extra)
     connector.push("topic", [spike_write(topic="bug/login")])
     context = ConnectorContext("linear_eu", connector.settings, clock=frozen_clock(), extra=extra)
     other = LinearConnector(context)
     other.push("topic", [spike_write(topic="bug/login")])
+    # another bridge (or team) in the same workspace files its own, rather than commenting on this one's
+    make(httpserver, extra, team_id=other_team).push("topic", [spike_write(topic="bug/login")])
 
     assert set(fake.issues) == {
-        stable_uuid("bridge:linear:bug/login"), stable_uuid("bridge:linear_eu:bug/login")}
+        stable_uuid(f"bridge:linear:{TEAM}:bug/login"), stable_uuid(f"bridge:linear_eu:{TEAM}:bug/login"),
+        stable_uuid(f"bridge:linear:{other_team}:bug/login")}
+    assert fake.comments == {}
     assert "labelIds" not in fake.variables("BridgeIssueCreate")[0]["input"]  # none configured: none sent
 
 
@@ -281,7 +287,7 @@ def test_a_later_spike_that_finds_the_issue_unlinked_comments_on_it(
 
     (result,) = connector.push("topic", [later])
 
-    issue_id = stable_uuid(f"bridge:linear:{TOPIC}")
+    issue_id = stable_uuid(f"bridge:linear:{TEAM}:{TOPIC}")
     comment_id = stable_uuid("spike-2")
     assert result.ok and result.external_id == issue_id and result.response["done"] == "commented"
     assert len(fake.issues) == 1 and len(fake.variables("BridgeIssueCreate")) == 1
@@ -345,7 +351,7 @@ def test_a_create_whose_answer_was_lost_is_retried_and_found(
 
     (result,) = make(httpserver, extra).push("topic", [spike_write()])
 
-    assert result.ok and result.external_id == stable_uuid(f"bridge:linear:{TOPIC}")
+    assert result.ok and result.external_id == stable_uuid(f"bridge:linear:{TEAM}:{TOPIC}")
     assert result.response["done"] == "found"
     assert len(fake.issues) == 1 and fake.comments == {}
     assert fake.ops() == ["BridgeIssue", "BridgeIssueCreate", "BridgeIssueCreate", "BridgeIssue"]
@@ -376,7 +382,7 @@ def test_a_deleted_product_ticket_is_filed_again_under_an_id_fixed_by_the_one_it
 
     (result,) = conn.push("topic", [spike_write(issue_id, action="update")])
 
-    again = stable_uuid(f"bridge:linear:{TOPIC}:after:{issue_id}")
+    again = stable_uuid(f"bridge:linear:{TEAM}:{TOPIC}:after:{issue_id}")
     assert result.ok and result.external_id == again and result.response["done"] == "created"
     assert fake.ops() == ["BridgeIssue", "BridgeIssue", "BridgeIssueCreate"]
     assert fake.issues[again]["title"] == f"Recurring support topic: {TOPIC}"
@@ -389,7 +395,7 @@ def test_a_deleted_product_ticket_is_filed_again_under_an_id_fixed_by_the_one_it
 def test_an_unlinked_topic_whose_issue_is_in_the_trash_is_refused_naming_it(
     httpserver: HTTPServer, fake: FakeLinear, extra: dict[str, Any]
 ) -> None:
-    issue_id = stable_uuid(f"bridge:linear:{TOPIC}")
+    issue_id = stable_uuid(f"bridge:linear:{TEAM}:{TOPIC}")
     fake.existing(issue_id, trashed=True)
 
     (result,) = make(httpserver, extra).push("topic", [spike_write()])
@@ -629,3 +635,40 @@ class TestLinearContract(ConnectorContract):
 
     def writes(self, connector: Connector, kind: str) -> list[Write]:
         return [spike_write()]
+
+
+def test_a_spent_complexity_window_waits_for_its_own_reset_not_the_request_windows(
+    httpserver: HTTPServer, fake: FakeLinear, extra: dict[str, Any], fake_time: FakeTime
+) -> None:
+    now_ms = FROZEN_AT.timestamp() * 1000
+    headers = {"X-RateLimit-Requests-Remaining": "4990",
+               "X-RateLimit-Requests-Reset": str(int(now_ms + 3_500_000)),
+               "X-RateLimit-Complexity-Remaining": "0",
+               "X-RateLimit-Complexity-Reset": str(int(now_ms + 5_000))}
+    body = json.dumps({"data": None, "errors": [{"message": "Rate limit exceeded",
+                                                 "extensions": {"code": "RATELIMITED"}}]})
+    fake.answer("BridgeIssue", Response(body, 400, headers=headers, content_type="application/json"))
+
+    (result,) = make(httpserver, extra).push("topic", [spike_write()])
+
+    assert result.ok and fake_time.sleeps[0] == pytest.approx(5.0)
+
+
+def test_linears_own_passing_failure_answered_with_http_200_is_retried_not_refused(
+    httpserver: HTTPServer, fake: FakeLinear, extra: dict[str, Any], fake_time: FakeTime
+) -> None:
+    body = json.dumps({"data": None, "errors": [{
+        "message": "Lock timeout", "extensions": {"code": "LOCK_TIMEOUT", "userError": False}}]})
+    fake.answer("BridgeIssueCreate", Response(body, 200, content_type="application/json"))
+
+    (result,) = make(httpserver, extra).push("topic", [spike_write()])
+
+    assert result.ok and len(fake.issues) == 1 and len(fake_time.sleeps) == 1
+
+
+def test_a_wrong_base_url_stops_the_system_instead_of_refusing_each_product_ticket(
+    httpserver: HTTPServer, extra: dict[str, Any]
+) -> None:
+    httpserver.expect_request("/graphql").respond_with_data("Not Found", status=404)
+    with pytest.raises(FatalConnectorError, match="HTTP 404 from /graphql: check base_url"):
+        make(httpserver, extra).push("topic", [spike_write()])

@@ -26,15 +26,22 @@ import json
 import logging
 import re
 from collections.abc import Callable
-from typing import Any, TypeVar
+from dataclasses import replace
+from typing import Annotated, Any, TypeVar
 
 import requests
 from jira import JIRA
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, StringConstraints
 
 from bridge.connector import Connector, ConnectorContext, PushResult, RateLimit
-from bridge.errors import ConnectorAuthError, FatalConnectorError, SkippableRecordError
-from bridge.http import USER_AGENT, PolicySettings, call_with_policy, policy_from
+from bridge.errors import (
+    ConnectorAuthError,
+    ConnectorError,
+    FatalConnectorError,
+    RetriableConnectorError,
+    SkippableRecordError,
+)
+from bridge.http import USER_AGENT, PolicySettings, call_with_policy, failure_of, policy_from
 from bridge.model import Write
 from bridge.plugins import Register, hookimpl
 
@@ -43,6 +50,9 @@ T = TypeVar("T")
 PRODUCT_TICKET = "product_ticket"
 MARKER_PREFIX = "bridge-topic-"
 RECENT_COMMENTS = 50  # the comments read for a retried one: a spike's comment is among the newest
+# how long a create or comment whose answer was lost waits before its next try, which looks for it first:
+# long enough for Jira's search index to show an issue just made (seconds, at times minutes)
+LOST_ANSWER_WAIT = 120.0
 
 
 class JiraSettings(PolicySettings):
@@ -53,9 +63,10 @@ class JiraSettings(PolicySettings):
     kinds: list[str] = Field(default_factory=lambda: ["topic"])
     email: str | None = None
     token: SecretStr | None = None
-    project: str = Field(min_length=1)  # the key of the project product tickets are filed in
+    # the key (or id) of the project product tickets are filed in
+    project: str = Field(pattern=r"^([A-Za-z][A-Za-z0-9_]*|[0-9]+)$")
     issue_type: str = "Task"
-    labels: list[str] = Field(default_factory=list)
+    labels: list[Annotated[str, StringConstraints(pattern=r"^\S{1,255}$")]] = Field(default_factory=list)
     rest_api_version: str = Field(default="3", pattern="^[23]$")
     rate_per_second: float = 5.0
 
@@ -135,7 +146,7 @@ class JiraConnector(Connector):
         self._client = client
         return client
 
-    def _call(self, fn: Callable[[], T], record: str | None) -> T:
+    def _call(self, fn: Callable[[], T], record: str | None, once: bool = False) -> T:
         def run() -> T:
             try:
                 return fn()
@@ -143,11 +154,25 @@ class JiraConnector(Connector):
                 if exc.response is not None:
                     self.bucket.observe(exc.response.headers)
                 raise
-        return call_with_policy(run, system=self.system, record=record, policy=self.policy,
-                                bucket=self.bucket)
+        policy = replace(self.policy, max_attempts=1) if once else self.policy
+        return call_with_policy(run, system=self.system, record=record, policy=policy, bucket=self.bucket)
+
+    def _post_once(self, path: str, record: str, body: Any) -> Any:
+        """A POST that makes something (an issue, a comment): never sent again blindly. A failure whose
+        request may have landed (a timeout, a 5xx: its answer lost) is retried later by the outbox, whose
+        next try looks for what it made first; a 429 made nothing and waits its Retry-After."""
+        try:
+            return self._json("POST", path, record, body, once=True)
+        except RetriableConnectorError as exc:
+            failure = failure_of(exc.__cause__) if exc.__cause__ is not None else None
+            if failure is not None and failure.status == 429:
+                raise
+            raise RetriableConnectorError(
+                f"{_bare(exc)}; not sent again at once (it may have landed): the next try looks for it first",
+                system=self.system, record=record, retry_after=LOST_ANSWER_WAIT) from exc
 
     def _json(self, method: str, path: str, record: str | None, body: Any = None,
-              params: dict[str, Any] | None = None) -> Any:
+              params: dict[str, Any] | None = None, once: bool = False) -> Any:
         client = self.client()
         url = client._get_url(path)
         data = None if body is None else json.dumps(body)
@@ -157,7 +182,7 @@ class JiraConnector(Connector):
             self.bucket.observe(response.headers)
             return response.json() if response.content else {}
 
-        return self._call(send, record)
+        return self._call(send, record, once)
 
     def check_connection(self) -> None:
         """Read the caller's own user (``/myself``): wrong credentials raise ConnectorAuthError."""
@@ -177,7 +202,12 @@ class JiraConnector(Connector):
                               f"{self.system}: {write.record_id}: only product tickets are written to Jira "
                               f"(fields {', '.join(sorted(write.fields))})")
         try:
-            key = write.external_id or self._find(str(payload["topic"]), write.record_id)
+            key = write.external_id
+            if key is None:
+                key, description = self._find(str(payload["topic"]), write.record_id)
+                if key is not None and _plain(description) == _plain(payload.get("text")):
+                    # filed by this very write, whose answer was lost (or the process died before the link)
+                    return PushResult(write.record_id, True, key, response={"key": key, "action": "found"})
             if key is not None:
                 try:
                     comment = self._comment(key, payload, write)
@@ -190,7 +220,7 @@ class JiraConnector(Connector):
                     # the topic gets a new one, and the core links the topic to it
                     log.warning("%s: issue %s of topic %s is gone (%s): filing it again", self.system, key,
                                 payload["topic"], exc)
-                    key = self._find(str(payload["topic"]), write.record_id)
+                    key, _description = self._find(str(payload["topic"]), write.record_id)
                     if key is not None and key != write.external_id:
                         comment = self._comment(key, payload, write)
                         return PushResult(write.record_id, True, key, response={
@@ -204,18 +234,23 @@ class JiraConnector(Connector):
         except SkippableRecordError as exc:
             return PushResult(write.record_id, False, write.external_id, str(exc))
 
-    def _find(self, topic: str, record: str) -> str | None:
-        """The key of the issue bridge filed for ``topic`` before (by its marker label), or None."""
+    def _find(self, topic: str, record: str) -> tuple[str | None, Any]:
+        """The key and description of the issue bridge filed for ``topic`` before (by its marker label), or
+        None."""
         s = self.jira_settings
-        jql = f'project = "{s.project}" AND labels = "{topic_label(topic)}" ORDER BY created ASC'
+        jql = f'project = {_jql(s.project)} AND labels = {_jql(topic_label(topic))} ORDER BY created ASC'
+        # (about no record: a search the site refuses, a wrong base_url or API version, stops the system with
+        # its writes kept, instead of refusing each product ticket for good)
         if s.rest_api_version == "3":
-            query: dict[str, Any] = {"jql": jql, "maxResults": 1, "fields": ["summary"]}
-            found = self._json("POST", "search/jql", record, query)
+            query: dict[str, Any] = {"jql": jql, "maxResults": 1, "fields": ["summary", "description"]}
+            found = self._json("POST", "search/jql", None, query)
         else:  # (Data Center: v2 has no search/jql)
-            params = {"jql": jql, "maxResults": 1, "fields": "summary"}
-            found = self._json("GET", "search", record, params=params)
+            params = {"jql": jql, "maxResults": 1, "fields": "summary,description"}
+            found = self._json("GET", "search", None, params=params)
         issues = found.get("issues") or []
-        return str(issues[0]["key"]) if issues else None
+        if not issues:
+            return None, None
+        return str(issues[0]["key"]), (issues[0].get("fields") or {}).get("description")
 
     def _text(self, text: str) -> Any:
         return adf(text) if self.jira_settings.rest_api_version == "3" else text
@@ -229,7 +264,12 @@ class JiraConnector(Connector):
             "description": self._text(str(payload.get("text") or "")),
             "labels": [*s.labels, topic_label(str(payload["topic"]))],
         }
-        made = self._json("POST", "issue", record, {"fields": fields})
+        try:
+            made = self._post_once("issue", record, {"fields": fields})
+        except SkippableRecordError as exc:
+            if "HTTP 404" in str(exc) or "HTTP 405" in str(exc):  # (the endpoint, not this record's input)
+                raise FatalConnectorError(_bare(exc), system=self.system) from exc
+            raise
         key = made.get("key") if isinstance(made, dict) else None
         if not key:
             raise SkippableRecordError(f"Jira answered a create without an issue key: {made!r}"[:300],
@@ -245,8 +285,36 @@ class JiraConnector(Connector):
             if mark in json.dumps(comment.get("body"), ensure_ascii=False):
                 return str(comment.get("id"))
         body = self._text(f"{payload.get('text') or ''}\n\n{mark}")
-        made = self._json("POST", f"issue/{key}/comment", write.record_id, {"body": body})
+        made = self._post_once(f"issue/{key}/comment", write.record_id, {"body": body})
         return str(made.get("id", "")) if isinstance(made, dict) else ""
+
+
+def _bare(exc: ConnectorError) -> str:
+    """An error's message without the system and record it names (a new error names them again)."""
+    where = exc.system + (f" record {exc.record}" if exc.record else "")
+    return str(exc).removeprefix(f"{where}: ")
+
+
+def _plain(text: Any) -> str:
+    """The words of a description, whether plain text or an ADF document, with whitespace folded."""
+    if isinstance(text, dict):
+        words: list[str] = []
+
+        def walk(node: Any) -> None:
+            if isinstance(node, dict):
+                if node.get("type") == "text":
+                    words.append(str(node.get("text", "")))
+                for child in node.get("content") or []:
+                    walk(child)
+
+        walk(text)
+        return " ".join(" ".join(words).split())
+    return " ".join(str(text or "").split())
+
+
+def _jql(value: str) -> str:
+    """``value`` as a JQL string literal."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 @hookimpl

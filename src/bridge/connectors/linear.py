@@ -4,11 +4,12 @@ It carries one kind, ``topic``, and takes one write per call (``batch_max`` 1); 
 ``product_ticket`` (:func:`bridge.product.product_ticket`) is filed once and commented on at later spikes:
 
 - A topic without a product ticket (no external id) gets an issue whose id is fixed by the topic:
-  :func:`stable_uuid` of ``bridge:<system>:<topic>``. The issue is first looked up by that id
-  (``issues(filter: {id: {eq: ...}})``, archived ones included): one found was made by an earlier try whose
-  link was never stored (a crash after the create), so the write becomes a comment on it (none when its
-  description already is this write's text: that try was this very write). Else ``issueCreate`` with that
-  id, ``teamId``, ``title``, ``description`` (the text), and ``labelIds`` / ``priority`` when configured.
+  :func:`stable_uuid` of ``bridge:<system>:<team_id>:<topic>`` (another bridge or team files its own). The
+  issue is first looked up by that id (``issues(filter: {id: {eq: ...}})``, archived ones included): one
+  found was made by an earlier try whose link was never stored (a crash after the create), so the write
+  becomes a comment on it (none when its description already is this write's text: that try was this very
+  write). Else ``issueCreate`` with that id, ``teamId``, ``title``, ``description`` (the text), and
+  ``labelIds`` / ``priority`` when configured.
 - A topic with a product ticket (the external id is the issue's id) gets a comment whose id is fixed by the
   write's idempotency key: the lookup asks for that comment too, and one already there is not made twice.
   An issue not found (or in Linear's trash) fails the write for good: it was deleted in Linear.
@@ -62,6 +63,8 @@ GRAPHQL_PATH = "/graphql"
 NAMESPACE = uuid.UUID("c4871c40-9f6a-494d-8564-f9fa98df191a")
 PRODUCT_TICKET = "product_ticket"
 MESSAGE_LIMIT = 300
+# error codes of Linear's own passing failures (its SDK's error types), answered with HTTP 200 or 400
+TRANSIENT = frozenset({"LOCK_TIMEOUT", "INTERNAL_ERROR", "INTERNAL_SERVER_ERROR", "TIMEOUT", "NETWORK_ERROR"})
 
 ISSUE_QUERY = """
 query BridgeIssue($id: ID!, $comment: ID!) {
@@ -194,6 +197,14 @@ class LinearConnector(Connector):
                     system=self.system, record=record, retry_after=self._reset_wait(response.headers))
             if status >= 500 or status == 408:
                 return response  # (the policy retries it)
+            if any(_code(e) in TRANSIENT or e.get("extensions", {}).get("userError") is False
+                   for e in errors if isinstance(e.get("extensions"), dict)):
+                # Linear's own failure (a lock timeout, an internal error), not the write's: try again later
+                raise RetriableConnectorError(self._scrub(f"Linear failed: {_message(errors)}"),
+                                              system=self.system, record=record)
+            if status in (404, 405):  # (the endpoint, not a record: a wrong base_url)
+                raise FatalConnectorError(f"HTTP {status} from {GRAPHQL_PATH}: check base_url",
+                                          system=self.system)
             if errors or status in (401, 403):
                 raise self._refusal(status, errors, record)
             return response
@@ -214,18 +225,24 @@ class LinearConnector(Connector):
         return FatalConnectorError(f"Linear refused the call: {message}", system=self.system)
 
     def _reset_wait(self, headers: httpx.Headers) -> float | None:
-        """Seconds until Linear's spent window resets (epoch-millisecond headers), else ``Retry-After``."""
+        """Seconds until Linear's spent window resets (epoch-millisecond headers: the one whose remaining is
+        0, else the requests window), else ``Retry-After``."""
         now = self.context.clock().timestamp()
-        waits = []
+        resets: dict[str, float] = {}
+        spent: list[float] = []
         for window in ("requests", "complexity"):
             reset = _number(headers.get(f"x-ratelimit-{window}-reset"))
-            remaining = _number(headers.get(f"x-ratelimit-{window}-remaining"))
-            if reset is None or (window == "complexity" and (remaining is None or remaining > 0)):
-                continue  # (the complexity window counts only when it is the one spent)
+            if reset is None:
+                continue
             seconds = reset / 1000 if reset > 1e11 else reset  # (milliseconds, as documented; seconds too)
-            waits.append(max(0.0, seconds - now))
-        if waits:
-            return max(waits)
+            resets[window] = max(0.0, seconds - now)
+            remaining = _number(headers.get(f"x-ratelimit-{window}-remaining"))
+            if remaining is not None and remaining <= 0:
+                spent.append(resets[window])
+        if spent:
+            return max(spent)
+        if "requests" in resets:
+            return resets["requests"]
         return parse_retry_after(headers.get("retry-after"))
 
     # ------------------------------------------------------------ push
@@ -255,9 +272,14 @@ class LinearConnector(Connector):
             # it replaces (a retry finds it), and the core links the topic to it
             log.warning("%s: issue %s of topic %s is gone from Linear: filing it again", self.system,
                         w.external_id, topic)
-            return self._file(w, stable_uuid(f"bridge:{self.system}:{topic}:after:{w.external_id}"), payload,
-                              text, comment_id)
-        return self._file(w, stable_uuid(f"bridge:{self.system}:{topic}"), payload, text, comment_id)
+            return self._file(w, self.issue_id(topic, after=w.external_id), payload, text, comment_id)
+        return self._file(w, self.issue_id(topic), payload, text, comment_id)
+
+    def issue_id(self, topic: str, after: str | None = None) -> str:
+        """The id the product ticket of ``topic`` is filed under: fixed by the system, its team and the topic
+        (another bridge, or another team, files its own), and by the issue it replaces (one deleted)."""
+        name = f"bridge:{self.system}:{self.linear_settings.team_id or ''}:{topic}"
+        return stable_uuid(name if after is None else f"{name}:after:{after}")
 
     def _file(self, w: Write, issue_id: str, payload: dict[str, Any], text: str, comment_id: str
               ) -> PushResult:
