@@ -549,3 +549,30 @@ then = [{ set = { status = "resolved" } }]
     assert [w.split(": warning: ")[1] for w in report.warnings if "statuses" in w] == [
         "no hubspot status is mapped to 'closed', 'resolved', which the rules write (a rule's set, "
         "auto-close): each such write is refused to the dead letter"]
+
+
+def test_a_tracker_plugins_table_needs_no_kinds_and_naming_the_helpdesk_as_tracker_leaves_its_kinds(
+        tmp_path: Path) -> None:
+    jira = '[connectors.jira]\nplugin = "jira"\nbase_url = "https://x.example"\nproject = "P"\n'
+    # a jira system that is not the tracker: no error about a ticket kind nobody wrote, a warning instead
+    report = check(tmp_path, jira)
+    assert report.errors == []
+    assert [w.split("connectors.jira: warning: ")[1] for w in report.warnings if "connectors.jira:" in w] == [
+        "'jira' carries topics but is not the [topics] tracker: it files no product ticket (set [topics] "
+        "tracker = \"jira\")"]
+    # the files helpdesk named as the tracker: one error, on [topics] tracker, not on the helpdesk's table
+    desk = '[connectors.desk]\nplugin = "files"\npath = "."\n\n[topics]\ntracker = "desk"\n' \
+           'rules = [{ window = "7d", ratio = 3.0 }]\n'
+    report = check(tmp_path, desk)
+    assert [e.split(": ", 2)[1] for e in report.errors] == ["topics.tracker"]
+
+
+def test_a_plugin_that_carries_no_tickets_gets_its_own_kinds_when_none_are_written(tmp_path: Path) -> None:
+    from bridge.app import App
+
+    text = '[connectors.crm]\nplugin = "pipedrive"\napi_token = "x"\n'
+    assert check(tmp_path, text).errors == []
+    (tmp_path / "bridge.toml").write_text(text)
+    app = App.from_path(tmp_path / "bridge.toml", validate=False)
+    app.host  # noqa: B018  (the plugins known, the kinds are resolved)
+    assert app.config.connectors["crm"].kinds == ["account", "contact"]

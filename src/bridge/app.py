@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from bridge.connector import Connector, ConnectorContext
 from bridge.errors import ConfigError, ConnectorStartError, StoreError
-from bridge.plugins import PluginHost, create_host
+from bridge.plugins import PluginHost, create_host, resolve_kinds
 from bridge.settings import Config, LoadedConfig, env_text, load_config, validation_problems
 
 if TYPE_CHECKING:
@@ -32,6 +32,8 @@ class App:
         self.loaded = loaded
         self.config: Config = loaded.config
         self._host = host
+        if host is not None:
+            resolve_kinds(self.config, host.connectors())
         self._database = database
         self._connectors: dict[str, Connector] = {}
 
@@ -70,6 +72,7 @@ class App:
         """The plugin host (built on first use)."""
         if self._host is None:
             self._host = create_host(self.config.plugins.disabled, self.config.bridge.plugins_dir)
+            resolve_kinds(self.config, self._host.connectors())
         return self._host
 
     @cached_property

@@ -25,7 +25,7 @@ from bridge.durations import format_duration, parse_duration
 from bridge.errors import ConfigError, FieldValueError
 from bridge.fields import FIELD_TYPES, FieldType, coerce
 from bridge.model import BRIDGE, KINDS, TICKET_PRIORITIES, TICKET_STATUSES
-from bridge.plugins import PluginHost
+from bridge.plugins import PluginHost, resolve_kinds
 from bridge.rules.conditions import ORDER_OPS, paths_read
 from bridge.rules.routing import ASSIGN_KEYS
 from bridge.rules.sla import METRICS
@@ -96,6 +96,8 @@ def check_file(path: str | Path | None, host_factory: Any) -> tuple[LoadedConfig
     if loaded is None:
         return None, Report(problems, [])
     host = host_factory(loaded.config)
+    if host is not None:
+        resolve_kinds(loaded.config, host.connectors())
     report = check_config(loaded, host)
     if not problems:
         return loaded, report
@@ -351,6 +353,9 @@ def _check_connectors(loaded: LoadedConfig, host: PluginHost | None, sink: _Sink
                      f"the {table.plugin} tickets have no property for {', '.join(unmapped)}, which the "
                      f"rules tell the helpdesk: each is refused to the dead letter (tags: left out of their "
                      f"write) until {key} names a ticket field for it")
+        if "topic" in table.kinds and name != cfg.topics.tracker:
+            warn(("connectors", name), f"{name!r} carries topics but is not the [topics] tracker: it files "
+                                       f"no product ticket (set [topics] tracker = \"{name}\")")
         unsupported = [k for k in table.kinds if k not in cls.kinds]
         if unsupported:
             err(

@@ -22,7 +22,7 @@ def explain_record(app: App, ident: str) -> dict[str, Any] | None:
         record = tx.load(ident)
         if record is None and ":" in ident:
             system, _, external = ident.partition(":")
-            for kind in ("ticket", "account", "contact"):
+            for kind in ("ticket", "account", "contact", "topic"):  # (a topic: its product ticket's key)
                 rid = tx.record_id_for(system, kind, external)
                 if rid:
                     record = tx.load(rid)

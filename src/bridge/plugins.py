@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pluggy
 
@@ -31,6 +31,9 @@ from bridge import hookspecs
 from bridge.connector import Connector
 from bridge.errors import PluginLoadError
 from bridge.hookspecs import Classifier, ConnectorRegister
+
+if TYPE_CHECKING:
+    from bridge.settings import Config
 from bridge.model import Change, Decision, Record
 
 log = logging.getLogger("bridge.plugins")
@@ -388,6 +391,17 @@ class PluginHost:
         """Every plugin as ``bridge plugins --json`` prints it, in load order."""
         self.connectors()
         return [info.as_dict() for info in self.infos]
+
+
+def resolve_kinds(config: Config, classes: Mapping[str, type[Connector]]) -> None:
+    """Give each ``[connectors.NAME]`` without ``kinds`` whose plugin carries no tickets (a tracker, a CRM of
+    deals) the plugin's own default kinds, instead of the core's ``["ticket"]``."""
+    for table in config.connectors.values():
+        cls = classes.get(table.plugin)
+        if cls is None or "kinds" in table.model_fields_set or "ticket" in cls.kinds:
+            continue
+        default = cls.settings_model.model_fields["kinds"].get_default(call_default_factory=True)
+        table.kinds = [k for k in default if k in cls.kinds] or list(cls.kinds)
 
 
 def create_host(

@@ -1,9 +1,12 @@
 """Product tickets in the tracker: the daemon's topics job files a topic's spike once, then updates it.
 
 Every ``TOPICS_EVERY`` the job reads the ticket changes the store took since its cursor (those received at
-least a minute ago, so that a transaction still open on another replica is not passed over), counts each
-ticket in its topics as stored now (:class:`bridge.rules.topics.TopicWatch`, as ``bridge replay`` counts
-them), at the first of its changes the job reads that shows the topic, and files each spike it finds:
+least a minute ago, so that a transaction still open on another replica is not passed over) and counts each
+ticket as ``bridge topics`` does: at its creation (the helpdesk's ``created_at``, else its first change), in
+its topics as stored when the job reads it (:class:`bridge.rules.topics.TopicWatch`, with ``bridge replay``'s
+spike rules). A ticket counts once per topic; one created before every window (older than the longest
+rule's two windows before the newest ticket counted) is not counted again when it changes; one that comes
+late is counted at its creation, and its topic judged as of the topic's newest ticket. Each spike is filed:
 
 - the topic is a record of kind ``topic`` (id ``topic:billing/refund``) whose link in the tracker is its
   product ticket; its attributes keep the watch's state of it (its tickets in the windows, hot, spikes), so a
@@ -12,8 +15,8 @@ them), at the first of its changes the job reads that shows the topic, and files
   transaction (a crash or another replica never files it twice); the tracker's connector creates the product
   ticket when the topic has none (finding one it made before, after a crash) and comments on it otherwise.
 
-On its first run the job counts what the store already holds as history: a spike before the shortest rule
-window only sets the topic's state (hot or not); a spike inside it is filed.
+A spike older than the shortest rule window when the job finds it (a first run over what the store held, a
+backfill) is the past: it sets the topic's state (hot) and files nothing.
 """
 
 from __future__ import annotations
@@ -55,7 +58,6 @@ class TopicsRun:
     changes: int = 0
     spikes: list[TopicSpike] = field(default_factory=list)
     queued: int = 0
-    history: bool = False  # the first run: what the store held was counted as history
 
 
 def files_product_tickets(config: Config) -> bool:
@@ -75,46 +77,44 @@ def run_topics(store: Store, config: Config, now: datetime | None = None, run: s
     with store.session() as tx:
         saved = json.loads(tx.cursor(*TOPICS_CURSOR) or "{}")
         after = int(saved.get("change", 0))
-        out.history = "change" not in saved
         until = tx.last_change_id(received_before=now - SETTLE, after=after)
         if until == after:
             return out
         topics = {r.attrs.get("topic"): r for r in tx.records(TOPIC_KIND)}
         watch.restore(parse_time(saved["start"]) if saved.get("start") else None,
                       {str(name): r.attrs for name, r in topics.items() if name})
-        last = parse_time(saved["last"]) if saved.get("last") else None
-        # (a first run files only what spiked lately: an old spike is the past, not news for the product team)
-        since = now - min(parse_duration(r.window) for r in config.topics.rules) if out.history else None
+        newest = parse_time(saved["newest"]) if saved.get("newest") else None
+        # (an old spike, found in a first run over the store or in tickets the helpdesk gave late, is the
+        # past, not news for the product team: it sets the topic's state and files nothing)
+        fresh = now - min(parse_duration(r.window) for r in config.topics.rules)
         touched: set[str] = set()
         seen: dict[str, set[str]] = {}  # topic -> the tickets counted in it, while in its windows
         page = after
         while changes := tx.changes_between("ticket", page, until, CHANGES_PAGE):
             page = changes[-1][0]
-            records = tx.records_of({rid for _cid, rid, _at, _first in changes})
-            for _cid, rid, at, first in changes:
+            records = tx.records_of({rid for _cid, rid, _first in changes})
+            for _cid, rid, first in changes:
                 record = records.get(rid)
                 if record is None:
                     continue  # (deleted since)
                 out.changes += 1
-                when = created_at(record, at) if first else at
-                if last is not None and when < last:
-                    when = last  # (the watch counts in time order: a late ticket counts when it is seen)
-                last = when
-                if created_at(record, at) < when - watch.horizon:
-                    continue  # a ticket older than the windows: counted when it was new (or never: the past)
+                when = created_at(record, first)  # (as bridge topics counts it: at its creation)
+                if newest is not None and when < newest - watch.horizon:
+                    continue  # older than every window: counted when it was new (or never: the past)
                 for topic in sorted(watch.topics_of(record.tags)):
                     counted = seen.get(topic)
                     if counted is None:
                         counted = seen[topic] = {ticket for _at, ticket in watch.counted(topic)}
                     if rid in counted:
-                        continue  # counted once per topic, when the topic first appears on it
+                        continue  # counted once per topic, the first time the job sees the topic on it
                     counted.add(rid)
                     touched.add(topic)
+                    newest = when if newest is None else max(newest, when)
                     spike = watch.record(topic, when, rid)
                     if spike is None:
                         continue
-                    if since is not None and spike.at < since:
-                        watch.unfile(topic)  # (history: the topic's state, no product ticket)
+                    if spike.at < fresh:
+                        watch.forget(spike)
                         continue
                     out.spikes.append(spike)
                     topic_record = topics.get(topic) or _topic_record(tx, topic, now)
@@ -125,7 +125,7 @@ def run_topics(store: Store, config: Config, now: datetime | None = None, run: s
             record = topics.get(topic) or _topic_record(tx, topic, now)
             record.attrs = {"topic": topic, **watch.state(topic)}
             tx.save(record, now)
-        state = {"change": until, "start": format_time(watch.start), "last": format_time(last)}
+        state = {"change": until, "start": format_time(watch.start), "newest": format_time(newest)}
         tx.set_cursor(*TOPICS_CURSOR, json.dumps(state))
     for spike in out.spikes:
         log.info("topic %s spiked (%d tickets in %s, %d before): product ticket %s queued for %s",

@@ -445,14 +445,6 @@ class Config(BaseSettings):
     identity: dict[str, list[str]] = Field(default_factory=dict)
     deletes: dict[str, Literal["ignore", "flag", "archive"]] = Field(default_factory=dict)
 
-    @model_validator(mode="after")
-    def _tracker_kinds(self) -> Config:
-        # the tracker's system carries topics (its product tickets) unless its table says otherwise
-        table = self.connectors.get(self.topics.tracker or "")
-        if table is not None and "kinds" not in table.model_fields_set:
-            table.kinds = ["topic"]
-        return self
-
     @classmethod
     def settings_customise_sources(
         cls,

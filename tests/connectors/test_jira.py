@@ -464,7 +464,7 @@ def test_a_first_run_counts_old_spikes_as_history_and_files_only_a_recent_one(
     daemon.now = T0
     daemon.syncer.pull("desk", SyncReport())
     done = run_topics(daemon.store, daemon.config, T0 + timedelta(minutes=2))
-    assert done.history and [s.topic for s in done.spikes] == ["bug/export"] and done.queued == 1
+    assert [s.topic for s in done.spikes] == ["bug/export"] and done.queued == 1
     with daemon.store.session() as tx:
         login = tx.load(topic_record_id("bug/login"))
         assert login is not None and login.attrs["spikes"] == 0 and login.attrs["filed"] is None
@@ -520,6 +520,9 @@ rules = [{{ window = "1d", ratio = 2.0 }}]
     assert explain.returncode == 0, explain.stderr
     assert "topic topic:billing/refund  links: jira=PROD-1" in explain.stdout
     assert "decision product_ticket (topics)" in explain.stdout and "(pushed to jira)" in explain.stdout
+    by_key = subprocess.run([sys.executable, "-m", "bridge.cli", "explain", "jira:PROD-1", "--config",
+                             str(toml)], capture_output=True, text=True, check=False)
+    assert by_key.returncode == 0 and by_key.stdout == explain.stdout
 
 
 def test_a_product_ticket_deleted_in_jira_is_filed_again_at_the_next_spike_and_the_topic_follows_it(

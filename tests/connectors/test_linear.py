@@ -523,22 +523,9 @@ def test_a_wrong_team_refuses_the_write_with_linears_words(
         f"linear record {RID}: Linear refused it: Could not find referenced Team. (INVALID_INPUT)")
 
 
-def test_without_team_id_a_create_stops_with_an_error_naming_the_key_and_a_comment_still_goes(
-    httpserver: HTTPServer, fake: FakeLinear, extra: dict[str, Any]
-) -> None:
-    connector = make(httpserver, extra, team_id=None)
-
-    with pytest.raises(FatalConnectorError) as caught:
-        connector.push("topic", [spike_write()])
-
-    assert str(caught.value) == (
-        "linear: no team_id: set team_id in [connectors.linear] to the id of the Linear team product tickets "
-        f"are filed in (topic {TOPIC} waits for it)")
-    assert "BridgeIssueCreate" not in fake.ops()
-    issue_id = str(uuid.uuid4())
-    fake.existing(issue_id)
-    (result,) = connector.push("topic", [spike_write(issue_id, action="update")])
-    assert result.ok and result.response["done"] == "commented"
+def test_team_id_is_required() -> None:
+    with pytest.raises(ValueError, match="team_id"):
+        LinearSettings(plugin="linear", api_key="k")
 
 
 def test_the_key_never_shows_in_errors_or_logs(
@@ -587,10 +574,12 @@ def test_the_key_comes_from_api_key_env_or_file_and_none_is_an_authentication_er
     monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("LINEAR_API_KEY", KEY)
-    from_env = LinearSettings.model_validate({"plugin": "linear", "api_key_env": "LINEAR_API_KEY"})
+    from_env = LinearSettings.model_validate({"plugin": "linear", "api_key_env": "LINEAR_API_KEY",
+                                               "team_id": TEAM})
     secret = tmp_path / "linear.key"
     secret.write_text(KEY + "\n")
-    from_file = LinearSettings.model_validate({"plugin": "linear", "api_key_file": str(secret)})
+    from_file = LinearSettings.model_validate({"plugin": "linear", "api_key_file": str(secret),
+                                               "team_id": TEAM})
     assert from_env.api_key is not None and from_env.api_key.get_secret_value() == KEY
     assert from_file.api_key is not None and from_file.api_key.get_secret_value() == KEY
     assert from_env.base_url == "https://api.linear.app" and from_env.kinds == ["topic"]
@@ -603,15 +592,14 @@ def test_the_key_comes_from_api_key_env_or_file_and_none_is_an_authentication_er
 @pytest.mark.parametrize("priority", [-1, 5])
 def test_priority_is_linears_0_to_4(priority: int) -> None:
     with pytest.raises(ValueError, match="priority"):
-        LinearSettings(plugin="linear", priority=priority)
+        LinearSettings(plugin="linear", team_id=TEAM, priority=priority)
 
 
 def test_check_connection_reads_the_viewer_and_the_team(
     httpserver: HTTPServer, fake: FakeLinear, extra: dict[str, Any]
 ) -> None:
-    make(httpserver, extra, team_id=None).check_connection()
     make(httpserver, extra).check_connection()
-    assert fake.sent == [("BridgeViewer", {}), ("BridgeTeam", {"team": TEAM})]
+    assert fake.sent == [("BridgeTeam", {"team": TEAM})]
 
     with pytest.raises(FatalConnectorError, match="Could not find referenced Team"):
         make(httpserver, extra, team_id="no-such-team").check_connection()
@@ -620,8 +608,8 @@ def test_check_connection_reads_the_viewer_and_the_team(
 def test_the_plugin_registers_the_linear_connector() -> None:
     assert connectors_of(linear_module) == {"linear": LinearConnector}
     assert LinearConnector.accepts_writes() and LinearConnector.batch_max == 1
-    assert list(LinearConnector(ConnectorContext("linear", LinearSettings(plugin="linear"))).pull(
-        "topic", Cursor())) == []
+    settings = LinearSettings(plugin="linear", team_id=TEAM)
+    assert list(LinearConnector(ConnectorContext("linear", settings)).pull("topic", Cursor())) == []
 
 
 class TestLinearContract(ConnectorContract):

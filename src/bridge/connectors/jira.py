@@ -108,6 +108,7 @@ class JiraConnector(Connector):
         s = self.jira_settings
         self.policy, self.bucket = policy_from(s, context.extra, s.rate_per_second, self.rate_limit.burst)
         self._client: JIRA | None = None
+        self._filed: dict[str, str] = {}  # topic -> the issue this process filed for it
 
     @property
     def jira_settings(self) -> JiraSettings:
@@ -202,7 +203,7 @@ class JiraConnector(Connector):
                               f"{self.system}: {write.record_id}: only product tickets are written to Jira "
                               f"(fields {', '.join(sorted(write.fields))})")
         try:
-            key = write.external_id
+            key = write.external_id or self._filed.get(str(payload["topic"]))
             if key is None:
                 key, description = self._find(str(payload["topic"]), write.record_id)
                 if key is not None and _plain(description) == _plain(payload.get("text")):
@@ -227,6 +228,9 @@ class JiraConnector(Connector):
                             "key": key, "action": "commented", "comment": comment,
                             "replaces": write.external_id})
             key = self._create(payload, write.record_id)
+            # (a spike's write prepared before this one landed finds it here, not by a search Jira's index
+            # may not show it to for a while)
+            self._filed[str(payload["topic"])] = key
             answer = {"key": key, "action": "created"}
             if write.external_id:
                 answer["replaces"] = write.external_id

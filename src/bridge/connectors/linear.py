@@ -12,7 +12,8 @@ It carries one kind, ``topic``, and takes one write per call (``batch_max`` 1); 
   ``labelIds`` / ``priority`` when configured.
 - A topic with a product ticket (the external id is the issue's id) gets a comment whose id is fixed by the
   write's idempotency key: the lookup asks for that comment too, and one already there is not made twice.
-  An issue not found (or in Linear's trash) fails the write for good: it was deleted in Linear.
+  An issue not found (or in Linear's trash) was deleted in Linear: the topic's product ticket is filed
+  again, under an id fixed by the one it replaces, and the core moves the topic's link to it.
 - A create or comment refused after a retry (its first answer lost on the way) is looked up again: when it
   landed, the write is done.
 
@@ -27,7 +28,7 @@ a :class:`ConnectorAuthError`. Any other GraphQL error about a write refuses tha
 Linear's message (:class:`SkippableRecordError`); 5xx and network errors are retried by the HTTP policy.
 
 Settings (``[connectors.NAME]``, ``plugin = "linear"``): ``api_key`` (``api_key_env`` / ``api_key_file``),
-``team_id`` (the team product tickets are filed in: needed to create one), ``label_ids``, ``priority`` (0
+``team_id`` (required: the team product tickets are filed in), ``label_ids``, ``priority`` (0
 none, 1 urgent .. 4 low), ``oauth``, ``base_url`` (``https://api.linear.app``; the endpoint is
 ``/graphql``). A personal API key goes as ``Authorization: <key>``; an OAuth token (``lin_oauth_...``, or
 ``oauth = true``) as ``Bearer <token>``. The key is never logged nor put in an error.
@@ -90,7 +91,6 @@ mutation BridgeCommentCreate($input: CommentCreateInput!) {
   commentCreate(input: $input) { success comment { id url } }
 }
 """
-VIEWER_QUERY = "query BridgeViewer { viewer { id } }"
 TEAM_QUERY = "query BridgeTeam($team: String!) { viewer { id } team(id: $team) { id key } }"
 
 
@@ -102,7 +102,7 @@ class LinearSettings(PolicySettings):
     kinds: list[str] = Field(default_factory=lambda: ["topic"])
     api_key: SecretStr | None = None
     oauth: bool = False
-    team_id: str | None = None
+    team_id: str = Field(min_length=1)  # the team product tickets are filed in
     label_ids: list[str] = Field(default_factory=list)
     priority: int | None = Field(default=None, ge=0, le=4)
     rate_per_second: float = 1.25  # Linear's API key budget: 5,000 requests an hour
@@ -278,7 +278,7 @@ class LinearConnector(Connector):
     def issue_id(self, topic: str, after: str | None = None) -> str:
         """The id the product ticket of ``topic`` is filed under: fixed by the system, its team and the topic
         (another bridge, or another team, files its own), and by the issue it replaces (one deleted)."""
-        name = f"bridge:{self.system}:{self.linear_settings.team_id or ''}:{topic}"
+        name = f"bridge:{self.system}:{self.linear_settings.team_id}:{topic}"
         return stable_uuid(name if after is None else f"{name}:after:{after}")
 
     def _file(self, w: Write, issue_id: str, payload: dict[str, Any], text: str, comment_id: str
@@ -324,11 +324,6 @@ class LinearConnector(Connector):
 
     def _create(self, w: Write, issue_id: str, payload: Mapping[str, Any], text: str) -> PushResult:
         s = self.linear_settings
-        if not s.team_id:
-            raise FatalConnectorError(
-                f"no team_id: set team_id in [connectors.{self.system}] to the id of the Linear team product "
-                f"tickets are filed in (topic {payload['topic']} waits for it)",
-                system=self.system)
         title = str(payload.get("title") or f"Recurring support topic: {payload['topic']}")
         issue: dict[str, Any] = {"id": issue_id, "teamId": s.team_id, "title": title, "description": text}
         if s.label_ids:
@@ -366,12 +361,8 @@ class LinearConnector(Connector):
         return PushResult(w.record_id, True, issue.id, response=issue.answer("commented", comment_id))
 
     def check_connection(self) -> None:
-        """Read the key's user (``viewer``), and the team when ``team_id`` is set."""
-        team = self.linear_settings.team_id
-        if team:
-            self.graphql(TEAM_QUERY, {"team": team})
-        else:
-            self.graphql(VIEWER_QUERY, {})
+        """Read the key's user (``viewer``) and the team (``team_id``)."""
+        self.graphql(TEAM_QUERY, {"team": self.linear_settings.team_id})
 
     def close(self) -> None:
         """Close the HTTP client if this connector made it."""

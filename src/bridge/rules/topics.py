@@ -125,15 +125,23 @@ class TopicWatch:
         return self._pattern is None or self._pattern.fullmatch(tag) is not None  # (as taxonomy lint)
 
     def record(self, topic: str, at: datetime, ticket: str = "") -> TopicSpike | None:
-        """Count one ticket of ``topic`` at ``at`` (calls in time order); a spike when it starts one.
-        ``ticket``: its id, kept beside its time while it is in the windows (:meth:`counted`)."""
-        if self._start is None:
+        """Count one ticket of ``topic`` at ``at``; a spike when it starts one. ``ticket``: its id, kept
+        beside its time while it is in the windows (:meth:`counted`). Calls come in time order in a replay;
+        a ticket older than the topic's newest (one the daemon learns of late) is counted at its own time,
+        and the topic is judged as of its newest ticket."""
+        if self._start is None or at < self._start:
             self._start = at
         t = self.topics.get(topic)
         if t is None:
             t = self.topics[topic] = _Topic()
-        t.times.append(at)
-        t.tickets.append(ticket)
+        if not t.times or at >= t.times[-1]:
+            t.times.append(at)
+            t.tickets.append(ticket)
+        else:
+            place = bisect.bisect_right(t.times, at)
+            t.times.insert(place, at)
+            t.tickets.insert(place, ticket)
+            at = t.times[-1]
         oldest = bisect.bisect_right(t.times, at - self._horizon)
         if oldest:
             del t.times[:oldest]
@@ -167,12 +175,13 @@ class TopicWatch:
         t = self.topics.get(topic)
         return [] if t is None else list(zip(t.times, t.tickets, strict=True))
 
-    def unfile(self, topic: str) -> None:
-        """Forget that ``topic``'s product ticket was filed (a spike of the past, counted as history only):
-        its next spike creates it."""
-        t = self.topics[topic]
-        t.filed = None
-        t.spikes = 0
+    def forget(self, spike: TopicSpike) -> None:
+        """Take back what ``spike`` did to its topic's product ticket (a spike of the past, counted as history
+        only): the topic stays hot, its product ticket is as it was before."""
+        t = self.topics[spike.topic]
+        t.spikes -= 1
+        if spike.action == "create":
+            t.filed = None
 
     def state(self, topic: str) -> dict[str, object]:
         """What :meth:`restore` takes back of ``topic``: its tickets in the windows, whether it is hot, when

@@ -482,19 +482,21 @@ class Tx:
         return after if found is None else int(found)
 
     def changes_between(self, kind: str, after: int, until: int, limit: int | None = None
-                        ) -> list[tuple[int, str, datetime, bool]]:
-        """``(change id, record id, time, first)`` of the (first ``limit``) changes of ``kind`` about a record
-        with an id in ``(after, until]``, in id order; ``first``: the record's first change kept."""
+                        ) -> list[tuple[int, str, datetime]]:
+        """``(change id, record id, time of the record's first change kept)`` of the (first ``limit``)
+        changes of ``kind`` about a record with an id in ``(after, until]``, in id order."""
         c = t.changes.c
         span = sa.and_(c.kind == kind, c.record_id.is_not(None), c.id > after, c.id <= until)
-        q = sa.select(c.id, c.record_id, c.at).where(span).order_by(c.id).limit(limit)
+        q = sa.select(c.id, c.record_id).where(span).order_by(c.id).limit(limit)
         rows = list(self.conn.execute(q))
-        firsts: set[int] = set()
-        ids = sorted({rid for _cid, rid, _at in rows})
+        firsts: dict[str, datetime] = {}
+        ids = sorted({rid for _cid, rid in rows})
         for n in range(0, len(ids), _PAGE):
-            first_ids = sa.select(sa.func.min(c.id)).where(c.kind == kind, c.record_id.in_(ids[n:n + _PAGE]))
-            firsts.update(int(cid) for (cid,) in self.conn.execute(first_ids.group_by(c.record_id)))
-        return [(int(cid), rid, parse_time(at), int(cid) in firsts) for cid, rid, at in rows]
+            first_ids = (sa.select(sa.func.min(c.id)).where(c.kind == kind, c.record_id.in_(ids[n:n + _PAGE]))
+                         .group_by(c.record_id))
+            found = sa.select(c.record_id, c.at).where(c.id.in_(first_ids))
+            firsts.update((rid, parse_time(at)) for rid, at in self.conn.execute(found))
+        return [(int(cid), rid, firsts[rid]) for cid, rid in rows]
 
     def records_of(self, record_ids: Collection[str]) -> dict[str, Record]:
         """The records with these ids that exist, by id (loaded page by page)."""
