@@ -576,3 +576,20 @@ def test_a_plugin_that_carries_no_tickets_gets_its_own_kinds_when_none_are_writt
     app = App.from_path(tmp_path / "bridge.toml", validate=False)
     app.host  # noqa: B018  (the plugins known, the kinds are resolved)
     assert app.config.connectors["crm"].kinds == ["account", "contact"]
+
+
+def test_a_connector_table_without_base_url_takes_the_plugins_own(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from bridge.app import App
+
+    monkeypatch.setenv("PD_TOKEN", "pd-0000")
+    monkeypatch.setenv("LIN_KEY", "lin_api_0000")
+    (tmp_path / "bridge.toml").write_text(
+        '[connectors.crm]\nplugin = "pipedrive"\napi_token_env = "PD_TOKEN"\n\n'
+        '[connectors.linear]\nplugin = "linear"\napi_key_env = "LIN_KEY"\nteam_id = "t"\ntimeout = 7\n')
+    app = App.from_path(tmp_path / "bridge.toml", validate=False)
+    crm, linear = app.connector("crm"), app.connector("linear")
+    assert crm.settings.base_url == "https://api.pipedrive.com"
+    assert linear.settings.base_url == "https://api.linear.app" and linear.settings.timeout == 7
+    assert crm.settings.kinds == ["account", "contact"] and linear.settings.kinds == ["topic"]
+    app.close()

@@ -125,7 +125,8 @@ class App:
                 f"{self.loaded.where('connectors', system, key)}: {reason}"
                 for key, reason in table.missing_secrets.items()
             ])
-        data = table.model_dump(by_alias=True, exclude={"missing_secrets"})
+        # (only what the table says: a key it leaves out takes the plugin's default, a vendor's base_url)
+        data = table.model_dump(by_alias=True, exclude={"missing_secrets"}, exclude_unset=True)
         data.update(table.model_extra or {})
         data = env_text(cls.settings_model, data, system)
         try:

@@ -318,7 +318,8 @@ def _check_connectors(loaded: LoadedConfig, host: PluginHost | None, sink: _Sink
         for key, info in cls.settings_model.model_fields.items():
             if _is_secret(info.annotation):
                 _secret_in_file(loaded, ("connectors", name, key), warn)
-        data = {k: v for k, v in table.model_dump(by_alias=True).items() if k != "_missing_secrets"}
+        data = {k: v for k, v in table.model_dump(by_alias=True, exclude_unset=True).items()
+                if k != "_missing_secrets"}
         data.update(table.model_extra or {})
         refs = {k: v for k, v in raw.items() if k.endswith("_env") or k.endswith("_file")}
         for ref in refs:  # (resolved again below, by the plugin's model: a misspelt one is one unknown key)
