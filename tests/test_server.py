@@ -481,3 +481,20 @@ def test_a_burst_of_connections_waits_to_be_accepted_instead_of_being_dropped(tm
             sock.close()
         server.httpd.server_close()
         app.close()
+
+
+def test_a_webhook_whose_named_record_cannot_be_read_now_is_answered_503_to_be_sent_again(
+        served: tuple[Server, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from bridge.errors import RetriableConnectorError
+
+    server, base = served
+
+    def unreadable(self: FilesConnector, headers: Any, body: bytes) -> list[Any]:
+        # (a connector that reads the record a webhook names from its system, which is down)
+        raise RetriableConnectorError("HTTP 503: unavailable", system="desk", record="T-9")
+
+    monkeypatch.setattr(FilesConnector, "parse_webhook", unreadable)
+    answer = post(base, b'{"issue_id": "T-9"}')
+    assert answer.status_code == 503
+    assert answer.json() == {"error": "desk: could not read what the webhook names; try again later"}
+    assert records(server) == []

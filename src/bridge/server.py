@@ -28,7 +28,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from bridge.errors import BridgeError, ConfigError, ConnectorStartError, SkippableRecordError
+from bridge.errors import (
+    BridgeError,
+    ConfigError,
+    ConnectorAuthError,
+    ConnectorStartError,
+    FatalConnectorError,
+    RetriableConnectorError,
+    SkippableRecordError,
+)
 from bridge.model import Change, format_time, utcnow
 from bridge.pipeline import Outcome, Pipeline
 from bridge.settings import pasted_problem, pasted_secret
@@ -199,6 +207,11 @@ class Server:
             return 404, {"error": str(exc)}
         except (ValueError, KeyError, TypeError, RecursionError, SkippableRecordError) as exc:
             return 400, {"error": f"{system}: malformed webhook: {exc}"}
+        except (RetriableConnectorError, ConnectorAuthError, FatalConnectorError) as exc:
+            # a webhook that names a record the connector reads from its system, which failed: nothing is
+            # wrong with the body, so the sender is told to send it again later
+            log.error("webhook %s: %s", system, exc)
+            return 503, {"error": f"{system}: could not read what the webhook names; try again later"}
         processed, problems = 0, []
         done: list[tuple[Change, Outcome]] = []
         carried = connector.settings.kinds

@@ -28,7 +28,7 @@ import bridge.connectors.pylon as pylon_module
 from bridge.app import App
 from bridge.connector import Connector, ConnectorContext, Cursor, PullPage
 from bridge.connectors.pylon import PylonConnector, PylonSettings, pylon_error
-from bridge.errors import ConnectorAuthError, RetriableConnectorError, SkippableRecordError
+from bridge.errors import ConnectorAuthError, RetriableConnectorError
 from bridge.model import Write, parse_time
 from bridge.settings import load_config
 from bridge.testing import FROZEN_AT, ConnectorContract, connectors_of, frozen_clock
@@ -490,7 +490,8 @@ def test_the_rules_effects_go_to_the_fields_effect_fields_names_or_as_internal_n
 ) -> None:
     connector = make(httpserver, extra, effect_fields={"escalation": "escalated_to", "follow_up": "@note"})
     assert connector.pylon_settings.effect_fields == {
-        "tags": "@tags", "notify": "@note", "escalation": "escalated_to", "follow_up": "@note"}
+        "tags": "@tags", "notify": "@note", "escalation": "escalated_to", "follow_up": "@note",
+        "review": "@note", "sla": "@note"}
 
     results = connector.push("ticket", [
         Write("pylon", "ticket", "r1", "iss_1", {"escalation": "team-leads"}),
@@ -502,10 +503,8 @@ def test_the_rules_effects_go_to_the_fields_effect_fields_names_or_as_internal_n
         Write("pylon", "ticket", "r6", "iss_6", {"assignee": "carol@example.com"}),
     ])
 
-    assert [r.ok for r in results] == [True, True, True, False, False, False]
-    assert [r.error for r in results[3:]] == [
-        "pylon ticket r4: Pylon issues have no field for 'review': name an issue custom field slug "
-        "(or @note) for it in [connectors.pylon] effect_fields",
+    assert [r.ok for r in results] == [True, True, True, True, False, False]
+    assert [r.error for r in results[4:]] == [
         "pylon ticket r5: no Pylon issue state is status 'resolved': map one in [connectors.pylon] statuses",
         "pylon ticket r6: no Pylon user has the email 'carol@example.com' (to assign the issue to)",
     ]
@@ -514,6 +513,7 @@ def test_the_rules_effects_go_to_the_fields_effect_fields_names_or_as_internal_n
     assert fake.notes == [
         ("iss_2", {"body_html": "<p>[bridge notify] alice@example.com: &lt;b&gt;Look&lt;/b&gt;</p>"}),
         ("iss_3", {"body_html": "<p>[bridge follow-up] Any news?</p>"}),
+        ("iss_4", {"body_html": "<p>[bridge review] low confidence</p>"}),
     ]
 
 
@@ -765,8 +765,9 @@ def test_a_webhook_naming_an_issue_reads_it_and_an_issue_object_is_taken_as_it_i
                       (b"[1]", "item 0: an issue must be a JSON object")]:
         with pytest.raises(ValueError, match=re.escape(why)):
             connector.parse_webhook({}, body)
-    with pytest.raises(SkippableRecordError, match="HTTP 404"):
-        connector.parse_webhook({}, b'{"issue_id": "iss_404"}')
+    # an issue deleted since the trigger fired is left out; the others of the delivery are taken
+    both = connector.parse_webhook({}, b'[{"issue_id": "iss_404"}, {"issue_id": "iss_1"}]')
+    assert [c.external_id for c in both] == ["iss_1"]
 
 
 def test_settings_check_statuses_and_effect_fields() -> None:
@@ -779,7 +780,12 @@ def test_settings_check_statuses_and_effect_fields() -> None:
     with pytest.raises(ValueError, match="'review': @tags"):
         PylonSettings(plugin="pylon", effect_fields={"review": "@tags"})
     s = PylonSettings(plugin="pylon", effect_fields={"tags": "bridge_tags"})
-    assert s.effect_fields == {"tags": "bridge_tags", "notify": "@note"}
+    assert s.effect_fields == {"tags": "bridge_tags", "notify": "@note", "escalation": "@note",
+                               "follow_up": "@note", "review": "@note", "sla": "@note"}
+    # a state mapped by the admin is merged over Pylon's own, as effect_fields is
+    custom = PylonSettings(plugin="pylon", statuses={"solved": "resolved"})
+    assert custom.statuses == {"waiting_on_you": "open", "new": "open", "waiting_on_customer": "pending",
+                               "on_hold": "on_hold", "closed": "closed", "solved": "resolved"}
     assert s.kinds == ["account", "contact", "ticket"] and s.base_url == "https://api.usepylon.com"
     assert s.history_start == date(2022, 1, 1)
 

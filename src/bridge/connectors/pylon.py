@@ -8,14 +8,16 @@ Config (``[connectors.NAME]``, ``plugin = "pylon"``)::
     kinds = ["account", "contact", "ticket"]
     # base_url = "https://api.eu.usepylon.com"   # EU tenants (tokens starting pylon_api_eu_); US by default
 
-Other keys, all optional: ``statuses`` (Pylon state slug -> bridge status; default ``waiting_on_you`` and
-``new`` -> open, ``waiting_on_customer`` -> pending, ``on_hold`` -> on_hold, ``closed`` -> closed; a status
-is written as the first state mapped to it, so open goes as ``waiting_on_you``; bridge's ``resolved`` has no
-Pylon state by default), ``effect_fields`` (see Effects), ``priority_field`` (the issue field holding the
-priority, ``priority``), ``page_size`` (1-1000, 100), ``history_start`` (the date the first pull of issues
-starts from, 2022-01-01), ``issue_window_days`` (30), ``rate_per_second`` (2), ``timeout``, ``ca_bundle``
-and the retry keys every HTTP connector takes. Fields synced to Pylon name a custom field by its slug
-(``remote = { pylon = "arr" }``); a select option is named by its label or its slug.
+Other keys, all optional: ``statuses`` (Pylon state slug -> bridge status, merged over the defaults:
+``waiting_on_you`` and ``new`` -> open, ``waiting_on_customer`` -> pending, ``on_hold`` -> on_hold,
+``closed`` -> closed; a status is written as the first state mapped to it, so open goes as
+``waiting_on_you``; bridge's ``resolved`` has no Pylon state by default), ``effect_fields`` (see Effects),
+``priority_field`` (the issue field holding the priority, ``priority``), ``page_size`` (1-1000, 100),
+``history_start`` (the date the first pull of issues starts from, 2022-01-01), ``issue_window_days`` (30),
+``rate_per_second`` (2), ``timeout``, ``ca_bundle`` and the retry keys every HTTP connector takes. Fields
+synced to Pylon name a custom field by its slug (``remote = { pylon = "arr" }``); a select option is written
+by its label or its slug, and pulled as its label (declare options by label, or give a slug its label as an
+alias).
 
 Authentication: ``Authorization: Bearer <token>`` on every request, never in a URL, a log line or an error
 (an error body that echoes it is shown with ``[token]``). ``check_connection`` reads ``GET /me``.
@@ -64,10 +66,9 @@ nothing to match on is refused naming the record: a blind create could duplicate
 Effects the rules tell a helpdesk (escalation, follow_up, review, notify, sla) have no Pylon field:
 ``effect_fields`` names, per effect, an issue custom field slug that receives its text (as HubSpot's
 ``effect_properties``), or ``"@note"``: posted as an internal note, ``POST /issues/{id}/note`` with
-``body_html`` (never seen by the customer). Defaults, merged under what the admin writes: ``notify = "@note"``
-and ``tags = "@tags"`` (Pylon's own issue tags). An effect with neither is refused naming it. A note is at
-least once: a push repeated after a crash that hid its success posts it again (Pylon has no key to make a
-note idempotent).
+``body_html`` (never seen by the customer). Defaults, merged under what the admin writes: every effect
+``"@note"``, and ``tags = "@tags"`` (Pylon's own issue tags). A note is at least once: a push repeated
+after a crash that hid its success posts it again (Pylon has no key to make a note idempotent).
 
 Errors go through bridge's HTTP policy: 429 waits ``Retry-After`` (Pylon's ``X-Rate-Limit-Remaining``,
 when it falls to 0, pauses the calls for a minute, Pylon's window; limits are 30, 120 or 300 requests a
@@ -122,7 +123,10 @@ PATHS = {"ticket": "/issues", "account": "/accounts", "contact": "/contacts"}
 DEFAULT_STATUSES = {"waiting_on_you": "open", "new": "open", "waiting_on_customer": "pending",
                     "on_hold": "on_hold", "closed": "closed"}
 NOTE, TAGS = "@note", "@tags"  # effect_fields targets that are no custom field: a note, the issue's tags
-DEFAULT_EFFECTS = {"tags": TAGS, "notify": NOTE}
+# (every effect the rules tell a helpdesk has a place by default: Pylon has no field for them, and an internal
+# note is where an agent reads it)
+DEFAULT_EFFECTS = {"tags": TAGS, "notify": NOTE, "escalation": NOTE, "follow_up": NOTE, "review": NOTE,
+                   "sla": NOTE}
 # Pylon's priorities (urgent, high, medium, low) and bridge's
 _PRIORITY_IN = {"low": "low", "medium": "normal", "normal": "normal", "high": "high", "urgent": "urgent"}
 _PRIORITY_OUT = {"low": "low", "normal": "medium", "high": "high", "urgent": "urgent"}
@@ -159,7 +163,11 @@ class PylonSettings(PolicySettings):
     history_start: date = date(2022, 1, 1)
     issue_window_days: int = Field(default=30, ge=1, le=365)
 
-    _statuses = field_validator("statuses")(classmethod(lambda cls, v: known_statuses(v, "a Pylon state")))
+    @field_validator("statuses")
+    @classmethod
+    def _statuses(cls, value: dict[str, str]) -> dict[str, str]:
+        # (merged over the defaults, as effect_fields is: mapping a custom state keeps Pylon's own)
+        return {**DEFAULT_STATUSES, **known_statuses(value, "a Pylon state")}
 
     @field_validator("base_url")
     @classmethod
@@ -696,7 +704,12 @@ class PylonConnector(Connector):
             if not isinstance(issue, str | int) or isinstance(issue, bool) or not str(issue).strip():
                 raise ValueError(f"{where}: no issue_id (write {{\"issue_id\": \"{{{{ issue.id }}}}\"}} in "
                                  f"the trigger's payload)")
-            answer = self.request("GET", f"/issues/{str(issue).strip()}", record=str(issue))
+            try:
+                answer = self.request("GET", f"/issues/{str(issue).strip()}", record=str(issue))
+            except SkippableRecordError as exc:
+                # (an issue deleted since the trigger fired: nothing to take; the others of the delivery are)
+                log.warning("%s: webhook %s: issue %s not read: %s", self.system, where, issue, exc)
+                continue
             found = answer.get("data")
             if not isinstance(found, dict) or not found.get("id"):
                 raise ValueError(f"{where}: Pylon gave no issue {issue}")
