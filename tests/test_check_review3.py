@@ -472,9 +472,12 @@ tracker = "jira"
 rules = [{ window = "7d", ratio = 3.0 }]
 """
     report = check(tmp_path, text)
-    assert [e.split("topics.tracker: ", 1)[1] for e in report.errors if "topics.tracker" in e] == [
-        "'jira' (plugin 'files') files no product tickets: the tracker is a jira or linear system (or a "
-        "plugin that carries the kind topic)"]
+    # a warning, not an error: bridge replay and bridge topics work with such a config as before
+    assert report.errors == []
+    assert [w.split("topics.tracker: warning: ", 1)[1] for w in report.warnings if "topics.tracker" in w] == [
+        "'jira' (plugin 'files') files no product tickets: bridge run files none (bridge replay and bridge "
+        "topics still find the spikes); the tracker is a jira or linear system (or a plugin that carries the "
+        "kind topic)"]
     jira = text.replace('plugin = "files"\npath = "out"',
                         'plugin = "jira"\nbase_url = "https://x.example"\nproject = "P"')
     report = check(tmp_path, jira)
@@ -560,11 +563,14 @@ def test_a_tracker_plugins_table_needs_no_kinds_and_naming_the_helpdesk_as_track
     assert [w.split("connectors.jira: warning: ")[1] for w in report.warnings if "connectors.jira:" in w] == [
         "'jira' carries topics but is not the [topics] tracker: it files no product ticket (set [topics] "
         "tracker = \"jira\")"]
-    # the files helpdesk named as the tracker: one error, on [topics] tracker, not on the helpdesk's table
+    # the files helpdesk named as the tracker: one warning, on [topics] tracker, none on the helpdesk's table
     desk = '[connectors.desk]\nplugin = "files"\npath = "."\n\n[topics]\ntracker = "desk"\n' \
            'rules = [{ window = "7d", ratio = 3.0 }]\n'
     report = check(tmp_path, desk)
-    assert [e.split(": ", 2)[1] for e in report.errors] == ["topics.tracker"]
+    assert report.errors == [] and [w.split(": ", 2)[1] for w in report.warnings] == ["topics.tracker"]
+    # a tracker whose plugin is not installed: said of its table only
+    report = check(tmp_path, desk.replace('plugin = "files"', 'plugin = "jiraa"'))
+    assert [e.split(": ", 2)[1] for e in report.errors] == ["connectors.desk.plugin"]
 
 
 def test_a_plugin_that_carries_no_tickets_gets_its_own_kinds_when_none_are_written(tmp_path: Path) -> None:
@@ -586,9 +592,11 @@ def test_a_connector_table_without_base_url_takes_the_plugins_own(tmp_path: Path
     monkeypatch.setenv("LIN_KEY", "lin_api_0000")
     (tmp_path / "bridge.toml").write_text(
         '[connectors.crm]\nplugin = "pipedrive"\napi_token_env = "PD_TOKEN"\n\n'
-        '[connectors.linear]\nplugin = "linear"\napi_key_env = "LIN_KEY"\nteam_id = "t"\ntimeout = 7\n')
+        '[connectors.linear]\nplugin = "linear"\napi_key_env = "LIN_KEY"\nteam_id = "t"\ntimeout = 7\n\n'
+        '[connectors.hs]\nplugin = "hubspot"\ntoken_env = "PD_TOKEN"\n')
     app = App.from_path(tmp_path / "bridge.toml", validate=False)
     crm, linear = app.connector("crm"), app.connector("linear")
+    assert app.connector("hs").settings.kinds == app.config.connectors["hs"].kinds == ["ticket"]
     assert crm.settings.base_url == "https://api.pipedrive.com"
     assert linear.settings.base_url == "https://api.linear.app" and linear.settings.timeout == 7
     assert crm.settings.kinds == ["account", "contact"] and linear.settings.kinds == ["topic"]

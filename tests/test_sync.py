@@ -169,6 +169,8 @@ def test_a_part_of_a_batch_rate_limited_after_the_rest_landed_waits_the_vendors_
     now = rig.clock()
     assert len(store.pending("b")) == 5
     assert all(i.not_before >= now + timedelta(seconds=900) for i in store.pending("b"))
+    errors = sorted({str(i.last_error) for i in store.pending("b")})
+    assert errors == ["HTTP 429: slow down", "deferred: b: rate limited for 900 s (Retry-After)"]
     rig.b.push = original
     rig.later(seconds=899)
     assert rig.syncer.sync().push_calls == 0  # not before the vendor's Retry-After

@@ -125,8 +125,10 @@ class App:
                 f"{self.loaded.where('connectors', system, key)}: {reason}"
                 for key, reason in table.missing_secrets.items()
             ])
-        # (only what the table says: a key it leaves out takes the plugin's default, a vendor's base_url)
+        # (only what the table says: a key it leaves out takes the plugin's default, a vendor's base_url; but
+        # kinds as the config holds them, which the core reads too)
         data = table.model_dump(by_alias=True, exclude={"missing_secrets"}, exclude_unset=True)
+        data["kinds"] = list(table.kinds)
         data.update(table.model_extra or {})
         data = env_text(cls.settings_model, data, system)
         try:

@@ -158,10 +158,14 @@ def check_config(loaded: LoadedConfig, host: PluginHost | None) -> Report:
     elif cfg.topics.tracker:
         table = cfg.connectors[cfg.topics.tracker]
         cls = classes.get(table.plugin)
-        if cls is not None and ("topic" not in cls.kinds or not cls.accepts_writes()):
-            err(("topics", "tracker"), f"{cfg.topics.tracker!r} (plugin {table.plugin!r}) files no product "
-                                       "tickets: the tracker is a jira or linear system (or a plugin that "
-                                       "carries the kind topic)")
+        if cls is None:
+            pass  # (the plugin is not installed: said of its table)
+        elif "topic" not in cls.kinds or not cls.accepts_writes():
+            # (a warning: replay and bridge topics still find the spikes; only bridge run files nothing)
+            warn(("topics", "tracker"),
+                 f"{cfg.topics.tracker!r} (plugin {table.plugin!r}) files no product tickets: bridge run "
+                 "files none (bridge replay and bridge topics still find the spikes); the tracker is a jira "
+                 "or linear system (or a plugin that carries the kind topic)")
         elif "topic" not in table.kinds:
             err(("topics", "tracker"), f"{cfg.topics.tracker!r} does not carry topics: add \"topic\" to "
                                        f"connectors.{cfg.topics.tracker}.kinds")
@@ -320,6 +324,7 @@ def _check_connectors(loaded: LoadedConfig, host: PluginHost | None, sink: _Sink
                 _secret_in_file(loaded, ("connectors", name, key), warn)
         data = {k: v for k, v in table.model_dump(by_alias=True, exclude_unset=True).items()
                 if k != "_missing_secrets"}
+        data["kinds"] = list(table.kinds)  # (as the core holds them: App.connector hands them so)
         data.update(table.model_extra or {})
         refs = {k: v for k, v in raw.items() if k.endswith("_env") or k.endswith("_file")}
         for ref in refs:  # (resolved again below, by the plugin's model: a misspelt one is one unknown key)

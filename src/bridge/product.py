@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from bridge.connector import Connector
 from bridge.durations import parse_duration
 from bridge.effects import PRODUCT_TICKET, EffectWrite, effect_key
 from bridge.model import Record, format_time, parse_time, utcnow
@@ -60,10 +62,13 @@ class TopicsRun:
     queued: int = 0
 
 
-def files_product_tickets(config: Config) -> bool:
-    """Whether the daemon runs the topics job: ``[topics]`` names a tracker and has rules."""
+def files_product_tickets(config: Config, classes: Mapping[str, type[Connector]]) -> bool:
+    """Whether the daemon runs the topics job: ``[topics]`` has rules and names an enabled tracker whose
+    plugin (of ``classes``) carries topics and takes writes."""
     table = config.connectors.get(config.topics.tracker or "")
-    return bool(config.topics.rules and table is not None and table.enabled)
+    cls = classes.get(table.plugin) if table is not None else None
+    return bool(config.topics.rules and table is not None and table.enabled and cls is not None
+                and "topic" in cls.kinds and cls.accepts_writes())
 
 
 def run_topics(store: Store, config: Config, now: datetime | None = None, run: str = "topics") -> TopicsRun:

@@ -145,7 +145,7 @@ def build_jobs(app: App, syncer: Syncer, leader: RulesLeader | None = None) -> l
 
     if leader is not None:  # before the pusher, so that a pass pushes what the timers decided
         jobs.append(Job("rules", RULES_EVERY, lambda: run_rules(app, leader)))
-    if files_product_tickets(app.config):
+    if files_product_tickets(app.config, app.host.connectors()):
         jobs.append(Job("topics", TOPICS_EVERY, lambda: run_topics_job(app)))
     jobs.append(Job("outbox", PUSH_EVERY, push_all))
     return jobs

@@ -653,7 +653,8 @@ class Syncer:
         if paused is not None:
             # a part of the call was rate-limited after the rest landed (a batch sent apart): the vendor's
             # wait holds for the system's next calls too, as when a whole call is
-            error = Retriable(paused.error or "rate limited", system=system, retry_after=paused.retry_after)
+            error = Retriable(f"rate limited for {paused.retry_after:g} s (Retry-After)", system=system,
+                              retry_after=paused.retry_after)
             raise _Stop(error, paused.retry_after, [])
 
     def _failed(
