@@ -19,8 +19,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bridge.model import Change, Record
-from bridge.product import TOPIC_KIND, run_topics
+from bridge.model import TOPIC_KIND, Change, Record
+from bridge.product import run_topics
 from bridge.settings import Config
 from bridge.store import Store
 

@@ -375,8 +375,7 @@ def _print_report(args: argparse.Namespace, report: dict[str, Any], text: Callab
 
 def cmd_topics(args: argparse.Namespace) -> int:
     """Topic volumes and spikes, with the product tickets they filed (from the store, or from a replay)."""
-    from bridge.model import utcnow
-    from bridge.product import TOPIC_KIND
+    from bridge.model import TOPIC_KIND, utcnow
     from bridge.replay import Replay, read_events
     from bridge.report import created_at
     from bridge.rules.topics import format_topics, from_tickets, topics_report, watch_for

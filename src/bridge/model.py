@@ -11,6 +11,7 @@ from functools import lru_cache
 from typing import Any
 
 KINDS = ("ticket", "account", "contact")
+TOPIC_KIND = "topic"  # a recurring topic, whose link in the tracker is its product ticket (bridge.product)
 BRIDGE = "bridge"  # the owner name of fields the bridge derives itself
 TICKET_STATUSES = ("open", "pending", "on_hold", "resolved", "closed")
 TICKET_PRIORITIES = ("low", "normal", "high", "urgent")  # lowest first

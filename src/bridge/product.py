@@ -31,7 +31,7 @@ from typing import Any
 from bridge.connector import Connector
 from bridge.durations import parse_duration
 from bridge.effects import PRODUCT_TICKET, EffectWrite, effect_key
-from bridge.model import Record, format_time, parse_time, utcnow
+from bridge.model import TOPIC_KIND, Record, format_time, parse_time, utcnow
 from bridge.report import created_at
 from bridge.rules.topics import TopicSpike, TopicWatch
 from bridge.settings import Config
@@ -40,7 +40,6 @@ from bridge.store.tx import Tx
 
 log = logging.getLogger("bridge.topics")
 
-TOPIC_KIND = "topic"
 TOPICS_EVERY = timedelta(minutes=5)
 TOPICS_CURSOR = ("bridge", "topics")
 SETTLE = timedelta(minutes=1)  # a change received this recently may belong to a transaction still open

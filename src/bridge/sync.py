@@ -40,11 +40,10 @@ from bridge.errors import (
 )
 from bridge.errors import RetriableConnectorError as Retriable
 from bridge.fields import FieldType, equal
-from bridge.model import BRIDGE, Change, Record, Write, utcnow
+from bridge.model import BRIDGE, TOPIC_KIND, Change, Record, Write, utcnow
 from bridge.ownership import ATTR_TYPE, SHADOWED_ATTRS, Shadow, attr_value
 from bridge.pipeline import Conflict, Outcome, Pipeline, PlannedWrite
 from bridge.plugins import PluginHost
-from bridge.product import TOPIC_KIND
 from bridge.settings import Config
 from bridge.store import OutboxItem, Store, Tx
 

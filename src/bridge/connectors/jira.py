@@ -34,6 +34,7 @@ from jira import JIRA
 from pydantic import Field, SecretStr, StringConstraints
 
 from bridge.connector import Connector, ConnectorContext, PushResult, RateLimit
+from bridge.effects import PRODUCT_TICKET
 from bridge.errors import (
     ConnectorAuthError,
     ConnectorError,
@@ -47,7 +48,6 @@ from bridge.plugins import Register, hookimpl
 
 log = logging.getLogger("bridge.connectors.jira")
 T = TypeVar("T")
-PRODUCT_TICKET = "product_ticket"
 MARKER_PREFIX = "bridge-topic-"
 RECENT_COMMENTS = 50  # the comments read for a retried one: a spike's comment is among the newest
 # how long a create or comment whose answer was lost waits before its next try, which looks for it first:

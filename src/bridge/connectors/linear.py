@@ -46,6 +46,7 @@ import httpx
 from pydantic import Field, SecretStr
 
 from bridge.connector import Connector, ConnectorContext, PushResult, RateLimit
+from bridge.effects import PRODUCT_TICKET
 from bridge.errors import (
     ConnectorAuthError,
     ConnectorError,
@@ -62,7 +63,6 @@ log = logging.getLogger("bridge.connectors.linear")
 GRAPHQL_PATH = "/graphql"
 # the namespace of bridge's name-based Linear ids (never change it: issues already filed are found by it)
 NAMESPACE = uuid.UUID("c4871c40-9f6a-494d-8564-f9fa98df191a")
-PRODUCT_TICKET = "product_ticket"
 MESSAGE_LIMIT = 300
 # error codes of Linear's own passing failures (its SDK's error types), answered with HTTP 200 or 400
 TRANSIENT = frozenset({"LOCK_TIMEOUT", "INTERNAL_ERROR", "INTERNAL_SERVER_ERROR", "TIMEOUT", "NETWORK_ERROR"})
