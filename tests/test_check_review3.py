@@ -516,9 +516,16 @@ then = [{ escalate = "leads" }, { add_tags = ["x/angry"] }]
     report = check(tmp_path, text)
     assert report.errors == []
     (warning,) = [w.split(": warning: ")[1] for w in report.warnings if "effect_properties" in w]
-    assert warning == ("the hubspot tickets have no property for review, notify, tags, sla, which the "
+    assert warning == ("the hubspot tickets have no property for notify, tags, sla, which the "
                        "rules tell the helpdesk: each is refused to the dead letter (tags: left out of their "
                        "write) until effect_properties names a ticket field for it")
+    # review comes of a classification not confident enough: only where keywords classify
+    classified = check(tmp_path, text + '\n[classify]\nkeywords = { "billing/refund" = ["refund"] }\n')
+    (warning,) = [w.split(": warning: ")[1] for w in classified.warnings if "effect_properties" in w]
+    assert warning.startswith("the hubspot tickets have no property for review, notify, tags, sla")
+    # a helpdesk switched off is told nothing
+    off = check(tmp_path, text.replace('kinds = ["ticket"]', 'kinds = ["ticket"]\nenabled = false'))
+    assert [w for w in off.warnings if "effect_properties" in w] == []
 
 
 def test_a_follow_up_without_a_message_is_warned_of(tmp_path: Path) -> None:

@@ -198,6 +198,13 @@ def test_a_volume_check_in_is_told_as_a_note_never_as_an_escalation_of_the_ticke
         "to": "am@x.example", "reason": "volume", "account": "A-1", "due": "2026-11-03T09:00:00Z",
         "message": "Check in with account A-1: 6 new tickets in the last 7 days, against 1.5 a week usually; "
                    "due 2026-11-03T09:00:00Z"}}
+    # the daemon's account is a record id: the note names it as people know it, from the ticket's context
+    acme = {"id": "7f388b", "name": "Acme", "domain": "acme.example"}
+    known = Record("r1", "ticket", attrs={"account": acme})
+    daemon = {**detail, "account": "7f388b"}
+    note = effect_fields(Config(), "desk", known, Decision(T0, "r1", "escalate", "volume", daemon))["notify"]
+    assert note["message"].startswith("Check in with account Acme: 6 new tickets")
+    assert note["account"] == "7f388b"
     # with nobody to tell (no owner, no team), nothing is pushed: an {"escalation": null} would clear one
     nobody = {**detail, "to": None}
     assert effect_fields(Config(), "desk", ticket, Decision(T0, "r1", "escalate", "volume", nobody)) == {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator
 from datetime import timedelta
@@ -14,6 +15,7 @@ import sqlalchemy as sa
 from bridge.connector import PushResult
 from bridge.errors import ConnectorAuthError, RetriableConnectorError, SkippableRecordError
 from bridge.pipeline import Pipeline
+from bridge.settings import Config
 from bridge.store import Store, Tx
 from bridge.sync import Backoff, Syncer, SyncReport
 from sync_support import Clock, World, make_config, open_store, refuse_error
@@ -423,3 +425,62 @@ def test_the_tombstone_of_a_record_bridge_never_had_is_left_alone(store: Store) 
     with store.session() as tx:
         assert len(list(tx.records())) == 1 and tx.record_id_for("a", "account", kept) is not None
         assert tx.record_id_for("a", "account", gone) is None
+
+
+def test_a_write_the_system_cannot_make_the_record_for_is_skipped_not_dead(store: Store) -> None:
+    rig = Rig(store)
+    rig.records(2)
+    original = rig.b.push
+
+    def push(kind: str, writes: list[Any]) -> list[PushResult]:
+        # what HubSpot, Salesforce or Pylon answer for a record they do not hold and have no key to make
+        why = "no id and no id_property value to upsert on"
+        return [PushResult(w.record_id, False, None, f"b record {w.record_id}: {why}", skipped=True)
+                for w in writes]
+
+    rig.b.push = push
+    report = rig.syncer.sync()
+    assert report.skipped == 2 and report.dead == 0 and report.failed == 0
+    assert store.dead_letters() == [] and store.pending("b") == []
+    assert rig.syncer.sync().push_calls == 0  # nothing left to send
+    with store.session() as tx:
+        [some] = [r for r in tx.records("account")][:1]
+        rules = [line["rule"] for line in tx.audit_for(some.id) if line["rule"].startswith("not sent to b")]
+    assert rules == [f"not sent to b: b record {some.id}: no id and no id_property value to upsert on"]
+    # the value is not taken for held there: once the system can take it, the next change is sent
+    rig.b.push = original
+    ext = next(iter(rig.a.records))
+    rig.a.edit(ext, tier="t9")
+    rig.later(minutes=1)
+    assert rig.syncer.sync().pushed == 1
+
+
+def test_a_ticket_one_helpdesk_holds_is_not_copied_to_another_that_receives_the_field(
+        tmp_path: Path) -> None:
+    from bridge.app import App
+    from bridge.settings import LoadedConfig
+
+    (tmp_path / "desk").mkdir()
+    (tmp_path / "none").mkdir()
+    (tmp_path / "desk" / "t.jsonl").write_text(json.dumps(
+        {"kind": "ticket", "id": "T-1", "updated_at": "2026-11-02T09:00:00Z", "subject": "s",
+         "tags": ["bug/sev1"]}) + "\n")
+    config = Config(
+        connectors={"desk": {"plugin": "files", "path": str(tmp_path / "desk"), "kinds": ["ticket"],
+                             "out_path": str(tmp_path / "desk.out.jsonl")},
+                    "other": {"plugin": "files", "path": str(tmp_path / "none"), "kinds": ["ticket"],
+                              "out_path": str(tmp_path / "other.out.jsonl")}},
+        fields={"severity": {"type": "select", "kind": "ticket", "options": ["Sev-1", "Sev-2"],
+                             "owner": "bridge", "sync_to": ["desk", "other"]}},
+        tags=[{"match": "bug/sev1", "set": {"severity": "Sev-1"}}],
+    )
+    app = App(LoadedConfig(config, tmp_path / "bridge.toml", {}), database=f"sqlite:///{tmp_path / 'b.db'}")
+    try:
+        syncer = Syncer(app.config, app.store, app.connector, app.host)
+        report = syncer.sync()
+        assert report.problems == []
+        assert [i.fields for i in app.store.pending()] == []  # all pushed
+        assert json.loads((tmp_path / "desk.out.jsonl").read_text())["fields"] == {"severity": "Sev-1"}
+        assert not (tmp_path / "other.out.jsonl").exists()  # the ticket lives in desk: no copy elsewhere
+    finally:
+        app.close()

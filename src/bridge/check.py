@@ -260,7 +260,8 @@ def _unmapped_effects(cfg: Config, settings: Any) -> list[str]:
     made = {
         "escalation": "escalate" in verbs or any(p.escalate for p in cfg.sla),
         "follow_up": cfg.follow_up is not None,
-        "review": True,  # (a classification not confident enough goes to review)
+        # (a classification not confident enough goes to review: only where keywords classify)
+        "review": "review" in verbs or bool(cfg.classify.keywords),
         "notify": "notify" in verbs or bool(cfg.agents) or bool(cfg.teams),  # (the volume trigger's check-in)
         "tags": "add_tags" in verbs or "remove_tags" in verbs,
         "sla": bool(cfg.sla),
@@ -347,12 +348,13 @@ def _check_connectors(loaded: LoadedConfig, host: PluginHost | None, sink: _Sink
             if isinstance(settings, FilesSettings) and not Path(settings.path).exists():
                 # a warning: the folder may exist only where the daemon runs (or be made before it does)
                 warn(("connectors", name, "path"), missing_path(Path(settings.path)))
-            unwritable = _unwritable_statuses(cfg, settings) if "ticket" in table.kinds else []
+            helpdesk = "ticket" in table.kinds and table.enabled  # (a system switched off is told nothing)
+            unwritable = _unwritable_statuses(cfg, settings) if helpdesk else []
             if unwritable:
                 warn(("connectors", name, "statuses"),
                      f"no {table.plugin} status is mapped to {', '.join(map(repr, unwritable))}, which the "
                      f"rules write (a rule's set, auto-close): each such write is refused to the dead letter")
-            unmapped = _unmapped_effects(cfg, settings) if "ticket" in table.kinds else []
+            unmapped = _unmapped_effects(cfg, settings) if helpdesk else []
             if unmapped:
                 key = "effect_properties" if hasattr(settings, "effect_properties") else "effect_fields"
                 warn(("connectors", name, key),

@@ -395,16 +395,17 @@ def cmd_topics(args: argparse.Namespace) -> int:
         app = _app(args)
         config = app.config
         tickets = []
-        issues: dict[str, str] = {}
+        issues: dict[str, str] | None = None
         try:
             if app.has_store:  # (a fresh config's store is empty: not created by looking into it)
                 with app.store.session() as tx:
                     firsts = tx.first_changes("ticket")
                     tickets = [(created_at(r, firsts[r.id].change.at), r) for r in tx.records("ticket")
                                if r.id in firsts]
-                    tracker = config.topics.tracker or ""
-                    issues = {str(r.attrs.get("topic")): r.links[tracker] for r in tx.records(TOPIC_KIND)
-                              if tracker in r.links}
+                    tracker = config.topics.tracker
+                    if tracker:
+                        issues = {str(r.attrs.get("topic")): r.links[tracker] for r in tx.records(TOPIC_KIND)
+                                  if tracker in r.links}
         finally:
             app.close()
         watch, spikes = from_tickets(config, tickets)

@@ -79,6 +79,10 @@ class PushResult:
     retriable: bool = False
     response: Any = None  # the vendor's answer for this record, kept in the audit log
     retry_after: float | None = None  # a retriable failure: the vendor's wait (Retry-After), if it named one
+    # not sent, and no failure: the system does not hold this record and the write gives it nothing to find or
+    # make it by (no id, no upsert key): audited as skipped, not dead-lettered (a later write that carries
+    # one is sent)
+    skipped: bool = False
 
 
 Group = list[tuple[int, Write]]  # one call's writes, each with its place in the pushed batch

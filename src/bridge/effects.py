@@ -105,14 +105,18 @@ def is_event(fields: Mapping[str, Any], declared: Collection[str] = ()) -> bool:
     return bool(fields) and all(k in EVENT_FIELDS and k not in declared for k in fields)
 
 
-def _check_in(detail: Mapping[str, Any]) -> dict[str, Any]:
+def _check_in(detail: Mapping[str, Any], ticket: Record) -> dict[str, Any]:
     """A volume spike's check-in task, told to its recipient as a note (it is about the account, not an
-    escalation of the ticket it came with); with nobody to tell, nothing: the decision is in the audit log."""
+    escalation of the ticket it came with); with nobody to tell, nothing: the decision is in the audit log.
+    The account is named as people know it (its name, else its domain, from the ticket's CRM context)."""
     to = detail.get("to")
     if not to:
         return {}
     usual = detail.get("usual")
-    message = (f"Check in with account {detail.get('account')}: {detail.get('count')} new tickets in the "
+    context = ticket.attrs.get("account")
+    known = context if isinstance(context, dict) else {}
+    named = known.get("name") or known.get("domain") or detail.get("account")
+    message = (f"Check in with account {named}: {detail.get('count')} new tickets in the "
                f"last 7 days, against {usual} a week usually; due {detail.get('due')}")
     return {"notify": {"to": to, "message": message, "reason": "volume", "account": detail.get("account"),
                        "due": detail.get("due")}}
@@ -126,7 +130,7 @@ def effect_fields(config: Config, system: str, record: Record, decision: Decisio
             return {"assignee": d.get("to")}
         case "escalate":
             if d.get("reason") == "volume":
-                return _check_in(d)
+                return _check_in(d, record)
             return {"escalation": d.get("to")}
         case "auto_close":
             return {"status": "closed"}

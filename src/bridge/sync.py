@@ -636,8 +636,13 @@ class Syncer:
         if completed:
             self.store.complete(completed, now)
             report.pushed += len(done)
+        skipped = [(p, r) for p, r in paired if r is not None and not r.ok and r.skipped]
+        if skipped:
+            self._skipped(skipped, report)
         paused: PushResult | None = None
         for p, got in paired:
+            if got is not None and not got.ok and got.skipped:
+                continue
             if got is None:
                 self._failed(
                     [p], f"{system}: the connector returned no result for this write", report, final=False
@@ -673,16 +678,7 @@ class Syncer:
                 plan.append((p, retry_at))
                 w = p.write
                 if dead:
-                    # the value will not land: the next change of the field queues it again
-                    for rname, value in w.fields.items():
-                        if rname not in p.names:
-                            if rname in SHADOWED_ATTRS:
-                                attr_shadow(tx, w.record_id, w.system, rname, value, now, "dropped")
-                            continue
-                        name = p.names[rname]
-                        shadow = Shadow.load(tx.shadow(w.record_id, name, w.system))
-                        shadow.withdraw(self.types[name], value)
-                        tx.set_shadow(w.record_id, name, w.system, shadow.dump(), now)
+                    self._withdraw(tx, p, now)
                 tx.audit(
                     at=now,
                     run=self.run_id,
@@ -708,6 +704,37 @@ class Syncer:
                 log.warning("write to %s record %s is dead: %s", p.write.system, p.write.record_id, error)
             else:
                 report.failed += 1
+
+    def _withdraw(self, tx: Tx, p: _Pending, now: datetime) -> None:
+        """The values of a write that will not land: the next change of the field queues it again."""
+        w = p.write
+        for rname, value in w.fields.items():
+            if rname not in p.names:
+                if rname in SHADOWED_ATTRS:
+                    attr_shadow(tx, w.record_id, w.system, rname, value, now, "dropped")
+                continue
+            name = p.names[rname]
+            shadow = Shadow.load(tx.shadow(w.record_id, name, w.system))
+            shadow.withdraw(self.types[name], value)
+            tx.set_shadow(w.record_id, name, w.system, shadow.dump(), now)
+
+    def _skipped(self, done: list[tuple[_Pending, PushResult]], report: SyncReport) -> None:
+        """Writes a system could not take for a record it does not hold (:attr:`PushResult.skipped`)."""
+        now = self.clock()
+        completed: list[tuple[int, str | None, Any]] = []
+        with self.store.session() as tx:
+            for p, r in done:
+                w = p.write
+                self._withdraw(tx, p, now)
+                reason = r.error or f"{w.system} does not hold this record"
+                tx.audit(at=now, run=self.run_id, record_id=w.record_id, field=None, before=None,
+                         after=w.fields, origin=BRIDGE, rule=f"not sent to {w.system}: {reason}",
+                         kind="write")
+                completed.extend((i.id, None, {"skipped": reason}) for i in p.items)
+        self.store.complete(completed, now)
+        report.skipped += len(done)
+        for p, r in done:
+            log.info("write to %s record %s skipped: %s", p.write.system, p.write.record_id, r.error)
 
     def _hold_after_failure(self, batch: list[_Pending], report: SyncReport) -> list[_Pending]:
         """Keep back the writes of a record whose earlier write failed in this pass (they stay in order)."""

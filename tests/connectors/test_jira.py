@@ -267,7 +267,7 @@ def test_an_endpoint_the_site_lacks_stops_the_system_and_refuses_no_product_tick
 
 
 def test_labels_and_project_keys_jira_would_refuse_are_config_errors() -> None:
-    with pytest.raises(ValueError, match="labels"):
+    with pytest.raises(ValueError, match="a Jira label takes no spaces"):
         JiraSettings(plugin="jira", base_url="https://x.example", project="P", labels=["support topic"])
     with pytest.raises(ValueError, match="project"):
         JiraSettings(plugin="jira", base_url="https://x.example", project='P" OR project = "Q')

@@ -548,9 +548,10 @@ def test_an_account_without_a_pylon_id_is_found_by_domain_or_created_never_dupli
 
     assert [(r.ok, r.external_id) for r in results] == [
         (True, "acc_new1"), (True, "acc_1"), (False, None), (False, None), (False, None)]
+    assert [r.skipped for r in results[2:]] == [True, False, False]  # (a3: nothing to find it by)
     assert [r.error for r in results[2:]] == [
         "pylon account a3: no Pylon id and no domain to find the account by (a create without one could make "
-        "a duplicate)",
+        "a duplicate): declare a domain field synced to pylon to have it made",
         "pylon account a4: 2 Pylon accounts have the domain 'globex.example' (ids acc_2b, acc_2); merge them "
         "or link the record to one",
         "pylon account a5: no Pylon account has the domain 'nobody.example', and Pylon needs a name to "

@@ -247,3 +247,23 @@ def test_the_topics_job_files_once_and_follows_a_refiled_issue_on_postgresql(
     daemon.store.close()
 
 
+
+
+def test_bridge_topics_says_a_spike_the_daemon_has_not_filed_yet_is_not_in_the_tracker() -> None:
+    from bridge.model import Record
+    from bridge.rules.topics import format_topics, topics_report
+
+    config = Config(connectors={"jira": {"plugin": "jira", "base_url": "https://x.example", "project": "P"}},
+                    topics={"tracker": "jira", "min_count": 3, "rules": [{"window": "1d", "ratio": 2.0}]})
+    times = [T0 - timedelta(days=3)] + [T0 + timedelta(minutes=n) for n in range(3)]
+    tickets = [(at, Record(f"t{n}", "ticket", tags=["bug/login"])) for n, at in enumerate(times)]
+    watch, spikes = from_tickets(config, tickets)
+    at = T0 + timedelta(hours=1)
+    pending = topics_report(config, watch, spikes, at, {})
+    [topic] = pending["topics"]  # type: ignore[misc]
+    assert topic["product_ticket"]["issue"] is None
+    assert "spiked 2026-11-02T09:02:00Z, 1 spike, hot; not filed in jira yet" in format_topics(pending)
+    filed = format_topics(topics_report(config, watch, spikes, at, {"bug/login": "PROD-7"}))
+    assert "product ticket filed 2026-11-02T09:02:00Z, 1 spike, hot, jira PROD-7" in filed
+    replayed = format_topics(topics_report(config, watch, spikes, at))  # (a replay: no tracker to ask)
+    assert "product ticket filed 2026-11-02T09:02:00Z, 1 spike, hot" in replayed

@@ -523,6 +523,7 @@ class HubSpotConnector(Connector):
                     f"{self.system} record {w.record_id}: no HubSpot id and no "
                     f"{id_property or 'id_property'} value to upsert on",
                     False,
+                    skipped=True,  # (HubSpot does not hold it, and nothing says how to make it there)
                 )
         batch = self._api("batch_api")
 

@@ -27,11 +27,11 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
 import requests
 from jira import JIRA
-from pydantic import Field, SecretStr, StringConstraints
+from pydantic import Field, SecretStr, field_validator
 
 from bridge.connector import Connector, ConnectorContext, PushResult, RateLimit
 from bridge.effects import PRODUCT_TICKET
@@ -66,8 +66,17 @@ class JiraSettings(PolicySettings):
     # the key (or id) of the project product tickets are filed in
     project: str = Field(pattern=r"^([A-Za-z][A-Za-z0-9_]*|[0-9]+)$")
     issue_type: str = "Task"
-    labels: list[Annotated[str, StringConstraints(pattern=r"^\S{1,255}$")]] = Field(default_factory=list)
+    labels: list[str] = Field(default_factory=list)
     rest_api_version: str = Field(default="3", pattern="^[23]$")
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: list[str]) -> list[str]:
+        bad = [label for label in value if not re.fullmatch(r"\S{1,255}", label)]
+        if bad:
+            raise ValueError(f"{', '.join(map(repr, bad))}: a Jira label takes no spaces (and 1 to 255 "
+                             "characters)")
+        return value
     rate_per_second: float = 5.0
 
 

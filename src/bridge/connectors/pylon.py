@@ -61,7 +61,7 @@ contact without a Pylon id is created only when it can be found first: by its do
 /accounts/search``, domains contains) or email (``POST /contacts/search``, equals); one match is updated,
 several refuse the write naming them, none is created with ``POST /accounts`` / ``POST /contacts`` (which
 need a ``name``; a create Pylon answers with ``exists_id``, a duplicate, updates that one). A write that has
-nothing to match on is refused naming the record: a blind create could duplicate.
+nothing to match on is not sent (skipped and audited, not a dead letter): a blind create could duplicate.
 
 Effects the rules tell a helpdesk (escalation, follow_up, review, notify, sla) have no Pylon field:
 ``effect_fields`` names, per effect, an issue custom field slug that receives its text (as HubSpot's
@@ -191,6 +191,10 @@ class PylonSettings(PolicySettings):
 
 class _Refused(Exception):
     """Why one write cannot be sent (refused before any call)."""
+
+
+class _Unheld(_Refused):
+    """A record Pylon does not hold, with nothing to find or make it by: not sent (skipped), not a failure."""
 
 
 class _Stale(_Refused):
@@ -738,7 +742,8 @@ class PylonConnector(Connector):
                 results.append(result)
             except _Refused as exc:
                 results.append(PushResult(w.record_id, False, w.external_id,
-                                          f"{self.system} {kind} {w.record_id}: {exc}", False))
+                                          f"{self.system} {kind} {w.record_id}: {exc}", False,
+                                          skipped=isinstance(exc, _Unheld)))
             except SkippableRecordError as exc:
                 results.append(PushResult(w.record_id, False, w.external_id, str(exc), False))
             except (RetriableConnectorError, FatalConnectorError, ConnectorAuthError) as exc:
@@ -876,8 +881,8 @@ class PylonConnector(Connector):
             key, term = "email", body.get("email")
             flt = {"field": "email", "operator": "equals", "value": term}
         if not term:
-            raise _Refused(f"no Pylon id and no {key} to find the {obj} by (a create without one could make "
-                           f"a duplicate)")
+            raise _Unheld(f"no Pylon id and no {key} to find the {obj} by (a create without one could make "
+                          f"a duplicate): declare a {key} field synced to {self.system} to have it made")
         answer = self.request("POST", f"{PATHS[kind]}/search", record=w.record_id,
                               json={"filter": flt, "limit": SEARCH_LIMIT})
         ids = list(dict.fromkeys(str(r["id"]) for r in answer.get("data") or []

@@ -441,6 +441,7 @@ class SalesforceConnector(Connector):
                     f"{self.system} record {w.record_id}: no Salesforce id and no "
                     f"external_id_field.{kind} to upsert on",
                     False,
+                    skipped=True,  # (Salesforce does not hold it, and nothing says how to make it there)
                 )
 
         def update(group: Group) -> dict[int, PushResult]:

@@ -263,16 +263,17 @@ def topics_report(config: Config, watch: TopicWatch, spikes: list[dict[str, obje
     its volume per rule window, whether its product ticket was filed (``issues``: topic -> the product ticket
     the daemon filed in the tracker), and the spikes (``product_ticket`` decisions) in time order."""
     topics: list[dict[str, object]] = []
-    issues = issues or {}
+    known = issues or {}
     for name, per in watch.volumes(at) if at is not None else []:
         t = watch.topics[name]
-        if t.filed is None and name not in issues and not any(c or p for c, p in per.values()):
+        if t.filed is None and name not in known and not any(c or p for c, p in per.values()):
             continue  # a topic of the past: nothing in its windows, no product ticket
         filed: dict[str, object] | None = None
         if t.filed is not None:
             filed = {"filed": format_time(t.filed), "spikes": t.spikes, "hot": t.hot}
-        if name in issues:
-            filed = {**(filed or {}), "issue": issues[name]}
+        if issues is not None and (filed is not None or name in known):
+            # (the store's view: whether the daemon has filed it in the tracker yet, and as what)
+            filed = {**(filed or {}), "issue": known.get(name)}
         topics.append({
             "topic": name,
             "windows": {label: {"count": c, "previous": p} for label, (c, p) in per.items()},
@@ -306,9 +307,12 @@ def format_topics(report: dict[str, object]) -> str:
         filed = t["product_ticket"]
         state = ""
         if filed is not None and "filed" in filed:
-            state = (f"  product ticket filed {filed['filed']}, {filed['spikes']} spike"
-                     f"{'s' * (filed['spikes'] != 1)}{', hot' if filed['hot'] else ''}")
-        if filed is not None and "issue" in filed:
+            count = f"{filed['spikes']} spike{'s' * (filed['spikes'] != 1)}{', hot' if filed['hot'] else ''}"
+            if "issue" in filed and filed["issue"] is None:
+                state = f"  spiked {filed['filed']}, {count}; not filed in {report['tracker']} yet"
+            else:
+                state = f"  product ticket filed {filed['filed']}, {count}"
+        if filed is not None and filed.get("issue") is not None:
             state += f"{',' if state else '  product ticket'} {report['tracker']} {filed['issue']}"
         lines.append(f"  {str(t['topic']).ljust(width)}  {windows}{state}")
     spikes = report["spikes"]
