@@ -608,3 +608,33 @@ def test_a_connector_table_without_base_url_takes_the_plugins_own(tmp_path: Path
     assert linear.settings.base_url == "https://api.linear.app" and linear.settings.timeout == 7
     assert crm.settings.kinds == ["account", "contact"] and linear.settings.kinds == ["topic"]
     app.close()
+
+
+def test_a_crm_without_an_upsert_key_for_a_kind_synced_to_it_is_warned_of(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HS_TOKEN", "pat-na1-0000")
+    text = """\
+[connectors.hubspot]
+plugin = "hubspot"
+token_env = "HS_TOKEN"
+kinds = ["account", "ticket"]
+id_property = { ticket = "bridge_id" }
+
+[connectors.desk]
+plugin = "files"
+path = "."
+
+[fields.arr]
+type = "number"
+kind = "account"
+owner = "desk"
+sync_to = ["hubspot"]
+"""
+    report = check(tmp_path, text)
+    assert [w.split("connectors.hubspot.id_property: warning: ")[1] for w in report.warnings
+            if "id_property" in w] == [
+        "no id_property for account: a record of it that hubspot does not hold yet gets none of the "
+        "fields synced to it (each write is skipped), until id_property names the unique field to find or "
+        "make it by"]
+    keyed = check(tmp_path, text.replace('{ ticket = "bridge_id" }', '{ account = "domain" }'))
+    assert [w for w in keyed.warnings if "id_property" in w] == []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator
 from datetime import timedelta
@@ -15,7 +14,6 @@ import sqlalchemy as sa
 from bridge.connector import PushResult
 from bridge.errors import ConnectorAuthError, RetriableConnectorError, SkippableRecordError
 from bridge.pipeline import Pipeline
-from bridge.settings import Config
 from bridge.store import Store, Tx
 from bridge.sync import Backoff, Syncer, SyncReport
 from sync_support import Clock, World, make_config, open_store, refuse_error
@@ -455,32 +453,25 @@ def test_a_write_the_system_cannot_make_the_record_for_is_skipped_not_dead(store
     assert rig.syncer.sync().pushed == 1
 
 
-def test_a_ticket_one_helpdesk_holds_is_not_copied_to_another_that_receives_the_field(
-        tmp_path: Path) -> None:
-    from bridge.app import App
-    from bridge.settings import LoadedConfig
+def test_every_value_of_a_skipped_merged_write_is_taken_back_not_only_the_last(store: Store) -> None:
+    rig = Rig(store)
+    [ext] = rig.records(1)
+    original = rig.b.push
 
-    (tmp_path / "desk").mkdir()
-    (tmp_path / "none").mkdir()
-    (tmp_path / "desk" / "t.jsonl").write_text(json.dumps(
-        {"kind": "ticket", "id": "T-1", "updated_at": "2026-11-02T09:00:00Z", "subject": "s",
-         "tags": ["bug/sev1"]}) + "\n")
-    config = Config(
-        connectors={"desk": {"plugin": "files", "path": str(tmp_path / "desk"), "kinds": ["ticket"],
-                             "out_path": str(tmp_path / "desk.out.jsonl")},
-                    "other": {"plugin": "files", "path": str(tmp_path / "none"), "kinds": ["ticket"],
-                              "out_path": str(tmp_path / "other.out.jsonl")}},
-        fields={"severity": {"type": "select", "kind": "ticket", "options": ["Sev-1", "Sev-2"],
-                             "owner": "bridge", "sync_to": ["desk", "other"]}},
-        tags=[{"match": "bug/sev1", "set": {"severity": "Sev-1"}}],
-    )
-    app = App(LoadedConfig(config, tmp_path / "bridge.toml", {}), database=f"sqlite:///{tmp_path / 'b.db'}")
-    try:
-        syncer = Syncer(app.config, app.store, app.connector, app.host)
-        report = syncer.sync()
-        assert report.problems == []
-        assert [i.fields for i in app.store.pending()] == []  # all pushed
-        assert json.loads((tmp_path / "desk.out.jsonl").read_text())["fields"] == {"severity": "Sev-1"}
-        assert not (tmp_path / "other.out.jsonl").exists()  # the ticket lives in desk: no copy elsewhere
-    finally:
-        app.close()
+    def push(kind: str, writes: list[Any]) -> list[PushResult]:
+        return [PushResult(w.record_id, False, None, "no id to upsert on", skipped=True) for w in writes]
+
+    rig.b.push = push
+    rig.syncer.sync()
+    for tier in ("gold", "silver"):  # two changes pulled before one push: two rows, merged into one write
+        rig.a.edit(ext, tier=tier)
+        rig.later(minutes=1)
+        rig.syncer.pull("a", SyncReport())
+    report = SyncReport()
+    rig.syncer.push("b", report)
+    assert report.skipped == 1 and store.pending("b") == [] and store.dead_letters() == []
+    rig.b.push = original
+    rig.a.edit(ext, tier="gold")  # back to the first skipped value: it was never sent, so it is sent now
+    rig.later(minutes=1)
+    assert rig.syncer.sync().pushed == 1
+    assert any(h.fields.get("tier") == "gold" for h in rig.b.records.values())

@@ -269,6 +269,18 @@ def _unmapped_effects(cfg: Config, settings: Any) -> list[str]:
     return [effect for effect, yes in made.items() if yes and effect not in mapped]
 
 
+def _keyless_kinds(cfg: Config, system: str, settings: Any) -> list[str]:
+    """The kinds a field is synced to ``system`` for whose connector upserts on a key it names per kind
+    (HubSpot's ``id_property``, Salesforce's ``external_id_field``) and names none: a record the system does
+    not hold cannot be made there, and its writes are skipped."""
+    keys = getattr(settings, "id_property", getattr(settings, "external_id_field", None))
+    if not isinstance(keys, dict):
+        return []
+    synced = {f.kind for f in cfg.fields.values() if system in f.sync_to}
+    carried = set(cfg.connectors[system].kinds)
+    return sorted(k for k in synced & carried if k not in keys)
+
+
 def _check_connectors(loaded: LoadedConfig, host: PluginHost | None, sink: _Sink) -> None:
     err, warn = sink.err, sink.warn
     cfg = loaded.config
@@ -361,6 +373,14 @@ def _check_connectors(loaded: LoadedConfig, host: PluginHost | None, sink: _Sink
                      f"the {table.plugin} tickets have no property for {', '.join(unmapped)}, which the "
                      f"rules tell the helpdesk: each is refused to the dead letter (tags: left out of their "
                      f"write) until {key} names a ticket field for it")
+            keyless = _keyless_kinds(cfg, name, settings) if table.enabled else []
+            if keyless:
+                key = "id_property" if hasattr(settings, "id_property") else "external_id_field"
+                which = "these kinds" if len(keyless) > 1 else "it"
+                warn(("connectors", name, key),
+                     f"no {key} for {', '.join(keyless)}: a record of {which} that {name} does not hold yet "
+                     f"gets none of the fields synced to it (each write is skipped), until {key} names the "
+                     f"unique field to find or make it by")
         if "topic" in table.kinds and name != cfg.topics.tracker:
             warn(("connectors", name), f"{name!r} carries topics but is not the [topics] tracker: it files "
                                        f"no product ticket (set [topics] tracker = \"{name}\")")

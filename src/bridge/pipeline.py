@@ -1041,13 +1041,6 @@ class Pipeline:
         deleted = record.attrs.get("deleted_in")
         if isinstance(deleted, dict) and system in deleted:
             return f"the record was deleted in {system}"
-        if record.kind == "ticket" and system not in record.links:
-            # a ticket lives in one helpdesk: a second one that carries tickets is not sent a copy of it (a
-            # ticket from a channel that takes no writes, a web form, is: that is where it is filed)
-            homes = sorted(s for s in record.links if s in self.writable and s in self.config.connectors
-                           and "ticket" in self.config.connectors[s].kinds)
-            if homes:
-                return f"the ticket lives in {', '.join(homes)}"
         return None
 
     def _outbox(

@@ -706,17 +706,21 @@ class Syncer:
                 report.failed += 1
 
     def _withdraw(self, tx: Tx, p: _Pending, now: datetime) -> None:
-        """The values of a write that will not land: the next change of the field queues it again."""
+        """The values of a write that will not land, each row's (a merged write carries only the last of a
+        field's): the next change of the field queues it again, none is taken for held there."""
         w = p.write
-        for rname, value in w.fields.items():
-            if rname not in p.names:
-                if rname in SHADOWED_ATTRS:
-                    attr_shadow(tx, w.record_id, w.system, rname, value, now, "dropped")
-                continue
-            name = p.names[rname]
-            shadow = Shadow.load(tx.shadow(w.record_id, name, w.system))
-            shadow.withdraw(self.types[name], value)
-            tx.set_shadow(w.record_id, name, w.system, shadow.dump(), now)
+        for fields in [item.fields for item in p.items] + [w.fields]:
+            for rname, value in fields.items():
+                if rname not in w.fields:
+                    continue  # (left out of the write when it was made: judged then)
+                if rname not in p.names:
+                    if rname in SHADOWED_ATTRS:
+                        attr_shadow(tx, w.record_id, w.system, rname, value, now, "dropped")
+                    continue
+                name = p.names[rname]
+                shadow = Shadow.load(tx.shadow(w.record_id, name, w.system))
+                shadow.withdraw(self.types[name], value)
+                tx.set_shadow(w.record_id, name, w.system, shadow.dump(), now)
 
     def _skipped(self, done: list[tuple[_Pending, PushResult]], report: SyncReport) -> None:
         """Writes a system could not take for a record it does not hold (:attr:`PushResult.skipped`)."""

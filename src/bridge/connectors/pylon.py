@@ -858,7 +858,7 @@ class PylonConnector(Connector):
         answer: dict[str, Any] = {}
         if target is None:
             if kind == "ticket":
-                raise _Refused("bridge does not create Pylon issues: this ticket has no Pylon id")
+                raise _Unheld("bridge does not create Pylon issues: this ticket has no Pylon id")
             target, answer = self._find_or_create(kind, w, fields)
         else:
             body = self._body(kind, fields)
