@@ -736,7 +736,7 @@ class Syncer:
                          kind="write")
                 completed.extend((i.id, None, {"skipped": reason}) for i in p.items)
         self.store.complete(completed, now)
-        report.skipped += len(done)
+        report.skipped += sum(len(p.items) for p, _r in done)  # (rows, as the other skips count them)
         for p, r in done:
             log.info("write to %s record %s skipped: %s", p.write.system, p.write.record_id, r.error)
 
