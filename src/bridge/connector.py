@@ -83,6 +83,9 @@ class PushResult:
     # make it by (no id, no upsert key): audited as skipped, not dead-lettered (a later write that carries
     # one is sent)
     skipped: bool = False
+    # the record was gone from the system (deleted there) and the push made it anew: the core moves the
+    # record's link to ``external_id``
+    refiled: bool = False
 
 
 Group = list[tuple[int, Write]]  # one call's writes, each with its place in the pushed batch

@@ -40,7 +40,7 @@ from bridge.errors import (
 )
 from bridge.errors import RetriableConnectorError as Retriable
 from bridge.fields import FieldType, equal
-from bridge.model import BRIDGE, TOPIC_KIND, Change, Record, Write, utcnow
+from bridge.model import BRIDGE, Change, Record, Write, utcnow
 from bridge.ownership import ATTR_TYPE, SHADOWED_ATTRS, Shadow, attr_value
 from bridge.pipeline import Conflict, Outcome, Pipeline, PlannedWrite
 from bridge.plugins import PluginHost
@@ -601,14 +601,15 @@ class Syncer:
                 ):
                     tx.link(w.record_id, system, w.kind, r.external_id)
                 elif (
-                    w.kind == TOPIC_KIND
+                    r.refiled
                     and r.external_id
                     and w.external_id
                     and r.external_id != w.external_id
                     and tx.links_of(w.record_id).get(system) == w.external_id
                     and tx.record_id_for(system, w.kind, r.external_id) is None
                 ):
-                    # a product ticket deleted in the tracker was filed anew: the topic follows it
+                    # a record deleted in the system was made anew there (a tracker's product ticket): the
+                    # record follows it
                     tx.relink(w.record_id, system, w.kind, r.external_id)
                 for rname, value in w.fields.items():
                     if rname not in p.names:

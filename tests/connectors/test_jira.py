@@ -292,6 +292,7 @@ def test_a_deleted_issue_is_filed_again_and_its_answer_names_the_one_it_replaces
     (result,) = connector(httpserver.url_for(""), extra).push("topic", [spike_write(external="PROD-99")])
     assert result.ok and result.external_id == "PROD-1"
     assert result.response == {"key": "PROD-1", "action": "created", "replaces": "PROD-99"}
+    assert result.refiled  # (the core moves the topic's link to it)
     assert "issue PROD-99 of topic billing/refund is gone" in caplog.text
 
 

@@ -384,6 +384,7 @@ def test_a_deleted_product_ticket_is_filed_again_under_an_id_fixed_by_the_one_it
 
     again = stable_uuid(f"bridge:linear:{TEAM}:{TOPIC}:after:{issue_id}")
     assert result.ok and result.external_id == again and result.response["done"] == "created"
+    assert result.refiled  # (the core moves the topic's link to it)
     assert fake.ops() == ["BridgeIssue", "BridgeIssue", "BridgeIssueCreate"]
     assert fake.issues[again]["title"] == f"Recurring support topic: {TOPIC}"
     # the same write retried (its answer lost): the new issue is found, not filed twice

@@ -235,7 +235,7 @@ class JiraConnector(Connector):
                         comment = self._comment(key, payload, write)
                         return PushResult(write.record_id, True, key, response={
                             "key": key, "action": "commented", "comment": comment,
-                            "replaces": write.external_id})
+                            "replaces": write.external_id}, refiled=True)
             key = self._create(payload, write.record_id)
             # (a spike's write prepared before this one landed finds it here, not by a search Jira's index
             # may not show it to for a while)
@@ -243,7 +243,7 @@ class JiraConnector(Connector):
             answer = {"key": key, "action": "created"}
             if write.external_id:
                 answer["replaces"] = write.external_id
-            return PushResult(write.record_id, True, key, response=answer)
+            return PushResult(write.record_id, True, key, response=answer, refiled=bool(write.external_id))
         except SkippableRecordError as exc:
             return PushResult(write.record_id, False, write.external_id, str(exc))
 

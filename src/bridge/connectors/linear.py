@@ -272,7 +272,9 @@ class LinearConnector(Connector):
             # it replaces (a retry finds it), and the core links the topic to it
             log.warning("%s: issue %s of topic %s is gone from Linear: filing it again", self.system,
                         w.external_id, topic)
-            return self._file(w, self.issue_id(topic, after=w.external_id), payload, text, comment_id)
+            refiled = self._file(w, self.issue_id(topic, after=w.external_id), payload, text, comment_id)
+            refiled.refiled = refiled.ok
+            return refiled
         return self._file(w, self.issue_id(topic), payload, text, comment_id)
 
     def issue_id(self, topic: str, after: str | None = None) -> str:
